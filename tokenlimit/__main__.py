@@ -1,0 +1,3 @@
+from tokenlimit.cli.main import run
+
+run()

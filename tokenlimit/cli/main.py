@@ -1,0 +1,70 @@
+"""The ``tokenlimit`` command: one Typer app; each command lives in its own module.
+
+Only this package imports typer and rich. Every ``TokenlimitError`` becomes one line on
+stderr and exit status 1; usage errors exit 2 (click's convention); no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from tokenlimit import __version__
+from tokenlimit.errors import TokenlimitError
+
+
+class TokenlimitGroup(TyperGroup):
+    """Turns tokenlimit's own errors into one clear stderr line and exit status 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TokenlimitError as exc:
+            message = " ".join(str(exc).split())
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=TokenlimitGroup,
+    name="tokenlimit",
+    help="Author, test and operate LLM token rate-limiting rules (ASM / Istio).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tokenlimit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Author, test and operate LLM token rate-limiting rules (ASM / Istio)."""
+
+
+def _register() -> None:
+    # Each command module adds itself to ``app``; the order here is the order in --help.
+    from tokenlimit.cli import validate
+
+    validate.register(app)
+
+
+_register()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

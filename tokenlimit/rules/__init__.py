@@ -1,0 +1,30 @@
+"""The rule model: loading ``RATE_LIMIT_CONFIG`` from any source, matching keys, linting.
+
+Pure: no terminal, HTTP or Redis libraries here (a test walks the imports).
+"""
+
+from __future__ import annotations
+
+from tokenlimit.rules.findings import Finding, Severity
+from tokenlimit.rules.lint import lint, require_valid
+from tokenlimit.rules.model import INT_FIELDS, REGEX_FIELD, RULE_FIELDS, Location, Rule
+from tokenlimit.rules.regex import RuleMatcher, compile_go_regex
+from tokenlimit.rules.sources import ENV_VAR, LoadedRules, load_rules, parse_rules_text
+
+__all__ = [
+    "ENV_VAR",
+    "INT_FIELDS",
+    "REGEX_FIELD",
+    "RULE_FIELDS",
+    "Finding",
+    "LoadedRules",
+    "Location",
+    "Rule",
+    "RuleMatcher",
+    "Severity",
+    "compile_go_regex",
+    "lint",
+    "load_rules",
+    "parse_rules_text",
+    "require_valid",
+]

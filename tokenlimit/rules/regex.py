@@ -1,0 +1,64 @@
+"""Go-compatible regular expressions through RE2, and first-match rule lookup.
+
+Go's ``regexp`` is RE2: the same engine tells exactly which patterns the service refuses
+(lookaround, backreferences, possessive quantifiers...) even when Python's ``re`` accepts them.
+The service matches with ``MatchString``: an unanchored search; the first rule in order wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import re2
+
+from tokenlimit.rules.model import Rule
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # RE2 would otherwise print every refused pattern to stderr
+
+
+def compile_go_regex(pattern: str) -> Any:
+    """Compile as the service does; ``ValueError`` with RE2's own reason when Go would refuse.
+
+    >>> compile_go_regex("regular-user.*").search("irregular-user") is not None
+    True
+    """
+    try:
+        return re2.compile(pattern, _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ValueError(str(reason)) from exc
+
+
+class RuleMatcher:
+    """Which rule a key hits: the first whose regex matches anywhere in the key.
+
+    Lookups are cached per key (traces repeat keys millions of times).
+    """
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = tuple(rules)
+        self._patterns = [compile_go_regex(rule.regex) for rule in self.rules]
+        self._cache: dict[str, int | None] = {}
+
+    def index_for(self, key: str) -> int | None:
+        """Index of the rule that limits ``key``, or ``None`` when the key is unlimited."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        found = None
+        for index, pattern in enumerate(self._patterns):
+            if pattern.search(key) is not None:
+                found = index
+                break
+        if len(self._cache) < 1_000_000:
+            self._cache[key] = found
+        return found
+
+    def rule_for(self, key: str) -> Rule | None:
+        index = self.index_for(key)
+        return None if index is None else self.rules[index]

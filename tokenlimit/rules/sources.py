@@ -1,0 +1,227 @@
+"""Where rules come from: JSON or YAML files, raw JSON, the environment, stdin, manifests.
+
+Every loader returns ``LoadedRules``; content that cannot be read at all raises a located
+``RuleError``. Kubernetes manifests are searched for ``RATE_LIMIT_CONFIG`` in container env
+(Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, List) or in a ConfigMap,
+and positions inside the embedded JSON are mapped back to the manifest's lines.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import yaml
+
+from tokenlimit.errors import RuleError
+from tokenlimit.rules.decode import decode_rules
+from tokenlimit.rules.findings import Finding, Severity
+from tokenlimit.rules.gojson import Locator, parse_json, text_locator
+from tokenlimit.rules.model import Rule
+from tokenlimit.rules.yamlnodes import parse_yaml_documents, to_node
+
+ENV_VAR = "RATE_LIMIT_CONFIG"
+STDIN = "-"
+_WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod"}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedRules:
+    """Rules as the service would decode them, the decode findings, and where they came from."""
+
+    rules: tuple[Rule, ...]
+    findings: tuple[Finding, ...]
+    origin: str
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity is Severity.ERROR)
+
+
+def load_rules(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    config_json: str | None = None,
+    from_env: bool = False,
+    environ: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+) -> LoadedRules:
+    """Load rules from exactly one source: a path (``-`` for stdin), JSON text, or the env.
+
+    >>> load_rules(config_json='[]').rules
+    ()
+    """
+    chosen = sum(x for x in (source is not None, config_json is not None, from_env))
+    if chosen != 1:
+        raise RuleError("give exactly one rules source: a file (or -), --config-json or "
+                        "--from-env", path="<rules>")
+    if config_json is not None:
+        return parse_rules_text(config_json, "<config-json>", fmt="json")
+    if from_env:
+        env = os.environ if environ is None else environ
+        if ENV_VAR not in env:
+            raise RuleError(f"{ENV_VAR} is not set (the service exits at start-up)",
+                            path=f"<env:{ENV_VAR}>")
+        return parse_rules_text(env[ENV_VAR], f"<env:{ENV_VAR}>", fmt="json")
+    assert source is not None
+    if str(source) == STDIN:
+        stream = sys.stdin if stdin is None else stdin
+        return parse_rules_text(stream.read(), "<stdin>", fmt="auto")
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RuleError("no such file", path=str(path)) from exc
+    except IsADirectoryError as exc:
+        raise RuleError("is a directory, not a rules file", path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"not UTF-8 text (byte {exc.start})", path=str(path)) from exc
+    except OSError as exc:
+        raise RuleError(f"cannot read: {exc.strerror or exc}", path=str(path)) from exc
+    fmt = "json" if path.suffix.lower() == ".json" else "auto"
+    return parse_rules_text(text, str(path), fmt=fmt)
+
+
+def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
+    """Rules from text: ``json`` (Go-strict), ``yaml`` (a list of rules or manifests), or
+    ``auto`` (JSON when the first non-blank character is ``[``, ``{`` or ``n``ull)."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    stripped = text.lstrip()
+    if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
+        decoded = decode_rules(parse_json(text, path), path)
+        return LoadedRules(decoded.rules, decoded.findings, path)
+    return _from_yaml(text, path)
+
+
+def _from_yaml(text: str, path: str) -> LoadedRules:
+    docs = parse_yaml_documents(text, path)
+    if not docs:
+        raise RuleError("the file holds no rules (empty document)", path=path, line=1, column=1)
+    first_node, _ = docs[0]
+    if len(docs) == 1 and first_node.kind != "object":
+        decoded = decode_rules(first_node, path)
+        return LoadedRules(decoded.rules, decoded.findings, path)
+    found = list(_configs_in_manifests([raw for _, raw in docs], text, path))
+    if not found:
+        raise RuleError(f"no {ENV_VAR} found: expected a list of rules, or a Deployment, "
+                        f"StatefulSet, DaemonSet, Pod or ConfigMap that sets {ENV_VAR}",
+                        path=path, line=1, column=1)
+    scalar, where_label = found[0]
+    decoded = decode_rules(parse_json(str(scalar.value), path, _scalar_locator(scalar, text)),
+                           path)
+    findings = list(decoded.findings)
+    for other, label in found[1:]:
+        findings.append(Finding(
+            "TL113", Severity.WARNING,
+            f"{ENV_VAR} is also set in {label}: only the first one ({where_label}) is checked",
+            "Validate each manifest separately, or keep one rule set per file.",
+            None, None, to_node(other, path, 0).location))
+    return LoadedRules(decoded.rules, tuple(findings), path)
+
+
+def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.value == key:
+            return v  # type: ignore[no-any-return]
+    return None
+
+
+def _path(node: yaml.Node | None, *keys: str) -> yaml.Node | None:
+    for key in keys:
+        node = _get(node, key)
+    return node
+
+
+def _seq(node: yaml.Node | None) -> list[yaml.Node]:
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _str(node: yaml.Node | None) -> str | None:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else None
+
+
+def _objects(docs: list[yaml.Node]) -> Iterator[yaml.Node]:
+    for doc in docs:
+        if _str(_get(doc, "kind")) == "List":
+            yield from _objects(_seq(_get(doc, "items")))
+        else:
+            yield doc
+
+
+def _configs_in_manifests(docs: list[yaml.Node], text: str,
+                          path: str) -> Iterator[tuple[yaml.ScalarNode, str]]:
+    objects = list(_objects(docs))
+    config_maps = {
+        _str(_path(obj, "metadata", "name")): obj
+        for obj in objects if _str(_get(obj, "kind")) == "ConfigMap"
+    }
+    for obj in objects:
+        kind = _str(_get(obj, "kind")) or "?"
+        name = _str(_path(obj, "metadata", "name")) or "?"
+        if kind == "ConfigMap":
+            value = _path(obj, "data", ENV_VAR)
+            if isinstance(value, yaml.ScalarNode):
+                yield value, f"ConfigMap/{name}"
+            continue
+        if kind == "CronJob":
+            pod_spec = _path(obj, "spec", "jobTemplate", "spec", "template", "spec")
+        elif kind == "Pod":
+            pod_spec = _get(obj, "spec")
+        elif kind in _WORKLOADS:
+            pod_spec = _path(obj, "spec", "template", "spec")
+        else:
+            continue
+        containers = _seq(_get(pod_spec, "initContainers")) + _seq(_get(pod_spec, "containers"))
+        for container in containers:
+            for env in _seq(_get(container, "env")):
+                if _str(_get(env, "name")) != ENV_VAR:
+                    continue
+                label = f"{kind}/{name} container {_str(_get(container, 'name')) or '?'}"
+                value = _get(env, "value")
+                if isinstance(value, yaml.ScalarNode):
+                    yield value, label
+                    continue
+                ref = _path(env, "valueFrom", "configMapKeyRef")
+                target = config_maps.get(_str(_get(ref, "name")))
+                data = _path(target, "data", _str(_get(ref, "key")) or "")
+                if isinstance(data, yaml.ScalarNode):
+                    yield data, f"{label} via ConfigMap/{_str(_get(ref, 'name'))}"
+
+
+def _scalar_locator(scalar: yaml.ScalarNode, text: str) -> Locator:
+    """Map offsets inside a YAML string's value to lines and columns of the manifest."""
+    start_line, start_col = scalar.start_mark.line, scalar.start_mark.column
+    value = str(scalar.value)
+    if scalar.style == "|":
+        lines = text.splitlines()
+        indent = 0
+        for raw in lines[start_line + 1:]:
+            if raw.strip():
+                indent = len(raw) - len(raw.lstrip(" "))
+                break
+        inner = text_locator(value)
+
+        def locate_block(offset: int) -> tuple[int, int]:
+            line, column = inner(offset)
+            return start_line + 1 + line, indent + column
+
+        return locate_block
+    quote = 1 if scalar.style in ('"', "'") else 0
+    if "\n" not in value and scalar.style != ">":
+
+        def locate_inline(offset: int) -> tuple[int, int]:
+            return start_line + 1, start_col + 1 + quote + offset
+
+        return locate_inline
+
+    def locate_start(offset: int) -> tuple[int, int]:
+        return start_line + 1, start_col + 1
+
+    return locate_start
