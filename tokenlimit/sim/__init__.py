@@ -3,5 +3,16 @@
 from __future__ import annotations
 
 from tokenlimit.sim.asm import AsmKeyspace, AsmLimiter, CheckResult
+from tokenlimit.sim.model import Charge, Decision, Outcome, TraceRequest
+from tokenlimit.sim.oracle import replay_oracle
 
-__all__ = ["AsmKeyspace", "AsmLimiter", "CheckResult"]
+__all__ = [
+    "AsmKeyspace",
+    "AsmLimiter",
+    "Charge",
+    "CheckResult",
+    "Decision",
+    "Outcome",
+    "TraceRequest",
+    "replay_oracle",
+]
