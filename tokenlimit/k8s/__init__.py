@@ -1,0 +1,49 @@
+"""Kubernetes manifests for ASM's LLM token rate limiting: rendering and checking.
+
+Pure: no terminal libraries here. ``render_*`` turn rules and options into objects (dicts);
+``format_manifests`` and ``write_manifests`` turn objects into YAML; ``check_manifests``
+validates a user's files (WasmPlugin against tokenlimit's own schema, core kinds against
+Kubernetes' schemas when ``kubernetes-validate`` is installed, embedded rules with the linter).
+"""
+
+from __future__ import annotations
+
+from tokenlimit.k8s.check import check_manifests, check_texts, wasmplugin_schema
+from tokenlimit.k8s.options import (
+    ServiceOptions,
+    TargetRef,
+    WasmPluginOptions,
+    parse_labels,
+    parse_target_ref,
+    password_from_env,
+)
+from tokenlimit.k8s.render import (
+    Manifest,
+    render_all,
+    render_secret,
+    render_service,
+    render_wasmplugin,
+    rules_config_json,
+)
+from tokenlimit.k8s.yamlio import format_manifests, manifest_filename, write_manifests
+
+__all__ = [
+    "Manifest",
+    "ServiceOptions",
+    "TargetRef",
+    "WasmPluginOptions",
+    "check_manifests",
+    "check_texts",
+    "format_manifests",
+    "manifest_filename",
+    "parse_labels",
+    "parse_target_ref",
+    "password_from_env",
+    "render_all",
+    "render_secret",
+    "render_service",
+    "render_wasmplugin",
+    "rules_config_json",
+    "wasmplugin_schema",
+    "write_manifests",
+]

@@ -1,0 +1,331 @@
+"""Checking manifests before they ship: WasmPlugins, core objects, embedded rules.
+
+``check_manifests(paths)`` returns ``Finding`` values (the linter's type) that name the file,
+line, column and field:
+
+- WasmPlugin: tokenlimit's own schema (``wasmplugin.schema.json``, written for ASM's plug-in:
+  Istio's fields, types and enumerations, and this plug-in's ``pluginConfig``), plus the rules
+  Istio states outside its schema (one of selector / targetRef / targetRefs; URL schemes).
+- Core kinds (Deployment, Service, Secret, ConfigMap...): Kubernetes' own schemas in strict
+  mode (unknown fields are errors) through the optional ``kubernetes-validate`` package, which
+  ships them (no network). Without it, a warning says core kinds were not checked.
+- ``RATE_LIMIT_CONFIG`` in a Deployment or ConfigMap: the rule linter's findings.
+- A WasmPlugin whose ``rateLimitService`` names a Service that the checked files do not define
+  (when they define any Service) or a port that Service does not expose: a warning.
+
+Codes: TL200 YAML, TL201 object shape, TL202 WasmPlugin schema, TL203 unknown pluginConfig
+field (warning), TL204 core schema, TL205 core kinds not checked, TL206 kind not checked (info),
+TL207 service reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from tokenlimit.errors import RuleError
+from tokenlimit.rules import ENV_VAR, Finding, Location, Severity, lint, parse_rules_text
+
+JsonPath = tuple[str | int, ...]
+_constructor = yaml.constructor.SafeConstructor()
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestObject:
+    """One Kubernetes object from a file, with where each of its values and keys stands."""
+
+    data: Any
+    path: str
+    values: dict[JsonPath, tuple[int, int]]
+    keys: dict[JsonPath, tuple[int, int]]
+
+    @property
+    def label(self) -> str:
+        kind = self.data.get("kind", "?") if isinstance(self.data, dict) else "?"
+        meta = self.data.get("metadata") if isinstance(self.data, dict) else None
+        name = meta.get("name", "?") if isinstance(meta, dict) else "?"
+        return f"{kind}/{name}"
+
+    def where(self, at: JsonPath, *, key: bool = False) -> Location:
+        """The position of the value (or key) at ``at``, or of its nearest existing parent."""
+        if key and at in self.keys:
+            line, column = self.keys[at]
+            return Location(self.path, line, column)
+        for cut in range(len(at), -1, -1):
+            if at[:cut] in self.values:
+                line, column = self.values[at[:cut]]
+                return Location(self.path, line, column)
+        return Location(self.path, 1, 1)
+
+
+def field_name(at: JsonPath) -> str:
+    """``("spec", "match", 0, "mode")`` as ``spec.match[0].mode``.
+
+    >>> field_name(("spec", "match", 0, "mode"))
+    'spec.match[0].mode'
+    """
+    out = ""
+    for part in at:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(object)"
+
+
+def read_objects(text: str, path: str) -> list[ManifestObject]:
+    """Every object of a YAML stream (``List`` items expanded), with positions."""
+    try:
+        docs = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise RuleError(f"invalid YAML: {exc.problem or exc.context or 'malformed'}", path=path,
+                        line=mark.line + 1 if mark else None,
+                        column=mark.column + 1 if mark else None) from exc
+    except yaml.YAMLError as exc:
+        raise RuleError(f"invalid YAML: {exc}", path=path) from exc
+    objects: list[ManifestObject] = []
+    for doc in docs:
+        values: dict[JsonPath, tuple[int, int]] = {}
+        keys: dict[JsonPath, tuple[int, int]] = {}
+        try:
+            data = _convert(doc, (), values, keys)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            raise RuleError(f"invalid YAML value: {exc}", path=path,
+                            line=doc.start_mark.line + 1) from exc
+        if isinstance(data, dict) and data.get("kind") == "List" and isinstance(
+                data.get("items"), list):
+            for i, item in enumerate(data["items"]):
+                prefix: JsonPath = ("items", i)
+                objects.append(ManifestObject(
+                    item, path, _rebase(values, prefix), _rebase(keys, prefix)))
+        else:
+            objects.append(ManifestObject(data, path, values, keys))
+    return objects
+
+
+def _rebase(marks: dict[JsonPath, tuple[int, int]], prefix: JsonPath
+            ) -> dict[JsonPath, tuple[int, int]]:
+    n = len(prefix)
+    return {k[n:]: v for k, v in marks.items() if k[:n] == prefix}
+
+
+def _convert(node: yaml.Node, at: JsonPath, values: dict[JsonPath, tuple[int, int]],
+             keys: dict[JsonPath, tuple[int, int]]) -> Any:
+    values[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if len(at) > 100:
+        raise ValueError("nested too deeply")
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(_constructor.construct_object(key_node, deep=True))
+            keys[(*at, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _convert(value_node, (*at, key), values, keys)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*at, i), values, keys) for i, item in enumerate(node.value)]
+    return _constructor.construct_object(node, deep=True)
+
+
+@cache
+def wasmplugin_schema() -> dict[str, Any]:
+    """tokenlimit's WasmPlugin schema (JSON Schema 2020-12), shipped in the package."""
+    text = resources.files("tokenlimit.k8s").joinpath("wasmplugin.schema.json").read_text(
+        encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def check_manifests(paths: Sequence[str], *, kube_version: str | None = None
+                    ) -> list[Finding]:
+    """All findings for the manifests in ``paths`` (``-`` is not read here: give text to
+    ``check_texts``)."""
+    texts: list[tuple[str, str]] = []
+    for name in paths:
+        try:
+            texts.append((Path(name).read_text(encoding="utf-8"), name))
+        except FileNotFoundError as exc:
+            raise RuleError("no such file", path=name) from exc
+        except UnicodeDecodeError as exc:
+            raise RuleError(f"not UTF-8 text (byte {exc.start})", path=name) from exc
+        except OSError as exc:
+            raise RuleError(f"cannot read: {exc.strerror or exc}", path=name) from exc
+    return check_texts(texts, kube_version=kube_version)
+
+
+def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = None
+                ) -> list[Finding]:
+    """Findings for ``(text, path)`` pairs, in file order, then line order."""
+    from tokenlimit.k8s import core
+
+    findings: list[Finding] = []
+    objects: list[ManifestObject] = []
+    for text, path in texts:
+        try:
+            found = read_objects(text, path)
+        except RuleError as exc:
+            findings.append(Finding("TL200", Severity.ERROR, exc.message,
+                                    "Fix the YAML syntax.", None, None,
+                                    Location(path, exc.line or 1, exc.column or 1)))
+            continue
+        objects.extend(found)
+        if ENV_VAR in text:
+            findings.extend(_rule_findings(text, path))
+    core_checker = core.CoreChecker.create(kube_version)
+    for obj in objects:
+        findings.extend(_check_object(obj, core_checker))
+    if core_checker is None and any(not _is_wasmplugin(o.data) for o in objects):
+        findings.append(Finding(
+            "TL205", Severity.WARNING,
+            "core kinds were not checked: the kubernetes-validate package is not installed",
+            "pip install 'tokenlimit[k8s]' to check them against Kubernetes' own schemas.",
+            None, None, None))
+    findings.extend(_service_references(objects))
+    order = {p: i for i, (_, p) in enumerate(texts)}
+    return sorted(findings, key=lambda f: (
+        order.get(f.location.path, -1) if f.location else len(order),
+        f.location.line if f.location else 0, f.location.column if f.location else 0))
+
+
+def _rule_findings(text: str, path: str) -> list[Finding]:
+    try:
+        return lint(parse_rules_text(text, path, fmt="yaml"))
+    except RuleError as exc:
+        return [Finding("TL100", Severity.ERROR, exc.message,
+                        "Fix RATE_LIMIT_CONFIG so the service can decode it.", None, None,
+                        Location(exc.path or path, exc.line or 1, exc.column or 1))]
+
+
+def _is_wasmplugin(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("kind") == "WasmPlugin" and str(
+        data.get("apiVersion", "")).startswith("extensions.istio.io/")
+
+
+def _check_object(obj: ManifestObject, core_checker: Any) -> Iterator[Finding]:
+    data = obj.data
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or not isinstance(
+            data.get("apiVersion"), str):
+        yield Finding("TL201", Severity.ERROR,
+                      "not a Kubernetes object: apiVersion and kind must be strings",
+                      "Each YAML document must be one object with apiVersion, kind and "
+                      "metadata.", None, None, obj.where(()))
+        return
+    if _is_wasmplugin(data):
+        yield from check_wasmplugin(obj)
+    elif core_checker is not None:
+        yield from core_checker.check(obj)
+
+
+def check_wasmplugin(obj: ManifestObject) -> Iterator[Finding]:
+    """Findings of one WasmPlugin against tokenlimit's schema and Istio's extra rules."""
+    validator = jsonschema.Draft202012Validator(wasmplugin_schema())
+    for error in sorted(validator.iter_errors(obj.data), key=lambda e: list(map(str, e.path))):
+        yield from schema_findings(obj, error, "TL202", plugin=True)
+    spec = obj.data.get("spec")
+    if isinstance(spec, dict):
+        chosen = [k for k in ("selector", "targetRef", "targetRefs") if k in spec]
+        if len(chosen) > 1:
+            yield Finding(
+                "TL202", Severity.ERROR,
+                f"{obj.label}: spec: only one of selector, targetRef and targetRefs can be set "
+                f"(found {', '.join(chosen)})",
+                "Keep one way of choosing the workloads.", None, f"spec.{chosen[1]}",
+                obj.where(("spec", chosen[1]), key=True))
+        url = spec.get("url")
+        if isinstance(url, str) and "://" in url and url.split("://")[0] not in (
+                "oci", "http", "https", "file"):
+            yield Finding("TL202", Severity.ERROR,
+                          f"{obj.label}: spec.url: the scheme must be one of oci, http, https, "
+                          "file (or none, meaning an OCI image)",
+                          "Use the image reference from the ASM guide.", None, "spec.url",
+                          obj.where(("spec", "url")))
+
+
+def schema_findings(obj: ManifestObject, error: jsonschema.ValidationError, code: str, *,
+                    plugin: bool = False) -> Iterator[Finding]:
+    """One finding per offending field of a schema error (unknown fields one by one)."""
+    at: JsonPath = tuple(error.absolute_path)
+    instance = error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = set(schema.get("properties", {}))
+        for extra in [k for k in instance if k not in known]:
+            where: JsonPath = (*at, extra)
+            in_config = plugin and at[:2] == ("spec", "pluginConfig")
+            yield Finding(
+                "TL203" if in_config else code,
+                Severity.WARNING if in_config else Severity.ERROR,
+                f"{obj.label}: {field_name(where)}: unknown field"
+                + (" (not a setting of ASM's rate-limit plug-in; it is ignored at best)"
+                   if in_config else ""),
+                _suggest(extra, sorted(known)), None, field_name(where),
+                obj.where(where, key=True))
+        return
+    if error.validator == "required" and isinstance(instance, dict):
+        wanted = error.validator_value if isinstance(error.validator_value, list) else []
+        missing = [k for k in wanted if k not in instance]
+        for name in missing:
+            where = (*at, name)
+            yield Finding(code, Severity.ERROR,
+                          f"{obj.label}: {field_name(where)}: required field is missing",
+                          f"Add {name}.", None, field_name(where), obj.where(at))
+        return
+    message = error.message
+    if len(message) > 200:
+        message = message[:197] + "..."
+    yield Finding(code, Severity.ERROR, f"{obj.label}: {field_name(at)}: {message}",
+                  "See the schema of this kind for the allowed values.", None, field_name(at),
+                  obj.where(at))
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"Did you mean {close[0]!r}?"
+    return f"Known fields here: {', '.join(known)}." if known else "Remove it."
+
+
+def _service_references(objects: Sequence[ManifestObject]) -> Iterator[Finding]:
+    services: dict[str, set[str]] = {}
+    for obj in objects:
+        data = obj.data
+        if isinstance(data, dict) and data.get("kind") == "Service":
+            meta = data.get("metadata") or {}
+            spec = data.get("spec") or {}
+            if not isinstance(meta, dict) or not isinstance(spec, dict):
+                continue
+            fqdn = f"{meta.get('name')}.{meta.get('namespace') or 'default'}.svc.cluster.local"
+            ports = spec.get("ports") or []
+            services[fqdn] = {str(p.get("port")) for p in ports if isinstance(p, dict)}
+    if not services:
+        return
+    for obj in objects:
+        if not _is_wasmplugin(obj.data):
+            continue
+        spec = obj.data.get("spec")
+        config = spec.get("pluginConfig") if isinstance(spec, dict) else None
+        target = config.get("rateLimitService") if isinstance(config, dict) else None
+        if not isinstance(target, dict):
+            continue
+        at: JsonPath = ("spec", "pluginConfig", "rateLimitService")
+        name, port = target.get("service"), target.get("port")
+        if name not in services:
+            yield Finding("TL207", Severity.WARNING,
+                          f"{obj.label}: {field_name((*at, 'service'))}: {name!r} is not a "
+                          "Service defined in the checked files; the plug-in's checks would "
+                          "fail and fail-open would decide every request",
+                          f"Known Services: {', '.join(sorted(services))}.", None,
+                          field_name((*at, "service")), obj.where((*at, "service")))
+        elif str(port) not in services[str(name)]:
+            yield Finding("TL207", Severity.WARNING,
+                          f"{obj.label}: {field_name((*at, 'port'))}: Service {name} exposes "
+                          f"no port {port}",
+                          f"Ports: {', '.join(sorted(map(str, services[str(name)])))}.", None,
+                          field_name((*at, "port")), obj.where((*at, "port")))
