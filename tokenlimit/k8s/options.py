@@ -27,6 +27,7 @@ DEFAULT_HOSTS: tuple[str, ...] = ("dashscope.aliyuncs.com",)
 DEFAULT_KEY_TEMPLATES: tuple[str, ...] = ("{{request.headers.user-type}}",)
 SERVICE_NAME = "asm-llm-token-rate-limit-example"
 SERVICE_PORT = 80
+DEFAULT_SERVICE_FQDN = f"{SERVICE_NAME}.{DEFAULT_NAMESPACE}.svc.cluster.local"
 CONTAINER_PORT = 8080
 # The image of the ASM example service (the one samples/deployment.yaml runs).
 ASM_SERVICE_IMAGE = (
@@ -79,7 +80,7 @@ class WasmPluginOptions:
     fail_strategy: str = "FAIL_OPEN"
     url: str = PLUGIN_URL
     image_pull_policy: str = "IfNotPresent"
-    service_fqdn: str = f"{SERVICE_NAME}.{DEFAULT_NAMESPACE}.svc.cluster.local"
+    service_fqdn: str = DEFAULT_SERVICE_FQDN
     service_port: int = SERVICE_PORT
 
     def __post_init__(self) -> None:

@@ -1,0 +1,306 @@
+"""``tokenlimit render``: manifests for kubectl (wasmplugin, service, all) and ``check``.
+
+``tokenlimit render --check FILE...`` is the same as ``tokenlimit render check FILE...``;
+``--check`` on a rendering command checks what it rendered before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.errors import ConfigError
+from tokenlimit.k8s import (
+    Manifest,
+    ServiceOptions,
+    WasmPluginOptions,
+    check_manifests,
+    check_texts,
+    format_manifests,
+    parse_labels,
+    parse_target_ref,
+    password_from_env,
+    render_all,
+    render_service,
+    render_wasmplugin,
+    write_manifests,
+)
+from tokenlimit.k8s import options as defaults
+from tokenlimit.rules import Finding, Rule, Severity, require_valid
+
+
+class RenderGroup(TyperGroup):
+    """Lets ``render --check FILE...`` stand for ``render check FILE...``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] == "--check":
+            args = ["check", *args[1:]]
+        return super().parse_args(ctx, args)
+
+
+render_app = typer.Typer(
+    cls=RenderGroup, name="render", no_args_is_help=True, add_completion=False,
+    help="Render WasmPlugin and rate-limit service manifests for kubectl, or check manifests.",
+)
+
+_P = "WasmPlugin"
+_S = "Service"
+Name = Annotated[str, typer.Option("--name", help="WasmPlugin name.", rich_help_panel=_P)]
+Namespace = Annotated[str, typer.Option("--namespace", help="WasmPlugin namespace.",
+                                        rich_help_panel=_P)]
+Selector = Annotated[list[str] | None, typer.Option(
+    "--selector", metavar="KEY=VALUE", rich_help_panel=_P,
+    help="Workload label (repeatable) (default: app=sleep).")]
+TargetRefs = Annotated[list[str] | None, typer.Option(
+    "--target-ref", metavar="[GROUP/]KIND/NAME", rich_help_panel=_P,
+    help="Attach to these targets instead of a selector (repeatable).")]
+Hosts = Annotated[list[str] | None, typer.Option(
+    "--host", rich_help_panel=_P,
+    help="LLM host the plug-in limits, exact match (repeatable; default: "
+    "dashscope.aliyuncs.com).")]
+KeyTemplates = Annotated[list[str] | None, typer.Option(
+    "--key-template", metavar="TEMPLATE", rich_help_panel=_P,
+    help="rateLimitKeys entry (repeatable; default: {{request.headers.user-type}}).")]
+MatchMode = Annotated[str, typer.Option("--match-mode", rich_help_panel=_P,
+                                        help=f"One of {', '.join(defaults.MATCH_MODES)}.")]
+MatchPorts = Annotated[list[int] | None, typer.Option(
+    "--match-port", rich_help_panel=_P, help="Traffic port (repeatable; default: 80).")]
+Phase = Annotated[str, typer.Option("--phase", rich_help_panel=_P,
+                                    help=f"One of {', '.join(defaults.PHASES)}.")]
+Priority = Annotated[int, typer.Option("--priority", rich_help_panel=_P)]
+FailStrategy = Annotated[str, typer.Option(
+    "--fail-strategy", rich_help_panel=_P, help=f"One of {', '.join(defaults.FAIL_STRATEGIES)}.")]
+Url = Annotated[str, typer.Option("--url", rich_help_panel=_P, help="The plug-in's Wasm image.")]
+PullPolicy = Annotated[str, typer.Option("--image-pull-policy", rich_help_panel=_P,
+                                         help="IfNotPresent or Always.")]
+ServiceFqdn = Annotated[str | None, typer.Option(
+    "--rate-limit-service", metavar="FQDN", rich_help_panel=_P,
+    help="The rate-limit service the plug-in calls (default: NAME.NAMESPACE.svc.cluster.local "
+    "of --service-name and --service-namespace).")]
+ServicePort = Annotated[int, typer.Option("--rate-limit-service-port", rich_help_panel=_P)]
+
+ServiceName = Annotated[str, typer.Option("--service-name", rich_help_panel=_S,
+                                          help="Name of the ServiceAccount/Service/Deployment.")]
+ServiceNamespace = Annotated[str, typer.Option("--service-namespace", rich_help_panel=_S)]
+Image = Annotated[str | None, typer.Option(
+    "--image", rich_help_panel=_S,
+    help="Run tokenlimit's own serve from this image (with probes) instead of the ASM example.")]
+Replicas = Annotated[int, typer.Option("--replicas", rich_help_panel=_S)]
+RedisAddress = Annotated[str, typer.Option("--redis-address", metavar="HOST:PORT",
+                                           rich_help_panel=_S)]
+RedisDb = Annotated[int | None, typer.Option("--redis-db", rich_help_panel=_S,
+                                             help="REDIS_DB_INDEX (unset: 0).")]
+PasswordSecret = Annotated[str | None, typer.Option(
+    "--redis-password-secret", rich_help_panel=_S,
+    help="Secret holding the Redis password (default: SERVICE-NAME-redis).")]
+PasswordKey = Annotated[str, typer.Option("--redis-password-key", rich_help_panel=_S)]
+PasswordEnv = Annotated[str | None, typer.Option(
+    "--redis-password-env", metavar="VARIABLE", rich_help_panel=_S,
+    help="Also render the Secret, its value read from this environment variable.")]
+NoPassword = Annotated[bool, typer.Option("--no-redis-password", rich_help_panel=_S,
+                                          help="Redis has no password: no REDIS_PASSWORD.")]
+OutputDir = Annotated[str | None, typer.Option(
+    "--output-dir", "-o", metavar="DIR", help="Write one file per object here (default: stdout).")]
+Check = Annotated[bool, typer.Option("--check", help="Check the output against the schemas "
+                                     "first; write nothing if it fails.")]
+
+
+def _rules(source: str | None, config_json: str | None, from_env: bool, *,
+           required: bool) -> tuple[Rule, ...]:
+    if source is None and config_json is None and not from_env:
+        if required:
+            raise typer.BadParameter("give the rules: --rules SOURCE, --config-json or "
+                                     "--from-env", param_hint="--rules")
+        return ()
+    loaded = read_rules(source, config_json, from_env)
+    for finding in require_valid(loaded):
+        if finding.severity is Severity.WARNING:
+            typer.echo(finding.one_line(), err=True)
+    return loaded.rules
+
+
+def _plugin(name: str, namespace: str, selector: list[str] | None,
+            target_ref: list[str] | None, host: list[str] | None,
+            key_template: list[str] | None, match_mode: str, match_port: list[int] | None,
+            phase: str, priority: int, fail_strategy: str, url: str, pull_policy: str,
+            fqdn: str, port: int) -> WasmPluginOptions:
+    refs = tuple(parse_target_ref(t) for t in target_ref or ())
+    if refs and selector:
+        raise typer.BadParameter("give --selector or --target-ref, not both",
+                                 param_hint="--target-ref")
+    return WasmPluginOptions(
+        name=name, namespace=namespace,
+        selector=() if refs else (parse_labels("--selector", selector) if selector
+                                  else defaults.DEFAULT_SELECTOR),
+        target_refs=refs, hosts=tuple(host or defaults.DEFAULT_HOSTS),
+        key_templates=tuple(key_template or defaults.DEFAULT_KEY_TEMPLATES),
+        match_mode=match_mode, match_ports=tuple(match_port or (defaults.SERVICE_PORT,)),
+        phase=phase, priority=priority, fail_strategy=fail_strategy, url=url,
+        image_pull_policy=pull_policy, service_fqdn=fqdn, service_port=port)
+
+
+def _service(name: str, namespace: str, image: str | None, replicas: int, redis_address: str,
+             redis_db: int | None, secret: str | None, key: str, password_env: str | None,
+             no_password: bool) -> tuple[ServiceOptions, str | None]:
+    if no_password and (password_env or secret):
+        raise typer.BadParameter("--no-redis-password excludes --redis-password-env and "
+                                 "--redis-password-secret", param_hint="--no-redis-password")
+    options = ServiceOptions(
+        name=name, namespace=namespace, image=image or "", replicas=replicas,
+        redis_address=redis_address, redis_db=redis_db,
+        password_secret="" if no_password else (secret or f"{name}-redis"), password_key=key)
+    # The password is read here and handed to the renderer only; it is never printed.
+    password = password_from_env(password_env) if password_env else None
+    return options, password
+
+
+def _emit(objects: list[Manifest], output_dir: str | None, check: bool) -> None:
+    text = format_manifests(objects)
+    if check:
+        findings = check_texts([(text, "<rendered>")])
+        _print_findings([f for f in findings if f.severity is not Severity.INFO], err=True)
+        if any(f.severity is Severity.ERROR for f in findings):
+            raise ConfigError("the rendered manifests failed the check; nothing was written")
+    if output_dir is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    for path in write_manifests(objects, output_dir):
+        typer.echo(f"wrote {path}", err=True)
+    if any(obj.get("kind") == "Secret" for obj in objects):
+        typer.echo(f"note: {output_dir} holds a Secret with the Redis password (mode 0600): "
+                   "keep it out of version control", err=True)
+
+
+def _print_findings(findings: list[Finding], *, err: bool = False) -> None:
+    for finding in findings:
+        typer.echo(finding.one_line(), err=err)
+
+
+@render_app.command("wasmplugin")
+def wasmplugin(
+    rules: RulesOption = None, config_json: ConfigJsonOption = None,
+    from_env: FromEnvOption = False,
+    name: Name = defaults.PLUGIN_NAME, namespace: Namespace = defaults.DEFAULT_NAMESPACE,
+    selector: Selector = None, target_ref: TargetRefs = None, host: Hosts = None,
+    key_template: KeyTemplates = None, match_mode: MatchMode = "CLIENT",
+    match_port: MatchPorts = None, phase: Phase = "STATS", priority: Priority = 10,
+    fail_strategy: FailStrategy = "FAIL_OPEN", url: Url = defaults.PLUGIN_URL,
+    image_pull_policy: PullPolicy = "IfNotPresent", rate_limit_service: ServiceFqdn = None,
+    rate_limit_service_port: ServicePort = defaults.SERVICE_PORT,
+    output_dir: OutputDir = None, check: Check = False,
+) -> None:
+    """The WasmPlugin of the ASM guide; rules, when given, are validated first.
+
+    Example: tokenlimit render wasmplugin --host dashscope.aliyuncs.com --selector app=sleep
+    """
+    _rules(rules, config_json, from_env, required=False)
+    fqdn = rate_limit_service or defaults.DEFAULT_SERVICE_FQDN
+    plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
+                     match_port, phase, priority, fail_strategy, url, image_pull_policy, fqdn,
+                     rate_limit_service_port)
+    _emit([render_wasmplugin(plugin)], output_dir, check)
+
+
+@render_app.command("service")
+def service(
+    rules: RulesOption = None, config_json: ConfigJsonOption = None,
+    from_env: FromEnvOption = False,
+    service_name: ServiceName = defaults.SERVICE_NAME,
+    service_namespace: ServiceNamespace = defaults.DEFAULT_NAMESPACE, image: Image = None,
+    replicas: Replicas = 1, redis_address: RedisAddress = defaults.DEFAULT_REDIS_ADDRESS,
+    redis_db: RedisDb = None, redis_password_secret: PasswordSecret = None,
+    redis_password_key: PasswordKey = defaults.DEFAULT_PASSWORD_KEY,
+    redis_password_env: PasswordEnv = None, no_redis_password: NoPassword = False,
+    output_dir: OutputDir = None, check: Check = False,
+) -> None:
+    """ServiceAccount, Service and Deployment of the rate-limit service (and its Secret).
+
+    Example: tokenlimit render service --rules samples/rules.json --redis-password-env REDIS_PW
+    """
+    found = _rules(rules, config_json, from_env, required=True)
+    options, password = _service(service_name, service_namespace, image, replicas,
+                                 redis_address, redis_db, redis_password_secret,
+                                 redis_password_key, redis_password_env, no_redis_password)
+    _emit(render_service(found, options, password), output_dir, check)
+
+
+@render_app.command("all")
+def render_everything(
+    rules: RulesOption = None, config_json: ConfigJsonOption = None,
+    from_env: FromEnvOption = False,
+    name: Name = defaults.PLUGIN_NAME, namespace: Namespace = defaults.DEFAULT_NAMESPACE,
+    selector: Selector = None, target_ref: TargetRefs = None, host: Hosts = None,
+    key_template: KeyTemplates = None, match_mode: MatchMode = "CLIENT",
+    match_port: MatchPorts = None, phase: Phase = "STATS", priority: Priority = 10,
+    fail_strategy: FailStrategy = "FAIL_OPEN", url: Url = defaults.PLUGIN_URL,
+    image_pull_policy: PullPolicy = "IfNotPresent", rate_limit_service: ServiceFqdn = None,
+    rate_limit_service_port: ServicePort = defaults.SERVICE_PORT,
+    service_name: ServiceName = defaults.SERVICE_NAME,
+    service_namespace: ServiceNamespace = defaults.DEFAULT_NAMESPACE, image: Image = None,
+    replicas: Replicas = 1, redis_address: RedisAddress = defaults.DEFAULT_REDIS_ADDRESS,
+    redis_db: RedisDb = None, redis_password_secret: PasswordSecret = None,
+    redis_password_key: PasswordKey = defaults.DEFAULT_PASSWORD_KEY,
+    redis_password_env: PasswordEnv = None, no_redis_password: NoPassword = False,
+    output_dir: OutputDir = None, check: Check = False,
+) -> None:
+    """The service's objects and the WasmPlugin calling it, as one stream for kubectl.
+
+    Example: tokenlimit render all --rules samples/rules.json | kubectl apply -f -
+    """
+    found = _rules(rules, config_json, from_env, required=True)
+    options, password = _service(service_name, service_namespace, image, replicas,
+                                 redis_address, redis_db, redis_password_secret,
+                                 redis_password_key, redis_password_env, no_redis_password)
+    plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
+                     match_port, phase, priority, fail_strategy, url, image_pull_policy,
+                     rate_limit_service or options.fqdn, rate_limit_service_port)
+    _emit(render_all(found, plugin, options, password), output_dir, check)
+
+
+@render_app.command("check")
+def check_files(
+    files: Annotated[list[str], typer.Argument(metavar="FILE...",
+                                               help="Manifests (YAML); - for stdin.")],
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
+    kubernetes_version: Annotated[str | None, typer.Option(
+        "--kubernetes-version", metavar="MAJOR.MINOR",
+        help="Check core kinds against this release (default: newest shipped).")] = None,
+) -> None:
+    """Check existing manifests: WasmPlugin, core kinds and RATE_LIMIT_CONFIG.
+
+    Also: tokenlimit render --check FILE...  Example: tokenlimit render --check k8s/*.yaml
+    """
+    if output_format not in ("text", "json"):
+        raise typer.BadParameter("choose text or json", param_hint="--format")
+    if "-" in files:
+        if files != ["-"]:
+            raise typer.BadParameter("- (stdin) cannot be mixed with files", param_hint="FILE")
+        findings = check_texts([(sys.stdin.read(), "<stdin>")], kube_version=kubernetes_version)
+    else:
+        findings = check_manifests(files, kube_version=kubernetes_version)
+    counts = {s: sum(f.severity is s for f in findings) for s in Severity}
+    if output_format == "json":
+        typer.echo(json.dumps({
+            "files": files,
+            "findings": [f.to_dict() for f in findings],
+            "summary": {"errors": counts[Severity.ERROR], "warnings": counts[Severity.WARNING],
+                        "infos": counts[Severity.INFO]},
+        }, indent=2))
+    else:
+        _print_findings(findings)
+        typer.echo(f"{len(files)} file(s) checked: {counts[Severity.ERROR]} error(s), "
+                   f"{counts[Severity.WARNING]} warning(s)")
+    failing = {Severity.ERROR, Severity.WARNING} if strict else {Severity.ERROR}
+    if any(f.severity in failing for f in findings):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(render_app, name="render")
