@@ -202,8 +202,9 @@ def password_from_env(variable: str, environ: Mapping[str, str] | None = None) -
     Errors name the variable, never the value: the value must not reach logs or stderr.
     """
     if not _ENV_NAME.match(variable):
-        raise ConfigError(f"--redis-password-env {variable!r}: not an environment variable "
-                          "name (give the variable's name, never the password itself)")
+        # Not echoed: a user who got this wrong may have typed the password itself.
+        raise ConfigError("--redis-password-env: the value given is not an environment "
+                          "variable name (give the variable's name, never the password)")
     env = os.environ if environ is None else environ
     value = env.get(variable)
     if value is None:

@@ -1,0 +1,132 @@
+"""Rendered objects against the real schemas: Istio's WasmPlugin CRD (shared reference data,
+read in place) and Kubernetes' own schemas (kubernetes-validate, offline). tokenlimit's own
+WasmPlugin schema must agree with Istio's on what it accepts and refuses."""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.conftest import SHARED
+from tests.k8s.test_render import PASSWORD, custom_plugin, custom_service, sample_rules
+from tokenlimit.k8s import (
+    ServiceOptions,
+    WasmPluginOptions,
+    render_all,
+    render_wasmplugin,
+    wasmplugin_schema,
+)
+
+CRD = SHARED / "schemas" / "istio-wasmplugin-crd.yaml"
+
+
+@cache
+def istio_schema() -> dict[str, Any]:
+    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def istio_errors(obj: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft7Validator(istio_schema())
+    return [e.message for e in validator.iter_errors(obj)]
+
+
+def own_errors(obj: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(wasmplugin_schema())
+    return [e.message for e in validator.iter_errors(obj)]
+
+
+def all_objects() -> list[list[dict[str, Any]]]:
+    return [
+        render_all(sample_rules(), WasmPluginOptions(), ServiceOptions()),
+        render_all(sample_rules(), custom_plugin(), custom_service(), PASSWORD),
+    ]
+
+
+def test_the_crd_is_the_shared_reference() -> None:
+    assert istio_schema()["properties"]["spec"]["required"] == ["url"]
+
+
+@pytest.mark.parametrize("objects", all_objects(), ids=["defaults", "custom"])
+def test_rendered_wasmplugin_passes_istios_crd_schema(objects: list[dict[str, Any]]) -> None:
+    plugin = objects[-1]
+    assert plugin["kind"] == "WasmPlugin"
+    assert istio_errors(plugin) == []
+    assert own_errors(plugin) == []
+
+
+@pytest.mark.parametrize("objects", all_objects(), ids=["defaults", "custom"])
+def test_rendered_core_objects_pass_kubernetes_strict_schemas(
+        objects: list[dict[str, Any]]) -> None:
+    core = [o for o in objects if o["kind"] != "WasmPlugin"]
+    assert [o["kind"] for o in core][:1] == ["ServiceAccount"]
+    for obj in core:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kubernetes_validate_really_refuses_a_bad_deployment() -> None:
+    deployment = copy.deepcopy(all_objects()[0][2])
+    deployment["spec"]["replicas"] = "1"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(),
+                                     strict=True)
+
+
+def _mutate(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    plugin = render_wasmplugin(WasmPluginOptions())
+    target: Any = plugin
+    for part in path[:-1]:
+        target = target[part]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return plugin
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("spec", "failStrategy"), "FAIL_OPN"),
+    (("spec", "phase"), "stats"),
+    (("spec", "imagePullPolicy"), "Never"),
+    (("spec", "priority"), "10"),
+    (("spec", "match", 0, "mode"), "CLIENTS"),
+    (("spec", "match", 0, "ports", 0, "number"), 0),
+    (("spec", "match", 0, "ports", 0, "number"), "80"),
+    (("spec", "url"), _DELETE),
+    (("spec", "url"), ""),
+    (("spec", "pluginConfig"), ["not", "an", "object"]),
+])
+def test_both_schemas_refuse_what_istio_refuses(path: tuple[str | int, ...], value: Any) -> None:
+    bad = _mutate(path, value)
+    assert istio_errors(bad) != []
+    assert own_errors(bad) != []
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("spec", "pluginConfig", "rateLimitKeys"), _DELETE),
+    (("spec", "pluginConfig", "rateLimitKeys"), []),
+    (("spec", "pluginConfig", "rateLimitService", "port"), 70000),
+    (("spec", "pluginConfig", "rateLimitService"), {"service": "x"}),
+    (("spec", "pluginConfig", "matches"), [{"host": {"prefix": "api."}}]),
+    (("spec", "fialStrategy"), "FAIL_OPEN"),
+    # Istio states this one as a CEL rule, which plain JSON Schema validation does not run.
+    (("spec", "selector", "matchLabels", "app"), "sle*p"),
+])
+def test_own_schema_also_checks_the_plugins_config_and_typos(
+        path: tuple[str | int, ...], value: Any) -> None:
+    # Istio keeps pluginConfig opaque and prunes unknown fields silently; tokenlimit's schema
+    # knows this plug-in's configuration and refuses fields that would be lost.
+    bad = _mutate(path, value)
+    assert istio_errors(bad) == []
+    assert own_errors(bad) != []
