@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -18,6 +20,7 @@ from tokenlimit.errors import ConfigError
 from tokenlimit.k8s import (
     Manifest,
     ServiceOptions,
+    TargetRef,
     WasmPluginOptions,
     check_manifests,
     check_texts,
@@ -129,10 +132,31 @@ def _plugin(name: str, namespace: str, selector: list[str] | None,
             key_template: list[str] | None, match_mode: str, match_port: list[int] | None,
             phase: str, priority: int, fail_strategy: str, url: str, pull_policy: str,
             fqdn: str, port: int) -> WasmPluginOptions:
-    refs = tuple(parse_target_ref(t) for t in target_ref or ())
-    if refs and selector:
+    if target_ref and selector:
         raise typer.BadParameter("give --selector or --target-ref, not both",
                                  param_hint="--target-ref")
+    with _usage_errors():
+        refs = tuple(parse_target_ref(t) for t in target_ref or ())
+        return _plugin_options(name, namespace, selector, refs, host, key_template, match_mode,
+                               match_port, phase, priority, fail_strategy, url, pull_policy,
+                               fqdn, port)
+
+
+@contextmanager
+def _usage_errors() -> Iterator[None]:
+    """A bad option value is a usage error (exit 2), like any other click complains about."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _plugin_options(name: str, namespace: str, selector: list[str] | None,
+                    refs: tuple[TargetRef, ...], host: list[str] | None,
+                    key_template: list[str] | None, match_mode: str,
+                    match_port: list[int] | None, phase: str, priority: int,
+                    fail_strategy: str, url: str, pull_policy: str, fqdn: str,
+                    port: int) -> WasmPluginOptions:
     return WasmPluginOptions(
         name=name, namespace=namespace,
         selector=() if refs else (parse_labels("--selector", selector) if selector
@@ -150,10 +174,12 @@ def _service(name: str, namespace: str, image: str | None, replicas: int, redis_
     if no_password and (password_env or secret):
         raise typer.BadParameter("--no-redis-password excludes --redis-password-env and "
                                  "--redis-password-secret", param_hint="--no-redis-password")
-    options = ServiceOptions(
-        name=name, namespace=namespace, image=image or "", replicas=replicas,
-        redis_address=redis_address, redis_db=redis_db,
-        password_secret="" if no_password else (secret or f"{name}-redis"), password_key=key)
+    with _usage_errors():
+        options = ServiceOptions(
+            name=name, namespace=namespace, image=image or "", replicas=replicas,
+            redis_address=redis_address, redis_db=redis_db,
+            password_secret="" if no_password else (secret or f"{name}-redis"),
+            password_key=key)
     # The password is read here and handed to the renderer only; it is never printed.
     password = password_from_env(password_env) if password_env else None
     return options, password

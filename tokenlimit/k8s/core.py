@@ -62,7 +62,7 @@ class CoreChecker:
         try:
             schema = utils.schema_contents(name, self.version)
         except FileNotFoundError:
-            yield Finding("TL206", Severity.INFO,
+            yield Finding("TL306", Severity.INFO,
                           f"{obj.label}: {obj.data['apiVersion']} {obj.data['kind']} is not a "
                           f"kind Kubernetes {utils.major_minor(self.version)} knows; "
                           "not checked", "Custom resources other than WasmPlugin are skipped.",
@@ -74,4 +74,4 @@ class CoreChecker:
         validator = jsonschema.Draft202012Validator(schema, registry=registry)
         errors = sorted(validator.iter_errors(obj.data), key=lambda e: list(map(str, e.path)))
         for error in errors:
-            yield from schema_findings(obj, error, "TL204")
+            yield from schema_findings(obj, error, "TL304")

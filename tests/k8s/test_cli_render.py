@@ -1,0 +1,203 @@
+"""``tokenlimit render`` through the real entry point: exact output, exit codes, secrets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, SAMPLES
+from tests.k8s.test_check import BAD
+from tokenlimit.cli.main import app
+
+EXPECTED = Path(__file__).parent / "expected"
+RULES = str(SAMPLES / "rules.json")
+PASSWORD = "pa ss:wörd"
+CUSTOM = [
+    "--rules", str(SAMPLES / "rules.yaml"), "--name", "team-limits", "--namespace", "llm-clients",
+    "--target-ref", "gateway.networking.k8s.io/Gateway/egress", "--target-ref", "Service/chat",
+    "--host", "api.openai.com", "--host", "dashscope.aliyuncs.com",
+    "--key-template", "{{request.headers.x-tenant}}", "--key-template", "global",
+    "--match-mode", "CLIENT_AND_SERVER", "--match-port", "443", "--match-port", "8443",
+    "--phase", "AUTHZ", "--priority", "-5", "--fail-strategy", "FAIL_CLOSE",
+    "--url", "oci://example.com/wasm/ratelimit:v2", "--image-pull-policy", "Always",
+    "--rate-limit-service-port", "80", "--service-name", "llm-quota",
+    "--service-namespace", "platform", "--image", "ghcr.io/example/tokenlimit:0.1.0",
+    "--replicas", "3", "--redis-address", "redis-master.platform.svc.cluster.local:6380",
+    "--redis-db", "2", "--redis-password-secret", "llm-quota-redis-auth",
+    "--redis-password-key", "redis-password", "--redis-password-env", "LLM_REDIS_PW",
+]
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None,
+           stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, args, env=env, input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def expected(name: str) -> str:
+    return (EXPECTED / name).read_text(encoding="utf-8")
+
+
+def test_render_all_defaults_to_stdout_exactly() -> None:
+    code, out, err = invoke(["render", "all", "--rules", RULES])
+    assert (code, out, err) == (0, expected("all-defaults.yaml"), "")
+
+
+def test_render_all_customised_exactly_and_the_password_stays_in_the_secret() -> None:
+    code, out, err = invoke(["render", "all", *CUSTOM, "--check"],
+                            env={"LLM_REDIS_PW": PASSWORD})
+    assert (code, out, err) == (0, expected("all-custom.yaml"), "")
+    encoded = base64.b64encode(PASSWORD.encode()).decode()
+    assert PASSWORD not in out
+    assert out.count(encoded) == 1
+    assert out.index(encoded) < out.index("kind: Service\n")
+
+
+def test_render_wasmplugin_and_service_are_the_parts_of_all() -> None:
+    whole = expected("all-defaults.yaml")
+    code, plugin, _ = invoke(["render", "wasmplugin"])
+    assert code == 0
+    code, service, _ = invoke(["render", "service", "--rules", RULES])
+    assert code == 0
+    assert service + plugin == whole
+    assert plugin.startswith("---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n")
+
+
+def test_render_wasmplugin_with_rules_validates_them() -> None:
+    bad = '[{"rate_limit_key_regex":"a","max_tokens":1,"tokens_per_fill":1,' \
+          '"fill_interval_second":0,"redis_expired_seconds":5}]'
+    code, out, err = invoke(["render", "wasmplugin", "--config-json", bad])
+    assert (code, out) == (1, "")
+    assert err.startswith("error: <config-json>:1:88: error TL108 fill_interval_second is 0")
+    assert err.count("\n") == 1
+
+
+def test_rules_with_warnings_render_and_warn_on_stderr() -> None:
+    text = '[{"rate_limit_key_regex":"a","max_tokens":10,"tokens_per_fill":1,' \
+           '"fill_interval_second":5,"redis_expired_seconds":50,"max_token":3}]'
+    code, out, err = invoke(["render", "service", "--config-json", text])
+    assert code == 0
+    assert err.startswith("<config-json>:1:")
+    assert " warning TL206 " in err
+    assert '"rate_limit_key_regex":"a","max_tokens":10' in out
+
+
+def test_output_dir_writes_one_file_per_object(tmp_path: Path) -> None:
+    target = tmp_path / "manifests"
+    code, out, err = invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                             "--redis-password-env", "PW"], env={"PW": PASSWORD})
+    assert (code, out) == (0, "")
+    names = sorted(p.name for p in target.iterdir())
+    assert names == [
+        "01-serviceaccount-asm-llm-token-rate-limit-example.yaml",
+        "02-secret-asm-llm-token-rate-limit-example-redis.yaml",
+        "03-service-asm-llm-token-rate-limit-example.yaml",
+        "04-deployment-asm-llm-token-rate-limit-example.yaml",
+        "05-wasmplugin-llm-token-ratelimit.yaml",
+    ]
+    assert err == "".join(f"wrote {target / n}\n" for n in names) + (
+        f"note: {target} holds a Secret with the Redis password (mode 0600): keep it out of "
+        "version control\n")
+    assert PASSWORD not in err
+    assert base64.b64encode(PASSWORD.encode()).decode() not in err
+
+
+def test_missing_password_variable_fails_without_output(tmp_path: Path) -> None:
+    code, out, err = invoke(["render", "all", "--rules", RULES, "-o", str(tmp_path / "o"),
+                             "--redis-password-env", "NOT_SET_HERE"], env={})
+    assert (code, out, err) == (
+        1, "", "error: --redis-password-env: environment variable NOT_SET_HERE is not set\n")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["render", "service"], "give the rules"),
+    (["render", "all", "--rules", RULES, "--no-redis-password", "--redis-password-env", "X"],
+     "--no-redis-password excludes"),
+    (["render", "wasmplugin", "--selector", "app=a", "--target-ref", "Service/x"],
+     "give --selector or --target-ref, not both"),
+    (["render", "wasmplugin", "--phase", "stats"], "--phase 'stats': choose one of"),
+    (["render", "wasmplugin", "--match-port", "0"], "--match-port 0: a port is 1 to 65535"),
+    (["render", "check"], "Missing argument"),
+])
+def test_usage_errors_exit_2(args: list[str], fragment: str) -> None:
+    code, out, err = invoke(args)
+    assert (code, out) == (2, "")
+    assert fragment in " ".join(err.replace("│", " ").split())
+
+
+def test_check_files_text_and_exit_codes(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD, encoding="utf-8")
+    good = tmp_path / "good.yaml"
+    good.write_text(expected("all-defaults.yaml"), encoding="utf-8")
+    assert invoke(["render", "--check", str(good)]) == (
+        0, "1 file(s) checked: 0 error(s), 0 warning(s)\n", "")
+    code, out, err = invoke(["render", "--check", str(bad), str(good)])
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{bad}:6:17: error TL302 WasmPlugin/llm-token-ratelimit: "
+                               "spec.failStrategy:")
+    assert lines[-1] == "2 file(s) checked: 9 error(s), 2 warning(s)"
+    assert invoke(["render", "check", str(bad), str(good)]) == (code, out, err)
+
+
+def test_check_json_format_and_strict(tmp_path: Path) -> None:
+    warn = tmp_path / "warn.yaml"
+    warn.write_text(expected("all-defaults.yaml").replace(
+        "    rateLimitService:", "    timeout: 5\n    rateLimitService:"), encoding="utf-8")
+    code, out, _ = invoke(["render", "--check", str(warn), "--format", "json"])
+    report = json.loads(out)
+    assert code == 0
+    assert report["summary"] == {"errors": 0, "warnings": 1, "infos": 0}
+    assert report["files"] == [str(warn)]
+    assert report["findings"] == [{
+        "code": "TL303", "severity": "warning",
+        "message": "WasmPlugin/llm-token-ratelimit: spec.pluginConfig.timeout: unknown field "
+                   "(not a setting of ASM's rate-limit plug-in; it is ignored at best)",
+        "hint": "Known fields here: matches, rateLimitKeys, rateLimitService.",
+        "rule_index": None, "field": "spec.pluginConfig.timeout", "path": str(warn),
+        "line": 90, "column": 5}]
+    assert invoke(["render", "--check", str(warn), "--strict"])[0] == 1
+
+
+def test_check_reads_stdin() -> None:
+    code, out, _ = invoke(["render", "check", "-"], stdin=BAD)
+    assert code == 1
+    assert out.splitlines()[0].startswith("<stdin>:6:17: error TL302")
+
+
+def test_check_of_a_missing_file_is_one_line() -> None:
+    assert invoke(["render", "check", "/nonexistent/m.yaml"]) == (
+        1, "", "error: /nonexistent/m.yaml: no such file\n")
+
+
+def _run(args: list[str], stdin: str | None = None,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "REDIS_PW"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tokenlimit", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60, cwd=REPO, env=full_env,
+                          check=False)
+
+
+def test_subprocess_render_then_validate_round_trip() -> None:
+    rendered = _run(["render", "all", "--rules", RULES, "--redis-password-env", "REDIS_PW",
+                     "--check"], env={"REDIS_PW": PASSWORD})
+    assert (rendered.returncode, rendered.stderr) == (0, "")
+    assert PASSWORD not in rendered.stdout
+    validated = _run(["validate", "-", "--format", "json"], stdin=rendered.stdout)
+    assert validated.returncode == 0
+    report = json.loads(validated.stdout)
+    assert report["rules"] == json.loads((SAMPLES / "rules.json").read_text(encoding="utf-8"))
+    assert report["summary"] == {"errors": 0, "warnings": 0, "infos": 0}
+    checked = _run(["render", "--check", "-"], stdin=rendered.stdout)
+    assert (checked.returncode, checked.stdout) == (
+        0, "1 file(s) checked: 0 error(s), 0 warning(s)\n")
