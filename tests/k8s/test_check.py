@@ -168,5 +168,5 @@ def test_service_port_mismatch_is_a_warning() -> None:
 def test_missing_file_and_bad_version() -> None:
     with pytest.raises(RuleError, match="no such file"):
         check_manifests(["/nonexistent/x.yaml"])
-    with pytest.raises(ConfigError, match="--kubernetes-version 'latest': expected MAJOR.MINOR"):
+    with pytest.raises(ConfigError, match=r"--kubernetes-version 'latest': expected MAJOR\.MINOR"):
         check_texts([("apiVersion: v1\nkind: List\nitems: []\n", "x")], kube_version="latest")

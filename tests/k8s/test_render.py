@@ -253,3 +253,13 @@ def test_rendered_stream_parses_as_the_objects() -> None:
     deployment = objects[3]
     env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
     assert json.loads(env[-1]["value"]) == [r.to_config() for r in sample_rules()]
+
+
+def test_samples_rendered_are_up_to_date(tmp_path: Path) -> None:
+    # samples/rendered is `tokenlimit render all --rules samples/rules.json -o samples/rendered`
+    paths = write_manifests(render_all(sample_rules(), WasmPluginOptions(), ServiceOptions()),
+                            tmp_path)
+    shipped = SAMPLES / "rendered"
+    assert sorted(p.name for p in shipped.iterdir()) == [p.name for p in paths]
+    for path in paths:
+        assert (shipped / path.name).read_bytes() == path.read_bytes()

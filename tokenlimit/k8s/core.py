@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import jsonschema
@@ -60,7 +61,7 @@ class CoreChecker:
         folder = f"kubernetes-json-schema/v{self.version}-local-strict"
         name = f"{folder}/{str(obj.data['kind']).lower()}-{api_version}.json"
         try:
-            schema = utils.schema_contents(name, self.version)
+            validator = _validator(utils, folder, name, self.version)
         except FileNotFoundError:
             yield Finding("TL306", Severity.INFO,
                           f"{obj.label}: {obj.data['apiVersion']} {obj.data['kind']} is not a "
@@ -68,10 +69,21 @@ class CoreChecker:
                           "not checked", "Custom resources other than WasmPlugin are skipped.",
                           None, None, obj.where(()))
             return
-        definitions = utils.schema_contents(f"{folder}/_definitions.json", self.version)
-        registry = utils.Resource.from_contents(definitions) @ (
-            utils.Resource.from_contents(schema) @ utils.Registry())
-        validator = jsonschema.Draft202012Validator(schema, registry=registry)
         errors = sorted(validator.iter_errors(obj.data), key=lambda e: list(map(str, e.path)))
         for error in errors:
             yield from schema_findings(obj, error, "TL304")
+
+
+@cache
+def _validator(utils: Any, folder: str, name: str, version: str) -> jsonschema.Validator:
+    # Kubernetes' definitions file is several MB: read and index it once per kind and version.
+    schema = utils.schema_contents(name, version)
+    definitions = _definitions(utils, folder, version)
+    registry = utils.Resource.from_contents(definitions) @ (
+        utils.Resource.from_contents(schema) @ utils.Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@cache
+def _definitions(utils: Any, folder: str, version: str) -> Any:
+    return utils.schema_contents(f"{folder}/_definitions.json", version)
