@@ -170,3 +170,45 @@ def test_missing_file_and_bad_version() -> None:
         check_manifests(["/nonexistent/x.yaml"])
     with pytest.raises(ConfigError, match=r"--kubernetes-version 'latest': expected MAJOR\.MINOR"):
         check_texts([("apiVersion: v1\nkind: List\nitems: []\n", "x")], kube_version="latest")
+
+
+def test_inline_password_is_a_warning_that_never_shows_the_value() -> None:
+    text = (SAMPLES / "deployment.yaml").read_text(encoding="utf-8").replace(
+        "          env:\n",
+        "          env:\n            - name: REDIS_PASSWORD\n              value: hunter2\n")
+    findings = check_texts([(text, "d.yaml")])
+    assert [f.one_line() for f in findings] == [
+        "d.yaml:26:22: warning TL308 Deployment/asm-llm-token-rate-limit-example: "
+        "spec.template.spec.containers[0].env[0].value: REDIS_PASSWORD is set inline (value "
+        "not shown): whoever reads this manifest, or the repository it lives in, reads the "
+        "password"]
+
+
+def test_bad_secret_and_env_values_are_never_quoted() -> None:
+    text = """\
+apiVersion: v1
+kind: Secret
+metadata: {name: s}
+data: {password: 12345}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+    - name: c
+      image: i
+      env: [{name: REDIS_PASSWORD, value: 67890}]
+"""
+    findings = check_texts([(text, "s.yaml")])
+    assert [f.one_line() for f in findings] == [
+        "s.yaml:4:18: error TL304 Secret/s: data.password: the value fails the schema's "
+        "'type' rule (value not shown)",
+        "s.yaml:13:43: error TL304 Pod/p: spec.containers[0].env[0].value: the value fails "
+        "the schema's 'type' rule (value not shown)",
+        "s.yaml:13:43: warning TL308 Pod/p: spec.containers[0].env[0].value: REDIS_PASSWORD is "
+        "set inline (value not shown): whoever reads this manifest, or the repository it lives "
+        "in, reads the password",
+    ]
+    assert all("12345" not in f.to_dict().__repr__() and "67890" not in repr(f.to_dict())
+               for f in findings)

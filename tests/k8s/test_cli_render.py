@@ -201,3 +201,30 @@ def test_subprocess_render_then_validate_round_trip() -> None:
     checked = _run(["render", "--check", "-"], stdin=rendered.stdout)
     assert (checked.returncode, checked.stdout) == (
         0, "1 file(s) checked: 0 error(s), 0 warning(s)\n")
+
+
+def test_rules_from_stdin() -> None:
+    rules = (SAMPLES / "rules.json").read_text(encoding="utf-8")
+    code, out, err = invoke(["render", "service", "--rules", "-"], stdin=rules)
+    assert (code, err) == (0, "")
+    assert out == expected("all-defaults.yaml").split("---\napiVersion: extensions")[0]
+
+
+def test_a_failing_check_writes_nothing(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Options are validated before rendering, so the renderer cannot be made to produce a bad
+    # object from the command line; hand the emitter one directly.
+    from tokenlimit.cli.render import _emit
+    from tokenlimit.errors import ConfigError
+
+    bad = [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"portz": []}}]
+    with pytest.raises(ConfigError, match="failed the check; nothing was written"):
+        _emit(bad, str(tmp_path / "out"), check=True)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError):
+        _emit(bad, None, check=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("<rendered>:7:3: error TL304 Service/s: spec.portz: unknown "
+                              "field\n") == 2

@@ -15,7 +15,7 @@ line, column and field:
 
 Codes: TL300 YAML, TL301 object shape, TL302 WasmPlugin schema, TL303 unknown pluginConfig
 field (warning), TL304 core schema, TL305 core kinds not checked, TL306 kind not checked (info),
-TL307 service reference.
+TL307 service reference (warning), TL308 a password inline in a container's env (warning).
 """
 
 from __future__ import annotations
@@ -217,8 +217,47 @@ def _check_object(obj: ManifestObject, core_checker: Any) -> Iterator[Finding]:
         return
     if _is_wasmplugin(data):
         yield from check_wasmplugin(obj)
-    elif core_checker is not None:
+        return
+    if core_checker is not None:
         yield from core_checker.check(obj)
+    yield from _inline_passwords(obj)
+
+
+_POD_SPECS: dict[str, JsonPath] = {
+    "Pod": ("spec",),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    **{kind: ("spec", "template", "spec") for kind in (
+        "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")},
+}
+
+
+def _inline_passwords(obj: ManifestObject) -> Iterator[Finding]:
+    """Env variables named like a password with an inline value: the ASM example's leak."""
+    pod_path = _POD_SPECS.get(str(obj.data.get("kind")))
+    if pod_path is None:
+        return
+    pod: Any = obj.data
+    for part in pod_path:
+        pod = pod.get(part) if isinstance(pod, dict) else None
+    if not isinstance(pod, dict):
+        return
+    for group in ("initContainers", "containers"):
+        containers = pod.get(group)
+        for c, container in enumerate(containers if isinstance(containers, list) else []):
+            env = container.get("env") if isinstance(container, dict) else None
+            for e, var in enumerate(env if isinstance(env, list) else []):
+                if not isinstance(var, dict) or not var.get("value"):
+                    continue
+                name = str(var.get("name", ""))
+                if "PASSWORD" in name.upper() or "SECRET" in name.upper():
+                    at: JsonPath = (*pod_path, group, c, "env", e, "value")
+                    yield Finding(
+                        "TL308", Severity.WARNING,
+                        f"{obj.label}: {field_name(at)}: {name} is set inline (value not "
+                        "shown): whoever reads this manifest, or the repository it lives in, "
+                        "reads the password",
+                        "Use valueFrom.secretKeyRef; `tokenlimit render service` renders it "
+                        "so.", None, field_name(at), obj.where(at))
 
 
 def check_wasmplugin(obj: ManifestObject) -> Iterator[Finding]:
@@ -276,7 +315,10 @@ def schema_findings(obj: ManifestObject, error: jsonschema.ValidationError, code
                           f"Add {name}.", None, field_name(where), obj.where(at))
         return
     message = error.message
-    if len(message) > 200:
+    if obj.data.get("kind") == "Secret" or "env" in at:
+        # Secret data and env values may be passwords: say what is wrong, never the value.
+        message = f"the value fails the schema's {error.validator!r} rule (value not shown)"
+    elif len(message) > 200:
         message = message[:197] + "..."
     yield Finding(code, Severity.ERROR, f"{obj.label}: {field_name(at)}: {message}",
                   "See the schema of this kind for the allowed values.", None, field_name(at),
