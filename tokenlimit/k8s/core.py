@@ -57,9 +57,8 @@ class CoreChecker:
         from tokenlimit.k8s.check import schema_findings
 
         utils = self.module
-        api_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", str(obj.data["apiVersion"]))
         folder = f"kubernetes-json-schema/v{self.version}-local-strict"
-        name = f"{folder}/{str(obj.data['kind']).lower()}-{api_version}.json"
+        name = f"{folder}/{schema_file_name(str(obj.data['apiVersion']), str(obj.data['kind']))}"
         try:
             validator = _validator(utils, folder, name, self.version)
         except FileNotFoundError:
@@ -72,6 +71,20 @@ class CoreChecker:
         errors = sorted(validator.iter_errors(obj.data), key=lambda e: list(map(str, e.path)))
         for error in errors:
             yield from schema_findings(obj, error, "TL304")
+
+
+def schema_file_name(api_version: str, kind: str) -> str:
+    """The file kubernetes-validate keeps a kind's schema in: the API group is shortened to
+    its first DNS label.
+
+    >>> schema_file_name("apps/v1", "Deployment"), schema_file_name("v1", "Service")
+    ('deployment-apps-v1.json', 'service-v1.json')
+    >>> schema_file_name("networking.k8s.io/v1", "Ingress")
+    'ingress-networking-v1.json'
+    """
+    group, _, version = api_version.rpartition("/")
+    parts = [kind.lower(), group.split(".")[0], version] if group else [kind.lower(), version]
+    return "-".join(parts) + ".json"
 
 
 @cache
