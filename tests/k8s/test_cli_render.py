@@ -228,3 +228,18 @@ def test_a_failing_check_writes_nothing(tmp_path: Path,
     assert captured.out == ""
     assert captured.err.count("<rendered>:7:3: error TL304 Service/s: spec.portz: unknown "
                               "field\n") == 2
+
+
+def test_the_readme_example_is_real_output() -> None:
+    import shlex
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Manifests: `tokenlimit render`"):]
+    block = section[section.index("$ tokenlimit render wasmplugin"):]
+    block = block[:block.index("```")]
+    command, _, shown = block.partition("\n    ")
+    continuation, _, shown = shown.partition("\n")
+    args = shlex.split(command.removeprefix("$ ").removesuffix("\\") + continuation)
+    code, out, err = invoke(args[1:])
+    assert (code, err) == (0, "")
+    assert out == shown

@@ -12,15 +12,27 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import SHARED
 from tests.k8s.test_render import PASSWORD, custom_plugin, custom_service, sample_rules
 from tokenlimit.k8s import (
     ServiceOptions,
+    TargetRef,
     WasmPluginOptions,
+    check_texts,
+    format_manifests,
     render_all,
     render_wasmplugin,
     wasmplugin_schema,
+)
+from tokenlimit.k8s.options import (
+    FAIL_STRATEGIES,
+    MATCH_MODES,
+    PHASES,
+    PLUGIN_URL,
+    PULL_POLICIES,
 )
 
 CRD = SHARED / "schemas" / "istio-wasmplugin-crd.yaml"
@@ -130,3 +142,42 @@ def test_own_schema_also_checks_the_plugins_config_and_typos(
     bad = _mutate(path, value)
     assert istio_errors(bad) == []
     assert own_errors(bad) != []
+
+
+_label = st.from_regex(r"\A[a-z]([-a-z0-9]{0,10}[a-z0-9])?\Z")
+_port = st.integers(min_value=1, max_value=65535)
+
+
+@st.composite
+def _plugin_options(draw: st.DrawFn) -> WasmPluginOptions:
+    use_refs = draw(st.booleans())
+    refs = tuple(TargetRef(draw(st.sampled_from(["Service", "Gateway"])), draw(_label),
+                           draw(st.sampled_from(["", "gateway.networking.k8s.io"])))
+                 for _ in range(draw(st.integers(1, 3)))) if use_refs else ()
+    selector = () if use_refs else tuple(
+        (draw(_label), draw(_label)) for _ in range(draw(st.integers(0, 2))))
+    return WasmPluginOptions(
+        name=draw(_label), namespace=draw(_label), selector=selector, target_refs=refs,
+        hosts=tuple(draw(st.lists(_label.map(lambda s: s + ".example.com"), min_size=1,
+                                  max_size=3))),
+        key_templates=tuple(draw(st.lists(st.sampled_from([
+            "{{request.headers.user-type}}", "{{source.principal}}", "all", "x:{{request.host}}"
+        ]), min_size=1, max_size=3))),
+        match_mode=draw(st.sampled_from(MATCH_MODES)),
+        match_ports=tuple(draw(st.lists(_port, max_size=3, unique=True))),
+        phase=draw(st.sampled_from(PHASES)), priority=draw(st.integers(-(2**31), 2**31 - 1)),
+        fail_strategy=draw(st.sampled_from(FAIL_STRATEGIES)),
+        url=draw(st.sampled_from([PLUGIN_URL, "oci://r.example.com/p:1",
+                                  "https://example.com/p.wasm"])),
+        image_pull_policy=draw(st.sampled_from(PULL_POLICIES)),
+        service_fqdn=draw(_label) + ".ns.svc.cluster.local", service_port=draw(_port))
+
+
+@settings(max_examples=60, deadline=None)
+@given(_plugin_options())
+def test_property_every_valid_option_set_renders_a_plugin_both_schemas_accept(
+        options: WasmPluginOptions) -> None:
+    plugin = render_wasmplugin(options)
+    assert istio_errors(plugin) == []
+    assert own_errors(plugin) == []
+    assert check_texts([(format_manifests([plugin]), "p.yaml")]) == []
