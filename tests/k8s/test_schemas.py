@@ -36,6 +36,9 @@ from tokenlimit.k8s.options import (
 )
 
 CRD = SHARED / "schemas" / "istio-wasmplugin-crd.yaml"
+# The CRD is shared reference data beside the repository, never copied into it; where it is
+# absent (a lone clone), the tests that need it say so instead of failing on a missing file.
+needs_crd = pytest.mark.skipif(not CRD.exists(), reason=f"{CRD} is not present")
 
 
 @cache
@@ -63,10 +66,12 @@ def all_objects() -> list[list[dict[str, Any]]]:
     ]
 
 
+@needs_crd
 def test_the_crd_is_the_shared_reference() -> None:
     assert istio_schema()["properties"]["spec"]["required"] == ["url"]
 
 
+@needs_crd
 @pytest.mark.parametrize("objects", all_objects(), ids=["defaults", "custom"])
 def test_rendered_wasmplugin_passes_istios_crd_schema(objects: list[dict[str, Any]]) -> None:
     plugin = objects[-1]
@@ -107,6 +112,7 @@ def _mutate(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
 _DELETE = object()
 
 
+@needs_crd
 @pytest.mark.parametrize(("path", "value"), [
     (("spec", "failStrategy"), "FAIL_OPN"),
     (("spec", "phase"), "stats"),
@@ -125,6 +131,7 @@ def test_both_schemas_refuse_what_istio_refuses(path: tuple[str | int, ...], val
     assert own_errors(bad) != []
 
 
+@needs_crd
 @pytest.mark.parametrize(("path", "value"), [
     (("spec", "pluginConfig", "rateLimitKeys"), _DELETE),
     (("spec", "pluginConfig", "rateLimitKeys"), []),
@@ -173,6 +180,7 @@ def _plugin_options(draw: st.DrawFn) -> WasmPluginOptions:
         service_fqdn=draw(_label) + ".ns.svc.cluster.local", service_port=draw(_port))
 
 
+@needs_crd
 @settings(max_examples=60, deadline=None)
 @given(_plugin_options())
 def test_property_every_valid_option_set_renders_a_plugin_both_schemas_accept(
