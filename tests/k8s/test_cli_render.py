@@ -243,3 +243,15 @@ def test_the_readme_example_is_real_output() -> None:
     code, out, err = invoke(args[1:])
     assert (code, err) == (0, "")
     assert out == shown
+
+
+def test_constant_key_templates_no_rule_matches_warn() -> None:
+    code, out, err = invoke(["render", "all", "--rules", RULES, "--key-template", "global",
+                             "--key-template", "regular-user-x",
+                             "--key-template", "{{request.headers.user-type}}"])
+    assert code == 0
+    assert err == ("<rules>: warning TL309 rateLimitKeys entry 'global' is a constant key "
+                   "that no rule matches: the service never limits it\n")
+    assert "      - global\n      - regular-user-x\n" in out
+    # Without rules there is nothing to compare with, so no warning.
+    assert invoke(["render", "wasmplugin", "--key-template", "global"])[2] == ""

@@ -25,6 +25,7 @@ from tokenlimit.k8s import (
     check_manifests,
     check_texts,
     format_manifests,
+    key_template_findings,
     parse_labels,
     parse_target_ref,
     password_from_env,
@@ -225,11 +226,12 @@ def wasmplugin(
 
     Example: tokenlimit render wasmplugin --host dashscope.aliyuncs.com --selector app=sleep
     """
-    _rules(rules, config_json, from_env, required=False)
+    found = _rules(rules, config_json, from_env, required=False)
     fqdn = rate_limit_service or defaults.DEFAULT_SERVICE_FQDN
     plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy, fqdn,
                      rate_limit_service_port)
+    _print_findings(key_template_findings(plugin.key_templates, found), err=True)
     _emit([render_wasmplugin(plugin)], output_dir, check)
 
 
@@ -286,6 +288,7 @@ def render_everything(
     plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy,
                      rate_limit_service or options.fqdn, rate_limit_service_port)
+    _print_findings(key_template_findings(plugin.key_templates, found), err=True)
     _emit(render_all(found, plugin, options, password), output_dir, check)
 
 

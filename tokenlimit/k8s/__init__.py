@@ -19,6 +19,7 @@ from tokenlimit.k8s.options import (
 )
 from tokenlimit.k8s.render import (
     Manifest,
+    key_template_findings,
     render_all,
     render_secret,
     render_service,
@@ -35,6 +36,7 @@ __all__ = [
     "check_manifests",
     "check_texts",
     "format_manifests",
+    "key_template_findings",
     "manifest_filename",
     "parse_labels",
     "parse_target_ref",

@@ -19,7 +19,7 @@ from tokenlimit.k8s.options import (
     ServiceOptions,
     WasmPluginOptions,
 )
-from tokenlimit.rules import ENV_VAR, Rule
+from tokenlimit.rules import ENV_VAR, Finding, Rule, RuleMatcher, Severity
 
 Manifest = dict[str, Any]
 
@@ -160,3 +160,26 @@ def render_all(rules: Sequence[Rule], plugin: WasmPluginOptions, service: Servic
     objects = render_service(rules, service, password)
     objects.append(render_wasmplugin(plugin))
     return objects
+
+
+def key_template_findings(templates: Sequence[str], rules: Sequence[Rule]) -> list[Finding]:
+    """Warnings for ``rateLimitKeys`` entries that are constants no rule matches.
+
+    A template without ``{{...}}`` renders to the same key for every request; if no rule's
+    regex matches that key, the service never limits it (and nothing is stored for it).
+
+    >>> [f.code for f in key_template_findings(["global"], [Rule(0, "user-.*", 1, 1, 1, 1)])]
+    ['TL309']
+    """
+    if not rules:
+        return []
+    matcher = RuleMatcher(rules)
+    return [
+        Finding("TL309", Severity.WARNING,
+                f"rateLimitKeys entry {template!r} is a constant key that no rule matches: the "
+                "service never limits it",
+                "Add a rule whose rate_limit_key_regex matches it, or use a template such as "
+                "{{request.headers.user-type}}.", None, "rateLimitKeys", None)
+        for template in templates
+        if "{{" not in template and matcher.index_for(template) is None
+    ]
