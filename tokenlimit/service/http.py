@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_response(response: Response, keep_alive: bool) -> bytes:
-    """The bytes of an HTTP/1.1 answer."""
+    """The bytes of an HTTP/1.1 answer (cached: most answers are one of a few)."""
     reason = _REASONS.get(response.status, "Unknown")
     lines = [f"HTTP/1.1 {response.status} {reason}"]
     lines.extend(f"{name}: {value}" for name, value in response.headers)

@@ -228,10 +228,11 @@ async def serve_forever(
     watch: Path | None = None,
     log: Callable[..., None],
     stop_after: float | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules."""
     server = HttpServer(app, max_body=app.options.max_body)
-    bound = await server.start(host, port)
+    bound = await server.start(host, port, reuse_port=reuse_port)
     log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
         shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
     loop = asyncio.get_running_loop()
