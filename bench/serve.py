@@ -32,6 +32,7 @@ from tokenlimit.service.stores.redis import load_script  # noqa: E402
 KEY = "bench-user"
 RULES = [{"rate_limit_key_regex": "bench-.*", "max_tokens": 10**12, "tokens_per_fill": 10**12,
           "fill_interval_second": 60, "redis_expired_seconds": 600}]
+PAUSE_MS = 4
 CHECK_PATH = "/ratelimit?ratelimit_keys=%5B%22bench-user%22%5D"
 
 
@@ -116,11 +117,14 @@ def main() -> None:
         wrk(url, 1, args.connections)  # warm-up
         peak = wrk(url, args.seconds, args.connections)
 
-        # Half rate: 20 connections, each pausing so that together they ask for peak/2 per s.
-        paced_connections = 20
-        delay_ms = max(1, round(paced_connections * 1000 / (peak["rps"] / 2)))
+        # Half rate: connections that pause 4 ms between requests, as many as ask for about
+        # peak/2 per second; one short calibration run corrects the count.
+        target = peak["rps"] / 2
         pacing = workdir / "pace.lua"
-        pacing.write_text(f"function delay()\n  return {delay_ms}\nend\n")
+        pacing.write_text(f"function delay()\n  return {PAUSE_MS}\nend\n")
+        paced_connections = max(1, round(target * (PAUSE_MS + peak["p50_ms"] / 2) / 1000))
+        trial = wrk(url, 2, paced_connections, str(pacing))
+        paced_connections = max(1, round(paced_connections * target / max(trial["rps"], 1)))
         half = wrk(url, args.seconds, paced_connections, str(pacing))
     finally:
         for process in reversed(processes):
@@ -137,7 +141,7 @@ def main() -> None:
     print(f"wrk /ratelimit, {args.connections} connections      : {peak['rps']:10.0f} req/s   "
           f"p50 {peak['p50_ms']:.2f} ms  p99 {peak['p99_ms']:.2f} ms  "
           f"non-2xx {peak['non_2xx']:.0f}")
-    print(f"wrk paced to ~half rate ({paced_connections} conn, {delay_ms} ms pause): "
+    print(f"wrk paced to ~half rate ({paced_connections} conn, {PAUSE_MS} ms pause): "
           f"{half['rps']:8.0f} req/s   p50 {half['p50_ms']:.2f} ms  p90 {half['p90_ms']:.2f} ms  "
           f"p99 {half['p99_ms']:.2f} ms")
     print(f"service / redis-benchmark            : {ratio:10.2f}")
