@@ -137,6 +137,9 @@ class RateLimitApp:
             self.log("backend_error", op="check", error=str(exc))
             result = CheckResult("error")
         self.metrics.checked(result.outcome, result.rule, time.perf_counter() - started)
+        if result.outcome == "error":
+            reason = getattr(self.store, "last_script_error", "") or "the check script failed"
+            self.log("check_failed", keys=list(keys), error=reason, fail=self.options.fail)
         return self._decision(keys, result)
 
     def _decision(self, keys: Sequence[str], result: CheckResult) -> Response:

@@ -106,6 +106,12 @@ class HttpProtocol(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
+    def on_headers_complete(self) -> None:
+        # curl and others wait for this before sending a body over 1 KiB, as Go's server sends.
+        expect = self.headers.get("expect", "").lower() == "100-continue"
+        if expect and self.transport is not None and not self.pending:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
         if self.body_size <= self.max_body:
