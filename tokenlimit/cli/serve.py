@@ -65,8 +65,8 @@ def serve(
         help=f"{'|'.join(BACKENDS)}; default: redis when --redis-url or REDIS_ADDRESS is set, "
         "else memory.")] = None,
     redis_url: Annotated[str | None, typer.Option(
-        metavar="URL", help="redis://[:password@]host:port[/db]; default: REDIS_ADDRESS, "
-        "REDIS_PASSWORD, REDIS_DB_INDEX.")] = None,
+        metavar="URL", help="redis://:PASSWORD@HOST:PORT/DB (password and db optional); "
+        "default: REDIS_ADDRESS, REDIS_PASSWORD, REDIS_DB_INDEX.")] = None,
     redis_timeout: Annotated[float, typer.Option(
         help="Seconds before a Redis call counts as failed.")] = 1.0,
     mode: Annotated[str, typer.Option(

@@ -42,7 +42,8 @@ def run_workers(count: int, work: Callable[[int], None]) -> int:
     try:
         for child in children:
             _, status = os.waitpid(child, 0)
-            worst = max(worst, os.waitstatus_to_exitcode(status))
+            code = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
+            worst = worst or (1 if code < 0 else code)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
