@@ -190,3 +190,18 @@ def test_expect_100_continue_and_pipelined_requests_answer_in_order() -> None:
     assert answers[1].endswith(b'{"allow":true,"description":"ok"}')
     assert answers[2].endswith(b'{"allow":true,"description":"ok"}')
     assert answers[3].endswith(b"Connection: close\r\n\r\n" + b'{"status":"ok"}')
+
+
+def test_an_internal_failure_is_a_logged_500_without_a_traceback() -> None:
+    events: list[tuple[str, dict[str, object]]] = []
+    broken = (Rule(0, "k", 10, 5, 0, 60),)  # interval 0: the model divides by zero
+    clock = ManualClock(T0)
+    with running_service(broken, clock=clock, log=lambda e, **f: events.append((e, f))) as svc, \
+            httpx.Client() as client:
+        check(client, svc.url, ["k"])
+        clock.advance(1)
+        failed = check(client, svc.url, ["k"])
+        assert (failed.status_code, failed.content) == (500, b"")
+        assert allowed(check(client, svc.url, ["other"]))  # still serving
+    assert events == [("internal_error", {
+        "path": "/ratelimit", "error": "ZeroDivisionError: division by zero"})]

@@ -86,6 +86,14 @@ class RateLimitApp:
         self.rules = tuple(rules)
 
     async def __call__(self, request: Request) -> Response:
+        try:
+            return await self.route(request)
+        except Exception as exc:  # a bug, not bad input: log it, never show a traceback
+            self.log("internal_error", path=request.path, error=f"{type(exc).__name__}: {exc}")
+            return Response(500)
+
+    async def route(self, request: Request) -> Response:
+        """The answer to ``request`` by path (the example's routes accept any method)."""
         path = request.path
         if path == "/ratelimit":
             return await self.ratelimit(request)
