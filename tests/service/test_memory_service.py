@@ -205,3 +205,22 @@ def test_an_internal_failure_is_a_logged_500_without_a_traceback() -> None:
         assert allowed(check(client, svc.url, ["other"]))  # still serving
     assert events == [("internal_error", {
         "path": "/ratelimit", "error": "ZeroDivisionError: division by zero"})]
+
+
+def test_oversized_headers_and_garbage_get_an_error_and_a_close() -> None:
+    import socket
+
+    with running_service(RULES, clock=ManualClock(T0)) as svc:
+        for request, status in (
+            (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", b"431"),
+            (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        ):
+            with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
+                sock.sendall(request)
+                received = b""
+                while chunk := sock.recv(65536):
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 " + status), received[:80]
+            assert b"Connection: close" in received
+        with httpx.Client() as client:  # and the service goes on serving
+            assert client.get(f"{svc.url}/healthz").status_code == 200
