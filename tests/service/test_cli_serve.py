@@ -40,6 +40,20 @@ def test_help_lists_every_option() -> None:
         assert option in result.output
 
 
+def test_warnings_are_logged_at_start_up(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"rate_limit_key_regex": "u", "max_tokens": 10, "tokens_per_fill": 5,\n'
+                     '  "fill_interval_second": 60, "redis_expired_seconds": 600, "burst": 3}]\n')
+    result = runner.invoke(app, ["serve", "--rules", str(rules), "--port", str(free_port()),
+                                 "--stop-after", "0"], env={"REDIS_ADDRESS": ""})
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    warning = {k: v for k, v in lines[1].items() if k != "ts"}
+    assert warning == {
+        "event": "rule_warning", "code": "TL206", "rule": 0, "where": f"{rules}:2:61",
+        "message": "unknown field 'burst' in rule 0: the service ignores it silently."}
+
+
 def test_missing_rules_and_bad_options(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RATE_LIMIT_CONFIG", "REDIS_ADDRESS")}
     result = runner.invoke(app, ["serve", "--stop-after", "0"], env=env)

@@ -20,6 +20,7 @@ from tokenlimit.service.runner import (
     build_store,
     check_rules,
     json_logger,
+    log_findings,
     new_event_loop,
     serve_forever,
 )
@@ -110,12 +111,13 @@ def serve(
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
     policy = parse_estimates(estimate or [])
     loaded = _rules_loader(rules)
-    check_rules(loaded)
+    warnings = check_rules(loaded)
     chosen = backend_config(backend, redis_url, timeout=redis_timeout)
     if workers > 1 and chosen.kind == "memory":
         raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
     log = json_logger()
     log("starting", backend=chosen.describe(), rules=loaded.origin)
+    log_findings(log, warnings)
     mode_value: Mode = "reserve" if mode == "reserve" else "compat"
     charge_value: Charge = "total" if charge == "total" else "completion"
     options = ServiceOptions(mode_value, policy, shadow, fail, charge_value, strict_input,
