@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import REPO, SAMPLES, RedisServer, free_port
 from tests.service.helpers import check, report
+from tests.service.redis_helpers import redis_call, run
 from tokenlimit.cli.main import app
 
 runner = CliRunner()
@@ -152,3 +153,28 @@ def test_two_workers_share_the_port_and_the_redis_state(tmp_path: Path,
     assert process.returncode == 0
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert sorted(events) == ["listening", "listening", "starting", "stopped", "stopped"]
+
+
+@pytest.mark.redis
+def test_clock_offset_runs_ahead_of_redis_time(redis_server: RedisServer) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_ADDRESS": redis_server.address}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokenlimit", "serve", "--rules", str(SAMPLES / "rules.json"),
+         "--port", str(port), "--clock-offset", "3600", "--stop-after", "60"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client() as client:
+            _wait_healthy(client, url, Path(os.devnull))
+            before = time.time()
+            assert check(client, url, ["subscriber-7"]).json()["allow"] is True
+            after = time.time()
+        last = int(run(lambda: redis_call(redis_server.port, "GET",
+                                          "subscriber-7_last_fill_time")))
+        assert int(before) + 3600 <= last <= int(after) + 3600
+        ttl_ms = run(lambda: redis_call(redis_server.port, "PTTL", "subscriber-7"))
+        assert 3600_000 + 590_000 < ttl_ms <= 3600_000 + 600_000  # PEXPIREAT from that clock
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -89,6 +90,9 @@ def serve(
         help="Add x-ratelimit-remaining-tokens and retry-after to answers.")] = False,
     max_body_bytes: Annotated[int, typer.Option(
         help="Larger report bodies get 413.")] = 1 << 20,
+    clock_offset: Annotated[float, typer.Option(
+        help="Debugging: run this many seconds ahead of the real clock (the time is passed to "
+        "the scripts instead of Redis TIME).")] = 0.0,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
     stop_after: Annotated[float | None, typer.Option(
@@ -106,6 +110,9 @@ def serve(
         raise typer.BadParameter("give only one of --fail-open and --fail-closed")
     if not 0 < port < 65536:
         raise typer.BadParameter("must be 1-65535", param_hint="--port")
+    if clock_offset < 0:
+        raise typer.BadParameter("must not be negative: Redis would expire keys before the "
+                                 "scripts expect", param_hint="--clock-offset")
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
@@ -126,7 +133,8 @@ def serve(
     reload = (lambda: _rules_loader(rules)) if rules != "-" else None
 
     def run_one(worker: int) -> None:
-        store = build_store(chosen, loaded.rules)
+        clock = (lambda: time.time() + clock_offset) if clock_offset else None
+        store = build_store(chosen, loaded.rules, clock)
         app = RateLimitApp(store, loaded.rules, options, log=log)
         loop = new_event_loop()
         try:
