@@ -76,6 +76,20 @@ def test_missing_rules_and_bad_options(tmp_path: Path) -> None:
                               "got 'http://x'\n")
 
 
+def test_a_port_in_use_is_one_clear_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--rules", str(SAMPLES / "rules.json"), "--port",
+                                     str(port), "--stop-after", "0"], env={"REDIS_ADDRESS": ""})
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}:")
+    assert "address already in use" in result.output
+
+
 def test_in_process_run_reads_rules_from_the_environment() -> None:
     config = (SAMPLES / "rules.json").read_text()
     port = free_port()
