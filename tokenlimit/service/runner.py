@@ -153,8 +153,13 @@ class RunningService:
     loop: asyncio.AbstractEventLoop
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
-        """Swap the rules (bucket state kept), from any thread."""
-        self.loop.call_soon_threadsafe(self.app.set_rules, tuple(rules))
+        """Swap the rules (bucket state kept), from any thread; in force when this returns."""
+        app = self.app
+
+        async def swap() -> None:
+            app.set_rules(tuple(rules))
+
+        asyncio.run_coroutine_threadsafe(swap(), self.loop).result(10)
 
 
 @contextlib.contextmanager
