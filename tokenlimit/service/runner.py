@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 from urllib.parse import unquote, urlsplit
 
-from tokenlimit.errors import ConfigError, TokenlimitError
+from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
@@ -273,6 +273,10 @@ async def serve_forever(
     gc.freeze()
     log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
         shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
+    try:  # not fatal (the example starts without Redis too), but worth one line
+        await app.store.ping()
+    except StoreError as exc:
+        log("backend_unreachable", error=str(exc))
     watcher = asyncio.create_task(_watch(watch, do_reload, stop)) if watch else None
     try:
         await asyncio.wait_for(stop.wait(), stop_after)
