@@ -132,8 +132,8 @@ class HttpProtocol(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.transport is None:
-            return
+        if self.transport is None or self.closing:
+            return  # gone, or a request after one that asked to close: not answered
         try:
             parsed = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
