@@ -60,6 +60,10 @@ def _register() -> None:
     from tokenlimit.cli import validate
 
     validate.register(app)
+    from tokenlimit.cli import gateway, mock_llm
+
+    gateway.register(app)
+    mock_llm.register(app)
 
 
 _register()

@@ -116,6 +116,17 @@ class Completion:
     stream: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A request as the mock received it (kept in-process only: headers may carry secrets)."""
+
+    method: str
+    path: str
+    query: bytes
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
 def _error(message: str, param: str | None) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error",
                       "param": param, "code": None}}
@@ -143,6 +154,7 @@ class MockLLM:
         self.settings = settings or MockSettings()
         self.rng = random.Random(self.settings.seed)
         self.completions: deque[Completion] = deque(maxlen=KEPT_COMPLETIONS)
+        self.received: deque[Received] = deque(maxlen=KEPT_COMPLETIONS)
         self.requests = 0
 
     def stats(self) -> dict[str, Any]:
@@ -165,6 +177,9 @@ class MockLLM:
         except ClientGone:
             return
         path, method = scope["path"], scope["method"]
+        self.received.append(Received(
+            method, path, scope.get("query_string", b""),
+            tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]), body))
         if path == STATS_PATH and method == "GET":
             await respond_json(send, 200, self.stats())
         elif path not in CHAT_PATHS:

@@ -1,0 +1,38 @@
+"""The ASM guide's verification, end to end over loopback: regular users are limited first."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.gateway.conftest import System
+
+HOST = "dashscope.aliyuncs.com"
+BODY = {"model": "qwen-turbo", "messages": [{"role": "user", "content": "Who are you?"}]}
+
+
+def ask(client: httpx.Client, system: System, user: str) -> httpx.Response:
+    answer = client.post(f"{system.gateway_url}/", json=BODY,
+                         headers={"host": HOST, "user-type": user})
+    system.drain()
+    return answer
+
+
+def test_regular_user_is_limited_before_subscriber(system: System) -> None:
+    # Rules: regular-user starts at 50 tokens, subscriber at 100; each answer costs 60.
+    with httpx.Client(timeout=10) as client:
+        codes = {user: [ask(client, system, user).status_code for _ in range(3)]
+                 for user in ("regular-user", "subscriber")}
+        limited = ask(client, system, "regular-user")
+    assert codes == {"regular-user": [200, 429, 429], "subscriber": [200, 200, 429]}
+    assert limited.text == "regular-user is being rate-limited"
+    assert limited.headers["content-type"] == "text/plain"
+    assert system.service.reports == [
+        {"ratelimit_keys": [user], "prompt_tokens": 7, "completion_tokens": 60,
+         "total_tokens": 67}
+        for user in ("regular-user", "subscriber", "subscriber")
+    ]
+    assert system.gateway.stats.to_dict() == {
+        "requests": 7, "unmatched": 0, "allowed": 3, "limited": 4, "service_errors": 0,
+        "failed_open": 0, "failed_closed": 0, "upstream_errors": 0, "reports": 3,
+        "report_errors": 0, "no_usage": 0,
+    }
