@@ -65,6 +65,10 @@ def _register() -> None:
     gateway.register(app)
     mock_llm.register(app)
 
+    from tokenlimit.cli import serve as serve_command
+
+    serve_command.register(app)
+
 
 _register()
 
