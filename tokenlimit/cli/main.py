@@ -60,14 +60,16 @@ def _register() -> None:
     from tokenlimit.cli import validate
 
     validate.register(app)
-    from tokenlimit.cli import gateway, mock_llm
-
-    gateway.register(app)
-    mock_llm.register(app)
 
     from tokenlimit.cli import serve as serve_command
 
     serve_command.register(app)
+
+    from tokenlimit.cli import gateway, mock_llm, up
+
+    gateway.register(app)
+    mock_llm.register(app)
+    up.register(app)
 
 
 _register()

@@ -69,7 +69,7 @@ class Listener:
     def __post_init__(self) -> None:
         config = uvicorn.Config(self.app, lifespan="on", log_level="warning",
                                 access_log=False, http="httptools",
-                                timeout_graceful_shutdown=10)
+                                timeout_graceful_shutdown=10, server_header=False)
         self.server = _Server(config)
 
     @property
