@@ -65,8 +65,11 @@ class Listener:
     app: Any
     sock: socket.socket
     server: _Server = field(init=False)
+    address: tuple[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
+        name = self.sock.getsockname()
+        self.address = (str(name[0]), int(name[1]))  # still known once the socket is closed
         config = uvicorn.Config(self.app, lifespan="on", log_level="warning",
                                 access_log=False, http="httptools",
                                 timeout_graceful_shutdown=10, server_header=False)
@@ -74,11 +77,11 @@ class Listener:
 
     @property
     def port(self) -> int:
-        return int(self.sock.getsockname()[1])
+        return self.address[1]
 
     @property
     def url(self) -> str:
-        host = self.sock.getsockname()[0]
+        host = self.address[0]
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
@@ -119,7 +122,7 @@ def run_foreground(listeners: Sequence[Listener], duration: float | None = None,
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
         if duration is not None:
             loop.call_later(duration, stop.set)
@@ -127,7 +130,7 @@ def run_foreground(listeners: Sequence[Listener], duration: float | None = None,
             await serve_all(listeners, stop, started)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
