@@ -3,7 +3,9 @@
 Starts ``tokenlimit up`` as a subprocess (service, mock and gateway on loopback ports, rules with
 a budget nothing exhausts), then sends the same bounded batches to the mock directly and via the
 gateway (check + forward + asynchronous report), sequentially and with concurrency, and prints
-requests per second, p50 / p99 latency and the ratios. Runs in a few seconds.
+requests per second, p50 / p99 latency and the ratios; then the same with ``wrk`` (2 s per run)
+when it is installed, since a C client measures the servers rather than the client. Runs in
+about twenty seconds.
 
     .venv/bin/python bench/gateway_overhead.py [--requests 400] [--concurrency 16]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import signal
 import statistics
 import subprocess
@@ -21,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 BODY = {"messages": [{"role": "user", "content": "Who are you?"}]}
 RULES = [{"rate_limit_key_regex": "bench-.*", "max_tokens": 10**12, "tokens_per_fill": 10**12,
@@ -32,17 +35,18 @@ async def batch(url: str, host: str, total: int, concurrency: int) -> tuple[floa
     latencies: list[float] = []
     queue = iter(range(total))
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: aiohttp.ClientSession) -> None:
         for i in queue:
             start = time.perf_counter()
-            answer = await client.post(url, json=BODY, headers={
-                "host": host, "user-type": f"bench-{i % 50}"})
+            async with client.post(url, json=BODY, headers={
+                    "host": host, "user-type": f"bench-{i % 50}"}) as answer:
+                text = await answer.text()
             latencies.append(time.perf_counter() - start)
-            if answer.status_code != 200:
-                raise SystemExit(f"unexpected {answer.status_code}: {answer.text[:80]}")
+            if answer.status != 200:
+                raise SystemExit(f"unexpected {answer.status}: {text[:80]}")
 
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         return time.perf_counter() - started, latencies
@@ -54,6 +58,23 @@ def figures(name: str, elapsed: float, latencies: list[float]) -> float:
     print(f"  {name:<9} {rate:8.0f} req/s   p50 {cuts[49] * 1000:6.2f} ms   "
           f"p99 {cuts[98] * 1000:6.2f} ms")
     return rate
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{"messages":[{"role":"user","content":"Who are you?"}]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Host"] = "%s"
+wrk.headers["user-type"] = "bench-1"
+"""
+
+
+def wrk_rate(url: str, host: str, connections: int, script: Path) -> float:
+    script.write_text(WRK_SCRIPT % host)
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", "-d2s", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("Requests/sec:"))
+    return float(line.split()[1])
 
 
 def main() -> None:
@@ -79,6 +100,13 @@ def main() -> None:
                 proxied = figures("gateway", *asyncio.run(batch(
                     urls["gateway"] + "/", host, args.requests, concurrency)))
                 print(f"  gateway / direct throughput: {proxied / direct:.2f}")
+            if shutil.which("wrk"):
+                for connections in (1, args.concurrency):
+                    script = Path(tmp) / "post.lua"
+                    direct = wrk_rate(urls["mock_llm"] + "/", host, connections, script)
+                    proxied = wrk_rate(urls["gateway"] + "/", host, connections, script)
+                    print(f"wrk, {connections} connections: direct {direct:.0f} req/s, "
+                          f"gateway {proxied:.0f} req/s, ratio {proxied / direct:.2f}")
         finally:
             process.send_signal(signal.SIGTERM)
             out, _ = process.communicate(timeout=30)

@@ -236,3 +236,10 @@ def test_up_as_a_subprocess_answers_the_guides_requests_and_stops_on_sigterm(
     for port in ports:  # all three really stopped
         with pytest.raises(OSError):
             socket.create_connection((LOOPBACK, port), timeout=1).close()
+
+
+@pytest.mark.parametrize("command", ["gateway", "mock-llm", "up"])
+def test_help_shows_an_example(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert f"Example: tokenlimit {command}" in result.output

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.gateway.conftest import System
-from tokenlimit.gateway import MockSettings, TokenDraw
+from tests.gateway.conftest import FakeService, System, guide_limiter
+from tokenlimit.gateway import (
+    LOOPBACK,
+    BackgroundServers,
+    Gateway,
+    Listener,
+    MockSettings,
+    TokenDraw,
+    bind,
+    build_config,
+)
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.asm import AsmLimiter
 
@@ -199,3 +210,51 @@ def test_each_admitted_request_is_reported_once_with_the_mocks_usage(
          for user, c in zip(sent, produced, strict=True)),
         key=lambda r: r["ratelimit_keys"][0])
     assert system.gateway.stats.reports == 12
+
+
+class GatedStream:
+    """An upstream that sends its first event, then waits for the test before finishing.
+
+    If the gateway buffered the answer, the client would never see the first event and the gate
+    would never open: the test would fail at its deadline instead of passing.
+    """
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'data: {"choices":[{"delta":{"content":"first"}}]}\n\n'})
+        opened = await asyncio.to_thread(self.gate.wait, 10)
+        usage = b'{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}' if opened else b"{}"
+        await send({"type": "http.response.body", "more_body": False,
+                    "body": b'data: {"choices":[],"usage":' + usage + b"}\n\ndata: [DONE]\n\n"})
+
+
+def test_stream_is_passed_on_before_the_upstream_has_finished() -> None:
+    service = FakeService(guide_limiter())
+    upstream = GatedStream()
+    service_sock, upstream_sock = bind(LOOPBACK, 0), bind(LOOPBACK, 0)
+    gateway = Gateway(build_config(
+        upstream=f"http://{LOOPBACK}:{upstream_sock.getsockname()[1]}",
+        service=f"http://{LOOPBACK}:{service_sock.getsockname()[1]}", hosts=[HOST]))
+    with BackgroundServers([Listener("service", service, service_sock),
+                            Listener("upstream", upstream, upstream_sock),
+                            Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        with httpx.stream("POST", servers.listeners[2].url + "/", json=chat("x"), timeout=10,
+                          headers={"host": HOST, "user-type": "subscriber"}) as answer:
+            lines = answer.iter_lines()
+            first = next(lines)
+            reports_while_streaming = list(service.reports)
+            upstream.gate.set()
+            rest = [line for line in lines if line]
+        servers.call(gateway.drain())
+    assert first == 'data: {"choices":[{"delta":{"content":"first"}}]}'
+    assert reports_while_streaming == []
+    assert rest[-1] == "data: [DONE]"
+    assert service.reports == [{"ratelimit_keys": ["subscriber"], "prompt_tokens": 3,
+                                "completion_tokens": 4, "total_tokens": 7}]

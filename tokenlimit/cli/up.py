@@ -103,7 +103,7 @@ def up(
     rules: RulesOption = None,
     redis_url: Annotated[str | None, typer.Option(
         "--redis-url", metavar="URL",
-        help="Keep buckets in Redis (redis://[:password@]host:port[/db]); default: memory.")]
+        help="Keep buckets in Redis (redis://:PASSWORD@HOST:PORT/DB); default: memory.")]
     = None,
     host: HostOption = LOOPBACK,
     gateway_port: Annotated[int, typer.Option(

@@ -249,7 +249,7 @@ class MockLLM:
         extra: dict[str, Any] = {"usage": None} if include_usage else {}
 
         async def event(value: Any) -> None:
-            data = value if isinstance(value, str) else json.dumps(value)
+            data = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
             await send({"type": "http.response.body", "body": f"data: {data}\n\n".encode(),
                         "more_body": True})
 

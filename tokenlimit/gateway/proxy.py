@@ -15,8 +15,10 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote
 
-import httpx
+import aiohttp
+from yarl import URL
 
 from tokenlimit.gateway.asgi import ClientGone, Receive, Scope, Send, read_body, respond
 from tokenlimit.gateway.attributes import RequestAttributes, render_keys
@@ -115,8 +117,8 @@ class Gateway:
         self.config = config
         self.stats = GatewayStats()
         self.health = ServiceHealth(config.fail_open)
-        self._upstream: httpx.AsyncClient | None = None
-        self._service: httpx.AsyncClient | None = None
+        self._upstream: aiohttp.ClientSession | None = None
+        self._service: aiohttp.ClientSession | None = None
         self._reports: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,11 +134,16 @@ class Gateway:
 
     async def startup(self) -> None:
         """Open the connection pools (inside the serving event loop)."""
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200)
-        self._upstream = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(
-            self.config.upstream_timeout, connect=10.0))
-        self._service = httpx.AsyncClient(limits=limits,
-                                          timeout=httpx.Timeout(self.config.service_timeout))
+        # No headers of the client's own, no decompression: the request and the answer pass
+        # through byte for byte.
+        self._upstream = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0,
+                                          sock_read=self.config.upstream_timeout))
+        self._service = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=self.config.service_timeout))
 
     async def shutdown(self) -> None:
         """Wait (bounded) for the reports still in flight, then close the pools."""
@@ -144,7 +151,7 @@ class Gateway:
             await asyncio.wait(set(self._reports), timeout=REPORT_DRAIN_SECONDS)
         for client in (self._upstream, self._service):
             if client is not None:
-                await client.aclose()
+                await client.close()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One request: check, then forward or answer, then report."""
@@ -179,33 +186,36 @@ class Gateway:
     async def check(self, keys: list[str]) -> Verdict:
         """Ask the service about ``keys``."""
         assert self._service is not None
-        url = f"{self.config.service}/ratelimit"
-        params = {"ratelimit_keys": json.dumps(keys, ensure_ascii=False)}
+        keys_json = quote(json.dumps(keys, ensure_ascii=False, separators=(",", ":")), safe="")
+        url = URL(f"{self.config.service}/ratelimit?ratelimit_keys={keys_json}", encoded=True)
         try:
-            answer = await self._service.get(url, params=params)
-        except httpx.HTTPError as exc:
+            async with self._service.get(url) as answer:
+                status, content = answer.status, await answer.read()
+                raw_headers = answer.raw_headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.service_errors += 1
             self.health.failure(f"unreachable at {self.config.service} ({type(exc).__name__})")
             return Verdict(None)
-        verdict = self._verdict(answer)
+        verdict = self._verdict(status, content, raw_headers)
         if verdict is None:
             self.stats.service_errors += 1
-            self.health.failure(f"answered {answer.status_code} to /ratelimit")
+            self.health.failure(f"answered {status} to /ratelimit")
             return Verdict(None)
         self.health.success()
         return verdict
 
     @staticmethod
-    def _verdict(answer: httpx.Response) -> Verdict | None:
-        if answer.status_code != 200:
+    def _verdict(status: int, content: bytes,
+                 raw_headers: tuple[tuple[bytes, bytes], ...]) -> Verdict | None:
+        if status != 200:
             return None
         try:
-            body: Any = json.loads(answer.content)
+            body: Any = json.loads(content)
         except ValueError:
             return None
         if not isinstance(body, dict) or not isinstance(body.get("allow"), bool):
             return None
-        headers = tuple((k.lower(), v) for k, v in answer.headers.raw
+        headers = tuple((k.lower(), v) for k, v in raw_headers
                         if _passed_on(k.decode("latin-1").lower()))
         return Verdict(body["allow"], str(body.get("description", "")), headers)
 
@@ -217,11 +227,11 @@ class Gateway:
                       for t in v.split(",")}
         outgoing = [(k, v) for k, v in headers
                     if k not in HOP_BY_HOP and k not in connection and k != "content-length"]
-        upstream = httpx.Request(request.method, self.config.upstream + request.path,
-                                 headers=outgoing, content=body)
+        url = URL(self.config.upstream + request.path, encoded=True)
         try:
-            answer = await self._upstream.send(upstream, stream=True)
-        except httpx.HTTPError as exc:
+            answer = await self._upstream.request(request.method, url, headers=outgoing,
+                                                  data=body or None, allow_redirects=False)
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.upstream_errors += 1
             log.warning("upstream %s: %s", self.config.upstream, type(exc).__name__)
             await respond(send, 503, UPSTREAM_DOWN_BODY, "text/plain")
@@ -229,7 +239,7 @@ class Gateway:
         try:
             usage = await self._stream_back(answer, send, keys is not None)
         finally:
-            await answer.aclose()
+            answer.release()
         if keys is None:
             return
         if usage is None:
@@ -239,19 +249,19 @@ class Gateway:
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
 
-    async def _stream_back(self, answer: httpx.Response, send: Send,
+    async def _stream_back(self, answer: aiohttp.ClientResponse, send: Send,
                            read_usage: bool) -> Usage | None:
         reader = UsageReader(answer.headers.get("content-type", ""),
                              answer.headers.get("content-encoding", "")) if read_usage else None
-        await send({"type": "http.response.start", "status": answer.status_code, "headers": [
-            (k, v) for k, v in answer.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP
+        await send({"type": "http.response.start", "status": answer.status, "headers": [
+            (k, v) for k, v in answer.raw_headers if k.decode("latin-1").lower() not in HOP_BY_HOP
         ]})
         try:
-            async for chunk in answer.aiter_raw():
+            async for chunk in answer.content.iter_any():
                 if reader is not None:
                     reader.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             # Headers are gone already: all that is left is to cut the connection.
             self.stats.upstream_errors += 1
             log.warning("upstream %s broke off its answer: %s", self.config.upstream,
@@ -264,15 +274,17 @@ class Gateway:
         """``POST /update_ratelimit_record`` for one answer."""
         assert self._service is not None
         try:
-            answer = await self._service.post(f"{self.config.service}/update_ratelimit_record",
-                                              json=usage.report_body(keys))
-        except httpx.HTTPError as exc:
+            async with self._service.post(f"{self.config.service}/update_ratelimit_record",
+                                          json=usage.report_body(keys)) as answer:
+                status = answer.status
+                await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.report_errors += 1
             self.health.failure(f"unreachable at {self.config.service} ({type(exc).__name__})")
             return
-        if answer.status_code != 200:
+        if status != 200:
             self.stats.report_errors += 1
-            self.health.failure(f"answered {answer.status_code} to /update_ratelimit_record")
+            self.health.failure(f"answered {status} to /update_ratelimit_record")
             return
         self.stats.reports += 1
         self.health.success()
