@@ -109,7 +109,15 @@ def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | No
     """The store for ``backend`` (Redis stores connect lazily, on first use)."""
     if backend.kind == "memory":
         return MemoryStore(rules, clock)
-    raise ConfigError(f"backend {backend.kind} is not available in this build")
+    if backend.kind == "redis":
+        from tokenlimit.service.stores.redis import RedisStore
+
+        return RedisStore(rules, backend.host, backend.port, password=backend.password,
+                          db=backend.db, timeout=backend.timeout, clock=clock)
+    from tokenlimit.service.stores.cluster import ClusterStore
+
+    return ClusterStore(rules, backend.host, backend.port, password=backend.password,
+                        timeout=backend.timeout, clock=clock)
 
 
 def json_logger(stream: TextIO | None = None) -> Callable[..., None]:
