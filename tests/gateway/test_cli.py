@@ -23,7 +23,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, SAMPLES, free_port
+from tests.conftest import REPO, SAMPLES, RedisServer, free_port
 from tokenlimit.cli.main import app
 from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, MockLLM, bind
 from tokenlimit.rules import load_rules
@@ -243,3 +243,35 @@ def test_help_shows_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert f"Example: tokenlimit {command}" in result.output
+
+
+@pytest.mark.redis
+def test_up_with_redis_keeps_the_buckets_in_redis(redis_server: RedisServer) -> None:
+    import redis
+
+    ports = [free_port() for _ in range(3)]
+
+    def client() -> list[int]:
+        codes = []
+        for _ in range(2):
+            answer = httpx.post(f"http://{LOOPBACK}:{ports[0]}/", json=BODY,
+                                headers={"host": HOST, "user-type": "regular-user"})
+            codes.append(answer.status_code)
+            deadline = time.monotonic() + 10  # wait for the asynchronous usage report
+            while answer.status_code == 200 and store.get("regular-user") != b"-10":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        return codes
+
+    store = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        result, codes = run_with_client(
+            ["up", "--redis-url", redis_server.url, "--gateway-port", str(ports[0]),
+             "--service-port", str(ports[1]), "--mock-port", str(ports[2])], ports[0], client)
+        assert result.exit_code == 0, result.output
+        assert "(redis at 127.0.0.1:" in result.output
+        assert codes == [200, 429]
+        assert store.get("regular-user") == b"-10"
+        assert store.exists("regular-user_last_fill_time") == 1
+    finally:
+        store.close()
