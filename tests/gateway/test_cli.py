@@ -230,7 +230,8 @@ def test_up_as_a_subprocess_answers_the_guides_requests_and_stops_on_sigterm(
         "stopped": True,
         "gateway": {"requests": 6, "unmatched": 0, "allowed": 3, "limited": 3,
                     "service_errors": 0, "failed_open": 0, "failed_closed": 0,
-                    "upstream_errors": 0, "reports": 3, "report_errors": 0, "no_usage": 0},
+                    "upstream_errors": 0, "client_gone": 0, "reports": 3, "report_errors": 0,
+                    "no_usage": 0},
         "mock_llm": {"requests": 3, "completions": 3, "prompt_tokens": 21,
                      "completion_tokens": 180}}
     for port in ports:  # all three really stopped

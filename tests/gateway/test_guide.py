@@ -33,7 +33,7 @@ def test_regular_user_is_limited_before_subscriber(system: System) -> None:
     ]
     assert system.gateway.stats.to_dict() == {
         "requests": 7, "unmatched": 0, "allowed": 3, "limited": 4, "service_errors": 0,
-        "failed_open": 0, "failed_closed": 0, "upstream_errors": 0, "reports": 3,
+        "failed_open": 0, "failed_closed": 0, "upstream_errors": 0, "client_gone": 0, "reports": 3,
         "report_errors": 0, "no_usage": 0,
     }
 

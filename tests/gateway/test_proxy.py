@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import FakeService, System, guide_limiter
+from tests.gateway.conftest import FakeService, System, guide_limiter, wait_for
 from tokenlimit.gateway import (
     LOOPBACK,
     BackgroundServers,
@@ -258,3 +258,43 @@ def test_stream_is_passed_on_before_the_upstream_has_finished() -> None:
     assert rest[-1] == "data: [DONE]"
     assert service.reports == [{"ratelimit_keys": ["subscriber"], "prompt_tokens": 3,
                                 "completion_tokens": 4, "total_tokens": 7}]
+
+
+class HungStream:
+    """An upstream that sends one event and then waits for its client to hang up."""
+
+    def __init__(self) -> None:
+        self.saw_disconnect = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "more_body": True,
+                    "body": b'data: {"choices":[{"delta":{"content":"first"}}]}\n\n'})
+        message = await asyncio.wait_for(receive(), 10)
+        if message["type"] == "http.disconnect":
+            self.saw_disconnect.set()
+
+
+def test_a_client_hanging_up_closes_the_upstream_stream_and_nothing_is_reported() -> None:
+    service = FakeService(guide_limiter())
+    upstream = HungStream()
+    service_sock, upstream_sock = bind(LOOPBACK, 0), bind(LOOPBACK, 0)
+    gateway = Gateway(build_config(
+        upstream=f"http://{LOOPBACK}:{upstream_sock.getsockname()[1]}",
+        service=f"http://{LOOPBACK}:{service_sock.getsockname()[1]}", hosts=[HOST]))
+    with BackgroundServers([Listener("service", service, service_sock),
+                            Listener("upstream", upstream, upstream_sock),
+                            Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        with httpx.stream("POST", servers.listeners[2].url + "/", json=chat("x"), timeout=10,
+                          headers={"host": HOST, "user-type": "subscriber"}) as answer:
+            assert next(answer.iter_lines()).startswith("data: ")
+        assert upstream.saw_disconnect.wait(10)
+        wait_for(lambda: gateway.stats.client_gone == 1)
+        servers.call(gateway.drain())
+    assert service.checks == [["subscriber"]]
+    assert service.reports == []
+    assert gateway.stats.upstream_errors == 0

@@ -49,6 +49,7 @@ class GatewayStats:
     failed_open: int = 0
     failed_closed: int = 0
     upstream_errors: int = 0
+    client_gone: int = 0
     reports: int = 0
     report_errors: int = 0
     no_usage: int = 0
@@ -110,6 +111,29 @@ def _attributes(scope: Scope, headers: list[tuple[str, str]]) -> RequestAttribut
     )
 
 
+class _DisconnectWatch:
+    """Closes the upstream answer as soon as the client hangs up, so that an LLM stream the
+    client no longer reads is not read to its end (and, lacking its usage, not reported)."""
+
+    def __init__(self, receive: Receive, answer: aiohttp.ClientResponse) -> None:
+        self.gone = False
+        self.answer = answer
+        self.task: asyncio.Future[Any] | None = asyncio.ensure_future(receive())
+        self.task.add_done_callback(self._received)
+
+    def _received(self, task: asyncio.Future[Any]) -> None:
+        if self.task is None or task.cancelled() or task.exception() is not None:
+            return
+        if task.result().get("type") == "http.disconnect":
+            self.gone = True
+            self.answer.close()
+
+    def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+
+
 class Gateway:
     """A raw ASGI app; one instance per listening gateway."""
 
@@ -164,7 +188,7 @@ class Gateway:
         request = _attributes(scope, headers)
         if not self.config.matches(request.host):
             self.stats.unmatched += 1
-            await self.forward(request, headers, body, send, keys=None)
+            await self.forward(request, headers, body, receive, send, keys=None)
             return
         keys = render_keys(self.config.templates, request)
         verdict = await self.check(keys)
@@ -181,7 +205,7 @@ class Gateway:
             self.stats.failed_open += 1
         else:
             self.stats.allowed += 1
-        await self.forward(request, headers, body, send, keys=keys)
+        await self.forward(request, headers, body, receive, send, keys=keys)
 
     async def check(self, keys: list[str]) -> Verdict:
         """Ask the service about ``keys``."""
@@ -220,7 +244,8 @@ class Gateway:
         return Verdict(body["allow"], str(body.get("description", "")), headers)
 
     async def forward(self, request: RequestAttributes, headers: list[tuple[str, str]],
-                      body: bytes, send: Send, keys: list[str] | None) -> None:
+                      body: bytes, receive: Receive, send: Send,
+                      keys: list[str] | None) -> None:
         """Send the request upstream unchanged and stream the answer back."""
         assert self._upstream is not None
         connection = {t.strip().lower() for k, v in headers if k == "connection"
@@ -236,9 +261,11 @@ class Gateway:
             log.warning("upstream %s: %s", self.config.upstream, type(exc).__name__)
             await respond(send, 503, UPSTREAM_DOWN_BODY, "text/plain")
             return
+        watch = _DisconnectWatch(receive, answer)
         try:
-            usage = await self._stream_back(answer, send, keys is not None)
+            usage = await self._stream_back(answer, send, keys is not None, watch)
         finally:
+            watch.stop()
             answer.release()
         if keys is None:
             return
@@ -250,7 +277,7 @@ class Gateway:
         task.add_done_callback(self._reports.discard)
 
     async def _stream_back(self, answer: aiohttp.ClientResponse, send: Send,
-                           read_usage: bool) -> Usage | None:
+                           read_usage: bool, watch: _DisconnectWatch) -> Usage | None:
         reader = UsageReader(answer.headers.get("content-type", ""),
                              answer.headers.get("content-encoding", "")) if read_usage else None
         await send({"type": "http.response.start", "status": answer.status, "headers": [
@@ -262,11 +289,18 @@ class Gateway:
                     reader.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, TimeoutError) as exc:
+            if watch.gone:
+                self.stats.client_gone += 1
+                raise ClientGone from exc
             # Headers are gone already: all that is left is to cut the connection.
             self.stats.upstream_errors += 1
             log.warning("upstream %s broke off its answer: %s", self.config.upstream,
                         type(exc).__name__)
             raise ClientGone from exc
+        if watch.gone:
+            self.stats.client_gone += 1
+            raise ClientGone
+        watch.stop()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return reader.finish() if reader is not None else None
 
