@@ -7,6 +7,7 @@ service does when its script fails) or to add rate-limit headers to its denials.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ class FakeService:
     limiter: AsmLimiter
     clock: Callable[[], float] = lambda: CLOCK
     failing: bool = False
+    stall: float = 0.0  # seconds to wait before answering a check (timeout tests)
     deny_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     checks: list[list[str]] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
@@ -59,6 +61,8 @@ class FakeService:
         if self.failing:
             await respond(send, 400, b"", "text/plain")
         elif scope["path"] == "/ratelimit":
+            if self.stall:
+                await asyncio.sleep(self.stall)
             query = parse_qs(scope["query_string"].decode())
             keys = json.loads(query["ratelimit_keys"][0])
             self.checks.append(keys)

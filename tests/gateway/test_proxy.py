@@ -298,3 +298,33 @@ def test_a_client_hanging_up_closes_the_upstream_stream_and_nothing_is_reported(
     assert service.checks == [["subscriber"]]
     assert service.reports == []
     assert gateway.stats.upstream_errors == 0
+
+
+def test_unreachable_upstream_gets_envoys_503_and_no_report(system: System) -> None:
+    from tests.conftest import free_port
+
+    gateway = Gateway(build_config(upstream=f"http://{LOOPBACK}:{free_port()}",
+                                   service=system.service_servers.listeners[0].url))
+    with BackgroundServers([Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        answer = httpx.post(servers.listeners[0].url + "/", json=chat("x"), timeout=10,
+                            headers={"user-type": "subscriber"})
+        servers.call(gateway.drain())
+    assert (answer.status_code, answer.text) == (
+        503, "upstream connect error or disconnect/reset before headers. "
+        "reset reason: connection failure")
+    assert gateway.stats.upstream_errors == 1
+    assert system.service.checks == [["subscriber"]]
+    assert system.service.reports == []
+
+
+def test_a_service_slower_than_the_timeout_counts_as_down(system: System) -> None:
+    system.service.stall = 1.0
+    gateway = Gateway(build_config(upstream=system.mock_url, fail_open=False,
+                                   service=system.service_servers.listeners[0].url,
+                                   service_timeout=0.1))
+    with BackgroundServers([Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        answer = httpx.post(servers.listeners[0].url + "/", json=chat("x"), timeout=10,
+                            headers={"user-type": "subscriber"})
+    assert (answer.status_code, answer.text) == (503, "rate-limit service unavailable")
+    assert gateway.stats.service_errors == 1
+    assert system.mock.requests == 0
