@@ -276,3 +276,12 @@ def test_up_with_redis_keeps_the_buckets_in_redis(redis_server: RedisServer) -> 
         assert store.exists("regular-user_last_fill_time") == 1
     finally:
         store.close()
+
+
+def test_up_with_duration_stops_by_itself() -> None:
+    result = runner.invoke(app, ["up", "--duration", "0.3", "--gateway-port", "0",
+                                 "--service-port", "0", "--mock-port", "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    first, last = (json.loads(line) for line in result.output.splitlines())
+    assert first["host_match"] == [HOST] and first["fail_open"] is True
+    assert last["stopped"] is True and last["gateway"]["requests"] == 0

@@ -94,3 +94,21 @@ def test_unknown_path_and_wrong_method(mock: tuple[MockLLM, str]) -> None:
     _, url = mock
     assert httpx.post(url + "/v1/embeddings", json={}).status_code == 404
     assert httpx.get(url + "/v1/chat/completions").status_code == 405
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_latency_settings_give_the_pauses_asked_for(monkeypatch: pytest.MonkeyPatch,
+                                                    stream: bool) -> None:
+    # The pauses are recorded instead of slept: exact, and no test waits on a clock.
+    pauses: list[float] = []
+
+    async def record(seconds: float) -> None:
+        pauses.append(seconds)
+
+    app = MockLLM(MockSettings(completion=TokenDraw.parse("4"), ttft=0.25, tokens_per_second=8))
+    monkeypatch.setattr(app, "_pause", record)
+    with BackgroundServers([Listener("mock", app, bind(LOOPBACK, 0))]) as servers:
+        answer = httpx.post(servers.listeners[0].url + "/", json={
+            "messages": MESSAGES, "stream": stream})
+    assert answer.status_code == 200
+    assert pauses == ([0.25, 0.125, 0.125, 0.125, 0.125] if stream else [0.25, 0.5])
