@@ -23,6 +23,7 @@ from tokenlimit.service.runner import (
     new_event_loop,
     serve_forever,
 )
+from tokenlimit.service.workers import run_workers
 from tokenlimit.sim.model import Charge
 
 
@@ -64,8 +65,8 @@ def serve(
         help=f"{'|'.join(BACKENDS)}; default: redis when --redis-url or REDIS_ADDRESS is set, "
         "else memory.")] = None,
     redis_url: Annotated[str | None, typer.Option(
-        metavar="URL", help="redis://[:password@]host:port[/db]; default: REDIS_ADDRESS, "
-        "REDIS_PASSWORD, REDIS_DB_INDEX.")] = None,
+        metavar="URL", help="redis://:PASSWORD@HOST:PORT/DB (password and db optional); "
+        "default: REDIS_ADDRESS, REDIS_PASSWORD, REDIS_DB_INDEX.")] = None,
     redis_timeout: Annotated[float, typer.Option(
         help="Seconds before a Redis call counts as failed.")] = 1.0,
     mode: Annotated[str, typer.Option(
@@ -87,6 +88,8 @@ def serve(
         help="Add x-ratelimit-remaining-tokens and retry-after to answers.")] = False,
     max_body_bytes: Annotated[int, typer.Option(
         help="Larger report bodies get 413.")] = 1 << 20,
+    workers: Annotated[int, typer.Option(
+        help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
     stop_after: Annotated[float | None, typer.Option(
         hidden=True, help="Stop after this many seconds (tests and benchmarks).")] = None,
 ) -> None:
@@ -102,30 +105,42 @@ def serve(
         raise typer.BadParameter("give only one of --fail-open and --fail-closed")
     if not 0 < port < 65536:
         raise typer.BadParameter("must be 1-65535", param_hint="--port")
+    if workers < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--workers")
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
     policy = parse_estimates(estimate or [])
     loaded = _rules_loader(rules)
     check_rules(loaded)
     chosen = backend_config(backend, redis_url, timeout=redis_timeout)
+    if workers > 1 and chosen.kind == "memory":
+        raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
     log = json_logger()
     log("starting", backend=chosen.describe(), rules=loaded.origin)
     mode_value: Mode = "reserve" if mode == "reserve" else "compat"
     charge_value: Charge = "total" if charge == "total" else "completion"
     options = ServiceOptions(mode_value, policy, shadow, fail, charge_value, strict_input,
                              rate_headers, max_body_bytes)
-    store = build_store(chosen, loaded.rules)
-    app = RateLimitApp(store, loaded.rules, options, log=log)
     watch = Path(rules) if rules not in (None, "-") else None
     reload = (lambda: _rules_loader(rules)) if rules != "-" else None
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(serve_forever(app, host, port, reload=reload, watch=watch,
-                                              log=log, stop_after=stop_after))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    finally:
-        loop.close()
-    asyncio.set_event_loop(None)
+
+    def run_one(worker: int) -> None:
+        store = build_store(chosen, loaded.rules)
+        app = RateLimitApp(store, loaded.rules, options, log=log)
+        loop = new_event_loop()
+        try:
+            loop.run_until_complete(serve_forever(
+                app, host, port, reload=reload, watch=watch, log=log, stop_after=stop_after,
+                reuse_port=workers > 1))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        finally:
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    if workers == 1:
+        run_one(0)
+    elif run_workers(workers, run_one) != 0:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,7 @@ TEXT = ("Content-Type", "text/plain; charset=utf-8")
 JSON = ("Content-Type", "application/json")
 NOT_FOUND = Response(404, b"404 page not found\n", (TEXT, ("X-Content-Type-Options", "nosniff")))
 BACKEND_DOWN = "rate limit backend unavailable"
+KEYS_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,7 @@ class RateLimitApp:
         self.log = log
         self.rules = tuple(rules)
         self.metrics = Metrics()
-        self.ready_checked_at = 0.0
+        self._keys_cache: dict[bytes, tuple[str, ...] | DecodeError] = {}
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Use ``rules`` from now on; buckets already stored are kept."""
@@ -100,15 +101,30 @@ class RateLimitApp:
         return NOT_FOUND
 
     # /ratelimit
-    async def ratelimit(self, request: Request) -> Response:
-        raw = query_value(request.query, "ratelimit_keys")
+    def keys_of(self, query: bytes) -> tuple[str, ...] | DecodeError:
+        """The key list of a raw query (cached: plug-ins send the same few lists again and
+        again), or the reason it is malformed."""
+        cached = self._keys_cache.get(query)
+        if cached is not None:
+            return cached
+        raw = query_value(query, "ratelimit_keys")
+        found: tuple[str, ...] | DecodeError
         if self.options.strict_input:
             try:
-                keys = strict_keys_value(raw)
+                found = strict_keys_value(raw)
             except DecodeError as exc:
-                return self._bad_request("ratelimit_keys", str(exc))
+                found = exc
         else:
-            keys = parse_keys_value(raw)
+            found = parse_keys_value(raw)
+        if len(self._keys_cache) >= KEYS_CACHE_SIZE:
+            self._keys_cache.clear()
+        self._keys_cache[query] = found
+        return found
+
+    async def ratelimit(self, request: Request) -> Response:
+        keys = self.keys_of(request.query)
+        if isinstance(keys, DecodeError):
+            return self._bad_request("ratelimit_keys", str(keys))
         if not keys:
             self.metrics.checked("allow", None, 0.0)
             return Response(200, ALLOW_BODY, (TEXT,))
@@ -121,6 +137,9 @@ class RateLimitApp:
             self.log("backend_error", op="check", error=str(exc))
             result = CheckResult("error")
         self.metrics.checked(result.outcome, result.rule, time.perf_counter() - started)
+        if result.outcome == "error":
+            reason = getattr(self.store, "last_script_error", "") or "the check script failed"
+            self.log("check_failed", keys=list(keys), error=reason, fail=self.options.fail)
         return self._decision(keys, result)
 
     def _decision(self, keys: Sequence[str], result: CheckResult) -> Response:

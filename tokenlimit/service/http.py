@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_response(response: Response, keep_alive: bool) -> bytes:
-    """The bytes of an HTTP/1.1 answer."""
+    """The bytes of an HTTP/1.1 answer (cached: most answers are one of a few)."""
     reason = _REASONS.get(response.status, "Unknown")
     lines = [f"HTTP/1.1 {response.status} {reason}"]
     lines.extend(f"{name}: {value}" for name, value in response.headers)
@@ -103,6 +105,12 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        # curl and others wait for this before sending a body over 1 KiB, as Go's server sends.
+        expect = self.headers.get("expect", "").lower() == "100-continue"
+        if expect and self.transport is not None and not self.pending:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)

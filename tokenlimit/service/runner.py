@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -228,12 +229,9 @@ async def serve_forever(
     watch: Path | None = None,
     log: Callable[..., None],
     stop_after: float | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules."""
-    server = HttpServer(app, max_body=app.options.max_body)
-    bound = await server.start(host, port)
-    log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
-        shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -255,6 +253,13 @@ async def serve_forever(
             loop.add_signal_handler(signum, stop.set)
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, do_reload, "SIGHUP")
+    server = HttpServer(app, max_body=app.options.max_body)
+    bound = await server.start(host, port, reuse_port=reuse_port)
+    # Start-up objects (modules, rules, compiled regexes) never die: keep them out of the
+    # collector's full passes, which otherwise show up as latency spikes.
+    gc.freeze()
+    log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
+        shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
     watcher = asyncio.create_task(_watch(watch, do_reload, stop)) if watch else None
     try:
         await asyncio.wait_for(stop.wait(), stop_after)

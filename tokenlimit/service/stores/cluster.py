@@ -19,7 +19,7 @@ from tokenlimit.errors import StoreError
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.stores.base import Clock
 from tokenlimit.service.stores.redis import RedisStore, hashtag_names, setup_commands
-from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection
+from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, encode_command
 
 SLOTS = 16384
 
@@ -102,6 +102,9 @@ class ClusterNodes:
         raise StoreError("no cluster node answered CLUSTER SLOTS: " + "; ".join(errors[:3]))
 
     async def call(self, route: str, *args: Arg) -> Any:
+        return await self.send(route, encode_command(args))
+
+    async def send(self, route: str, command: bytes) -> Any:
         slot = key_slot(route)
         if self.slots[slot] is None:
             await self.refresh()
@@ -109,17 +112,16 @@ class ClusterNodes:
         if owner is None:
             raise StoreError(f"cluster slot {slot} is not served by any node")
         try:
-            return await self._connection(owner).call(*args)
+            return await self._connection(owner).send(command)
         except ReplyError as exc:
             text = str(exc)
             if text.startswith("MOVED"):
                 await self.refresh()
-                target = _address(text)
-                return await self._connection(target).call(*args)
+                return await self._connection(_address(text)).send(command)
             if text.startswith("ASK"):
                 connection = self._connection(_address(text))
                 await connection.call("ASKING")
-                return await connection.call(*args)
+                return await connection.send(command)
             raise
         except StoreError:
             self.slots = [None] * SLOTS  # the node may be gone: read the map again next time

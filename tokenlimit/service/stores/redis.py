@@ -25,10 +25,11 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
 from tokenlimit.service.reserve import AVG_WEIGHT, EstimatePolicy
 from tokenlimit.service.stores.base import Clock
-from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection
+from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, encode_command
 from tokenlimit.sim.asm import LAST_FILL_SUFFIX, CheckResult
 
 SCRIPT_NAMES = ("check", "reserve", "release", "settle", "report")
+COMMAND_CACHE_SIZE = 10_000
 SUFFIXES = ("", LAST_FILL_SUFFIX, "_reserved", "_reserved_n", "_avg_tokens")
 
 
@@ -76,6 +77,9 @@ class Nodes(Protocol):
 
     async def call(self, route: str, *args: Arg) -> Any: ...
 
+    async def send(self, route: str, command: bytes) -> Any:
+        """Send one already encoded command."""
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -102,6 +106,9 @@ class SingleNode:
 
     async def call(self, route: str, *args: Arg) -> Any:
         return await self.connection.call(*args)
+
+    async def send(self, route: str, command: bytes) -> Any:
+        return await self.connection.send(command)
 
     async def ping(self) -> None:
         try:
@@ -131,11 +138,13 @@ class RedisStore:
         self.nodes: Nodes = nodes or SingleNode(host, port, password=password, db=db,
                                                 timeout=timeout)
         self.names = names
+        self._commands: dict[str, tuple[str, bytes]] = {}
         self.script_errors = 0
         self.last_script_error = ""
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         self.matcher = RuleMatcher(rules)
+        self._commands = {}
 
     def _now_arg(self) -> str:
         return "" if self.clock is None else str(math.floor(self.clock() * 1000))
@@ -149,6 +158,30 @@ class RedisStore:
                 raise
         await self.nodes.call(keys[0], "SCRIPT", "LOAD", script.text)
         return await self.nodes.call(keys[0], "EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _check_script(self, key: str, rule: Rule, now: str) -> Any:
+        # The one hot call: with Redis TIME the whole command is the same for a key and rule,
+        # so its encoding is kept (bounded) instead of rebuilt on every request.
+        if now:
+            args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
+                               rule.max_tokens, rule.redis_expired_seconds]
+            return await self._run("check", self.names(key)[:2], args)
+        cached = self._commands.get(key)
+        if cached is None:
+            names = self.names(key)[:2]
+            cached = names[0], encode_command([
+                "EVALSHA", load_script("check").sha, 2, *names, "", rule.fill_interval_second,
+                rule.tokens_per_fill, rule.max_tokens, rule.redis_expired_seconds])
+            if len(self._commands) >= COMMAND_CACHE_SIZE:
+                self._commands.clear()
+            self._commands[key] = cached
+        try:
+            return await self.nodes.send(*cached)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self._run("check", self.names(key)[:2], ["", rule.fill_interval_second,
+                               rule.tokens_per_fill, rule.max_tokens, rule.redis_expired_seconds])
 
     async def check(self, keys: Sequence[str],
                     estimate: EstimatePolicy | None = None) -> CheckResult:
@@ -165,15 +198,15 @@ class RedisStore:
             args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
                                rule.max_tokens, rule.redis_expired_seconds]
             try:
-                names = self.names(key)
                 if estimate is None:
-                    balance, last, now_s = await self._run("check", names[:2], args)
+                    balance, last, now_s = await self._check_script(key, rule, now)
                     after = balance
                 else:
+                    names = self.names(key)
                     fixed = estimate.fixed(index)
                     args += ["" if fixed is None else fixed, estimate.default]
                     balance, last, amount, after, now_s = await self._run("reserve", names, args)
-                    if amount:
+                    if balance > 0:  # admitted by this key: a reservation (maybe of 0) made
                         made.append((names, amount))
             except ReplyError as exc:
                 failed = True  # as the example: log it, go on with the next key, answer 400

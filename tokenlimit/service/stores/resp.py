@@ -96,9 +96,13 @@ class RespConnection:
 
     async def call(self, *args: Arg) -> Any:
         """Send one command; its reply (``ReplyError`` for an error reply)."""
+        return await self.send(encode_command(args))
+
+    async def send(self, command: bytes) -> Any:
+        """Send one command already encoded in RESP; its reply."""
         if self.transport is None:
             await self.connect()
-        reply = await self._send(encode_command(args))
+        reply = await self._send(command)
         if isinstance(reply, ReplyError):
             raise reply
         return reply
