@@ -43,6 +43,7 @@ class FakeService:
     clock: Callable[[], float] = lambda: CLOCK
     failing: bool = False
     stall: float = 0.0  # seconds to wait before answering a check (timeout tests)
+    stall_reports: float = 0.0  # seconds to wait before applying a report (shutdown tests)
     deny_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     checks: list[list[str]] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
@@ -72,6 +73,8 @@ class FakeService:
             headers = self.deny_headers if result.outcome == "deny" else []
             await respond(send, 200, payload, "application/json", headers)
         elif scope["path"] == "/update_ratelimit_record":
+            if self.stall_reports:
+                await asyncio.sleep(self.stall_reports)
             report = json.loads(body)
             self.reports.append(report)
             self.limiter.report(report["ratelimit_keys"], report["completion_tokens"],

@@ -328,3 +328,18 @@ def test_a_service_slower_than_the_timeout_counts_as_down(system: System) -> Non
     assert (answer.status_code, answer.text) == (503, "rate-limit service unavailable")
     assert gateway.stats.service_errors == 1
     assert system.mock.requests == 0
+
+
+def test_stopping_the_gateway_still_sends_the_reports_in_flight(system: System) -> None:
+    system.service.stall_reports = 0.5
+    gateway = Gateway(build_config(upstream=system.mock_url,
+                                   service=system.service_servers.listeners[0].url))
+    servers = BackgroundServers([Listener("gateway", gateway, bind(LOOPBACK, 0))]).start()
+    try:
+        answer = httpx.post(servers.listeners[0].url + "/", json=chat("x"), timeout=10,
+                            headers={"user-type": "subscriber"})
+    finally:
+        servers.stop()  # the service holds the report for 0.5 s: the stop has to wait for it
+    assert answer.status_code == 200
+    assert system.service.reports == [{"ratelimit_keys": ["subscriber"], "prompt_tokens": 5,
+                                       "completion_tokens": 60, "total_tokens": 65}]

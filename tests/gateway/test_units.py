@@ -38,6 +38,8 @@ REQUEST = RequestAttributes(
     ("{{request.headers.user-type}}", "subscriber"),
     ("{{ request.headers.User-Type }}", "subscriber"),
     ("{{request.headers.missing}}", ""),
+    ("{{request.headers['User-Type']}}", "subscriber"),
+    ('{{ request.headers["x-tag"] }}', "a,b"),
     ("{{request.headers.x-tag}}", "a,b"),
     ("{{request.path}}", "/v1/chat/completions?a=1&b=2"),
     ("{{request.url_path}}", "/v1/chat/completions"),

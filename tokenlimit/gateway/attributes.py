@@ -4,7 +4,8 @@ A template is literal text with ``{{attribute}}`` placeholders, e.g.
 ``{{request.headers.user-type}}`` or ``tier-{{request.headers.x-tier}}@{{request.host}}``.
 Supported attributes (Envoy's names):
 
-    request.headers.NAME   a request header (NAME case-insensitive; several values joined by ",")
+    request.headers.NAME   a request header (NAME case-insensitive; several values joined by ",");
+                           also written request.headers['NAME'] as in CEL
     request.path           the path with its query string
     request.url_path       the path without the query string
     request.query          the query string (without "?")
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from tokenlimit.errors import ConfigError
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_BRACKETED = re.compile(r"""^request\.headers\[\s*(['"])(.+)\1\s*\]$""")
 _HEADER_PREFIX = "request.headers."
 _SIMPLE = frozenset({
     "request.path", "request.url_path", "request.query", "request.host", "request.method",
@@ -114,8 +116,11 @@ class KeyTemplate:
         for match in _PLACEHOLDER.finditer(text):
             if match.start() > position:
                 parts.append((False, text[position:match.start()]))
-            _check_attribute(match.group(1), text)
-            parts.append((True, match.group(1)))
+            attribute = match.group(1)
+            if bracketed := _BRACKETED.match(attribute):  # CEL's request.headers['name']
+                attribute = _HEADER_PREFIX + bracketed.group(2)
+            _check_attribute(attribute, text)
+            parts.append((True, attribute))
             position = match.end()
         if position < len(text):
             parts.append((False, text[position:]))
