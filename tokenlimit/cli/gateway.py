@@ -41,11 +41,22 @@ ServiceTimeoutOption = Annotated[float, typer.Option(
     help="Timeout of each call to the rate-limit service.")]
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (the CLI runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            self.handleError(record)
+
+
 def show_gateway_logs() -> None:
     """Send the gateway's outage warnings to stderr (once: repeated commands share a process)."""
     logger = logging.getLogger("tokenlimit.gateway")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s gateway: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
