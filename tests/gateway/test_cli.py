@@ -285,3 +285,45 @@ def test_up_with_duration_stops_by_itself() -> None:
     first, last = (json.loads(line) for line in result.output.splitlines())
     assert first["host_match"] == [HOST] and first["fail_open"] is True
     assert last["stopped"] is True and last["gateway"]["requests"] == 0
+
+
+def test_up_with_a_wasmplugin_uses_its_hosts_keys_and_fail_strategy(tmp_path: Path) -> None:
+    manifest = tmp_path / "wasm.yaml"
+    manifest.write_text(
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n"
+        "metadata: {name: p}\nspec:\n  failStrategy: FAIL_CLOSE\n  pluginConfig:\n"
+        "    matches: [{host: {exact: llm.example}}]\n"
+        "    rateLimitKeys: ['{{request.headers.x-tier}}-{{request.url_path}}']\n"
+        "    rateLimitService: {service: far.away.example, port: 80}\n")
+    result = runner.invoke(app, ["up", "--plugin", str(manifest), "--duration", "0.2",
+                                 "--gateway-port", "0", "--service-port", "0", "--mock-port",
+                                 "0", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.output.splitlines()[0])
+    assert (first["host_match"], first["key_templates"], first["fail_open"]) == (
+        ["llm.example"], ["{{request.headers.x-tier}}-{{request.url_path}}"], False)
+    assert first["service"].startswith(f"http://{LOOPBACK}:")  # the local service, not far away
+    assert first["curl"][0].split(" -H ")[1] == "'Host: llm.example'"
+
+
+def test_gateway_logs_one_line_per_outage() -> None:
+    port, dead = free_port(), free_port()
+    mock = BackgroundServers([Listener("mock", MockLLM(), bind(LOOPBACK, 0))]).start()
+    try:
+        def client() -> list[int]:
+            return [httpx.post(f"http://{LOOPBACK}:{port}/", json=BODY,
+                               headers={"user-type": "subscriber"}).status_code
+                    for _ in range(3)]
+
+        result, codes = run_with_client(
+            ["gateway", "--upstream", mock.listeners[0].url, "--service",
+             f"http://{LOOPBACK}:{dead}", "--port", str(port), "--fail-closed"], port, client)
+    finally:
+        mock.stop()
+    assert result.exit_code == 0, result.output
+    assert codes == [503, 503, 503]
+    outage = [line for line in result.output.splitlines() if "rate-limit service" in line]
+    assert len(outage) == 1
+    assert outage[0].endswith(
+        f"gateway: rate-limit service unreachable at http://{LOOPBACK}:{dead} "
+        "(ClientConnectorError); answering 503 (fail-closed) until it answers again")

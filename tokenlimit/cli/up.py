@@ -29,7 +29,15 @@ from tokenlimit.cli.mock_llm import (
     mock_settings,
 )
 from tokenlimit.cli.options import RulesOption
-from tokenlimit.gateway import LOOPBACK, Gateway, Listener, MockLLM, bind, build_config
+from tokenlimit.gateway import (
+    LOOPBACK,
+    Gateway,
+    Listener,
+    MockLLM,
+    bind,
+    build_config,
+    load_plugin,
+)
 from tokenlimit.gateway.server import run_foreground
 from tokenlimit.rules import LoadedRules, load_rules, require_valid
 from tokenlimit.service import BackendConfig, ServiceOptions, backend_config, running_service
@@ -115,6 +123,10 @@ def up(
     host_match: HostMatchOption = None,
     key_template: KeyTemplateOption = None,
     fail_open: FailOption = None,
+    plugin: Annotated[str | None, typer.Option(
+        "--plugin", metavar="WASMPLUGIN.yaml",
+        help="Take hosts, keys and failStrategy from a WasmPlugin manifest (its "
+        "rateLimitService is replaced by the local service).")] = None,
     completion_tokens: CompletionTokensOption = "60",
     seed: SeedOption = 0,
     ttft: TtftOption = 0.0,
@@ -131,13 +143,14 @@ def up(
     loaded = guide_rules(rules)
     backend = backend_config(None, redis_url, environ={})
     mock = MockLLM(mock_settings(completion_tokens, seed, ttft, tokens_per_second))
-    hosts = host_match or [GUIDE_HOST]
+    settings = load_plugin(plugin) if plugin else None
+    hosts = list(host_match or (settings.hosts if settings else ()) or [GUIDE_HOST])
     with running_service(loaded, host=host, port=service_port, backend=backend,
                          options=ServiceOptions(rate_headers=True)) as service:
         mock_listener = Listener("mock-llm", mock, bind(host, mock_port))
         config = build_config(upstream=mock_listener.url, service=service.url,
                               key_templates=key_template or (), hosts=hosts,
-                              fail_open=fail_open)
+                              fail_open=fail_open, plugin=settings)
         gateway = Gateway(config)
         gateway_listener = Listener("gateway", gateway, bind(host, gateway_port))
         urls = {"service": service.url, "mock_llm": mock_listener.url,
