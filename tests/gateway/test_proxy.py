@@ -343,3 +343,14 @@ def test_stopping_the_gateway_still_sends_the_reports_in_flight(system: System) 
     assert answer.status_code == 200
     assert system.service.reports == [{"ratelimit_keys": ["subscriber"], "prompt_tokens": 5,
                                        "completion_tokens": 60, "total_tokens": 65}]
+
+
+def test_utf8_header_values_make_keys_and_are_forwarded_byte_for_byte(system: System) -> None:
+    tier = "会员-regular".encode()
+    answer = httpx.post(system.gateway_url + "/", json=chat("x"), timeout=10,
+                        headers={"host": HOST, "user-type": tier, "x-note": "café".encode()})
+    assert answer.status_code == 200
+    assert system.service.checks == [["会员-regular"]]
+    headers = dict(system.mock.received[0].headers)  # the mock reads header bytes as latin-1
+    assert headers["user-type"].encode("latin-1") == tier
+    assert headers["x-note"].encode("latin-1") == "café".encode()

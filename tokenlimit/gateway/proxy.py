@@ -97,6 +97,14 @@ def _passed_on(name: str) -> bool:
     return name.startswith("x-ratelimit-") or name == "retry-after"
 
 
+def _header_text(value: bytes) -> str:
+    """A header value as text that the upstream client writes back as the same bytes (UTF-8)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")  # not UTF-8: readable, though not byte for byte
+
+
 def _attributes(scope: Scope, headers: list[tuple[str, str]]) -> RequestAttributes:
     host = next((v for k, v in headers if k == "host"), "")
     query = scope.get("query_string", b"").decode("latin-1")
@@ -183,8 +191,7 @@ class Gateway:
             await self.startup()  # a server run without lifespan events
         self.stats.requests += 1
         body = await read_body(receive)
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
-                   for k, v in scope["headers"]]
+        headers = [(k.decode("latin-1").lower(), _header_text(v)) for k, v in scope["headers"]]
         request = _attributes(scope, headers)
         if not self.config.matches(request.host):
             self.stats.unmatched += 1
