@@ -25,8 +25,8 @@ from tokenlimit.cli.mock_llm import (
     SeedOption,
     TtftOption,
     check_format,
-    format_mock_summary,
     mock_settings,
+    mock_summary,
 )
 from tokenlimit.cli.options import RulesOption
 from tokenlimit.gateway import (
@@ -169,7 +169,7 @@ def up(
 
         # Listed mock first: the gateway stops first, sending its last reports meanwhile.
         run_foreground([mock_listener, gateway_listener], duration, started)
-    stats, produced = gateway.stats.to_dict(), format_mock_summary(mock)
+    stats, produced = gateway.stats.to_dict(), mock_summary(mock)
     if output_format == "json":
         typer.echo(json.dumps({"stopped": True, "gateway": stats, "mock_llm": produced}))
     else:

@@ -69,6 +69,7 @@ class ServiceHealth:
         self.incidents = 0
 
     def failure(self, what: str) -> None:
+        """A call failed; the first failure of an incident is logged."""
         self.failures += 1
         if not self.failing:
             self.failing = True
@@ -78,6 +79,7 @@ class ServiceHealth:
             log.warning("rate-limit service %s; %s until it answers again", what, mode)
 
     def success(self) -> None:
+        """A call succeeded; an incident in progress ends (and that is logged)."""
         if self.failing:
             log.warning("rate-limit service answers again after %d failed calls", self.failures)
             self.failing = False
