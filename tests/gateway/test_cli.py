@@ -48,6 +48,7 @@ def wait_listening(port: int, timeout: float = 15.0) -> None:
 def run_with_client(args: list[str], port: int, client: Callable[[], Any]) -> tuple[Any, Any]:
     """Invoke the CLI in this thread; ``client`` runs in another, then Ctrl-C ends the command."""
     outcome: dict[str, Any] = {}
+    finished = threading.Event()
 
     def work() -> None:
         try:
@@ -56,11 +57,15 @@ def run_with_client(args: list[str], port: int, client: Callable[[], Any]) -> tu
         except BaseException as exc:
             outcome["error"] = exc
         finally:
-            os.kill(os.getpid(), signal.SIGINT)
+            if not finished.is_set():  # never interrupt pytest itself once the command is over
+                os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=work)
     thread.start()
-    result = runner.invoke(app, [*args, "--duration", "60"])
+    try:
+        result = runner.invoke(app, [*args, "--duration", "60"])
+    finally:
+        finished.set()
     thread.join(30)
     if "error" in outcome:
         raise outcome["error"]
