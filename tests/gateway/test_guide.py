@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import httpx
 
+from tests.conftest import SAMPLES
 from tests.gateway.conftest import System
+from tokenlimit.gateway import (
+    LOOPBACK,
+    BackgroundServers,
+    Gateway,
+    Listener,
+    MockLLM,
+    bind,
+    build_config,
+)
+from tokenlimit.rules import load_rules
+from tokenlimit.service import ManualClock, ServiceOptions, running_service
 
 HOST = "dashscope.aliyuncs.com"
 BODY = {"model": "qwen-turbo", "messages": [{"role": "user", "content": "Who are you?"}]}
@@ -38,21 +50,8 @@ def test_regular_user_is_limited_before_subscriber(system: System) -> None:
     }
 
 
-def test_guide_scenario_against_the_real_service(tmp_path: object) -> None:
+def test_guide_scenario_against_the_real_service() -> None:
     """The same scenario with tokenlimit's own service (memory store, fixed clock)."""
-    from tests.conftest import SAMPLES
-    from tokenlimit.gateway import (
-        LOOPBACK,
-        BackgroundServers,
-        Gateway,
-        Listener,
-        MockLLM,
-        bind,
-        build_config,
-    )
-    from tokenlimit.rules import load_rules
-    from tokenlimit.service import ManualClock, ServiceOptions, running_service
-
     rules = load_rules(str(SAMPLES / "rules.json"))
     clock = ManualClock(1_700_000_000.0)
     with running_service(rules, clock=clock, options=ServiceOptions(rate_headers=True)) as svc:
