@@ -116,17 +116,23 @@ async def _burst(url: str, clients: int) -> list[bool]:
         return list(await asyncio.gather(*(one(i) for i in range(clients))))
 
 
+@pytest.mark.parametrize("backend_kind", ["redis", "memory"])
 @pytest.mark.parametrize(("mode", "admitted"), [("compat", 100), ("reserve", 10)])
 def test_reserve_mode_stops_over_admission_under_100_concurrent_clients(
-        redis_server: RedisServer, mode: str, admitted: int) -> None:
+        redis_server: RedisServer, mode: str, admitted: int, backend_kind: str) -> None:
     # A fresh bucket holds 1000 tokens; each request will use 100. The example admits all
     # 100 concurrent checks (nothing is charged before the reports); reserve mode admits 10.
-    backend = BackendConfig("redis", "127.0.0.1", redis_server.port)
+    backend = BackendConfig(backend_kind, "127.0.0.1", redis_server.port)  # type: ignore[arg-type]
     options = ServiceOptions(mode=mode, estimate=EstimatePolicy(100, average=False))  # type: ignore[arg-type]
     with running_service(RULES, backend=backend, options=options) as svc, httpx.Client() as client:
         decisions = asyncio.run(_burst(svc.url, 100))
         assert sum(decisions) == admitted
         for _ in range(sum(decisions)):
             assert report(client, svc.url, ["team-a"], 100).status_code == 200
-        balance = run(lambda: redis_call(redis_server.port, "GET", "team-a"))
+        metrics = client.get(f"{svc.url}/metrics").text
+        assert f"tokenlimit_reported_tokens_total {100 * admitted}" in metrics
+        if backend_kind == "redis":
+            balance = run(lambda: redis_call(redis_server.port, "GET", "team-a"))
+        else:
+            balance = svc.app.store.keyspace.get("team-a", time.time())  # type: ignore[attr-defined]
         assert int(balance) == 1000 - 100 * admitted

@@ -42,6 +42,7 @@ class Response:
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+MAX_HEAD = 1 << 20  # request line and headers, as Go's default MaxHeaderBytes
 
 
 @functools.lru_cache(maxsize=4096)
@@ -71,6 +72,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.body_size = 0
+        self.head_size = 0
         self.closing = False
 
     # asyncio callbacks
@@ -86,6 +88,8 @@ class HttpProtocol(asyncio.Protocol):
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # answered with an error and closing: ignore the rest
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -95,6 +99,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self.head_size = 0
         self.url = b""
         self.headers = {}
         self.body = []
@@ -102,8 +107,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
+        if self.head_size > MAX_HEAD:
+            self._fail(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > MAX_HEAD:
+            self._fail(431)
+            return
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -160,10 +172,18 @@ class HttpProtocol(asyncio.Protocol):
                 return
 
     def _fail(self, status: int) -> None:
-        if self.transport is not None:
-            self.transport.write(encode_response(Response(status), keep_alive=False))
-            self.transport.close()
-            self.transport = None
+        # Answer, half-close, and read (discarding) what the client still sends for a moment:
+        # closing at once with unread input would reset the connection and lose the answer.
+        transport = self.transport
+        if transport is None:
+            return
+        self.transport = None
+        transport.write(encode_response(Response(status), keep_alive=False))
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(1.0, transport.close)
+        else:
+            transport.close()
 
 
 class HttpServer:

@@ -23,7 +23,7 @@ from typing import Any, Literal, TextIO
 from urllib.parse import unquote, urlsplit
 
 from tokenlimit.errors import ConfigError, TokenlimitError
-from tokenlimit.rules import LoadedRules, require_valid
+from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
 from tokenlimit.service.http import HttpServer
@@ -215,9 +215,16 @@ def running_service(
         thread.join(10)
 
 
-def check_rules(loaded: LoadedRules) -> None:
-    """Refuse rules with error findings (``RulesRejected``, validate's findings)."""
-    require_valid(loaded)
+def check_rules(loaded: LoadedRules) -> list[Finding]:
+    """Refuse rules with error findings (``RulesRejected``); the other findings otherwise."""
+    return [f for f in require_valid(loaded) if f.severity is not Severity.INFO]
+
+
+def log_findings(log: Callable[..., None], findings: list[Finding]) -> None:
+    """One ``rule_warning`` line per warning, so an operator sees what validate would say."""
+    for finding in findings:
+        log("rule_warning", code=finding.code, rule=finding.rule_index,
+            where=str(finding.location) if finding.location else None, message=finding.message)
 
 
 async def serve_forever(
@@ -240,13 +247,14 @@ async def serve_forever(
             return
         try:
             loaded = reload()
-            check_rules(loaded)
+            warnings = check_rules(loaded)
         except TokenlimitError as exc:
             log("reload_refused", reason=reason, error=" ".join(str(exc).split()),
                 kept_rules=len(app.rules))
             return
         app.set_rules(loaded.rules)
         log("reloaded", reason=reason, rules=len(loaded.rules))
+        log_findings(log, warnings)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
