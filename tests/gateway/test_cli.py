@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,11 +113,18 @@ def test_gateway_command_with_the_sample_wasmplugin() -> None:
             result, answers = run_with_client(
                 ["gateway", "--plugin", str(SAMPLES / "wasmplugin.yaml"), "--service",
                  service.url, "--upstream", mock.listeners[0].url, "--port", str(port),
-                 "--format", "json"], port, client)
+                 "--format", "json", "--show-requests"], port, client)
     finally:
         mock.stop()
     assert result.exit_code == 0, result.output
-    first, last = (json.loads(line) for line in result.output.splitlines())
+    first, *events, last = (json.loads(line) for line in result.output.splitlines())
+    assert [(e["event"], e["host"], e["keys"], e["status"], e["detail"]) for e in events] == [
+        ("unmatched", "other.example", [], 200, ""),
+        ("allowed", HOST, ["regular-user"], 200, ""),
+        ("reported", HOST, ["regular-user"], 200,
+         "60 completion tokens (7 prompt, 67 total)"),
+        ("limited", HOST, ["regular-user"], 429, "regular-user is being rate-limited"),
+    ]
     assert first == {"gateway": f"http://{LOOPBACK}:{port}", "upstream": mock.listeners[0].url,
                      "service": service.url, "key_templates": ["{{request.headers.user-type}}"],
                      "host_match": [HOST], "fail_open": True}
@@ -179,6 +187,9 @@ def test_up_in_process_prints_the_guide_and_stops_on_ctrl_c() -> None:
             "-H 'user-type: regular-user' -d '{\"messages\": [{\"role\": \"user\", "
             "\"content\": \"Who are you?\"}]}'\n") in result.output
     assert "-H 'user-type: subscriber'" in result.output
+    assert re.search(r"\n\d\d:\d\d:\d\d 200 POST / \[subscriber\]\n", result.output)
+    assert re.search(r"\n\d\d:\d\d:\d\d reported \[subscriber\] 60 completion tokens "
+                     r"\(7 prompt, 67 total\)\n", result.output)
     assert result.output.endswith(
         "stopped: 1 allowed, 0 limited, 1 usage reports; all three servers shut down\n")
 
