@@ -76,6 +76,20 @@ def test_missing_rules_and_bad_options(tmp_path: Path) -> None:
                               "got 'http://x'\n")
 
 
+def test_an_unreachable_redis_is_logged_but_not_fatal() -> None:
+    dead = free_port()  # nothing listens there
+    result = runner.invoke(app, ["serve", "--rules", str(SAMPLES / "rules.json"), "--port",
+                                 str(free_port()), "--redis-url", f"redis://:pw@127.0.0.1:{dead}",
+                                 "--stop-after", "0"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["event"] for line in lines] == [
+        "starting", "listening", "backend_unreachable", "stopped"]
+    assert lines[0]["backend"] == f"redis at 127.0.0.1:{dead} db 0 with password"
+    assert lines[2]["error"] == f"cannot connect to redis at 127.0.0.1:{dead}: Connection refused"
+    assert "pw" not in result.output.replace("password", "")
+
+
 def test_a_port_in_use_is_one_clear_line() -> None:
     import socket
 

@@ -147,7 +147,7 @@ class RateLimitApp:
             self.metrics.backend_errors += 1
             result, reason = CheckResult("error"), str(exc)
         else:
-            reason = getattr(self.store, "last_script_error", "") or "the check script failed"
+            reason = self.store.last_script_error or "the check script failed"
         self.metrics.checked(result.outcome, result.rule, time.perf_counter() - started)
         if result.outcome == "error":
             self.log_noisy("check_failed", keys=list(keys), error=reason, fail=self.options.fail)

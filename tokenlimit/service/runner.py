@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 from urllib.parse import unquote, urlsplit
 
-from tokenlimit.errors import ConfigError, TokenlimitError
+from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
@@ -153,8 +153,13 @@ class RunningService:
     loop: asyncio.AbstractEventLoop
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
-        """Swap the rules (bucket state kept), from any thread."""
-        self.loop.call_soon_threadsafe(self.app.set_rules, tuple(rules))
+        """Swap the rules (bucket state kept), from any thread; in force when this returns."""
+        app = self.app
+
+        async def swap() -> None:
+            app.set_rules(tuple(rules))
+
+        asyncio.run_coroutine_threadsafe(swap(), self.loop).result(10)
 
 
 @contextlib.contextmanager
@@ -268,6 +273,10 @@ async def serve_forever(
     gc.freeze()
     log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
         shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
+    try:  # not fatal (the example starts without Redis too), but worth one line
+        await app.store.ping()
+    except StoreError as exc:
+        log("backend_unreachable", error=str(exc))
     watcher = asyncio.create_task(_watch(watch, do_reload, stop)) if watch else None
     try:
         await asyncio.wait_for(stop.wait(), stop_after)
