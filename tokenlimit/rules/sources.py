@@ -21,7 +21,7 @@ from tokenlimit.errors import RuleError
 from tokenlimit.rules.decode import decode_rules
 from tokenlimit.rules.findings import Finding, Severity
 from tokenlimit.rules.gojson import Locator, parse_json, text_locator
-from tokenlimit.rules.model import Rule
+from tokenlimit.rules.model import Location, Rule
 from tokenlimit.rules.yamlnodes import parse_yaml_documents, to_node
 
 ENV_VAR = "RATE_LIMIT_CONFIG"
@@ -36,6 +36,8 @@ class LoadedRules:
     rules: tuple[Rule, ...]
     findings: tuple[Finding, ...]
     origin: str
+    # Where the rule array (or the null) starts; findings about the whole set point here.
+    location: Location | None = None
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -94,7 +96,7 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     stripped = text.lstrip()
     if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
         decoded = decode_rules(parse_json(text, path), path)
-        return LoadedRules(decoded.rules, decoded.findings, path)
+        return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
     return _from_yaml(text, path)
 
 
@@ -105,7 +107,7 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
     first_node, _ = docs[0]
     if len(docs) == 1 and first_node.kind != "object":
         decoded = decode_rules(first_node, path)
-        return LoadedRules(decoded.rules, decoded.findings, path)
+        return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
     found = list(_configs_in_manifests([raw for _, raw in docs], text, path))
     if not found:
         raise RuleError(f"no {ENV_VAR} found: expected a list of rules, or a Deployment, "
@@ -121,7 +123,7 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
             f"{ENV_VAR} is also set in {label}: only the first one ({where_label}) is checked",
             "Validate each manifest separately, or keep one rule set per file.",
             None, None, to_node(other, path, 0).location))
-    return LoadedRules(decoded.rules, tuple(findings), path)
+    return LoadedRules(decoded.rules, tuple(findings), path, decoded.location)
 
 
 def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
