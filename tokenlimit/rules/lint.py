@@ -40,10 +40,10 @@ def lint(loaded: LoadedRules) -> list[Finding]:
     """All findings for ``loaded``: decode findings first, then per-rule and cross-rule checks.
 
     >>> from tokenlimit.rules.sources import parse_rules_text
-    >>> text = ('[{"rate_limit_key_regex": "a", "max_tokens": 10, "tokens_per_fill": 20,'
-    ...         ' "fill_interval_second": 60, "redis_expired_seconds": 30}]')
+    >>> text = ('[{"rate_limit_key_regex": "^a$", "max_tokens": 10, "tokens_per_fill": 20,'
+    ...         ' "fill_interval_second": 60, "redis_expired_seconds": 60}]')
     >>> [f.code for f in lint(parse_rules_text(text, "x.json"))]
-    ['TL305', 'TL306', 'TL203', 'TL204', 'TL304', 'TL308']
+    ['TL305', 'TL306', 'TL203', 'TL308']
     """
     findings = list(loaded.findings)
     not_objects = {f.rule_index for f in loaded.findings if f.code == "TL102"}
