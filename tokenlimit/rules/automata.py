@@ -84,6 +84,13 @@ class Alphabet:
             found.update(range(first, last))
         return frozenset(found)
 
+    def class_of(self, ch: str) -> int | None:
+        """The class of character ``ch`` (``None`` for a surrogate, never in a key)."""
+        position = bisect.bisect_right(self.starts, ord(ch)) - 1
+        if position < 0 or ord(ch) > self.ends[position]:
+            return None
+        return position
+
     def word(self, classes: Sequence[int]) -> str:
         return "".join(self.samples[c] for c in classes)
 
@@ -169,6 +176,16 @@ class Dfa:
 
     delta: tuple[tuple[int, ...], ...]
     accepting: tuple[bool, ...]
+
+    def accepts(self, key: str, alphabet: Alphabet) -> bool:
+        """Run the automaton on ``key`` (tests compare this with RE2)."""
+        state = 0
+        for ch in key:
+            c = alphabet.class_of(ch)
+            if c is None:
+                return False
+            state = self.delta[state][c]
+        return self.accepting[state]
 
 
 def search_dfa(tree: Regex, alphabet: Alphabet) -> Dfa:

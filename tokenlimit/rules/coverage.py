@@ -136,7 +136,10 @@ class _Study:
             self.confirm(self.matches(rule, example) and taken is not None
                          and taken < rule.index, example)
             covering = [o.rule.index for o in earlier if find_word(
-                [o.search, item.search], self.alphabet, lambda a: a[0] and a[1]) is not None]
+                [item.search, o.search], self.alphabet, lambda a: a[0] and not a[1]) is None]
+            if not covering:  # no single rule covers it: name every rule that takes a share
+                covering = [o.rule.index for o in earlier if find_word(
+                    [o.search, item.search], self.alphabet, lambda a: a[0] and a[1]) is not None]
             names = ", ".join(str(index) for index in covering)
             rules_word = "rule" if len(covering) == 1 else "rules"
             message = (f"rule {rule.index} ({rule.regex!r}) is shadowed: every key it matches "
@@ -172,8 +175,10 @@ class _Study:
         pattern = compile_go_regex(rule.regex)
         candidates = []
         if whole is not None:
-            tail = "0" if whole[-1:].isdigit() else "-other"
-            candidates = ["not-" + whole, whole + tail]
+            head = "not" if whole[:1] in ("-", "_", ".") else "not-"
+            tail = "0" if whole[-1:].isdigit() else (
+                "other" if whole[-1:] in ("-", "_", ".") else "-other")
+            candidates = [head + whole, whole + tail]
         key = next((c for c in candidates if pattern.search(c) is not None
                     and pattern.fullmatch(c) is None), extra)
         self.confirm(pattern.search(key) is not None and pattern.fullmatch(key) is None, key)

@@ -80,7 +80,8 @@ def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
     elif item.kind != "object":
         findings.append(Finding(
             "TL102", Severity.ERROR,
-            f"rule {index} is {item.describe()}, not an object: the service exits at start-up "
+            f"rule {index} is a JSON {item.describe()}, not an object: the service exits at "
+            "start-up "
             "(cannot unmarshal into RateLimitConfig)",
             "Each entry must be an object with the five rule fields.", index, None,
             item.location))

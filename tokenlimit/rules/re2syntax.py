@@ -150,6 +150,11 @@ class _Parser:
         parts: list[Regex] = []
         while self.peek() not in ("", "|", ")"):
             atom = self.atom(depth)
+            if isinstance(atom, tuple):  # \Q...\E: a repetition applies to its last char
+                if not atom:
+                    continue
+                parts.extend(atom[:-1])
+                atom = atom[-1]
             if atom is None:
                 continue
             parts.append(self.quantified(atom))
@@ -190,7 +195,7 @@ class _Parser:
         self.pos = end + 1
         return low, high
 
-    def atom(self, depth: int) -> Regex | None:
+    def atom(self, depth: int) -> Regex | tuple[Chars, ...] | None:
         ch = self.peek()
         self.pos += 1
         if ch == "(":
@@ -251,7 +256,7 @@ class _Parser:
             else:
                 raise Unsupported("bad flag syntax")
 
-    def escape(self) -> Regex:
+    def escape(self) -> Regex | tuple[Chars, ...]:
         ch = self.peek()
         self.pos += 1
         if ch == "A":
@@ -263,7 +268,7 @@ class _Parser:
             end = len(self.text) if end < 0 else end
             literal = self.text[self.pos:end]
             self.pos = min(end + 2, len(self.text))
-            return Concat(tuple(Chars(normalize([(ord(c), ord(c))])) for c in literal))
+            return tuple(Chars(normalize([(ord(c), ord(c))])) for c in literal)
         return Chars(self.escape_chars(ch))
 
     def escape_chars(self, ch: str) -> Intervals:
