@@ -182,15 +182,18 @@ class _Study:
         key = next((c for c in candidates if pattern.search(c) is not None
                     and pattern.fullmatch(c) is None), extra)
         self.confirm(pattern.search(key) is not None and pattern.fullmatch(key) is None, key)
-        anchored = rule.regex if rule.regex.startswith("^") else "^" + (
-            f"(?:{rule.regex})" if "|" in rule.regex else rule.regex)
-        if not anchored.endswith(("$", ".*")):
-            anchored += "$"
+        if rule.regex.startswith(("^", "\\A")):
+            hint = (f"End it with $ if the key must end where the match ends, e.g. "
+                    f"{rule.regex + '$'!r}.")
+        else:
+            grouped = f"(?:{rule.regex})" if "|" in rule.regex else rule.regex
+            hint = (f"Start it with ^ if the key must begin with the match, e.g. "
+                    f"{'^' + grouped!r}.")
         return Finding(
             "TL304", N,
             f"regex {rule.regex!r} is searched anywhere in the key, not matched whole: it also "
             f"takes {key!r}",
-            f"Anchor it, e.g. {anchored!r}, if only whole keys are meant.",
+            hint,
             rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
 
     def global_findings(self, where: Location | None) -> list[Finding]:
