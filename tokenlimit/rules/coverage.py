@@ -110,6 +110,8 @@ class _Study:
         if find_word(dfas, self.alphabet, lambda a: a[0] and not any(a[1:])) is None:
             self.shadowed.add(rule.index)
             return [self.shadow(item, earlier)]
+        if find_word([item.search], self.alphabet, lambda a: not a[0]) is None:
+            return []  # a catch-all: overlapping every earlier rule is its purpose
         found = [self.overlap(item, other) for other in earlier]
         found.append(self.unanchored(item))
         return [f for f in found if f is not None]

@@ -201,11 +201,12 @@ def _escape_property(text: str) -> str:
 
 def format_github(report: ValidationReport, root: str | None = None) -> str:
     """GitHub Actions workflow commands, one line per finding:
-    ``::error file=rules.json,line=3,col=29::TL107 regex ...``."""
+    ``::error file=rules.json,line=3,col=29::TL107 regex ...`` (no file for ``<stdin>``,
+    ``<env:...>`` or ``<config-json>``, which are not files in the repository)."""
     lines = []
     for finding in report.findings:
         props = []
-        if finding.location is not None:
+        if finding.location is not None and not finding.location.path.startswith("<"):
             loc = finding.location
             props = [f"file={_escape_property(relative_path(loc.path, root))}",
                      f"line={loc.line}", f"col={loc.column}"]
