@@ -64,8 +64,9 @@ def test_a_witness_of_difference_is_confirmed_by_re2(first: str, second: str) ->
 
 
 @pytest.mark.parametrize("pattern,reason", [
-    (r"\bword", "the escape \\b"), (r"\p{Greek}", "the escape \\p"), ("(?i)vip", "the (?i) flag"),
-    ("(?m)^a", "the (?m) flag"), (r"\C", "the escape \\C"), ("[[:nope:]]", "unknown POSIX class 'nope'"),
+    (r"\bword", "the escape \\b"), (r"\p{Greek}", "the escape \\p"),
+    ("(?i)vip", "the (?i) flag"), ("(?m)^a", "the (?m) flag"), (r"\C", "the escape \\C"),
+    ("[[:nope:]]", "unknown POSIX class 'nope'"),
 ])
 def test_syntax_without_a_plain_language_is_refused(pattern: str, reason: str) -> None:
     with pytest.raises(Unsupported) as info:

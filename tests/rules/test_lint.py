@@ -229,7 +229,7 @@ def test_client_key_collision_is_shown_with_verified_keys() -> None:
 
 
 def test_unanchored_match_example_for_the_documentation_rule() -> None:
-    found = [f for f in lint(load_rules(SAMPLES / "rules.json")) if f.code == "TL304"][0]
+    found = next(f for f in lint(load_rules(SAMPLES / "rules.json")) if f.code == "TL304")
     assert found.message == ("regex 'regular-user.*' is searched anywhere in the key, not "
                              "matched whole: it also takes 'not-regular-user'")
     assert found.hint == ("Start it with ^ if the key must begin with the match, e.g. "

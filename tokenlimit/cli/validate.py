@@ -33,19 +33,21 @@ _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO:
 
 def format_rules_table(report: ValidationReport) -> Table:
     """The rules with their numbers and derived figures."""
-    table = Table(title=f"Rules from {report.origin}", box=box.SIMPLE_HEAD, title_justify="left")
-    for header in ("#", "regex", "max", "per fill", "every", "TTL", "tokens/min", "tokens/day",
-                   "start", "burst", "empty to full"):
-        table.add_column(header, justify="left" if header == "regex" else "right")
+    table = Table(title=f"Rules from {report.origin}", box=box.SIMPLE_HEAD, title_justify="left",
+                  show_edge=False, pad_edge=False)
+    # A new bucket starts at "fill" (tokens_per_fill) and holds at most max(max, fill).
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("regex", overflow="fold", min_width=8)
+    for header in ("max", "fill", "every", "TTL", "tok/min", "tok/day", "to full"):
+        table.add_column(header, justify="right", no_wrap=True)
     for rule in report.rules:
         figures = figures_of(rule)
         numbers = [str(rule.max_tokens), str(rule.tokens_per_fill),
                    f"{rule.fill_interval_second} s", f"{rule.redis_expired_seconds} s"]
         if figures is None:
-            derived = ["-"] * 5
+            derived = ["-"] * 3
         else:
             derived = [number(figures.tokens_per_minute), number(figures.tokens_per_day),
-                       f"{figures.start_tokens:,}", f"{figures.burst_tokens:,}",
                        duration(figures.seconds_to_full) if figures.refills else "never"]
         table.add_row(str(rule.index), Text(rule.regex), *numbers, *derived)
     return table
@@ -99,6 +101,7 @@ def format_text(report: ValidationReport) -> RenderableType:
     if report.keys:
         parts.append(format_keys(report.keys))
     counts = report.summary()
+    parts = [part for item in parts for part in (item, Text(""))]
     parts.append(Text(f"{counts['errors']} errors, {counts['warnings']} warnings, "
                       f"{counts['infos']} infos"))
     return Group(*parts)
@@ -106,6 +109,9 @@ def format_text(report: ValidationReport) -> RenderableType:
 
 def _console() -> Console:
     console = Console(highlight=False)
+    if os.environ.get("NO_COLOR"):
+        # Rich alone would keep bold and underline; NO_COLOR users asked for plain text.
+        console = Console(highlight=False, color_system=None)
     if not console.is_terminal:
         # Plain for files and pipes: no colours, no wrapping into a narrow default width.
         width = int(os.environ.get("COLUMNS", "0") or 0) or 160

@@ -69,10 +69,9 @@ def figures_of(rule: Rule) -> RuleFigures | None:
     refills = rule.redis_expired_seconds >= interval
     # Refills are capped at max_tokens: a drained bucket gets back at most that per interval.
     per_interval = min(rule.tokens_per_fill, rule.max_tokens) if refills else 0
-    # With no refill, a key gets tokens_per_fill per bucket life (TTL, plus the second
-    # in which Redis still holds the key).
+    # With no refill, a key gets at most tokens_per_fill per bucket life (TTL).
     if not refills:
-        per_interval, interval = rule.tokens_per_fill, rule.redis_expired_seconds + 1
+        per_interval, interval = rule.tokens_per_fill, rule.redis_expired_seconds
     return RuleFigures(
         tokens_per_minute=round(per_interval * MINUTE / interval, 3),
         tokens_per_day=round(per_interval * DAY / interval, 3),
