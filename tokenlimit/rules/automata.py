@@ -32,7 +32,7 @@ from tokenlimit.rules.re2syntax import (
 
 MAX_NFA_STATES = 20_000
 MAX_DFA_STATES = 3_000
-MAX_PRODUCT_STATES = 200_000
+MAX_PRODUCT_STATES = 50_000
 # Characters an example key is best written with, most readable first.
 _NICE = "abcdefghijklmnopqrstuvwxyz0123456789-_.ABCDEFGHIJKLMNOPQRSTUVWXYZ:/@"
 
@@ -253,6 +253,8 @@ def find_word(dfas: Sequence[Dfa], alphabet: Alphabet,
     start = (0,) * len(dfas)
     parent: dict[tuple[int, ...], tuple[tuple[int, ...], int] | None] = {start: None}
     queue = deque([start])
+    pair = len(dfas) == 2
+    first, second = dfas[0].delta, dfas[-1].delta
     while queue:
         states = queue.popleft()
         if wanted(tuple(d.accepting[s] for d, s in zip(dfas, states, strict=True))):
@@ -263,11 +265,67 @@ def find_word(dfas: Sequence[Dfa], alphabet: Alphabet,
                 path.append(c)
                 step = parent[states]
             return alphabet.word(path[::-1])
+        row_one, row_two = first[states[0]], second[states[-1]]
         for c in alphabet.order:
-            nxt = tuple(d.delta[s][c] for d, s in zip(dfas, states, strict=True))
+            # Every caller compares one or two automata: spell those out, it is the hot loop.
+            if pair:
+                nxt: tuple[int, ...] = (row_one[c], row_two[c])
+            else:
+                nxt = tuple(d.delta[s][c] for d, s in zip(dfas, states, strict=True))
             if nxt not in parent:
                 if len(parent) >= MAX_PRODUCT_STATES:
                     raise TooLarge("the rules' product automaton is too large to analyse")
                 parent[nxt] = (states, c)
                 queue.append(nxt)
     return None
+
+
+def empty_dfa(alphabet: Alphabet) -> Dfa:
+    """The automaton of no key at all."""
+    return Dfa(((0,) * len(alphabet),), (False,))
+
+
+def union(first: Dfa, second: Dfa, alphabet: Alphabet) -> Dfa:
+    """The minimal automaton of the keys either accepts (kept small for the next union)."""
+    index: dict[tuple[int, int], int] = {(0, 0): 0}
+    queue = [(0, 0)]
+    delta: list[tuple[int, ...]] = []
+    accepting: list[bool] = []
+    while len(delta) < len(queue):
+        a, b = queue[len(delta)]
+        accepting.append(first.accepting[a] or second.accepting[b])
+        row = []
+        for c in range(len(alphabet)):
+            pair = (first.delta[a][c], second.delta[b][c])
+            if pair not in index:
+                if len(queue) >= MAX_PRODUCT_STATES:
+                    raise TooLarge("the rules' union automaton is too large to analyse")
+                index[pair] = len(queue)
+                queue.append(pair)
+            row.append(index[pair])
+        delta.append(tuple(row))
+    return minimize(Dfa(tuple(delta), tuple(accepting)))
+
+
+def minimize(dfa: Dfa) -> Dfa:
+    """Moore's partition refinement; the start state stays state 0."""
+    block = [int(a) for a in dfa.accepting]
+    count = len(set(block))
+    while True:
+        signatures: dict[tuple[int, tuple[int, ...]], int] = {}
+        refined = [signatures.setdefault((block[s], tuple(block[t] for t in row)),
+                                         len(signatures)) for s, row in enumerate(dfa.delta)]
+        block = refined
+        if len(signatures) == count:
+            break
+        count = len(signatures)
+    renumber: dict[int, int] = {}
+    for b in block:
+        renumber.setdefault(b, len(renumber))
+    representative: dict[int, int] = {}
+    for state, b in enumerate(block):
+        representative.setdefault(renumber[b], state)
+    delta = tuple(tuple(renumber[block[t]] for t in dfa.delta[representative[new]])
+                  for new in range(len(renumber)))
+    accepting = tuple(dfa.accepting[representative[new]] for new in range(len(renumber)))
+    return Dfa(delta, accepting)

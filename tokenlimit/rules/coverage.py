@@ -12,7 +12,16 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenlimit.rules.automata import Alphabet, Dfa, TooLarge, char_sets, find_word, full_dfa
+from tokenlimit.rules.automata import (
+    Alphabet,
+    Dfa,
+    TooLarge,
+    char_sets,
+    empty_dfa,
+    find_word,
+    full_dfa,
+    union,
+)
 from tokenlimit.rules.automata import search_dfa as _search_dfa
 from tokenlimit.rules.figures import figures_of, number
 from tokenlimit.rules.findings import Finding, Severity
@@ -41,7 +50,12 @@ def analyse_regexes(rules: Sequence[Rule], where: Location | None) -> list[Findi
         return []
     findings: list[Finding] = []
     trees: list[tuple[Rule, Regex]] = []
+    first_with: dict[str, Rule] = {}
     for rule in rules:
+        if rule.regex in first_with:  # the same text: a duplicate whatever its syntax
+            findings.append(_duplicate(rule, first_with[rule.regex]))
+            continue
+        first_with[rule.regex] = rule
         try:
             trees.append((rule, parse_re2(rule.regex)))
         except (Unsupported, RecursionError) as exc:
@@ -57,6 +71,7 @@ def analyse_regexes(rules: Sequence[Rule], where: Location | None) -> list[Findi
     for position, item in enumerate(analysed):
         try:
             findings.extend(study.rule_findings(position, item))
+            study.taken = union(study.taken, item.search, alphabet)
         except _Disagreement as exc:
             findings.append(_skipped(item.rule, f"RE2 and the automaton disagree on {exc}"))
         except TooLarge as exc:
@@ -75,6 +90,18 @@ def _skipped(rule: Rule, why: str) -> Finding:
         rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
 
 
+def _duplicate(rule: Rule, first: Rule) -> Finding:
+    same = "the same regex" if first.regex == rule.regex else (
+        f"a different regex, {first.regex!r}, for the same keys")
+    return Finding(
+        "TL302", W,
+        f"rule {rule.index} ({rule.regex!r}) matches exactly the keys rule {first.index} "
+        f"matches ({same}): rule {first.index} comes first, so rule {rule.index} never "
+        "applies",
+        f"Remove rule {rule.index}, or merge its numbers into rule {first.index}.",
+        rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
+
+
 class _Study:
     def __init__(self, rules: Sequence[Rule], analysed: list[_Analysed],
                  alphabet: Alphabet) -> None:
@@ -83,6 +110,9 @@ class _Study:
         self.alphabet = alphabet
         self.matcher = RuleMatcher(rules)
         self.shadowed: set[int] = set()
+        # The keys the analysed rules so far take, as one minimal automaton: checking a rule
+        # against it is a product of two automata, not of all the earlier ones.
+        self.taken = empty_dfa(alphabet)
 
     def taken_by(self, key: str) -> int | None:
         """The original index of the rule the service picks for ``key``."""
@@ -100,32 +130,21 @@ class _Study:
     def rule_findings(self, position: int, item: _Analysed) -> list[Finding]:
         rule = item.rule
         earlier = self.analysed[:position]
-        for other in earlier:
-            same = other.rule.regex == rule.regex or find_word(
-                [other.search, item.search], self.alphabet, lambda a: a[0] != a[1]) is None
-            if same:
-                self.shadowed.add(rule.index)
-                return [self.duplicate(rule, other.rule)]
-        dfas = [item.search, *(other.search for other in earlier)]
-        if find_word(dfas, self.alphabet, lambda a: a[0] and not any(a[1:])) is None:
+        if find_word([item.search, self.taken], self.alphabet,
+                     lambda a: a[0] and not a[1]) is None:
+            # Shadowed; a duplicate is the special case of one earlier rule with the same keys.
             self.shadowed.add(rule.index)
+            for other in earlier:
+                same = other.rule.regex == rule.regex or find_word(
+                    [other.search, item.search], self.alphabet, lambda a: a[0] != a[1]) is None
+                if same:
+                    return [_duplicate(rule, other.rule)]
             return [self.shadow(item, earlier)]
         if find_word([item.search], self.alphabet, lambda a: not a[0]) is None:
             return []  # a catch-all: overlapping every earlier rule is its purpose
         found = [self.overlap(item, other) for other in earlier]
         found.append(self.unanchored(item))
         return [f for f in found if f is not None]
-
-    def duplicate(self, rule: Rule, first: Rule) -> Finding:
-        same = "the same regex" if first.regex == rule.regex else (
-            f"a different regex, {first.regex!r}, for the same keys")
-        return Finding(
-            "TL302", W,
-            f"rule {rule.index} ({rule.regex!r}) matches exactly the keys rule {first.index} "
-            f"matches ({same}): rule {first.index} comes first, so rule {rule.index} never "
-            "applies",
-            f"Remove rule {rule.index}, or merge its numbers into rule {first.index}.",
-            rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
 
     def shadow(self, item: _Analysed, earlier: list[_Analysed]) -> Finding:
         rule = item.rule
@@ -200,15 +219,15 @@ class _Study:
 
     def global_findings(self, where: Location | None) -> list[Finding]:
         found = []
-        dfas = [item.search for item in self.analysed]
-        nothing = find_word(dfas, self.alphabet, lambda a: not any(a))
+        nothing = find_word([self.taken], self.alphabet, lambda a: not a[0])
         if nothing is not None:
             key = next((c for c in ("anonymous", "guest", nothing)
                         if self.matcher.index_for(c) is None), None)
             if key is not None:
                 found.append(Finding(
                     "TL305", N,
-                    f"no catch-all rule: a key that matches no rule, such as {key!r}, is never "
+                    f"no catch-all rule: a key that matches no rule, such as "
+                    f"{key!r}{' (the empty key)' if not key else ''}, is never "
                     "limited and nothing is stored for it (a usage report for it still writes "
                     "a Redis key with no TTL)",
                     "Add a last rule with the regex '.*' (or '') and a budget for everyone else.",
