@@ -105,9 +105,9 @@ def test_documentation_rules_have_no_errors_and_no_warnings(name: str) -> None:
 MESSAGES = {
     "TL201": "tokens_per_fill is 0: a new bucket starts with 0 tokens and refills add nothing, "
              "so every check for a key of this rule is denied, for good",
-    "TL202": "max_tokens is 0: a new bucket starts at tokens_per_fill (50) and admits requests "
-             "until its first refill, which caps the balance at 0; from then on every check is "
-             "denied until the bucket expires",
+    "TL202": "max_tokens is 0: a new bucket starts at tokens_per_fill (50) and can admit "
+             "requests only until its first refill, which caps the balance at 0; from then on "
+             "every check is denied until the bucket expires",
     "TL203": "tokens_per_fill (500) is more than max_tokens (100): a new or expired bucket "
              "starts at 500, above the cap, but a refill never leaves more than 100 (it can even "
              "lower the balance): a drained key gets at most 100 tokens per interval, yet a key "
@@ -131,8 +131,8 @@ MESSAGES = {
     "TL303": "rule 13 ('-dev$') and rule 12 ('^team-') both match keys such as 'team-dev'; "
              "such a key takes rule 12 (the first match wins)",
     "TL305": "no catch-all rule: a key that matches no rule, such as 'anonymous', is never "
-             "limited and nothing is stored for it (a usage report for it still writes a Redis "
-             "key with no TTL)",
+             "limited; checks store nothing for it, but each usage report for it writes a Redis "
+             "key with no TTL (a slow leak)",
     "TL307": "regex '^\\\\p{Greek}+$': shadowing and overlap analysis skipped for this rule "
              "(it uses the escape \\p)",
 }
@@ -145,8 +145,8 @@ def test_messages_say_what_the_service_does(code: str) -> None:
 
 @pytest.mark.parametrize("field,message", [
     ("max_tokens", "max_tokens is negative (-5): a new bucket starts at tokens_per_fill and "
-     "admits requests until its first refill, which caps the balance at -5; from then on every "
-     "check is denied until the bucket expires"),
+     "can admit requests only until its first refill, which caps the balance at -5; from then "
+     "on every check is denied until the bucket expires"),
     ("tokens_per_fill", "tokens_per_fill is negative (-5): a new bucket starts below zero and "
      "every refill lowers it further: every check for a key of this rule is denied, for good"),
     ("fill_interval_second", "fill_interval_second is negative (-5): the number of elapsed "

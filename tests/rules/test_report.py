@@ -38,8 +38,8 @@ def test_json_document_is_exact() -> None:
         "findings": [
             {"code": "TL305", "severity": "info",
              "message": "no catch-all rule: a key that matches no rule, such as 'anonymous', is "
-                        "never limited and nothing is stored for it (a usage report for it still "
-                        "writes a Redis key with no TTL)",
+                        "never limited; checks store nothing for it, but each usage report for it "
+                        "writes a Redis key with no TTL (a slow leak)",
              "hint": "Add a last rule with the regex '.*' (or '') and a budget for everyone "
                      "else.", "rule_index": None, "field": None, **where},
             {"code": "TL306", "severity": "info",

@@ -227,9 +227,9 @@ class _Study:
                 found.append(Finding(
                     "TL305", N,
                     f"no catch-all rule: a key that matches no rule, such as "
-                    f"{key!r}{' (the empty key)' if not key else ''}, is never "
-                    "limited and nothing is stored for it (a usage report for it still writes "
-                    "a Redis key with no TTL)",
+                    f"{key!r}{' (the empty key)' if not key else ''}, is never limited; "
+                    "checks store nothing for it, but each usage report for it writes a Redis "
+                    "key with no TTL (a slow leak)",
                     "Add a last rule with the regex '.*' (or '') and a budget for everyone else.",
                     None, None, where))
         found.extend(self.client_keys(where))

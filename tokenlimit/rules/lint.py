@@ -23,8 +23,8 @@ _SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
 E, W, N = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 _NEGATIVE = {
-    "max_tokens": "a new bucket starts at tokens_per_fill and admits requests until its first "
-    "refill, which caps the balance at {v}; from then on every check is denied until the "
+    "max_tokens": "a new bucket starts at tokens_per_fill and can admit requests only until its "
+    "first refill, which caps the balance at {v}; from then on every check is denied until the "
     "bucket expires",
     "tokens_per_fill": "a new bucket starts below zero and every refill lowers it further: every "
     "check for a key of this rule is denied, for good",
@@ -150,8 +150,8 @@ def _bucket_warnings(rule: Rule) -> list[Finding]:
             "Set tokens_per_fill to the tokens a key earns per fill interval.")
     if cap == 0 and fill > 0 and ttl >= interval:
         add("TL202", "max_tokens",
-            f"max_tokens is 0: a new bucket starts at tokens_per_fill ({fill:,}) and admits "
-            "requests until its first refill, which caps the balance at 0; from then on every "
+            f"max_tokens is 0: a new bucket starts at tokens_per_fill ({fill:,}) and can admit "
+            "requests only until its first refill, which caps the balance at 0; from then on every "
             "check is denied until the bucket expires",
             "Set max_tokens to the largest burst a key may use (at least tokens_per_fill).")
     if fill > cap > 0 and ttl >= interval:
