@@ -6,7 +6,14 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tokenlimit.rules.automata import Alphabet, char_sets, find_word, full_dfa, search_dfa
+from tokenlimit.rules.automata import (
+    Alphabet,
+    TooLarge,
+    char_sets,
+    find_word,
+    full_dfa,
+    search_dfa,
+)
 from tokenlimit.rules.re2syntax import Unsupported, parse_re2
 from tokenlimit.rules.regex import compile_go_regex
 
@@ -42,7 +49,10 @@ def test_search_and_full_automata_agree_with_re2(pattern: str, keys: list[str]) 
         assume(False)
     tree = parse_re2(pattern)
     alphabet = Alphabet(char_sets(tree))
-    search, full = search_dfa(tree, alphabet), full_dfa(tree, alphabet)
+    try:
+        search, full = search_dfa(tree, alphabet), full_dfa(tree, alphabet)
+    except TooLarge:
+        assume(False)  # the linter reports TL307 for these
     for key in keys:
         assert search.accepts(key, alphabet) == (compiled.search(key) is not None), key
         assert full.accepts(key, alphabet) == (compiled.fullmatch(key) is not None), key
@@ -57,7 +67,10 @@ def test_a_witness_of_difference_is_confirmed_by_re2(first: str, second: str) ->
         assume(False)
     trees = [parse_re2(first), parse_re2(second)]
     alphabet = Alphabet(s for t in trees for s in char_sets(t))
-    dfas = [search_dfa(t, alphabet) for t in trees]
+    try:
+        dfas = [search_dfa(t, alphabet) for t in trees]
+    except TooLarge:
+        assume(False)
     word = find_word(dfas, alphabet, lambda a: a[1] and not a[0])
     if word is not None:
         assert two.search(word) is not None and one.search(word) is None
