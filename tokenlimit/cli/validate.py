@@ -148,8 +148,7 @@ def validate(
 ) -> None:
     """Lint RATE_LIMIT_CONFIG rules and explain what the ASM service will really do.
 
-    Exit status: 0 without errors (with --strict: without errors and warnings), 1 otherwise,
-    2 for usage errors.
+    Exit 0 without errors (--strict: nor warnings), 1 otherwise, 2 for usage errors.
 
     Example: tokenlimit validate samples/rules.json --key regular-user-42 --format json
     """
