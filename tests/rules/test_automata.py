@@ -18,7 +18,8 @@ from tokenlimit.rules.re2syntax import Unsupported, parse_re2
 from tokenlimit.rules.regex import compile_go_regex
 
 ATOMS = ["a", "b", "-", ".", "[ab]", "[^a]", "[a-c]", r"\d", r"\w", r"\s", r"\W", "^", "$",
-         r"\A", r"\z", "(?s:.)", "[[:alpha:]]", r"[^\d-]", r"\x41", r"\-", r"\Qa.\E", "a{2}"]
+         r"\A", r"\z", "(?s:.)", "[[:alpha:]]", r"[^\d-]", r"\x41", r"\-", r"\Qa.\E", "a{2}",
+         "(?i:k)", "(?i:[a-c])", r"(?i:\W)", "(?i:[^s])", "(?i:[[:upper:]])", r"(?i:\x41)", "K"]
 QUANTIFIERS = ["", "", "", "*", "+", "?", "{1,2}", "{0,}", "*?", "{2}"]
 
 
@@ -37,7 +38,7 @@ def regexes(draw: st.DrawFn, depth: int = 0) -> str:
     return wrapped + draw(st.sampled_from(QUANTIFIERS))
 
 
-KEYS = st.text(alphabet="ab-x\n0 A.", max_size=7)
+KEYS = st.text(alphabet="ab-x\n0 A.kKsS\u212a\u017f", max_size=7)
 
 
 @settings(max_examples=300, deadline=None)
@@ -78,7 +79,8 @@ def test_a_witness_of_difference_is_confirmed_by_re2(first: str, second: str) ->
 
 @pytest.mark.parametrize("pattern,reason", [
     (r"\bword", "the escape \\b"), (r"\p{Greek}", "the escape \\p"),
-    ("(?i)vip", "the (?i) flag"), ("(?m)^a", "the (?m) flag"), (r"\C", "the escape \\C"),
+    ("(?i)vipé", "(?i) with non-ASCII letters"), ("(?m)^a", "the (?m) flag"),
+    (r"\C", "the escape \\C"),
     ("[[:nope:]]", "unknown POSIX class 'nope'"),
 ])
 def test_syntax_without_a_plain_language_is_refused(pattern: str, reason: str) -> None:

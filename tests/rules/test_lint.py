@@ -212,12 +212,19 @@ def test_equivalent_regexes_written_differently_are_duplicates() -> None:
 
 
 def test_a_catch_all_silences_tl305_and_unsupported_syntax_is_skipped() -> None:
-    findings = _lint({"rate_limit_key_regex": "(?i)^vip"}, {"rate_limit_key_regex": ".*"})
+    findings = _lint({"rate_limit_key_regex": "(?m)^vip"}, {"rate_limit_key_regex": ".*"})
     codes = [f.code for f in findings]
     assert "TL305" not in codes
     assert _one(findings, "TL307").message == (
-        "regex '(?i)^vip': shadowing and overlap analysis skipped for this rule (it uses the "
-        "(?i) flag)")
+        "regex '(?m)^vip': shadowing and overlap analysis skipped for this rule (it uses the "
+        "(?m) flag)")
+
+
+def test_case_insensitive_rules_are_analysed() -> None:
+    findings = _lint({"rate_limit_key_regex": "(?i)^vip"}, {"rate_limit_key_regex": "^VIP-1"})
+    assert _one(findings, "TL301").message == (
+        "rule 1 ('^VIP-1') is shadowed: every key it matches is taken first by rule 0 (e.g. "
+        "'VIP-1' takes rule 0), so it never applies")
 
 
 def test_client_key_collision_is_shown_with_verified_keys() -> None:

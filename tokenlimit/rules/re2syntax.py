@@ -2,9 +2,11 @@
 
 Only the part of the syntax that has a plain regular language is translated: literals,
 classes (with Perl and POSIX classes), ``.``, groups, alternation, repetition, ``^``/``\\A``
-and ``$``/``\\z``, ``\\Q...\\E`` and the ``s`` and ``U`` flags. Anything else (``\\b``,
-``\\p{...}``, case-insensitive or multi-line flags, ``\\C``) raises ``Unsupported``: the
-linter then says the analysis was skipped for that rule, it never guesses.
+and ``$``/``\\z``, ``\\Q...\\E`` and the ``s``, ``U`` and ``i`` flags (``i`` for ASCII
+letters, whose case orbits RE2 extends only with the Kelvin sign for k and the long s for s).
+Anything else (``\\b``, ``\\p{...}``, the multi-line flag, ``(?i)`` around non-ASCII letters,
+``\\C``) raises ``Unsupported``: the linter then says the analysis was skipped for that rule,
+it never guesses.
 
 Characters are Unicode code points; a key never holds a surrogate (Go decodes an unpaired
 ``\\uD800`` in JSON to U+FFFD), so sets never contain them.
@@ -95,6 +97,36 @@ def negate(intervals: Intervals) -> Intervals:
     return normalize(out)
 
 
+_FOLD_SPECIAL = {0x6B: (0x212A,), 0x4B: (0x212A,), 0x73: (0x17F,), 0x53: (0x17F,),
+                 0x212A: (0x6B, 0x4B), 0x17F: (0x73, 0x53)}
+
+
+def fold_case(intervals: Intervals) -> Intervals:
+    """``intervals`` closed under RE2's case folding; ``Unsupported`` for non-ASCII letters.
+
+    >>> fold_case(((ord("j"), ord("k")),))
+    ((74, 75), (106, 107), (8490, 8490))
+    """
+    out = list(intervals)
+    for lo, hi in intervals:
+        for first, last, shift in ((65, 90, 32), (97, 122, -32)):
+            low, high = max(lo, first), min(hi, last)
+            if low <= high:
+                out.append((low + shift, high + shift))
+        out.extend((extra, extra) for code, extras in _FOLD_SPECIAL.items()
+                   if lo <= code <= hi for extra in extras)
+        low = max(lo, 128)
+        if low > hi:
+            continue
+        if hi - low > 4096:
+            raise Unsupported("(?i) over a wide non-ASCII range")
+        for code in range(low, hi + 1):
+            char = chr(code)
+            if code not in _FOLD_SPECIAL and (char.lower() != char or char.upper() != char):
+                raise Unsupported("(?i) with non-ASCII letters")
+    return normalize(out)
+
+
 def _ranges(text: str) -> list[tuple[int, int]]:
     return [(ord(text[i]), ord(text[i + 2])) for i in range(0, len(text), 3)]
 
@@ -132,6 +164,10 @@ class _Parser:
         self.text = text
         self.pos = 0
         self.dotall = False
+        self.fold = False
+
+    def folded(self, intervals: Intervals) -> Intervals:
+        return fold_case(intervals) if self.fold else intervals
 
     def peek(self, ahead: int = 0) -> str:
         index = self.pos + ahead
@@ -213,10 +249,10 @@ class _Parser:
             return self.escape()
         if ch in ("*", "+", "?"):
             raise Unsupported("missing argument to repetition operator")
-        return Chars(normalize([(ord(ch), ord(ch))]))
+        return Chars(self.folded(normalize([(ord(ch), ord(ch))])))
 
     def group(self, depth: int) -> Regex | None:
-        saved = self.dotall
+        saved = self.dotall, self.fold
         if self.peek() == "?":
             self.pos += 1
             if self.peek() == "P" or (self.peek() == "<" and self.peek(1) not in ("=", "!")):
@@ -232,7 +268,7 @@ class _Parser:
         if self.peek() != ")":
             raise Unsupported("missing )")
         self.pos += 1
-        self.dotall = saved
+        self.dotall, self.fold = saved
         return body
 
     def flags(self) -> bool:
@@ -243,6 +279,8 @@ class _Parser:
             self.pos += 1
             if ch == "s":
                 self.dotall = not negated
+            elif ch == "i":
+                self.fold = not negated
             elif ch == "U":
                 pass  # ungreedy: the same language
             elif ch == "-" and not negated:
@@ -251,7 +289,7 @@ class _Parser:
                 return True
             elif ch == ")":
                 return False
-            elif ch in ("i", "m"):
+            elif ch == "m":
                 raise Unsupported(f"the (?{ch}) flag")
             else:
                 raise Unsupported("bad flag syntax")
@@ -268,14 +306,15 @@ class _Parser:
             end = len(self.text) if end < 0 else end
             literal = self.text[self.pos:end]
             self.pos = min(end + 2, len(self.text))
-            return tuple(Chars(normalize([(ord(c), ord(c))])) for c in literal)
-        return Chars(self.escape_chars(ch))
+            return tuple(Chars(self.folded(normalize([(ord(c), ord(c))]))) for c in literal)
+        found = self.escape_chars(ch)
+        return Chars(found if ch.lower() in _PERL else self.folded(found))
 
     def escape_chars(self, ch: str) -> Intervals:
         """The set an escape stands for, after the backslash and ``ch`` were read."""
         lower = ch.lower()
         if lower in _PERL and ch.isascii():
-            base = normalize(_PERL[lower])
+            base = self.folded(normalize(_PERL[lower]))
             return negate(base) if ch.isupper() else base
         if ch in _SIMPLE_ESCAPES:
             return ((_SIMPLE_ESCAPES[ch], _SIMPLE_ESCAPES[ch]),)
@@ -312,7 +351,8 @@ class _Parser:
         negated = self.peek() == "^"
         if negated:
             self.pos += 1
-        pairs: list[tuple[int, int]] = []
+        pairs: list[tuple[int, int]] = []  # literal characters and ranges: folded below
+        sets: list[tuple[int, int]] = []  # Perl and POSIX classes: folded when read
         first = True
         while True:
             ch = self.peek()
@@ -323,13 +363,13 @@ class _Parser:
                 break
             first = False
             if ch == "[" and self.peek(1) == ":":
-                pairs.extend(self.posix_class())
+                sets.extend(self.posix_class())
                 continue
             low = self.class_char()
             if low is None:
                 continue
             if isinstance(low, tuple):
-                pairs.extend(low)
+                sets.extend(low)
                 continue
             if self.peek() == "-" and self.peek(1) not in ("]", ""):
                 self.pos += 1
@@ -339,7 +379,7 @@ class _Parser:
                 pairs.append((low, high))
             else:
                 pairs.append((low, low))
-        intervals = normalize(pairs)
+        intervals = normalize([*self.folded(normalize(pairs)), *sets])
         return negate(intervals) if negated else intervals
 
     def class_char(self) -> int | Intervals | None:
@@ -364,5 +404,5 @@ class _Parser:
         name = name.removeprefix("^")
         if name not in _POSIX:
             raise Unsupported(f"unknown POSIX class {name!r}")
-        intervals = normalize(_POSIX[name])
+        intervals = self.folded(normalize(_POSIX[name]))
         return list(negate(intervals) if negated else intervals)
