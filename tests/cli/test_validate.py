@@ -125,9 +125,9 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 
 def test_no_color_keeps_a_forced_terminal_plain() -> None:
-    coloured = _invoke(MISTAKES, env={"FORCE_COLOR": "1"})
+    coloured = _invoke(MISTAKES, env={"FORCE_COLOR": "1", "NO_COLOR": "", "TERM": "xterm"})
     assert "\x1b[" in coloured.output
-    plain = _invoke(MISTAKES, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+    plain = _invoke(MISTAKES, env={"FORCE_COLOR": "1", "NO_COLOR": "1", "TERM": "xterm"})
     assert "\x1b[" not in plain.output
 
 
