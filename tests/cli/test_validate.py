@@ -144,3 +144,11 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
                           "samples/rules.json"], cwd=REPO, capture_output=True, text=True,
                          env=env, timeout=60, check=False)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_a_key_whose_rule_has_no_figures() -> None:
+    rules = WARNED.replace('"tokens_per_fill": 50', '"tokens_per_fill": 0')
+    result = _invoke("--config-json", rules, "--key", "vip")
+    assert result.exit_code == 0
+    assert "  'vip' -> rule 0 ('^vip$'): no figures (a number is not positive; see the rule's " \
+        "findings)" in result.output.splitlines()

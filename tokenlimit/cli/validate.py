@@ -87,6 +87,8 @@ def format_keys(keys: Sequence[KeyMatch]) -> RenderableType:
             what = f"rule {match.rule.index} ({match.rule.regex!r})"
             if figures is not None:
                 what += f": {figures.summary()}"
+            else:
+                what += ": no figures (a number is not positive; see the rule's findings)"
         lines.append(Text(f"  {match.key!r} -> {what}"))
     return Group(*lines)
 

@@ -149,12 +149,17 @@ def relative_path(path: str, root: str | None = None) -> str:
 
 
 def artifact_uri(path: str, root: str | None = None) -> str:
-    """A SARIF artifact URI: the relative path, percent-encoded.
+    """A SARIF artifact URI: the relative path, percent-encoded; a ``file:`` URI outside.
 
     >>> artifact_uri("/repo/my rules.json", "/repo"), artifact_uri("<stdin>", "/repo")
     ('my%20rules.json', '%3Cstdin%3E')
+    >>> artifact_uri("/etc/rules.json", "/repo")
+    'file:///etc/rules.json'
     """
-    return quote(relative_path(path, root), safe="/:@-._~")
+    relative = relative_path(path, root)
+    if Path(relative).is_absolute():
+        return Path(relative).as_uri()
+    return quote(relative, safe="/:@-._~")
 
 
 def format_sarif(report: ValidationReport, version: str, root: str | None = None) -> str:
