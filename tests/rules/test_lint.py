@@ -263,3 +263,34 @@ def test_figures_of_the_documentation_rule() -> None:
         "rule 0: sustained 100 tokens/min (144,000/day); a new key starts with 50 tokens; burst "
         "up to 200; refills from empty to full in 2 min; the bucket expires 5 min after its last "
         "refill (then it restarts, debt forgiven)")
+
+
+WASM_MANIFEST = """\
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: llm-token-ratelimit}
+spec:
+  pluginConfig:
+    rateLimitKeys: ["{{request.headers.user-type}}"]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: limits}
+data:
+  RATE_LIMIT_CONFIG: '[{"rate_limit_key_regex": "^vip$", "max_tokens": 10,
+    "tokens_per_fill": 5, "fill_interval_second": 1, "redis_expired_seconds": 10}]'
+"""
+
+
+def test_wasmplugin_keys_from_a_header_are_named_where_they_are_set() -> None:
+    found = _one(lint(parse_rules_text(WASM_MANIFEST, "m.yaml")), "TL306")
+    assert _row(found) == ("TL306", "info", None, None, 6, 21)
+    assert found.message == (
+        "the plug-in's rateLimitKeys '{{request.headers.user-type}}' builds the key from what "
+        "the client sends, so the key is the client's choice: a client that sets it picks its "
+        "own rule, e.g. 'vip' takes rule 0 (300 tokens/min)")
+
+
+def test_wasmplugin_keys_from_trusted_attributes_need_no_warning() -> None:
+    trusted = WASM_MANIFEST.replace("request.headers.user-type", "source.principal")
+    assert "TL306" not in [f.code for f in lint(parse_rules_text(trusted, "m.yaml"))]

@@ -104,8 +104,9 @@ def format_text(report: ValidationReport) -> RenderableType:
         parts.append(format_keys(report.keys))
     counts = report.summary()
     parts = [part for item in parts for part in (item, Text(""))]
-    parts.append(Text(f"{counts['errors']} errors, {counts['warnings']} warnings, "
-                      f"{counts['infos']} infos"))
+    parts.append(Text(", ".join(
+        f"{counts[plural]} {plural if counts[plural] != 1 else plural[:-1]}"
+        for plural in ("errors", "warnings", "infos"))))
     return Group(*parts)
 
 

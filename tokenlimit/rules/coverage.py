@@ -9,6 +9,7 @@ remain stay true (a rule covered by the analysed earlier rules is covered by all
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from tokenlimit.rules.regex import RuleMatcher, compile_go_regex
 
 W, N = Severity.WARNING, Severity.INFO
 LAST_FILL_SUFFIX = "_last_fill_time"
+# Envoy attributes a client writes itself (headers, path, query, host).
+_CLIENT_SET = re.compile(r"request\.(headers|path|url_path|query|host)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,12 @@ class _Disagreement(Exception):
     """RE2 does not confirm an example the automata produced: trust RE2, skip the rule."""
 
 
-def analyse_regexes(rules: Sequence[Rule], where: Location | None) -> list[Finding]:
-    """Cross-rule findings for ``rules`` (all of which RE2 compiles), in list order."""
+def analyse_regexes(rules: Sequence[Rule], where: Location | None,
+                    templates: Sequence[tuple[str, Location]] = ()) -> list[Finding]:
+    """Cross-rule findings for ``rules`` (all of which RE2 compiles), in list order.
+
+    ``templates``: the plug-in's rateLimitKeys when the manifest holds its WasmPlugin.
+    """
     if not rules:
         return []
     findings: list[Finding] = []
@@ -78,7 +85,7 @@ def analyse_regexes(rules: Sequence[Rule], where: Location | None) -> list[Findi
             findings.append(_skipped(item.rule, str(exc)))
     # Nothing proven either way: say nothing rather than guess.
     with contextlib.suppress(TooLarge, _Disagreement):
-        findings.extend(study.global_findings(where))
+        findings.extend(study.global_findings(where, templates))
     return findings
 
 
@@ -217,7 +224,8 @@ class _Study:
             hint,
             rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
 
-    def global_findings(self, where: Location | None) -> list[Finding]:
+    def global_findings(self, where: Location | None,
+                        templates: Sequence[tuple[str, Location]]) -> list[Finding]:
         found = []
         nothing = find_word([self.taken], self.alphabet, lambda a: not a[0])
         if nothing is not None:
@@ -232,10 +240,21 @@ class _Study:
                     "key with no TTL (a slow leak)",
                     "Add a last rule with the regex '.*' (or '') and a budget for everyone else.",
                     None, None, where))
-        found.extend(self.client_keys(where))
+        found.extend(self.client_keys(where, templates))
         return found
 
-    def client_keys(self, where: Location | None) -> list[Finding]:
+    def client_keys(self, where: Location | None,
+                    templates: Sequence[tuple[str, Location]]) -> list[Finding]:
+        opening = ("keys come from request attributes (the plug-in's rateLimitKeys, e.g. "
+                   "{{request.headers.user-type}}); when that is a header the client sends, the "
+                   "key is the client's choice")
+        if templates:
+            chosen = [(t, loc) for t, loc in templates if _CLIENT_SET.search(t)]
+            if not chosen:
+                return []  # every key comes from attributes the mesh sets, not the client
+            template, where = chosen[0]
+            opening = (f"the plug-in's rateLimitKeys {template!r} builds the key from what the "
+                       "client sends, so the key is the client's choice")
         ranked = [((f.tokens_per_minute, f.burst_tokens), item) for item in self.analysed
                   if (f := figures_of(item.rule)) is not None and item.rule.index not in
                   self.shadowed]
@@ -253,10 +272,7 @@ class _Study:
                                f"against rule {taken} and its balance is the key where "
                                f"{key!r} keeps its last refill time")
         return [Finding(
-            "TL306", N,
-            "keys come from request attributes (the plug-in's rateLimitKeys, e.g. "
-            "{{request.headers.user-type}}); when that is a header the client sends, the key "
-            "is the client's choice" + detail,
+            "TL306", N, opening + detail,
             "Set the header in a trusted layer (gateway or auth filter) that overwrites what "
             "clients send, or key on an authenticated identity.",
             None, None, where)]

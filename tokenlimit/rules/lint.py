@@ -72,7 +72,7 @@ def lint(loaded: LoadedRules) -> list[Finding]:
             "TL114", W, "the configuration is an empty array: the service starts with no rules "
             "and limits nothing", "Add rules, or remove the rate-limit plug-in.",
             None, None, loaded.location))
-    findings.extend(analyse_regexes(analysable, loaded.location))
+    findings.extend(analyse_regexes(analysable, loaded.location, loaded.key_templates))
     return sorted(findings, key=_order)
 
 

@@ -38,6 +38,9 @@ class LoadedRules:
     origin: str
     # Where the rule array (or the null) starts; findings about the whole set point here.
     location: Location | None = None
+    # The plug-in's rateLimitKeys templates from WasmPlugins in the same manifest, if any:
+    # they say where keys come from (a request header the client sets, or a trusted attribute).
+    key_templates: tuple[tuple[str, Location], ...] = ()
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -123,7 +126,17 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
             f"{ENV_VAR} is also set in {label}: only the first one ({where_label}) is checked",
             "Validate each manifest separately, or keep one rule set per file.",
             None, None, to_node(other, path, 0).location))
-    return LoadedRules(decoded.rules, tuple(findings), path, decoded.location)
+    templates = tuple(_key_templates([raw for _, raw in docs], path))
+    return LoadedRules(decoded.rules, tuple(findings), path, decoded.location, templates)
+
+
+def _key_templates(docs: list[yaml.Node], path: str) -> Iterator[tuple[str, Location]]:
+    for obj in _objects(docs):
+        if _str(_get(obj, "kind")) != "WasmPlugin":
+            continue
+        for entry in _seq(_path(obj, "spec", "pluginConfig", "rateLimitKeys")):
+            if isinstance(entry, yaml.ScalarNode):
+                yield str(entry.value), to_node(entry, path, 0).location
 
 
 def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
