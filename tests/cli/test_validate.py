@@ -150,6 +150,6 @@ def test_a_key_whose_rule_has_no_figures() -> None:
     rules = WARNED.replace('"tokens_per_fill": 50', '"tokens_per_fill": 0')
     result = _invoke("--config-json", rules, "--key", "vip")
     assert result.exit_code == 0
-    assert result.output.splitlines()[-1] == "0 errors, 1 warning, 3 infos"
+    assert result.output.splitlines()[-1] == "0 errors, 1 warning, 2 infos"
     assert "  'vip' -> rule 0 ('^vip$'): no figures (a number is not positive; see the rule's " \
         "findings)" in result.output.splitlines()
