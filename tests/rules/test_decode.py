@@ -47,3 +47,10 @@ def test_case_folded_and_duplicate_fields_follow_go() -> None:
 def test_re2_refuses_what_python_accepts() -> None:
     text = "[{" + GOOD.replace('"a"', '"(?<=x)user"') + "}]"
     assert _codes(text) == [("TL107", "rate_limit_key_regex")]
+
+
+def test_go_refuses_the_any_byte_escape_that_cpp_re2_accepts() -> None:
+    text = "[{" + GOOD.replace('"a"', '"a\\\\Cb"') + "}]"
+    assert _codes(text) == [("TL107", "rate_limit_key_regex")]
+    literal = "[{" + GOOD.replace('"a"', '"\\\\Q\\\\C\\\\E"') + "}]"
+    assert _codes(literal) == []
