@@ -51,7 +51,7 @@ class RuleFigures:
             return (f"a new key starts with {self.start_tokens:,} tokens and never refills: "
                     f"its bucket restarts at {self.start_tokens:,} (debt forgiven) once it "
                     f"expires, {duration(self.lifetime_seconds)} after it was created")
-        return (f"sustained {number(self.tokens_per_minute)} tokens/min "
+        return (f"sustained up to {number(self.tokens_per_minute)} tokens/min "
                 f"({number(self.tokens_per_day)}/day); a new key starts with "
                 f"{self.start_tokens:,} tokens; burst up to {self.burst_tokens:,}; "
                 f"refills from empty to full in {duration(self.seconds_to_full)}; the bucket "
