@@ -72,8 +72,9 @@ def test_text_keys_section() -> None:
     keys = lines.index("Keys")
     assert lines[keys + 1] == (
         "  'subscriber-1' -> rule 1 ('subscriber.*'): sustained up to 100 tokens/min "
-        "(144,000/day); a new key starts with 100 tokens; burst up to 1,000; refills from empty to full in 10 "
-        "min; the bucket expires 10 min after its last refill (then it restarts, debt forgiven)")
+        "(144,000/day); a new key starts with 100 tokens; burst up to 1,000; refills from "
+        "empty to full in 10 min; the bucket expires 10 min after its last refill (then it "
+        "restarts, debt forgiven)")
     assert lines[keys + 2] == "  'guest' -> unlimited: no rule matches, so the key is never limited"
 
 

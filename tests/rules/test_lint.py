@@ -261,8 +261,8 @@ def test_figures_of_the_documentation_rule() -> None:
     found = [f for f in lint(load_rules(SAMPLES / "rules.json")) if f.code == "TL308"]
     assert found[0].message == (
         "rule 0: sustained up to 100 tokens/min (144,000/day); a new key starts with 50 tokens; "
-        "burst up to 200; refills from empty to full in 2 min; the bucket expires 5 min after its last "
-        "refill (then it restarts, debt forgiven)")
+        "burst up to 200; refills from empty to full in 2 min; the bucket expires 5 min after "
+        "its last refill (then it restarts, debt forgiven)")
 
 
 WASM_MANIFEST = """\

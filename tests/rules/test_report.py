@@ -52,8 +52,9 @@ def test_json_document_is_exact() -> None:
              "rule_index": None, "field": None, **where},
             {"code": "TL308", "severity": "info",
              "message": "rule 0: sustained up to 50 tokens/min (72,000/day); a new key starts "
-                        "with 50 tokens; burst up to 100; refills from empty to full in 2 min; the bucket "
-                        "expires 10 min after its last refill (then it restarts, debt forgiven)",
+                        "with 50 tokens; burst up to 100; refills from empty to full in 2 min; "
+                        "the bucket expires 10 min after its last refill (then it restarts, "
+                        "debt forgiven)",
              "hint": "Run `tokenlimit validate --key KEY` to see which rule a key takes.",
              "rule_index": 0, "field": None, "path": "vip.json", "line": 1, "column": 2},
         ],
