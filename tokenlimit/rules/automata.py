@@ -147,11 +147,16 @@ class _Nfa:
         for _ in range(tree.low):
             start = self.build(tree.body, alphabet, start)
         end = self.state()
-        self.eps[start].append((None, end))
         if tree.high is None:
-            loop = self.build(tree.body, alphabet, start)
-            self.eps[loop].append((None, start))
+            # The loop gets a state of its own: looping back to ``start`` would let a partial
+            # pass of the body leave through an enclosing star that shares that state.
+            hub = self.state()
+            self.eps[start].append((None, hub))
+            self.eps[hub].append((None, end))
+            loop = self.build(tree.body, alphabet, hub)
+            self.eps[loop].append((None, hub))
             return end
+        self.eps[start].append((None, end))
         for _ in range(tree.high - tree.low):
             start = self.build(tree.body, alphabet, start)
             self.eps[start].append((None, end))

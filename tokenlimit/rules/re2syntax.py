@@ -197,6 +197,7 @@ class _Parser:
         return parts[0] if len(parts) == 1 else Concat(tuple(parts))
 
     def quantified(self, atom: Regex) -> Regex:
+        repeated = False
         while True:
             ch = self.peek()
             if ch in ("*", "+", "?"):
@@ -209,8 +210,9 @@ class _Parser:
                 return atom
             if self.peek() == "?":
                 self.pos += 1  # non-greedy: the same language
-            if isinstance(atom, Repeat):
-                raise Unsupported("nested repetition operator")  # Go refuses it
+            if repeated:
+                raise Unsupported("nested repetition operator")  # a** : Go refuses it
+            repeated = True
             atom = Repeat(atom, bounds[0], bounds[1])
 
     def repeat_bounds(self) -> tuple[int, int | None] | None:
