@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.rules.test_automata import KEYS, regexes
 from tokenlimit.errors import RuleError
-from tokenlimit.rules import RULE_FIELDS, LoadedRules, parse_rules_text
+from tokenlimit.rules import RULE_FIELDS, LoadedRules, RuleMatcher, lint, parse_rules_text
+from tokenlimit.rules.regex import compile_go_regex
 from tokenlimit.rules.report import format_github, format_json, format_sarif, validate_rules
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -70,3 +72,26 @@ def test_any_regex_text_lints_without_crashing(patterns: list[str]) -> None:
     rules = [{"rate_limit_key_regex": p, "max_tokens": 10, "tokens_per_fill": 5,
               "fill_interval_second": 1, "redis_expired_seconds": 10} for p in patterns]
     _check(json.dumps(rules), "json")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(regexes(), min_size=1, max_size=4), st.lists(KEYS, min_size=1, max_size=25))
+def test_shadowing_and_catch_all_verdicts_hold_for_every_key(patterns: list[str],
+                                                             keys: list[str]) -> None:
+    try:
+        for pattern in patterns:
+            compile_go_regex(pattern)
+    except ValueError:
+        assume(False)
+    rules = [{"rate_limit_key_regex": p, "max_tokens": 10, "tokens_per_fill": 5,
+              "fill_interval_second": 1, "redis_expired_seconds": 10} for p in patterns]
+    loaded = parse_rules_text(json.dumps(rules), "r.json")
+    findings = lint(loaded)
+    never_applies = {f.rule_index for f in findings if f.code in ("TL301", "TL302")}
+    skipped = any(f.code == "TL307" for f in findings)
+    no_gap = not any(f.code == "TL305" for f in findings) and not skipped
+    matcher = RuleMatcher(loaded.rules)
+    for key in keys:
+        taken = matcher.index_for(key)
+        assert taken not in never_applies, key
+        assert taken is not None or not no_gap, key
