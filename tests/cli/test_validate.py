@@ -35,7 +35,7 @@ def test_documentation_rules_pass_with_a_plain_text_report() -> None:
         "─" * 78,
         "0   regular-user.*    200     50    30 s   300 s       100   144,000     2 min",
     ]
-    assert "Rule 1" in lines
+    assert "Rule 1 ('subscriber.*')" in lines
     assert lines[-1] == "0 errors, 0 warnings, 7 infos"
     assert "\x1b[" not in result.output
 
@@ -44,7 +44,7 @@ def test_mistakes_fail_and_findings_are_grouped_by_rule() -> None:
     result = _invoke(MISTAKES)
     assert result.exit_code == 1
     lines = result.output.splitlines()
-    start = lines.index("Rule 14")
+    start = lines.index("Rule 14 ('^team-red')")
     assert lines[start + 1].startswith(f"  warning TL301 {MISTAKES}:16:28: rule 14 ('^team-red')")
     assert lines[-1] == "9 errors, 9 warnings, 17 infos"
 

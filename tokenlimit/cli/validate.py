@@ -15,7 +15,7 @@ from rich.text import Text
 from tokenlimit import __version__
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
 from tokenlimit.errors import RuleError
-from tokenlimit.rules import Finding, Severity
+from tokenlimit.rules import Finding, Rule, Severity
 from tokenlimit.rules.figures import duration, figures_of, number
 from tokenlimit.rules.report import (
     KeyMatch,
@@ -61,14 +61,18 @@ def _finding_text(finding: Finding) -> Text:
     return text
 
 
-def format_findings(findings: Sequence[Finding]) -> RenderableType:
+def format_findings(findings: Sequence[Finding],
+                    rules: Sequence[Rule] = ()) -> RenderableType:
     """Findings grouped by rule: the whole configuration first, then rule by rule."""
+    regexes = {rule.index: rule.regex for rule in rules}
     parts: list[RenderableType] = []
     groups: dict[int | None, list[Finding]] = {}
     for finding in findings:
         groups.setdefault(finding.rule_index, []).append(finding)
     for index, group in groups.items():
         title = "All rules" if index is None else f"Rule {index}"
+        if index in regexes:
+            title += f" ({regexes[index]!r})"
         parts.append(Text(title, style="bold"))
         parts.extend(_finding_text(f) for f in group)
     return Group(*parts)
@@ -99,7 +103,7 @@ def format_text(report: ValidationReport) -> RenderableType:
     if report.rules:
         parts.append(format_rules_table(report))
     if report.findings:
-        parts.append(format_findings(report.findings))
+        parts.append(format_findings(report.findings, report.rules))
     if report.keys:
         parts.append(format_keys(report.keys))
     counts = report.summary()
