@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from tokenlimit.rules import lint, parse_rules_text
+from tokenlimit.rules import Severity, lint, parse_rules_text
 
 GOOD = ('"rate_limit_key_regex": "a", "max_tokens": 10, "tokens_per_fill": 5, '
         '"fill_interval_second": 1, "redis_expired_seconds": 10')
 
 
 def _codes(text: str) -> list[tuple[str, str | None]]:
-    return [(f.code, f.field) for f in lint(parse_rules_text(text, "x.json", fmt="json"))]
+    """Errors and warnings (the infos every rule gets are tested in test_lint)."""
+    found = lint(parse_rules_text(text, "x.json", fmt="json"))
+    return [(f.code, f.field) for f in found if f.severity is not Severity.INFO]
 
 
 @pytest.mark.parametrize("value,code", [
@@ -45,3 +47,10 @@ def test_case_folded_and_duplicate_fields_follow_go() -> None:
 def test_re2_refuses_what_python_accepts() -> None:
     text = "[{" + GOOD.replace('"a"', '"(?<=x)user"') + "}]"
     assert _codes(text) == [("TL107", "rate_limit_key_regex")]
+
+
+def test_go_refuses_the_any_byte_escape_that_cpp_re2_accepts() -> None:
+    text = "[{" + GOOD.replace('"a"', '"a\\\\Cb"') + "}]"
+    assert _codes(text) == [("TL107", "rate_limit_key_regex")]
+    literal = "[{" + GOOD.replace('"a"', '"\\\\Q\\\\C\\\\E"') + "}]"
+    assert _codes(literal) == []

@@ -1,27 +1,141 @@
-"""``tokenlimit validate``: lint RATE_LIMIT_CONFIG rules."""
+"""``tokenlimit validate``: lint RATE_LIMIT_CONFIG rules and explain what the service does."""
 
 from __future__ import annotations
 
-import json
+import os
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 
+from tokenlimit import __version__
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
 from tokenlimit.errors import RuleError
-from tokenlimit.rules import Finding, Severity, lint
-from tokenlimit.rules.sources import LoadedRules
+from tokenlimit.rules import Finding, Rule, Severity
+from tokenlimit.rules.figures import duration, figures_of, number
+from tokenlimit.rules.report import (
+    KeyMatch,
+    ValidationReport,
+    failed_report,
+    format_github,
+    format_json,
+    format_sarif,
+    validate_rules,
+)
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "github")
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
-def _finding_from_error(exc: RuleError) -> Finding:
-    from tokenlimit.rules.model import Location
+def format_rules_table(report: ValidationReport) -> Table:
+    """The rules with their numbers and derived figures."""
+    table = Table(title=f"Rules from {report.origin}", box=box.SIMPLE_HEAD, title_justify="left",
+                  show_edge=False, pad_edge=False)
+    # A new bucket starts at "fill" (tokens_per_fill) and holds at most max(max, fill).
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("regex", overflow="fold", min_width=8)
+    for header in ("max", "fill", "every", "TTL", "tok/min", "tok/day", "to full"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for rule in report.rules:
+        figures = figures_of(rule)
+        numbers = [str(rule.max_tokens), str(rule.tokens_per_fill),
+                   f"{rule.fill_interval_second} s", f"{rule.redis_expired_seconds} s"]
+        if figures is None:
+            derived = ["-"] * 3
+        else:
+            derived = [number(figures.tokens_per_minute), number(figures.tokens_per_day),
+                       duration(figures.seconds_to_full) if figures.refills else "never"]
+        table.add_row(str(rule.index), Text(rule.regex), *numbers, *derived)
+    return table
 
-    where = Location(exc.path or "<rules>", exc.line or 1, exc.column or 1)
-    return Finding("TL100", Severity.ERROR, exc.message,
-                   "Fix the syntax so the service can decode the configuration.",
-                   None, None, where)
+
+def _finding_text(finding: Finding) -> Text:
+    text = Text("  ")
+    text.append(f"{finding.severity.value} {finding.code}", style=_STYLE[finding.severity])
+    where = f" {finding.location}" if finding.location else ""
+    text.append(f"{where}: {finding.message}\n    hint: {finding.hint}")
+    return text
+
+
+def format_findings(findings: Sequence[Finding],
+                    rules: Sequence[Rule] = ()) -> RenderableType:
+    """Findings grouped by rule: the whole configuration first, then rule by rule."""
+    regexes = {rule.index: rule.regex for rule in rules}
+    parts: list[RenderableType] = []
+    groups: dict[int | None, list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault(finding.rule_index, []).append(finding)
+    for index, group in groups.items():
+        title = "All rules" if index is None else f"Rule {index}"
+        if index in regexes:
+            title += f" ({regexes[index]!r})"
+        parts.append(Text(title, style="bold"))
+        parts.extend(_finding_text(f) for f in group)
+    return Group(*parts)
+
+
+def format_keys(keys: Sequence[KeyMatch]) -> RenderableType:
+    """Which rule each ``--key`` takes, with that rule's figures."""
+    lines = [Text("Keys", style="bold")]
+    for match in keys:
+        if match.outcome == "unknown":
+            what = "unknown: the rules cannot be matched (the service would not start)"
+        elif match.rule is None:
+            what = "unlimited: no rule matches, so the key is never limited"
+        else:
+            figures = match.figures
+            what = f"rule {match.rule.index} ({match.rule.regex!r})"
+            if figures is not None:
+                what += f": {figures.summary()}"
+            else:
+                what += ": no figures (a number is not positive; see the rule's findings)"
+        lines.append(Text(f"  {match.key!r} -> {what}"))
+    return Group(*lines)
+
+
+def format_text(report: ValidationReport) -> RenderableType:
+    """The whole text report: table, findings, keys, summary."""
+    parts: list[RenderableType] = []
+    if report.rules:
+        parts.append(format_rules_table(report))
+    if report.findings:
+        parts.append(format_findings(report.findings, report.rules))
+    if report.keys:
+        parts.append(format_keys(report.keys))
+    counts = report.summary()
+    parts = [part for item in parts for part in (item, Text(""))]
+    parts.append(Text(", ".join(
+        f"{counts[plural]} {plural if counts[plural] != 1 else plural[:-1]}"
+        for plural in ("errors", "warnings", "infos"))))
+    return Group(*parts)
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if os.environ.get("NO_COLOR"):
+        # Rich alone would keep bold and underline; NO_COLOR users asked for plain text.
+        console = Console(highlight=False, color_system=None)
+    if not console.is_terminal:
+        # Plain for files and pipes: no colours, no wrapping into a narrow default width.
+        width = int(os.environ.get("COLUMNS", "0") or 0) or 160
+        console = Console(highlight=False, no_color=True, width=width)
+    return console
+
+
+def print_report(report: ValidationReport, output_format: str) -> None:
+    """Write ``report`` to stdout in ``output_format``."""
+    if output_format == "json":
+        typer.echo(format_json(report))
+    elif output_format == "sarif":
+        typer.echo(format_sarif(report, __version__))
+    elif output_format == "github":
+        typer.echo(format_github(report), nl=False)
+    else:
+        _console().print(format_text(report), soft_wrap=True)
 
 
 def validate(
@@ -30,35 +144,36 @@ def validate(
     )] = None,
     from_env: FromEnvOption = False,
     config_json: ConfigJsonOption = None,
-    output_format: Annotated[str, typer.Option("--format", "-f",
-                                               help="text or json.")] = "text",
-    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail too.")] = False,
+    output_format: Annotated[str, typer.Option(
+        "--format", "-f", help="text, json, sarif (GitHub code scanning) or github "
+        "(workflow annotations).")] = "text",
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Warnings fail too (exit 1).")] = False,
+    keys: Annotated[list[str] | None, typer.Option(
+        "--key", "-k", metavar="KEY",
+        help="Show which rule KEY takes, with its figures (repeatable).")] = None,
 ) -> None:
-    """Lint RATE_LIMIT_CONFIG rules and explain what the service will really do.
+    """Lint RATE_LIMIT_CONFIG rules and explain what the ASM service will really do.
 
-    Example: tokenlimit validate samples/rules.json --format json
+    Exit 0 without errors (--strict: nor warnings), 1 otherwise, 2 for usage errors.
+
+    Example: tokenlimit validate samples/rules.json --key regular-user-42 --format json
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    wanted = list(keys or [])
+    if wanted and output_format in ("sarif", "github"):
+        raise typer.BadParameter("--key works with --format text or json",
+                                 param_hint="--key")
+    if sum((source is not None, config_json is not None, from_env)) != 1:
+        raise typer.BadParameter("give exactly one of SOURCE, --config-json or --from-env",
+                                 param_hint="SOURCE")
     try:
-        loaded = read_rules(source, config_json, from_env)
-        findings = lint(loaded)
+        report = validate_rules(read_rules(source, config_json, from_env), wanted)
     except RuleError as exc:
-        loaded = LoadedRules((), (), exc.path or "<rules>")
-        findings = [_finding_from_error(exc)]
-    if output_format == "json":
-        typer.echo(json.dumps({
-            "rules": [r.to_config() for r in loaded.rules],
-            "findings": [f.to_dict() for f in findings],
-            "summary": {s: sum(f.severity.value == s[:-1] for f in findings)
-                        for s in ("errors", "warnings", "infos")},
-        }, indent=2))
-    else:
-        for finding in findings:
-            typer.echo(finding.one_line())
-    failing = {Severity.ERROR, Severity.WARNING} if strict else {Severity.ERROR}
-    if any(f.severity in failing for f in findings):
-        raise typer.Exit(1)
+        report = failed_report(exc, wanted)
+    print_report(report, output_format)
+    raise typer.Exit(report.exit_status(strict))
 
 
 def register(app: typer.Typer) -> None:

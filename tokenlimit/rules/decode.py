@@ -26,6 +26,7 @@ _GO_TYPE = {REGEX_FIELD: "string", **{name: "int" for name in INT_FIELDS}}
 class Decoded:
     rules: tuple[Rule, ...]
     findings: tuple[Finding, ...]
+    location: Location | None = None
 
 
 def _go_fold(name: str) -> str:
@@ -50,7 +51,7 @@ def decode_rules(root: Node, path: str) -> Decoded:
         return Decoded((), (Finding(
             "TL112", Severity.WARNING,
             "the configuration is `null`: the service starts with no rules and limits nothing",
-            "Write a JSON array of rules.", None, None, root.location),))
+            "Write a JSON array of rules.", None, None, root.location),), root.location)
     if root.kind != "array":
         where = root.location
         raise RuleError(
@@ -63,7 +64,7 @@ def decode_rules(root: Node, path: str) -> Decoded:
         rule, found = _decode_rule(index, item)
         rules.append(rule)
         findings.extend(found)
-    return Decoded(tuple(rules), tuple(findings))
+    return Decoded(tuple(rules), tuple(findings), root.location)
 
 
 def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
@@ -79,7 +80,8 @@ def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
     elif item.kind != "object":
         findings.append(Finding(
             "TL102", Severity.ERROR,
-            f"rule {index} is {item.describe()}, not an object: the service exits at start-up "
+            f"rule {index} is a JSON {item.describe()}, not an object: the service exits at "
+            "start-up "
             "(cannot unmarshal into RateLimitConfig)",
             "Each entry must be an object with the five rule fields.", index, None,
             item.location))
@@ -103,11 +105,12 @@ def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
 def _decode_fields(index: int, item: Node, values: dict[str, str | int],
                    where: dict[str, Location], findings: list[Finding]) -> None:
     seen: dict[str, Node] = {}
+    present = {_FOLDED.get(_go_fold(str(key.value))) for key, _ in item.pairs()}
     for key_node, value_node in item.pairs():
         raw_key = str(key_node.value)
         name = raw_key if raw_key in _GO_TYPE else _FOLDED.get(_go_fold(raw_key))
         if name is None:
-            findings.append(_unknown_field(index, raw_key, key_node.location))
+            findings.append(_unknown_field(index, raw_key, key_node.location, present))
             continue
         if name != raw_key:
             findings.append(Finding(
@@ -183,10 +186,15 @@ def _wrong_type(index: int, name: str, node: Node, go_type: str) -> Finding:
         index, name, node.location)
 
 
-def _unknown_field(index: int, raw_key: str, where: Location) -> Finding:
+def _unknown_field(index: int, raw_key: str, where: Location,
+                   present: set[str | None]) -> Finding:
     close = difflib.get_close_matches(raw_key, RULE_FIELDS, n=1, cutoff=0.6)
     guess = f" Did you mean {close[0]!r}?" if close else ""
-    effect = (f" {close[0]} keeps its zero value." if close else "")
+    effect = ""
+    if close and close[0] not in present:
+        effect = f" {close[0]} is missing, so it keeps its zero value."
+    elif close:
+        effect = f" ({close[0]} is also set, so this line changes nothing.)"
     return Finding(
         "TL206", Severity.WARNING,
         f"unknown field {raw_key!r} in rule {index}: the service ignores it silently.{effect}",

@@ -25,12 +25,40 @@ def compile_go_regex(pattern: str) -> Any:
     True
     """
     try:
-        return re2.compile(pattern, _OPTIONS)
+        compiled = re2.compile(pattern, _OPTIONS)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise ValueError(str(reason)) from exc
+    if _has_any_byte_escape(pattern):
+        # C++ RE2 accepts \C (any byte); Go's regexp refuses it.
+        raise ValueError("invalid escape sequence: \\C (Go has no any-byte escape)")
+    return compiled
+
+
+def _has_any_byte_escape(pattern: str) -> bool:
+    """Whether ``pattern`` uses ``\\C`` outside a ``\\Q...\\E`` literal.
+
+    >>> [_has_any_byte_escape(p) for p in (r"a\\Cb", r"\\\\C", r"\\Q\\C\\E")]
+    [True, False, False]
+    """
+    index = 0
+    while index < len(pattern) - 1:
+        if pattern[index] != "\\":
+            index += 1
+            continue
+        escaped = pattern[index + 1]
+        if escaped == "C":
+            return True
+        if escaped == "Q":
+            end = pattern.find("\\E", index + 2)
+            if end < 0:
+                return False
+            index = end + 2
+            continue
+        index += 2
+    return False
 
 
 class RuleMatcher:

@@ -21,7 +21,7 @@ from tokenlimit.errors import RuleError
 from tokenlimit.rules.decode import decode_rules
 from tokenlimit.rules.findings import Finding, Severity
 from tokenlimit.rules.gojson import Locator, parse_json, text_locator
-from tokenlimit.rules.model import Rule
+from tokenlimit.rules.model import Location, Rule
 from tokenlimit.rules.yamlnodes import parse_yaml_documents, to_node
 
 ENV_VAR = "RATE_LIMIT_CONFIG"
@@ -36,6 +36,11 @@ class LoadedRules:
     rules: tuple[Rule, ...]
     findings: tuple[Finding, ...]
     origin: str
+    # Where the rule array (or the null) starts; findings about the whole set point here.
+    location: Location | None = None
+    # The plug-in's rateLimitKeys templates from WasmPlugins in the same manifest, if any:
+    # they say where keys come from (a request header the client sets, or a trusted attribute).
+    key_templates: tuple[tuple[str, Location], ...] = ()
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -94,7 +99,7 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     stripped = text.lstrip()
     if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
         decoded = decode_rules(parse_json(text, path), path)
-        return LoadedRules(decoded.rules, decoded.findings, path)
+        return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
     return _from_yaml(text, path)
 
 
@@ -105,7 +110,7 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
     first_node, _ = docs[0]
     if len(docs) == 1 and first_node.kind != "object":
         decoded = decode_rules(first_node, path)
-        return LoadedRules(decoded.rules, decoded.findings, path)
+        return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
     found = list(_configs_in_manifests([raw for _, raw in docs], text, path))
     if not found:
         raise RuleError(f"no {ENV_VAR} found: expected a list of rules, or a Deployment, "
@@ -121,7 +126,17 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
             f"{ENV_VAR} is also set in {label}: only the first one ({where_label}) is checked",
             "Validate each manifest separately, or keep one rule set per file.",
             None, None, to_node(other, path, 0).location))
-    return LoadedRules(decoded.rules, tuple(findings), path)
+    templates = tuple(_key_templates([raw for _, raw in docs], path))
+    return LoadedRules(decoded.rules, tuple(findings), path, decoded.location, templates)
+
+
+def _key_templates(docs: list[yaml.Node], path: str) -> Iterator[tuple[str, Location]]:
+    for obj in _objects(docs):
+        if _str(_get(obj, "kind")) != "WasmPlugin":
+            continue
+        for entry in _seq(_path(obj, "spec", "pluginConfig", "rateLimitKeys")):
+            if isinstance(entry, yaml.ScalarNode):
+                yield str(entry.value), to_node(entry, path, 0).location
 
 
 def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:

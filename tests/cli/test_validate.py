@@ -1,0 +1,156 @@
+"""`tokenlimit validate` through the real entry point: outputs and exit codes 0, 1 and 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, SAMPLES
+from tokenlimit.cli.main import app
+
+runner = CliRunner()
+RULES = str(SAMPLES / "rules.json")
+MISTAKES = str(SAMPLES / "mistakes.json")
+WARNED = ('[{"rate_limit_key_regex": "^vip$", "max_tokens": 10, "tokens_per_fill": 50,'
+          ' "fill_interval_second": 60, "redis_expired_seconds": 600}]')
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None, stdin: str | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["validate", *args], env=env, input=stdin)
+
+
+def test_documentation_rules_pass_with_a_plain_text_report() -> None:
+    result = _invoke(RULES)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[:4] == [
+        f"Rules from {RULES}",
+        "#   regex             max   fill   every     TTL   tok/min   tok/day   to full",
+        "─" * 78,
+        "0   regular-user.*    200     50    30 s   300 s       100   144,000     2 min",
+    ]
+    assert "Rule 1 ('subscriber.*')" in lines
+    assert lines[-1] == "0 errors, 0 warnings, 7 infos"
+    assert "\x1b[" not in result.output
+
+
+def test_mistakes_fail_and_findings_are_grouped_by_rule() -> None:
+    result = _invoke(MISTAKES)
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    start = lines.index("Rule 14 ('^team-red')")
+    assert lines[start + 1].startswith(f"  warning TL301 {MISTAKES}:16:28: rule 14 ('^team-red')")
+    assert lines[-1] == "9 errors, 9 warnings, 17 infos"
+
+
+def test_strict_fails_on_warnings() -> None:
+    assert _invoke("--config-json", WARNED).exit_code == 0
+    assert _invoke("--config-json", WARNED, "--strict").exit_code == 1
+    assert _invoke(RULES, "--strict").exit_code == 0
+
+
+def test_json_format_and_keys() -> None:
+    result = _invoke(RULES, "--format", "json", "--key", "regular-user-7", "-k", "guest")
+    assert result.exit_code == 0
+    document = json.loads(result.output)
+    assert document["summary"] == {"errors": 0, "warnings": 0, "infos": 7}
+    assert [(k["key"], k["outcome"], k["rule_index"]) for k in document["keys"]] == [
+        ("regular-user-7", "limited", 0), ("guest", "unlimited", None)]
+    assert sorted(document["findings"][0]) == sorted(
+        ["code", "severity", "message", "hint", "rule_index", "field", "path", "line", "column"])
+
+
+def test_text_keys_section() -> None:
+    result = _invoke(RULES, "--key", "subscriber-1", "--key", "guest")
+    lines = result.output.splitlines()
+    keys = lines.index("Keys")
+    assert lines[keys + 1] == (
+        "  'subscriber-1' -> rule 1 ('subscriber.*'): sustained up to 100 tokens/min "
+        "(144,000/day); a new key starts with 100 tokens; burst up to 1,000; refills from "
+        "empty to full in 10 min; the bucket expires 10 min after its last refill (then it "
+        "restarts, debt forgiven)")
+    assert lines[keys + 2] == "  'guest' -> unlimited: no rule matches, so the key is never limited"
+
+
+def test_github_and_sarif_formats() -> None:
+    result = _invoke(MISTAKES, "--format", "github")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("::error ")]
+    assert len(errors) == 9
+    assert errors[0].startswith("::error file=") and ",line=7,col=116::TL108 " in errors[0]
+    sarif = _invoke(MISTAKES, "--format", "sarif")
+    assert sarif.exit_code == 1
+    assert json.loads(sarif.output)["version"] == "2.1.0"
+
+
+def test_sources_env_stdin_and_yaml_agree() -> None:
+    text = (SAMPLES / "rules.json").read_text()
+    outputs = [
+        _invoke("--from-env", "-f", "json", env={"RATE_LIMIT_CONFIG": text}),
+        _invoke("-", "-f", "json", stdin=text),
+        _invoke(str(SAMPLES / "rules.yaml"), "-f", "json"),
+        _invoke(str(SAMPLES / "deployment.yaml"), "-f", "json"),
+    ]
+    assert [r.exit_code for r in outputs] == [0, 0, 0, 0]
+    summaries = [json.loads(r.output)["summary"] for r in outputs]
+    assert summaries == [{"errors": 0, "warnings": 0, "infos": 7}] * 4
+
+
+def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"max_tokens": 1,}\n]')
+    result = _invoke(str(broken), "-f", "json")
+    assert result.exit_code == 1
+    finding = json.loads(result.output)["findings"][0]
+    assert (finding["code"], finding["line"], finding["column"]) == ("TL100", 2, 20)
+    missing = _invoke(str(tmp_path / "nope.json"))
+    assert missing.exit_code == 1
+    assert f"error TL100 {tmp_path / 'nope.json'}:1:1: no such file" in missing.output
+
+
+@pytest.mark.parametrize("args", [
+    [RULES, "--format", "xml"],
+    [],
+    [RULES, "--config-json", "[]"],
+    [RULES, "--format", "sarif", "--key", "k"],
+    [RULES, "--no-such-option"],
+])
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    assert _invoke(*args).exit_code == 2
+
+
+def test_no_color_keeps_a_forced_terminal_plain() -> None:
+    coloured = _invoke(MISTAKES, env={"FORCE_COLOR": "1", "NO_COLOR": "", "TERM": "xterm"})
+    assert "\x1b[" in coloured.output
+    plain = _invoke(MISTAKES, env={"FORCE_COLOR": "1", "NO_COLOR": "1", "TERM": "xterm"})
+    assert "\x1b[" not in plain.output
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
+    env = {**os.environ, "NO_COLOR": "1"}
+    ok = subprocess.run([sys.executable, "-m", "tokenlimit", "validate", "samples/rules.json",
+                         "-f", "github"], cwd=REPO, capture_output=True, text=True, env=env,
+                        timeout=60, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[2] == (
+        "::notice file=samples/rules.json,line=3,col=29::TL304 regex 'regular-user.*' is "
+        "searched anywhere in the key, not matched whole: it also takes 'not-regular-user'")
+    bad = subprocess.run([sys.executable, "-m", "tokenlimit", "validate", "--format", "yaml",
+                          "samples/rules.json"], cwd=REPO, capture_output=True, text=True,
+                         env=env, timeout=60, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_a_key_whose_rule_has_no_figures() -> None:
+    rules = WARNED.replace('"tokens_per_fill": 50', '"tokens_per_fill": 0')
+    result = _invoke("--config-json", rules, "--key", "vip")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1] == "0 errors, 1 warning, 2 infos"
+    assert "  'vip' -> rule 0 ('^vip$'): no figures (a number is not positive; see the rule's " \
+        "findings)" in result.output.splitlines()
