@@ -70,29 +70,29 @@ def test_every_problem_is_found_with_file_line_column_and_field(tmp_path: Path) 
     findings = check_manifests([str(path)])
     lines = [f.one_line().replace(str(path), "bad.yaml") for f in findings]
     assert lines == [
-        f"bad.yaml:6:17: error TL302 {W}: spec.failStrategy: 'FAIL_OPN' is not one of "
+        f"bad.yaml:6:17: error TL402 {W}: spec.failStrategy: 'FAIL_OPN' is not one of "
         "['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD']",
-        f"bad.yaml:9:3: error TL302 {W}: spec: only one of selector, targetRef and targetRefs "
+        f"bad.yaml:9:3: error TL402 {W}: spec: only one of selector, targetRef and targetRefs "
         "can be set (found selector, targetRefs)",
-        f"bad.yaml:12:24: error TL302 {W}: spec.match[0].ports[0].number: '80' is not of type "
+        f"bad.yaml:12:24: error TL402 {W}: spec.match[0].ports[0].number: '80' is not of type "
         "'integer'",
-        f"bad.yaml:13:10: error TL302 {W}: spec.phase: 'stats' is not one of "
+        f"bad.yaml:13:10: error TL402 {W}: spec.phase: 'stats' is not one of "
         "['UNSPECIFIED_PHASE', 'AUTHN', 'AUTHZ', 'STATS']",
-        f"bad.yaml:15:5: error TL302 {W}: spec.pluginConfig.rateLimitKeys: required field is "
+        f"bad.yaml:15:5: error TL402 {W}: spec.pluginConfig.rateLimitKeys: required field is "
         "missing",
-        f"bad.yaml:16:5: warning TL303 {W}: spec.pluginConfig.rateLimitKey: unknown field (not "
+        f"bad.yaml:16:5: warning TL403 {W}: spec.pluginConfig.rateLimitKey: unknown field (not "
         "a setting of ASM's rate-limit plug-in; it is ignored at best)",
-        f"bad.yaml:17:33: warning TL307 {W}: spec.pluginConfig.rateLimitService.service: "
+        f"bad.yaml:17:33: warning TL407 {W}: spec.pluginConfig.rateLimitService.service: "
         "'nope.default.svc.cluster.local' is not a Service defined in the checked files; the "
         "plug-in's checks would fail and fail-open would decide every request",
-        f"bad.yaml:19:8: error TL302 {W}: spec.url: the scheme must be one of oci, http, "
+        f"bad.yaml:19:8: error TL402 {W}: spec.url: the scheme must be one of oci, http, "
         "https, file (or none, meaning an OCI image)",
-        "bad.yaml:25:22: error TL304 Service/svc: spec.ports[0].targetport: unknown field",
-        "bad.yaml:31:13: error TL304 Deployment/d: spec.replicas: '1' is not of type "
+        "bad.yaml:25:22: error TL404 Service/svc: spec.ports[0].targetport: unknown field",
+        "bad.yaml:31:13: error TL404 Deployment/d: spec.replicas: '1' is not of type "
         "'integer', 'null'",
         "bad.yaml:41:48: error TL107 regex '(?=x)' is not valid Go (RE2) syntax: invalid perl "
         "operator: (?=; the service exits at start-up",
-        "bad.yaml:43:1: info TL306 Thing/t: foo.example.com/v1 Thing is not a kind Kubernetes "
+        "bad.yaml:43:1: info TL406 Thing/t: foo.example.com/v1 Thing is not a kind Kubernetes "
         f"{_k8s_minor()} knows; not checked",
     ]
     by_line = {f.location.line: f for f in findings if f.location}
@@ -125,13 +125,13 @@ items:
 """
     findings = check_texts([(text, "list.yaml")])
     assert [f.one_line() for f in findings] == [
-        "list.yaml:9:27: error TL304 ServiceAccount/bad: metadata.labelz: unknown field"]
+        "list.yaml:9:27: error TL404 ServiceAccount/bad: metadata.labelz: unknown field"]
 
 
 def test_broken_yaml_is_one_located_error() -> None:
     findings = check_texts([("a: [1, 2\nb: c\n", "broken.yaml")])
     assert len(findings) == 1
-    assert findings[0].code == "TL300"
+    assert findings[0].code == "TL400"
     assert findings[0].location is not None
     assert findings[0].location.path == "broken.yaml"
     assert findings[0].location.line == 2
@@ -140,7 +140,7 @@ def test_broken_yaml_is_one_located_error() -> None:
 def test_a_document_that_is_not_an_object() -> None:
     findings = check_texts([("- a\n- b\n", "x.yaml")])
     assert [f.one_line() for f in findings] == [
-        "x.yaml:1:1: error TL301 not a Kubernetes object: apiVersion and kind must be strings"]
+        "x.yaml:1:1: error TL401 not a Kubernetes object: apiVersion and kind must be strings"]
 
 
 def test_without_kubernetes_validate_core_kinds_are_reported_unchecked(
@@ -150,7 +150,7 @@ def test_without_kubernetes_validate_core_kinds_are_reported_unchecked(
     monkeypatch.setitem(sys.modules, "kubernetes_validate", None)
     findings = check_texts([("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
                              "spec: {portz: []}\n", "svc.yaml")])
-    assert [(f.code, f.severity) for f in findings] == [("TL305", Severity.WARNING)]
+    assert [(f.code, f.severity) for f in findings] == [("TL405", Severity.WARNING)]
     assert findings[0].message == ("core kinds were not checked: the kubernetes-validate "
                                    "package is not installed")
 
@@ -160,7 +160,7 @@ def test_service_port_mismatch_is_a_warning() -> None:
         encoding="utf-8").replace("      port: 80\n  priority", "      port: 8080\n  priority")
     findings = check_texts([(text, "all.yaml")])
     assert [f.one_line() for f in findings] == [
-        "all.yaml:92:13: warning TL307 WasmPlugin/llm-token-ratelimit: "
+        "all.yaml:92:13: warning TL407 WasmPlugin/llm-token-ratelimit: "
         "spec.pluginConfig.rateLimitService.port: Service "
         "asm-llm-token-rate-limit-example.default.svc.cluster.local exposes no port 8080"]
 
@@ -178,7 +178,7 @@ def test_inline_password_is_a_warning_that_never_shows_the_value() -> None:
         "          env:\n            - name: REDIS_PASSWORD\n              value: hunter2\n")
     findings = check_texts([(text, "d.yaml")])
     assert [f.one_line() for f in findings] == [
-        "d.yaml:26:22: warning TL308 Deployment/asm-llm-token-rate-limit-example: "
+        "d.yaml:26:22: warning TL408 Deployment/asm-llm-token-rate-limit-example: "
         "spec.template.spec.containers[0].env[0].value: REDIS_PASSWORD is set inline (value "
         "not shown): whoever reads this manifest, or the repository it lives in, reads the "
         "password"]
@@ -202,11 +202,11 @@ spec:
 """
     findings = check_texts([(text, "s.yaml")])
     assert [f.one_line() for f in findings] == [
-        "s.yaml:4:18: error TL304 Secret/s: data.password: the value fails the schema's "
+        "s.yaml:4:18: error TL404 Secret/s: data.password: the value fails the schema's "
         "'type' rule (value not shown)",
-        "s.yaml:13:43: error TL304 Pod/p: spec.containers[0].env[0].value: the value fails "
+        "s.yaml:13:43: error TL404 Pod/p: spec.containers[0].env[0].value: the value fails "
         "the schema's 'type' rule (value not shown)",
-        "s.yaml:13:43: warning TL308 Pod/p: spec.containers[0].env[0].value: REDIS_PASSWORD is "
+        "s.yaml:13:43: warning TL408 Pod/p: spec.containers[0].env[0].value: REDIS_PASSWORD is "
         "set inline (value not shown): whoever reads this manifest, or the repository it lives "
         "in, reads the password",
     ]

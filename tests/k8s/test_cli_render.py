@@ -56,7 +56,7 @@ def test_render_all_customised_exactly_and_the_password_stays_in_the_secret() ->
     # stderr holds exactly one warning, about the constant key "global" (samples' rules are
     # per user type), and nothing of the password.
     assert (code, out, err) == (0, expected("all-custom.yaml"),
-                                "<rules>: warning TL309 rateLimitKeys entry 'global' is a "
+                                "<rules>: warning TL409 rateLimitKeys entry 'global' is a "
                                 "constant key that no rule matches: the service never limits "
                                 "it\n")
     encoded = base64.b64encode(PASSWORD.encode()).decode()
@@ -148,7 +148,7 @@ def test_check_files_text_and_exit_codes(tmp_path: Path) -> None:
     code, out, err = invoke(["render", "--check", str(bad), str(good)])
     assert code == 1
     lines = out.splitlines()
-    assert lines[0].startswith(f"{bad}:6:17: error TL302 WasmPlugin/llm-token-ratelimit: "
+    assert lines[0].startswith(f"{bad}:6:17: error TL402 WasmPlugin/llm-token-ratelimit: "
                                "spec.failStrategy:")
     assert lines[-1] == "2 file(s) checked: 9 error(s), 2 warning(s)"
     assert invoke(["render", "check", str(bad), str(good)]) == (code, out, err)
@@ -164,7 +164,7 @@ def test_check_json_format_and_strict(tmp_path: Path) -> None:
     assert report["summary"] == {"errors": 0, "warnings": 1, "infos": 0}
     assert report["files"] == [str(warn)]
     assert report["findings"] == [{
-        "code": "TL303", "severity": "warning",
+        "code": "TL403", "severity": "warning",
         "message": "WasmPlugin/llm-token-ratelimit: spec.pluginConfig.timeout: unknown field "
                    "(not a setting of ASM's rate-limit plug-in; it is ignored at best)",
         "hint": "Known fields here: matches, rateLimitKeys, rateLimitService.",
@@ -176,7 +176,7 @@ def test_check_json_format_and_strict(tmp_path: Path) -> None:
 def test_check_reads_stdin() -> None:
     code, out, _ = invoke(["render", "check", "-"], stdin=BAD)
     assert code == 1
-    assert out.splitlines()[0].startswith("<stdin>:6:17: error TL302")
+    assert out.splitlines()[0].startswith("<stdin>:6:17: error TL402")
 
 
 def test_check_of_a_missing_file_is_one_line() -> None:
@@ -201,8 +201,15 @@ def test_subprocess_render_then_validate_round_trip() -> None:
     validated = _run(["validate", "-", "--format", "json"], stdin=rendered.stdout)
     assert validated.returncode == 0
     report = json.loads(validated.stdout)
-    assert report["rules"] == json.loads((SAMPLES / "rules.json").read_text(encoding="utf-8"))
-    assert report["summary"] == {"errors": 0, "warnings": 0, "infos": 0}
+    fields = ("rate_limit_key_regex", "max_tokens", "tokens_per_fill", "fill_interval_second",
+              "redis_expired_seconds")
+    found = [{name: rule[name] for name in fields} for rule in report["rules"]]
+    assert found == json.loads((SAMPLES / "rules.json").read_text(encoding="utf-8"))
+    # The same rules give the same findings, wherever they were read from.
+    source = json.loads(_run(["validate", RULES, "--format", "json"]).stdout)
+    assert [f["code"] for f in report["findings"]] == [f["code"] for f in source["findings"]]
+    assert report["summary"] == source["summary"]
+    assert (report["summary"]["errors"], report["summary"]["warnings"]) == (0, 0)
     checked = _run(["render", "--check", "-"], stdin=rendered.stdout)
     assert (checked.returncode, checked.stdout) == (
         0, "1 file(s) checked: 0 error(s), 0 warning(s)\n")
@@ -231,7 +238,7 @@ def test_a_failing_check_writes_nothing(tmp_path: Path,
         _emit(bad, None, check=True)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.count("<rendered>:7:3: error TL304 Service/s: spec.portz: unknown "
+    assert captured.err.count("<rendered>:7:3: error TL404 Service/s: spec.portz: unknown "
                               "field\n") == 2
 
 
@@ -255,7 +262,7 @@ def test_constant_key_templates_no_rule_matches_warn() -> None:
                              "--key-template", "regular-user-x",
                              "--key-template", "{{request.headers.user-type}}"])
     assert code == 0
-    assert err == ("<rules>: warning TL309 rateLimitKeys entry 'global' is a constant key "
+    assert err == ("<rules>: warning TL409 rateLimitKeys entry 'global' is a constant key "
                    "that no rule matches: the service never limits it\n")
     assert "      - global\n      - regular-user-x\n" in out
     # Without rules there is nothing to compare with, so no warning.

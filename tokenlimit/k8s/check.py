@@ -13,9 +13,9 @@ line, column and field:
 - A WasmPlugin whose ``rateLimitService`` names a Service that the checked files do not define
   (when they define any Service) or a port that Service does not expose: a warning.
 
-Codes: TL300 YAML, TL301 object shape, TL302 WasmPlugin schema, TL303 unknown pluginConfig
-field (warning), TL304 core schema, TL305 core kinds not checked, TL306 kind not checked (info),
-TL307 service reference (warning), TL308 a password inline in a container's env (warning).
+Codes: TL400 YAML, TL401 object shape, TL402 WasmPlugin schema, TL403 unknown pluginConfig
+field (warning), TL404 core schema, TL405 core kinds not checked, TL406 kind not checked (info),
+TL407 service reference (warning), TL408 a password inline in a container's env (warning).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = 
         try:
             found = read_objects(text, path)
         except RuleError as exc:
-            findings.append(Finding("TL300", Severity.ERROR, exc.message,
+            findings.append(Finding("TL400", Severity.ERROR, exc.message,
                                     "Fix the YAML syntax.", None, None,
                                     Location(path, exc.line or 1, exc.column or 1)))
             continue
@@ -181,7 +181,7 @@ def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = 
         findings.extend(_check_object(obj, core_checker))
     if core_checker is None and any(not _is_wasmplugin(o.data) for o in objects):
         findings.append(Finding(
-            "TL305", Severity.WARNING,
+            "TL405", Severity.WARNING,
             "core kinds were not checked: the kubernetes-validate package is not installed",
             "pip install 'tokenlimit[k8s]' to check them against Kubernetes' own schemas.",
             None, None, None))
@@ -193,8 +193,11 @@ def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = 
 
 
 def _rule_findings(text: str, path: str) -> list[Finding]:
+    # The rules' figures and explanations (infos) belong to `tokenlimit validate`; a manifest
+    # check reports what would break or mislead.
     try:
-        return lint(parse_rules_text(text, path, fmt="yaml"))
+        findings = lint(parse_rules_text(text, path, fmt="yaml"))
+        return [f for f in findings if f.severity is not Severity.INFO]
     except RuleError as exc:
         return [Finding("TL100", Severity.ERROR, exc.message,
                         "Fix RATE_LIMIT_CONFIG so the service can decode it.", None, None,
@@ -210,7 +213,7 @@ def _check_object(obj: ManifestObject, core_checker: Any) -> Iterator[Finding]:
     data = obj.data
     if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or not isinstance(
             data.get("apiVersion"), str):
-        yield Finding("TL301", Severity.ERROR,
+        yield Finding("TL401", Severity.ERROR,
                       "not a Kubernetes object: apiVersion and kind must be strings",
                       "Each YAML document must be one object with apiVersion, kind and "
                       "metadata.", None, None, obj.where(()))
@@ -252,7 +255,7 @@ def _inline_passwords(obj: ManifestObject) -> Iterator[Finding]:
                 if "PASSWORD" in name.upper() or "SECRET" in name.upper():
                     at: JsonPath = (*pod_path, group, c, "env", e, "value")
                     yield Finding(
-                        "TL308", Severity.WARNING,
+                        "TL408", Severity.WARNING,
                         f"{obj.label}: {field_name(at)}: {name} is set inline (value not "
                         "shown): whoever reads this manifest, or the repository it lives in, "
                         "reads the password",
@@ -264,13 +267,13 @@ def check_wasmplugin(obj: ManifestObject) -> Iterator[Finding]:
     """Findings of one WasmPlugin against tokenlimit's schema and Istio's extra rules."""
     validator = jsonschema.Draft202012Validator(wasmplugin_schema())
     for error in sorted(validator.iter_errors(obj.data), key=lambda e: list(map(str, e.path))):
-        yield from schema_findings(obj, error, "TL302", plugin=True)
+        yield from schema_findings(obj, error, "TL402", plugin=True)
     spec = obj.data.get("spec")
     if isinstance(spec, dict):
         chosen = [k for k in ("selector", "targetRef", "targetRefs") if k in spec]
         if len(chosen) > 1:
             yield Finding(
-                "TL302", Severity.ERROR,
+                "TL402", Severity.ERROR,
                 f"{obj.label}: spec: only one of selector, targetRef and targetRefs can be set "
                 f"(found {', '.join(chosen)})",
                 "Keep one way of choosing the workloads.", None, f"spec.{chosen[1]}",
@@ -278,7 +281,7 @@ def check_wasmplugin(obj: ManifestObject) -> Iterator[Finding]:
         url = spec.get("url")
         if isinstance(url, str) and "://" in url and url.split("://")[0] not in (
                 "oci", "http", "https", "file"):
-            yield Finding("TL302", Severity.ERROR,
+            yield Finding("TL402", Severity.ERROR,
                           f"{obj.label}: spec.url: the scheme must be one of oci, http, https, "
                           "file (or none, meaning an OCI image)",
                           "Use the image reference from the ASM guide.", None, "spec.url",
@@ -297,7 +300,7 @@ def schema_findings(obj: ManifestObject, error: jsonschema.ValidationError, code
             where: JsonPath = (*at, extra)
             in_config = plugin and at[:2] == ("spec", "pluginConfig")
             yield Finding(
-                "TL303" if in_config else code,
+                "TL403" if in_config else code,
                 Severity.WARNING if in_config else Severity.ERROR,
                 f"{obj.label}: {field_name(where)}: unknown field"
                 + (" (not a setting of ASM's rate-limit plug-in; it is ignored at best)"
@@ -359,14 +362,14 @@ def _service_references(objects: Sequence[ManifestObject]) -> Iterator[Finding]:
         at: JsonPath = ("spec", "pluginConfig", "rateLimitService")
         name, port = target.get("service"), target.get("port")
         if name not in services:
-            yield Finding("TL307", Severity.WARNING,
+            yield Finding("TL407", Severity.WARNING,
                           f"{obj.label}: {field_name((*at, 'service'))}: {name!r} is not a "
                           "Service defined in the checked files; the plug-in's checks would "
                           "fail and fail-open would decide every request",
                           f"Known Services: {', '.join(sorted(services))}.", None,
                           field_name((*at, "service")), obj.where((*at, "service")))
         elif str(port) not in services[str(name)]:
-            yield Finding("TL307", Severity.WARNING,
+            yield Finding("TL407", Severity.WARNING,
                           f"{obj.label}: {field_name((*at, 'port'))}: Service {name} exposes "
                           f"no port {port}",
                           f"Ports: {', '.join(sorted(map(str, services[str(name)])))}.", None,

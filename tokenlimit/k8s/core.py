@@ -62,7 +62,7 @@ class CoreChecker:
         try:
             validator = _validator(utils, folder, name, self.version)
         except FileNotFoundError:
-            yield Finding("TL306", Severity.INFO,
+            yield Finding("TL406", Severity.INFO,
                           f"{obj.label}: {obj.data['apiVersion']} {obj.data['kind']} is not a "
                           f"kind Kubernetes {utils.major_minor(self.version)} knows; "
                           "not checked", "Custom resources other than WasmPlugin are skipped.",
@@ -70,7 +70,7 @@ class CoreChecker:
             return
         errors = sorted(validator.iter_errors(obj.data), key=lambda e: list(map(str, e.path)))
         for error in errors:
-            yield from schema_findings(obj, error, "TL304")
+            yield from schema_findings(obj, error, "TL404")
 
 
 def schema_file_name(api_version: str, kind: str) -> str:

@@ -169,13 +169,13 @@ def key_template_findings(templates: Sequence[str], rules: Sequence[Rule]) -> li
     regex matches that key, the service never limits it (and nothing is stored for it).
 
     >>> [f.code for f in key_template_findings(["global"], [Rule(0, "user-.*", 1, 1, 1, 1)])]
-    ['TL309']
+    ['TL409']
     """
     if not rules:
         return []
     matcher = RuleMatcher(rules)
     return [
-        Finding("TL309", Severity.WARNING,
+        Finding("TL409", Severity.WARNING,
                 f"rateLimitKeys entry {template!r} is a constant key that no rule matches: the "
                 "service never limits it",
                 "Add a rule whose rate_limit_key_regex matches it, or use a template such as "
