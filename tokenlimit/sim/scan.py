@@ -1,0 +1,155 @@
+"""The sequential part of the ASM replay, compiled with numba (``cache=True``: compiled once
+per machine, then loaded from numba's cache).
+
+Every array is indexed by the request's rank in replay order. State per key: the balance,
+the last refill second and the float time when both Redis keys expire (-inf: missing).
+The per-key state is exactly the oracle's two Redis keys as long as no key is another key plus
+``_last_fill_time`` (``engine.fallback_reason`` sends such traces to the oracle).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import numba  # type: ignore[import-untyped]
+
+
+def _push(heap_at: Any, heap_rank: Any, size: int, when: float, rank: int) -> int:
+    # Keyed by time alone: reports due at one instant commute (same expiry verdict, and
+    # DECRBY adds up), so their order among themselves cannot change a decision.
+    i = size
+    while i > 0:
+        parent = (i - 1) >> 1
+        if heap_at[parent] <= when:
+            break
+        heap_at[i] = heap_at[parent]
+        heap_rank[i] = heap_rank[parent]
+        i = parent
+    heap_at[i] = when
+    heap_rank[i] = rank
+    return size + 1
+
+
+def _pop(heap_at: Any, heap_rank: Any, size: int) -> int:
+    size -= 1
+    when = heap_at[size]
+    rank = heap_rank[size]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            break
+        if child + 1 < size and heap_at[child + 1] < heap_at[child]:
+            child += 1
+        if heap_at[child] >= when:
+            break
+        heap_at[i] = heap_at[child]
+        heap_rank[i] = heap_rank[child]
+        i = child
+    heap_at[i] = when
+    heap_rank[i] = rank
+    return size
+
+
+def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged: Any,
+            state: Any, expires: Any) -> None:
+    for p in range(ptr[i], ptr[i + 1]):
+        k = keys[p]
+        if rule_of_key[k] < 0:
+            continue  # an unmatched key's Redis entry is never read by a check
+        if when > expires[k]:
+            expires[k] = -np.inf  # DECRBY recreates it without TTL: the next check resets
+        else:
+            b = state[k, 0] - charged[i]
+            state[k, 0] = b
+            if b < state[k, 2]:
+                state[k, 2] = b
+
+
+def _scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys: Any,
+          rule_of_key: Any, params: Any, n_keys: int) -> Any:
+    n = t.shape[0]
+    outcome = np.zeros(n, dtype=np.int8)
+    out_key = np.full(n, -1, dtype=np.int64)
+    out_balance = np.zeros(n, dtype=np.int64)
+    state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
+    expires = np.full(n_keys, -np.inf)
+    heap_at = np.empty(n, dtype=np.float64)
+    heap_rank = np.empty(n, dtype=np.int64)
+    size = 0
+    for j in range(n):
+        now = t[j]
+        while size > 0 and heap_at[0] <= now:
+            i = heap_rank[0]
+            when = heap_at[0]
+            size = _pop(heap_at, heap_rank, size)
+            _report(i, when, ptr, keys, rule_of_key, charged, state, expires)
+        now_s = seconds[j]
+        matched = False
+        for p in range(ptr[j], ptr[j + 1]):
+            k = keys[p]
+            r = rule_of_key[k]
+            if r < 0:
+                continue
+            if now > expires[k]:
+                b = params[r, 1]
+                state[k, 0] = b
+                state[k, 1] = now_s
+                expires[k] = now + params[r, 3]
+            else:
+                b = state[k, 0]
+                intervals = (now_s - state[k, 1]) // params[r, 2]
+                if intervals > 0:
+                    top, per_fill = params[r, 0], params[r, 1]
+                    if b >= top:
+                        b = top
+                    elif per_fill > 0:
+                        if intervals >= (top - b + per_fill - 1) // per_fill:
+                            b = top
+                        else:
+                            b = b + per_fill * intervals
+                    state[k, 0] = b
+                    state[k, 1] = now_s
+                    expires[k] = now + params[r, 3]
+            if b <= 0:
+                outcome[j] = 1
+                out_key[j] = k
+                out_balance[j] = b
+                break
+            if not matched:
+                matched = True
+                out_key[j] = k
+                out_balance[j] = b
+        if outcome[j] == 0 and matched:
+            size = _push(heap_at, heap_rank, size, report_at[j], j)
+    while size > 0:  # reports after the last check still deepen debts
+        i = heap_rank[0]
+        when = heap_at[0]
+        size = _pop(heap_at, heap_rank, size)
+        _report(i, when, ptr, keys, rule_of_key, charged, state, expires)
+    return outcome, out_key, out_balance, state[:, 2].copy()
+
+
+_push = numba.njit(cache=True, error_model="numpy")(_push)
+_pop = numba.njit(cache=True, error_model="numpy")(_pop)
+_report = numba.njit(cache=True, error_model="numpy")(_report)
+_compiled_scan = numba.njit(cache=True, error_model="numpy")(_scan)
+
+
+def asm_scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys: Any,
+             rule_of_key: Any, params: Any, n_keys: int) -> tuple[Any, Any, Any, Any]:
+    """Run the compiled scan; arrays in replay order (see the module docstring)."""
+    result = _compiled_scan(
+        np.ascontiguousarray(t, dtype=np.float64),
+        np.ascontiguousarray(seconds, dtype=np.int64),
+        np.ascontiguousarray(report_at, dtype=np.float64),
+        np.ascontiguousarray(charged, dtype=np.int64),
+        np.ascontiguousarray(ptr, dtype=np.int64),
+        np.ascontiguousarray(keys, dtype=np.int64),
+        np.ascontiguousarray(rule_of_key, dtype=np.int64),
+        np.ascontiguousarray(params, dtype=np.int64),
+        n_keys,
+    )
+    return tuple(result)  # type: ignore[return-value]
