@@ -57,9 +57,11 @@ def main(
 
 def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
-    from tokenlimit.cli import validate
+    from tokenlimit.cli import simulate, trace, validate
 
     validate.register(app)
+    simulate.register(app)
+    trace.register(app)
 
 
 _register()

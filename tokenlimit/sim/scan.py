@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
-
-import numba  # type: ignore[import-untyped]
 
 
 def _push(heap_at: Any, heap_rank: Any, size: int, when: float, rank: int) -> int:
@@ -152,4 +151,4 @@ def asm_scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys:
         np.ascontiguousarray(params, dtype=np.int64),
         n_keys,
     )
-    return tuple(result)  # type: ignore[return-value]
+    return tuple(result)
