@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.engine import ALLOW, DENY, ERROR, Replay
+from tokenlimit.sim.engine import Replay
 from tokenlimit.sim.model import Charge
 from tokenlimit.sim.trace import Trace
 
@@ -78,22 +79,31 @@ class Summary:
         }
 
 
-def _rows(group: Any, size: int, replay: Replay, trace: Trace, charged: Any,
-          debt: Any) -> list[Row]:
-    outcome = replay.outcome
-    count = np.bincount(group, minlength=size)
-    admitted = np.bincount(group, weights=outcome == ALLOW, minlength=size)
-    limited = np.bincount(group, weights=outcome == DENY, minlength=size)
-    errors = np.bincount(group, weights=outcome == ERROR, minlength=size)
-    mask = outcome == ALLOW
-    tokens = np.bincount(group[mask], weights=charged[mask], minlength=size)
-    total = np.bincount(group[mask], weights=trace.total_tokens[mask], minlength=size)
+def _group_figures(group: Any, size: int, outcome: Any, charged: Any, total: Any,
+                   ts: Any) -> Any:
+    """One pass: per group, counts by outcome, tokens admitted and first limited time."""
+    counts = np.zeros((size, 6), dtype=np.int64)
     first = np.full(size, np.inf)
-    denied = outcome == DENY
-    np.minimum.at(first, group[denied], trace.ts[denied])
-    return [Row(int(count[g]), int(admitted[g]), int(limited[g]), int(errors[g]),
-                int(tokens[g]), int(total[g]), int(debt[g]),
-                None if np.isinf(first[g]) else float(first[g])) for g in range(size)]
+    for i in range(group.shape[0]):
+        g = group[i]
+        o = outcome[i]
+        counts[g, 0] += 1
+        counts[g, 1 + o] += 1
+        if o == 0:
+            counts[g, 4] += charged[i]
+            counts[g, 5] += total[i]
+        elif o == 1 and ts[i] < first[g]:
+            first[g] = ts[i]
+    return counts, first
+
+
+_compiled_figures = numba.njit(cache=True)(_group_figures)
+
+
+def _rows(counts: Any, first: Any, debt: Any) -> list[Row]:
+    return [Row(int(c[0]), int(c[1]), int(c[2]), int(c[3]), int(c[4]), int(c[5]), int(d),
+                None if np.isinf(f) else float(f))
+            for c, f, d in zip(counts.tolist(), first.tolist(), debt.tolist(), strict=True)]
 
 
 def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics: str = "asm",
@@ -102,16 +112,23 @@ def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics:
     """Figures per rule, per key (the ``top`` keys by requests) and in total."""
     charged = trace.charged(charge)
     n_rules, n_keys = len(rules), len(trace.key_names)
-    rule_group = np.where(replay.rule >= 0, replay.rule, n_rules)
     key_group = np.where(replay.key >= 0, replay.key, n_keys)
     key_rule = np.full(n_keys + 1, n_rules, dtype=np.int64)
     key_rule[replay.key[replay.key >= 0]] = replay.rule[replay.key >= 0]
     key_debt = np.append(replay.deepest, 0)
     rule_debt = np.zeros(n_rules + 1, dtype=np.int64)
     np.minimum.at(rule_debt, key_rule, key_debt)
-    by_rule = _rows(rule_group, n_rules + 1, replay, trace, charged, rule_debt)
-    by_key = _rows(key_group, n_keys + 1, replay, trace, charged, key_debt)
-    totals = _rows(np.zeros(len(trace), dtype=np.int64), 1, replay, trace, charged,
+    counts, first = _compiled_figures(
+        key_group, n_keys + 1, replay.outcome.astype(np.int64), charged, trace.total_tokens,
+        trace.ts)
+    # A key's requests all belong to its rule, so rules and totals add up key rows.
+    rule_counts = np.zeros((n_rules + 1, 6), dtype=np.int64)
+    np.add.at(rule_counts, key_rule, counts)
+    rule_first = np.full(n_rules + 1, np.inf)
+    np.minimum.at(rule_first, key_rule, first)
+    by_rule = _rows(rule_counts, rule_first, rule_debt)
+    by_key = _rows(counts, first, key_debt)
+    totals = _rows(counts.sum(axis=0, keepdims=True), first.min(keepdims=True),
                    np.array([min(0, int(replay.deepest.min(initial=0)))]))[0]
     rule_rows: list[tuple[int | None, str | None, Row]] = [
         (i, rules[i].regex, by_rule[i]) for i in range(n_rules) if by_rule[i].requests]

@@ -102,6 +102,21 @@ def write_trace(trace: Trace, path: str | Path) -> None:
     fmt = trace_format(path)
 
     def write(stream: IO[str]) -> None:
+        from tokenlimit.sim.csvwrite import fits_millisecond_csv, millisecond_csv_rows
+
+        names = list(trace.key_names)
+        if (fmt == "csv" and bool(np.array_equal(trace.key_ptr, np.arange(len(trace) + 1)))
+                and fits_millisecond_csv(trace.ts, trace.latency, names)):
+            stream.write(CSV_HEADER)
+            stream.flush()
+            binary = stream.buffer  # type: ignore[attr-defined]
+            for start in range(0, len(trace), _CHUNK * 5):
+                stop = start + _CHUNK * 5
+                binary.write(millisecond_csv_rows(
+                    trace.ts[start:stop], trace.key_index[start:stop], names,
+                    trace.latency[start:stop], trace.prompt_tokens[start:stop],
+                    trace.completion_tokens[start:stop], trace.total_tokens[start:stop]))
+            return
         for chunk in trace_lines(trace, fmt):
             stream.write(chunk)
 
