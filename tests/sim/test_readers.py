@@ -137,3 +137,18 @@ def test_key_template_rendering_and_refusal() -> None:
         KeyTemplate.parse("{{request.path}}")
     with pytest.raises(ConfigError, match="unbalanced"):
         KeyTemplate.parse("{{request.headers.a")
+
+
+def test_the_compiled_csv_reader_takes_simple_files_and_declines_the_rest() -> None:
+    from tokenlimit.sim.csvfast import read_simple_csv
+
+    simple = b"key,ts,completion_tokens\r\nk1,1.25,3\r\nk2,-0.5,4\r\nk1,2,0\r\n"
+    trace = read_simple_csv(simple, "s.csv", 0)
+    assert trace is not None
+    assert (trace.ts.tolist(), trace.key_names, trace.key_index.tolist()) == (
+        [1.25, -0.5, 2.0], ("k1", "k2"), [0, 1, 0])
+    assert trace.total_tokens.tolist() == [3, 4, 0]
+    for declined in (b'ts,key\n1,"k"\n', b"ts,key\n1e3,k\n", b"ts,key\n1,\n",
+                     b"ts,key,latency\n1,k,-1\n", b"ts,key\n1,k,extra\n", b"ts,user\n1,k\n",
+                     b"ts,key\n1234567890.1234567,k\n"):
+        assert read_simple_csv(declined, "d.csv", 0) is None, declined

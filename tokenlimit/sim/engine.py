@@ -99,8 +99,6 @@ def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion
     n = len(trace)
     t = trace.ts if order is None else trace.ts[order]
     latency = trace.latency if order is None else trace.latency[order]
-    report_at = t + np.maximum(latency, 0.0)
-    seconds = np.floor(t).astype(np.int64)
     charged = trace.charged(charge)
     ptr, keys = trace.key_ptr, trace.key_index
     if order is not None:
@@ -113,9 +111,8 @@ def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion
     params = np.array([[r.max_tokens, r.tokens_per_fill, r.fill_interval_second,
                         r.redis_expired_seconds] for r in rules] or [[0, 0, 1, 1]],
                       dtype=np.int64)
-    out_outcome, out_key, out_balance, deepest = asm_scan(
-        t, seconds, report_at, charged, ptr, keys, rule_of_key, params, len(trace.key_names))
-    out_rule = np.append(rule_of_key, -1)[out_key]  # index -1: the appended "no rule"
+    out_outcome, out_rule, out_key, out_balance, deepest = asm_scan(
+        t, latency, charged, ptr, keys, rule_of_key, params, len(trace.key_names))
     if identity:
         return Replay(out_outcome, out_rule, out_key, out_balance, deepest, "scan")
     outcome = np.empty(n, dtype=np.int8)

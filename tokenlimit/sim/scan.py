@@ -67,10 +67,11 @@ def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged:
                 state[k, 2] = b
 
 
-def _scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys: Any,
+def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
           rule_of_key: Any, params: Any, n_keys: int) -> Any:
     n = t.shape[0]
     outcome = np.zeros(n, dtype=np.int8)
+    out_rule = np.full(n, -1, dtype=np.int64)
     out_key = np.full(n, -1, dtype=np.int64)
     out_balance = np.zeros(n, dtype=np.int64)
     state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
@@ -85,7 +86,7 @@ def _scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys: An
             when = heap_at[0]
             size = _pop(heap_at, heap_rank, size)
             _report(i, when, ptr, keys, rule_of_key, charged, state, expires)
-        now_s = seconds[j]
+        now_s = np.int64(np.floor(now))
         matched = False
         for p in range(ptr[j], ptr[j + 1]):
             k = keys[p]
@@ -114,21 +115,23 @@ def _scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys: An
                     expires[k] = now + params[r, 3]
             if b <= 0:
                 outcome[j] = 1
+                out_rule[j] = r
                 out_key[j] = k
                 out_balance[j] = b
                 break
             if not matched:
                 matched = True
+                out_rule[j] = r
                 out_key[j] = k
                 out_balance[j] = b
         if outcome[j] == 0 and matched:
-            size = _push(heap_at, heap_rank, size, report_at[j], j)
+            size = _push(heap_at, heap_rank, size, now + max(latency[j], 0.0), j)
     while size > 0:  # reports after the last check still deepen debts
         i = heap_rank[0]
         when = heap_at[0]
         size = _pop(heap_at, heap_rank, size)
         _report(i, when, ptr, keys, rule_of_key, charged, state, expires)
-    return outcome, out_key, out_balance, state[:, 2].copy()
+    return outcome, out_rule, out_key, out_balance, state[:, 2].copy()
 
 
 _push = numba.njit(cache=True, error_model="numpy")(_push)
@@ -137,13 +140,12 @@ _report = numba.njit(cache=True, error_model="numpy")(_report)
 _compiled_scan = numba.njit(cache=True, error_model="numpy")(_scan)
 
 
-def asm_scan(t: Any, seconds: Any, report_at: Any, charged: Any, ptr: Any, keys: Any,
-             rule_of_key: Any, params: Any, n_keys: int) -> tuple[Any, Any, Any, Any]:
+def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
+             rule_of_key: Any, params: Any, n_keys: int) -> tuple[Any, Any, Any, Any, Any]:
     """Run the compiled scan; arrays in replay order (see the module docstring)."""
     result = _compiled_scan(
         np.ascontiguousarray(t, dtype=np.float64),
-        np.ascontiguousarray(seconds, dtype=np.int64),
-        np.ascontiguousarray(report_at, dtype=np.float64),
+        np.ascontiguousarray(latency, dtype=np.float64),
         np.ascontiguousarray(charged, dtype=np.int64),
         np.ascontiguousarray(ptr, dtype=np.int64),
         np.ascontiguousarray(keys, dtype=np.int64),
