@@ -150,3 +150,14 @@ def test_module_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["totals"]["requests"] == 1823
     assert len(decisions.read_text().splitlines()) == 1823
+
+
+def test_samples_are_reproduced_by_trace_generate(tmp_path: Path) -> None:
+    for name in ("trace.jsonl", "trace.csv"):
+        out = tmp_path / name
+        result = _run("trace", "generate", "-o", str(out), "--seed", "7", "--duration", "3600")
+        assert result.exit_code == 0
+        assert out.read_bytes() == (SAMPLES / name).read_bytes()
+    jsonl = _run("simulate", TRACE, "-r", RULES, "-f", "json")
+    csv = _run("simulate", str(SAMPLES / "trace.csv"), "-r", RULES, "-f", "json")
+    assert json.loads(jsonl.stdout)["totals"] == json.loads(csv.stdout)["totals"]

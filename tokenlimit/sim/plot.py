@@ -15,6 +15,7 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import ALLOW, DENY, Replay
 from tokenlimit.sim.model import Charge
 from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.writers import publish
 
 
 def _pyplot() -> Any:
@@ -33,7 +34,7 @@ def _save(figure: Any, path: str | Path) -> None:
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=directory)
         os.close(fd)
         figure.savefig(temp, dpi=110)
-        os.replace(temp, target)
+        publish(temp, target)
     except OSError as exc:
         raise ConfigError(f"{target}: cannot write the plot ({exc.strerror or exc})") from exc
     finally:

@@ -20,6 +20,15 @@ CSV_HEADER = "ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
 _CHUNK = 200_000
 
 
+def publish(temp: str, target: Path) -> None:
+    """Rename ``temp`` onto ``target`` with the permissions a plain ``open`` would give
+    (``mkstemp`` makes files private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, target)
+
+
 def write_atomically(path: str | Path, write: Callable[[IO[str]], None]) -> None:
     """Call ``write`` with a text stream for ``path`` (gzip for ``.gz``); rename at the end."""
     target = Path(path)
@@ -38,7 +47,7 @@ def write_atomically(path: str | Path, write: Callable[[IO[str]], None]) -> None
             else:
                 with _text(raw) as stream:
                     write(stream)
-        os.replace(temp, target)
+        publish(temp, target)
     except OSError as exc:
         Path(temp).unlink(missing_ok=True)
         raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
