@@ -94,7 +94,7 @@ def main() -> None:
     rules_path.write_text(RULES_JSON)
     command = [sys.executable, "-m", "tokenlimit", "simulate", str(csv_path), "-r",
                str(rules_path), "--format", "json"]
-    subprocess.run(command[:3] + ["--version"], check=True, capture_output=True)
+    subprocess.run([*command[:3], "--version"], check=True, capture_output=True)
     started = time.perf_counter()
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     cli_s = time.perf_counter() - started
