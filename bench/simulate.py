@@ -34,6 +34,18 @@ from tokenlimit.sim.writers import write_trace
 
 RULES = [Rule(0, "regular-user.*", 200, 50, 30, 300), Rule(1, "subscriber.*", 1000, 100, 60, 600)]
 RULES_JSON = json.dumps([r.to_config() for r in RULES])
+_CLI_WRAPPER = """
+import runpy, sys
+sys.argv = ["tokenlimit", *sys.argv[1:]]
+try:
+    runpy.run_module("tokenlimit", run_name="__main__")
+finally:
+    # VmHWM belongs to this program's address space (ru_maxrss would carry the parent's
+    # resident size across fork and exec).
+    with open("/proc/self/status") as status:
+        peak = [line.split()[1] for line in status if line.startswith("VmHWM")][0]
+    print(f"{int(peak) / 1024:.0f} MiB", file=sys.stderr)
+"""
 
 
 def _slice(trace: Trace, n: int) -> Trace:
@@ -60,26 +72,28 @@ def main() -> None:
           f"(generated in {time.perf_counter() - started:.1f} s)")
 
     replay_asm(RULES, _slice(trace, 1000))  # compile (or load numba's cache) first
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     fast = replay_asm(RULES, trace)
-    engine_s = time.perf_counter() - started
+    engine_s, engine_cpu = time.perf_counter() - started, time.process_time() - cpu
     engine_rate = len(trace) / engine_s
-    print(f"engine alone: {engine_s:.2f} s, {engine_rate / 1e6:.2f} M requests/s "
-          f"({float(np.mean(fast.outcome == 1)) * 100:.1f}% limited)")
+    print(f"engine alone: {engine_s:.2f} s wall, {engine_rate / 1e6:.2f} M requests/s "
+          f"({engine_cpu:.2f} s of CPU: {len(trace) / engine_cpu / 1e6:.2f} M requests per "
+          f"CPU-second; {float(np.mean(fast.outcome == 1)) * 100:.1f}% limited)")
 
     part = _slice(trace, min(args.oracle_slice, len(trace)))
     requests = part.requests()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     slow = replay_oracle(RULES, requests)
-    oracle_s = time.perf_counter() - started
+    oracle_s, oracle_cpu = time.perf_counter() - started, time.process_time() - cpu
     oracle_rate = len(part) / oracle_s
     same = [d.outcome for d in slow] == [OUTCOME_NAMES[o]
                                         for o in replay_asm(RULES, part).outcome.tolist()]
     print(f"oracle on the first {len(part):,} requests: {oracle_s:.2f} s, "
           f"{oracle_rate / 1e3:.0f} k requests/s (extrapolated to the whole trace: "
           f"{len(trace) / oracle_rate:.0f} s); identical decisions: {same}")
-    print(f"engine / oracle: {engine_rate / oracle_rate:.0f}x")
-    print(f"peak memory of this process: "
+    print(f"engine / oracle: {engine_rate / oracle_rate:.0f}x wall-clock, "
+          f"{(len(trace) / engine_cpu) / (len(part) / oracle_cpu):.0f}x per CPU-second")
+    print(f"peak memory of this process (generator, trace, engine, oracle slice): "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenlimit-bench-"))
@@ -92,18 +106,22 @@ def main() -> None:
     del trace, fast, part, requests, slow
     rules_path = workdir / "rules.json"
     rules_path.write_text(RULES_JSON)
-    command = [sys.executable, "-m", "tokenlimit", "simulate", str(csv_path), "-r",
+    # The child reports its own peak memory: RUSAGE_CHILDREN would count what it inherited
+    # from this (large) process at fork.
+    command = [sys.executable, "-c", _CLI_WRAPPER, "simulate", str(csv_path), "-r",
                str(rules_path), "--format", "json"]
-    subprocess.run([*command[:3], "--version"], check=True, capture_output=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     cli_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     report = json.loads(done.stdout)
     total = report["totals"]["requests"]
-    print(f"whole CLI run from CSV: {cli_s:.2f} s, {total / cli_s / 1e6:.2f} M requests/s "
-          f"(engine {report['engine']})")
-    print(f"peak memory of the CLI run: "
-          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
+    print(f"whole CLI run from CSV: {cli_s:.2f} s wall, {total / cli_s / 1e6:.2f} M requests/s "
+          f"({cpu_s:.2f} s of CPU: {total / cpu_s / 1e6:.2f} M requests per CPU-second; "
+          f"engine {report['engine']})")
+    print(f"peak memory of the CLI run: {done.stderr.strip().splitlines()[-1]}")
     if not args.workdir:
         csv_path.unlink()
         rules_path.unlink()

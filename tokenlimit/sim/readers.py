@@ -20,7 +20,10 @@ import gzip
 import io
 import json
 import math
+import mmap
+import os
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,13 +65,14 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     columns = _Columns()
     try:
         if suffix.endswith(".csv"):
-            data = _read_bytes(name)
             if not key_templates and key_field is None:
                 from tokenlimit.sim.csvfast import read_simple_csv
 
-                fast = read_simple_csv(data, name, seed)
+                with _mapped(name) as data:
+                    fast = read_simple_csv(data, name, seed)
                 if fast is not None:
                     return fast
+            data = _read_bytes(name)
             rows = _csv_rows(io.StringIO(data.decode("utf-8"), newline=""), name)
             for line, row in rows:
                 _add(columns, row, name, line, key_templates, key_field)
@@ -81,6 +85,20 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
         raise TraceError(f"not a readable text or gzip file ({exc})", path=name) from exc
     return _finish(columns, name, seed)
+
+
+@contextmanager
+def _mapped(name: str) -> Iterator[bytes | mmap.mmap]:
+    """The file's bytes: memory-mapped when plain (no copy, pages shared with the cache)."""
+    if name.lower().endswith(".gz"):
+        yield _read_bytes(name)
+        return
+    with open(name, "rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            yield b""
+            return
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped
 
 
 def _read_bytes(name: str) -> bytes:
