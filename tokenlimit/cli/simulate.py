@@ -151,6 +151,9 @@ def simulate(
         raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
     if top < 0 or (price is not None and price < 0):
         raise typer.BadParameter("must be >= 0", param_hint="--top/--price")
+    if setting and decisions:
+        raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
+                                 param_hint="--decisions")
     charged: Charge = "total" if charge == "total" else "completion"
     loaded = read_rules(rules_source, config_json, from_env)
     for finding in require_valid(loaded):

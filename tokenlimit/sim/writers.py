@@ -140,14 +140,20 @@ def write_decisions(path: str | Path, trace: Trace, outcome: Any, rule: Any) -> 
     names = ('"allow"', '"deny"', '"error"')
 
     def write(stream: IO[str]) -> None:
+        if trace.ids is None:
+            from tokenlimit.sim.csvwrite import decision_lines
+
+            stream.flush()
+            binary = stream.buffer  # type: ignore[attr-defined]
+            for start in range(0, len(trace), _CHUNK * 5):
+                stop = start + _CHUNK * 5
+                binary.write(decision_lines(start, outcome[start:stop], rule[start:stop]))
+            return
         for start in range(0, len(trace), _CHUNK):
             stop = min(start + _CHUNK, len(trace))
             codes = outcome[start:stop].tolist()
             rules = rule[start:stop].tolist()
-            if trace.ids is None:
-                ids: list[str] = [str(i) for i in range(start, stop)]
-            else:
-                ids = [json.dumps(i) for i in trace.ids[start:stop]]
+            ids = [json.dumps(i) for i in trace.ids[start:stop]]
             stream.write("".join([
                 f'{{"id": {i}, "outcome": {names[o]}, "rule": {"null" if r < 0 else r}}}\n'
                 for i, o, r in zip(ids, codes, rules, strict=True)]))
