@@ -163,7 +163,7 @@ def _parse_rows(buf: Any, pos: int, row: int, fields: Any, pow10: Any, ts: Any, 
                     slot = (slot + 1) & (capacity - 1)
                 key_index[row] = k
             pos = end + 1
-        if buf[pos - 1] == 13:  # \r\n
+        if pos - 1 < size and buf[pos - 1] == 13:  # \r\n
             if pos < size and buf[pos] == 10:
                 pos += 1
             else:

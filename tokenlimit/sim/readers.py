@@ -73,7 +73,7 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
                 if fast is not None:
                     return fast
             data = _read_bytes(name)
-            rows = _csv_rows(io.StringIO(data.decode("utf-8"), newline=""), name)
+            rows = _csv_rows(io.StringIO(data.decode("utf-8-sig"), newline=""), name)
             for line, row in rows:
                 _add(columns, row, name, line, key_templates, key_field)
         else:
@@ -110,8 +110,8 @@ def _read_bytes(name: str) -> bytes:
 
 def _open_text(name: str) -> IO[str]:
     if name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(name, "rb"), encoding="utf-8", newline="")
-    return open(name, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(name, "rb"), encoding="utf-8-sig", newline="")
+    return open(name, encoding="utf-8-sig", newline="")
 
 
 def _jsonl_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
