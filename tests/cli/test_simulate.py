@@ -163,3 +163,21 @@ def test_samples_are_reproduced_by_trace_generate(tmp_path: Path) -> None:
     jsonl = _run("simulate", TRACE, "-r", RULES, "-f", "json")
     csv = _run("simulate", str(SAMPLES / "trace.csv"), "-r", RULES, "-f", "json")
     assert json.loads(jsonl.stdout)["totals"] == json.loads(csv.stdout)["totals"]
+
+
+def test_mooncake_gzip_trace_with_imputed_usage(tmp_path: Path) -> None:
+    import gzip
+
+    user = {"session_id": "regular-user", "input_length": 10}
+    lines = [{"timestamp": 0, "output_length": 30, **user}, {"timestamp": 500, **user},
+             {"timestamp": 1000, **user}]
+    path = tmp_path / "mooncake.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(x) + "\n" for x in lines).encode()))
+    result = _run("simulate", str(path), "-r", RULES, "--key-field", "session_id", "-f", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    # 50 tokens at first; 30 charged at 0 s, the imputed 30 at 0.5 s: -10 at 1 s.
+    assert (report["imputed"], report["totals"]["admitted"], report["totals"]["limited"]) == (
+        2, 2, 1)
+    text = _run("simulate", str(path), "-r", RULES, "--key-field", "session_id")
+    assert "2 requests had completion tokens imputed" in text.stdout
