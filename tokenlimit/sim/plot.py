@@ -87,17 +87,23 @@ def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: R
 
 def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[float],
                tokens: Sequence[int]) -> None:
-    """Limited % and tokens admitted for each setting of a sweep."""
+    """Limited % and tokens admitted for each setting of a sweep (one bar row per setting)."""
     plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    height = 1.2 + 0.45 * len(labels)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, height), sharey=True)
     positions = np.arange(len(labels))
-    left.bar(positions, limited_pct, color="tab:red")
-    left.set_ylabel("limited %")
-    right.bar(positions, tokens, color="tab:green")
-    right.set_ylabel("tokens admitted")
-    for axis in (left, right):
-        axis.set_xticks(positions, labels, rotation=20, ha="right", fontsize=8)
-    figure.suptitle("sweep")
+    left.barh(positions, limited_pct, color="tab:red")
+    left.set_xlabel("limited %")
+    right.barh(positions, tokens, color="tab:green")
+    right.set_xlabel("tokens admitted")
+    left.set_yticks(positions, [label.replace(" ", "\n") for label in labels], fontsize=8)
+    left.invert_yaxis()
+    for axis, values in ((left, limited_pct), (right, tokens)):
+        for y, value in zip(positions, values, strict=True):
+            text = f"{value:.1f}%" if axis is left else f"{int(value):,}"
+            axis.text(value, y, f" {text}", va="center", fontsize=7)
+        axis.margins(x=0.15)
+    figure.suptitle("sweep: the same trace under each setting", fontsize=10)
     figure.tight_layout()
     _save(figure, path)
     plt.close(figure)
