@@ -40,7 +40,7 @@ ALLOW, DENY, ERROR = 0, 1, 2
 OUTCOME_NAMES = ("allow", "deny", "error")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Replay:
     """Decisions in trace file order, plus what the statistics need.
 

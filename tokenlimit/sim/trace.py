@@ -20,9 +20,12 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Trace:
-    """Requests in file order. ``ids`` is ``None`` when every id is the request's position."""
+    """Requests in file order. ``ids`` is ``None`` when every id is the request's position.
+
+    Compared by identity (``eq=False``): element-wise array equality has no single truth value.
+    """
 
     path: str
     ts: FloatArray
