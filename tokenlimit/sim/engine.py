@@ -5,12 +5,16 @@ Why it can be fast: whether a check refills or resets a bucket depends only on t
 times (whole seconds, interval boundaries, TTL deadlines), never on balances, so parsing,
 sorting, key factorization and rule matching (once per distinct key) are array operations.
 What remains is inherently sequential, because admissions feed back into balances through
-usage reports; it is a single pass over the checks in time order with a small heap of pending
-reports, compiled with numba (plain Python would be the oracle's speed).
+usage reports; it is a single pass over the checks in time order, merged with the reports
+sorted by due time (by numpy, before the pass), compiled with numba (plain Python would run
+at the oracle's speed).
 
 Ordering is the oracle's: a report at ``r`` of the request ranked ``i`` goes before the check
-ranked ``j`` at ``t`` iff ``r < t`` or (``r == t`` and ``i < j``); since ``r >= t_i`` and only
-admitted (earlier) requests report, that is ``r <= t``.
+ranked ``j`` at ``t`` iff ``r < t`` or (``r == t`` and ``i < j``). A report due strictly after
+its own check can only be due by ``t`` if its request came earlier, so for those the rule is
+``r <= t``; a report due at its own check's instant (zero latency) is applied right after that
+check. Reports due at one instant commute (the same expiry verdict; DECRBY adds up), so their
+order among themselves needs no tie-break.
 
 Falls back to the event-by-event oracle (documented, exact, slower) when the trace or the
 rules leave the cases the scan models: a key that is another key plus ``_last_fill_time``

@@ -15,43 +15,6 @@ import numba
 import numpy as np
 
 
-def _push(heap_at: Any, heap_rank: Any, size: int, when: float, rank: int) -> int:
-    # Keyed by time alone: reports due at one instant commute (same expiry verdict, and
-    # DECRBY adds up), so their order among themselves cannot change a decision.
-    i = size
-    while i > 0:
-        parent = (i - 1) >> 1
-        if heap_at[parent] <= when:
-            break
-        heap_at[i] = heap_at[parent]
-        heap_rank[i] = heap_rank[parent]
-        i = parent
-    heap_at[i] = when
-    heap_rank[i] = rank
-    return size + 1
-
-
-def _pop(heap_at: Any, heap_rank: Any, size: int) -> int:
-    size -= 1
-    when = heap_at[size]
-    rank = heap_rank[size]
-    i = 0
-    while True:
-        child = 2 * i + 1
-        if child >= size:
-            break
-        if child + 1 < size and heap_at[child + 1] < heap_at[child]:
-            child += 1
-        if heap_at[child] >= when:
-            break
-        heap_at[i] = heap_at[child]
-        heap_rank[i] = heap_rank[child]
-        i = child
-    heap_at[i] = when
-    heap_rank[i] = rank
-    return size
-
-
 def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged: Any,
             state: Any, expires: Any) -> None:
     for p in range(ptr[i], ptr[i + 1]):
@@ -67,7 +30,7 @@ def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged:
                 state[k, 2] = b
 
 
-def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
+def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
           rule_of_key: Any, params: Any, n_keys: int) -> Any:
     n = t.shape[0]
     outcome = np.zeros(n, dtype=np.int8)
@@ -76,16 +39,16 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     out_balance = np.zeros(n, dtype=np.int64)
     state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
     expires = np.full(n_keys, -np.inf)
-    heap_at = np.empty(n, dtype=np.float64)
-    heap_rank = np.empty(n, dtype=np.int64)
-    size = 0
+    cursor = 0
     for j in range(n):
         now = t[j]
-        while size > 0 and heap_at[0] <= now:
-            i = heap_rank[0]
-            when = heap_at[0]
-            size = _pop(heap_at, heap_rank, size)
-            _report(i, when, ptr, keys, rule_of_key, charged, state, expires)
+        # Reports due by now, in time order. Each is from an earlier, decided request (its
+        # time is strictly after its own check); only admitted requests with a rule report.
+        while cursor < delayed.shape[0] and report_at[delayed[cursor]] <= now:
+            i = delayed[cursor]
+            cursor += 1
+            if outcome[i] == 0 and out_key[i] >= 0:
+                _report(i, report_at[i], ptr, keys, rule_of_key, charged, state, expires)
         now_s = np.int64(np.floor(now))
         matched = False
         for p in range(ptr[j], ptr[j + 1]):
@@ -124,18 +87,18 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
                 out_rule[j] = r
                 out_key[j] = k
                 out_balance[j] = b
-        if outcome[j] == 0 and matched:
-            size = _push(heap_at, heap_rank, size, now + max(latency[j], 0.0), j)
-    while size > 0:  # reports after the last check still deepen debts
-        i = heap_rank[0]
-        when = heap_at[0]
-        size = _pop(heap_at, heap_rank, size)
-        _report(i, when, ptr, keys, rule_of_key, charged, state, expires)
+        if outcome[j] == 0 and matched and report_at[j] == now:
+            # Zero latency: due at this very instant, before the next check (which is at
+            # now or later); reports due at one instant commute.
+            _report(j, now, ptr, keys, rule_of_key, charged, state, expires)
+    while cursor < delayed.shape[0]:  # reports after the last check still deepen debts
+        i = delayed[cursor]
+        cursor += 1
+        if outcome[i] == 0 and out_key[i] >= 0:
+            _report(i, report_at[i], ptr, keys, rule_of_key, charged, state, expires)
     return outcome, out_rule, out_key, out_balance, state[:, 2].copy()
 
 
-_push = numba.njit(cache=True, error_model="numpy")(_push)
-_pop = numba.njit(cache=True, error_model="numpy")(_pop)
 _report = numba.njit(cache=True, error_model="numpy")(_report)
 _compiled_scan = numba.njit(cache=True, error_model="numpy")(_scan)
 
@@ -143,9 +106,15 @@ _compiled_scan = numba.njit(cache=True, error_model="numpy")(_scan)
 def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
              rule_of_key: Any, params: Any, n_keys: int) -> tuple[Any, Any, Any, Any, Any]:
     """Run the compiled scan; arrays in replay order (see the module docstring)."""
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    report_at = t + np.maximum(latency, 0.0)
+    # Reports strictly after their check, ordered by due time. Ties need no order: reports
+    # due at one instant commute (the same expiry verdict, and DECRBY adds up), so numpy's
+    # fast unstable sort will do.
+    delayed = np.flatnonzero(report_at > t)
+    delayed = delayed[np.argsort(report_at[delayed])].astype(np.int64)
     result = _compiled_scan(
-        np.ascontiguousarray(t, dtype=np.float64),
-        np.ascontiguousarray(latency, dtype=np.float64),
+        t, report_at, delayed,
         np.ascontiguousarray(charged, dtype=np.int64),
         np.ascontiguousarray(ptr, dtype=np.int64),
         np.ascontiguousarray(keys, dtype=np.int64),
