@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim import TraceRequest
@@ -46,6 +48,8 @@ def test_reserving_bucket_holds_an_estimate_and_settles_the_difference() -> None
     assert bucket.admit(1.0) == (False, 21.0, 0.0)       # 21 < 40: refused up front
     bucket.release(40.0)
     assert bucket.tokens == 61.0
+    assert bucket.admit(2.0) == (True, 22.0, 40.0)
+    assert bucket.settle(500.0, 0, 40.0) == 100.0        # full again: the refund is capped
 
 
 def test_gcra_tolerance_and_theoretical_arrival_time() -> None:
@@ -118,3 +122,35 @@ def test_a_denied_multi_key_request_releases_its_reservations() -> None:
     assert replay.outcome.tolist() == [1, 0]
     assert replay.rule.tolist() == [1, 0]
     assert replay.balance.tolist() == [0, 90]            # "a" got its 10 back, then 10 held
+
+
+@st.composite
+def _timelines(draw: st.DrawFn) -> tuple[Rule, list[TraceRequest]]:
+    # Rate 1 token/s and half-second times keep every float exact, so equal means equal.
+    fill = draw(st.integers(1, 20))
+    rule = Rule(0, "u", draw(st.integers(0, 60)), fill, fill, 600)
+    requests = [TraceRequest(i, draw(st.integers(0, 120)) / 2, ("u",),
+                             draw(st.integers(0, 20)) / 2, 0, draw(st.integers(0, 50)), 0)
+                for i in range(draw(st.integers(1, 30)))]
+    return rule, requests
+
+
+@settings(max_examples=200, deadline=None)
+@given(_timelines())
+def test_bucket_gcra_and_leaky_meter_decide_alike(case: tuple[Rule, list[TraceRequest]]) -> None:
+    rule, requests = case
+    outcomes = {name: _outcomes(name, requests, [rule])
+                for name in ("token-bucket", "gcra", "leaky-bucket")}
+    assert outcomes["token-bucket"] == outcomes["gcra"] == outcomes["leaky-bucket"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_timelines())
+def test_balances_never_exceed_the_bucket(case: tuple[Rule, list[TraceRequest]]) -> None:
+    rule, requests = case
+    trace = trace_from_requests(requests)
+    for name in ("asm", "token-bucket", "token-bucket-reserve", "leaky-bucket"):
+        balance = ALGORITHMS[name].replay([rule], trace).balance
+        # ASM starts a new bucket at tokens_per_fill, which may exceed max_tokens.
+        ceiling = max(rule.max_tokens, rule.tokens_per_fill) if name == "asm" else rule.max_tokens
+        assert int(balance.max()) <= ceiling, name

@@ -8,7 +8,7 @@ token-bucket           capacity M, continuous refill at F/I, starts full; admit 
                        balance is > 0; the usage is charged when the response ends.
 token-bucket-reserve   the same bucket, but a check reserves an estimate (the key's mean charge
                        so far, F before the first report; at most M) and is admitted only if the
-                       balance covers it; the report settles the difference.
+                       balance covers it; the report settles the difference (never above M).
 gcra                   generic cell rate algorithm: emission interval 1/rate per token, burst
                        tolerance M tokens; admit while the theoretical arrival time is less than
                        the tolerance ahead of now; the report pushes it by tokens/rate.
@@ -89,7 +89,8 @@ class TokenBucket(Meter):
 
     def settle(self, now: float, tokens: int, reserved: float) -> float:
         self.refill(now)
-        self.tokens += reserved - tokens
+        # A refund never lifts the bucket above its capacity.
+        self.tokens = min(self.capacity, self.tokens + reserved - tokens)
         return self.tokens
 
 
@@ -118,7 +119,7 @@ class ReservingTokenBucket(TokenBucket):
         return super().settle(now, tokens, reserved)
 
     def release(self, reserved: float) -> None:
-        self.tokens += reserved
+        self.tokens = min(self.capacity, self.tokens + reserved)
 
 
 class Gcra(Meter):
