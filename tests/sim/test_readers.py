@@ -103,7 +103,14 @@ def test_missing_usage_is_imputed_from_the_key_with_a_seed(tmp_path: Path) -> No
     ('{"ts": 1, "key": 5}', "t.jsonl:2: field 'key': expected a string"),
     ('{"ts": 1, "key": "a", "latency": -1}', "t.jsonl:2: field 'latency': must be >= 0 seconds"),
     ('{"ts": 1, "key": "a", "completion_tokens": 1.5}',
-     "t.jsonl:2: field 'completion_tokens': token counts are whole numbers >= 0, got 1.5"),
+     "t.jsonl:2: field 'completion_tokens': token counts are whole numbers from 0 to 10**15, "
+     "got 1.5"),
+    ('{"ts": 1, "key": "a", "total_tokens": 1e300}',
+     "t.jsonl:2: field 'total_tokens': token counts are whole numbers from 0 to 10**15, "
+     "got 1e+300"),
+    ('{"ts": 1e999, "key": "a"}', "t.jsonl:2: field 'ts': must be a finite number"),
+    ('{"ts": 100000000000000000000000, "key": "a"}', "t.jsonl:2: field 'ts': is out of range"),
+    ('{"ts": true, "key": "a"}', "t.jsonl:2: field 'ts': expected a number, got true"),
     ('{"key": "a"}', "t.jsonl:2: field 'ts': missing (or 'timestamp' in milliseconds)"),
     ('{"ts": 1}', "t.jsonl:2: field 'key': no rate-limit key: give key, keys, or headers "
                   "with --key-template"),

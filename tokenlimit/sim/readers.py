@@ -160,8 +160,18 @@ def _csv_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, An
         yield number, record
 
 
+_MAX_TOKENS = 10**15  # beyond any real usage, and exact in the float64 the engines use
+_MAX_INT = 2**62
+
+
 def _number(row: Mapping[str, Any], field: str, name: str, line: int) -> float | None:
-    value = row.get(field)
+    value: Any = row.get(field)
+    kind = type(value)
+    if kind is float:
+        if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+            return float(value)
+    elif kind is int and -_MAX_INT < value < _MAX_INT:
+        return float(value)
     if value is None:
         return None
     if isinstance(value, str):
@@ -173,19 +183,24 @@ def _number(row: Mapping[str, Any], field: str, name: str, line: int) -> float |
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TraceError(f"expected a number, got {json.dumps(value)}", path=name, line=line,
                          field=field)
+    if isinstance(value, int) and not -_MAX_INT < value < _MAX_INT:
+        raise TraceError("is out of range", path=name, line=line, field=field)
     if not math.isfinite(value):
         raise TraceError("must be a finite number", path=name, line=line, field=field)
     return float(value)
 
 
 def _tokens(row: Mapping[str, Any], field: str, name: str, line: int) -> int | None:
-    value = _number(row, field, name, line)
-    if value is None:
+    value: Any = row.get(field)
+    if type(value) is int and 0 <= value <= _MAX_TOKENS:
+        return int(value)
+    number = _number(row, field, name, line)
+    if number is None:
         return None
-    if value < 0 or value != int(value):
-        raise TraceError(f"token counts are whole numbers >= 0, got {row[field]}",
+    if number < 0 or number != int(number) or number > _MAX_TOKENS:
+        raise TraceError(f"token counts are whole numbers from 0 to 10**15, got {row[field]}",
                          path=name, line=line, field=field)
-    return int(value)
+    return int(number)
 
 
 def _keys(row: Mapping[str, Any], name: str, line: int, templates: Sequence[KeyTemplate],
