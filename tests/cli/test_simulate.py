@@ -119,6 +119,9 @@ def test_rejected_rules_and_usage_errors() -> None:
     assert _run("simulate", TRACE, "-r", RULES, "--charge", "prompt").exit_code == 2
     assert _run("simulate", TRACE, "-r", RULES, "--set", "rules[0].max_tokens=1",
                 "--decisions", "d.jsonl").exit_code == 2
+    assert _run("simulate", TRACE, "-r", RULES, "--set", "rules[0].speed=1").exit_code == 2
+    assert _run("simulate", TRACE, "-r", RULES, "--key-template", "{{request.path}}",
+                ).exit_code == 2
     sweep = _run("simulate", TRACE, "-r", RULES, "--set", "rules[0].fill_interval_second=0")
     assert sweep.exit_code == 1
     assert sweep.stderr.startswith("error: --set rules[0].fill_interval_second=0: ")

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.errors import ConfigError
 from tokenlimit.rules import LoadedRules, Severity, lint, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
@@ -106,8 +107,6 @@ def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
 def _valid(rules: tuple[Rule, ...], origin: str, label: str) -> None:
     errors = [f for f in lint(LoadedRules(rules, (), origin)) if f.severity is Severity.ERROR]
     if errors:
-        from tokenlimit.errors import ConfigError
-
         raise ConfigError(f"--set {label}: {errors[0].message}")
 
 
@@ -159,8 +158,11 @@ def simulate(
     for finding in require_valid(loaded):
         if finding.severity is Severity.WARNING:
             typer.echo(finding.one_line(), err=True)
-    templates = parse_key_templates(key_template or [])
-    settings = [parse_setting(s) for s in setting or []]
+    try:
+        templates = parse_key_templates(key_template or [])
+        settings = [parse_setting(s) for s in setting or []]
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-template/--set") from None
     variants = sweep_rules(loaded.rules, settings) if settings else [("", loaded.rules)]
     for label, rules in variants:
         _valid(rules, loaded.origin, label)

@@ -22,6 +22,7 @@ import json
 import math
 import mmap
 import os
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,7 +83,7 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
                     _add(columns, row, name, line, key_templates, key_field)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise TraceError(f"not a readable text or gzip file ({exc})", path=name) from exc
     return _finish(columns, name, seed)
 
