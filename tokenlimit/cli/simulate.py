@@ -171,17 +171,16 @@ def simulate(
     with _progress(len(variants) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
         step("replaying")
-        results = []
+        summaries = []
         for label, rules in variants:
             replay = algorithm.replay(rules, trace, charged)
-            results.append((label, rules, replay, summarize(
-                rules, trace, replay, semantics=semantics, charge=charged, top=top,
-                price_per_1k=price)))
+            summary = summarize(rules, trace, replay, semantics=semantics, charge=charged,
+                                top=top, price_per_1k=price)
+            summaries.append((label, summary))  # a sweep keeps figures, not decisions
             step("replaying")
     if settings:
-        _report_sweep(console, [(label, s) for label, _, _, s in results], output_format, plot)
+        _report_sweep(console, summaries, output_format, plot)
         return
-    _, rules, replay, summary = results[0]
     if decisions:
         write_decisions(decisions, trace, replay.outcome, replay.rule)
     if plot:
