@@ -15,14 +15,14 @@ from rich.table import Table
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.errors import ConfigError
-from tokenlimit.rules import LoadedRules, Severity, lint, require_valid
-from tokenlimit.rules.model import Rule
+from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
 from tokenlimit.sim.keys import parse_key_templates
 from tokenlimit.sim.model import Charge
 from tokenlimit.sim.readers import read_trace
-from tokenlimit.sim.stats import Row, Summary, summarize
-from tokenlimit.sim.sweep import parse_setting, sweep_rules
+from tokenlimit.sim.simulation import simulate_trace
+from tokenlimit.sim.stats import Row, Summary
+from tokenlimit.sim.sweep import parse_setting
 from tokenlimit.sim.trace import Trace
 from tokenlimit.sim.writers import write_decisions
 
@@ -104,12 +104,6 @@ def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
     return table
 
 
-def _valid(rules: tuple[Rule, ...], origin: str, label: str) -> None:
-    errors = [f for f in lint(LoadedRules(rules, (), origin)) if f.severity is Severity.ERROR]
-    if errors:
-        raise ConfigError(f"--set {label}: {errors[0].message}")
-
-
 def simulate(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
         "Trace file: JSON Lines or CSV (.gz too); canonical or Mooncake/AIPerf shape."))],
@@ -163,30 +157,25 @@ def simulate(
         settings = [parse_setting(s) for s in setting or []]
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template/--set") from None
-    variants = sweep_rules(loaded.rules, settings) if settings else [("", loaded.rules)]
-    for label, rules in variants:
-        _valid(rules, loaded.origin, label)
-    algorithm = ALGORITHMS[semantics]
     console = Console(width=None if sys.stdout.isatty() else 160)
-    with _progress(len(variants) + 2) as step:
+    with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
         step("replaying")
-        summaries = []
-        for label, rules in variants:
-            replay = algorithm.replay(rules, trace, charged)
-            summary = summarize(rules, trace, replay, semantics=semantics, charge=charged,
-                                top=top, price_per_1k=price)
-            summaries.append((label, summary))  # a sweep keeps figures, not decisions
-            step("replaying")
+        result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
+                                settings=settings, top=top, price_per_1k=price,
+                                origin=loaded.origin, on_step=step)
     if settings:
-        _report_sweep(console, summaries, output_format, plot)
+        _report_sweep(console, list(result.summaries), output_format, plot)
         return
+    replay, summary = result.replay, result.summaries[0][1]
+    assert replay is not None
     if decisions:
         write_decisions(decisions, trace, replay.outcome, replay.rule)
     if plot:
         from tokenlimit.sim.plot import plot_replay
 
-        plot_replay(plot, rules, trace, replay, [k for k, _, _ in summary.keys], charged)
+        plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
+                    charged)
     if output_format == "json":
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:
