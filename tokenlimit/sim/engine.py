@@ -37,7 +37,6 @@ from tokenlimit.rules.regex import RuleMatcher
 from tokenlimit.sim.asm import LAST_FILL_SUFFIX, AsmLimiter
 from tokenlimit.sim.model import Charge
 from tokenlimit.sim.oracle import replay_oracle
-from tokenlimit.sim.scan import asm_scan
 from tokenlimit.sim.trace import IntArray, Trace
 
 ALLOW, DENY, ERROR = 0, 1, 2
@@ -95,6 +94,8 @@ def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) 
 
 def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion") -> Replay:
     """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle)."""
+    from tokenlimit.sim.scan import asm_scan  # numba loads only when a replay runs
+
     rule_of_key = key_rules(rules, trace.key_names)
     if fallback_reason(rules, trace, rule_of_key) is not None:
         return replay_asm_oracle(rules, trace, charge, rule_of_key)

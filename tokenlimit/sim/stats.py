@@ -9,11 +9,11 @@ total with ``--charge total``) of admitted requests, the quantity the rules budg
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
 
 from tokenlimit.rules.model import Rule
@@ -97,7 +97,11 @@ def _group_figures(group: Any, size: int, outcome: Any, charged: Any, total: Any
     return counts, first
 
 
-_compiled_figures = numba.njit(cache=True)(_group_figures)
+@functools.cache
+def _compiled_figures() -> Any:
+    import numba  # loaded when figures are first needed, not with the command line
+
+    return numba.njit(cache=True)(_group_figures)
 
 
 def _rows(counts: Any, first: Any, debt: Any) -> list[Row]:
@@ -118,7 +122,7 @@ def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics:
     key_debt = np.append(replay.deepest, 0)
     rule_debt = np.zeros(n_rules + 1, dtype=np.int64)
     np.minimum.at(rule_debt, key_rule, key_debt)
-    counts, first = _compiled_figures(
+    counts, first = _compiled_figures()(
         key_group, n_keys + 1, replay.outcome.astype(np.int64), charged, trace.total_tokens,
         trace.ts)
     # A key's requests all belong to its rule, so rules and totals add up key rows.
