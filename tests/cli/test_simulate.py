@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, SAMPLES
@@ -184,3 +185,17 @@ def test_mooncake_gzip_trace_with_imputed_usage(tmp_path: Path) -> None:
         2, 2, 1)
     text = _run("simulate", str(path), "-r", RULES, "--key-field", "session_id")
     assert "2 requests had completion tokens imputed" in text.stdout
+
+
+def test_the_readme_examples_are_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    report = _run("simulate", "samples/trace.jsonl", "--rules", "samples/rules.json",
+                  "--top", "3", "--price", "0.002")
+    sweep = _run("simulate", "samples/trace.csv", "-r", "samples/rules.json",
+                 "--set", "rules[0].max_tokens=100,200,400",
+                 "--set", "rules[0].tokens_per_fill=50,100")
+    for result in (report, sweep):
+        assert result.exit_code == 0
+        text = "\n".join(line.rstrip() for line in result.stdout.splitlines())
+        assert text in readme
