@@ -88,6 +88,18 @@ def test_summary_figures_per_rule_per_key_and_total() -> None:
     assert data["spend"] == {"price_per_1k_tokens": 2.0, "admitted_usd": 0.13}
 
 
+def test_debt_of_a_second_key_counts_under_its_own_rule() -> None:
+    requests = [TraceRequest(0, 0.0, ("a1", "b1", "zz"), 0.0, 0, 80, 80)]
+    trace = trace_from_requests(requests)
+    data = summarize(RULES, trace, replay_asm(RULES, trace)).to_dict()
+    # Decided by a1 (rule 0); b1 (rule 1) went from 50 to -30; zz matches nothing.
+    assert [(r["rule"], r["requests"], r["deepest_debt"]) for r in data["rules"]] == [
+        (0, 1, -70), (1, 0, -30)]
+    assert data["totals"]["deepest_debt"] == -70
+    replay = replay_asm(RULES, trace)
+    assert replay.deepest.tolist() == [-70, -30, 0]
+
+
 def test_decisions_file_in_file_order(tmp_path: Path) -> None:
     trace = trace_from_requests(REQUESTS)
     replay = replay_asm(RULES, trace)

@@ -2,7 +2,8 @@
 
 A request belongs to the key that decided it (the limited key for a deny, else its first
 key that matches a rule) and to that key's rule; requests none of whose keys match a rule
-form the ``rule: null`` row. ``tokens_admitted`` counts the charged tokens (completion, or
+form the ``rule: null`` row. Every rule has a row; a rule's deepest debt covers all keys
+matching it (a multi-key request charges every key). ``tokens_admitted`` counts the charged tokens (completion, or
 total with ``--charge total``) of admitted requests, the quantity the rules budget;
 ``spend`` prices the total tokens (prompt + completion) that admitted requests consumed.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.engine import Replay
+from tokenlimit.sim.engine import Replay, key_rules
 from tokenlimit.sim.model import Charge
 from tokenlimit.sim.trace import Trace
 
@@ -117,8 +118,10 @@ def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics:
     charged = trace.charged(charge)
     n_rules, n_keys = len(rules), len(trace.key_names)
     key_group = np.where(replay.key >= 0, replay.key, n_keys)
-    key_rule = np.full(n_keys + 1, n_rules, dtype=np.int64)
-    key_rule[replay.key[replay.key >= 0]] = replay.rule[replay.key >= 0]
+    # Every key's own rule (not only of keys that decided a request): a second key of a
+    # multi-key request runs into debt under its rule too.
+    matched = key_rules(rules, trace.key_names)
+    key_rule = np.append(np.where(matched >= 0, matched, n_rules), n_rules)
     key_debt = np.append(replay.deepest, 0)
     rule_debt = np.zeros(n_rules + 1, dtype=np.int64)
     np.minimum.at(rule_debt, key_rule, key_debt)
@@ -135,7 +138,7 @@ def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics:
     totals = _rows(counts.sum(axis=0, keepdims=True), first.min(keepdims=True),
                    np.array([min(0, int(replay.deepest.min(initial=0)))]))[0]
     rule_rows: list[tuple[int | None, str | None, Row]] = [
-        (i, rules[i].regex, by_rule[i]) for i in range(n_rules) if by_rule[i].requests]
+        (i, rules[i].regex, by_rule[i]) for i in range(n_rules)]
     if by_rule[n_rules].requests:
         rule_rows.append((None, None, by_rule[n_rules]))
     ranked = sorted((k for k in range(n_keys) if by_key[k].requests),
