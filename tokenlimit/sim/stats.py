@@ -3,9 +3,9 @@
 A request belongs to the key that decided it (the limited key for a deny, else its first
 key that matches a rule) and to that key's rule; requests none of whose keys match a rule
 form the ``rule: null`` row. Every rule has a row; a rule's deepest debt covers all keys
-matching it (a multi-key request charges every key). ``tokens_admitted`` counts the charged tokens (completion, or
-total with ``--charge total``) of admitted requests, the quantity the rules budget;
-``spend`` prices the total tokens (prompt + completion) that admitted requests consumed.
+matching it (a multi-key request charges every key). ``tokens_admitted`` counts the charged
+tokens (completion, or total with ``--charge total``) of admitted requests, the quantity the
+rules budget; ``spend`` prices the total tokens (prompt + completion) that admitted requests consumed.
 """
 
 from __future__ import annotations
