@@ -5,7 +5,8 @@ key that matches a rule) and to that key's rule; requests none of whose keys mat
 form the ``rule: null`` row. Every rule has a row; a rule's deepest debt covers all keys
 matching it (a multi-key request charges every key). ``tokens_admitted`` counts the charged
 tokens (completion, or total with ``--charge total``) of admitted requests, the quantity the
-rules budget; ``spend`` prices the total tokens (prompt + completion) that admitted requests consumed.
+rules budget; ``spend`` prices the total tokens (prompt + completion) that admitted
+requests consumed.
 """
 
 from __future__ import annotations
