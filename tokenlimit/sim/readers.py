@@ -23,6 +23,7 @@ import math
 import mmap
 import os
 import zlib
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,21 +39,20 @@ MISSING = -1
 
 
 class _Columns:
-    """Columns accumulated line by line."""
+    """Columns accumulated line by line, in typed arrays (8 bytes a value, not a Python
+    object); ids and statuses only once a line carries one."""
 
     def __init__(self) -> None:
-        self.ts: list[float] = []
-        self.latency: list[float] = []
-        self.prompt: list[int] = []
-        self.completion: list[int] = []
-        self.total: list[int] = []
-        self.ptr: list[int] = [0]
-        self.index: list[int] = []
+        self.ts = array("d")
+        self.latency = array("d")
+        self.prompt = array("q")
+        self.completion = array("q")
+        self.total = array("q")
+        self.ptr = array("q", [0])
+        self.index = array("q")
         self.names: dict[str, int] = {}
-        self.ids: list[str | int] = []
-        self.status: list[str | None] = []
-        self.any_id = False
-        self.any_status = False
+        self.ids: list[str | int] | None = None
+        self.status: list[str | None] | None = None
 
 
 def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
@@ -261,15 +261,20 @@ def _add(c: _Columns, row: Mapping[str, Any], name: str, line: int,
     if completion is not None and total is None:
         total = prompt + completion
     keys = _keys(row, name, line, templates, key_field)
+    position = len(c.ts)
     if "id" in row:
         if not isinstance(row["id"], str | int) or isinstance(row["id"], bool):
             raise TraceError("expected a string or an integer", path=name, line=line,
                              field="id")
-        c.any_id = True
-    c.ids.append(row.get("id", len(c.ts)))
+        if c.ids is None:
+            c.ids = list(range(position))
+    if c.ids is not None:
+        c.ids.append(row.get("id", position))
     status = row.get("status")
-    c.any_status = c.any_status or status is not None
-    c.status.append(None if status is None else str(status))
+    if status is not None and c.status is None:
+        c.status = [None] * position
+    if c.status is not None:
+        c.status.append(None if status is None else str(status))
     c.ts.append(ts)
     c.latency.append(latency)
     c.prompt.append(prompt)
@@ -281,20 +286,20 @@ def _add(c: _Columns, row: Mapping[str, Any], name: str, line: int,
 
 
 def _finish(c: _Columns, name: str, seed: int) -> Trace:
-    prompt = np.array(c.prompt, dtype=np.int64)
-    completion = np.array(c.completion, dtype=np.int64)
-    total = np.array(c.total, dtype=np.int64)
-    ptr = np.array(c.ptr, dtype=np.int64)
-    index = np.array(c.index, dtype=np.int64)
+    prompt = np.frombuffer(c.prompt, dtype=np.int64).copy()
+    completion = np.frombuffer(c.completion, dtype=np.int64).copy()
+    total = np.frombuffer(c.total, dtype=np.int64).copy()
+    ptr = np.frombuffer(c.ptr, dtype=np.int64).copy()
+    index = np.frombuffer(c.index, dtype=np.int64).copy()
     imputed = impute_completion(completion, ptr, index, seed)
     total[imputed] = prompt[imputed] + completion[imputed]
     return Trace(
-        path=name, ts=np.array(c.ts, dtype=np.float64),
-        latency=np.array(c.latency, dtype=np.float64),
+        path=name, ts=np.frombuffer(c.ts, dtype=np.float64).copy(),
+        latency=np.frombuffer(c.latency, dtype=np.float64).copy(),
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=total,
         key_ptr=ptr, key_index=index, key_names=tuple(c.names), imputed=imputed,
-        ids=tuple(c.ids) if c.any_id else None,
-        status=tuple(c.status) if c.any_status else None)
+        ids=None if c.ids is None else tuple(c.ids),
+        status=None if c.status is None else tuple(c.status))
 
 
 def impute_completion(completion: Any, ptr: Any, index: Any, seed: int) -> Any:
