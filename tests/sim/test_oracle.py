@@ -66,3 +66,20 @@ def test_unmatched_key_report_leaks_a_key() -> None:
     assert limiter.check(["guest"], 0.0).outcome == "allow"
     limiter.report(["guest"], 7, 1.0)
     assert limiter.keyspace.values == {"guest": -7}
+
+
+def test_zero_interval_jumps_to_max_tokens_when_the_second_changes() -> None:
+    limiter = AsmLimiter([Rule(0, "u", 500, 10, 0, 600)])
+    limiter.check(["u"], 3.2)
+    limiter.report(["u"], 40, 3.5)                                   # -30
+    assert limiter.check(["u"], 3.9).outcome == "deny"               # same second: no refill
+    assert limiter.check(["u"], 4.0).remaining == 500                # +inf intervals: max
+
+
+def test_deny_carries_rule_remaining_and_retry_after() -> None:
+    limiter = AsmLimiter([REGULAR])
+    limiter.check(["regular-user"], 100.0)
+    limiter.report(["regular-user"], 80, 101.0)
+    result = limiter.check(["regular-user"], 110.5)
+    assert (result.outcome, result.rule, result.remaining, result.retry_after) == (
+        "deny", 0, -30, 20)

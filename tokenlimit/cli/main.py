@@ -57,20 +57,25 @@ def main(
 
 def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
-    from tokenlimit.cli import render, validate
-
-    validate.register(app)
-    render.register(app)
-
+    from tokenlimit.cli import (
+        gateway,
+        mock_llm,
+        render,
+        simulate,
+        trace,
+        up,
+        validate,
+    )
     from tokenlimit.cli import serve as serve_command
 
+    validate.register(app)
+    simulate.register(app)
+    trace.register(app)
     serve_command.register(app)
-
-    from tokenlimit.cli import gateway, mock_llm, up
-
     gateway.register(app)
     mock_llm.register(app)
     up.register(app)
+    render.register(app)
 
 
 _register()

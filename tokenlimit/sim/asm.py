@@ -84,7 +84,17 @@ class AsmKeyspace:
 
 
 def refill(balance: int, last: int, now_s: int, rule: Rule) -> tuple[int, int, bool]:
-    """(balance, last refill time, rewritten?) after the check script's refill step."""
+    """(balance, last refill time, rewritten?) after the check script's refill step.
+
+    ``fill_interval_second == 0`` is Lua's division by zero: ``(now - last) / 0`` is +inf
+    once the second has changed (the bucket jumps to ``max_tokens``) and NaN within the same
+    second (no refill). With ``tokens_per_fill <= 0`` as well, Lua's arithmetic gives NaN or
+    -inf; that case is modelled as no refill.
+    """
+    if rule.fill_interval_second == 0:
+        if now_s <= last or rule.tokens_per_fill <= 0:
+            return balance, last, False
+        return rule.max_tokens, now_s, True
     intervals = math.floor((now_s - last) / rule.fill_interval_second)
     if intervals <= 0:
         return balance, last, False

@@ -1,0 +1,161 @@
+"""Reading traces: every shape, exact columns, located errors, seeded imputation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.sim.keys import KeyTemplate, parse_key_templates, render_keys
+from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.trace import Trace
+
+CANONICAL = [
+    {"ts": 10.5, "key": "u1", "latency": 1.25, "prompt_tokens": 5, "completion_tokens": 7,
+     "total_tokens": 12, "id": "r-a", "status": 200},
+    {"ts": 9.0, "keys": ["u2", "tier"], "completion_tokens": 3},
+    {"ts": 11, "key": "u1", "total_tokens": 20, "prompt_tokens": 4},
+]
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _columns(trace: Trace) -> list[tuple[object, ...]]:
+    return [(trace.id_of(i), float(trace.ts[i]), trace.keys_of(i), float(trace.latency[i]),
+             int(trace.prompt_tokens[i]), int(trace.completion_tokens[i]),
+             int(trace.total_tokens[i])) for i in range(len(trace))]
+
+
+def test_canonical_jsonl_fields_defaults_and_derived_counts(tmp_path: Path) -> None:
+    trace = read_trace(_write(tmp_path / "t.jsonl", [json.dumps(r) for r in CANONICAL]))
+    assert _columns(trace) == [
+        ("r-a", 10.5, ("u1",), 1.25, 5, 7, 12),
+        (1, 9.0, ("u2", "tier"), 0.0, 0, 3, 3),
+        (2, 11.0, ("u1",), 0.0, 4, 16, 20),
+    ]
+    assert trace.status == ("200", None, None)
+    assert trace.imputed_count == 0
+
+
+def test_gzip_csv_and_jsonl_give_the_same_columns(tmp_path: Path) -> None:
+    rows = ["ts,key,latency,prompt_tokens,completion_tokens,total_tokens",
+            "1.5,alpha,0.25,10,20,30", "0.75,beta,0,1,2,3"]
+    plain = read_trace(_write(tmp_path / "t.csv", rows))
+    packed = tmp_path / "t.csv.gz"
+    packed.write_bytes(gzip.compress("\n".join(rows).encode()))
+    assert _columns(read_trace(packed)) == _columns(plain) == [
+        (0, 1.5, ("alpha",), 0.25, 10, 20, 30), (1, 0.75, ("beta",), 0.0, 1, 2, 3)]
+
+
+def test_fast_csv_path_equals_the_general_reader(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    lines = ["total_tokens,key,ts,completion_tokens,latency"]
+    for i in range(2000):
+        ts = f"{1_700_000_000 + rng.uniform(0, 1e5):.3f}"
+        lines.append(f"{i * 3},k{rng.integers(0, 70000)},{ts},{i},{rng.uniform(0, 9):.6f}")
+    fast = read_trace(_write(tmp_path / "fast.csv", lines))
+    # A quoted key forces the general csv-module reader on otherwise identical content.
+    slow = read_trace(_write(tmp_path / "slow.csv", [*lines, '1,"k1",1.0,1,0']))
+    assert _columns(fast) == _columns(slow)[:-1]
+    assert fast.ts.tolist() == [float(line.split(",")[2]) for line in lines[1:]]
+
+
+def test_mooncake_lines_with_a_key_field(tmp_path: Path) -> None:
+    lines = [json.dumps({"timestamp": 1500, "input_length": 100, "output_length": 20,
+                         "session_id": "s-1"})]
+    trace = read_trace(_write(tmp_path / "m.jsonl", lines), key_field="session_id")
+    assert _columns(trace) == [(0, 1.5, ("s-1",), 0.0, 100, 20, 120)]
+
+
+def test_headers_with_key_templates_are_case_insensitive(tmp_path: Path) -> None:
+    lines = [json.dumps({"ts": 1, "headers": {"User-Type": "gold", "X-Team": "ml"},
+                         "completion_tokens": 1})]
+    templates = parse_key_templates(["{{request.headers.user-type}}",
+                                     "team-{{ request.headers.x-team }}-{{request.headers.nope}}"])
+    trace = read_trace(_write(tmp_path / "h.jsonl", lines), key_templates=templates)
+    assert trace.keys_of(0) == ("gold", "team-ml-")
+
+
+def test_missing_usage_is_imputed_from_the_key_with_a_seed(tmp_path: Path) -> None:
+    lines = [json.dumps({"ts": i, "key": "a", "completion_tokens": c})
+             for i, c in enumerate([10, 20, 30])]
+    lines += [json.dumps({"ts": 10 + i, "key": "a", "status": 429}) for i in range(20)]
+    lines += [json.dumps({"ts": 40, "key": "b", "prompt_tokens": 7})]
+    path = _write(tmp_path / "i.jsonl", lines)
+    first, again = read_trace(path, seed=1), read_trace(path, seed=1)
+    assert first.imputed_count == 21
+    drawn = first.completion_tokens[3:23].tolist()
+    assert set(drawn) <= {10, 20, 30} and len(set(drawn)) > 1
+    assert drawn == again.completion_tokens[3:23].tolist()
+    assert int(first.completion_tokens[23]) in {10, 20, 30}  # "b" has none: all recorded
+    assert int(first.total_tokens[23]) == 7 + int(first.completion_tokens[23])
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"ts": "soon", "key": "a"}', "t.jsonl:2: field 'ts': 'soon' is not a number"),
+    ('{"ts": 1, "key": 5}', "t.jsonl:2: field 'key': expected a string"),
+    ('{"ts": 1, "key": "a", "latency": -1}', "t.jsonl:2: field 'latency': must be >= 0 seconds"),
+    ('{"ts": 1, "key": "a", "completion_tokens": 1.5}',
+     "t.jsonl:2: field 'completion_tokens': token counts are whole numbers from 0 to 10**15, "
+     "got 1.5"),
+    ('{"ts": 1, "key": "a", "total_tokens": 1e300}',
+     "t.jsonl:2: field 'total_tokens': token counts are whole numbers from 0 to 10**15, "
+     "got 1e+300"),
+    ('{"ts": 1e999, "key": "a"}', "t.jsonl:2: field 'ts': must be a finite number"),
+    ('{"ts": 100000000000000000000000, "key": "a"}', "t.jsonl:2: field 'ts': is out of range"),
+    ('{"ts": true, "key": "a"}', "t.jsonl:2: field 'ts': expected a number, got true"),
+    ('{"key": "a"}', "t.jsonl:2: field 'ts': missing (or 'timestamp' in milliseconds)"),
+    ('{"ts": 1}', "t.jsonl:2: field 'key': no rate-limit key: give key, keys, or headers "
+                  "with --key-template"),
+    ("{oops", "t.jsonl:2: not valid JSON (Expecting property name enclosed in double quotes "
+              "at column 2)"),
+])
+def test_a_bad_line_names_file_line_and_field(tmp_path: Path, line: str, message: str) -> None:
+    path = _write(tmp_path / "t.jsonl", ['{"ts": 0, "key": "ok"}', line])
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert str(caught.value) == f"{tmp_path}/{message}"
+
+
+def test_a_bad_csv_cell_names_its_line_and_column(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.csv", ["ts,key,completion_tokens", "1,a,3", "2,b,x"])
+    with pytest.raises(TraceError) as caught:
+        read_trace(path)
+    assert str(caught.value) == f"{path}:3: field 'completion_tokens': 'x' is not a number"
+
+
+def test_missing_file_is_a_trace_error(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match="cannot read: No such file or directory"):
+        read_trace(tmp_path / "nope.jsonl")
+
+
+def test_key_template_rendering_and_refusal() -> None:
+    template = KeyTemplate.parse("{{request.headers.user-type}}")
+    assert template.header_names == ("user-type",)
+    assert render_keys([template], {"USER-TYPE": "subscriber"}) == ("subscriber",)
+    with pytest.raises(ConfigError, match=r"\{\{request.path\}\} is not supported"):
+        KeyTemplate.parse("{{request.path}}")
+    with pytest.raises(ConfigError, match="unbalanced"):
+        KeyTemplate.parse("{{request.headers.a")
+
+
+def test_the_compiled_csv_reader_takes_simple_files_and_declines_the_rest() -> None:
+    from tokenlimit.sim.csvfast import read_simple_csv
+
+    simple = b"key,ts,completion_tokens\r\nk1,1.25,3\r\nk2,-0.5,4\r\nk1,2,0\r\n"
+    trace = read_simple_csv(simple, "s.csv", 0)
+    assert trace is not None
+    assert (trace.ts.tolist(), trace.key_names, trace.key_index.tolist()) == (
+        [1.25, -0.5, 2.0], ("k1", "k2"), [0, 1, 0])
+    assert trace.total_tokens.tolist() == [3, 4, 0]
+    for declined in (b'ts,key\n1,"k"\n', b"ts,key\n1e3,k\n", b"ts,key\n1,\n",
+                     b"ts,key,latency\n1,k,-1\n", b"ts,key\n1,k,extra\n", b"ts,user\n1,k\n",
+                     b"ts,key\n1234567890.1234567,k\n"):
+        assert read_simple_csv(declined, "d.csv", 0) is None, declined

@@ -1,0 +1,201 @@
+"""``tokenlimit simulate``: replay a recorded trace through rules, decision by decision."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.errors import ConfigError
+from tokenlimit.rules import Severity, require_valid
+from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
+from tokenlimit.sim.keys import parse_key_templates
+from tokenlimit.sim.model import Charge
+from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.simulation import simulate_trace
+from tokenlimit.sim.stats import Row, Summary
+from tokenlimit.sim.sweep import parse_setting
+from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.writers import write_decisions
+
+FORMATS = ("text", "json")
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[str], None]]:
+    """Advance a stage bar on stderr, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda _stage: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("reading", total=total)
+
+        def step(stage: str) -> None:
+            bar.update(task, advance=1, description=stage)
+
+        yield step
+
+
+def _when(value: float | None) -> str:
+    if value is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _row_cells(row: Row) -> list[str]:
+    return [f"{row.requests:,}", f"{row.admitted:,}", f"{row.limited:,}",
+            f"{row.limited_pct:.1f}%", f"{row.tokens_admitted:,}", f"{row.deepest_debt:,}",
+            _when(row.first_limited)]
+
+
+_HEADINGS = ("requests", "admitted", "limited", "limited %", "tokens admitted", "deepest debt",
+             "first limited (UTC)")
+
+
+def _table(title: str, first: Sequence[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in first:
+        table.add_column(name)
+    for name in _HEADINGS:
+        table.add_column(name, justify="right")
+    return table
+
+
+def format_summary(summary: Summary, trace: Trace) -> Group:
+    """The text report as Rich renderables."""
+    rules = _table("Per rule", ("rule", "regex"))
+    for index, regex, row in summary.rules:
+        rules.add_row("-" if index is None else str(index),
+                      "(no rule: never limited)" if regex is None else regex, *_row_cells(row))
+    keys = _table(f"Per key (top {len(summary.keys)} by requests)", ("key", "rule"))
+    for key, rule, row in summary.keys:
+        keys.add_row(key, "-" if rule is None else str(rule), *_row_cells(row))
+    totals = _table("Totals", ("trace",))
+    totals.add_row(trace.path, *_row_cells(summary.totals))
+    lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
+             f"{summary.imputed:,} requests had completion tokens imputed"]
+    spend = summary.spend()
+    if spend is not None:
+        lines.append(f"estimated spend of admitted requests: ${spend['admitted_usd']:,.2f} "
+                     f"({summary.totals.total_tokens_admitted:,} tokens at "
+                     f"${spend['price_per_1k_tokens']}/1K)")
+    return Group(rules, keys, totals, *lines)
+
+
+def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
+    table = Table(title="Sweep", title_justify="left")
+    for name in ("setting", "requests", "limited", "limited %", "tokens admitted"):
+        table.add_column(name, justify="left" if name == "setting" else "right")
+    for label, summary in results:
+        row = summary.totals
+        table.add_row(label, f"{row.requests:,}", f"{row.limited:,}", f"{row.limited_pct:.1f}%",
+                      f"{row.tokens_admitted:,}")
+    return table
+
+
+def simulate(
+    trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
+        "Trace file: JSON Lines or CSV (.gz too); canonical or Mooncake/AIPerf shape."))],
+    rules_source: RulesOption = None,
+    config_json: ConfigJsonOption = None,
+    from_env: FromEnvOption = False,
+    semantics: Annotated[str, typer.Option(
+        help=f"Limiter: {', '.join(ALGORITHMS)}.")] = "asm",
+    charge: Annotated[str, typer.Option(
+        help="Tokens a report deducts: completion (the service) or total.")] = "completion",
+    key_template: Annotated[list[str] | None, typer.Option(
+        "--key-template", metavar="TEMPLATE",
+        help="Render keys from each line's headers, e.g. '{{request.headers.user-type}}' "
+        "(repeatable, in rateLimitKeys order).")] = None,
+    key_field: Annotated[str | None, typer.Option(
+        help="Take the key from this field (e.g. for Mooncake traces).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for imputed completion tokens.")] = 0,
+    decisions: Annotated[str | None, typer.Option(
+        metavar="FILE", help="Write one JSON line per request: id, outcome, rule.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    plot: Annotated[str | None, typer.Option(metavar="FILE.png", help="Write a chart.")] = None,
+    setting: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="rules[N].FIELD=V1,V2", help="Sweep a rule field (repeatable).")] = None,
+    price: Annotated[float | None, typer.Option(
+        metavar="USD", help="Price per 1K tokens, for the spend estimate.")] = None,
+    top: Annotated[int, typer.Option(help="Keys shown in the per-key table.")] = 10,
+) -> None:
+    """Replay a recorded trace through rules and report who would be limited, and when.
+
+    Example: tokenlimit simulate samples/trace.jsonl --rules samples/rules.json
+    """
+    if output_format not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if semantics not in ALGORITHMS:
+        raise typer.BadParameter(f"choose one of {', '.join(ALGORITHMS)}",
+                                 param_hint="--semantics")
+    if charge not in CHARGES:
+        raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
+    if top < 0 or (price is not None and price < 0):
+        raise typer.BadParameter("must be >= 0", param_hint="--top/--price")
+    if setting and decisions:
+        raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
+                                 param_hint="--decisions")
+    charged: Charge = "total" if charge == "total" else "completion"
+    loaded = read_rules(rules_source, config_json, from_env)
+    for finding in require_valid(loaded):
+        if finding.severity is Severity.WARNING:
+            typer.echo(finding.one_line(), err=True)
+    try:
+        templates = parse_key_templates(key_template or [])
+        settings = [parse_setting(s) for s in setting or []]
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-template/--set") from None
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    with _progress(max(len(settings), 1) + 2) as step:
+        trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+        step("replaying")
+        result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
+                                settings=settings, top=top, price_per_1k=price,
+                                origin=loaded.origin, on_step=step)
+    if settings:
+        _report_sweep(console, list(result.summaries), output_format, plot)
+        return
+    replay, summary = result.replay, result.summaries[0][1]
+    assert replay is not None
+    if decisions:
+        write_decisions(decisions, trace, replay.outcome, replay.rule)
+    if plot:
+        from tokenlimit.sim.plot import plot_replay
+
+        plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
+                    charged)
+    if output_format == "json":
+        typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
+    else:
+        console.print(format_summary(summary, trace))
+
+
+def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,
+                  plot: str | None) -> None:
+    if plot:
+        from tokenlimit.sim.plot import plot_sweep
+
+        plot_sweep(plot, [label for label, _ in results],
+                   [s.totals.limited_pct for _, s in results],
+                   [s.totals.tokens_admitted for _, s in results])
+    if output_format == "json":
+        body: list[dict[str, Any]] = [{"setting": label, **s.to_dict()} for label, s in results]
+        typer.echo(json.dumps({"sweep": body}, indent=2))
+    else:
+        console.print(format_sweep(results))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate)

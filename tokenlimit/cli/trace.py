@@ -1,0 +1,78 @@
+"""``tokenlimit trace generate``: synthetic traces for planning without recordings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import yaml
+
+from tokenlimit.errors import ConfigError
+from tokenlimit.sim.generate import ARRIVALS, DEFAULT_TIERS, Tier, TraceSpec, generate_trace
+from tokenlimit.sim.generate import spec_from_mapping as _spec_from_mapping
+from tokenlimit.sim.writers import write_trace
+
+trace_app = typer.Typer(help="Work with traces: generate synthetic ones.",
+                        no_args_is_help=True)
+
+
+def _tier(text: str) -> Tier:
+    parts = text.split(":")
+    if not 3 <= len(parts) <= 4:
+        raise typer.BadParameter(f"{text!r}: expected NAME:USERS:RATE[:ARRIVAL]",
+                                 param_hint="--tier")
+    try:
+        users, rate = int(parts[1]), float(parts[2])
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: USERS is a whole number, RATE a number",
+                                 param_hint="--tier") from None
+    arrival = parts[3] if len(parts) == 4 else "poisson"
+    if arrival not in ARRIVALS:
+        raise typer.BadParameter(f"{text!r}: ARRIVAL is one of {', '.join(ARRIVALS)}",
+                                 param_hint="--tier")
+    return Tier(parts[0], users=users, rate=rate, arrival=arrival)
+
+
+def _load_spec(path: str) -> TraceSpec:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with duration, seed and tiers")
+    return _spec_from_mapping(data, path)
+
+
+@trace_app.command("generate")
+def generate(
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
+                                        help="Where to write: .jsonl or .csv, .gz to compress.")],
+    spec_path: Annotated[str | None, typer.Option(
+        "--spec", metavar="FILE.yaml", help="A YAML spec: duration, start, seed, tiers.")] = None,
+    tier: Annotated[list[str] | None, typer.Option(
+        metavar="NAME:USERS:RATE[:ARRIVAL]",
+        help="A tier (repeatable); ARRIVAL is poisson, bursty or diurnal.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds of traffic.")] = None,
+    start: Annotated[float | None, typer.Option(help="Unix time of the start.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same file).")] = None,
+) -> None:
+    """Generate a synthetic trace of tiers of users.
+
+    Example: tokenlimit trace generate -o trace.jsonl --tier regular-user:50:2 --seed 7
+    """
+    spec = _load_spec(spec_path) if spec_path else TraceSpec()
+    tiers = tuple(_tier(t) for t in tier or []) or spec.tiers or DEFAULT_TIERS
+    spec = TraceSpec(duration=spec.duration if duration is None else duration,
+                     start=spec.start if start is None else start,
+                     seed=spec.seed if seed is None else seed, tiers=tiers)
+    trace = generate_trace(spec)
+    write_trace(trace, output)
+    typer.echo(f"wrote {len(trace):,} requests for {len(trace.key_names):,} keys to {output}",
+               err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(trace_app, name="trace")

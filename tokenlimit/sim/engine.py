@@ -1,0 +1,178 @@
+"""The fast ASM replay: numpy preprocessing and one compiled scan, decision for decision
+identical to ``replay_oracle``.
+
+Why it can be fast: whether a check refills or resets a bucket depends only on the check
+times (whole seconds, interval boundaries, TTL deadlines), never on balances, so parsing,
+sorting, key factorization and rule matching (once per distinct key) are array operations.
+What remains is inherently sequential, because admissions feed back into balances through
+usage reports; it is a single pass over the checks in time order, merged with the reports
+sorted by due time (by numpy, before the pass), compiled with numba (plain Python would run
+at the oracle's speed).
+
+Ordering is the oracle's: a report at ``r`` of the request ranked ``i`` goes before the check
+ranked ``j`` at ``t`` iff ``r < t`` or (``r == t`` and ``i < j``). A report due strictly after
+its own check can only be due by ``t`` if its request came earlier, so for those the rule is
+``r <= t``; a report due at its own check's instant (zero latency) is applied right after that
+check. Reports due at one instant commute (the same expiry verdict; DECRBY adds up), so their
+order among themselves needs no tie-break.
+
+Falls back to the event-by-event oracle (documented, exact, slower) when the trace or the
+rules leave the cases the scan models: a key that is another key plus ``_last_fill_time``
+(the two share Redis state), or a rule used by the trace with ``fill_interval_second <= 0``,
+``redis_expired_seconds <= 0``, or a negative ``max_tokens`` / ``tokens_per_fill`` (rules that
+``require_valid`` refuses anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tokenlimit.rules.model import Rule
+from tokenlimit.rules.regex import RuleMatcher
+from tokenlimit.sim.asm import LAST_FILL_SUFFIX, AsmLimiter
+from tokenlimit.sim.model import Charge
+from tokenlimit.sim.oracle import replay_oracle
+from tokenlimit.sim.trace import IntArray, Trace
+
+ALLOW, DENY, ERROR = 0, 1, 2
+OUTCOME_NAMES = ("allow", "deny", "error")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Replay:
+    """Decisions in trace file order, plus what the statistics need.
+
+    ``outcome``: 0 allow, 1 deny, 2 error. ``rule``: as ``Decision.rule`` (-1 for none).
+    ``key``: the deciding key's index in ``trace.key_names`` (the limited key for a deny,
+    the first key matching a rule otherwise; -1 for none). ``balance``: that key's balance
+    right after the check. ``deepest``: per key, the most negative balance a live bucket
+    reached (0 when never in debt). ``engine``: which path decided (``scan`` or ``oracle``).
+    """
+
+    outcome: npt.NDArray[np.int8]
+    rule: IntArray
+    key: IntArray
+    balance: IntArray
+    deepest: IntArray
+    engine: str
+
+    def outcome_name(self, i: int) -> str:
+        return OUTCOME_NAMES[int(self.outcome[i])]
+
+
+def key_rules(rules: Sequence[Rule], names: Sequence[str]) -> IntArray:
+    """The rule index of each distinct key (-1: no rule), matched once per key."""
+    matcher = RuleMatcher(rules)
+    found = [matcher.index_for(name) for name in names]
+    return np.array([-1 if f is None else f for f in found], dtype=np.int64)
+
+
+def colliding_keys(names: Sequence[str]) -> list[str]:
+    """Keys that are another trace key plus ``_last_fill_time`` (they share Redis state)."""
+    present = set(names)
+    return [n for n in names
+            if n.endswith(LAST_FILL_SUFFIX) and n[: -len(LAST_FILL_SUFFIX)] in present]
+
+
+def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) -> str | None:
+    """Why the scan cannot decide this trace exactly (``None``: it can)."""
+    collisions = colliding_keys(trace.key_names)
+    if collisions:
+        return f"key {collisions[0]!r} collides with another key's refill-time entry"
+    for index in sorted({int(r) for r in rule_of_key if r >= 0}):
+        rule = rules[index]
+        if (rule.fill_interval_second <= 0 or rule.redis_expired_seconds <= 0
+                or rule.max_tokens < 0 or rule.tokens_per_fill < 0):
+            return f"rule {index} has a non-positive interval or TTL, or negative tokens"
+    return None
+
+
+def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion") -> Replay:
+    """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle)."""
+    from tokenlimit.sim.scan import asm_scan  # numba loads only when a replay runs
+
+    rule_of_key = key_rules(rules, trace.key_names)
+    if fallback_reason(rules, trace, rule_of_key) is not None:
+        return replay_asm_oracle(rules, trace, charge, rule_of_key)
+    order = trace.time_order()
+    identity = order is None
+    n = len(trace)
+    t = trace.ts if order is None else trace.ts[order]
+    latency = trace.latency if order is None else trace.latency[order]
+    charged = trace.charged(charge)
+    ptr, keys = trace.key_ptr, trace.key_index
+    if order is not None:
+        charged = charged[order]
+        lengths = np.diff(trace.key_ptr)[order]
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=ptr[1:])
+        starts = trace.key_ptr[:-1][order]
+        keys = trace.key_index[np.repeat(starts - ptr[:-1], lengths) + np.arange(ptr[-1])]
+    params = np.array([[r.max_tokens, r.tokens_per_fill, r.fill_interval_second,
+                        r.redis_expired_seconds] for r in rules] or [[0, 0, 1, 1]],
+                      dtype=np.int64)
+    out_outcome, out_rule, out_key, out_balance, deepest = asm_scan(
+        t, latency, charged, ptr, keys, rule_of_key, params, len(trace.key_names))
+    if identity:
+        return Replay(out_outcome, out_rule, out_key, out_balance, deepest, "scan")
+    outcome = np.empty(n, dtype=np.int8)
+    rule = np.empty(n, dtype=np.int64)
+    key = np.empty(n, dtype=np.int64)
+    balance = np.empty(n, dtype=np.int64)
+    outcome[order], rule[order], key[order], balance[order] = (
+        out_outcome, out_rule, out_key, out_balance)
+    return Replay(outcome, rule, key, balance, deepest, "scan")
+
+
+class _RecordingLimiter(AsmLimiter):
+    """The oracle's limiter, noting each check's result and each live bucket's debt."""
+
+    def __init__(self, rules: Sequence[Rule], names: Sequence[str]) -> None:
+        super().__init__(rules)
+        self.results: list[Any] = []
+        self.index = {name: i for i, name in enumerate(names)}
+        self.deepest = np.zeros(len(names), dtype=np.int64)
+
+    def check(self, keys: Sequence[str], now: float) -> Any:
+        result = super().check(keys, now)
+        self.results.append(result)
+        return result
+
+    def report(self, keys: Sequence[str], completion_tokens: int, now: float) -> None:
+        super().report(keys, completion_tokens, now)
+        for key in keys:
+            if key in self.keyspace.expires_at and key in self.index:
+                value = self.keyspace.values[key]
+                i = self.index[key]
+                self.deepest[i] = min(int(self.deepest[i]), value)
+
+
+def replay_asm_oracle(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
+                      rule_of_key: IntArray | None = None) -> Replay:
+    """The same ``Replay`` from the event-by-event oracle (the exact fallback)."""
+    if rule_of_key is None:
+        rule_of_key = key_rules(rules, trace.key_names)
+    limiter = _RecordingLimiter(rules, trace.key_names)
+    decisions = replay_oracle(rules, trace.requests(), charge=charge, limiter=limiter)
+    n = len(trace)
+    outcome = np.array([OUTCOME_NAMES.index(d.outcome) for d in decisions], dtype=np.int8)
+    rule = np.array([-1 if d.rule is None else d.rule for d in decisions], dtype=np.int64)
+    key = np.full(n, -1, dtype=np.int64)
+    balance = np.zeros(n, dtype=np.int64)
+    order = trace.time_order()
+    ranked = range(n) if order is None else order.tolist()
+    for i, result in zip(ranked, limiter.results, strict=True):
+        if result.outcome == "deny":
+            key[i] = limiter.index[result.limited_key]
+        else:
+            for k in trace.key_index[trace.key_ptr[i]:trace.key_ptr[i + 1]]:
+                if rule_of_key[k] >= 0:
+                    key[i] = k
+                    break
+        balance[i] = result.remaining or 0
+    return Replay(outcome, rule, key, balance, limiter.deepest, "oracle")

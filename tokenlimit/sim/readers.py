@@ -1,0 +1,326 @@
+"""Reading traces from files: canonical JSON Lines, CSV, Mooncake/AIPerf JSONL, gzip.
+
+One request per line (CSV: per row after the header). Canonical fields: ``ts`` (Unix
+seconds), ``key`` | ``keys`` | ``headers`` (with key templates), ``latency``,
+``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``id``, ``status``. A line with
+``timestamp`` (milliseconds) instead of ``ts`` is read as Mooncake/AIPerf: ``input_length``
+and ``output_length`` are the prompt and completion tokens, and the key comes from
+``--key-field`` (or ``key``/``keys``/headers as above). In CSV, ``keys`` holds a JSON array
+and header columns are named ``headers.<name>``. Files ending in ``.gz`` are decompressed.
+
+A request recorded without usage (no completion and no total tokens: it was limited when
+recorded) gets completion tokens drawn, with a seeded generator, from the completion tokens
+recorded for its first key (all recorded requests when that key has none).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import mmap
+import os
+import zlib
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from tokenlimit.errors import TraceError
+from tokenlimit.sim.keys import KeyTemplate
+from tokenlimit.sim.trace import Trace
+
+MISSING = -1
+
+
+class _Columns:
+    """Columns accumulated line by line, in typed arrays (8 bytes a value, not a Python
+    object); ids and statuses only once a line carries one."""
+
+    def __init__(self) -> None:
+        self.ts = array("d")
+        self.latency = array("d")
+        self.prompt = array("q")
+        self.completion = array("q")
+        self.total = array("q")
+        self.ptr = array("q", [0])
+        self.index = array("q")
+        self.names: dict[str, int] = {}
+        self.ids: list[str | int] | None = None
+        self.status: list[str | None] | None = None
+
+
+def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
+               key_field: str | None = None, seed: int = 0) -> Trace:
+    """Read a trace file (format from the suffix: ``.csv`` or JSON Lines; ``.gz`` too).
+
+    Raises ``TraceError`` naming the file, the 1-based line and the field for bad input.
+    """
+    name = str(path)
+    suffix = name.lower().removesuffix(".gz")
+    columns = _Columns()
+    try:
+        if suffix.endswith(".csv"):
+            if not key_templates and key_field is None:
+                from tokenlimit.sim.csvfast import read_simple_csv
+
+                with _mapped(name) as data:
+                    fast = read_simple_csv(data, name, seed)
+                if fast is not None:
+                    return fast
+            data = _read_bytes(name)
+            rows = _csv_rows(io.StringIO(data.decode("utf-8-sig"), newline=""), name)
+            for line, row in rows:
+                _add(columns, row, name, line, key_templates, key_field)
+        else:
+            with _open_text(name) as stream:
+                for line, row in _jsonl_rows(stream, name):
+                    _add(columns, row, name, line, key_templates, key_field)
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise TraceError(f"not a readable text or gzip file ({exc})", path=name) from exc
+    return _finish(columns, name, seed)
+
+
+@contextmanager
+def _mapped(name: str) -> Iterator[bytes | mmap.mmap]:
+    """The file's bytes: memory-mapped when plain (no copy, pages shared with the cache)."""
+    if name.lower().endswith(".gz"):
+        yield _read_bytes(name)
+        return
+    with open(name, "rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            yield b""
+            return
+        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            yield mapped
+
+
+def _read_bytes(name: str) -> bytes:
+    if name.lower().endswith(".gz"):
+        with gzip.open(name, "rb") as stream:
+            return stream.read()
+    return Path(name).read_bytes()
+
+
+def _open_text(name: str) -> IO[str]:
+    if name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(name, "rb"), encoding="utf-8-sig", newline="")
+    return open(name, encoding="utf-8-sig", newline="")
+
+
+def _jsonl_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for number, text in enumerate(stream, start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TraceError(f"not valid JSON ({exc.msg} at column {exc.colno})",
+                             path=name, line=number) from exc
+        if not isinstance(row, dict):
+            raise TraceError("expected a JSON object per line", path=name, line=number)
+        yield number, row
+
+
+def _csv_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    reader = csv.reader(stream)
+    header = next(reader, None)
+    if header is None:
+        return
+    header = [h.strip() for h in header]
+    for row in reader:
+        number = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(header):
+            raise TraceError(f"{len(row)} columns where the header has {len(header)}",
+                             path=name, line=number)
+        record: dict[str, Any] = {}
+        headers: dict[str, str] = {}
+        for column, value in zip(header, row, strict=True):
+            if column.startswith("headers."):
+                if value != "":
+                    headers[column[len("headers."):]] = value
+            elif value != "":
+                record[column] = value
+        if "keys" in record:
+            try:
+                record["keys"] = json.loads(record["keys"])
+            except json.JSONDecodeError as exc:
+                raise TraceError("keys must be a JSON array of strings", path=name,
+                                 line=number, field="keys") from exc
+        if headers:
+            record["headers"] = headers
+        yield number, record
+
+
+_MAX_TOKENS = 10**15  # beyond any real usage, and exact in the float64 the engines use
+_MAX_INT = 2**62
+
+
+def _number(row: Mapping[str, Any], field: str, name: str, line: int) -> float | None:
+    value: Any = row.get(field)
+    kind = type(value)
+    if kind is float:
+        if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+            return float(value)
+    elif kind is int and -_MAX_INT < value < _MAX_INT:
+        return float(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise TraceError(f"{value!r} is not a number", path=name, line=line,
+                             field=field) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TraceError(f"expected a number, got {json.dumps(value)}", path=name, line=line,
+                         field=field)
+    if isinstance(value, int) and not -_MAX_INT < value < _MAX_INT:
+        raise TraceError("is out of range", path=name, line=line, field=field)
+    if not math.isfinite(value):
+        raise TraceError("must be a finite number", path=name, line=line, field=field)
+    return float(value)
+
+
+def _tokens(row: Mapping[str, Any], field: str, name: str, line: int) -> int | None:
+    value: Any = row.get(field)
+    if type(value) is int and 0 <= value <= _MAX_TOKENS:
+        return int(value)
+    number = _number(row, field, name, line)
+    if number is None:
+        return None
+    if number < 0 or number != int(number) or number > _MAX_TOKENS:
+        raise TraceError(f"token counts are whole numbers from 0 to 10**15, got {row[field]}",
+                         path=name, line=line, field=field)
+    return int(number)
+
+
+def _keys(row: Mapping[str, Any], name: str, line: int, templates: Sequence[KeyTemplate],
+          key_field: str | None) -> list[str]:
+    if key_field is not None:
+        if key_field not in row:
+            raise TraceError("missing (named by --key-field)", path=name, line=line,
+                             field=key_field)
+        value = row[key_field]
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if templates:
+        headers = row.get("headers")
+        if not isinstance(headers, dict):
+            raise TraceError("expected an object of request headers (for --key-template)",
+                             path=name, line=line, field="headers")
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        return [t.render_lowered(lowered) for t in templates]
+    if "keys" in row:
+        keys = row["keys"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise TraceError("expected a list of strings", path=name, line=line, field="keys")
+        return keys
+    if "key" in row:
+        if not isinstance(row["key"], str):
+            raise TraceError("expected a string", path=name, line=line, field="key")
+        return [row["key"]]
+    if "headers" in row:
+        raise TraceError("the line has headers but no --key-template was given", path=name,
+                         line=line, field="headers")
+    raise TraceError("no rate-limit key: give key, keys, or headers with --key-template",
+                     path=name, line=line, field="key")
+
+
+def _add(c: _Columns, row: Mapping[str, Any], name: str, line: int,
+         templates: Sequence[KeyTemplate], key_field: str | None) -> None:
+    if "ts" in row:
+        ts = _number(row, "ts", name, line)
+        prompt = _tokens(row, "prompt_tokens", name, line)
+        completion = _tokens(row, "completion_tokens", name, line)
+    elif "timestamp" in row:  # Mooncake / AIPerf: milliseconds, input/output lengths
+        ms = _number(row, "timestamp", name, line)
+        ts = None if ms is None else ms / 1000.0
+        prompt = _tokens(row, "input_length", name, line)
+        completion = _tokens(row, "output_length", name, line)
+    else:
+        raise TraceError("missing (or 'timestamp' in milliseconds)", path=name, line=line,
+                         field="ts")
+    if ts is None:
+        raise TraceError("must be a number", path=name, line=line, field="ts")
+    latency = _number(row, "latency", name, line) or 0.0
+    if latency < 0:
+        raise TraceError("must be >= 0 seconds", path=name, line=line, field="latency")
+    total = _tokens(row, "total_tokens", name, line)
+    prompt = prompt or 0
+    if completion is None and total is not None:
+        completion = max(total - prompt, 0)
+    if completion is not None and total is None:
+        total = prompt + completion
+    keys = _keys(row, name, line, templates, key_field)
+    position = len(c.ts)
+    if "id" in row:
+        if not isinstance(row["id"], str | int) or isinstance(row["id"], bool):
+            raise TraceError("expected a string or an integer", path=name, line=line,
+                             field="id")
+        if c.ids is None:
+            c.ids = list(range(position))
+    if c.ids is not None:
+        c.ids.append(row.get("id", position))
+    status = row.get("status")
+    if status is not None and c.status is None:
+        c.status = [None] * position
+    if c.status is not None:
+        c.status.append(None if status is None else str(status))
+    c.ts.append(ts)
+    c.latency.append(latency)
+    c.prompt.append(prompt)
+    c.completion.append(MISSING if completion is None else completion)
+    c.total.append(MISSING if total is None else total)
+    for key in keys:
+        c.index.append(c.names.setdefault(key, len(c.names)))
+    c.ptr.append(len(c.index))
+
+
+def _finish(c: _Columns, name: str, seed: int) -> Trace:
+    prompt = np.frombuffer(c.prompt, dtype=np.int64).copy()
+    completion = np.frombuffer(c.completion, dtype=np.int64).copy()
+    total = np.frombuffer(c.total, dtype=np.int64).copy()
+    ptr = np.frombuffer(c.ptr, dtype=np.int64).copy()
+    index = np.frombuffer(c.index, dtype=np.int64).copy()
+    imputed = impute_completion(completion, ptr, index, seed)
+    total[imputed] = prompt[imputed] + completion[imputed]
+    return Trace(
+        path=name, ts=np.frombuffer(c.ts, dtype=np.float64).copy(),
+        latency=np.frombuffer(c.latency, dtype=np.float64).copy(),
+        prompt_tokens=prompt, completion_tokens=completion, total_tokens=total,
+        key_ptr=ptr, key_index=index, key_names=tuple(c.names), imputed=imputed,
+        ids=None if c.ids is None else tuple(c.ids),
+        status=None if c.status is None else tuple(c.status))
+
+
+def impute_completion(completion: Any, ptr: Any, index: Any, seed: int) -> Any:
+    """Fill ``MISSING`` completion counts in place from each first key's recorded counts.
+
+    Returns the mask of imputed requests. Groups are drawn in first-key order with one
+    generator seeded by ``seed``, so a run is reproducible.
+    """
+    missing = completion == MISSING
+    if not missing.any():
+        return missing
+    rng = np.random.default_rng(seed)
+    n = completion.shape[0]
+    has_key = ptr[1:] > ptr[:-1]
+    first = np.full(n, -1, dtype=np.int64)
+    first[has_key] = index[ptr[:-1][has_key]]
+    recorded = completion[~missing]
+    for key in np.unique(first[missing]).tolist():
+        rows = np.flatnonzero(missing & (first == key))
+        pool = completion[(first == key) & ~missing]
+        if pool.size == 0:
+            pool = recorded
+        completion[rows] = rng.choice(pool, size=rows.size) if pool.size else 0
+    return missing

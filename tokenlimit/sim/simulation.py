@@ -1,0 +1,73 @@
+"""One simulation: a trace through rules (or through each setting of a sweep), with figures.
+
+This is what ``tokenlimit simulate`` runs between reading its inputs and rendering; it is
+usable as a library:
+
+>>> from tokenlimit.rules.model import Rule
+>>> from tokenlimit.sim import TraceRequest
+>>> from tokenlimit.sim.trace import trace_from_requests
+>>> trace = trace_from_requests([TraceRequest(0, 0.0, ("u",), 0.0, completion_tokens=60),
+...                              TraceRequest(1, 1.0, ("u",))])
+>>> result = simulate_trace(trace, [Rule(0, "u", 100, 50, 60, 600)])
+>>> result.summaries[0][1].totals.limited, result.replay is not None
+(1, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tokenlimit.errors import ConfigError
+from tokenlimit.rules import LoadedRules, Severity, lint
+from tokenlimit.rules.model import Rule
+from tokenlimit.sim.algorithms import ALGORITHMS
+from tokenlimit.sim.engine import Replay
+from tokenlimit.sim.model import Charge
+from tokenlimit.sim.stats import Summary, summarize
+from tokenlimit.sim.sweep import Setting, sweep_rules
+from tokenlimit.sim.trace import Trace
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SimulationResult:
+    """``summaries``: (setting label, figures) per variant; one unlabelled entry without a
+    sweep. ``replay`` and ``rules``: the decisions and rules of a single run (``None`` and
+    the base rules for a sweep, which keeps figures only)."""
+
+    rules: tuple[Rule, ...]
+    replay: Replay | None
+    summaries: tuple[tuple[str, Summary], ...]
+
+
+def simulate_trace(trace: Trace, rules: Sequence[Rule], *, semantics: str = "asm",
+                   charge: Charge = "completion", settings: Sequence[Setting] = (),
+                   top: int = 10, price_per_1k: float | None = None,
+                   origin: str = "<rules>",
+                   on_step: Callable[[str], None] | None = None) -> SimulationResult:
+    """Replay ``trace`` through ``rules`` (each sweep setting in turn) and summarize.
+
+    ``ConfigError`` for an unknown semantics or a sweep setting the service would refuse.
+    """
+    if semantics not in ALGORITHMS:
+        raise ConfigError(f"unknown semantics {semantics!r}: choose one of "
+                          f"{', '.join(ALGORITHMS)}")
+    variants = sweep_rules(rules, settings) if settings else [("", tuple(rules))]
+    for label, variant in variants:
+        errors = [f for f in lint(LoadedRules(variant, (), origin))
+                  if f.severity is Severity.ERROR]
+        if errors:
+            raise ConfigError(f"--set {label}: {errors[0].message}")
+    algorithm = ALGORITHMS[semantics]
+    summaries = []
+    replay: Replay | None = None
+    for label, variant in variants:
+        replay = algorithm.replay(variant, trace, charge)
+        summaries.append((label, summarize(variant, trace, replay, semantics=semantics,
+                                           charge=charge, top=top,
+                                           price_per_1k=price_per_1k)))
+        if settings:
+            replay = None  # a sweep keeps each setting's figures, not its decisions
+        if on_step is not None:
+            on_step("replaying")
+    return SimulationResult(tuple(rules), replay, tuple(summaries))

@@ -1,0 +1,150 @@
+"""Statistics of a replay: per rule, per key and in total, as plain values (JSON-ready).
+
+A request belongs to the key that decided it (the limited key for a deny, else its first
+key that matches a rule) and to that key's rule; requests none of whose keys match a rule
+form the ``rule: null`` row. Every rule has a row; a rule's deepest debt covers all keys
+matching it (a multi-key request charges every key). ``tokens_admitted`` counts the charged
+tokens (completion, or total with ``--charge total``) of admitted requests, the quantity the
+rules budget; ``spend`` prices the total tokens (prompt + completion) that admitted
+requests consumed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tokenlimit.rules.model import Rule
+from tokenlimit.sim.engine import Replay, key_rules
+from tokenlimit.sim.model import Charge
+from tokenlimit.sim.trace import Trace
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """Figures for one rule, one key or the whole trace."""
+
+    requests: int
+    admitted: int
+    limited: int
+    errors: int
+    tokens_admitted: int
+    total_tokens_admitted: int
+    deepest_debt: int
+    first_limited: float | None
+
+    @property
+    def limited_pct(self) -> float:
+        return 100.0 * self.limited / self.requests if self.requests else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "admitted": self.admitted, "limited": self.limited,
+                "limited_pct": round(self.limited_pct, 3), "errors": self.errors,
+                "tokens_admitted": self.tokens_admitted,
+                "total_tokens_admitted": self.total_tokens_admitted,
+                "deepest_debt": self.deepest_debt, "first_limited": self.first_limited}
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The whole report. ``keys``: the ``top`` keys by requests, as (key, rule, row)."""
+
+    semantics: str
+    charge: Charge
+    engine: str
+    imputed: int
+    totals: Row
+    rules: tuple[tuple[int | None, str | None, Row], ...]
+    keys: tuple[tuple[str, int | None, Row], ...]
+    price_per_1k: float | None
+
+    def spend(self) -> dict[str, float] | None:
+        """Estimated spend in USD of the admitted requests (``None`` without a price)."""
+        if self.price_per_1k is None:
+            return None
+        return {"price_per_1k_tokens": self.price_per_1k,
+                "admitted_usd": round(self.totals.total_tokens_admitted / 1000
+                                      * self.price_per_1k, 6)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "semantics": self.semantics, "charge": self.charge, "engine": self.engine,
+            "imputed": self.imputed, "totals": self.totals.to_dict(),
+            "rules": [{"rule": index, "regex": regex, **row.to_dict()}
+                      for index, regex, row in self.rules],
+            "keys": [{"key": key, "rule": rule, **row.to_dict()} for key, rule, row in self.keys],
+            "spend": self.spend(),
+        }
+
+
+def _group_figures(group: Any, size: int, outcome: Any, charged: Any, total: Any,
+                   ts: Any) -> Any:
+    """One pass: per group, counts by outcome, tokens admitted and first limited time."""
+    counts = np.zeros((size, 6), dtype=np.int64)
+    first = np.full(size, np.inf)
+    for i in range(group.shape[0]):
+        g = group[i]
+        o = outcome[i]
+        counts[g, 0] += 1
+        counts[g, 1 + o] += 1
+        if o == 0:
+            counts[g, 4] += charged[i]
+            counts[g, 5] += total[i]
+        elif o == 1 and ts[i] < first[g]:
+            first[g] = ts[i]
+    return counts, first
+
+
+@functools.cache
+def _compiled_figures() -> Any:
+    import numba  # loaded when figures are first needed, not with the command line
+
+    return numba.njit(cache=True)(_group_figures)
+
+
+def _rows(counts: Any, first: Any, debt: Any) -> list[Row]:
+    return [Row(int(c[0]), int(c[1]), int(c[2]), int(c[3]), int(c[4]), int(c[5]), int(d),
+                None if np.isinf(f) else float(f))
+            for c, f, d in zip(counts.tolist(), first.tolist(), debt.tolist(), strict=True)]
+
+
+def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics: str = "asm",
+              charge: Charge = "completion", top: int = 20,
+              price_per_1k: float | None = None) -> Summary:
+    """Figures per rule, per key (the ``top`` keys by requests) and in total."""
+    charged = trace.charged(charge)
+    n_rules, n_keys = len(rules), len(trace.key_names)
+    key_group = np.where(replay.key >= 0, replay.key, n_keys)
+    # Every key's own rule (not only of keys that decided a request): a second key of a
+    # multi-key request runs into debt under its rule too.
+    matched = key_rules(rules, trace.key_names)
+    key_rule = np.append(np.where(matched >= 0, matched, n_rules), n_rules)
+    key_debt = np.append(replay.deepest, 0)
+    rule_debt = np.zeros(n_rules + 1, dtype=np.int64)
+    np.minimum.at(rule_debt, key_rule, key_debt)
+    counts, first = _compiled_figures()(
+        key_group, n_keys + 1, replay.outcome.astype(np.int64), charged, trace.total_tokens,
+        trace.ts)
+    # A key's requests all belong to its rule, so rules and totals add up key rows.
+    rule_counts = np.zeros((n_rules + 1, 6), dtype=np.int64)
+    np.add.at(rule_counts, key_rule, counts)
+    rule_first = np.full(n_rules + 1, np.inf)
+    np.minimum.at(rule_first, key_rule, first)
+    by_rule = _rows(rule_counts, rule_first, rule_debt)
+    by_key = _rows(counts, first, key_debt)
+    totals = _rows(counts.sum(axis=0, keepdims=True), first.min(keepdims=True),
+                   np.array([min(0, int(replay.deepest.min(initial=0)))]))[0]
+    rule_rows: list[tuple[int | None, str | None, Row]] = [
+        (i, rules[i].regex, by_rule[i]) for i in range(n_rules)]
+    if by_rule[n_rules].requests:
+        rule_rows.append((None, None, by_rule[n_rules]))
+    ranked = sorted((k for k in range(n_keys) if by_key[k].requests),
+                    key=lambda k: (-by_key[k].requests, trace.key_names[k]))[:max(top, 0)]
+    key_rows = [(trace.key_names[k], int(key_rule[k]) if key_rule[k] < n_rules else None,
+                 by_key[k]) for k in ranked]
+    return Summary(semantics, charge, replay.engine, trace.imputed_count, totals,
+                   tuple(rule_rows), tuple(key_rows), price_per_1k)

@@ -1,0 +1,161 @@
+"""Writing traces and decisions: always to a temporary file renamed into place, so a failed
+run never leaves half a file behind. ``.gz`` compresses; ``.csv`` writes CSV, else JSONL."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from tokenlimit.errors import ConfigError
+from tokenlimit.sim.trace import Trace
+
+CSV_HEADER = "ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
+_CHUNK = 200_000
+
+
+def publish(temp: str, target: Path) -> None:
+    """Rename ``temp`` onto ``target`` with the permissions a plain ``open`` would give
+    (``mkstemp`` makes files private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    os.replace(temp, target)
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[str]], None]) -> None:
+    """Call ``write`` with a text stream for ``path`` (gzip for ``.gz``); rename at the end."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            if target.name.lower().endswith(".gz"):
+                # mtime=0: the same trace gives the same bytes
+                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+                        _text(packed) as stream:
+                    write(stream)
+            else:
+                with _text(raw) as stream:
+                    write(stream)
+        publish(temp, target)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _text(raw: Any) -> IO[str]:
+    import io
+
+    return io.TextIOWrapper(raw, encoding="utf-8", newline="\n", write_through=False)
+
+
+def _csv_key(key: str) -> str:
+    if any(c in key for c in ',"\n\r'):
+        return '"' + key.replace('"', '""') + '"'
+    return key
+
+
+def trace_lines(trace: Trace, fmt: str) -> Iterable[str]:
+    """The trace as text chunks (``csv`` or ``jsonl``), in file order, one key per request
+    (``keys`` arrays for multi-key requests in JSONL)."""
+    if fmt == "csv":
+        yield CSV_HEADER
+    names = [_csv_key(k) for k in trace.key_names] if fmt == "csv" else trace.key_names
+    single = bool(np.array_equal(trace.key_ptr, np.arange(len(trace) + 1)))
+    for start in range(0, len(trace), _CHUNK):
+        stop = min(start + _CHUNK, len(trace))
+        ts = trace.ts[start:stop].tolist()
+        lat = trace.latency[start:stop].tolist()
+        p = trace.prompt_tokens[start:stop].tolist()
+        c = trace.completion_tokens[start:stop].tolist()
+        t = trace.total_tokens[start:stop].tolist()
+        if fmt == "csv":
+            if not single:
+                raise ConfigError("CSV holds one key per request: write JSONL for multi-key "
+                                  "traces")
+            k = trace.key_index[start:stop].tolist()
+            yield "".join([f"{a},{names[b]},{d},{e},{f},{g}\n"
+                           for a, b, d, e, f, g in zip(ts, k, lat, p, c, t, strict=True)])
+        else:
+            lines = []
+            for offset, (a, d, e, f, g) in enumerate(zip(ts, lat, p, c, t, strict=True)):
+                keys = trace.keys_of(start + offset)
+                where = (f'"key": {json.dumps(keys[0])}' if len(keys) == 1
+                         else f'"keys": {json.dumps(list(keys))}')
+                lines.append(f'{{"ts": {a}, {where}, "latency": {d}, "prompt_tokens": {e}, '
+                             f'"completion_tokens": {f}, "total_tokens": {g}}}\n')
+            yield "".join(lines)
+
+
+def trace_format(path: str | Path) -> str:
+    """``csv`` or ``jsonl`` from a file name (``.gz`` ignored)."""
+    name = str(path).lower().removesuffix(".gz")
+    return "csv" if name.endswith(".csv") else "jsonl"
+
+
+def write_trace(trace: Trace, path: str | Path) -> None:
+    """Write ``trace`` as CSV or JSONL (by suffix; ``.gz`` compresses), atomically."""
+    fmt = trace_format(path)
+
+    def write(stream: IO[str]) -> None:
+        from tokenlimit.sim.csvwrite import fits_millisecond_csv, millisecond_csv_rows
+
+        names = list(trace.key_names)
+        if (fmt == "csv" and bool(np.array_equal(trace.key_ptr, np.arange(len(trace) + 1)))
+                and fits_millisecond_csv(trace.ts, trace.latency, names)):
+            stream.write(CSV_HEADER)
+            stream.flush()
+            binary = stream.buffer  # type: ignore[attr-defined]
+            for start in range(0, len(trace), _CHUNK * 5):
+                stop = start + _CHUNK * 5
+                binary.write(millisecond_csv_rows(
+                    trace.ts[start:stop], trace.key_index[start:stop], names,
+                    trace.latency[start:stop], trace.prompt_tokens[start:stop],
+                    trace.completion_tokens[start:stop], trace.total_tokens[start:stop]))
+            return
+        for chunk in trace_lines(trace, fmt):
+            stream.write(chunk)
+
+    write_atomically(path, write)
+
+
+def write_decisions(path: str | Path, trace: Trace, outcome: Any, rule: Any) -> None:
+    """One JSON line per request in file order: ``{"id", "outcome", "rule"}``, atomically.
+
+    ``outcome``: codes 0 allow, 1 deny, 2 error; ``rule``: index or -1 (written as null).
+    """
+    names = ('"allow"', '"deny"', '"error"')
+
+    def write(stream: IO[str]) -> None:
+        if trace.ids is None:
+            from tokenlimit.sim.csvwrite import decision_lines
+
+            stream.flush()
+            binary = stream.buffer  # type: ignore[attr-defined]
+            for start in range(0, len(trace), _CHUNK * 5):
+                stop = start + _CHUNK * 5
+                binary.write(decision_lines(start, outcome[start:stop], rule[start:stop]))
+            return
+        for start in range(0, len(trace), _CHUNK):
+            stop = min(start + _CHUNK, len(trace))
+            codes = outcome[start:stop].tolist()
+            rules = rule[start:stop].tolist()
+            ids = [json.dumps(i) for i in trace.ids[start:stop]]
+            stream.write("".join([
+                f'{{"id": {i}, "outcome": {names[o]}, "rule": {"null" if r < 0 else r}}}\n'
+                for i, o, r in zip(ids, codes, rules, strict=True)]))
+
+    write_atomically(path, write)
