@@ -121,8 +121,13 @@ def test_rejected_rules_and_usage_errors() -> None:
     assert _run("simulate", TRACE, "-r", RULES, "--set", "rules[0].max_tokens=1",
                 "--decisions", "d.jsonl").exit_code == 2
     assert _run("simulate", TRACE, "-r", RULES, "--set", "rules[0].speed=1").exit_code == 2
-    assert _run("simulate", TRACE, "-r", RULES, "--key-template", "{{request.path}}",
-                ).exit_code == 2
+    scheme = _run("simulate", TRACE, "-r", RULES, "--key-template", "{{request.scheme}}")
+    assert scheme.exit_code == 2
+    assert "atracedoesnotcarryrequest.scheme" in "".join(scheme.stderr.replace("│", "").split())
+    path = _run("simulate", TRACE, "-r", RULES, "--key-template", "{{request.url_path}}")
+    assert path.exit_code == 1
+    assert path.stderr == (f"error: {TRACE}:1: field 'path': missing (key template "
+                           "'{{request.url_path}}' reads request.path)\n")
     sweep = _run("simulate", TRACE, "-r", RULES, "--set", "rules[0].fill_interval_second=0")
     assert sweep.exit_code == 1
     assert sweep.stderr.startswith("error: --set rules[0].fill_interval_second=0: ")

@@ -27,7 +27,9 @@ from tokenlimit.gateway import (
     build_config,
     load_plugin,
     prompt_tokens,
+    render_keys,
 )
+from tokenlimit.sim.readers import TraceKeys
 
 REQUEST = RequestAttributes(
     method="POST", path="/v1/chat/completions?a=1&b=2", host="dashscope.aliyuncs.com",
@@ -69,6 +71,28 @@ def test_unknown_attributes_are_refused_at_parse_time(template: str) -> None:
 @given(st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=40))
 def test_literal_text_renders_to_itself(text: str) -> None:
     assert KeyTemplate.parse(text).render(REQUEST) == text
+
+
+_TRACED = ["request.headers.a", "request.headers['B']", "request.path", "request.url_path",
+           "request.query", "request.host", "request.method", "request.id", "request.useragent"]
+_WORD = st.text(alphabet="aB?=/,-1", max_size=6)
+
+
+@given(st.lists(st.sampled_from(_TRACED), min_size=1, max_size=4), st.lists(_WORD, max_size=5),
+       st.lists(st.tuples(st.sampled_from(["a", "b", "x-request-id", "user-agent"]), _WORD),
+                max_size=4), _WORD, _WORD, _WORD)
+def test_a_template_means_the_same_in_the_gateway_and_in_a_trace(
+        names: list[str], literals: list[str], headers: list[tuple[str, str]], path: str,
+        host: str, method: str) -> None:
+    padded = [*literals, *[""] * len(names)]
+    template = KeyTemplate.parse("".join(f"{padded[i]}{{{{{name}}}}}"
+                                         for i, name in enumerate(names)) + padded[-1])
+    request = RequestAttributes(method, path, host, headers=tuple(headers))
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        grouped.setdefault(name.upper(), []).append(value)
+    line = {"path": path, "host": host, "method": method, "headers": grouped}
+    assert TraceKeys([template]).render(line, "t.jsonl", 1) == render_keys([template], request)
 
 
 SSE = (b'data: {"id":"1","choices":[{"delta":{"content":"a"}}],"usage":null}\n\n'

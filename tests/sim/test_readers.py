@@ -9,9 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.sim.keys import KeyTemplate, parse_key_templates, render_keys
-from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.keys import (
+    ATTRIBUTES,
+    KeyTemplate,
+    header_values,
+    parse_key_templates,
+    render_keys,
+)
+from tokenlimit.sim.readers import TRACE_FIELDS, TraceKeys, read_trace
 from tokenlimit.sim.trace import Trace
 
 CANONICAL = [
@@ -139,11 +146,46 @@ def test_missing_file_is_a_trace_error(tmp_path: Path) -> None:
 def test_key_template_rendering_and_refusal() -> None:
     template = KeyTemplate.parse("{{request.headers.user-type}}")
     assert template.header_names == ("user-type",)
-    assert render_keys([template], {"USER-TYPE": "subscriber"}) == ("subscriber",)
-    with pytest.raises(ConfigError, match=r"\{\{request.path\}\} is not supported"):
-        KeyTemplate.parse("{{request.path}}")
+    assert render_keys([template], header_values({"USER-TYPE": "subscriber"})) == ("subscriber",)
     with pytest.raises(ConfigError, match="unbalanced"):
         KeyTemplate.parse("{{request.headers.a")
+    with pytest.raises(ConfigError, match=r"unknown attribute 'request\.pth'"):
+        KeyTemplate.parse("{{request.pth}}")
+
+
+def test_templates_read_path_host_and_method_fields(tmp_path: Path) -> None:
+    lines = [json.dumps({"ts": 1, "path": "/v1/chat?model=a", "host": "api", "method": "POST",
+                         "headers": {"X-Tag": ["a", "b"], "x-request-id": "r1"},
+                         "completion_tokens": 1}),
+             "ts,path,host,method,headers.x-tag,headers.x-request-id,completion_tokens"]
+    templates = parse_key_templates(["{{request.method}} {{request.host}}{{request.url_path}}",
+                                     "{{request.query}}|{{request.headers['x-tag']}}|"
+                                     "{{request.id}}"])
+    trace = read_trace(_write(tmp_path / "p.jsonl", lines[:1]), key_templates=templates)
+    assert trace.keys_of(0) == ("POST api/v1/chat", "model=a|a,b|r1")
+    rows = [lines[1], "1,/x,h,GET,t,,1"]
+    trace = read_trace(_write(tmp_path / "p.csv", rows), key_templates=templates)
+    assert trace.keys_of(0) == ("GET h/x", "|t|")
+
+
+def test_templates_need_what_the_trace_carries(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        TraceKeys(parse_key_templates(["{{request.headers.a}}", "x-{{request.scheme}}"]))
+    assert str(refused.value) == (
+        "key template 'x-{{request.scheme}}': a trace does not carry request.scheme "
+        "(a trace line carries headers, path, host and method)")
+    path = _write(tmp_path / "m.jsonl", [json.dumps({"ts": 1, "headers": {}}),
+                                         json.dumps({"ts": 2, "headers": {"a": "1"}}),
+                                         json.dumps({"ts": 3, "path": 7})])
+    with pytest.raises(TraceError) as missing:
+        read_trace(path, key_templates=parse_key_templates(["{{request.query}}"]))
+    assert str(missing.value) == (
+        f"{path}:1: field 'path': missing (key template '{{{{request.query}}}}' reads "
+        "request.path)")
+    with pytest.raises(TraceError) as wrong:
+        read_trace(path, key_templates=parse_key_templates(["{{request.headers.a}}"]))
+    assert str(wrong.value) == (f"{path}:3: field 'headers': expected an object of request "
+                                "headers (for --key-template)")
 
 
 def test_the_compiled_csv_reader_takes_simple_files_and_declines_the_rest() -> None:
@@ -159,3 +201,21 @@ def test_the_compiled_csv_reader_takes_simple_files_and_declines_the_rest() -> N
                      b"ts,key,latency\n1,k,-1\n", b"ts,key\n1,k,extra\n", b"ts,user\n1,k\n",
                      b"ts,key\n1234567890.1234567,k\n"):
         assert read_simple_csv(declined, "d.csv", 0) is None, declined
+
+
+def test_the_readme_table_names_every_attribute_and_what_traces_carry() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index('<a id="key-template-attributes">'):].split("\n\n")[1]
+    rows = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 2)[-1].strip(" |")
+            for line in table.splitlines()[2:]}
+    named = {name.strip("`") for cell in rows for name in cell.split(", also")[0].split(" / ")}
+    assert named == set(ATTRIBUTES)
+    carried = {name.strip("`"): field.strip("`") for cell, field in rows.items()
+               for name in cell.split(", also")[0].split(" / ") if field != "-"}
+    for attribute, field in carried.items():
+        base = KeyTemplate.parse("{{" + attribute.replace("NAME", "n") + "}}").attributes[0]
+        assert TRACE_FIELDS.get(base, "headers") == field, attribute
+        TraceKeys([KeyTemplate.parse("{{" + attribute.replace("NAME", "n") + "}}")])
+    for attribute in set(ATTRIBUTES) - carried.keys():
+        with pytest.raises(ConfigError, match="a trace does not carry"):
+            TraceKeys([KeyTemplate.parse("{{" + attribute + "}}")])

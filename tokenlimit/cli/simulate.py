@@ -19,7 +19,7 @@ from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
 from tokenlimit.sim.keys import parse_key_templates
 from tokenlimit.sim.model import Charge
-from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.readers import TraceKeys, read_trace
 from tokenlimit.sim.simulation import simulate_trace
 from tokenlimit.sim.stats import Row, Summary
 from tokenlimit.sim.sweep import parse_setting
@@ -116,8 +116,8 @@ def simulate(
         help="Tokens a report deducts: completion (the service) or total.")] = "completion",
     key_template: Annotated[list[str] | None, typer.Option(
         "--key-template", metavar="TEMPLATE",
-        help="Render keys from each line's headers, e.g. '{{request.headers.user-type}}' "
-        "(repeatable, in rateLimitKeys order).")] = None,
+        help="Render keys from each line's headers (and path, host, method), e.g. "
+        "'{{request.headers.user-type}}' (repeatable, in rateLimitKeys order).")] = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field (e.g. for Mooncake traces).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for imputed completion tokens.")] = 0,
@@ -154,6 +154,7 @@ def simulate(
             typer.echo(finding.one_line(), err=True)
     try:
         templates = parse_key_templates(key_template or [])
+        TraceKeys(templates)  # refuses, before reading, an attribute no trace line carries
         settings = [parse_setting(s) for s in setting or []]
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template/--set") from None

@@ -6,7 +6,7 @@ in the foreground (``run_foreground``) or in a background thread (``BackgroundSe
 
 from __future__ import annotations
 
-from tokenlimit.gateway.attributes import KeyTemplate, RequestAttributes, render_keys
+from tokenlimit.gateway.attributes import RequestAttributes
 from tokenlimit.gateway.config import GatewayConfig, PluginSettings, build_config, load_plugin
 from tokenlimit.gateway.health import GatewayEvent, GatewayStats
 from tokenlimit.gateway.mock_llm import MockLLM, MockSettings, TokenDraw, prompt_tokens
@@ -19,6 +19,7 @@ from tokenlimit.gateway.server import (
     run_foreground,
 )
 from tokenlimit.gateway.usage import Usage, UsageReader
+from tokenlimit.sim.keys import KeyTemplate, render_keys
 
 __all__ = [
     "LOOPBACK",

@@ -1,55 +1,52 @@
-"""Rate-limit key templates over Envoy request attributes, as the plug-in renders them.
+"""What a key template sees of a live request: ``RequestAttributes``, a lookup of its attributes.
 
-A template is literal text with ``{{attribute}}`` placeholders, e.g.
-``{{request.headers.user-type}}`` or ``tier-{{request.headers.x-tier}}@{{request.host}}``.
-Supported attributes (Envoy's names):
+The templates themselves (parsing, the attribute names, rendering) live in
+:mod:`tokenlimit.sim.keys`, shared with the simulator; this module only answers, for one
+request, the base attributes a template asks for.
 
-    request.headers.NAME   a request header (NAME case-insensitive; several values joined by ",");
-                           also written request.headers['NAME'] as in CEL
-    request.path           the path with its query string
-    request.url_path       the path without the query string
-    request.query          the query string (without "?")
-    request.host           the Host / :authority header
-    request.method         GET, POST, ...
-    request.scheme         http or https
-    request.protocol       HTTP/1.1, HTTP/2, ...
-    request.id             the x-request-id header
-    request.referer        the referer header
-    request.useragent      the user-agent header
-    source.address         the client's address as host:port; source.port the port alone
-    destination.address    the proxy's address as host:port; destination.port the port alone
-
-An attribute that is absent (a header not sent) renders as the empty string. An unknown attribute
-is a :class:`~tokenlimit.errors.ConfigError` when the template is parsed, so a typo is found at
-start-up and not at the first request.
-
->>> template = KeyTemplate.parse("{{request.headers.User-Type}}")
->>> template.render(RequestAttributes("POST", "/v1", "h", headers=(("user-type", "subscriber"),)))
-'subscriber'
+>>> from tokenlimit.sim.keys import KeyTemplate
+>>> request = RequestAttributes("POST", "/v1?a=1", "h", headers=(("user-type", "subscriber"),))
+>>> KeyTemplate.parse("{{request.headers.User-Type}}@{{request.host}}{{request.url_path}}").render(
+...     request)
+'subscriber@h/v1'
+>>> request["request.query"]
+Traceback (most recent call last):
+...
+KeyError: 'request.query'
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
-from tokenlimit.errors import ConfigError
+from tokenlimit.sim.keys import HEADER_PREFIX
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-_BRACKETED = re.compile(r"""^request\.headers\[\s*(['"])(.+)\1\s*\]$""")
-_HEADER_PREFIX = "request.headers."
-_SIMPLE = frozenset({
-    "request.path", "request.url_path", "request.query", "request.host", "request.method",
-    "request.scheme", "request.protocol", "request.id", "request.referer", "request.useragent",
-    "source.address", "source.port", "destination.address", "destination.port",
-})
-ATTRIBUTES = (*sorted(_SIMPLE), "request.headers.NAME")
+
+def _peer(peer: tuple[str, int] | None, address: bool) -> str:
+    if peer is None:
+        return ""
+    return f"{peer[0]}:{peer[1]}" if address else str(peer[1])
+
+
+_VALUES: dict[str, Callable[[RequestAttributes], str]] = {
+    "request.path": lambda r: r.path,
+    "request.host": lambda r: r.host,
+    "request.method": lambda r: r.method,
+    "request.scheme": lambda r: r.scheme,
+    "request.protocol": lambda r: r.protocol,
+    "source.address": lambda r: _peer(r.source, True),
+    "source.port": lambda r: _peer(r.source, False),
+    "destination.address": lambda r: _peer(r.destination, True),
+    "destination.port": lambda r: _peer(r.destination, False),
+}
 
 
 @dataclass(frozen=True, slots=True)
-class RequestAttributes:
-    """What a key template can see of one request. ``headers`` hold lower-case names."""
+class RequestAttributes(Mapping[str, str]):
+    """One request, as a lookup of its base attributes (``tokenlimit.sim.keys``): the names
+    in ``BASE_ATTRIBUTES`` and ``request.headers.<name>`` for each header it carries (several
+    values joined by ``,``). ``headers`` hold lower-case names; ``path`` holds the query."""
 
     method: str
     path: str
@@ -65,77 +62,14 @@ class RequestAttributes:
         wanted = name.lower()
         return ",".join(value for key, value in self.headers if key == wanted)
 
-    def value(self, attribute: str) -> str:
-        """The string value of one attribute (see the module docstring for the names)."""
-        if attribute.startswith(_HEADER_PREFIX):
-            return self.header(attribute[len(_HEADER_PREFIX):])
-        url_path, _, query = self.path.partition("?")
-        values = {
-            "request.path": self.path,
-            "request.url_path": url_path,
-            "request.query": query,
-            "request.host": self.host,
-            "request.method": self.method,
-            "request.scheme": self.scheme,
-            "request.protocol": self.protocol,
-            "request.id": self.header("x-request-id"),
-            "request.referer": self.header("referer"),
-            "request.useragent": self.header("user-agent"),
-        }
-        if attribute in values:
-            return values[attribute]
-        peer = self.source if attribute.startswith("source.") else self.destination
-        if peer is None:
-            return ""
-        return f"{peer[0]}:{peer[1]}" if attribute.endswith(".address") else str(peer[1])
+    def __getitem__(self, attribute: str) -> str:
+        if attribute.startswith(HEADER_PREFIX):
+            return self.header(attribute[len(HEADER_PREFIX):])
+        return _VALUES[attribute](self)
 
+    def __iter__(self) -> Iterator[str]:
+        yield from _VALUES
+        yield from dict.fromkeys(HEADER_PREFIX + key for key, _ in self.headers)
 
-def _check_attribute(attribute: str, template: str) -> None:
-    if attribute in _SIMPLE:
-        return
-    if attribute.startswith(_HEADER_PREFIX) and attribute[len(_HEADER_PREFIX):].strip():
-        return
-    raise ConfigError(
-        f"key template {template!r}: unknown attribute {attribute!r} "
-        f"(known: {', '.join(ATTRIBUTES)})"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class KeyTemplate:
-    """A parsed template: literal text and attribute names, alternating."""
-
-    text: str
-    parts: tuple[tuple[bool, str], ...] = field(default=())  # (is_attribute, literal or name)
-
-    @classmethod
-    def parse(cls, text: str) -> KeyTemplate:
-        """Parse ``text``; unknown attributes raise :class:`ConfigError`."""
-        parts: list[tuple[bool, str]] = []
-        position = 0
-        for match in _PLACEHOLDER.finditer(text):
-            if match.start() > position:
-                parts.append((False, text[position:match.start()]))
-            attribute = match.group(1)
-            if bracketed := _BRACKETED.match(attribute):  # CEL's request.headers['name']
-                attribute = _HEADER_PREFIX + bracketed.group(2)
-            _check_attribute(attribute, text)
-            parts.append((True, attribute))
-            position = match.end()
-        if position < len(text):
-            parts.append((False, text[position:]))
-        return cls(text, tuple(parts))
-
-    def render(self, request: RequestAttributes) -> str:
-        """The key string for ``request``."""
-        return "".join(request.value(part) if is_attr else part for is_attr, part in self.parts)
-
-
-def parse_templates(texts: Sequence[str]) -> tuple[KeyTemplate, ...]:
-    """Parse several templates, in order."""
-    return tuple(KeyTemplate.parse(text) for text in texts)
-
-
-def render_keys(templates: Sequence[KeyTemplate], request: RequestAttributes) -> list[str]:
-    """The rate-limit keys of ``request``, one per template, in template order."""
-    return [template.render(request) for template in templates]
+    def __len__(self) -> int:
+        return len(_VALUES) + len({key for key, _ in self.headers})

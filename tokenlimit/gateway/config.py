@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from tokenlimit.errors import ConfigError
-from tokenlimit.gateway.attributes import KeyTemplate, parse_templates
+from tokenlimit.sim.keys import KeyTemplate, parse_key_templates
 
 DEFAULT_KEY_TEMPLATE = "{{request.headers.user-type}}"
 FAIL_STRATEGIES = {"FAIL_OPEN": True, "FAIL_CLOSE": False}
@@ -173,7 +173,7 @@ def build_config(
     return GatewayConfig(
         upstream=upstream.rstrip("/"),
         service=service.rstrip("/"),
-        templates=parse_templates(list(key_templates) or [DEFAULT_KEY_TEMPLATE]),
+        templates=parse_key_templates(list(key_templates) or [DEFAULT_KEY_TEMPLATE]),
         hosts=tuple(h.lower() for h in hosts),
         fail_open=True if fail_open is None else fail_open,
         service_timeout=service_timeout,

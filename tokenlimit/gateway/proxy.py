@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -21,10 +22,11 @@ import aiohttp
 from yarl import URL
 
 from tokenlimit.gateway.asgi import ClientGone, Receive, Scope, Send, read_body, respond
-from tokenlimit.gateway.attributes import RequestAttributes, render_keys
+from tokenlimit.gateway.attributes import RequestAttributes
 from tokenlimit.gateway.config import GatewayConfig
 from tokenlimit.gateway.health import EventSink, GatewayEvent, GatewayStats, ServiceHealth
 from tokenlimit.gateway.usage import Usage, UsageReader
+from tokenlimit.sim.keys import render_keys
 
 log = logging.getLogger("tokenlimit.gateway")
 
@@ -173,13 +175,13 @@ class Gateway:
         status = await self.forward(request, headers, body, receive, send, keys=keys)
         self._event("allowed" if verdict.allow else "failed_open", request, keys, status)
 
-    def _event(self, kind: str, request: RequestAttributes, keys: list[str] | tuple[str, ...],
+    def _event(self, kind: str, request: RequestAttributes, keys: Sequence[str],
                status: int | None, detail: str = "") -> None:
         if self.on_event is not None:
             self.on_event(GatewayEvent(kind, request.method, request.path, request.host,
                                        tuple(keys), status, detail))
 
-    async def check(self, keys: list[str]) -> Verdict:
+    async def check(self, keys: Sequence[str]) -> Verdict:
         """Ask the service about ``keys``."""
         assert self._service is not None
         keys_json = quote(json.dumps(keys, ensure_ascii=False, separators=(",", ":")), safe="")
@@ -217,7 +219,7 @@ class Gateway:
 
     async def forward(self, request: RequestAttributes, headers: list[tuple[str, str]],
                       body: bytes, receive: Receive, send: Send,
-                      keys: list[str] | None) -> int | None:
+                      keys: Sequence[str] | None) -> int | None:
         """Send the request upstream unchanged and stream the answer back.
 
         Returns the status the client got (``None``: the client hung up mid-answer).
@@ -282,7 +284,7 @@ class Gateway:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return reader.finish() if reader is not None else None
 
-    async def report(self, keys: list[str], usage: Usage,
+    async def report(self, keys: Sequence[str], usage: Usage,
                      request: RequestAttributes | None = None) -> None:
         """``POST /update_ratelimit_record`` for one answer."""
         ok = await self._post_report(keys, usage)
@@ -292,7 +294,7 @@ class Gateway:
             self._event("reported" if ok else "report_failed", request, keys,
                         200 if ok else None, detail)
 
-    async def _post_report(self, keys: list[str], usage: Usage) -> bool:
+    async def _post_report(self, keys: Sequence[str], usage: Usage) -> bool:
         assert self._service is not None
         try:
             async with self._service.post(f"{self.config.service}/update_ratelimit_record",

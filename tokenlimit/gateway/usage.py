@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,9 +45,9 @@ class Usage:
             total = prompt + completion
         return cls(prompt, completion, total)
 
-    def report_body(self, keys: list[str]) -> dict[str, Any]:
+    def report_body(self, keys: Sequence[str]) -> dict[str, Any]:
         """The body of ``POST /update_ratelimit_record``."""
-        return {"ratelimit_keys": keys, "prompt_tokens": self.prompt_tokens,
+        return {"ratelimit_keys": list(keys), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens}
 
 

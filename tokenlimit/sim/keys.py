@@ -1,80 +1,144 @@
-"""Rate-limit key templates in the plug-in's ``rateLimitKeys`` syntax.
+"""Rate-limit key templates in the plug-in's ``rateLimitKeys`` syntax: the one implementation.
 
-A template is literal text with Envoy-attribute placeholders such as
-``{{request.headers.user-type}}``; the only attribute family a recorded request carries is
-``request.headers.<name>`` (header names are case-insensitive, as in HTTP). A header the
-request does not carry renders as the empty string (what the plug-in sends for a missing
-attribute is not documented; an empty key matches only rules whose regex accepts it).
+A template is literal text with ``{{attribute}}`` placeholders in Envoy's attribute names, e.g.
+``{{request.headers.user-type}}`` or ``tier-{{request.headers.x-tier}}@{{request.host}}``.
+Supported attributes (``ATTRIBUTES``; the README's table says the same):
 
->>> template = KeyTemplate.parse("{{request.headers.user-type}}")
->>> template.render({"User-Type": "regular-user"})
-'regular-user'
->>> render_keys([KeyTemplate.parse("tier-{{ request.headers.x-tier }}")], {"x-tier": "gold"})
-('tier-gold',)
+    request.headers.NAME   a request header (NAME case-insensitive; several values joined by ",");
+                           also written request.headers['NAME'] as in CEL
+    request.path           the path with its query string
+    request.url_path       the path without the query string
+    request.query          the query string (without "?")
+    request.host           the Host / :authority header
+    request.method         GET, POST, ...
+    request.scheme         http or https
+    request.protocol       HTTP/1.1, HTTP/2, ...
+    request.id             the x-request-id header
+    request.referer        the referer header
+    request.useragent      the user-agent header
+    source.address         the client's address as host:port; source.port the port alone
+    destination.address    the proxy's address as host:port; destination.port the port alone
+
+An unknown attribute is a :class:`~tokenlimit.errors.ConfigError` when the template is parsed,
+so a typo is found at start-up and not at the first request. Parsing also resolves the
+attributes that are other attributes in disguise: ``request.id``, ``request.referer`` and
+``request.useragent`` read headers, ``request.url_path`` and ``request.query`` are cut from
+``request.path``. What is left, ``KeyTemplate.attributes``, are *base* attributes
+(``BASE_ATTRIBUTES`` or ``request.headers.<lower-case name>``).
+
+Rendering takes a lookup (a ``Mapping``) from base attribute names to values: the gateway's
+lookup is the live request, the simulator's is built from a trace line. An attribute the lookup
+does not hold (a header not sent) renders as the empty string.
+
+>>> template = KeyTemplate.parse("tier-{{ request.headers.User-Type }}@{{request.url_path}}")
+>>> template.attributes
+('request.headers.user-type', 'request.path')
+>>> template.render({"request.headers.user-type": "gold", "request.path": "/v1/chat?x=1"})
+'tier-gold@/v1/chat'
+>>> render_keys([template], header_values({"X-Other": "1"}))
+('tier-@',)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from tokenlimit.errors import ConfigError
 
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
-_HEADER_PREFIX = "request.headers."
+HEADER_PREFIX = "request.headers."
+BASE_ATTRIBUTES = frozenset({
+    "request.path", "request.host", "request.method", "request.scheme", "request.protocol",
+    "source.address", "source.port", "destination.address", "destination.port",
+})
+# Attributes resolved at parse time: (the base attribute read, how: _WHOLE, _BEFORE_QUERY, _QUERY).
+_WHOLE, _BEFORE_QUERY, _QUERY = 0, 1, 2
+_DERIVED = {
+    "request.id": (HEADER_PREFIX + "x-request-id", _WHOLE),
+    "request.referer": (HEADER_PREFIX + "referer", _WHOLE),
+    "request.useragent": (HEADER_PREFIX + "user-agent", _WHOLE),
+    "request.url_path": ("request.path", _BEFORE_QUERY),
+    "request.query": ("request.path", _QUERY),
+}
+ATTRIBUTES = (*sorted(BASE_ATTRIBUTES | _DERIVED.keys()), "request.headers.NAME")
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+_BRACKETED = re.compile(r"""^request\.headers\[\s*(['"])(.+)\1\s*\]$""")
+
+
+def _normalise(attribute: str, text: str) -> str:
+    """The attribute's one spelling: headers as ``request.headers.<lower>``; else unchanged."""
+    if bracketed := _BRACKETED.match(attribute):  # CEL's request.headers['name']
+        attribute = HEADER_PREFIX + bracketed.group(2)
+    if attribute.startswith(HEADER_PREFIX) and attribute[len(HEADER_PREFIX):].strip():
+        return HEADER_PREFIX + attribute[len(HEADER_PREFIX):].lower()
+    if attribute in BASE_ATTRIBUTES or attribute in _DERIVED:
+        return attribute
+    raise ConfigError(f"key template {text!r}: unknown attribute {attribute!r} "
+                      f"(known: {', '.join(ATTRIBUTES)})")
 
 
 @dataclass(frozen=True, slots=True)
 class KeyTemplate:
-    """A parsed template: ``parts`` alternate literal text and lower-cased header names.
+    """A parsed template. Build one with ``KeyTemplate.parse``.
 
-    ``parts[0]``, ``parts[2]``, ... are literal; ``parts[1]``, ``parts[3]``, ... are header
-    names. Build one with ``KeyTemplate.parse``.
+    ``parts`` alternate literal text and attribute names as written (normalised: headers
+    lower-cased, CEL brackets removed): ``parts[0]``, ``parts[2]``, ... are literal,
+    ``parts[1]``, ``parts[3]``, ... attributes. The rest is precompiled for ``render``.
     """
 
-    source: str
+    text: str
     parts: tuple[str, ...]
+    _steps: tuple[tuple[str, str, int], ...] = field(init=False, repr=False, compare=False)
+    _only: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        steps = tuple((self.parts[i - 1], *_DERIVED.get(self.parts[i], (self.parts[i], _WHOLE)))
+                      for i in range(1, len(self.parts), 2))
+        object.__setattr__(self, "_steps", steps)
+        whole = len(steps) == 1 and steps[0][2] == _WHOLE and not self.parts[0] + self.parts[2]
+        object.__setattr__(self, "_only", steps[0][1] if whole else None)
 
     @classmethod
     def parse(cls, text: str) -> KeyTemplate:
-        """Parse ``text``; ``ConfigError`` for a placeholder that is not a request header."""
+        """Parse ``text``; ``ConfigError`` for an unknown attribute or a stray ``{{``/``}}``."""
         parts: list[str] = []
         position = 0
         for match in _PLACEHOLDER.finditer(text):
-            attribute = match.group(1).strip()
-            if not attribute.startswith(_HEADER_PREFIX) or len(attribute) == len(_HEADER_PREFIX):
-                raise ConfigError(
-                    f"key template {text!r}: {{{{{attribute}}}}} is not supported; a trace "
-                    "carries request headers only, so use {{request.headers.NAME}}")
             parts.append(text[position:match.start()])
-            parts.append(attribute[len(_HEADER_PREFIX):].lower())
+            parts.append(_normalise(match.group(1), text))
             position = match.end()
-        rest = text[position:]
-        if "{{" in rest or "}}" in rest:
+        parts.append(text[position:])
+        if any("{{" in part or "}}" in part for part in parts[::2]):
             raise ConfigError(f"key template {text!r}: unbalanced '{{{{' or '}}}}'")
-        parts.append(rest)
         return cls(text, tuple(parts))
 
     @property
+    def attributes(self) -> tuple[str, ...]:
+        """The base attributes ``render`` looks up, each once, in order of first use."""
+        return tuple(dict.fromkeys(base for _, base, _ in self._steps))
+
+    @property
     def header_names(self) -> tuple[str, ...]:
-        """The (lower-cased) header names the template reads."""
-        return self.parts[1::2]
+        """The (lower-cased) request headers the template reads."""
+        return tuple(name[len(HEADER_PREFIX):] for name in self.attributes
+                     if name.startswith(HEADER_PREFIX))
 
-    def render(self, headers: Mapping[str, str]) -> str:
-        """The key for a request with ``headers`` (any case); missing headers render empty."""
-        lowered = {str(name).lower(): value for name, value in headers.items()}
-        return self.render_lowered(lowered)
-
-    def render_lowered(self, lowered: Mapping[str, str]) -> str:
-        """Like ``render`` for headers whose names are already lower-case (faster in loops)."""
+    def render(self, values: Mapping[str, str]) -> str:
+        """The key for a request whose base attributes are ``values`` (absent: empty)."""
+        if self._only is not None:
+            return values.get(self._only) or ""
         out = []
-        for index, part in enumerate(self.parts):
-            if index % 2:
-                value = lowered.get(part)
-                out.append("" if value is None else str(value))
-            else:
-                out.append(part)
+        for literal, base, how in self._steps:
+            value = values.get(base) or ""
+            if how == _BEFORE_QUERY:
+                value = value.partition("?")[0]
+            elif how == _QUERY:
+                value = value.partition("?")[2]
+            out.append(literal)
+            out.append(value)
+        out.append(self.parts[-1])
         return "".join(out)
 
 
@@ -83,7 +147,25 @@ def parse_key_templates(texts: Sequence[str]) -> tuple[KeyTemplate, ...]:
     return tuple(KeyTemplate.parse(text) for text in texts)
 
 
-def render_keys(templates: Sequence[KeyTemplate], headers: Mapping[str, str]) -> tuple[str, ...]:
+def template_attributes(templates: Iterable[KeyTemplate]) -> tuple[str, ...]:
+    """The base attributes any of ``templates`` reads, each once, in order of first use."""
+    return tuple(dict.fromkeys(name for t in templates for name in t.attributes))
+
+
+def header_values(headers: Mapping[str, object]) -> dict[str, str]:
+    """A lookup for ``render`` from request headers (names in any case; a list of values is
+    joined by ``,``, as the proxy joins a repeated header)."""
+    return {HEADER_PREFIX + str(name).lower(): header_text(value)
+            for name, value in headers.items()}
+
+
+def header_text(value: object) -> str:
+    """One header's value as text: a list (a repeated header) joined by ``,``."""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def render_keys(templates: Sequence[KeyTemplate], values: Mapping[str, str]) -> tuple[str, ...]:
     """The request's rate-limit keys, one per template, in the plug-in's order."""
-    lowered = {str(name).lower(): value for name, value in headers.items()}
-    return tuple(template.render_lowered(lowered) for template in templates)
+    return tuple(template.render(values) for template in templates)

@@ -1,7 +1,8 @@
 """Reading traces from files: canonical JSON Lines, CSV, Mooncake/AIPerf JSONL, gzip.
 
 One request per line (CSV: per row after the header). Canonical fields: ``ts`` (Unix
-seconds), ``key`` | ``keys`` | ``headers`` (with key templates), ``latency``,
+seconds), ``key`` | ``keys`` | ``headers`` (with key templates, which may also read the
+``path``, ``host`` and ``method`` fields: ``TraceKeys``), ``latency``,
 ``prompt_tokens``, ``completion_tokens``, ``total_tokens``, ``id``, ``status``. A line with
 ``timestamp`` (milliseconds) instead of ``ts`` is read as Mooncake/AIPerf: ``input_length``
 and ``output_length`` are the prompt and completion tokens, and the key comes from
@@ -31,8 +32,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from tokenlimit.errors import TraceError
-from tokenlimit.sim.keys import KeyTemplate
+from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.sim.keys import HEADER_PREFIX, KeyTemplate, header_text
 from tokenlimit.sim.trace import Trace
 
 MISSING = -1
@@ -55,6 +56,63 @@ class _Columns:
         self.status: list[str | None] | None = None
 
 
+# The base template attributes a trace line carries, and the field that carries each one.
+TRACE_FIELDS = {"request.path": "path", "request.host": "host", "request.method": "method"}
+
+
+class TraceKeys:
+    """Key templates compiled for trace lines: a template reads ``headers`` and the fields in
+    ``TRACE_FIELDS``. ``ConfigError`` (at once, before any line is read) for a template that
+    reads an attribute no trace line carries, such as ``request.scheme``.
+
+    >>> from tokenlimit.sim.keys import parse_key_templates
+    >>> keys = TraceKeys(parse_key_templates(["{{request.method}} {{request.headers.x-a}}"]))
+    >>> keys.render({"method": "GET", "headers": {"X-A": ["1", "2"]}}, "t.jsonl", 1)
+    ('GET 1,2',)
+    """
+
+    __slots__ = ("fields", "headers", "templates")
+
+    def __init__(self, templates: Sequence[KeyTemplate]) -> None:
+        self.templates = tuple(templates)
+        self.headers: dict[str, str] = {}  # lower-case header name -> attribute
+        fields: dict[str, tuple[str, str, str]] = {}
+        for template in self.templates:
+            for attribute in template.attributes:
+                if attribute.startswith(HEADER_PREFIX):
+                    self.headers[attribute[len(HEADER_PREFIX):]] = attribute
+                elif attribute in TRACE_FIELDS:
+                    fields.setdefault(attribute, (TRACE_FIELDS[attribute], attribute,
+                                                  template.text))
+                else:
+                    raise ConfigError(
+                        f"key template {template.text!r}: a trace does not carry {attribute} "
+                        "(a trace line carries headers, path, host and method)")
+        self.fields = tuple(fields.values())  # (field, attribute, the first template to read it)
+
+    def render(self, row: Mapping[str, Any], name: str, line: int) -> tuple[str, ...]:
+        """The keys of one trace line; ``TraceError`` for a field the templates need."""
+        values: dict[str, str] = {}
+        if self.headers:
+            headers = row.get("headers")
+            if not isinstance(headers, dict):
+                raise TraceError("expected an object of request headers (for --key-template)",
+                                 path=name, line=line, field="headers")
+            wanted = self.headers
+            for key, value in headers.items():
+                attribute = wanted.get(key.lower())
+                if attribute is not None:
+                    values[attribute] = value if type(value) is str else header_text(value)
+        for field, attribute, text in self.fields:
+            value = row.get(field)
+            if type(value) is not str:
+                problem = (f"missing (key template {text!r} reads {attribute})" if value is None
+                           else f"expected a string (for key template {text!r})")
+                raise TraceError(problem, path=name, line=line, field=field)
+            values[attribute] = value
+        return tuple([template.render(values) for template in self.templates])
+
+
 def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
                key_field: str | None = None, seed: int = 0) -> Trace:
     """Read a trace file (format from the suffix: ``.csv`` or JSON Lines; ``.gz`` too).
@@ -63,6 +121,7 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     """
     name = str(path)
     suffix = name.lower().removesuffix(".gz")
+    plan = TraceKeys(key_templates) if key_templates else None
     columns = _Columns()
     try:
         if suffix.endswith(".csv"):
@@ -76,11 +135,11 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
             data = _read_bytes(name)
             rows = _csv_rows(io.StringIO(data.decode("utf-8-sig"), newline=""), name)
             for line, row in rows:
-                _add(columns, row, name, line, key_templates, key_field)
+                _add(columns, row, name, line, plan, key_field)
         else:
             with _open_text(name) as stream:
                 for line, row in _jsonl_rows(stream, name):
-                    _add(columns, row, name, line, key_templates, key_field)
+                    _add(columns, row, name, line, plan, key_field)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
@@ -204,21 +263,16 @@ def _tokens(row: Mapping[str, Any], field: str, name: str, line: int) -> int | N
     return int(number)
 
 
-def _keys(row: Mapping[str, Any], name: str, line: int, templates: Sequence[KeyTemplate],
-          key_field: str | None) -> list[str]:
+def _keys(row: Mapping[str, Any], name: str, line: int, plan: TraceKeys | None,
+          key_field: str | None) -> list[str] | tuple[str, ...]:
     if key_field is not None:
         if key_field not in row:
             raise TraceError("missing (named by --key-field)", path=name, line=line,
                              field=key_field)
         value = row[key_field]
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-    if templates:
-        headers = row.get("headers")
-        if not isinstance(headers, dict):
-            raise TraceError("expected an object of request headers (for --key-template)",
-                             path=name, line=line, field="headers")
-        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-        return [t.render_lowered(lowered) for t in templates]
+    if plan is not None:
+        return plan.render(row, name, line)
     if "keys" in row:
         keys = row["keys"]
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
@@ -236,7 +290,7 @@ def _keys(row: Mapping[str, Any], name: str, line: int, templates: Sequence[KeyT
 
 
 def _add(c: _Columns, row: Mapping[str, Any], name: str, line: int,
-         templates: Sequence[KeyTemplate], key_field: str | None) -> None:
+         plan: TraceKeys | None, key_field: str | None) -> None:
     if "ts" in row:
         ts = _number(row, "ts", name, line)
         prompt = _tokens(row, "prompt_tokens", name, line)
@@ -260,7 +314,7 @@ def _add(c: _Columns, row: Mapping[str, Any], name: str, line: int,
         completion = max(total - prompt, 0)
     if completion is not None and total is None:
         total = prompt + completion
-    keys = _keys(row, name, line, templates, key_field)
+    keys = _keys(row, name, line, plan, key_field)
     position = len(c.ts)
     if "id" in row:
         if not isinstance(row["id"], str | int) or isinstance(row["id"], bool):
