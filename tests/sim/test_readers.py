@@ -155,14 +155,14 @@ def test_key_template_rendering_and_refusal() -> None:
 
 def test_templates_read_path_host_and_method_fields(tmp_path: Path) -> None:
     lines = [json.dumps({"ts": 1, "path": "/v1/chat?model=a", "host": "api", "method": "POST",
-                         "headers": {"X-Tag": ["a", "b"], "x-request-id": "r1"},
+                         "headers": {"X-Tag": ["a", "b"], "x-request-id": "r1", "x-tag": "c"},
                          "completion_tokens": 1}),
              "ts,path,host,method,headers.x-tag,headers.x-request-id,completion_tokens"]
     templates = parse_key_templates(["{{request.method}} {{request.host}}{{request.url_path}}",
                                      "{{request.query}}|{{request.headers['x-tag']}}|"
                                      "{{request.id}}"])
     trace = read_trace(_write(tmp_path / "p.jsonl", lines[:1]), key_templates=templates)
-    assert trace.keys_of(0) == ("POST api/v1/chat", "model=a|a,b|r1")
+    assert trace.keys_of(0) == ("POST api/v1/chat", "model=a|a,b,c|r1")
     rows = [lines[1], "1,/x,h,GET,t,,1"]
     trace = read_trace(_write(tmp_path / "p.csv", rows), key_templates=templates)
     assert trace.keys_of(0) == ("GET h/x", "|t|")

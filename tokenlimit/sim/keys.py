@@ -153,10 +153,17 @@ def template_attributes(templates: Iterable[KeyTemplate]) -> tuple[str, ...]:
 
 
 def header_values(headers: Mapping[str, object]) -> dict[str, str]:
-    """A lookup for ``render`` from request headers (names in any case; a list of values is
-    joined by ``,``, as the proxy joins a repeated header)."""
-    return {HEADER_PREFIX + str(name).lower(): header_text(value)
-            for name, value in headers.items()}
+    """A lookup for ``render`` from request headers (names in any case). A list of values, or
+    names that differ only in case, are one repeated header: values joined by ``,``.
+
+    >>> header_values({"X-Tag": ["a", "b"], "x-tag": "c", "Accept": "*/*"})
+    {'request.headers.x-tag': 'a,b,c', 'request.headers.accept': '*/*'}
+    """
+    values: dict[str, str] = {}
+    for name, value in headers.items():
+        attribute, text = HEADER_PREFIX + str(name).lower(), header_text(value)
+        values[attribute] = f"{values[attribute]},{text}" if attribute in values else text
+    return values
 
 
 def header_text(value: object) -> str:

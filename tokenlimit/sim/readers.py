@@ -101,8 +101,10 @@ class TraceKeys:
             wanted = self.headers
             for key, value in headers.items():
                 attribute = wanted.get(key.lower())
-                if attribute is not None:
-                    values[attribute] = value if type(value) is str else header_text(value)
+                if attribute is not None:  # names that differ only in case: one header
+                    text = value if type(value) is str else header_text(value)
+                    values[attribute] = (f"{values[attribute]},{text}" if attribute in values
+                                         else text)
         for field, attribute, text in self.fields:
             value = row.get(field)
             if type(value) is not str:
