@@ -57,9 +57,10 @@ def main(
 
 def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
-    from tokenlimit.cli import validate
+    from tokenlimit.cli import loadtest, validate
 
     validate.register(app)
+    loadtest.register(app)
 
 
 _register()

@@ -1,0 +1,255 @@
+"""Did the limiter admit what its rules say? The observed run replayed through the ASM model.
+
+The service decides with its own clock, in whole seconds, and concurrent requests can reach
+it in another order than they were sent. The generator only knows, for each check, the
+window ``[sent, answered]`` in which the service ran it, and for each usage report the window
+in which it was applied (service mode: the report's own send and answer times; gateway mode:
+from the answer to ``report_window`` seconds later, since the gateway reports after the
+response). Every window is widened by ``tolerance`` seconds for clock granularity.
+
+The prediction uses the reports that were really sent (the observed traffic), through
+``tokenlimit.sim.AsmLimiter``. It is bounded rather than guessed:
+
+- A report whose window overlaps a check's window may have come before or after it.
+- The lower bound of a check's balance places every report as late as possible and counts
+  every report that may precede the check; the upper bound places reports as early as
+  possible and leaves out every report that may follow it (a report moved earlier never
+  lowers a later balance, and one report changes a balance by at most its tokens, because
+  refills are capped by ``max_tokens`` and resets forget debt).
+- Both bounds are computed with every check at the start of its window and at its end
+  (whole-second refills and expiries move with it).
+
+A request is predicted ``allow`` when every lower bound is positive, ``deny`` when every upper
+bound is at most zero; otherwise it is ``ambiguous`` and counted apart, not as a mismatch.
+Checks whose window straddles a second boundary are covered at both ends of their window,
+but not every mix of such placements across requests: at moderate load such mixes are rare
+and land in ``ambiguous`` through the per-request bounds. Each request carries one key.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tokenlimit.load.modes import Observation
+from tokenlimit.rules.model import Rule
+from tokenlimit.sim.asm import AsmLimiter
+
+_REPORT, _CHECK = 0, 1
+
+
+@dataclass(slots=True)
+class KeyConformance:
+    """Per key: compared requests and what the limiter did beyond the rules."""
+
+    compared: int = 0
+    agreed: int = 0
+    ambiguous: int = 0
+    over_admitted: int = 0
+    under_admitted: int = 0
+    tokens_above: int = 0
+    tokens_below: int = 0
+
+    def merge(self, other: KeyConformance) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KeyConformance:
+        return cls(**{name: int(data[name]) for name in cls.__slots__})
+
+
+@dataclass(slots=True)
+class Conformance:
+    """The comparison of observed decisions with the rules' decisions, per request."""
+
+    requests: int = 0
+    compared: int = 0
+    agreed: int = 0
+    ambiguous: int = 0
+    over_admitted: int = 0
+    under_admitted: int = 0
+    other_mismatches: int = 0
+    not_compared: int = 0
+    keys: dict[str, KeyConformance] = field(default_factory=dict)
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def agreement(self) -> float | None:
+        """Agreement in percent over unambiguous compared requests."""
+        return round(100.0 * self.agreed / self.compared, 3) if self.compared else None
+
+    def findings(self) -> list[str]:
+        """Over-admission first (the limiter let through more than the rules allow)."""
+        out: list[str] = []
+        if self.over_admitted:
+            tokens = sum(k.tokens_above for k in self.keys.values())
+            out.append(f"over-admission: {self.over_admitted} requests admitted that the rules "
+                       f"limit ({tokens} tokens above the rules)")
+        if self.under_admitted:
+            out.append(f"under-admission: {self.under_admitted} requests limited that the "
+                       "rules admit")
+        if self.other_mismatches:
+            out.append(f"{self.other_mismatches} requests answered otherwise than predicted "
+                       "(error versus decision)")
+        return out
+
+    def merge(self, other: Conformance) -> None:
+        for name in ("requests", "compared", "agreed", "ambiguous", "over_admitted",
+                     "under_admitted", "other_mismatches", "not_compared"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for key, stats in other.keys.items():
+            self.keys.setdefault(key, KeyConformance()).merge(stats)
+        self.examples = (self.examples + other.examples)[:10]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests, "compared": self.compared, "agreed": self.agreed,
+            "agreement_percent": self.agreement, "ambiguous": self.ambiguous,
+            "over_admitted": self.over_admitted, "under_admitted": self.under_admitted,
+            "other_mismatches": self.other_mismatches, "not_compared": self.not_compared,
+            "findings": self.findings(),
+            "keys": {k: self.keys[k].to_dict() for k in sorted(self.keys)},
+            "examples": self.examples,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Conformance:
+        return cls(int(data["requests"]), int(data["compared"]), int(data["agreed"]),
+                   int(data["ambiguous"]), int(data["over_admitted"]),
+                   int(data["under_admitted"]), int(data["other_mismatches"]),
+                   int(data["not_compared"]),
+                   {str(k): KeyConformance.from_dict(v) for k, v in data["keys"].items()},
+                   list(data.get("examples", [])))
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    lo: float
+    hi: float
+
+
+def _bounds(rules: Sequence[Rule], obs: Sequence[Observation], checks: list[_Window],
+            reports: dict[int, _Window], uncertain: list[list[int]],
+            check_late: bool, report_late: bool) -> list[tuple[str, int | None]]:
+    """One bounding replay: per check, (outcome, adjusted balance or None)."""
+    events: list[tuple[float, int, int]] = []
+    for i, w in enumerate(checks):
+        events.append((w.hi if check_late else w.lo, _CHECK, i))
+    for i, w in reports.items():
+        events.append((w.hi if report_late else w.lo, _REPORT, i))
+    events.sort()
+    placed = {i: (w.hi if report_late else w.lo) for i, w in reports.items()}
+    limiter = AsmLimiter(rules)
+    out: list[tuple[str, int | None]] = [("allow", None)] * len(checks)
+    for when, kind, i in events:
+        o = obs[i]
+        if kind == _REPORT:
+            limiter.report([o.key], o.tokens, when)
+            continue
+        result = limiter.check([o.key], when)
+        if result.remaining is None or result.outcome == "error":
+            out[i] = (result.outcome, None)
+            continue
+        balance = result.remaining
+        for m in uncertain[i]:
+            before = placed[m] <= when  # at one instant reports go first
+            if report_late and not before:
+                balance -= obs[m].tokens  # may precede the check: count it (lower bound)
+            elif not report_late and before:
+                balance += obs[m].tokens  # may follow the check: leave it out (upper bound)
+        out[i] = (result.outcome, balance)
+    return out
+
+
+def check_conformance(rules: Sequence[Rule], observations: Sequence[Observation], *,
+                      tolerance: float = 0.001) -> Conformance:
+    """Compare each observed decision with the rules' bounded prediction."""
+    obs = list(observations)
+    conf = Conformance(requests=len(obs))
+    checks = [_Window(o.sent - tolerance, o.done + tolerance) for o in obs]
+    reports = {i: _Window(o.report_lo - tolerance, o.report_hi + tolerance)
+               for i, o in enumerate(obs) if o.report_lo is not None and o.report_hi is not None}
+    uncertain = _uncertain_reports(obs, checks, reports)
+    runs = [_bounds(rules, obs, checks, reports, uncertain, cl, rl)
+            for cl in (False, True) for rl in (False, True)]
+    for i, o in enumerate(obs):
+        per_key = conf.keys.setdefault(o.key, KeyConformance())
+        if o.outcome == "error":
+            conf.not_compared += 1
+            continue
+        outcomes = {run[i][0] for run in runs}
+        lows = [run[i][1] for run in runs[1::2]]  # report_late runs: lower bounds
+        highs = [run[i][1] for run in runs[0::2]]
+        predicted: str
+        if outcomes == {"error"}:
+            predicted = "error"
+        elif "error" in outcomes:
+            predicted = "ambiguous"
+        elif all(v is None for v in lows + highs):
+            predicted = "allow"  # no rule matches the key: never limited
+        elif all(v is not None and v > 0 for v in lows):
+            predicted = "allow"
+        elif all(v is not None and v <= 0 for v in highs):
+            predicted = "deny"
+        else:
+            predicted = "ambiguous"
+        observed = "allow" if o.outcome == "allowed" else "deny"
+        if predicted == "ambiguous":
+            conf.ambiguous += 1
+            per_key.ambiguous += 1
+            continue
+        conf.compared += 1
+        per_key.compared += 1
+        if predicted == observed:
+            conf.agreed += 1
+            per_key.agreed += 1
+            continue
+        if predicted == "deny" and observed == "allow":
+            conf.over_admitted += 1
+            per_key.over_admitted += 1
+            per_key.tokens_above += o.tokens
+        elif predicted == "allow" and observed == "deny":
+            conf.under_admitted += 1
+            per_key.under_admitted += 1
+            per_key.tokens_below += o.tokens
+        else:
+            conf.other_mismatches += 1
+        if len(conf.examples) < 10:
+            conf.examples.append({"index": o.index, "key": o.key, "sent": round(o.sent, 6),
+                                  "observed": observed, "predicted": predicted,
+                                  "balance_bounds": [min(v for v in lows if v is not None),
+                                                     max(v for v in highs if v is not None)]
+                                  if any(v is not None for v in lows + highs) else None})
+    return conf
+
+
+def _uncertain_reports(obs: Sequence[Observation], checks: list[_Window],
+                       reports: dict[int, _Window]) -> list[list[int]]:
+    """Per check: the reports for its key whose order relative to it is not known."""
+    by_key: dict[str, list[tuple[float, float, int]]] = {}
+    for i, w in reports.items():
+        by_key.setdefault(obs[i].key, []).append((w.lo, w.hi, i))
+    starts: dict[str, list[float]] = {}
+    widest: dict[str, float] = {}
+    for key, items in by_key.items():
+        items.sort()
+        starts[key] = [lo for lo, _, _ in items]
+        widest[key] = max(hi - lo for lo, hi, _ in items)
+    out: list[list[int]] = []
+    for i, w in enumerate(checks):
+        key = obs[i].key
+        found = by_key.get(key)
+        if not found:
+            out.append([])
+            continue
+        items = found
+        first = bisect.bisect_left(starts[key], w.lo - widest[key])
+        last = bisect.bisect_right(starts[key], w.hi)
+        out.append([m for lo, hi, m in items[first:last] if hi >= w.lo and m != i])
+    return out

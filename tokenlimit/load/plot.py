@@ -1,0 +1,88 @@
+"""``--plot report.png``: throughput and latency over time, tokens admitted per key.
+
+matplotlib with the Agg backend (no display needed); imported only when a plot is asked for.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import Any
+
+from tokenlimit.load.report import LoadReport, write_atomic
+from tokenlimit.rules.model import Rule
+from tokenlimit.rules.regex import RuleMatcher
+
+TOP_KEYS = 6
+
+
+def budget_line(rule: Rule, seconds: list[float]) -> list[float]:
+    """Most tokens the rule can admit by each second: the first fill plus every refill.
+
+    >>> budget_line(Rule(0, "u", 200, 50, 30, 300), [0.0, 29.0, 30.0, 61.0])
+    [50.0, 50.0, 100.0, 150.0]
+    """
+    if rule.fill_interval_second <= 0:
+        return [float(rule.max_tokens)] * len(seconds)
+    return [float(rule.tokens_per_fill * (1 + math.floor(s / rule.fill_interval_second)))
+            for s in seconds]
+
+
+def render_plot(report: LoadReport, rules: list[Rule] | None) -> bytes:
+    """The PNG bytes of the report's plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = report.stats
+    seconds = sorted(stats.timeline)
+    t0 = math.floor(stats.started) if stats.started else (seconds[0] if seconds else 0)
+    xs = [s - t0 for s in seconds]
+    fig, axes = plt.subplots(3, 1, figsize=(10, 11), constrained_layout=True)
+    ax: Any = axes[0]
+    tl = [stats.timeline[s] for s in seconds]
+    ax.stackplot(xs, [t.allowed for t in tl], [t.limited for t in tl], [t.errors for t in tl],
+                 labels=["allowed", "limited", "errors"], step="post",
+                 colors=["#2a9d8f", "#e9c46a", "#e76f51"])
+    ax.set_title(f"Throughput ({report.load}; {report.target})")
+    ax.set_ylabel("answers per second")
+    ax.set_xlabel("seconds since start")
+    ax.legend(loc="upper right")
+    ax = axes[1]
+    for p, style in ((50.0, "-"), (99.0, "--"), (100.0, ":")):
+        ys = [(t.latency.percentile_us(p) or 0) / 1000 for t in tl]
+        ax.plot(xs, ys, style, label="max" if p == 100 else f"p{p:g}", drawstyle="steps-post")
+    ax.set_title("Latency per second (from intended send time)")
+    ax.set_ylabel("ms")
+    ax.set_xlabel("seconds since start")
+    ax.legend(loc="upper right")
+    ax = axes[2]
+    matcher = RuleMatcher(rules) if rules else None
+    keys = sorted(stats.keys, key=lambda k: -stats.keys[k].tokens_admitted)[:TOP_KEYS]
+    for index, key in enumerate(keys):
+        total, ys = 0, []
+        for t in tl:
+            total += t.tokens.get(key, 0)
+            ys.append(total)
+        color = f"C{index}"
+        ax.plot(xs, ys, color=color, label=f"{key} admitted", drawstyle="steps-post")
+        rule_index = matcher.index_for(key) if matcher else None
+        if rule_index is not None and matcher is not None and xs:
+            span = [float(x) for x in range(0, int(xs[-1]) + 2)]
+            ax.plot(span, budget_line(matcher.rules[rule_index], span), color=color,
+                    linestyle="--", alpha=0.7, label=f"{key} budget (rule {rule_index})")
+    ax.set_title("Completion tokens admitted per key (cumulative) against the rule's budget")
+    ax.set_ylabel("tokens")
+    ax.set_xlabel("seconds since start")
+    if keys:
+        ax.legend(loc="upper left", fontsize="small")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_plot(report: LoadReport, rules: list[Rule] | None, path: str) -> None:
+    """Render and write the plot atomically."""
+    write_atomic(path, render_plot(report, rules))
