@@ -62,6 +62,10 @@ def _register() -> None:
     validate.register(app)
     loadtest.register(app)
 
+    from tokenlimit.cli import serve as serve_command
+
+    serve_command.register(app)
+
 
 _register()
 

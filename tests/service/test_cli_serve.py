@@ -1,0 +1,140 @@
+"""``tokenlimit serve`` from the command line: start-up errors in-process, a real run as a
+subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import REPO, SAMPLES, RedisServer, free_port
+from tests.service.helpers import check, report
+from tokenlimit.cli.main import app
+
+runner = CliRunner()
+
+
+def test_rules_with_errors_are_refused_with_validates_findings(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"rate_limit_key_regex": "u", "max_tokens": 10, "tokens_per_fill": 5,\n'
+                     '  "fill_interval_second": 0, "redis_expired_seconds": 60}]\n')
+    result = runner.invoke(app, ["serve", "--rules", str(rules), "--stop-after", "0"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {rules}:2:27: error TL108 fill_interval_second is 0")
+    assert "Traceback" not in result.output
+
+
+def test_help_lists_every_option() -> None:
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0, result.output
+    for option in ("--rules", "--host", "--port", "--backend", "--redis-url", "--mode",
+                   "--estimate", "--shadow", "--fail-open", "--fail-closed", "--charge",
+                   "--strict-input", "--rate-headers", "--workers"):
+        assert option in result.output
+
+
+def test_missing_rules_and_bad_options(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("RATE_LIMIT_CONFIG", "REDIS_ADDRESS")}
+    result = runner.invoke(app, ["serve", "--stop-after", "0"], env=env)
+    assert result.exit_code == 1
+    assert result.output == ("error: no rules: give --rules SOURCE or set RATE_LIMIT_CONFIG "
+                             "(the example exits at start-up without it)\n")
+    assert runner.invoke(app, ["serve", "--mode", "fast"]).exit_code == 2
+    assert runner.invoke(app, ["serve", "--fail-open", "--fail-closed"]).exit_code == 2
+    assert runner.invoke(app, ["serve", "--estimate", "lots"]).exit_code == 2
+    workers = runner.invoke(app, ["serve", "--rules", str(SAMPLES / "rules.json"),
+                                  "--workers", "2", "--stop-after", "0"], env=env)
+    assert workers.exit_code == 1
+    assert workers.output == ("error: --workers > 1 needs a Redis backend: memory state is per "
+                              "process\n")
+    bad_url = runner.invoke(app, ["serve", "--rules", str(SAMPLES / "rules.json"),
+                                  "--redis-url", "http://x", "--stop-after", "0"])
+    assert bad_url.exit_code == 1
+    assert bad_url.output == ("error: --redis-url: expected redis://[:password@]host:port[/db], "
+                              "got 'http://x'\n")
+
+
+def test_in_process_run_reads_rules_from_the_environment() -> None:
+    config = (SAMPLES / "rules.json").read_text()
+    port = free_port()
+    result = runner.invoke(app, ["serve", "--port", str(port), "--stop-after", "0.2"],
+                           env={"RATE_LIMIT_CONFIG": config, "REDIS_ADDRESS": ""})
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["event"] for line in lines] == ["starting", "listening", "stopped"]
+    assert lines[0]["backend"].startswith("memory (state in this process only")
+    assert lines[1]["port"] == port
+
+
+def _wait_healthy(client: httpx.Client, url: str, log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.get(f"{url}/healthz")
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
+
+def test_subprocess_serves_the_example_api(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "RATE_LIMIT_CONFIG": (SAMPLES / "rules.json").read_text()}
+    env.pop("REDIS_ADDRESS", None)
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "serve", "--port", str(port),
+             "--stop-after", "60"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client() as client:
+            _wait_healthy(client, url, log)
+            assert check(client, url, ["subscriber-1"]).json()["allow"] is True
+            assert report(client, url, ["subscriber-1"], 100).status_code == 200
+            limited = check(client, url, ["subscriber-1"])
+            assert limited.content == (
+                b'{"allow":false,"description":"subscriber-1 is being rate-limited"}')
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode == 0
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events == ["starting", "listening", "stopped"]
+
+
+@pytest.mark.redis
+def test_two_workers_share_the_port_and_the_redis_state(tmp_path: Path,
+                                                        redis_server: RedisServer) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_ADDRESS": redis_server.address}
+    log = tmp_path / "log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "serve", "--rules", str(SAMPLES / "rules.json"),
+             "--port", str(port), "--workers", "2", "--stop-after", "60"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client() as first, httpx.Client() as second:
+            deadline = time.monotonic() + 20
+            while log.read_text().count('"event": "listening"') < 2:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            assert check(first, url, ["subscriber-9"]).json()["allow"] is True
+            assert report(second, url, ["subscriber-9"], 100).status_code == 200
+            for client in (first, second):  # whichever worker answers, the bucket is spent
+                assert check(client, url, ["subscriber-9"]).json()["allow"] is False
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert process.returncode == 0
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert sorted(events) == ["listening", "listening", "starting", "stopped", "stopped"]

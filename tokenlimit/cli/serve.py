@@ -1,0 +1,147 @@
+"""``tokenlimit serve``: the drop-in rate-limit service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tokenlimit.cli.options import RulesOption
+from tokenlimit.errors import ConfigError
+from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
+from tokenlimit.service.app import FailMode, Mode, RateLimitApp, ServiceOptions
+from tokenlimit.service.reserve import EstimatePolicy
+from tokenlimit.service.runner import (
+    BACKENDS,
+    backend_config,
+    build_store,
+    check_rules,
+    json_logger,
+    new_event_loop,
+    serve_forever,
+)
+from tokenlimit.service.workers import run_workers
+from tokenlimit.sim.model import Charge
+
+
+def parse_estimates(values: list[str]) -> EstimatePolicy:
+    """``--estimate`` values: ``N`` (fixed), ``avg:N`` (running average from N), ``RULE=N``."""
+    default, average, per_rule = 100, True, {}
+    for value in values:
+        text = value.strip()
+        try:
+            if text.startswith("avg:"):
+                default, average = int(text[4:]), True
+            elif "=" in text:
+                rule, _, tokens = text.partition("=")
+                per_rule[int(rule)] = int(tokens)
+            else:
+                default, average = int(text), False
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r}: expected N, avg:N or RULE_INDEX=N", param_hint="--estimate",
+            ) from None
+    return EstimatePolicy(default, average, per_rule)
+
+
+def _rules_loader(source: str | None) -> LoadedRules:
+    if source is not None:
+        return load_rules(source)
+    if ENV_VAR not in os.environ:
+        raise ConfigError(f"no rules: give --rules SOURCE or set {ENV_VAR} (the example exits "
+                          "at start-up without it)")
+    return load_rules(from_env=True)
+
+
+def serve(
+    rules: RulesOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 in a container.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (the example's is 8080).")] = 8080,
+    backend: Annotated[str | None, typer.Option(
+        help=f"{'|'.join(BACKENDS)}; default: redis when --redis-url or REDIS_ADDRESS is set, "
+        "else memory.")] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        metavar="URL", help="redis://:PASSWORD@HOST:PORT/DB (password and db optional); "
+        "default: REDIS_ADDRESS, REDIS_PASSWORD, REDIS_DB_INDEX.")] = None,
+    redis_timeout: Annotated[float, typer.Option(
+        help="Seconds before a Redis call counts as failed.")] = 1.0,
+    mode: Annotated[str, typer.Option(
+        help="compat (the example) or reserve (reserve an estimate at check time).")] = "compat",
+    estimate: Annotated[list[str] | None, typer.Option(
+        help="Reserve mode: N (fixed), avg:N (key's running average, from N), RULE_INDEX=N. "
+        "Repeatable.")] = None,
+    shadow: Annotated[bool, typer.Option(
+        help="Decide and count, but always answer allow.")] = False,
+    fail_open: Annotated[bool, typer.Option(
+        "--fail-open", help="Backend errors allow (the example answers 400).")] = False,
+    fail_closed: Annotated[bool, typer.Option(
+        "--fail-closed", help="Backend errors deny.")] = False,
+    charge: Annotated[str, typer.Option(
+        help="Tokens a report charges: completion (the example) or total.")] = "completion",
+    strict_input: Annotated[bool, typer.Option(
+        help="Malformed keys or bodies and negative counts: 400 with a JSON error.")] = False,
+    rate_headers: Annotated[bool, typer.Option(
+        help="Add x-ratelimit-remaining-tokens and retry-after to answers.")] = False,
+    max_body_bytes: Annotated[int, typer.Option(
+        help="Larger report bodies get 413.")] = 1 << 20,
+    workers: Annotated[int, typer.Option(
+        help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
+    stop_after: Annotated[float | None, typer.Option(
+        hidden=True, help="Stop after this many seconds (tests and benchmarks).")] = None,
+) -> None:
+    """Run the rate-limit service: the ASM example's API, rules and Redis layout.
+
+    Example: REDIS_ADDRESS=127.0.0.1:6379 tokenlimit serve --rules samples/rules.json
+    """
+    if mode not in ("compat", "reserve"):
+        raise typer.BadParameter("choose compat or reserve", param_hint="--mode")
+    if charge not in ("completion", "total"):
+        raise typer.BadParameter("choose completion or total", param_hint="--charge")
+    if fail_open and fail_closed:
+        raise typer.BadParameter("give only one of --fail-open and --fail-closed")
+    if not 0 < port < 65536:
+        raise typer.BadParameter("must be 1-65535", param_hint="--port")
+    if workers < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
+    policy = parse_estimates(estimate or [])
+    loaded = _rules_loader(rules)
+    check_rules(loaded)
+    chosen = backend_config(backend, redis_url, timeout=redis_timeout)
+    if workers > 1 and chosen.kind == "memory":
+        raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
+    log = json_logger()
+    log("starting", backend=chosen.describe(), rules=loaded.origin)
+    mode_value: Mode = "reserve" if mode == "reserve" else "compat"
+    charge_value: Charge = "total" if charge == "total" else "completion"
+    options = ServiceOptions(mode_value, policy, shadow, fail, charge_value, strict_input,
+                             rate_headers, max_body_bytes)
+    watch = Path(rules) if rules not in (None, "-") else None
+    reload = (lambda: _rules_loader(rules)) if rules != "-" else None
+
+    def run_one(worker: int) -> None:
+        store = build_store(chosen, loaded.rules)
+        app = RateLimitApp(store, loaded.rules, options, log=log)
+        loop = new_event_loop()
+        try:
+            loop.run_until_complete(serve_forever(
+                app, host, port, reload=reload, watch=watch, log=log, stop_after=stop_after,
+                reuse_port=workers > 1))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        finally:
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    if workers == 1:
+        run_one(0)
+    elif run_workers(workers, run_one) != 0:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,290 @@
+"""Starting the service: choosing a store, serving in the foreground or in a thread, reloading.
+
+``running_service`` (a context manager that serves in a background thread and yields the base
+URL) is what tests and other tokenlimit commands use; ``serve_forever`` is the command's loop,
+with SIGHUP and a polled ``--rules`` file for reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+from urllib.parse import unquote, urlsplit
+
+from tokenlimit.errors import ConfigError, TokenlimitError
+from tokenlimit.rules import LoadedRules, require_valid
+from tokenlimit.rules.model import Rule
+from tokenlimit.service.app import RateLimitApp, ServiceOptions
+from tokenlimit.service.http import HttpServer
+from tokenlimit.service.stores.base import Clock, Store
+from tokenlimit.service.stores.memory import MemoryStore
+
+BackendKind = Literal["memory", "redis", "redis-cluster"]
+BACKENDS: tuple[BackendKind, ...] = ("memory", "redis", "redis-cluster")
+
+
+@dataclass(frozen=True, slots=True)
+class BackendConfig:
+    """Where bucket state lives. ``timeout``: seconds before a Redis call counts as failed."""
+
+    kind: BackendKind = "memory"
+    host: str = "127.0.0.1"
+    port: int = 6379
+    password: str | None = field(default=None, repr=False)
+    db: int = 0
+    timeout: float = 1.0
+
+    def describe(self) -> str:
+        """For the start-up line: never the password."""
+        if self.kind == "memory":
+            return "memory (state in this process only; set REDIS_ADDRESS or --redis-url to share)"
+        auth = " with password" if self.password else ""
+        return f"{self.kind} at {self.host}:{self.port} db {self.db}{auth}"
+
+
+def backend_config(kind: str | None = None, redis_url: str | None = None,
+                   environ: Mapping[str, str] | None = None,
+                   timeout: float = 1.0) -> BackendConfig:
+    """The backend from the options, else from the example's environment variables.
+
+    ``REDIS_ADDRESS`` (host:port), ``REDIS_PASSWORD``, ``REDIS_DB_INDEX`` (0 when unset or not
+    a number). No option and no ``REDIS_ADDRESS``: the memory store.
+
+    >>> backend_config(environ={"REDIS_ADDRESS": "10.0.0.5:6380", "REDIS_DB_INDEX": "x"})
+    BackendConfig(kind='redis', host='10.0.0.5', port=6380, db=0, timeout=1.0)
+    """
+    env = os.environ if environ is None else environ
+    if kind is not None and kind not in BACKENDS:
+        raise ConfigError(f"--backend: choose one of {', '.join(BACKENDS)}, not {kind!r}")
+    if redis_url is not None:
+        host, port, password, db = _parse_url(redis_url)
+    elif env.get("REDIS_ADDRESS"):
+        host, port = _parse_address(env["REDIS_ADDRESS"], "REDIS_ADDRESS")
+        password = env.get("REDIS_PASSWORD") or None
+        db_text = env.get("REDIS_DB_INDEX", "")
+        db = int(db_text) if db_text.strip().lstrip("-").isdigit() else 0
+    else:
+        if kind in ("redis", "redis-cluster"):
+            raise ConfigError(f"--backend {kind} needs --redis-url or REDIS_ADDRESS")
+        return BackendConfig("memory", timeout=timeout)
+    chosen: BackendKind = "redis" if kind in (None, "redis") else kind
+    if chosen == "memory":
+        return BackendConfig("memory", timeout=timeout)
+    return BackendConfig(chosen, host, port, password, db, timeout)
+
+
+def _parse_address(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: expected host:port, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _parse_url(url: str) -> tuple[str, int, str | None, int]:
+    parts = urlsplit(url)
+    if parts.scheme != "redis":
+        raise ConfigError(f"--redis-url: expected redis://[:password@]host:port[/db], got {url!r}")
+    try:
+        port = parts.port or 6379
+    except ValueError as exc:
+        raise ConfigError(f"--redis-url: bad port in {url!r}") from exc
+    db_text = parts.path.strip("/")
+    if db_text and not db_text.isdigit():
+        raise ConfigError(f"--redis-url: the database must be a number, got {db_text!r}")
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname or "127.0.0.1", port, password, int(db_text or 0)
+
+
+def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | None = None) -> Store:
+    """The store for ``backend`` (Redis stores connect lazily, on first use)."""
+    if backend.kind == "memory":
+        return MemoryStore(rules, clock)
+    if backend.kind == "redis":
+        from tokenlimit.service.stores.redis import RedisStore
+
+        return RedisStore(rules, backend.host, backend.port, password=backend.password,
+                          db=backend.db, timeout=backend.timeout, clock=clock)
+    from tokenlimit.service.stores.cluster import ClusterStore
+
+    return ClusterStore(rules, backend.host, backend.port, password=backend.password,
+                        timeout=backend.timeout, clock=clock)
+
+
+def json_logger(stream: TextIO | None = None) -> Callable[..., None]:
+    """Structured logs: one JSON object per line, ``ts`` and ``event`` first."""
+
+    def log(event: str, **fields: Any) -> None:
+        record = {"ts": round(time.time(), 3), "event": event, **fields}
+        out = stream or sys.stderr
+        out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        out.flush()
+
+    return log
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop where uvloop is installed, else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+@dataclass
+class RunningService:
+    """A service serving in a background thread (see ``running_service``)."""
+
+    url: str
+    port: int
+    app: RateLimitApp
+    loop: asyncio.AbstractEventLoop
+
+    def set_rules(self, rules: Sequence[Rule]) -> None:
+        """Swap the rules (bucket state kept), from any thread."""
+        self.loop.call_soon_threadsafe(self.app.set_rules, tuple(rules))
+
+
+@contextlib.contextmanager
+def running_service(
+    rules: Sequence[Rule] | LoadedRules,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    options: ServiceOptions | None = None,
+    backend: BackendConfig | None = None,
+    clock: Clock | None = None,
+    log: Callable[..., None] | None = None,
+) -> Iterator[RunningService]:
+    """Serve in a background thread; yields a ``RunningService`` whose ``url`` has no slash.
+
+    ``port=0`` picks a free port. The thread, its loop and its connections end on exit.
+    """
+    rule_list = rules.rules if isinstance(rules, LoadedRules) else tuple(rules)
+    store = build_store(backend or BackendConfig(), rule_list, clock)
+    app = RateLimitApp(store, rule_list, options, log=log or (lambda *a, **k: None))
+    server = HttpServer(app, max_body=app.options.max_body)
+    loop = new_event_loop()
+    started = threading.Event()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+    bound: list[int] = []
+
+    async def main() -> None:
+        try:
+            bound.append(await server.start(host, port))
+        except OSError as exc:
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        await stop.wait()
+        await server.close()
+        await store.close()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="tokenlimit-serve", daemon=True)
+    thread.start()
+    started.wait(10)
+    if failure or not bound:
+        thread.join(5)
+        raise ConfigError(f"cannot listen on {host}:{port}: {failure[0] if failure else 'timeout'}")
+    url_host = f"[{host}]" if ":" in host else host
+    try:
+        yield RunningService(f"http://{url_host}:{bound[0]}", bound[0], app, loop)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+
+
+def check_rules(loaded: LoadedRules) -> None:
+    """Refuse rules with error findings (``RulesRejected``, validate's findings)."""
+    require_valid(loaded)
+
+
+async def serve_forever(
+    app: RateLimitApp,
+    host: str,
+    port: int,
+    *,
+    reload: Callable[[], LoadedRules] | None = None,
+    watch: Path | None = None,
+    log: Callable[..., None],
+    stop_after: float | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def do_reload(reason: str) -> None:
+        if reload is None:
+            return
+        try:
+            loaded = reload()
+            check_rules(loaded)
+        except TokenlimitError as exc:
+            log("reload_refused", reason=reason, error=" ".join(str(exc).split()),
+                kept_rules=len(app.rules))
+            return
+        app.set_rules(loaded.rules)
+        log("reloaded", reason=reason, rules=len(loaded.rules))
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        loop.add_signal_handler(signal.SIGHUP, do_reload, "SIGHUP")
+    server = HttpServer(app, max_body=app.options.max_body)
+    bound = await server.start(host, port, reuse_port=reuse_port)
+    # Start-up objects (modules, rules, compiled regexes) never die: keep them out of the
+    # collector's full passes, which otherwise show up as latency spikes.
+    gc.freeze()
+    log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
+        shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
+    watcher = asyncio.create_task(_watch(watch, do_reload, stop)) if watch else None
+    try:
+        await asyncio.wait_for(stop.wait(), stop_after)
+    except TimeoutError:
+        pass
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await server.close()
+        await app.store.close()
+        log("stopped")
+
+
+async def _watch(path: Path, reload: Callable[[str], None], stop: asyncio.Event) -> None:
+    def stamp() -> tuple[float, int] | None:
+        try:
+            info = path.stat()
+        except OSError:
+            return None
+        return info.st_mtime, info.st_size
+
+    seen = stamp()
+    while not stop.is_set():
+        await asyncio.sleep(1.0)
+        now = stamp()
+        if now != seen and now is not None:
+            seen = now
+            reload(f"{path} changed")

@@ -1,0 +1,1 @@
+"""Bucket stores: memory (the reference model), Redis, Redis Cluster."""

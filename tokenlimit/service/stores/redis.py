@@ -1,0 +1,257 @@
+"""The Redis store: the example's check script (rewritten, same keys and arithmetic) by EVALSHA.
+
+Key layout, compatible with the example so the two services can share one Redis: the balance
+under the raw key, the last refill second under ``<key>_last_fill_time``. Reserve mode adds
+``<key>_reserved``, ``<key>_reserved_n`` and ``<key>_avg_tokens`` (see ``reserve.py``). The
+cluster layout wraps the key in a hash tag (``{<key>}``, ``{<key>}_last_fill_time``, ...) so
+that a key's state lives in one slot.
+
+Scripts are ``.lua`` files in ``tokenlimit/service/lua`` (``bucket.lua`` is prepended to each),
+loaded on every new connection and called by EVALSHA; a NOSCRIPT answer reloads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+from tokenlimit.errors import StoreError
+from tokenlimit.rules.model import Rule
+from tokenlimit.rules.regex import RuleMatcher
+from tokenlimit.service.reserve import AVG_WEIGHT, EstimatePolicy
+from tokenlimit.service.stores.base import Clock
+from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, encode_command
+from tokenlimit.sim.asm import LAST_FILL_SUFFIX, CheckResult
+
+SCRIPT_NAMES = ("check", "reserve", "release", "settle", "report")
+COMMAND_CACHE_SIZE = 10_000
+SUFFIXES = ("", LAST_FILL_SUFFIX, "_reserved", "_reserved_n", "_avg_tokens")
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One script: its full text (``bucket.lua`` + the body) and SHA1."""
+
+    name: str
+    text: str
+    sha: str
+
+
+@cache
+def load_script(name: str) -> Script:
+    """The script ``name`` from the package's ``lua`` folder.
+
+    >>> load_script("check").sha == hashlib.sha1(load_script("check").text.encode()).hexdigest()
+    True
+    """
+    folder = resources.files("tokenlimit.service").joinpath("lua")
+    text = folder.joinpath("bucket.lua").read_text("utf-8") + "\n" + folder.joinpath(
+        f"{name}.lua").read_text("utf-8")
+    return Script(name, text, hashlib.sha1(text.encode()).hexdigest())
+
+
+def plain_names(key: str) -> tuple[str, ...]:
+    """The example's layout: the raw key, then ``<key>_last_fill_time`` and reserve keys."""
+    return tuple(key + suffix for suffix in SUFFIXES)
+
+
+def hashtag_names(key: str) -> tuple[str, ...]:
+    """The cluster layout: ``{<key>}`` then the same suffixes, all in the key's slot.
+
+    >>> hashtag_names("u")[:2]
+    ('{u}', '{u}_last_fill_time')
+    """
+    if not key or key.startswith("}"):
+        # The hash tag would be empty: Redis would hash each name whole, into different slots.
+        raise ReplyError(f"key {key!r} cannot be stored in a cluster (empty hash tag)")
+    return tuple("{" + key + "}" + suffix for suffix in SUFFIXES)
+
+
+class Nodes(Protocol):
+    """Where commands go: one Redis node, or the node owning the slot of ``route``."""
+
+    async def call(self, route: str, *args: Arg) -> Any: ...
+
+    async def send(self, route: str, command: bytes) -> Any:
+        """Send one already encoded command."""
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def setup_commands(password: str | None, db: int) -> list[list[Arg]]:
+    """Run on every new connection: AUTH, SELECT, and loading every script."""
+    commands: list[list[Arg]] = []
+    if password:
+        commands.append(["AUTH", password])
+    if db:
+        commands.append(["SELECT", db])
+    commands.extend(["SCRIPT", "LOAD", load_script(name).text] for name in SCRIPT_NAMES)
+    return commands
+
+
+class SingleNode:
+    """One Redis server over one pipelined connection."""
+
+    def __init__(self, host: str, port: int, *, password: str | None, db: int,
+                 timeout: float) -> None:
+        self.connection = RespConnection(host, port, timeout=timeout,
+                                         setup=setup_commands(password, db))
+
+    async def call(self, route: str, *args: Arg) -> Any:
+        return await self.connection.call(*args)
+
+    async def send(self, route: str, command: bytes) -> Any:
+        return await self.connection.send(command)
+
+    async def ping(self) -> None:
+        try:
+            await self.connection.call("PING")
+        except ReplyError as exc:
+            raise StoreError(f"redis at {self.connection.address}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+class RedisStore:
+    """Buckets in Redis (one node, or a cluster with ``nodes`` and ``names``).
+
+    ``clock``: ``None`` lets the scripts read Redis ``TIME`` (production); a callable's Unix
+    seconds are passed to the scripts instead (tests, replays), see ``bucket.lua``.
+    """
+
+    name = "redis"
+
+    def __init__(self, rules: Sequence[Rule], host: str = "127.0.0.1", port: int = 6379, *,
+                 password: str | None = None, db: int = 0, timeout: float = 1.0,
+                 clock: Clock | None = None, nodes: Nodes | None = None,
+                 names: Callable[[str], tuple[str, ...]] = plain_names) -> None:
+        self.matcher = RuleMatcher(rules)
+        self.clock = clock
+        self.nodes: Nodes = nodes or SingleNode(host, port, password=password, db=db,
+                                                timeout=timeout)
+        self.names = names
+        self._commands: dict[str, tuple[str, bytes]] = {}
+        self.script_errors = 0
+        self.last_script_error = ""
+
+    def set_rules(self, rules: Sequence[Rule]) -> None:
+        self.matcher = RuleMatcher(rules)
+        self._commands = {}
+
+    def _now_arg(self) -> str:
+        return "" if self.clock is None else str(math.floor(self.clock() * 1000))
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        script = load_script(name)
+        try:
+            return await self.nodes.call(keys[0], "EVALSHA", script.sha, len(keys), *keys, *args)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self.nodes.call(keys[0], "SCRIPT", "LOAD", script.text)
+        return await self.nodes.call(keys[0], "EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def _check_script(self, key: str, rule: Rule, now: str) -> Any:
+        # The one hot call: with Redis TIME the whole command is the same for a key and rule,
+        # so its encoding is kept (bounded) instead of rebuilt on every request.
+        if now:
+            args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
+                               rule.max_tokens, rule.redis_expired_seconds]
+            return await self._run("check", self.names(key)[:2], args)
+        cached = self._commands.get(key)
+        if cached is None:
+            names = self.names(key)[:2]
+            cached = names[0], encode_command([
+                "EVALSHA", load_script("check").sha, 2, *names, "", rule.fill_interval_second,
+                rule.tokens_per_fill, rule.max_tokens, rule.redis_expired_seconds])
+            if len(self._commands) >= COMMAND_CACHE_SIZE:
+                self._commands.clear()
+            self._commands[key] = cached
+        try:
+            return await self.nodes.send(*cached)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        return await self._run("check", self.names(key)[:2], ["", rule.fill_interval_second,
+                               rule.tokens_per_fill, rule.max_tokens, rule.redis_expired_seconds])
+
+    async def check(self, keys: Sequence[str],
+                    estimate: EstimatePolicy | None = None) -> CheckResult:
+        now = self._now_arg()
+        first_rule: int | None = None
+        remaining: int | None = None
+        failed = False
+        made: list[tuple[tuple[str, ...], int]] = []
+        for key in keys:
+            index = self.matcher.index_for(key)
+            if index is None:
+                continue
+            rule = self.matcher.rules[index]
+            args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
+                               rule.max_tokens, rule.redis_expired_seconds]
+            try:
+                if estimate is None:
+                    balance, last, now_s = await self._check_script(key, rule, now)
+                    after = balance
+                else:
+                    names = self.names(key)
+                    fixed = estimate.fixed(index)
+                    args += ["" if fixed is None else fixed, estimate.default]
+                    balance, last, amount, after, now_s = await self._run("reserve", names, args)
+                    if balance > 0:  # admitted by this key: a reservation (maybe of 0) made
+                        made.append((names, amount))
+            except ReplyError as exc:
+                failed = True  # as the example: log it, go on with the next key, answer 400
+                self.script_errors += 1
+                self.last_script_error = f"{key}: {exc}"
+                continue
+            if balance <= 0:
+                await self._release(made, now)
+                if failed:
+                    return CheckResult("error")
+                wait = rule.fill_interval_second - (now_s - last)
+                return CheckResult("deny", key, index, balance, max(wait, 1))
+            if first_rule is None:
+                first_rule, remaining = index, after
+        if failed:
+            await self._release(made, now)
+            return CheckResult("error")
+        return CheckResult("allow", None, first_rule, remaining)
+
+    async def _release(self, made: list[tuple[tuple[str, ...], int]], now: str) -> None:
+        for names, amount in made:
+            try:
+                await self._run("release", names, [now, amount])
+            except ReplyError as exc:
+                raise StoreError(f"releasing a reservation failed: {exc}") from exc
+
+    async def report(self, keys: Sequence[str], tokens: int, settle: bool = False) -> None:
+        now = self._now_arg()
+        for key in keys:
+            try:
+                names = self.names(key)
+                if settle:
+                    index = self.matcher.index_for(key)
+                    ttl: Arg = "" if index is None else (
+                        self.matcher.rules[index].redis_expired_seconds)
+                    await self._run("settle", names, [now, tokens, ttl, AVG_WEIGHT])
+                elif self.clock is None:
+                    await self.nodes.call(names[0], "DECRBY", names[0], tokens)
+                else:
+                    await self._run("report", names[:1], [now, tokens])
+            except ReplyError as exc:
+                raise StoreError(f"usage report for {key!r} failed: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self.nodes.ping()
+
+    async def close(self) -> None:
+        await self.nodes.close()
