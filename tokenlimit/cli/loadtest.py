@@ -229,6 +229,8 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
         typer.echo("interrupted: the report covers the requests answered so far", err=True)
     if strict and report.conformance is not None and report.conformance.findings():
         raise typer.Exit(1)
+    if report.interrupted and report.runs == 1:
+        raise typer.Exit(130)
     failed = sum(report.stats.errors.values())
     if report.stats.sent and failed == report.stats.completed:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.stats.errors.items()))

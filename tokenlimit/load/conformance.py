@@ -29,6 +29,7 @@ and land in ``ambiguous`` through the per-request bounds. Each request carries o
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,12 +140,15 @@ def _bounds(rules: Sequence[Rule], obs: Sequence[Observation], checks: list[_Win
             check_late: bool, report_late: bool) -> list[tuple[str, int | None]]:
     """One bounding replay: per check, (outcome, adjusted balance or None)."""
     events: list[tuple[float, int, int]] = []
-    for i, w in enumerate(checks):
-        events.append((w.hi if check_late else w.lo, _CHECK, i))
+    at = [w.hi if check_late else w.lo for w in checks]
+    for i, when in enumerate(at):
+        events.append((when, _CHECK, i))
+    placed: dict[int, float] = {}
     for i, w in reports.items():
-        events.append((w.hi if report_late else w.lo, _REPORT, i))
+        # A report always follows its own check, even where the windows overlap.
+        placed[i] = max(w.hi if report_late else w.lo, math.nextafter(at[i], math.inf))
+        events.append((placed[i], _REPORT, i))
     events.sort()
-    placed = {i: (w.hi if report_late else w.lo) for i, w in reports.items()}
     limiter = AsmLimiter(rules)
     out: list[tuple[str, int | None]] = [("allow", None)] * len(checks)
     for when, kind, i in events:

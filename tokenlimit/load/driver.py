@@ -68,7 +68,7 @@ class LoadPlan:
     tokens: Range = field(default_factory=lambda: Range(20, 200))
     prompt_tokens: int = 20
     latency: Range = field(default_factory=lambda: Range(0.0, 0.05))
-    report_window: float = 0.25
+    report_window: float = 0.02
     observe: bool = False
     replay: tuple[TraceRequest, ...] | None = None
 

@@ -189,8 +189,8 @@ class RunStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:
         """Read ``to_dict``'s output (``KeyError``/``ValueError``/``TypeError`` on bad shape)."""
-        by_outcome: dict[str, LatencyHistogram] = {o: LatencyHistogram.from_dict(data["latency_by_outcome"][o])
-                      for o in OUTCOMES}
+        raw = data["latency_by_outcome"]
+        by_outcome = {str(o): LatencyHistogram.from_dict(raw[o]) for o in OUTCOMES}
         return cls(
             started=float(data["started"]), finished=float(data["finished"]),
             sent=int(data["sent"]),

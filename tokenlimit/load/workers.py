@@ -66,9 +66,14 @@ def run_workers(plan: LoadPlan, workers: int, *, stop: StopFlag | None = None,
         pipes.append(parent)
         procs.append(proc)
     try:
-        for pipe in pipes:
-            if not pipe.poll(60) or pipe.recv() != "ready":
-                raise RemoteError("a load worker did not start")
+        for w, pipe in enumerate(pipes):
+            try:
+                ready = pipe.poll(60) and pipe.recv() == "ready"
+            except (EOFError, OSError):
+                ready = False
+            if not ready:
+                raise RemoteError(f"load worker {w} did not start (exit status "
+                                  f"{procs[w].exitcode})")
         start_at = time.time() + START_DELAY
         for pipe in pipes:
             pipe.send(start_at)
@@ -79,7 +84,11 @@ def run_workers(plan: LoadPlan, workers: int, *, stop: StopFlag | None = None,
                 event.set()
             for w in list(waiting):
                 if pipes[w].poll(0):
-                    results[w] = pipes[w].recv()
+                    try:
+                        results[w] = pipes[w].recv()
+                    except (EOFError, OSError):
+                        raise RemoteError(f"load worker {w} exited with status "
+                                          f"{procs[w].exitcode}") from None
                     waiting.discard(w)
                 elif not procs[w].is_alive() and not pipes[w].poll(0):
                     raise RemoteError(f"load worker {w} exited with status "
