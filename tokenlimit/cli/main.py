@@ -66,6 +66,12 @@ def _register() -> None:
 
     serve_command.register(app)
 
+    from tokenlimit.cli import gateway, mock_llm, up
+
+    gateway.register(app)
+    mock_llm.register(app)
+    up.register(app)
+
 
 _register()
 

@@ -1,0 +1,126 @@
+"""``tokenlimit gateway``: the plug-in's behaviour (check, forward, report) as a reverse proxy."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from tokenlimit.cli.mock_llm import DurationOption, FormatOption, HostOption, check_format
+from tokenlimit.gateway import (
+    LOOPBACK,
+    Gateway,
+    GatewayConfig,
+    Listener,
+    bind,
+    build_config,
+    load_plugin,
+)
+from tokenlimit.gateway.server import run_foreground
+
+KeyTemplateOption = Annotated[list[str] | None, typer.Option(
+    "--key-template", "-k", metavar="TEMPLATE",
+    help="Rate-limit key template, repeatable, e.g. '{{request.headers.user-type}}' "
+    "(the default).")]
+HostMatchOption = Annotated[list[str] | None, typer.Option(
+    "--host-match", metavar="HOST",
+    help="Exact host to limit, repeatable; requests to other hosts pass untouched.")]
+FailOption = Annotated[bool | None, typer.Option(
+    "--fail-open/--fail-closed",
+    help="When the service is down or answers non-200: let requests through, or answer 503. "
+    "[default: fail-open]")]
+PluginOption = Annotated[str | None, typer.Option(
+    "--plugin", metavar="WASMPLUGIN.yaml",
+    help="Take hosts, keys, service and failStrategy from a WasmPlugin manifest; "
+    "options given as well win.")]
+ServiceTimeoutOption = Annotated[float, typer.Option(
+    "--service-timeout", metavar="SECONDS", min=0.001,
+    help="Timeout of each call to the rate-limit service.")]
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (the CLI runner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            self.handleError(record)
+
+
+def show_gateway_logs() -> None:
+    """Send the gateway's outage warnings to stderr (once: repeated commands share a process)."""
+    logger = logging.getLogger("tokenlimit.gateway")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s gateway: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+
+
+def describe_config(config: GatewayConfig) -> dict[str, Any]:
+    """The gateway's settings as JSON-ready values."""
+    return {"upstream": config.upstream, "service": config.service,
+            "key_templates": config.key_templates, "host_match": list(config.hosts),
+            "fail_open": config.fail_open}
+
+
+def gateway(
+    upstream: Annotated[str, typer.Option("--upstream", "-u", metavar="URL",
+                                          help="The LLM API to forward to.")],
+    service: Annotated[str | None, typer.Option(
+        "--service", "-s", metavar="URL", help="The rate-limit service.")] = None,
+    key_template: KeyTemplateOption = None,
+    host_match: HostMatchOption = None,
+    fail_open: FailOption = None,
+    plugin: PluginOption = None,
+    service_timeout: ServiceTimeoutOption = 2.0,
+    host: HostOption = LOOPBACK,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+                                      help="Port to listen on (0: any free port).")] = 10000,
+    duration: DurationOption = None,
+    output_format: FormatOption = "text",
+) -> None:
+    """Proxy LLM requests as the ASM plug-in does: check each matched request with the
+    rate-limit service, forward it or answer 429, then report its token usage.
+
+    Example: tokenlimit gateway --upstream http://127.0.0.1:9000
+    --service http://127.0.0.1:8080 --host-match dashscope.aliyuncs.com
+    """
+    check_format(output_format)
+    settings = load_plugin(plugin) if plugin else None
+    config = build_config(upstream=upstream, service=service, key_templates=key_template or (),
+                          hosts=host_match or (), fail_open=fail_open, plugin=settings,
+                          service_timeout=service_timeout)
+    app = Gateway(config)
+    listener = Listener("gateway", app, bind(host, port))
+    show_gateway_logs()
+
+    def started() -> None:
+        if output_format == "json":
+            typer.echo(json.dumps({"gateway": listener.url, **describe_config(config)}))
+            return
+        hosts = ", ".join(config.hosts) or "every host"
+        typer.echo(f"gateway listening on {listener.url} -> {config.upstream}\n"
+                   f"  limits {hosts} with keys {config.key_templates} "
+                   f"(service {config.service}, "
+                   f"{'fail-open' if config.fail_open else 'fail-closed'}); Ctrl-C to stop")
+
+    run_foreground([listener], duration, started)
+    typer.echo(format_stats(app, output_format))
+
+
+def format_stats(app: Gateway, output_format: str) -> str:
+    """The gateway's closing report."""
+    stats = app.stats.to_dict()
+    if output_format == "json":
+        return json.dumps({"stopped": True, "stats": stats})
+    return "stopped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in stats.items())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gateway")(gateway)

@@ -1,0 +1,59 @@
+"""The few raw-ASGI helpers the gateway and the mock share: types, reading a body, answering."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was read."""
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole request body; :class:`ClientGone` when the client hangs up first."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def respond(send: Send, status: int, body: bytes, content_type: str,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """A complete response in one go."""
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(headers or []),
+    ]})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def respond_json(send: Send, status: int, value: Any) -> None:
+    """A JSON response."""
+    await respond(send, status, json.dumps(value).encode(), "application/json")
+
+
+async def run_lifespan(receive: Receive, send: Send,
+                       startup: Callable[[], Awaitable[None]],
+                       shutdown: Callable[[], Awaitable[None]]) -> None:
+    """Answer the ASGI lifespan protocol with ``startup`` and ``shutdown``."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await startup()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return

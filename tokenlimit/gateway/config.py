@@ -1,0 +1,180 @@
+"""What the gateway does, from command-line options or a WasmPlugin manifest's pluginConfig.
+
+The manifest is the one ASM applies (see ``samples/wasmplugin.yaml``)::
+
+    pluginConfig:
+      matches: [{host: {exact: "dashscope.aliyuncs.com"}}]
+      rateLimitKeys: ["{{request.headers.user-type}}"]
+      rateLimitService: {service: asm-llm-token-rate-limit-example.default.svc.cluster.local,
+                         port: 80}
+    failStrategy: FAIL_OPEN
+
+``matches`` absent or empty means every host is limited. ``failStrategy`` is Istio's
+``FAIL_OPEN`` / ``FAIL_CLOSE`` (Istio's default is ``FAIL_CLOSE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tokenlimit.errors import ConfigError
+from tokenlimit.gateway.attributes import KeyTemplate, parse_templates
+
+DEFAULT_KEY_TEMPLATE = "{{request.headers.user-type}}"
+FAIL_STRATEGIES = {"FAIL_OPEN": True, "FAIL_CLOSE": False}
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Everything the gateway needs. ``hosts`` empty: every request is limited."""
+
+    upstream: str
+    service: str
+    templates: tuple[KeyTemplate, ...]
+    hosts: tuple[str, ...] = ()
+    fail_open: bool = True
+    service_timeout: float = 2.0
+    upstream_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        for name, url in (("upstream", self.upstream), ("service", self.service)):
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"--{name} {url!r}: give a URL starting with http:// or https://")
+        if not self.templates:
+            raise ConfigError("no rate-limit key template: give at least one --key-template")
+
+    def matches(self, host: str) -> bool:
+        """Whether requests to ``host`` are limited (exact, case-insensitive; port ignored)."""
+        if not self.hosts:
+            return True
+        host = host.lower()
+        if host in self.hosts:
+            return True
+        name, sep, port = host.rpartition(":")
+        return bool(sep) and port.isdigit() and name in self.hosts
+
+    @property
+    def key_templates(self) -> list[str]:
+        """The templates as text."""
+        return [t.text for t in self.templates]
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSettings:
+    """The parts of a WasmPlugin that the gateway reproduces."""
+
+    path: str
+    hosts: tuple[str, ...]
+    key_templates: tuple[str, ...]
+    service: str | None
+    fail_open: bool
+
+
+def _field(path: str, where: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {where}: {message}")
+
+
+def _find_wasmplugin(path: str, documents: list[Any]) -> dict[str, Any]:
+    plugins = [d for d in documents if isinstance(d, dict) and d.get("kind") == "WasmPlugin"]
+    if not plugins:
+        raise ConfigError(f"{path}: no document of kind WasmPlugin")
+    if len(plugins) > 1:
+        raise ConfigError(f"{path}: {len(plugins)} WasmPlugin documents; keep one in the file")
+    return plugins[0]
+
+
+def _hosts(path: str, config: dict[str, Any]) -> tuple[str, ...]:
+    matches = config.get("matches") or []
+    if not isinstance(matches, list):
+        raise _field(path, "spec.pluginConfig.matches", "must be a list")
+    hosts: list[str] = []
+    for index, match in enumerate(matches):
+        where = f"spec.pluginConfig.matches[{index}].host.exact"
+        host = match.get("host") if isinstance(match, dict) else None
+        exact = host.get("exact") if isinstance(host, dict) else None
+        if not isinstance(exact, str) or not exact:
+            raise _field(path, where, "must be a non-empty string")
+        hosts.append(exact.lower())
+    return tuple(hosts)
+
+
+def _keys(path: str, config: dict[str, Any]) -> tuple[str, ...]:
+    keys = config.get("rateLimitKeys")
+    where = "spec.pluginConfig.rateLimitKeys"
+    if not isinstance(keys, list) or not keys:
+        raise _field(path, where, "must be a non-empty list of key templates")
+    for index, key in enumerate(keys):
+        if not isinstance(key, str):
+            raise _field(path, f"{where}[{index}]", "must be a string")
+    return tuple(keys)
+
+
+def _service(path: str, config: dict[str, Any]) -> str | None:
+    service = config.get("rateLimitService")
+    if service is None:
+        return None
+    where = "spec.pluginConfig.rateLimitService"
+    if not isinstance(service, dict) or not isinstance(service.get("service"), str):
+        raise _field(path, f"{where}.service", "must be a host name")
+    port = service.get("port", 80)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise _field(path, f"{where}.port", "must be a port number")
+    return f"http://{service['service']}:{port}"
+
+
+def load_plugin(path: str | Path) -> PluginSettings:
+    """Read a WasmPlugin manifest (YAML, one or several documents)."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        documents = list(yaml.safe_load_all(text))
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{name}:{mark.line + 1}" if mark is not None else name
+        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    plugin = _find_wasmplugin(name, documents)
+    spec = plugin.get("spec")
+    config = spec.get("pluginConfig") if isinstance(spec, dict) else None
+    if not isinstance(config, dict):
+        raise _field(name, "spec.pluginConfig", "missing or not a mapping")
+    strategy = spec.get("failStrategy", "FAIL_CLOSE") if isinstance(spec, dict) else "FAIL_CLOSE"
+    if strategy not in FAIL_STRATEGIES:
+        raise _field(name, "spec.failStrategy", f"{strategy!r} is not FAIL_OPEN or FAIL_CLOSE")
+    return PluginSettings(name, _hosts(name, config), _keys(name, config),
+                          _service(name, config), FAIL_STRATEGIES[strategy])
+
+
+def build_config(
+    *,
+    upstream: str,
+    service: str | None,
+    key_templates: Sequence[str] = (),
+    hosts: Sequence[str] = (),
+    fail_open: bool | None = None,
+    plugin: PluginSettings | None = None,
+    service_timeout: float = 2.0,
+) -> GatewayConfig:
+    """Options given on the command line win over the plug-in manifest's settings."""
+    if plugin is not None:
+        key_templates = key_templates or plugin.key_templates
+        hosts = hosts or plugin.hosts
+        service = service or plugin.service
+        fail_open = plugin.fail_open if fail_open is None else fail_open
+    if service is None:
+        raise ConfigError("no rate-limit service: give --service URL (or --plugin with "
+                          "pluginConfig.rateLimitService)")
+    return GatewayConfig(
+        upstream=upstream.rstrip("/"),
+        service=service.rstrip("/"),
+        templates=parse_templates(list(key_templates) or [DEFAULT_KEY_TEMPLATE]),
+        hosts=tuple(h.lower() for h in hosts),
+        fail_open=True if fail_open is None else fail_open,
+        service_timeout=service_timeout,
+    )

@@ -1,0 +1,195 @@
+"""Serving raw ASGI apps with uvicorn on loopback: in the foreground or in a background thread.
+
+Sockets are bound before the server starts, so port 0 works and the real port is known at once.
+Signal handling is ours, not uvicorn's, so that one Ctrl-C stops several servers in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from tokenlimit.errors import ConfigError
+
+LOOPBACK = "127.0.0.1"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; a port in use is a :class:`ConfigError`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed, else asyncio's default loop."""
+    if sys.platform != "win32":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+@dataclass
+class Listener:
+    """One ASGI app on one bound socket."""
+
+    name: str
+    app: Any
+    sock: socket.socket
+    server: _Server = field(init=False)
+    address: tuple[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.sock.getsockname()
+        self.address = (str(name[0]), int(name[1]))  # still known once the socket is closed
+        config = uvicorn.Config(self.app, lifespan="on", log_level="warning",
+                                access_log=False, http="httptools",
+                                timeout_graceful_shutdown=10, server_header=False)
+        self.server = _Server(config)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def url(self) -> str:
+        host = self.address[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def serve(self) -> Coroutine[Any, Any, None]:
+        return self.server.serve(sockets=[self.sock])
+
+
+async def serve_all(listeners: Sequence[Listener], stop: asyncio.Event,
+                    started: Callable[[], None] | None = None) -> None:
+    """Run ``listeners`` until ``stop`` is set (or one of them ends); stop them in reverse order.
+
+    ``started`` is called once every listener accepts connections.
+    """
+    tasks = [asyncio.ensure_future(listener.serve()) for listener in listeners]
+    stopper = asyncio.ensure_future(stop.wait())
+    while not all(listener.server.started for listener in listeners):
+        if any(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        if started is not None:
+            started()
+    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    for listener, task in zip(reversed(listeners), reversed(tasks), strict=True):
+        listener.server.should_exit = True
+        await asyncio.wait([task])
+    stopper.cancel()
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def run_foreground(listeners: Sequence[Listener], duration: float | None = None,
+                   started: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT / SIGTERM or ``duration`` seconds; every listener is shut down."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        try:
+            await serve_all(listeners, stop, started)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
+
+
+class BackgroundServers:
+    """Listeners served in a thread of their own; ``start`` returns once all accept connections.
+
+    >>> # with BackgroundServers([Listener("mock", MockLLM(), bind(LOOPBACK, 0))]) as servers:
+    >>> #     httpx.post(servers.listeners[0].url + "/v1/chat/completions", json=...)
+    """
+
+    def __init__(self, listeners: Sequence[Listener]) -> None:
+        self.listeners = list(listeners)
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await serve_all(self.listeners, self._stop, self._ready.set)
+
+        try:
+            with asyncio.Runner(loop_factory=new_event_loop) as runner:
+                runner.run(main())
+        except BaseException as exc:  # handed to the starting thread
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def start(self, timeout: float = 10.0) -> BackgroundServers:
+        self._thread = threading.Thread(target=self._run, name="tokenlimit-servers", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            self.stop()
+            raise ConfigError(f"servers did not start: {self._error or 'timeout'}")
+        return self
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
+        """Run a coroutine on the servers' event loop (e.g. ``gateway.drain()``)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for listener in self.listeners:
+            listener.sock.close()
+
+    def __enter__(self) -> BackgroundServers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
