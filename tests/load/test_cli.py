@@ -84,10 +84,13 @@ def own_service() -> Iterator[str]:
 
 
 def test_json_report_follows_the_documented_schema(own_service: str, tmp_path: Path) -> None:
-    out = tmp_path / "r.json"
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
     result = runner.invoke(app, ["loadtest", own_service, *LOAD, "--rate", "200",
-                                 "--requests", "150", "-o", str(out), "--format", "json"])
+                                 "--requests", "150", "-o", str(out), "--format", "json",
+                                 "--plot", str(png)])
     assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.png"]  # no temp left
     data = json.loads(out.read_text())
     jsonschema.validate(data, REPORT_SCHEMA)
     printed = json.loads(result.stdout)

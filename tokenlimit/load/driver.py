@@ -138,7 +138,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
             delay = due - time.perf_counter()
             if delay <= 0:
                 return
-            await asyncio.sleep(delay - 0.0015 if delay > 0.002 else 0)
+            await asyncio.sleep(delay - 0.002 if delay > 0.003 else 0)
 
     indices = _indices(plan, worker, workers)
     try:
