@@ -136,6 +136,9 @@ def loadtest(
     stream: Annotated[bool, typer.Option("--stream", help="Gateway mode: streaming "
                                          "requests (SSE); reports time to first byte.")] = False,
     model: Annotated[str, typer.Option("--model", help="Model name sent.")] = "tokenlimit-load",
+    host_header: Annotated[str | None, typer.Option(
+        "--host-header", metavar="HOST", help="Host header to send (e.g. the host a gateway "
+        "limits: dashscope.aliyuncs.com).")] = None,
     tokens: Annotated[str, typer.Option("--tokens", metavar="N|LO-HI", help="Service mode: "
                                         "completion tokens reported.")] = "20-200",
     prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", min=0,
@@ -182,7 +185,7 @@ def loadtest(
         raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
     plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
                  duration, requests, timeout=timeout, connections=connections, seed=seed,
-                 stream=stream, model=model, tokens=Range.parse(tokens, "--tokens"),
+                 stream=stream, model=model, host_header=host_header, tokens=Range.parse(tokens, "--tokens"),
                  prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),
                  report_window=report_window, observe=rules is not None)
     report = _run(plan, workers, rules, tolerance)

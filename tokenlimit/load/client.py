@@ -30,6 +30,7 @@ class Target:
     host: str
     port: int
     path: str
+    host_override: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -53,6 +54,8 @@ class Target:
 
     @property
     def host_header(self) -> str:
+        if self.host_override:
+            return self.host_override
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 

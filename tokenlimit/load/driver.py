@@ -16,6 +16,7 @@ requests ``w, w + N, ...`` of the same schedule, so the merged traffic is the sc
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -70,6 +71,7 @@ class LoadPlan:
     latency: Range = field(default_factory=lambda: Range(0.0, 0.05))
     report_window: float = 0.02
     observe: bool = False
+    host_header: str | None = None
     replay: tuple[TraceRequest, ...] | None = None
 
 
@@ -108,6 +110,8 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                     start_at: float | None = None) -> RunResult:
     """Run ``plan`` (this worker's share of it) on the running loop."""
     target = Target.parse(plan.target)
+    if plan.host_header:
+        target = dataclasses.replace(target, host_override=plan.host_header)
     stats = RunStats()
     observations: list[Observation] = []
     pool = Pool(target, plan.connections, plan.timeout)
