@@ -185,7 +185,8 @@ def loadtest(
         raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
     plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
                  duration, requests, timeout=timeout, connections=connections, seed=seed,
-                 stream=stream, model=model, host_header=host_header, tokens=Range.parse(tokens, "--tokens"),
+                 stream=stream, model=model, host_header=host_header,
+                 tokens=Range.parse(tokens, "--tokens"),
                  prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),
                  report_window=report_window, observe=rules is not None)
     report = _run(plan, workers, rules, tolerance)
