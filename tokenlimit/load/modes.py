@@ -188,7 +188,10 @@ class ServiceMode:
             status = _error_name(exc)
         report_done = time.time()
         stats.record_report(status, report_done - report_sent)
-        self._observe(n, plan, sent, done, "allowed", report_sent, report_done)
+        if status == 200:
+            self._observe(n, plan, sent, done, "allowed", report_sent, report_done)
+        else:  # the service refused the report: its balance was not charged
+            self._observe(n, plan, sent, done, "allowed")
 
     def _observe(self, n: int, plan: Planned, sent: float, done: float, outcome: Outcome,
                  lo: float | None = None, hi: float | None = None) -> None:
