@@ -210,6 +210,8 @@ def _replay_key(key: str, limiter: AsmLimiter, events: list[tuple[float, int, in
 
 
 def _merge(key: str, branches: list[_Branch]) -> list[_Branch]:
+    if len(branches) == 1:
+        return branches
     seen: dict[tuple[object, ...], _Branch] = {}
     for b in branches:
         seen.setdefault(b.signature(key), b)
