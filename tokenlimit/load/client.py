@@ -184,6 +184,18 @@ class Pool:
         self.all.add(conn)
         return conn
 
+    async def warm(self, count: int) -> None:
+        """Open up to ``count`` idle connections now (failures are left to the requests)."""
+        want = max(0, min(count, self.limit) - self.open)
+        self.open += want
+        results = await asyncio.gather(*(self._connect() for _ in range(want)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, Connection):
+                self.idle.append(result)
+            else:
+                self.open -= 1
+
     def release(self, conn: Connection) -> None:
         """Give a connection back (closed ones are dropped); wakes one waiter."""
         if conn.reusable:

@@ -21,7 +21,7 @@ from tokenlimit.load.driver import LoadPlan, RunResult, StopFlag, run
 from tokenlimit.load.stats import RunStats
 
 _FIELDS = 4  # sent, allowed, limited, errors, per worker, for live progress
-START_DELAY = 0.2
+START_DELAY = 0.5  # every worker warms its connections, then starts at one instant
 
 
 def _worker(plan: LoadPlan, worker: int, workers: int, conn: Connection, stop: Any,
