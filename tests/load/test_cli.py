@@ -212,3 +212,15 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report(tmp_path: Path) -> None:
     assert data["interrupted"] is True
     assert 0 < data["requests"]["sent"] < 1500
     assert data["requests"]["completed"] == data["requests"]["sent"]
+
+
+def test_a_ramp_sends_each_step_at_its_rate() -> None:
+    # 20/s for 0.5 s (10 requests), then 40/s for 0.5 s (20 requests): the run lasts the ramp.
+    with serve(AsmServiceHandler, RULES) as (url, calls):
+        result = runner.invoke(app, ["loadtest", url, *LOAD, "--ramp", "20x0.5,40x0.5",
+                                     "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["load"] == "open loop, ramp 20/s for 0.5s, 40/s for 0.5s"
+    assert data["requests"]["sent"] == 30 and calls.count("check") == 30
+    assert data["send_lateness_ms"]["count"] == 30
