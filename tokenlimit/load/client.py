@@ -184,6 +184,11 @@ class Pool:
         self.all.add(conn)
         return conn
 
+    @property
+    def busy(self) -> int:
+        """Connections opening or waiting for an answer."""
+        return self.open - len(self.idle)
+
     async def warm(self, count: int) -> None:
         """Open up to ``count`` idle connections now (failures are left to the requests)."""
         want = max(0, min(count, self.limit) - self.open)

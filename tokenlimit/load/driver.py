@@ -143,9 +143,15 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
             delay = due - time.perf_counter()
             if delay <= 0:
                 return
-            # Loop timers have millisecond granularity: sleep to ~1 ms before, then yield
-            # to the loop (answers keep being read) until the instant comes.
-            await asyncio.sleep(delay - 0.0012 if delay > 0.0015 else 0)
+            # Loop timers have millisecond granularity: sleep to ~1 ms before; then, with
+            # nothing in flight, block for the rest (precise, no spinning: no answer can
+            # arrive meanwhile); otherwise yield to the loop (answers keep being read).
+            if delay > 0.0015:
+                await asyncio.sleep(delay - 0.0012)
+            elif not tasks:  # nothing started or in flight
+                time.sleep(delay)
+            else:
+                await asyncio.sleep(0)
 
     indices = _indices(plan, worker, workers)
     try:
