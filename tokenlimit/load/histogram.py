@@ -63,14 +63,24 @@ class LatencyHistogram:
 
     def record_us(self, value_us: int) -> None:
         """Record one value in whole microseconds (negative values count as 0)."""
-        value_us = max(int(value_us), 0)
-        index = bucket_index(value_us)
-        self.counts[index] = self.counts.get(index, 0) + 1
+        # bucket_index inlined: this runs several times per request in the generator.
+        value_us = int(value_us)
+        if value_us < _LINEAR:
+            if value_us < 0:
+                value_us = 0
+            index = value_us
+        else:
+            shift = value_us.bit_length() - SUB_BITS
+            index = _LINEAR + (shift - 1) * _HALF + ((value_us >> shift) - _HALF)
+        counts = self.counts
+        counts[index] = counts.get(index, 0) + 1
         self.count += 1
         self.total_us += value_us
-        if self.min_us is None or value_us < self.min_us:
+        low = self.min_us
+        if low is None or value_us < low:
             self.min_us = value_us
-        if self.max_us is None or value_us > self.max_us:
+        high = self.max_us
+        if high is None or value_us > high:
             self.max_us = value_us
 
     def record(self, seconds: float) -> None:

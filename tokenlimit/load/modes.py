@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -251,15 +252,32 @@ class GatewayMode:
             self.observations.append(Observation(n, plan.key, sent, done, outcome, 0))
 
 
+_COMPLETION = re.compile(rb'"completion_tokens"\s*:\s*(\d+)\s*[,}]')
+
+
 def completion_tokens(body: bytes) -> int | None:
     """``usage.completion_tokens`` of a chat completion, JSON or Server-Sent Events.
+
+    The last ``"completion_tokens": N`` member wins (the final usage chunk of a stream). A
+    member name inside message text cannot match: JSON escapes its quotes. Anything unusual
+    (no plain integer) falls back to parsing the JSON.
 
     >>> completion_tokens(b'{"usage": {"completion_tokens": 7}}')
     7
     >>> completion_tokens(b'data: {"usage": null}\\n\\ndata: {"usage": {"completion_tokens": 3}}'
     ...                   b'\\n\\ndata: [DONE]\\n\\n')
     3
+    >>> completion_tokens(b'{"message": {"content": "\\\\"completion_tokens\\\\": 9"}}')
     """
+    found = _COMPLETION.findall(body)
+    if found:
+        return int(found[-1])
+    if b"completion_tokens" not in body:
+        return None
+    return _completion_tokens_json(body)
+
+
+def _completion_tokens_json(body: bytes) -> int | None:
     texts = [body] if not body.lstrip().startswith(b"data:") else [
         line[5:] for line in body.splitlines() if line.startswith(b"data:") and b"usage" in line]
     found: int | None = None
