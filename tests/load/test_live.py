@@ -146,3 +146,37 @@ def test_rules_from_a_file_drive_the_same_check(own_service: str) -> None:
     assert conf is not None
     # subscriber has no rule in this file, yet the service limits it: under-admission.
     assert conf.keys["regular-user"].over_admitted == conf.keys["regular-user"].under_admitted
+
+
+def test_a_silent_server_times_out_and_the_run_still_ends() -> None:
+    # Accepts connections, reads, never answers.
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                accepted.append(conn)
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        result = run(LoadPlan(url, concurrency=2, requests=4, timeout=0.3))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    s = result.stats
+    assert (s.sent, s.errors, s.outcomes["error"]) == (4, {"timeout": 4}, 4)
+    assert s.by_outcome["error"].min_us is not None and s.by_outcome["error"].min_us >= 300_000
