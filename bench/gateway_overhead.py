@@ -87,7 +87,7 @@ def main() -> None:
         rules.write_text(json.dumps(RULES))
         process = subprocess.Popen(
             [sys.executable, "-m", "tokenlimit", "up", "--rules", str(rules), "--format", "json",
-             "--duration", "120", "--gateway-port", "0", "--service-port", "0",
+             "--duration", "120", "--hide-requests", "--gateway-port", "0", "--service-port", "0",
              "--mock-port", "0"], stdout=subprocess.PIPE, text=True)
         try:
             assert process.stdout is not None

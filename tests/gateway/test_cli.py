@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,6 +49,7 @@ def wait_listening(port: int, timeout: float = 15.0) -> None:
 def run_with_client(args: list[str], port: int, client: Callable[[], Any]) -> tuple[Any, Any]:
     """Invoke the CLI in this thread; ``client`` runs in another, then Ctrl-C ends the command."""
     outcome: dict[str, Any] = {}
+    finished = threading.Event()
 
     def work() -> None:
         try:
@@ -56,11 +58,15 @@ def run_with_client(args: list[str], port: int, client: Callable[[], Any]) -> tu
         except BaseException as exc:
             outcome["error"] = exc
         finally:
-            os.kill(os.getpid(), signal.SIGINT)
+            if not finished.is_set():  # never interrupt pytest itself once the command is over
+                os.kill(os.getpid(), signal.SIGINT)
 
     thread = threading.Thread(target=work)
     thread.start()
-    result = runner.invoke(app, [*args, "--duration", "60"])
+    try:
+        result = runner.invoke(app, [*args, "--duration", "60"])
+    finally:
+        finished.set()
     thread.join(30)
     if "error" in outcome:
         raise outcome["error"]
@@ -107,11 +113,18 @@ def test_gateway_command_with_the_sample_wasmplugin() -> None:
             result, answers = run_with_client(
                 ["gateway", "--plugin", str(SAMPLES / "wasmplugin.yaml"), "--service",
                  service.url, "--upstream", mock.listeners[0].url, "--port", str(port),
-                 "--format", "json"], port, client)
+                 "--format", "json", "--show-requests"], port, client)
     finally:
         mock.stop()
     assert result.exit_code == 0, result.output
-    first, last = (json.loads(line) for line in result.output.splitlines())
+    first, *events, last = (json.loads(line) for line in result.output.splitlines())
+    assert [(e["event"], e["host"], e["keys"], e["status"], e["detail"]) for e in events] == [
+        ("unmatched", "other.example", [], 200, ""),
+        ("allowed", HOST, ["regular-user"], 200, ""),
+        ("reported", HOST, ["regular-user"], 200,
+         "60 completion tokens (7 prompt, 67 total)"),
+        ("limited", HOST, ["regular-user"], 429, "regular-user is being rate-limited"),
+    ]
     assert first == {"gateway": f"http://{LOOPBACK}:{port}", "upstream": mock.listeners[0].url,
                      "service": service.url, "key_templates": ["{{request.headers.user-type}}"],
                      "host_match": [HOST], "fail_open": True}
@@ -174,6 +187,9 @@ def test_up_in_process_prints_the_guide_and_stops_on_ctrl_c() -> None:
             "-H 'user-type: regular-user' -d '{\"messages\": [{\"role\": \"user\", "
             "\"content\": \"Who are you?\"}]}'\n") in result.output
     assert "-H 'user-type: subscriber'" in result.output
+    assert re.search(r"\n\d\d:\d\d:\d\d 200 POST / \[subscriber\]\n", result.output)
+    assert re.search(r"\n\d\d:\d\d:\d\d reported \[subscriber\] 60 completion tokens "
+                     r"\(7 prompt, 67 total\)\n", result.output)
     assert result.output.endswith(
         "stopped: 1 allowed, 0 limited, 1 usage reports; all three servers shut down\n")
 

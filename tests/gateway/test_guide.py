@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-import httpx
+import random
 
+import httpx
+import pytest
+
+from tests.conftest import SAMPLES
 from tests.gateway.conftest import System
+from tokenlimit.gateway import (
+    LOOPBACK,
+    BackgroundServers,
+    Gateway,
+    Listener,
+    MockLLM,
+    MockSettings,
+    TokenDraw,
+    bind,
+    build_config,
+)
+from tokenlimit.rules import load_rules
+from tokenlimit.service import ManualClock, ServiceOptions, running_service
+from tokenlimit.sim.asm import AsmLimiter
 
 HOST = "dashscope.aliyuncs.com"
 BODY = {"model": "qwen-turbo", "messages": [{"role": "user", "content": "Who are you?"}]}
@@ -38,21 +56,8 @@ def test_regular_user_is_limited_before_subscriber(system: System) -> None:
     }
 
 
-def test_guide_scenario_against_the_real_service(tmp_path: object) -> None:
+def test_guide_scenario_against_the_real_service() -> None:
     """The same scenario with tokenlimit's own service (memory store, fixed clock)."""
-    from tests.conftest import SAMPLES
-    from tokenlimit.gateway import (
-        LOOPBACK,
-        BackgroundServers,
-        Gateway,
-        Listener,
-        MockLLM,
-        bind,
-        build_config,
-    )
-    from tokenlimit.rules import load_rules
-    from tokenlimit.service import ManualClock, ServiceOptions, running_service
-
     rules = load_rules(str(SAMPLES / "rules.json"))
     clock = ManualClock(1_700_000_000.0)
     with running_service(rules, clock=clock, options=ServiceOptions(rate_headers=True)) as svc:
@@ -81,3 +86,40 @@ def test_guide_scenario_against_the_real_service(tmp_path: object) -> None:
     assert limited.headers["x-ratelimit-remaining-tokens"] == "0"
     assert refilled.status_code == 200
     assert gateway.stats.reports == 4
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_traffic_decisions_equal_the_reference_model(seed: int) -> None:
+    """Gateway + tokenlimit's service, request by request, against ``AsmLimiter`` by hand.
+
+    Random users (one matching no rule), random completion lengths and random pauses of the
+    service's clock (refills and expiries happen); each report is awaited before the next
+    request, so the model's order (check, then report at the same instant) is the real one.
+    """
+    rules = load_rules(str(SAMPLES / "rules.json"))
+    model = AsmLimiter(rules.rules)
+    rng = random.Random(seed)
+    clock = ManualClock(1_700_000_000.0)
+    mock = MockLLM(MockSettings(completion=TokenDraw.parse("1-150"), seed=seed))
+    decisions: list[tuple[str, int, str]] = []
+    with running_service(rules, clock=clock) as svc:
+        mock_sock = bind(LOOPBACK, 0)
+        gateway = Gateway(build_config(
+            upstream=f"http://{LOOPBACK}:{mock_sock.getsockname()[1]}", service=svc.url))
+        with BackgroundServers([Listener("mock", mock, mock_sock),
+                                Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers, \
+                httpx.Client(timeout=10) as client:
+            for _ in range(60):
+                clock.advance(rng.choice([0, 0, 0, 1, 7, 29, 30, 61, 301]))
+                user = rng.choice(["regular-user", "subscriber", "guest"])
+                answer = client.post(servers.listeners[1].url + "/", json=BODY,
+                                     headers={"user-type": user})
+                servers.call(gateway.drain())
+                expected = model.check([user], now=clock())
+                if expected.outcome == "allow":
+                    model.report([user], mock.completions[-1].completion_tokens, now=clock())
+                decisions.append((user, answer.status_code, expected.outcome))
+    assert [(u, code) for u, code, _ in decisions] == [
+        (u, 200 if outcome == "allow" else 429) for u, _, outcome in decisions]
+    assert {code for _, code, _ in decisions} == {200, 429}  # both kinds really happened
+    assert gateway.stats.reports == sum(code == 200 for _, code, _ in decisions)

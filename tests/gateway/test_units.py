@@ -15,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES, SHARED
+from tokenlimit.cli.gateway import format_event
 from tokenlimit.errors import ConfigError
 from tokenlimit.gateway import (
+    GatewayEvent,
     KeyTemplate,
     RequestAttributes,
     TokenDraw,
@@ -192,3 +194,23 @@ def test_exponential_draw_is_seeded_with_the_mean_asked_for() -> None:
 def test_bad_token_draws_are_refused(spec: str) -> None:
     with pytest.raises(ConfigError, match="--completion-tokens"):
         TokenDraw.parse(spec)
+
+
+@pytest.mark.parametrize(("event", "line"), [
+    (GatewayEvent("allowed", "POST", "/v1", "h", ("a", "b"), 200), "200 POST /v1 [a, b]"),
+    (GatewayEvent("failed_open", "POST", "/", "h", ("a",), 200),
+     "200 POST / [a] (service down: fail-open)"),
+    (GatewayEvent("failed_closed", "POST", "/", "h", ("a",), 503),
+     "503 POST / [a] (service down: fail-closed)"),
+    (GatewayEvent("unmatched", "GET", "/x?y=1", "api.example", (), 404),
+     "404 GET /x?y=1 (host 'api.example' not limited)"),
+    (GatewayEvent("allowed", "POST", "/", "h", ("a",), None), "--- POST / [a]"),
+    (GatewayEvent("report_failed", "POST", "/", "h", ("a",), None, "5 completion tokens"),
+     "report FAILED [a] 5 completion tokens"),
+])
+def test_live_event_lines(event: GatewayEvent, line: str) -> None:
+    assert format_event(event, "text", now=0.0).split(" ", 1)[1] == line
+    assert json.loads(format_event(event, "json", now=1.5)) == {
+        "event": event.kind, "time": 1.5, "method": event.method, "path": event.path,
+        "host": event.host, "keys": list(event.keys), "status": event.status,
+        "detail": event.detail}

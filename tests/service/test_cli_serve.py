@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import REPO, SAMPLES, RedisServer, free_port
 from tests.service.helpers import check, report
+from tests.service.redis_helpers import redis_call, run
 from tokenlimit.cli.main import app
 
 runner = CliRunner()
@@ -40,6 +41,20 @@ def test_help_lists_every_option() -> None:
         assert option in result.output
 
 
+def test_warnings_are_logged_at_start_up(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('[{"rate_limit_key_regex": "u", "max_tokens": 10, "tokens_per_fill": 5,\n'
+                     '  "fill_interval_second": 60, "redis_expired_seconds": 600, "burst": 3}]\n')
+    result = runner.invoke(app, ["serve", "--rules", str(rules), "--port", str(free_port()),
+                                 "--stop-after", "0"], env={"REDIS_ADDRESS": ""})
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    warning = {k: v for k, v in lines[1].items() if k != "ts"}
+    assert warning == {
+        "event": "rule_warning", "code": "TL206", "rule": 0, "where": f"{rules}:2:61",
+        "message": "unknown field 'burst' in rule 0: the service ignores it silently."}
+
+
 def test_missing_rules_and_bad_options(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("RATE_LIMIT_CONFIG", "REDIS_ADDRESS")}
     result = runner.invoke(app, ["serve", "--stop-after", "0"], env=env)
@@ -59,6 +74,34 @@ def test_missing_rules_and_bad_options(tmp_path: Path) -> None:
     assert bad_url.exit_code == 1
     assert bad_url.output == ("error: --redis-url: expected redis://[:password@]host:port[/db], "
                               "got 'http://x'\n")
+
+
+def test_an_unreachable_redis_is_logged_but_not_fatal() -> None:
+    dead = free_port()  # nothing listens there
+    result = runner.invoke(app, ["serve", "--rules", str(SAMPLES / "rules.json"), "--port",
+                                 str(free_port()), "--redis-url", f"redis://:pw@127.0.0.1:{dead}",
+                                 "--stop-after", "0"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["event"] for line in lines] == [
+        "starting", "listening", "backend_unreachable", "stopped"]
+    assert lines[0]["backend"] == f"redis at 127.0.0.1:{dead} db 0 with password"
+    assert lines[2]["error"] == f"cannot connect to redis at 127.0.0.1:{dead}: Connection refused"
+    assert "pw" not in result.output.replace("password", "")
+
+
+def test_a_port_in_use_is_one_clear_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--rules", str(SAMPLES / "rules.json"), "--port",
+                                     str(port), "--stop-after", "0"], env={"REDIS_ADDRESS": ""})
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1].startswith(f"error: cannot listen on 127.0.0.1:{port}:")
+    assert "address already in use" in result.output
 
 
 def test_in_process_run_reads_rules_from_the_environment() -> None:
@@ -138,3 +181,28 @@ def test_two_workers_share_the_port_and_the_redis_state(tmp_path: Path,
     assert process.returncode == 0
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert sorted(events) == ["listening", "listening", "starting", "stopped", "stopped"]
+
+
+@pytest.mark.redis
+def test_clock_offset_runs_ahead_of_redis_time(redis_server: RedisServer) -> None:
+    port = free_port()
+    env = {**os.environ, "REDIS_ADDRESS": redis_server.address}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokenlimit", "serve", "--rules", str(SAMPLES / "rules.json"),
+         "--port", str(port), "--clock-offset", "3600", "--stop-after", "60"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client() as client:
+            _wait_healthy(client, url, Path(os.devnull))
+            before = time.time()
+            assert check(client, url, ["subscriber-7"]).json()["allow"] is True
+            after = time.time()
+        last = int(run(lambda: redis_call(redis_server.port, "GET",
+                                          "subscriber-7_last_fill_time")))
+        assert int(before) + 3600 <= last <= int(after) + 3600
+        ttl_ms = run(lambda: redis_call(redis_server.port, "PTTL", "subscriber-7"))
+        assert 3600_000 + 590_000 < ttl_ms <= 3600_000 + 600_000  # PEXPIREAT from that clock
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -12,7 +12,8 @@ from tests.service.conftest import RedisCluster
 from tests.service.helpers import allowed, check, report
 from tests.service.redis_helpers import injected_start, redis_call, run
 from tests.service.test_redis_store import EVENTS, KEYS, RULES
-from tokenlimit.service import BackendConfig, ManualClock, running_service
+from tokenlimit.service import BackendConfig, EstimatePolicy, ManualClock, running_service
+from tokenlimit.service.reserve import ReserveBook
 from tokenlimit.service.stores.cluster import SLOTS, ClusterNodes, ClusterStore, key_slot
 from tokenlimit.sim.asm import AsmLimiter
 
@@ -87,6 +88,36 @@ def test_a_stale_slot_map_follows_moved(redis_cluster: RedisCluster) -> None:
             nodes.slots = [("127.0.0.1", wrong)] * SLOTS  # as if the slots had moved away
             assert (await store.check([key])).outcome == "allow"
             assert nodes.slots[key_slot(key)] == ("127.0.0.1", owner)  # map read again
+        finally:
+            await store.close()
+
+    run(scenario)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(events=EVENTS)
+def test_cluster_reserve_mode_equals_its_model(redis_cluster: RedisCluster,
+                                               events: list) -> None:  # type: ignore[type-arg]
+    salt = uuid.uuid4().hex
+    policy = EstimatePolicy(default=40, average=True, per_rule={4: 150})
+
+    async def scenario() -> None:
+        clock = ManualClock(injected_start())
+        store = ClusterStore(RULES, "127.0.0.1", redis_cluster.seed.port, clock=clock)
+        model = AsmLimiter(RULES)
+        book = ReserveBook(model.keyspace)
+        rename = {key: f"{key}-{salt}" for key in KEYS}
+        try:
+            for kind, keys, tokens, step in events:
+                clock.advance(step)
+                named = [rename[k] for k in keys]
+                if kind == "report":
+                    await store.report(named, tokens, settle=True)
+                    book.settle(model, named, tokens, clock())
+                else:
+                    assert await store.check(named, policy) == book.check(
+                        model, named, policy, clock())
         finally:
             await store.close()
 

@@ -70,7 +70,10 @@ def test_strict_input_gives_json_errors_and_leaves_state_alone() -> None:
         bad_keys = client.get(f"{svc.url}/ratelimit", params={"ratelimit_keys": '["a", 2]'})
         assert bad_keys.status_code == 400
         assert bad_keys.json() == {
-            "error": "ratelimit_keys: ratelimit_keys: cannot unmarshal number into string"}
+            "error": "ratelimit_keys: cannot unmarshal number into string"}
+        not_json = client.post(f"{svc.url}/update_ratelimit_record", content=b'{"a": }')
+        assert not_json.json() == {
+            "error": "body: not valid JSON: Expecting value (line 1, column 7)"}
         negative = report(client, svc.url, ["regular-user"], -500)
         assert negative.status_code == 400
         assert negative.json() == {"error": "completion_tokens: must not be negative"}
@@ -205,3 +208,37 @@ def test_an_internal_failure_is_a_logged_500_without_a_traceback() -> None:
         assert allowed(check(client, svc.url, ["other"]))  # still serving
     assert events == [("internal_error", {
         "path": "/ratelimit", "error": "ZeroDivisionError: division by zero"})]
+
+
+def test_oversized_headers_and_garbage_get_an_error_and_a_close() -> None:
+    import socket
+
+    with running_service(RULES, clock=ManualClock(T0)) as svc:
+        for request, status in (
+            (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", b"431"),
+            (b"NOT HTTP AT ALL\r\n\r\n", b"400"),
+        ):
+            with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
+                sock.sendall(request)
+                received = b""
+                while chunk := sock.recv(65536):
+                    received += chunk
+            assert received.startswith(b"HTTP/1.1 " + status), received[:80]
+            assert b"Connection: close" in received
+        with httpx.Client() as client:  # and the service goes on serving
+            assert client.get(f"{svc.url}/healthz").status_code == 200
+
+
+def test_repeating_incidents_are_logged_once_a_second_with_a_count() -> None:
+    from tokenlimit.service import RateLimitApp
+    from tokenlimit.service.stores.memory import MemoryStore
+
+    lines: list[tuple[str, dict[str, object]]] = []
+    app = RateLimitApp(MemoryStore(RULES), RULES, log=lambda e, **f: lines.append((e, f)))
+    now = [100.0]
+    app.monotonic = lambda: now[0]
+    for step in (0.0, 0.3, 0.3, 0.3, 0.2, 0.5):  # at 100, 100.3, 100.6, 100.9, 101.1, 101.6
+        now[0] += step
+        app.log_noisy("check_failed", error="redis down")
+    assert lines == [("check_failed", {"error": "redis down"}),
+                     ("check_failed", {"error": "redis down", "suppressed": 3})]

@@ -136,3 +136,35 @@ def test_reserve_mode_stops_over_admission_under_100_concurrent_clients(
         else:
             balance = svc.app.store.keyspace.get("team-a", time.time())  # type: ignore[attr-defined]
         assert int(balance) == 1000 - 100 * admitted
+
+
+def test_a_report_from_a_client_that_hangs_up_is_still_applied_to_every_key(
+        redis_server: RedisServer) -> None:
+    import socket
+
+    backend = BackendConfig("redis", "127.0.0.1", redis_server.port, timeout=5)
+    with running_service(RULES, backend=backend) as svc, httpx.Client() as client:
+        assert allowed(check(client, svc.url, ["team-a"]))  # connected, scripts loaded
+        body = b'{"ratelimit_keys":["team-a","team-b"],"completion_tokens":30}'
+        os.kill(redis_server.process.pid, signal.SIGSTOP)  # the report will wait on Redis
+        try:
+            with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as sock:
+                sock.sendall(b"POST /update_ratelimit_record HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            time.sleep(0.2)  # the service has read it; the client is gone
+        finally:
+            os.kill(redis_server.process.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while run(lambda: redis_call(redis_server.port, "GET", "team-b")) is None:
+            assert time.monotonic() < deadline, "the second key was never charged"
+            time.sleep(0.02)
+        assert run(lambda: redis_call(redis_server.port, "GET", "team-a")) == b"970"
+        assert run(lambda: redis_call(redis_server.port, "GET", "team-b")) == b"-30"
+
+
+def test_head_requests_get_the_head_only() -> None:
+    with running_service(RULES) as svc, httpx.Client() as client:
+        answer = client.head(f"{svc.url}/ratelimit")
+        assert (answer.status_code, answer.content) == (200, b"")
+        assert answer.headers["content-length"] == "33"
+        assert client.get(f"{svc.url}/healthz").json() == {"status": "ok"}  # still in sync

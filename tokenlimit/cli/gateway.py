@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +16,7 @@ from tokenlimit.gateway import (
     LOOPBACK,
     Gateway,
     GatewayConfig,
+    GatewayEvent,
     Listener,
     bind,
     build_config,
@@ -36,6 +39,9 @@ PluginOption = Annotated[str | None, typer.Option(
     "--plugin", metavar="WASMPLUGIN.yaml",
     help="Take hosts, keys, service and failStrategy from a WasmPlugin manifest; "
     "options given as well win.")]
+ShowRequestsOption = Annotated[bool, typer.Option(
+    "--show-requests/--hide-requests",
+    help="Print a line for each request's decision and each usage report.")]
 ServiceTimeoutOption = Annotated[float, typer.Option(
     "--service-timeout", metavar="SECONDS", min=0.001,
     help="Timeout of each call to the rate-limit service.")]
@@ -62,6 +68,45 @@ def show_gateway_logs() -> None:
         logger.setLevel(logging.WARNING)
 
 
+def format_event(event: GatewayEvent, output_format: str, now: float | None = None) -> str:
+    """One live line: a decision or a usage report (JSON: one object per line).
+
+    >>> format_event(GatewayEvent("limited", "POST", "/", "h", ("regular-user",), 429,
+    ...                           "regular-user is being rate-limited"), "text", now=0.0)[9:]
+    '429 POST / [regular-user] regular-user is being rate-limited'
+    """
+    stamp = time.time() if now is None else now
+    if output_format == "json":
+        return json.dumps({"event": event.kind, "time": round(stamp, 3), "method": event.method,
+                           "path": event.path, "host": event.host, "keys": list(event.keys),
+                           "status": event.status, "detail": event.detail})
+    parts = [time.strftime("%H:%M:%S", time.localtime(stamp))]
+    keys = "[" + ", ".join(event.keys) + "]"
+    if event.kind in ("reported", "report_failed"):
+        parts += ["reported" if event.kind == "reported" else "report FAILED", keys, event.detail]
+        return " ".join(parts)
+    parts += ["---" if event.status is None else str(event.status), event.method, event.path]
+    if event.kind == "unmatched":
+        parts.append(f"(host {event.host!r} not limited)")
+    else:
+        parts.append(keys)
+    notes = {"failed_open": "(service down: fail-open)",
+             "failed_closed": "(service down: fail-closed)"}
+    note = notes.get(event.kind, event.detail)
+    if note and event.kind != "unmatched":
+        parts.append(note)
+    return " ".join(parts)
+
+
+def event_printer(output_format: str) -> Callable[[GatewayEvent], None]:
+    """An ``on_event`` sink that prints each event at once."""
+
+    def show(event: GatewayEvent) -> None:
+        typer.echo(format_event(event, output_format))
+
+    return show
+
+
 def describe_config(config: GatewayConfig) -> dict[str, Any]:
     """The gateway's settings as JSON-ready values."""
     return {"upstream": config.upstream, "service": config.service,
@@ -79,6 +124,7 @@ def gateway(
     fail_open: FailOption = None,
     plugin: PluginOption = None,
     service_timeout: ServiceTimeoutOption = 2.0,
+    show_requests: ShowRequestsOption = False,
     host: HostOption = LOOPBACK,
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
                                       help="Port to listen on (0: any free port).")] = 10000,
@@ -96,7 +142,7 @@ def gateway(
     config = build_config(upstream=upstream, service=service, key_templates=key_template or (),
                           hosts=host_match or (), fail_open=fail_open, plugin=settings,
                           service_timeout=service_timeout)
-    app = Gateway(config)
+    app = Gateway(config, on_event=event_printer(output_format) if show_requests else None)
     listener = Listener("gateway", app, bind(host, port))
     show_gateway_logs()
 

@@ -40,7 +40,7 @@ def mock_settings(completion_tokens: str, seed: int, ttft: float,
                         tokens_per_second=tokens_per_second)
 
 
-def format_mock_summary(mock: MockLLM) -> dict[str, Any]:
+def mock_summary(mock: MockLLM) -> dict[str, Any]:
     """What the mock produced, for the closing report."""
     done = list(mock.completions)
     return {"requests": mock.requests, "completions": len(done),
@@ -75,7 +75,7 @@ def mock_llm(
             typer.echo(f"mock LLM listening on {listener.url} (Ctrl-C to stop)")
 
     run_foreground([listener], duration, started)
-    summary = format_mock_summary(mock)
+    summary = mock_summary(mock)
     if output_format == "json":
         typer.echo(json.dumps({"stopped": True, **summary}))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from tokenlimit.service.runner import (
     build_store,
     check_rules,
     json_logger,
+    log_findings,
     new_event_loop,
     serve_forever,
 )
@@ -88,6 +90,9 @@ def serve(
         help="Add x-ratelimit-remaining-tokens and retry-after to answers.")] = False,
     max_body_bytes: Annotated[int, typer.Option(
         help="Larger report bodies get 413.")] = 1 << 20,
+    clock_offset: Annotated[float, typer.Option(
+        help="Debugging: run this many seconds ahead of the real clock (the time is passed to "
+        "the scripts instead of Redis TIME).")] = 0.0,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
     stop_after: Annotated[float | None, typer.Option(
@@ -105,17 +110,21 @@ def serve(
         raise typer.BadParameter("give only one of --fail-open and --fail-closed")
     if not 0 < port < 65536:
         raise typer.BadParameter("must be 1-65535", param_hint="--port")
+    if clock_offset < 0:
+        raise typer.BadParameter("must not be negative: Redis would expire keys before the "
+                                 "scripts expect", param_hint="--clock-offset")
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
     policy = parse_estimates(estimate or [])
     loaded = _rules_loader(rules)
-    check_rules(loaded)
+    warnings = check_rules(loaded)
     chosen = backend_config(backend, redis_url, timeout=redis_timeout)
     if workers > 1 and chosen.kind == "memory":
         raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
     log = json_logger()
     log("starting", backend=chosen.describe(), rules=loaded.origin)
+    log_findings(log, warnings)
     mode_value: Mode = "reserve" if mode == "reserve" else "compat"
     charge_value: Charge = "total" if charge == "total" else "completion"
     options = ServiceOptions(mode_value, policy, shadow, fail, charge_value, strict_input,
@@ -124,7 +133,8 @@ def serve(
     reload = (lambda: _rules_loader(rules)) if rules != "-" else None
 
     def run_one(worker: int) -> None:
-        store = build_store(chosen, loaded.rules)
+        clock = (lambda: time.time() + clock_offset) if clock_offset else None
+        store = build_store(chosen, loaded.rules, clock)
         app = RateLimitApp(store, loaded.rules, options, log=log)
         loop = new_event_loop()
         try:

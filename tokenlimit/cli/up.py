@@ -13,7 +13,9 @@ from tokenlimit.cli.gateway import (
     FailOption,
     HostMatchOption,
     KeyTemplateOption,
+    ShowRequestsOption,
     describe_config,
+    event_printer,
     show_gateway_logs,
 )
 from tokenlimit.cli.mock_llm import (
@@ -25,8 +27,8 @@ from tokenlimit.cli.mock_llm import (
     SeedOption,
     TtftOption,
     check_format,
-    format_mock_summary,
     mock_settings,
+    mock_summary,
 )
 from tokenlimit.cli.options import RulesOption
 from tokenlimit.gateway import (
@@ -131,6 +133,7 @@ def up(
     seed: SeedOption = 0,
     ttft: TtftOption = 0.0,
     tokens_per_second: RateOption = 0.0,
+    show_requests: ShowRequestsOption = True,
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
@@ -151,7 +154,8 @@ def up(
         config = build_config(upstream=mock_listener.url, service=service.url,
                               key_templates=key_template or (), hosts=hosts,
                               fail_open=fail_open, plugin=settings)
-        gateway = Gateway(config)
+        gateway = Gateway(config,
+                          on_event=event_printer(output_format) if show_requests else None)
         gateway_listener = Listener("gateway", gateway, bind(host, gateway_port))
         urls = {"service": service.url, "mock_llm": mock_listener.url,
                 "gateway": gateway_listener.url}
@@ -169,7 +173,7 @@ def up(
 
         # Listed mock first: the gateway stops first, sending its last reports meanwhile.
         run_foreground([mock_listener, gateway_listener], duration, started)
-    stats, produced = gateway.stats.to_dict(), format_mock_summary(mock)
+    stats, produced = gateway.stats.to_dict(), mock_summary(mock)
     if output_format == "json":
         typer.echo(json.dumps({"stopped": True, "gateway": stats, "mock_llm": produced}))
     else:

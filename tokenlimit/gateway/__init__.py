@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from tokenlimit.gateway.attributes import KeyTemplate, RequestAttributes, render_keys
 from tokenlimit.gateway.config import GatewayConfig, PluginSettings, build_config, load_plugin
+from tokenlimit.gateway.health import GatewayEvent, GatewayStats
 from tokenlimit.gateway.mock_llm import MockLLM, MockSettings, TokenDraw, prompt_tokens
-from tokenlimit.gateway.proxy import Gateway, GatewayStats
+from tokenlimit.gateway.proxy import Gateway
 from tokenlimit.gateway.server import (
     LOOPBACK,
     BackgroundServers,
@@ -24,6 +25,7 @@ __all__ = [
     "BackgroundServers",
     "Gateway",
     "GatewayConfig",
+    "GatewayEvent",
     "GatewayStats",
     "KeyTemplate",
     "Listener",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +23,7 @@ from yarl import URL
 from tokenlimit.gateway.asgi import ClientGone, Receive, Scope, Send, read_body, respond
 from tokenlimit.gateway.attributes import RequestAttributes, render_keys
 from tokenlimit.gateway.config import GatewayConfig
+from tokenlimit.gateway.health import EventSink, GatewayEvent, GatewayStats, ServiceHealth
 from tokenlimit.gateway.usage import Usage, UsageReader
 
 log = logging.getLogger("tokenlimit.gateway")
@@ -35,53 +36,6 @@ FAIL_CLOSED_BODY = b"rate-limit service unavailable"
 UPSTREAM_DOWN_BODY = (b"upstream connect error or disconnect/reset before headers. "
                       b"reset reason: connection failure")
 REPORT_DRAIN_SECONDS = 10.0
-
-
-@dataclass(slots=True)
-class GatewayStats:
-    """Counters of what the gateway did (read them from any thread)."""
-
-    requests: int = 0
-    unmatched: int = 0
-    allowed: int = 0
-    limited: int = 0
-    service_errors: int = 0
-    failed_open: int = 0
-    failed_closed: int = 0
-    upstream_errors: int = 0
-    client_gone: int = 0
-    reports: int = 0
-    report_errors: int = 0
-    no_usage: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        """The counters as a JSON-ready mapping."""
-        return asdict(self)
-
-
-class ServiceHealth:
-    """Logs a service outage once when it starts and once when it ends, not per request."""
-
-    def __init__(self, fail_open: bool) -> None:
-        self.fail_open = fail_open
-        self.failing = False
-        self.failures = 0
-        self.incidents = 0
-
-    def failure(self, what: str) -> None:
-        self.failures += 1
-        if not self.failing:
-            self.failing = True
-            self.incidents += 1
-            mode = "letting requests through (fail-open)" if self.fail_open else (
-                "answering 503 (fail-closed)")
-            log.warning("rate-limit service %s; %s until it answers again", what, mode)
-
-    def success(self) -> None:
-        if self.failing:
-            log.warning("rate-limit service answers again after %d failed calls", self.failures)
-            self.failing = False
-            self.failures = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +99,9 @@ class _DisconnectWatch:
 class Gateway:
     """A raw ASGI app; one instance per listening gateway."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, on_event: EventSink | None = None) -> None:
         self.config = config
+        self.on_event = on_event
         self.stats = GatewayStats()
         self.health = ServiceHealth(config.fail_open)
         self._upstream: aiohttp.ClientSession | None = None
@@ -195,7 +150,8 @@ class Gateway:
         request = _attributes(scope, headers)
         if not self.config.matches(request.host):
             self.stats.unmatched += 1
-            await self.forward(request, headers, body, receive, send, keys=None)
+            status = await self.forward(request, headers, body, receive, send, keys=None)
+            self._event("unmatched", request, (), status)
             return
         keys = render_keys(self.config.templates, request)
         verdict = await self.check(keys)
@@ -203,16 +159,25 @@ class Gateway:
             self.stats.limited += 1
             await respond(send, 429, verdict.description.encode(), "text/plain",
                           list(verdict.headers))
+            self._event("limited", request, keys, 429, verdict.description)
             return
         if verdict.allow is None:
             if not self.config.fail_open:
                 self.stats.failed_closed += 1
                 await respond(send, 503, FAIL_CLOSED_BODY, "text/plain")
+                self._event("failed_closed", request, keys, 503)
                 return
             self.stats.failed_open += 1
         else:
             self.stats.allowed += 1
-        await self.forward(request, headers, body, receive, send, keys=keys)
+        status = await self.forward(request, headers, body, receive, send, keys=keys)
+        self._event("allowed" if verdict.allow else "failed_open", request, keys, status)
+
+    def _event(self, kind: str, request: RequestAttributes, keys: list[str] | tuple[str, ...],
+               status: int | None, detail: str = "") -> None:
+        if self.on_event is not None:
+            self.on_event(GatewayEvent(kind, request.method, request.path, request.host,
+                                       tuple(keys), status, detail))
 
     async def check(self, keys: list[str]) -> Verdict:
         """Ask the service about ``keys``."""
@@ -252,8 +217,11 @@ class Gateway:
 
     async def forward(self, request: RequestAttributes, headers: list[tuple[str, str]],
                       body: bytes, receive: Receive, send: Send,
-                      keys: list[str] | None) -> None:
-        """Send the request upstream unchanged and stream the answer back."""
+                      keys: list[str] | None) -> int | None:
+        """Send the request upstream unchanged and stream the answer back.
+
+        Returns the status the client got (``None``: the client hung up mid-answer).
+        """
         assert self._upstream is not None
         connection = {t.strip().lower() for k, v in headers if k == "connection"
                       for t in v.split(",")}
@@ -267,21 +235,24 @@ class Gateway:
             self.stats.upstream_errors += 1
             log.warning("upstream %s: %s", self.config.upstream, type(exc).__name__)
             await respond(send, 503, UPSTREAM_DOWN_BODY, "text/plain")
-            return
+            return 503
         watch = _DisconnectWatch(receive, answer)
         try:
             usage = await self._stream_back(answer, send, keys is not None, watch)
+        except ClientGone:
+            return None
         finally:
             watch.stop()
             answer.release()
         if keys is None:
-            return
+            return answer.status
         if usage is None:
             self.stats.no_usage += 1
-            return
-        task = asyncio.get_running_loop().create_task(self.report(keys, usage))
+            return answer.status
+        task = asyncio.get_running_loop().create_task(self.report(keys, usage, request))
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
+        return answer.status
 
     async def _stream_back(self, answer: aiohttp.ClientResponse, send: Send,
                            read_usage: bool, watch: _DisconnectWatch) -> Usage | None:
@@ -311,8 +282,17 @@ class Gateway:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return reader.finish() if reader is not None else None
 
-    async def report(self, keys: list[str], usage: Usage) -> None:
+    async def report(self, keys: list[str], usage: Usage,
+                     request: RequestAttributes | None = None) -> None:
         """``POST /update_ratelimit_record`` for one answer."""
+        ok = await self._post_report(keys, usage)
+        if request is not None:
+            detail = (f"{usage.completion_tokens} completion tokens "
+                      f"({usage.prompt_tokens} prompt, {usage.total_tokens} total)")
+            self._event("reported" if ok else "report_failed", request, keys,
+                        200 if ok else None, detail)
+
+    async def _post_report(self, keys: list[str], usage: Usage) -> bool:
         assert self._service is not None
         try:
             async with self._service.post(f"{self.config.service}/update_ratelimit_record",
@@ -322,13 +302,14 @@ class Gateway:
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.stats.report_errors += 1
             self.health.failure(f"unreachable at {self.config.service} ({type(exc).__name__})")
-            return
+            return False
         if status != 200:
             self.stats.report_errors += 1
             self.health.failure(f"answered {status} to /update_ratelimit_record")
-            return
+            return False
         self.stats.reports += 1
         self.health.success()
+        return True
 
     async def drain(self) -> None:
         """Wait until every report scheduled so far has been sent (for tests and shutdown)."""

@@ -86,6 +86,7 @@ class Listener:
         return f"http://{host}:{self.port}"
 
     def serve(self) -> Coroutine[Any, Any, None]:
+        """Serve until ``server.should_exit`` is set."""
         return self.server.serve(sockets=[self.sock])
 
 
@@ -140,8 +141,10 @@ def run_foreground(listeners: Sequence[Listener], duration: float | None = None,
 class BackgroundServers:
     """Listeners served in a thread of their own; ``start`` returns once all accept connections.
 
-    >>> # with BackgroundServers([Listener("mock", MockLLM(), bind(LOOPBACK, 0))]) as servers:
-    >>> #     httpx.post(servers.listeners[0].url + "/v1/chat/completions", json=...)
+    For example (tests do this)::
+
+        with BackgroundServers([Listener("mock", MockLLM(), bind(LOOPBACK, 0))]) as servers:
+            httpx.post(servers.listeners[0].url + "/v1/chat/completions", json=...)
     """
 
     def __init__(self, listeners: Sequence[Listener]) -> None:
@@ -167,6 +170,7 @@ class BackgroundServers:
             self._ready.set()
 
     def start(self, timeout: float = 10.0) -> BackgroundServers:
+        """Start serving; :class:`ConfigError` when the servers do not come up."""
         self._thread = threading.Thread(target=self._run, name="tokenlimit-servers", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout) or self._error is not None:
@@ -180,6 +184,7 @@ class BackgroundServers:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Stop every listener (in reverse order) and wait for the thread to end."""
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stop.set)

@@ -41,6 +41,7 @@ JSON = ("Content-Type", "application/json")
 NOT_FOUND = Response(404, b"404 page not found\n", (TEXT, ("X-Content-Type-Options", "nosniff")))
 BACKEND_DOWN = "rate limit backend unavailable"
 KEYS_CACHE_SIZE = 10_000
+LOG_EVERY = 1.0  # seconds between two lines of the same repeating incident
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class RateLimitApp:
         self.rules = tuple(rules)
         self.metrics = Metrics()
         self._keys_cache: dict[bytes, tuple[str, ...] | DecodeError] = {}
+        self._noisy: dict[str, tuple[float, int]] = {}
+        self.monotonic: Callable[[], float] = time.monotonic
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Use ``rules`` from now on; buckets already stored are kept."""
@@ -132,7 +135,7 @@ class RateLimitApp:
     async def ratelimit(self, request: Request) -> Response:
         keys = self.keys_of(request.query)
         if isinstance(keys, DecodeError):
-            return self._bad_request("ratelimit_keys", str(keys))
+            return self._bad_request(str(keys))
         if not keys:
             self.metrics.checked("allow", None, 0.0)
             return Response(200, ALLOW_BODY, (TEXT,))
@@ -142,12 +145,12 @@ class RateLimitApp:
             result = await self.store.check(keys, estimate)
         except StoreError as exc:
             self.metrics.backend_errors += 1
-            self.log("backend_error", op="check", error=str(exc))
-            result = CheckResult("error")
+            result, reason = CheckResult("error"), str(exc)
+        else:
+            reason = self.store.last_script_error or "the check script failed"
         self.metrics.checked(result.outcome, result.rule, time.perf_counter() - started)
         if result.outcome == "error":
-            reason = getattr(self.store, "last_script_error", "") or "the check script failed"
-            self.log("check_failed", keys=list(keys), error=reason, fail=self.options.fail)
+            self.log_noisy("check_failed", keys=list(keys), error=reason, fail=self.options.fail)
         return self._decision(keys, result)
 
     def _decision(self, keys: Sequence[str], result: CheckResult) -> Response:
@@ -163,7 +166,7 @@ class RateLimitApp:
             headers.append(("x-ratelimit-remaining-tokens", str(max(result.remaining, 0))))
         if result.outcome == "deny":
             if options.shadow:  # a would-be limit is an incident worth a line; a limit is not
-                self.log("shadow_limited", key=result.limited_key, rule=result.rule)
+                self.log_noisy("shadow_limited", key=result.limited_key, rule=result.rule)
                 self.metrics.shadow_limited += 1
                 return Response(200, ALLOW_BODY, tuple(headers))
             if options.rate_headers and result.retry_after is not None:
@@ -175,36 +178,49 @@ class RateLimitApp:
     async def update(self, request: Request) -> Response:
         if request.too_large:
             self.metrics.bad_requests += 1
-            self.log("bad_request", route="update", reason="body too large",
-                     size_limit=self.options.max_body)
+            self.log_noisy("bad_request", error="body too large",
+                           size_limit=self.options.max_body)
             return Response(413, error_body(
                 f"body larger than {self.options.max_body} bytes"), (JSON,))
         try:
             usage = parse_usage(request.body)
         except DecodeError as exc:
-            return self._bad_request("body", str(exc))
+            return self._bad_request(f"body: {exc}")
         tokens = usage.total_tokens if self.options.charge == "total" else usage.completion_tokens
         if self.options.strict_input:
             for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
                 if getattr(usage, name) < 0:
-                    return self._bad_request(name, "must not be negative")
+                    return self._bad_request(f"{name}: must not be negative")
         try:
             await self.store.report(usage.keys, tokens, settle=self.options.mode == "reserve")
         except StoreError as exc:
             self.metrics.backend_errors += 1
-            self.log("backend_error", op="report", error=str(exc))
+            self.log_noisy("report_failed", keys=list(usage.keys), error=str(exc))
             if self.options.strict_input:
                 return Response(500, error_body(BACKEND_DOWN), (JSON,))
             return Response(500)
         self.metrics.reported(tokens)
         return Response(200)
 
-    def _bad_request(self, where: str, reason: str) -> Response:
+    def _bad_request(self, message: str) -> Response:
         self.metrics.bad_requests += 1
-        self.log("bad_request", field=where, reason=reason)
+        self.log_noisy("bad_request", error=message)
         if self.options.strict_input:
-            return Response(400, error_body(f"{where}: {reason}"), (JSON,))
+            return Response(400, error_body(message), (JSON,))
         return Response(400)
+
+    def log_noisy(self, event: str, **fields: Any) -> None:
+        """Log an incident that can repeat thousands of times a second (Redis down, a client
+        sending garbage): at most one line per event per second, counting the ones left out."""
+        now = self.monotonic()
+        last, skipped = self._noisy.get(event, (-LOG_EVERY, 0))
+        if now - last < LOG_EVERY:
+            self._noisy[event] = (last, skipped + 1)
+            return
+        self._noisy[event] = (now, 0)
+        if skipped:
+            fields["suppressed"] = skipped
+        self.log(event, **fields)
 
     # /readyz
     async def ready(self) -> Response:

@@ -42,6 +42,7 @@ class Response:
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
+MAX_HEAD = 1 << 20  # request line and headers, as Go's default MaxHeaderBytes
 
 
 @functools.lru_cache(maxsize=4096)
@@ -60,17 +61,20 @@ def encode_response(response: Response, keep_alive: bool) -> bytes:
 class HttpProtocol(asyncio.Protocol):
     """One client connection: parses requests, runs the handler, answers in order."""
 
-    def __init__(self, handler: Handler, max_body: int, connections: set[HttpProtocol]) -> None:
+    def __init__(self, handler: Handler, max_body: int, connections: set[HttpProtocol],
+                 tasks: set[asyncio.Task[Response]]) -> None:
         self.handler = handler
         self.max_body = max_body
         self.connections = connections
+        self.tasks = tasks
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.pending: deque[tuple[asyncio.Future[Response], bool]] = deque()
+        self.pending: deque[tuple[asyncio.Future[Response], bool, bool]] = deque()
         self.url = b""
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
         self.body_size = 0
+        self.head_size = 0
         self.closing = False
 
     # asyncio callbacks
@@ -81,11 +85,13 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self.transport = None
-        for future, _ in self.pending:
-            future.cancel()
+        # Requests already read run to completion (a usage report half applied would be worse
+        # than an answer nobody reads), as Go's server does; their answers are dropped.
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None:
+            return  # answered with an error and closing: ignore the rest
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -95,6 +101,7 @@ class HttpProtocol(asyncio.Protocol):
 
     # httptools callbacks
     def on_message_begin(self) -> None:
+        self.head_size = 0
         self.url = b""
         self.headers = {}
         self.body = []
@@ -102,8 +109,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
+        if self.head_size > MAX_HEAD:
+            self._fail(431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > MAX_HEAD:
+            self._fail(431)
+            return
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -118,8 +132,8 @@ class HttpProtocol(asyncio.Protocol):
             self.body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.transport is None:
-            return
+        if self.transport is None or self.closing:
+            return  # gone, or a request after one that asked to close: not answered
         try:
             parsed = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
@@ -135,16 +149,18 @@ class HttpProtocol(asyncio.Protocol):
         )
         keep_alive = self.parser.should_keep_alive() and not request.too_large
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Response] = loop.create_task(self.handler(request))
-        self.pending.append((future, keep_alive))
-        future.add_done_callback(self._flush)
+        task = loop.create_task(self.handler(request))
+        self.tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(self.tasks.discard)
+        self.pending.append((task, keep_alive, request.method == "HEAD"))
+        task.add_done_callback(self._flush)
         if not keep_alive:
             self.closing = True
 
     # answers, in request order
     def _flush(self, _: object = None) -> None:
         while self.pending and self.pending[0][0].done():
-            future, keep_alive = self.pending.popleft()
+            future, keep_alive, head = self.pending.popleft()
             if self.transport is None:
                 return
             if future.cancelled():
@@ -153,17 +169,28 @@ class HttpProtocol(asyncio.Protocol):
                 response = Response(500)
             else:
                 response = future.result()
-            self.transport.write(encode_response(response, keep_alive))
+            data = encode_response(response, keep_alive)
+            if head:  # the same head, no body (Content-Length says what GET would send)
+                data = data[:len(data) - len(response.body)]
+            self.transport.write(data)
             if not keep_alive:
                 self.transport.close()
                 self.transport = None
                 return
 
     def _fail(self, status: int) -> None:
-        if self.transport is not None:
-            self.transport.write(encode_response(Response(status), keep_alive=False))
-            self.transport.close()
-            self.transport = None
+        # Answer, half-close, and read (discarding) what the client still sends for a moment:
+        # closing at once with unread input would reset the connection and lose the answer.
+        transport = self.transport
+        if transport is None:
+            return
+        self.transport = None
+        transport.write(encode_response(Response(status), keep_alive=False))
+        if transport.can_write_eof():
+            transport.write_eof()
+            asyncio.get_running_loop().call_later(1.0, transport.close)
+        else:
+            transport.close()
 
 
 class HttpServer:
@@ -173,13 +200,14 @@ class HttpServer:
         self.handler = handler
         self.max_body = max_body
         self.connections: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[Response]] = set()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: HttpProtocol(self.handler, self.max_body, self.connections),
+            lambda: HttpProtocol(self.handler, self.max_body, self.connections, self.tasks),
             host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=1024,
         )
         sockets = self.server.sockets
@@ -192,6 +220,8 @@ class HttpServer:
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()
+        if self.tasks:  # let requests already read finish (bounded)
+            await asyncio.wait(list(self.tasks), timeout=2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.server.wait_closed(), 2)
         self.server = None

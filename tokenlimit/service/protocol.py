@@ -49,6 +49,10 @@ def _reject_constant(name: str) -> Any:
     raise DecodeError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
+def _syntax(exc: json.JSONDecodeError) -> str:
+    return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+
+
 def _go_string(text: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", text)
 
@@ -58,7 +62,7 @@ def _loads(data: bytes | str) -> Any:
     try:
         return json.loads(text, parse_float=_GoFloat, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise DecodeError(exc.msg) from exc
+        raise DecodeError(_syntax(exc)) from exc
     except RecursionError as exc:
         raise DecodeError("exceeded max depth") from exc
 
@@ -126,7 +130,13 @@ def strict_keys_value(value: str | None) -> tuple[str, ...]:
     """Like ``parse_keys_value`` but ``DecodeError`` for anything that is not a key list."""
     if not value:
         return ()
-    return _string_list(_loads(value), "ratelimit_keys")
+    try:
+        return _string_list(_loads(value), "ratelimit_keys")
+    except DecodeError as exc:
+        message = str(exc)
+        if not message.startswith("ratelimit_keys"):
+            message = f"ratelimit_keys: {message}"
+        raise DecodeError(message) from exc
 
 
 def query_value(query: bytes, name: str) -> str | None:
@@ -183,7 +193,7 @@ def parse_usage(body: bytes) -> Usage:
         document = json.loads(text, parse_float=_GoFloat, parse_constant=_reject_constant,
                               object_pairs_hook=keep_pairs)
     except json.JSONDecodeError as exc:
-        raise DecodeError(exc.msg) from exc
+        raise DecodeError(_syntax(exc)) from exc
     except RecursionError as exc:
         raise DecodeError("exceeded max depth") from exc
     if document is None:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 from urllib.parse import unquote, urlsplit
 
-from tokenlimit.errors import ConfigError, TokenlimitError
-from tokenlimit.rules import LoadedRules, require_valid
+from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
+from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
 from tokenlimit.service.http import HttpServer
@@ -153,8 +153,13 @@ class RunningService:
     loop: asyncio.AbstractEventLoop
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
-        """Swap the rules (bucket state kept), from any thread."""
-        self.loop.call_soon_threadsafe(self.app.set_rules, tuple(rules))
+        """Swap the rules (bucket state kept), from any thread; in force when this returns."""
+        app = self.app
+
+        async def swap() -> None:
+            app.set_rules(tuple(rules))
+
+        asyncio.run_coroutine_threadsafe(swap(), self.loop).result(10)
 
 
 @contextlib.contextmanager
@@ -215,9 +220,16 @@ def running_service(
         thread.join(10)
 
 
-def check_rules(loaded: LoadedRules) -> None:
-    """Refuse rules with error findings (``RulesRejected``, validate's findings)."""
-    require_valid(loaded)
+def check_rules(loaded: LoadedRules) -> list[Finding]:
+    """Refuse rules with error findings (``RulesRejected``); the other findings otherwise."""
+    return [f for f in require_valid(loaded) if f.severity is not Severity.INFO]
+
+
+def log_findings(log: Callable[..., None], findings: list[Finding]) -> None:
+    """One ``rule_warning`` line per warning, so an operator sees what validate would say."""
+    for finding in findings:
+        log("rule_warning", code=finding.code, rule=finding.rule_index,
+            where=str(finding.location) if finding.location else None, message=finding.message)
 
 
 async def serve_forever(
@@ -240,13 +252,14 @@ async def serve_forever(
             return
         try:
             loaded = reload()
-            check_rules(loaded)
+            warnings = check_rules(loaded)
         except TokenlimitError as exc:
             log("reload_refused", reason=reason, error=" ".join(str(exc).split()),
                 kept_rules=len(app.rules))
             return
         app.set_rules(loaded.rules)
         log("reloaded", reason=reason, rules=len(loaded.rules))
+        log_findings(log, warnings)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -260,6 +273,10 @@ async def serve_forever(
     gc.freeze()
     log("listening", host=host, port=bound, backend=app.store.name, mode=app.options.mode,
         shadow=app.options.shadow, fail=app.options.fail, rules=len(app.rules))
+    try:  # not fatal (the example starts without Redis too), but worth one line
+        await app.store.ping()
+    except StoreError as exc:
+        log("backend_unreachable", error=str(exc))
     watcher = asyncio.create_task(_watch(watch, do_reload, stop)) if watch else None
     try:
         await asyncio.wait_for(stop.wait(), stop_after)

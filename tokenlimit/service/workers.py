@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Callable
 
 from tokenlimit.errors import ConfigError
@@ -26,7 +27,12 @@ def run_workers(count: int, work: Callable[[int], None]) -> int:
             status = 0
             try:
                 work(index)
-            except BaseException:  # a worker must never return into the parent's code
+            except KeyboardInterrupt:
+                status = 130
+            except BaseException as exc:  # a worker must never return into the parent's code
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                sys.stderr.write(f"error: worker {index}: {message}\n")
+                sys.stderr.flush()
                 status = 1
             os._exit(status)
         children.append(pid)

@@ -21,6 +21,7 @@ class Store(Protocol):
     """What the service needs from a bucket store."""
 
     name: str
+    last_script_error: str  # why the last failed check failed, for the log
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Use these rules from now on; stored bucket state is kept."""

@@ -22,6 +22,9 @@ class MemoryStore:
     """
 
     name = "memory"
+    # The model's only script failure (see AsmLimiter.check_key).
+    last_script_error = ("the balance key vanished right after being written "
+                         "(redis_expired_seconds <= 0)")
 
     def __init__(self, rules: Sequence[Rule], clock: Clock | None = None) -> None:
         self.clock: Clock = clock or time.time

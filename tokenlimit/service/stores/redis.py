@@ -139,7 +139,6 @@ class RedisStore:
                                                 timeout=timeout)
         self.names = names
         self._commands: dict[str, tuple[str, bytes]] = {}
-        self.script_errors = 0
         self.last_script_error = ""
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
@@ -210,7 +209,6 @@ class RedisStore:
                         made.append((names, amount))
             except ReplyError as exc:
                 failed = True  # as the example: log it, go on with the next key, answer 400
-                self.script_errors += 1
                 self.last_script_error = f"{key}: {exc}"
                 continue
             if balance <= 0:
