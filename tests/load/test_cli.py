@@ -224,3 +224,17 @@ def test_a_ramp_sends_each_step_at_its_rate() -> None:
     assert data["load"] == "open loop, ramp 20/s for 0.5s, 40/s for 0.5s"
     assert data["requests"]["sent"] == 30 and calls.count("check") == 30
     assert data["send_lateness_ms"]["count"] == 30
+
+
+def test_a_subprocess_run_keeps_exact_counts(tmp_path: Path) -> None:
+    # Outside pytest's process the driver waits with the SIGALRM waker: same counts.
+    with serve(AsmServiceHandler, RULES) as (url, calls):
+        out = subprocess.run(
+            [sys.executable, "-m", "tokenlimit", "loadtest", url, *LOAD, "--rate", "200",
+             "-n", "40", "--format", "json"],
+            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["requests"]["sent"] == 40 and calls.count("check") == 40
+    assert data["send_lateness_ms"]["count"] == 40
+    assert data["conformance"]["over_admitted"] == 0

@@ -36,6 +36,7 @@ from tokenlimit.load.modes import (
 )
 from tokenlimit.load.schedule import Schedule
 from tokenlimit.load.stats import RunStats
+from tokenlimit.load.waker import AlarmWaker
 from tokenlimit.sim.model import TraceRequest
 
 Shape = Literal["closed", "open"]
@@ -138,11 +139,16 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
     stats.started = start_wall
     ticker = asyncio.ensure_future(_tick(stats, start_mono, on_tick)) if on_tick else None
 
+    waker = AlarmWaker.open(asyncio.get_running_loop())
+
     async def wait_until(due: float) -> None:
         while True:
             delay = due - time.perf_counter()
             if delay <= 0:
                 return
+            if waker is not None:
+                await waker.sleep_until(due)
+                continue
             # Loop timers have millisecond granularity: sleep to ~1 ms before; then, with
             # nothing in flight, block for the rest (precise, no spinning: no answer can
             # arrive meanwhile); otherwise yield to the loop (answers keep being read).
@@ -189,6 +195,8 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                 task.add_done_callback(tasks.discard)
         interrupted = await _drain(tasks, plan, stopped, end_mono)
     finally:
+        if waker is not None:
+            waker.close()
         if ticker is not None:
             ticker.cancel()
         for task in tasks:
