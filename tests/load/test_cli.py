@@ -238,3 +238,20 @@ def test_a_subprocess_run_keeps_exact_counts(tmp_path: Path) -> None:
     assert data["requests"]["sent"] == 40 and calls.count("check") == 40
     assert data["send_lateness_ms"]["count"] == 40
     assert data["conformance"]["over_admitted"] == 0
+
+
+def test_unique_keys_start_each_run_from_fresh_buckets(own_service: str, tmp_path: Path) -> None:
+    keys_seen = []
+    for run_number in range(2):
+        out = tmp_path / f"u{run_number}.json"
+        result = runner.invoke(app, ["loadtest", own_service, *LOAD, "-c", "3", "-n", "60",
+                                     "--unique-keys", "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        data = json.loads(out.read_text())
+        conf = data["conformance"]
+        assert (conf["over_admitted"], conf["under_admitted"]) == (0, 0)
+        # A fresh bucket holds tokens_per_fill: the first request of each key is admitted.
+        assert all(k["allowed"] >= 1 for k in data["keys"].values())
+        keys_seen.append(sorted(data["keys"]))
+    assert all(k.startswith(("regular-user-", "subscriber-")) for k in keys_seen[0])
+    assert set(keys_seen[0]).isdisjoint(keys_seen[1])

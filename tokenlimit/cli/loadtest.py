@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
 import signal
 import sys
 import threading
@@ -64,6 +66,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     if len(shapes) > 1:
         raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
+    if rest.pop("unique_keys"):
+        suffix = "-" + secrets.token_hex(4)
+        specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     schedule: Schedule | None = None
     shape: Shape = "open"
     replayed = None
@@ -136,6 +141,9 @@ def loadtest(
     stream: Annotated[bool, typer.Option("--stream", help="Gateway mode: streaming "
                                          "requests (SSE); reports time to first byte.")] = False,
     model: Annotated[str, typer.Option("--model", help="Model name sent.")] = "tokenlimit-load",
+    unique_keys: Annotated[bool, typer.Option(
+        "--unique-keys", help="Append one random suffix to every key value, so the run starts "
+        "from fresh buckets (rules match keys by unanchored search).")] = False,
     host_header: Annotated[str | None, typer.Option(
         "--host-header", metavar="HOST", help="Host header to send (e.g. the host a gateway "
         "limits: dashscope.aliyuncs.com).")] = None,
@@ -185,7 +193,7 @@ def loadtest(
         raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
     plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
                  duration, requests, timeout=timeout, connections=connections, seed=seed,
-                 stream=stream, model=model, host_header=host_header,
+                 stream=stream, model=model, host_header=host_header, unique_keys=unique_keys,
                  tokens=Range.parse(tokens, "--tokens"),
                  prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),
                  report_window=report_window, observe=rules is not None)
