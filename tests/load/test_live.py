@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import RedisServer
 from tests.load.servers import AdmitAllHandler, AsmServiceHandler, ChatGatewayHandler, serve
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, run
@@ -17,7 +18,7 @@ from tokenlimit.load.trace import read_trace
 from tokenlimit.load.workers import run_workers
 from tokenlimit.rules import load_rules
 from tokenlimit.rules.model import Rule
-from tokenlimit.service import running_service
+from tokenlimit.service import BackendConfig, running_service
 
 # Small budgets refilled every second or two, so a few seconds of load cross many refills.
 RULES = [Rule(0, "regular-user.*", 300, 100, 1, 300), Rule(1, "subscriber.*", 1000, 400, 2, 600)]
@@ -180,3 +181,16 @@ def test_a_silent_server_times_out_and_the_run_still_ends() -> None:
     s = result.stats
     assert (s.sent, s.errors, s.outcomes["error"]) == (4, {"timeout": 4}, 4)
     assert s.by_outcome["error"].min_us is not None and s.by_outcome["error"].min_us >= 300_000
+
+
+@pytest.mark.redis
+def test_conformance_against_the_project_service_on_redis(redis_server: RedisServer) -> None:
+    backend = BackendConfig("redis", redis_server.host, redis_server.port)
+    with running_service(RULES, port=0, backend=backend) as svc:
+        plan = service_plan(svc.url, shape="open", schedule=PoissonRate(200, 3), requests=500,
+                            duration=4)
+        report = run_loadtest(plan, rules=RULES)
+    conf = report.conformance
+    assert conf is not None and report.stats.outcomes["error"] == 0
+    assert (conf.over_admitted, conf.under_admitted, conf.other_mismatches) == (0, 0, 0)
+    assert conf.agreement == 100.0 and conf.ambiguous < 25
