@@ -255,3 +255,14 @@ def test_unique_keys_start_each_run_from_fresh_buckets(own_service: str, tmp_pat
         keys_seen.append(sorted(data["keys"]))
     assert all(k.startswith(("regular-user-", "subscriber-")) for k in keys_seen[0])
     assert set(keys_seen[0]).isdisjoint(keys_seen[1])
+
+
+def test_workers_through_the_cli(own_service: str) -> None:
+    result = runner.invoke(app, ["loadtest", own_service, *LOAD, "--rate", "150", "-n", "90",
+                                 "--workers", "2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["workers"] == 2 and data["requests"]["sent"] == 90
+    assert data["send_lateness_ms"]["count"] == 90
+    assert data["conformance"]["requests"] == 90
+    assert data["conformance"]["over_admitted"] == data["conformance"]["under_admitted"] == 0
