@@ -180,7 +180,8 @@ def test_a_silent_server_times_out_and_the_run_still_ends() -> None:
         listener.close()
     s = result.stats
     assert (s.sent, s.errors, s.outcomes["error"]) == (4, {"timeout": 4}, 4)
-    assert s.by_outcome["error"].min_us is not None and s.by_outcome["error"].min_us >= 300_000
+    # The 0.3 s timeout was applied (event-loop timers may ring up to 1 ms early).
+    assert s.by_outcome["error"].min_us is not None and s.by_outcome["error"].min_us >= 299_000
 
 
 @pytest.mark.redis
