@@ -70,4 +70,4 @@ def test_gateway_mode_through_the_real_system_conforms(system: System, stream: b
     assert conf is not None
     assert (conf.over_admitted, conf.under_admitted, conf.other_mismatches) == (0, 0, 0)
     assert conf.agreement == 100.0
-    assert conf.compared >= 240  # most requests are decided exactly
+    assert conf.compared >= 210  # most requests are decided exactly
