@@ -59,6 +59,7 @@ def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
     from tokenlimit.cli import (
         gateway,
+        loadtest,
         mock_llm,
         render,
         simulate,
@@ -75,6 +76,7 @@ def _register() -> None:
     gateway.register(app)
     mock_llm.register(app)
     up.register(app)
+    loadtest.register(app)
     render.register(app)
 
 

@@ -1,0 +1,253 @@
+"""``tokenlimit loadtest``: drive load against a live limiter and check what it let through."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import signal
+import sys
+import threading
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
+from tokenlimit.errors import RemoteError
+from tokenlimit.load.driver import LoadPlan, Shape
+from tokenlimit.load.loadtest import run_loadtest
+from tokenlimit.load.modes import MODES, KeySpec, Range
+from tokenlimit.load.report import (
+    LoadReport,
+    format_report,
+    merge_reports,
+    read_report,
+    write_atomic,
+)
+from tokenlimit.load.schedule import (
+    ConstantRate,
+    PoissonRate,
+    ReplaySchedule,
+    Schedule,
+    parse_ramp,
+    ramp_duration,
+)
+from tokenlimit.load.stats import RunStats
+from tokenlimit.rules import Rule, require_valid
+
+FORMATS = ("text", "json")
+DEFAULT_REQUESTS = 100
+DEFAULT_DURATION = 10.0
+REQUESTS_ONLY_DURATION = 60.0
+
+
+def _format_progress(stats: RunStats, elapsed: float) -> Text:
+    done = stats.completed
+    limited = stats.outcomes["limited"]
+    p99 = stats.latency.percentile_us(99)
+    p99_text = "-" if p99 is None else f"{p99 / 1000:.2f} ms"
+    rate = done / elapsed if elapsed > 0 else 0.0
+    return Text(f"{elapsed:6.1f} s  sent {stats.sent}  answered {done}  {rate:,.0f}/s  "
+                f"errors {stats.outcomes['error']}  limited "
+                f"{100 * limited / done if done else 0:.1f}%  p99 {p99_text}")
+
+
+def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
+          poisson: bool, ramp: str | None, replay: str | None, speed: float,
+          duration: float | None, requests: int | None, **rest: Any) -> LoadPlan:
+    if mode not in MODES:
+        raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
+    shapes = [name for name, given in (("--concurrency", concurrency is not None),
+                                       ("--rate", rate is not None), ("--ramp", ramp),
+                                       ("--replay", replay)) if given]
+    if len(shapes) > 1:
+        raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
+    specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
+    if rest.pop("unique_keys"):
+        suffix = "-" + secrets.token_hex(4)
+        specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
+    schedule: Schedule | None = None
+    shape: Shape = "open"
+    replayed = None
+    if rate is not None:
+        if rate <= 0:
+            raise typer.BadParameter("must be > 0", param_hint="--rate")
+        schedule = PoissonRate(rate, rest["seed"]) if poisson else ConstantRate(rate)
+    elif ramp:
+        schedule = parse_ramp(ramp)
+        duration = duration if duration is not None else ramp_duration(schedule)
+    elif replay:
+        from tokenlimit.load.trace import read_trace
+
+        if speed <= 0:
+            raise typer.BadParameter("must be > 0", param_hint="--speed")
+        replayed = tuple(read_trace(replay))
+        schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
+        if duration is None:
+            duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
+    else:
+        shape = "closed"
+    if duration is None and requests is None:
+        duration, requests = DEFAULT_DURATION, DEFAULT_REQUESTS if replayed is None else None
+    elif duration is None:
+        duration = REQUESTS_ONLY_DURATION
+    if duration <= 0 or (requests is not None and requests <= 0):
+        raise typer.BadParameter("--duration and --requests must be > 0")
+    return LoadPlan(
+        target, mode=mode,
+        keys=specs, shape=shape, concurrency=concurrency or 1, schedule=schedule,
+        duration=duration, requests=requests, replay=replayed, **rest)
+
+
+def loadtest(
+    target: Annotated[str, typer.Argument(
+        metavar="TARGET_URL", help="The gateway (or LLM) URL, or the rate-limit service's base "
+        "URL with --mode service; `merge` to merge reports instead.")],
+    reports: Annotated[list[str] | None, typer.Argument(
+        metavar="[REPORT.json ...]", help="With `merge`: the reports to merge.")] = None,
+    mode: Annotated[str, typer.Option("--mode", "-m", help="gateway or service.")] = "gateway",
+    rules_source: Annotated[str | None, typer.Option(
+        "--rules", "-r", metavar="SOURCE", help="Rules to check conformance against "
+        "(any source validate reads).")] = None,
+    config_json: ConfigJsonOption = None,
+    from_env: FromEnvOption = False,
+    keys: Annotated[list[str] | None, typer.Option(
+        "--key", "-k", metavar="HEADER=VALUE:WEIGHT",
+        help="A weighted key (repeatable), e.g. user-type=regular-user:3.")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", "-c", min=1, help="Closed loop: N users (the default shape, 1).")] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", help="Open loop: R requests per second.")] = None,
+    poisson: Annotated[bool, typer.Option(
+        "--poisson", help="With --rate: Poisson arrivals instead of even spacing.")] = False,
+    ramp: Annotated[str | None, typer.Option(
+        "--ramp", metavar="RxS,...", help="Stepped open loop, e.g. 10x2,50x2,100x5 "
+        "(R per second for S seconds).")] = None,
+    replay: Annotated[str | None, typer.Option(
+        "--replay", metavar="TRACE", help="Send a JSONL trace's requests at its times.")] = None,
+    speed: Annotated[float, typer.Option("--speed", help="Replay speed factor.")] = 1.0,
+    duration: Annotated[float | None, typer.Option(
+        "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
+    requests: Annotated[int | None, typer.Option(
+        "--requests", "-n", help=f"Requests at most (default {DEFAULT_REQUESTS}).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
+                                         help="Processes generating load.")] = 1,
+    connections: Annotated[int, typer.Option("--connections", min=1,
+                                             help="Open connections at most per worker.")] = 256,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per request.")] = 10.0,
+    stream: Annotated[bool, typer.Option("--stream", help="Gateway mode: streaming "
+                                         "requests (SSE); reports time to first byte.")] = False,
+    model: Annotated[str, typer.Option("--model", help="Model name sent.")] = "tokenlimit-load",
+    unique_keys: Annotated[bool, typer.Option(
+        "--unique-keys", help="Append one random suffix to every key value, so the run starts "
+        "from fresh buckets (rules match keys by unanchored search).")] = False,
+    host_header: Annotated[str | None, typer.Option(
+        "--host-header", metavar="HOST", help="Host header to send (e.g. the host a gateway "
+        "limits: dashscope.aliyuncs.com).")] = None,
+    tokens: Annotated[str, typer.Option("--tokens", metavar="N|LO-HI", help="Service mode: "
+                                        "completion tokens reported.")] = "20-200",
+    prompt_tokens: Annotated[int, typer.Option("--prompt-tokens", min=0,
+                                               help="Service mode: prompt tokens.")] = 20,
+    latency: Annotated[str, typer.Option("--latency", metavar="S|LO-HI", help="Service mode: "
+                                         "seconds from check to report.")] = "0-0.05",
+    report_window: Annotated[float, typer.Option(
+        "--report-window", help="Gateway mode: seconds after an answer by which the gateway "
+        "has reported its usage (conformance).")] = 0.02,
+    tolerance: Annotated[float, typer.Option(
+        "--tolerance", help="Seconds of clock uncertainty added to every window.")] = 0.001,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for keys, tokens, latency.")] = 0,
+    output: Annotated[str | None, typer.Option("--output", "-o", metavar="FILE",
+                                               help="Write the JSON report here.")] = None,
+    plot: Annotated[str | None, typer.Option("--plot", metavar="FILE.png",
+                                             help="Write a plot of the run.")] = None,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 when conformance finds the limiter off its rules.")] = False,
+) -> None:
+    """Drive load against a live limiter and check what it let through.
+
+    Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service --rules rules.json
+    --rate 200 --duration 5 --key regular-user:3 --key subscriber:1
+
+    Merge: tokenlimit loadtest merge a.json b.json -o all.json
+    """
+    if output_format not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if target == "merge":
+        if not reports:
+            raise typer.BadParameter("give the reports to merge", param_hint="REPORT.json")
+        report = merge_reports([read_report(p) for p in reports])
+        _finish(report, output, plot, output_format, None, strict)
+        return
+    if reports:
+        raise typer.BadParameter(f"unexpected arguments: {' '.join(reports)}")
+    rules: list[Rule] | None = None
+    if rules_source is not None or config_json is not None or from_env:
+        loaded = read_rules(rules_source, config_json, from_env)
+        require_valid(loaded)
+        rules = list(loaded.rules)
+    if timeout <= 0 or tolerance < 0 or report_window < 0:
+        raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
+    plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
+                 duration, requests, timeout=timeout, connections=connections, seed=seed,
+                 stream=stream, model=model, host_header=host_header, unique_keys=unique_keys,
+                 tokens=Range.parse(tokens, "--tokens"),
+                 prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),
+                 report_window=report_window, observe=rules is not None)
+    report = _run(plan, workers, rules, tolerance)
+    _finish(report, output, plot, output_format, rules, strict)
+
+
+def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
+         tolerance: float) -> LoadReport:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console = Console(stderr=True)
+    try:
+        if not sys.stderr.isatty():
+            return run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
+                                stop=stop)
+        with Live(Text("starting..."), console=console, transient=True,
+                  refresh_per_second=4) as live:
+            return run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
+                                stop=stop,
+                                on_tick=lambda s, e: live.update(_format_progress(s, e)))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
+            rules: list[Rule] | None, strict: bool) -> None:
+    data = report.to_dict()
+    if output:
+        write_atomic(output, (json.dumps(data, indent=2) + "\n").encode())
+    if plot:
+        from tokenlimit.load.plot import write_plot
+
+        if rules is None and report.rules:
+            from tokenlimit.rules import load_rules
+
+            rules = list(load_rules(config_json=json.dumps(report.rules)).rules)
+        write_plot(report, rules, plot)
+    if output_format == "json":
+        summary = {k: v for k, v in data.items() if k != "raw"}
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(format_report(report))
+    if report.interrupted:
+        typer.echo("interrupted: the report covers the requests answered so far", err=True)
+    if strict and report.conformance is not None and report.conformance.findings():
+        raise typer.Exit(1)
+    if report.interrupted and report.runs == 1:
+        raise typer.Exit(130)
+    failed = sum(report.stats.errors.values())
+    if report.stats.sent and failed == report.stats.completed:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.stats.errors.items()))
+        raise RemoteError(f"{report.target}: no request was answered ({kinds or 'none'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("loadtest")(loadtest)

@@ -1,0 +1,260 @@
+"""A lean HTTP/1.1 client for load generation: asyncio protocols, keep-alive, httptools.
+
+General clients (httpx) spend tens of microseconds per request on features a load generator
+does not need; this one writes prepared request bytes on a kept-alive connection and parses
+the answer with httptools (the parser uvicorn uses), recording the time of the first body
+byte (time to first byte when streaming). One request at a time per connection; a pool
+opens connections up to a limit and queues beyond it (the queueing shows in latency, which
+the driver measures from the intended send time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from tokenlimit.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where requests go: ``host``, ``port`` and the base path of ``url``."""
+
+    url: str
+    host: str
+    port: int
+    path: str
+    host_override: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        """Parse an ``http://`` URL on loopback.
+
+        >>> Target.parse("http://127.0.0.1:8080/v1").port
+        8080
+        """
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ConfigError(f"target {url!r}: give an http:// URL (https is not supported)")
+        if parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigError(f"target {url!r}: only loopback targets (127.0.0.1, ::1, "
+                              "localhost) are allowed")
+        try:
+            port = parts.port or 80
+        except ValueError:
+            raise ConfigError(f"target {url!r}: bad port") from None
+        host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
+        return cls(url, host, port, parts.path.rstrip("/"))
+
+    @property
+    def host_header(self) -> str:
+        if self.host_override:
+            return self.host_override
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(slots=True)
+class Response:
+    """One answer: status, body, and when its first body byte arrived (``time.time()``)."""
+
+    status: int
+    body: bytes
+    first_byte: float | None
+
+
+class TransportError(Exception):
+    """The connection failed, closed early or timed out (the request counts as an error)."""
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection; ``send`` writes a request and waits for its answer."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Response] | None = None
+        self.chunks: list[bytes] = []
+        self.first_byte: float | None = None
+        self.reusable = True
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(TransportError(f"bad HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        self._fail(TransportError("connection closed"))
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.chunks = []
+        self.first_byte = None
+
+    def on_body(self, body: bytes) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.time()
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(Response(self.parser.get_status_code(), b"".join(self.chunks),
+                                       self.first_byte))
+
+    def _fail(self, exc: Exception) -> None:
+        self.reusable = False
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def send(self, raw: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Response]:
+        """Write ``raw`` (a whole request) and return a future for the answer."""
+        assert self.transport is not None and self.waiter is None
+        waiter: asyncio.Future[Response] = loop.create_future()
+        self.waiter = waiter
+        self.transport.write(raw)
+        return waiter
+
+    def timeout(self) -> None:
+        self._fail(TransportError("timed out"))
+
+    def close(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Pool:
+    """Keep-alive connections to one target, at most ``limit`` open at a time."""
+
+    def __init__(self, target: Target, limit: int, timeout: float) -> None:
+        self.target = target
+        self.limit = limit
+        self.timeout = timeout
+        self.idle: list[Connection] = []
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.all: set[Connection] = set()
+
+    async def acquire(self) -> Connection:
+        """An idle connection, a new one, or (at the limit) the next one released."""
+        while True:
+            while self.idle:
+                conn = self.idle.pop()
+                if conn.reusable:
+                    return conn
+                self._forget(conn)
+            if self.open < self.limit:
+                self.open += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self.open -= 1
+                    raise
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
+
+    async def _connect(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(Connection, self.target.host, self.target.port),
+                self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise TransportError(f"cannot connect to {self.target.host_header}: {exc}") from exc
+        self.all.add(conn)
+        return conn
+
+    @property
+    def busy(self) -> int:
+        """Connections opening or waiting for an answer."""
+        return self.open - len(self.idle)
+
+    async def warm(self, count: int) -> None:
+        """Open up to ``count`` idle connections now (failures are left to the requests)."""
+        want = max(0, min(count, self.limit) - self.open)
+        self.open += want
+        results = await asyncio.gather(*(self._connect() for _ in range(want)),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, Connection):
+                self.idle.append(result)
+            else:
+                self.open -= 1
+
+    def release(self, conn: Connection) -> None:
+        """Give a connection back (closed ones are dropped); wakes one waiter."""
+        if conn.reusable:
+            self.idle.append(conn)
+        else:
+            self._forget(conn)
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def _forget(self, conn: Connection) -> None:
+        if conn in self.all:
+            self.all.discard(conn)
+            self.open -= 1
+        conn.close()
+
+    async def request(self, raw: bytes) -> tuple[Response, float]:
+        """Send ``raw``; (the answer, the time the request was written)."""
+        conn = await self.acquire()
+        loop = asyncio.get_running_loop()
+        sent = time.time()
+        try:
+            future = conn.send(raw, loop)
+        except Exception as exc:
+            conn.reusable = False
+            self.release(conn)
+            raise TransportError(f"send failed: {exc}") from exc
+        handle = loop.call_later(self.timeout, conn.timeout)
+        try:
+            return await future, sent
+        finally:
+            handle.cancel()
+            self.release(conn)
+
+    def close(self) -> None:
+        """Close every connection."""
+        for conn in list(self.all):
+            conn.close()
+        self.all.clear()
+        self.idle.clear()
+        self.open = 0
+
+
+def build_request(method: str, target: Target, path: str, headers: dict[str, str],
+                  body: bytes = b"") -> bytes:
+    """The bytes of one HTTP/1.1 request with keep-alive.
+
+    >>> build_request("GET", Target.parse("http://127.0.0.1:9/"), "/x", {})[:20]
+    b'GET /x HTTP/1.1\\r\\nHos'
+    """
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {target.host_header}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if body or method in ("POST", "PUT"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

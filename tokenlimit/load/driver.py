@@ -1,0 +1,263 @@
+"""The async driver: runs a load shape against a target, bounded in time and requests.
+
+Open loop: a scheduler sleeps until each request's intended send time (coarse sleep, then
+yielding to the loop for the last ~2 ms, because event-loop timers have millisecond
+granularity) and starts it without waiting for earlier answers; latency counts from the
+intended time, so a slow server cannot hide its queueing. Closed loop: ``concurrency``
+users, each sending its next request when the last one was answered. Either way the run
+stops at ``duration`` seconds or ``requests`` requests, whichever comes first, or when
+``stop`` is set (Ctrl-C): in-flight requests get a short grace period, then the partial
+result is returned.
+
+With ``workers > 1`` (``tokenlimit.load.workers``), worker ``w`` of ``N`` takes the
+requests ``w, w + N, ...`` of the same schedule, so the merged traffic is the schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from tokenlimit.load.client import Pool, Target
+from tokenlimit.load.modes import (
+    GatewayMode,
+    KeySpec,
+    Mode,
+    Observation,
+    Planned,
+    Planner,
+    Range,
+    ServiceMode,
+)
+from tokenlimit.load.schedule import Schedule
+from tokenlimit.load.stats import RunStats
+from tokenlimit.load.waker import AlarmWaker
+from tokenlimit.sim.model import TraceRequest
+
+Shape = Literal["closed", "open"]
+TICK_SECONDS = 0.25
+DRAIN_ON_STOP = 2.0
+
+
+class StopFlag(Protocol):
+    """``threading.Event`` or ``multiprocessing.Event``."""
+
+    def is_set(self) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    """Everything one run (or one worker) needs; picklable for worker processes."""
+
+    target: str
+    mode: Mode = "gateway"
+    keys: tuple[KeySpec, ...] = (KeySpec("user-type", "regular-user", 1.0),)
+    shape: Shape = "closed"
+    concurrency: int = 1
+    schedule: Schedule | None = None
+    duration: float = 10.0
+    requests: int | None = 100
+    timeout: float = 10.0
+    connections: int = 256
+    seed: int = 0
+    stream: bool = False
+    model: str = "tokenlimit-load"
+    tokens: Range = field(default_factory=lambda: Range(20, 200))
+    prompt_tokens: int = 20
+    latency: Range = field(default_factory=lambda: Range(0.0, 0.05))
+    report_window: float = 0.02
+    observe: bool = False
+    host_header: str | None = None
+    replay: tuple[TraceRequest, ...] | None = None
+
+
+@dataclass(slots=True)
+class RunResult:
+    """Stats, observations (when asked for) and whether the run was interrupted."""
+
+    stats: RunStats
+    observations: list[Observation]
+    interrupted: bool = False
+
+
+class _Replayed:
+    """Plans taken from a trace's requests (key, tokens, latency) instead of drawn."""
+
+    def __init__(self, header: str, requests: tuple[TraceRequest, ...]) -> None:
+        self.header = header
+        self.requests = requests
+
+    def plan(self, n: int) -> Planned:
+        r = self.requests[n]
+        return Planned(self.header, r.keys[0] if r.keys else "", r.completion_tokens,
+                       r.prompt_tokens, max(r.latency, 0.0))
+
+
+def _indices(plan: LoadPlan, worker: int, workers: int) -> Iterator[int]:
+    limit = plan.requests
+    if plan.replay is not None:
+        limit = len(plan.replay) if limit is None else min(limit, len(plan.replay))
+    return itertools.islice(itertools.count(), worker, limit, workers)
+
+
+async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
+                    on_tick: Callable[[RunStats, float], None] | None = None,
+                    worker: int = 0, workers: int = 1,
+                    start_at: float | None = None) -> RunResult:
+    """Run ``plan`` (this worker's share of it) on the running loop."""
+    target = Target.parse(plan.target)
+    if plan.host_header:
+        target = dataclasses.replace(target, host_override=plan.host_header)
+    stats = RunStats()
+    observations: list[Observation] = []
+    pool = Pool(target, plan.connections, plan.timeout)
+    kept = observations if plan.observe else None
+    mode: ServiceMode | GatewayMode
+    if plan.mode == "service":
+        mode = ServiceMode(target, pool, stats, kept)
+    else:
+        mode = GatewayMode(target, pool, stats, kept, stream=plan.stream, model=plan.model,
+                           report_window=plan.report_window)
+    planner: Planner | _Replayed
+    if plan.replay is not None:
+        planner = _Replayed(plan.keys[0].header, plan.replay)
+    else:
+        planner = Planner(plan.keys, plan.tokens, plan.prompt_tokens, plan.latency,
+                          plan.seed * 1009 + worker)
+    tasks: set[asyncio.Task[None]] = set()
+    await pool.warm(_warm_connections(plan, workers))
+    start_wall = time.time() if start_at is None else start_at
+    # Map wall-clock intended times onto the precise monotonic clock once.
+    start_mono = time.perf_counter() + (start_wall - time.time())
+    end_mono = start_mono + plan.duration
+    stopped = stop.is_set if stop is not None else (lambda: False)
+    stats.started = start_wall
+    ticker = asyncio.ensure_future(_tick(stats, start_mono, on_tick)) if on_tick else None
+
+    waker = AlarmWaker.open(asyncio.get_running_loop())
+
+    async def wait_until(due: float) -> None:
+        while True:
+            delay = due - time.perf_counter()
+            if delay <= 0:
+                return
+            if waker is not None:
+                await waker.sleep_until(due)
+                continue
+            # Loop timers have millisecond granularity: sleep to ~1 ms before; then, with
+            # nothing in flight, block for the rest (precise, no spinning: no answer can
+            # arrive meanwhile); otherwise yield to the loop (answers keep being read).
+            if delay > 0.0015:
+                await asyncio.sleep(delay - 0.0012)
+            elif not tasks:  # nothing started or in flight
+                time.sleep(delay)
+            else:
+                await asyncio.sleep(0)
+
+    indices = _indices(plan, worker, workers)
+    try:
+        await wait_until(start_mono)
+        if plan.shape == "open":
+            assert plan.schedule is not None
+            offsets = plan.schedule.offsets()
+            if workers > 1:
+                offsets = itertools.islice(offsets, worker, None, workers)
+            loop = asyncio.get_running_loop()
+            for n, offset in zip(indices, offsets, strict=False):
+                if offset >= plan.duration or stopped():
+                    break
+                due = start_mono + offset
+                if due > time.perf_counter():
+                    await wait_until(due)
+                    if stopped():
+                        break
+                task = loop.create_task(
+                    mode.execute(n, planner.plan(n), start_wall + offset, True))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        else:
+            users = max(1, plan.concurrency // workers + (worker < plan.concurrency % workers))
+
+            async def user() -> None:
+                for n in indices:  # a shared iterator: every index is taken once
+                    if stopped() or time.perf_counter() >= end_mono:
+                        return
+                    await mode.execute(n, planner.plan(n), time.time(), False)
+
+            for _ in range(users):
+                task = asyncio.ensure_future(user())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        interrupted = await _drain(tasks, plan, stopped, end_mono)
+    finally:
+        if waker is not None:
+            waker.close()
+        if ticker is not None:
+            ticker.cancel()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        pool.close()
+    stats.finished = time.time()
+    observations.sort(key=lambda o: o.index)
+    return RunResult(stats, observations, interrupted or stopped())
+
+
+def _warm_connections(plan: LoadPlan, workers: int) -> int:
+    """Connections to open before the start, so the first requests are not late by a connect.
+
+    Opening a connection sends nothing the limiter sees.
+    """
+    if plan.shape == "closed":
+        return min(plan.connections, max(1, plan.concurrency // workers))
+    return min(plan.connections, 16)
+
+
+async def _drain(tasks: set[asyncio.Task[None]], plan: LoadPlan, stopped: Callable[[], bool],
+                 end_mono: float) -> bool:
+    """Wait for in-flight work; a stop request shortens the wait. True when interrupted."""
+    grace = plan.timeout + plan.latency.hi + plan.timeout
+    deadline = time.perf_counter() + grace
+    stop_deadline: float | None = None
+    while tasks:
+        now = time.perf_counter()
+        if stopped() and stop_deadline is None:
+            stop_deadline = now + DRAIN_ON_STOP
+        if now >= deadline or (stop_deadline is not None and now >= stop_deadline):
+            return stop_deadline is not None
+        if plan.shape == "closed":
+            deadline = max(end_mono, time.perf_counter()) + grace
+        await asyncio.wait(set(tasks), timeout=0.05)
+    return stop_deadline is not None
+
+
+async def _tick(stats: RunStats, start_mono: float,
+                on_tick: Callable[[RunStats, float], None]) -> None:
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        on_tick(stats, time.perf_counter() - start_mono)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it is a dependency on POSIX), asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+def run(plan: LoadPlan, *, stop: StopFlag | None = None,
+        on_tick: Callable[[RunStats, float], None] | None = None, worker: int = 0,
+        workers: int = 1, start_at: float | None = None) -> RunResult:
+    """Run ``plan`` on a fresh event loop (uvloop) and return what it measured."""
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(run_async(plan, stop=stop, on_tick=on_tick, worker=worker,
+                                    workers=workers, start_at=start_at))

@@ -1,0 +1,312 @@
+"""What one request is in each mode: gateway (chat completions) and service (check + report).
+
+A mode turns the n-th planned request into HTTP exchanges, records the outcome in
+``RunStats`` and, when conformance is asked for, one ``Observation``: when the check was
+written and answered, what was decided, and the window in which its usage report reached
+the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote
+
+from tokenlimit.errors import ConfigError
+from tokenlimit.load.client import Pool, Response, Target, TransportError, build_request
+from tokenlimit.load.stats import Outcome, RunStats
+
+Mode = Literal["gateway", "service"]
+MODES: tuple[Mode, ...] = ("gateway", "service")
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """A weighted key: ``--key user-type=regular-user:3`` (header, value, weight)."""
+
+    header: str
+    value: str
+    weight: float
+
+    @classmethod
+    def parse(cls, text: str, default_header: str = "user-type") -> KeySpec:
+        """``header=value:weight``; the header and the weight are optional.
+
+        >>> KeySpec.parse("user-type=regular-user:3")
+        KeySpec(header='user-type', value='regular-user', weight=3.0)
+        >>> KeySpec.parse("subscriber")
+        KeySpec(header='user-type', value='subscriber', weight=1.0)
+        """
+        body, weight = text, 1.0
+        head, sep, tail = text.rpartition(":")
+        if sep:
+            try:
+                weight = float(tail)
+                body = head
+            except ValueError:
+                body = text
+        header, sep, value = body.partition("=")
+        if not sep:
+            header, value = default_header, body
+        if not header or not value or weight <= 0:
+            raise ConfigError(f"--key {text!r}: write HEADER=VALUE:WEIGHT with a weight > 0 "
+                              "(e.g. user-type=regular-user:3)")
+        return cls(header.strip(), value, weight)
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """An inclusive range a value is drawn from uniformly (``lo == hi``: fixed)."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def parse(cls, text: str, option: str) -> Range:
+        """``'50'`` or ``'20-200'``.
+
+        >>> Range.parse("20-200", "--tokens")
+        Range(lo=20.0, hi=200.0)
+        """
+        lo_text, sep, hi_text = text.partition("-")
+        try:
+            lo = float(lo_text)
+            hi = float(hi_text) if sep else lo
+        except ValueError:
+            raise ConfigError(f"{option} {text!r}: give N or LO-HI") from None
+        if lo < 0 or hi < lo:
+            raise ConfigError(f"{option} {text!r}: need 0 <= LO <= HI")
+        return cls(lo, hi)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The n-th request: its key (header, value), simulated tokens and latency."""
+
+    header: str
+    key: str
+    completion_tokens: int
+    prompt_tokens: int
+    latency: float
+
+
+@dataclass(slots=True)
+class Observation:
+    """One request as the generator saw it (wall-clock seconds), for conformance.
+
+    ``report_lo``/``report_hi``: the window in which its usage report reached the service
+    (``None`` when none was sent); ``tokens``: completion tokens reported, or planned.
+    """
+
+    index: int
+    key: str
+    sent: float
+    done: float
+    outcome: Outcome
+    tokens: int
+    report_lo: float | None = None
+    report_hi: float | None = None
+
+
+class Planner:
+    """Draws planned requests from a weighted key mix and token/latency ranges (seeded)."""
+
+    def __init__(self, keys: tuple[KeySpec, ...], tokens: Range, prompt_tokens: int,
+                 latency: Range, seed: int) -> None:
+        if not keys:
+            raise ConfigError("give at least one --key")
+        self.keys = keys
+        self.weights = [k.weight for k in keys]
+        self.cum = [sum(self.weights[: i + 1]) for i in range(len(keys))]
+        self.tokens = tokens
+        self.prompt_tokens = prompt_tokens
+        self.latency = latency
+        self.rng = random.Random(seed)
+
+    def plan(self, n: int) -> Planned:
+        rng = self.rng
+        spec = self.keys[0] if len(self.keys) == 1 else rng.choices(
+            self.keys, cum_weights=self.cum)[0]
+        tokens = round(rng.uniform(self.tokens.lo, self.tokens.hi))
+        latency = rng.uniform(self.latency.lo, self.latency.hi)
+        return Planned(spec.header, spec.value, tokens, self.prompt_tokens, latency)
+
+
+class ServiceMode:
+    """The plug-in's calls: a check, then (allowed) a usage report after the latency."""
+
+    def __init__(self, target: Target, pool: Pool, stats: RunStats,
+                 observations: list[Observation] | None) -> None:
+        self.target, self.pool, self.stats, self.observations = target, pool, stats, observations
+        self.check_raw: dict[str, bytes] = {}
+        self.reports: set[asyncio.Task[None]] = set()
+
+    def _check_request(self, key: str) -> bytes:
+        raw = self.check_raw.get(key)
+        if raw is None:
+            query = quote(json.dumps([key], separators=(",", ":")), safe="")
+            raw = build_request("GET", self.target,
+                                f"{self.target.path}/ratelimit?ratelimit_keys={query}", {})
+            self.check_raw[key] = raw
+        return raw
+
+    async def execute(self, n: int, plan: Planned, intended: float, open_loop: bool) -> None:
+        stats = self.stats
+        stats.sent += 1
+        try:
+            response, sent = await self.pool.request(self._check_request(plan.key))
+        except TransportError as exc:
+            now = time.time()
+            stats.record(plan.key, "error", _error_name(exc), now - intended, now)
+            return
+        done = time.time()
+        if open_loop:
+            stats.lateness.record(sent - intended)
+        outcome = _service_outcome(response)
+        if outcome != "allowed":
+            stats.record(plan.key, outcome, response.status, done - intended, done)
+            self._observe(n, plan, sent, done, outcome)
+            return
+        stats.record(plan.key, "allowed", response.status, done - intended, done,
+                     plan.completion_tokens)
+        await asyncio.sleep(plan.latency)
+        body = json.dumps({"ratelimit_keys": [plan.key], "prompt_tokens": plan.prompt_tokens,
+                           "completion_tokens": plan.completion_tokens,
+                           "total_tokens": plan.prompt_tokens + plan.completion_tokens},
+                          separators=(",", ":")).encode()
+        raw = build_request("POST", self.target, f"{self.target.path}/update_ratelimit_record",
+                            {"Content-Type": "application/json"}, body)
+        report_sent = time.time()
+        try:
+            answer, report_sent = await self.pool.request(raw)
+            status: int | str = answer.status
+        except TransportError as exc:
+            status = _error_name(exc)
+        report_done = time.time()
+        stats.record_report(status, report_done - report_sent)
+        if status == 200:
+            self._observe(n, plan, sent, done, "allowed", report_sent, report_done)
+        else:  # the service refused the report: its balance was not charged
+            self._observe(n, plan, sent, done, "allowed")
+
+    def _observe(self, n: int, plan: Planned, sent: float, done: float, outcome: Outcome,
+                 lo: float | None = None, hi: float | None = None) -> None:
+        if self.observations is not None:
+            self.observations.append(Observation(n, plan.key, sent, done, outcome,
+                                                 plan.completion_tokens, lo, hi))
+
+
+class GatewayMode:
+    """OpenAI-style chat completions through a gateway: 200 allowed, 429 limited."""
+
+    def __init__(self, target: Target, pool: Pool, stats: RunStats,
+                 observations: list[Observation] | None, *, stream: bool, model: str,
+                 report_window: float) -> None:
+        self.target, self.pool, self.stats, self.observations = target, pool, stats, observations
+        self.path = target.path or "/v1/chat/completions"
+        self.stream = stream
+        self.report_window = report_window
+        payload: dict[str, object] = {
+            "model": model, "messages": [{"role": "user", "content": "Say hello."}]}
+        if stream:
+            payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}
+        self.body = json.dumps(payload, separators=(",", ":")).encode()
+        self.raw: dict[tuple[str, str], bytes] = {}
+
+    async def execute(self, n: int, plan: Planned, intended: float, open_loop: bool) -> None:
+        stats = self.stats
+        raw = self.raw.get((plan.header, plan.key))
+        if raw is None:
+            raw = self.raw[(plan.header, plan.key)] = build_request(
+                "POST", self.target, self.path,
+                {plan.header: plan.key, "Content-Type": "application/json"}, self.body)
+        stats.sent += 1
+        try:
+            response, sent = await self.pool.request(raw)
+        except TransportError as exc:
+            now = time.time()
+            stats.record(plan.key, "error", _error_name(exc), now - intended, now)
+            return
+        done = time.time()
+        if open_loop:
+            stats.lateness.record(sent - intended)
+        ttfb = None if response.first_byte is None or not self.stream else (
+            response.first_byte - intended)
+        if response.status == 200:
+            tokens = completion_tokens(response.body)
+            stats.record(plan.key, "allowed", 200, done - intended, done, tokens or 0, ttfb)
+            if self.observations is not None:
+                lo, hi = (done, done + self.report_window) if tokens is not None else (None, None)
+                self.observations.append(
+                    Observation(n, plan.key, sent, done, "allowed", tokens or 0, lo, hi))
+            return
+        outcome: Outcome = "limited" if response.status == 429 else "error"
+        stats.record(plan.key, outcome, response.status, done - intended, done, 0, ttfb)
+        if self.observations is not None:
+            self.observations.append(Observation(n, plan.key, sent, done, outcome, 0))
+
+
+_COMPLETION = re.compile(rb'"completion_tokens"\s*:\s*(\d+)\s*[,}]')
+
+
+def completion_tokens(body: bytes) -> int | None:
+    """``usage.completion_tokens`` of a chat completion, JSON or Server-Sent Events.
+
+    The last ``"completion_tokens": N`` member wins (the final usage chunk of a stream). A
+    member name inside message text cannot match: JSON escapes its quotes. Anything unusual
+    (no plain integer) falls back to parsing the JSON.
+
+    >>> completion_tokens(b'{"usage": {"completion_tokens": 7}}')
+    7
+    >>> completion_tokens(b'data: {"usage": null}\\n\\ndata: {"usage": {"completion_tokens": 3}}'
+    ...                   b'\\n\\ndata: [DONE]\\n\\n')
+    3
+    >>> completion_tokens(b'{"message": {"content": "\\\\"completion_tokens\\\\": 9"}}')
+    """
+    found = _COMPLETION.findall(body)
+    if found:
+        return int(found[-1])
+    if b"completion_tokens" not in body:
+        return None
+    return _completion_tokens_json(body)
+
+
+def _completion_tokens_json(body: bytes) -> int | None:
+    texts = [body] if not body.lstrip().startswith(b"data:") else [
+        line[5:] for line in body.splitlines() if line.startswith(b"data:") and b"usage" in line]
+    found: int | None = None
+    for text in texts:
+        try:
+            usage = json.loads(text).get("usage")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            found = usage["completion_tokens"]
+    return found
+
+
+def _service_outcome(response: Response) -> Outcome:
+    if response.status != 200:
+        return "error"
+    try:
+        allow = json.loads(response.body).get("allow")
+    except (ValueError, AttributeError):
+        return "error"
+    if allow is True:
+        return "allowed"
+    return "limited" if allow is False else "error"
+
+
+def _error_name(exc: TransportError) -> str:
+    text = str(exc)
+    if text.startswith("cannot connect"):
+        return "connect-error"
+    if text == "timed out":
+        return "timeout"
+    return "transport-error"
