@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# A shared 2-core machine (and CI) can be slow for a moment: no per-example deadline, no
+# "too slow" health check; correctness is what the properties test.
+settings.register_profile(
+    "tokenlimit", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile("tokenlimit")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
