@@ -168,14 +168,6 @@ def test_bad_input_is_one_line_and_exit_1(args: list[str], message: str) -> None
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-def test_a_bad_trace_line_names_line_and_field(tmp_path: Path) -> None:
-    trace = tmp_path / "t.jsonl"
-    trace.write_text('{"ts": 1, "key": "a"}\n{"ts": "soon", "key": "a"}\n')
-    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/", "--replay", str(trace)])
-    assert result.exit_code == 1
-    assert f"{trace}:2: field 'ts': must be a non-negative number" in result.stderr
-
-
 def test_a_dead_target_is_an_error_after_the_report(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     out = tmp_path / "r.json"

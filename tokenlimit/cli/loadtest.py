@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import secrets
 import signal
 import sys
@@ -16,9 +17,9 @@ from rich.live import Live
 from rich.text import Text
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
-from tokenlimit.errors import RemoteError
+from tokenlimit.errors import ConfigError, RemoteError
 from tokenlimit.load.driver import LoadPlan, Shape
-from tokenlimit.load.loadtest import run_loadtest
+from tokenlimit.load.loadtest import replay_requests, run_loadtest
 from tokenlimit.load.modes import MODES, KeySpec, Range
 from tokenlimit.load.report import (
     LoadReport,
@@ -37,6 +38,9 @@ from tokenlimit.load.schedule import (
 )
 from tokenlimit.load.stats import RunStats
 from tokenlimit.rules import Rule, require_valid
+from tokenlimit.sim.keys import parse_key_templates
+from tokenlimit.sim.model import TraceRequest
+from tokenlimit.sim.readers import TraceKeys, read_trace
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -55,9 +59,22 @@ def _format_progress(stats: RunStats, elapsed: float) -> Text:
                 f"{100 * limited / done if done else 0:.1f}%  p99 {p99_text}")
 
 
+def _read_replay(path: str, templates: list[str], key_field: str | None,
+                 seed: int) -> tuple[TraceRequest, ...]:
+    """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
+    try:
+        parsed = parse_key_templates(templates)
+        TraceKeys(parsed)  # refuses, before reading, an attribute no trace line carries
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-template") from None
+    trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed)
+    return replay_requests(trace)
+
+
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
           poisson: bool, ramp: str | None, replay: str | None, speed: float,
-          duration: float | None, requests: int | None, **rest: Any) -> LoadPlan:
+          duration: float | None, requests: int | None, templates: list[str],
+          key_field: str | None, **rest: Any) -> LoadPlan:
     if mode not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
     shapes = [name for name, given in (("--concurrency", concurrency is not None),
@@ -69,6 +86,8 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     if rest.pop("unique_keys"):
         suffix = "-" + secrets.token_hex(4)
         specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
+    if (templates or key_field) and not replay:
+        raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
     schedule: Schedule | None = None
     shape: Shape = "open"
     replayed = None
@@ -80,11 +99,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         schedule = parse_ramp(ramp)
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay:
-        from tokenlimit.load.trace import read_trace
-
-        if speed <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--speed")
-        replayed = tuple(read_trace(replay))
+        if not speed > 0 or not math.isfinite(speed):
+            raise typer.BadParameter("must be a number > 0", param_hint="--speed")
+        replayed = _read_replay(replay, templates, key_field, rest["seed"])
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
         if duration is None:
             duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
@@ -127,7 +144,14 @@ def loadtest(
         "--ramp", metavar="RxS,...", help="Stepped open loop, e.g. 10x2,50x2,100x5 "
         "(R per second for S seconds).")] = None,
     replay: Annotated[str | None, typer.Option(
-        "--replay", metavar="TRACE", help="Send a JSONL trace's requests at its times.")] = None,
+        "--replay", metavar="TRACE", help="Send a trace's requests at its times (any trace "
+        "simulate reads: JSON Lines or CSV, .gz too, canonical or Mooncake/AIPerf).")] = None,
+    key_template: Annotated[list[str] | None, typer.Option(
+        "--key-template", metavar="TEMPLATE", help="With --replay: render each line's key from "
+        "its headers (and path, host, method), e.g. '{{request.headers.user-type}}'.")] = None,
+    key_field: Annotated[str | None, typer.Option(
+        "--key-field", metavar="FIELD", help="With --replay: take the key from this field "
+        "(e.g. for Mooncake traces).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Replay speed factor.")] = 1.0,
     duration: Annotated[float | None, typer.Option(
         "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
@@ -192,7 +216,7 @@ def loadtest(
     if timeout <= 0 or tolerance < 0 or report_window < 0:
         raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
     plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
-                 duration, requests, timeout=timeout, connections=connections, seed=seed,
+                 duration, requests, key_template or [], key_field, timeout=timeout, connections=connections, seed=seed,
                  stream=stream, model=model, host_header=host_header, unique_keys=unique_keys,
                  tokens=Range.parse(tokens, "--tokens"),
                  prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 from collections.abc import Callable, Sequence
 
+from tokenlimit.errors import TraceError
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, StopFlag
 from tokenlimit.load.report import LoadReport
 from tokenlimit.load.stats import RunStats
 from tokenlimit.load.workers import run_workers
 from tokenlimit.rules.model import Rule
+from tokenlimit.sim.model import TraceRequest
+from tokenlimit.sim.trace import Trace
 
 
 def describe_load(plan: LoadPlan) -> str:
@@ -35,3 +41,54 @@ def run_loadtest(plan: LoadPlan, *, workers: int = 1, rules: Sequence[Rule] | No
     return LoadReport(result.stats, plan.target, plan.mode, describe_load(plan), workers, 1,
                       result.interrupted,
                       None if rules is None else [r.to_config() for r in rules], conformance)
+
+
+def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
+    """A trace's requests in replay order (by time, ties in file order), for ``--replay``.
+
+    A load test sends one key per request (the value of one header, or one key to the
+    service), so a request with no key or several is a ``TraceError`` naming its line.
+    """
+    if len(trace) == 0:
+        raise TraceError("no requests in the trace", path=trace.path)
+    counts = trace.key_ptr[1:] - trace.key_ptr[:-1]
+    bad = [i for i, n in enumerate(counts.tolist()) if n != 1]
+    if bad:
+        n = int(counts[bad[0]])
+        problem = ("has no key" if n == 0 else
+                   f"has {n} keys; a load test sends one key per request "
+                   "(give one key, or one --key-template)")
+        raise TraceError(problem, path=trace.path, line=trace_line(trace.path, bad[0]),
+                         field="keys")
+    requests = trace.requests()
+    order = trace.time_order()
+    if order is not None:
+        requests = [requests[i] for i in order.tolist()]
+    return tuple(requests)
+
+
+def trace_line(path: str, index: int) -> int | None:
+    """The 1-based line of the ``index``-th request of a trace file, numbered as the
+    simulator's readers number it (blank lines skipped; CSV: after the header)."""
+    try:
+        raw = gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
+        with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as stream:
+            if path.lower().removesuffix(".gz").endswith(".csv"):
+                reader = csv.reader(stream)
+                next(reader, None)
+                seen = -1
+                for row in reader:
+                    if row and not (len(row) == 1 and not row[0].strip()):
+                        seen += 1
+                        if seen == index:
+                            return reader.line_num
+                return None
+            seen = -1
+            for number, text in enumerate(stream, start=1):
+                if text.strip():
+                    seen += 1
+                    if seen == index:
+                        return number
+    except (OSError, ValueError, EOFError):
+        return None
+    return None
