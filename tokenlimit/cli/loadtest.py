@@ -216,7 +216,8 @@ def loadtest(
     if timeout <= 0 or tolerance < 0 or report_window < 0:
         raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
     plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
-                 duration, requests, key_template or [], key_field, timeout=timeout, connections=connections, seed=seed,
+                 duration, requests, key_template or [], key_field, timeout=timeout,
+                 connections=connections, seed=seed,
                  stream=stream, model=model, host_header=host_header, unique_keys=unique_keys,
                  tokens=Range.parse(tokens, "--tokens"),
                  prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),

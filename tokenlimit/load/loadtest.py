@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO
 
 from tokenlimit.errors import TraceError
 from tokenlimit.load.conformance import check_conformance
@@ -70,25 +71,31 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
 def trace_line(path: str, index: int) -> int | None:
     """The 1-based line of the ``index``-th request of a trace file, numbered as the
     simulator's readers number it (blank lines skipped; CSV: after the header)."""
+    csv_file = path.lower().removesuffix(".gz").endswith(".csv")
     try:
-        raw = gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
-        with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as stream:
-            if path.lower().removesuffix(".gz").endswith(".csv"):
-                reader = csv.reader(stream)
-                next(reader, None)
-                seen = -1
-                for row in reader:
-                    if row and not (len(row) == 1 and not row[0].strip()):
-                        seen += 1
-                        if seen == index:
-                            return reader.line_num
-                return None
-            seen = -1
-            for number, text in enumerate(stream, start=1):
-                if text.strip():
-                    seen += 1
-                    if seen == index:
-                        return number
+        if path.lower().endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as stream:
+                return _nth_line(stream, csv_file, index)
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            return _nth_line(stream, csv_file, index)
     except (OSError, ValueError, EOFError):
         return None
-    return None
+
+
+def _nth_line(stream: IO[str], csv_file: bool, index: int) -> int | None:
+    lines = _csv_lines(stream) if csv_file else _jsonl_lines(stream)
+    return next(itertools.islice(lines, index, None), None)
+
+
+def _jsonl_lines(stream: IO[str]) -> Iterator[int]:
+    for number, text in enumerate(stream, start=1):
+        if text.strip():
+            yield number
+
+
+def _csv_lines(stream: IO[str]) -> Iterator[int]:
+    reader = csv.reader(stream)
+    next(reader, None)
+    for row in reader:
+        if row and not (len(row) == 1 and not row[0].strip()):
+            yield reader.line_num
