@@ -107,8 +107,8 @@ def test_a_bad_trace_is_one_line_naming_file_line_field(
 @pytest.mark.parametrize(("args", "message"), [
     (["--key-template", "{{request.scheme}}"], "a trace does not carry request.scheme"),
     (["--key-template", "{{nope}}"], "unknown attribute 'nope'"),
-    (["--speed", "0"], "must be a number > 0"),
-    (["--speed", "nan"], "must be a number > 0"),
+    (["--speed", "0"], "Invalid value for --speed: must be a finite number > 0, got 0"),
+    (["--speed", "nan"], "Invalid value for --speed: must be a finite number > 0, got nan"),
 ])
 def test_bad_replay_options_are_usage_errors(tmp_path: Path, args: list[str],
                                              message: str) -> None:

@@ -18,11 +18,13 @@ from rich.text import Text
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
 from tokenlimit.errors import ConfigError, RemoteError
+from tokenlimit.load.client import Target
 from tokenlimit.load.driver import LoadPlan, Shape
 from tokenlimit.load.loadtest import replay_requests, run_loadtest
-from tokenlimit.load.modes import MODES, KeySpec, Range
+from tokenlimit.load.modes import BAD_ANSWER, MODES, KeySpec, Range, has_control
 from tokenlimit.load.report import (
     LoadReport,
+    check_writable,
     format_report,
     merge_reports,
     read_report,
@@ -59,6 +61,13 @@ def _format_progress(stats: RunStats, elapsed: float) -> Text:
                 f"{100 * limited / done if done else 0:.1f}%  p99 {p99_text}")
 
 
+def _positive(value: float, option: str) -> None:
+    """A usage error unless ``value`` is a finite number > 0 (nan and inf are refused)."""
+    if not 0 < value < math.inf:
+        raise typer.BadParameter(f"must be a finite number > 0, got {value:g}",
+                                 param_hint=option)
+
+
 def _read_replay(path: str, templates: list[str], key_field: str | None,
                  seed: int) -> tuple[TraceRequest, ...]:
     """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
@@ -92,15 +101,13 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     shape: Shape = "open"
     replayed = None
     if rate is not None:
-        if rate <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--rate")
+        _positive(rate, "--rate")
         schedule = PoissonRate(rate, rest["seed"]) if poisson else ConstantRate(rate)
-    elif ramp:
+    elif ramp is not None:
         schedule = parse_ramp(ramp)
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay:
-        if not speed > 0 or not math.isfinite(speed):
-            raise typer.BadParameter("must be a number > 0", param_hint="--speed")
+        _positive(speed, "--speed")
         replayed = _read_replay(replay, templates, key_field, rest["seed"])
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
         if duration is None:
@@ -111,8 +118,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         duration, requests = DEFAULT_DURATION, DEFAULT_REQUESTS if replayed is None else None
     elif duration is None:
         duration = REQUESTS_ONLY_DURATION
-    if duration <= 0 or (requests is not None and requests <= 0):
-        raise typer.BadParameter("--duration and --requests must be > 0")
+    _positive(duration, "--duration")
+    if requests is not None and requests <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--requests")
     return LoadPlan(
         target, mode=mode,
         keys=specs, shape=shape, concurrency=concurrency or 1, schedule=schedule,
@@ -213,15 +221,28 @@ def loadtest(
         loaded = read_rules(rules_source, config_json, from_env)
         require_valid(loaded)
         rules = list(loaded.rules)
-    if timeout <= 0 or tolerance < 0 or report_window < 0:
-        raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
-    plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
-                 duration, requests, key_template or [], key_field, timeout=timeout,
-                 connections=connections, seed=seed,
-                 stream=stream, model=model, host_header=host_header, unique_keys=unique_keys,
-                 tokens=Range.parse(tokens, "--tokens"),
-                 prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),
-                 report_window=report_window, observe=rules is not None)
+    _positive(timeout, "--timeout")
+    for value, option in ((tolerance, "--tolerance"), (report_window, "--report-window")):
+        if not 0 <= value < math.inf:
+            raise typer.BadParameter(f"must be a finite number >= 0, got {value:g}",
+                                     param_hint=option)
+    if host_header is not None and (not host_header or has_control(host_header)):
+        raise typer.BadParameter("give a host name without control characters",
+                                 param_hint="--host-header")
+    try:
+        Target.parse(target)
+        plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay,
+                     speed, duration, requests, key_template or [], key_field,
+                     timeout=timeout, connections=connections, seed=seed, stream=stream,
+                     model=model, host_header=host_header, unique_keys=unique_keys,
+                     tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,
+                     latency=Range.parse(latency, "--latency"), report_window=report_window,
+                     observe=rules is not None)
+    except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
+        raise typer.BadParameter(str(exc)) from None
+    for path in (output, plot):
+        if path:
+            check_writable(path)  # before the run, not after it
     report = _run(plan, workers, rules, tolerance)
     _finish(report, output, plot, output_format, rules, strict)
 
@@ -268,10 +289,14 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
         raise typer.Exit(1)
     if report.interrupted and report.runs == 1:
         raise typer.Exit(130)
-    failed = sum(report.stats.errors.values())
-    if report.stats.sent and failed == report.stats.completed:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.stats.errors.items()))
-        raise RemoteError(f"{report.target}: no request was answered ({kinds or 'none'})")
+    stats = report.stats
+    if stats.completed and stats.outcomes["error"] == stats.completed:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
+        if stats.statuses or BAD_ANSWER in stats.errors:  # answered, but not as asked
+            codes = ", ".join(f"HTTP {k} {v}" for k, v in sorted(stats.statuses.items()))
+            kinds = ", ".join(k for k in (kinds, codes) if k)
+            raise RemoteError(f"{report.target}: every request failed ({kinds})")
+        raise RemoteError(f"{report.target}: no request was answered ({kinds})")
 
 
 def register(app: typer.Typer) -> None:

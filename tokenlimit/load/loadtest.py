@@ -11,6 +11,7 @@ from typing import IO
 from tokenlimit.errors import TraceError
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, StopFlag
+from tokenlimit.load.modes import has_control
 from tokenlimit.load.report import LoadReport
 from tokenlimit.load.stats import RunStats
 from tokenlimit.load.workers import run_workers
@@ -48,7 +49,8 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
     """A trace's requests in replay order (by time, ties in file order), for ``--replay``.
 
     A load test sends one key per request (the value of one header, or one key to the
-    service), so a request with no key or several is a ``TraceError`` naming its line.
+    service), so a request with no key or several, or a key with a control character (CR,
+    LF, ...), is a ``TraceError`` naming its line.
     """
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace.path)
@@ -61,6 +63,11 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
                    "(give one key, or one --key-template)")
         raise TraceError(problem, path=trace.path, line=trace_line(trace.path, bad[0]),
                          field="keys")
+    for k, name in enumerate(trace.key_names):
+        if has_control(name):
+            first = int((trace.key_index == k).argmax())  # one key per request: row == request
+            raise TraceError(f"{name!r} holds a control character (it goes in a header)",
+                             path=trace.path, line=trace_line(trace.path, first), field="key")
     requests = trace.requests()
     order = trace.time_order()
     if order is not None:
