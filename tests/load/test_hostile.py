@@ -223,3 +223,20 @@ def test_merge_refuses_non_json_and_a_missing_field(tmp_path: Path) -> None:
     assert (result.exit_code, result.stderr) == (1, f"error: {bad}: field 'mode': missing\n")
     result = runner.invoke(app, ["loadtest", "merge"])
     assert result.exit_code == 2
+
+
+def test_help_is_one_wrapped_paragraph_with_examples_that_fit() -> None:
+    result = runner.invoke(app, ["loadtest", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    start = lines.index("Drive load against a live limiter and check what it let through. "
+                        "It sends chat")
+    assert lines[start + 8] == "with a partial report (exit 130). Targets must be on loopback."
+    assert lines[start + 9] == ""  # one paragraph, wrapped to the terminal
+    examples = lines[lines.index("Examples, against `tokenlimit up --rules "
+                                 "samples/rules.json`:"):]
+    assert examples[2:8] == [
+        "tokenlimit loadtest http://127.0.0.1:10000 --rules samples/rules.json \\",
+        "--host-header dashscope.aliyuncs.com --rate 20 --duration 5 --unique-keys", "",
+        "tokenlimit loadtest http://127.0.0.1:8080 --mode service --unique-keys \\",
+        "-r samples/rules.json -k regular-user:3 -k subscriber:1 -n 200 -o a.json", ""]
