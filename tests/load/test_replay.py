@@ -74,11 +74,14 @@ def test_headers_with_a_key_template_and_mooncake_with_a_key_field(tmp_path: Pat
     with serve(AdmitAllHandler, RULES) as (url, calls):
         headers = _replay(url, csv_trace, "--key-template", "tier-{{request.headers.x-tier}}")
         mooncake = _replay(url, moon, "--key-field", "user")
-    assert calls.count("check") == 8
+        fresh = _replay(url, moon, "--key-field", "user", "--unique-keys")
+    assert calls.count("check") == 13
     assert {k: v["requests"] for k, v in headers["keys"].items()} == {  # type: ignore[attr-defined]
         "tier-gold": 2, "tier-tin": 1}
     assert {k: v["tokens_admitted"]  # type: ignore[attr-defined]
             for k, v in mooncake["keys"].items()} == {"u0": 6, "u1": 4}
+    suffixed = sorted(fresh["keys"])  # type: ignore[call-overload]
+    assert [k[:3] for k in suffixed] == ["u0-", "u1-"] and len({k[2:] for k in suffixed}) == 1
 
 
 @pytest.mark.parametrize(("name", "text", "extra", "message"), [

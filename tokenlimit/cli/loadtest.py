@@ -92,9 +92,8 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     if len(shapes) > 1:
         raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
-    if rest.pop("unique_keys"):
-        suffix = "-" + secrets.token_hex(4)
-        specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
+    suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
+    specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     if (templates or key_field) and not replay:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
     schedule: Schedule | None = None
@@ -109,6 +108,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     elif replay:
         _positive(speed, "--speed")
         replayed = _read_replay(replay, templates, key_field, rest["seed"])
+        if suffix:  # --unique-keys: the trace's keys too
+            replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
+                             for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
         if duration is None:
             duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
