@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,11 +23,11 @@ def usage_text(stderr: str) -> str:
     return " ".join(stderr.translate({ord(c): " " for c in "│╭╮╰╯─"}).split())
 
 
-def _replay(url: str, trace: Path, *extra: str) -> dict[str, object]:
+def _replay(url: str, trace: Path, *extra: str) -> dict[str, Any]:
     result = runner.invoke(app, ["loadtest", url, "--mode", "service", "--replay", str(trace),
                                  "--speed", "10", "--format", "json", *extra])
     assert result.exit_code == 0, result.output
-    data: dict[str, object] = json.loads(result.stdout)
+    data: dict[str, Any] = json.loads(result.stdout)
     return data
 
 
@@ -76,11 +77,11 @@ def test_headers_with_a_key_template_and_mooncake_with_a_key_field(tmp_path: Pat
         mooncake = _replay(url, moon, "--key-field", "user")
         fresh = _replay(url, moon, "--key-field", "user", "--unique-keys")
     assert calls.count("check") == 13
-    assert {k: v["requests"] for k, v in headers["keys"].items()} == {  # type: ignore[attr-defined]
+    assert {k: v["requests"] for k, v in headers["keys"].items()} == {
         "tier-gold": 2, "tier-tin": 1}
-    assert {k: v["tokens_admitted"]  # type: ignore[attr-defined]
+    assert {k: v["tokens_admitted"]
             for k, v in mooncake["keys"].items()} == {"u0": 6, "u1": 4}
-    suffixed = sorted(fresh["keys"])  # type: ignore[call-overload]
+    suffixed = sorted(fresh["keys"])
     assert [k[:3] for k in suffixed] == ["u0-", "u1-"] and len({k[2:] for k in suffixed}) == 1
 
 
