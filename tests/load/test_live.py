@@ -11,14 +11,14 @@ from tests.conftest import RedisServer
 from tests.load.servers import AdmitAllHandler, AsmServiceHandler, ChatGatewayHandler, serve
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, run
-from tokenlimit.load.loadtest import run_loadtest
+from tokenlimit.load.loadtest import replay_requests, run_loadtest
 from tokenlimit.load.modes import KeySpec, Range
 from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule
-from tokenlimit.load.trace import read_trace
 from tokenlimit.load.workers import run_workers
 from tokenlimit.rules import load_rules
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import BackendConfig, running_service
+from tokenlimit.sim.readers import read_trace
 
 # Small budgets refilled every second or two, so a few seconds of load cross many refills.
 RULES = [Rule(0, "regular-user.*", 300, 100, 1, 300), Rule(1, "subscriber.*", 1000, 400, 2, 600)]
@@ -123,7 +123,7 @@ def test_replay_sends_the_trace_keys_and_tokens(tmp_path: Path) -> None:
     trace.write_text("".join(
         f'{{"ts": {100 + i * 0.01}, "key": "regular-user", "latency": 0.001, '
         f'"completion_tokens": 60}}\n' for i in range(5)))
-    requests = tuple(read_trace(str(trace)))
+    requests = replay_requests(read_trace(str(trace)))
     with serve(AsmServiceHandler, RULES) as (url, _):
         plan = service_plan(url, shape="open", schedule=ReplaySchedule(
             tuple(r.ts for r in requests), 1.0), requests=None, duration=2, replay=requests)

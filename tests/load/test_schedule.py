@@ -1,4 +1,4 @@
-"""Load shapes, key mixes and the trace reader: exact, seeded, and split exactly over workers."""
+"""Load shapes, key mixes and replay order: exact, seeded, and split exactly over workers."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from hypothesis import strategies as st
 
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.load.driver import LoadPlan, _indices
+from tokenlimit.load.loadtest import replay_requests
 from tokenlimit.load.modes import KeySpec, Planner, Range
 from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule, parse_ramp
+from tokenlimit.sim.readers import read_trace
 
 
 def test_a_ramp_steps_through_its_rates_and_holds_the_last() -> None:
@@ -61,38 +63,31 @@ def test_a_header_value_may_hold_colons_when_no_weight_follows() -> None:
     assert KeySpec.parse("x-key=a:b") == KeySpec("x-key", "a:b", 1.0)
 
 
-def test_trace_reader_sorts_stably_and_reads_gzip(tmp_path: Path) -> None:
-    from tokenlimit.load.trace import read_trace
-
-    text = ('{"ts": 5, "key": "b", "completion_tokens": 3}\n\n'
-            '{"ts": 1, "keys": ["a", "c"], "latency": 0.5, "id": "x"}\n'
-            '{"ts": 5, "key": "d"}\n')
+def test_replay_order_is_by_time_ties_in_file_order(tmp_path: Path) -> None:
     path = tmp_path / "t.jsonl.gz"
     with gzip.open(path, "wt") as handle:
-        handle.write(text)
-    requests = read_trace(str(path))
+        handle.write('{"ts": 5, "key": "b", "completion_tokens": 3}\n\n'
+                     '{"ts": 1, "key": "a", "latency": 0.5, "id": "x"}\n{"ts": 5, "key": "d"}\n')
+    requests = replay_requests(read_trace(path))
     assert [(r.id, r.keys, r.ts) for r in requests] == [
-        ("x", ("a", "c"), 1.0), (0, ("b",), 5.0), (3, ("d",), 5.0)]
+        ("x", ("a",), 1.0), (0, ("b",), 5.0), (2, ("d",), 5.0)]
     assert requests[1].completion_tokens == 3 and requests[1].total_tokens == 3
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ('{"key": "a"}', ":1: field 'ts': missing"),
-    ('{"ts": 1}', ":1: field 'key': missing (give key or keys)"),
-    ('{"ts": 1, "keys": []}', ":1: field 'keys': must be a non-empty list of strings"),
-    ('{"ts": 1, "key": "a", "completion_tokens": 1.5}',
-     ":1: field 'completion_tokens': must be a non-negative integer, got 1.5"),
-    ("[1]", ":1: each line must be a JSON object"),
-    ("{oops", ":1: not JSON"),
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("t.jsonl", '{"ts": 1, "key": "a"}\n\n{"ts": 2, "keys": ["a", "b"]}\n',
+     ":3: field 'keys': has 2 keys; a load test sends one key per request "
+     "(give one key, or one --key-template)"),
+    ("t.csv", 'ts,keys\n1,"[""a""]"\n\n2,[]\n', ":4: field 'keys': has no key"),
+    ("t.jsonl", "\n\n", ": no requests in the trace"),
 ])
-def test_a_bad_trace_line_names_its_field(tmp_path: Path, line: str, message: str) -> None:
-    from tokenlimit.load.trace import read_trace
-
-    path = tmp_path / "bad.jsonl"
-    path.write_text(line + "\n")
+def test_replay_needs_one_key_per_request(tmp_path: Path, name: str, text: str,
+                                          message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
     with pytest.raises(TraceError) as info:
-        read_trace(str(path))
-    assert str(info.value).startswith(str(path) + message)
+        replay_requests(read_trace(path))
+    assert str(info.value) == str(path) + message
 
 
 def test_constant_rate_is_exact() -> None:

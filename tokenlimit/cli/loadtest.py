@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import secrets
 import signal
 import sys
@@ -16,12 +17,14 @@ from rich.live import Live
 from rich.text import Text
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
-from tokenlimit.errors import RemoteError
+from tokenlimit.errors import ConfigError, RemoteError
+from tokenlimit.load.client import Target
 from tokenlimit.load.driver import LoadPlan, Shape
-from tokenlimit.load.loadtest import run_loadtest
-from tokenlimit.load.modes import MODES, KeySpec, Range
+from tokenlimit.load.loadtest import replay_requests, run_loadtest
+from tokenlimit.load.modes import BAD_ANSWER, MODES, KeySpec, Range, has_control
 from tokenlimit.load.report import (
     LoadReport,
+    check_writable,
     format_report,
     merge_reports,
     read_report,
@@ -37,6 +40,9 @@ from tokenlimit.load.schedule import (
 )
 from tokenlimit.load.stats import RunStats
 from tokenlimit.rules import Rule, require_valid
+from tokenlimit.sim.keys import parse_key_templates
+from tokenlimit.sim.model import TraceRequest
+from tokenlimit.sim.readers import TraceKeys, read_trace
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -55,9 +61,29 @@ def _format_progress(stats: RunStats, elapsed: float) -> Text:
                 f"{100 * limited / done if done else 0:.1f}%  p99 {p99_text}")
 
 
+def _positive(value: float, option: str) -> None:
+    """A usage error unless ``value`` is a finite number > 0 (nan and inf are refused)."""
+    if not 0 < value < math.inf:
+        raise typer.BadParameter(f"must be a finite number > 0, got {value:g}",
+                                 param_hint=option)
+
+
+def _read_replay(path: str, templates: list[str], key_field: str | None,
+                 seed: int) -> tuple[TraceRequest, ...]:
+    """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
+    try:
+        parsed = parse_key_templates(templates)
+        TraceKeys(parsed)  # refuses, before reading, an attribute no trace line carries
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-template") from None
+    trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed)
+    return replay_requests(trace)
+
+
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
           poisson: bool, ramp: str | None, replay: str | None, speed: float,
-          duration: float | None, requests: int | None, **rest: Any) -> LoadPlan:
+          duration: float | None, requests: int | None, templates: list[str],
+          key_field: str | None, **rest: Any) -> LoadPlan:
     if mode not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
     shapes = [name for name, given in (("--concurrency", concurrency is not None),
@@ -66,25 +92,25 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     if len(shapes) > 1:
         raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
-    if rest.pop("unique_keys"):
-        suffix = "-" + secrets.token_hex(4)
-        specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
+    suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
+    specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
+    if (templates or key_field) and not replay:
+        raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
     schedule: Schedule | None = None
     shape: Shape = "open"
     replayed = None
     if rate is not None:
-        if rate <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--rate")
+        _positive(rate, "--rate")
         schedule = PoissonRate(rate, rest["seed"]) if poisson else ConstantRate(rate)
-    elif ramp:
+    elif ramp is not None:
         schedule = parse_ramp(ramp)
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay:
-        from tokenlimit.load.trace import read_trace
-
-        if speed <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--speed")
-        replayed = tuple(read_trace(replay))
+        _positive(speed, "--speed")
+        replayed = _read_replay(replay, templates, key_field, rest["seed"])
+        if suffix:  # --unique-keys: the trace's keys too
+            replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
+                             for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
         if duration is None:
             duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
@@ -94,8 +120,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         duration, requests = DEFAULT_DURATION, DEFAULT_REQUESTS if replayed is None else None
     elif duration is None:
         duration = REQUESTS_ONLY_DURATION
-    if duration <= 0 or (requests is not None and requests <= 0):
-        raise typer.BadParameter("--duration and --requests must be > 0")
+    _positive(duration, "--duration")
+    if requests is not None and requests <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--requests")
     return LoadPlan(
         target, mode=mode,
         keys=specs, shape=shape, concurrency=concurrency or 1, schedule=schedule,
@@ -127,7 +154,14 @@ def loadtest(
         "--ramp", metavar="RxS,...", help="Stepped open loop, e.g. 10x2,50x2,100x5 "
         "(R per second for S seconds).")] = None,
     replay: Annotated[str | None, typer.Option(
-        "--replay", metavar="TRACE", help="Send a JSONL trace's requests at its times.")] = None,
+        "--replay", metavar="TRACE", help="Send a trace's requests at its times (any trace "
+        "simulate reads: JSON Lines or CSV, .gz too, canonical or Mooncake/AIPerf).")] = None,
+    key_template: Annotated[list[str] | None, typer.Option(
+        "--key-template", metavar="TEMPLATE", help="With --replay: render each line's key from "
+        "its headers (and path, host, method), e.g. '{{request.headers.user-type}}'.")] = None,
+    key_field: Annotated[str | None, typer.Option(
+        "--key-field", metavar="FIELD", help="With --replay: take the key from this field "
+        "(e.g. for Mooncake traces).")] = None,
     speed: Annotated[float, typer.Option("--speed", help="Replay speed factor.")] = 1.0,
     duration: Annotated[float | None, typer.Option(
         "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
@@ -167,12 +201,24 @@ def loadtest(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when conformance finds the limiter off its rules.")] = False,
 ) -> None:
-    """Drive load against a live limiter and check what it let through.
+    """Drive load against a live limiter and check what it let through. It sends chat
+    completions through a gateway (--mode gateway, the default) or the plug-in's check and
+    report calls straight to the rate-limit service (--mode service): in a closed loop
+    (--concurrency), at a steady or Poisson rate (--rate), in steps (--ramp) or as a recorded
+    trace (--replay). It reports throughput, latency percentiles, statuses and each key's
+    outcomes, and with --rules checks every answer against what the rules allow. A run stops
+    by itself after --duration seconds or --requests requests (10 s or 100 by default);
+    Ctrl-C stops it early with a partial report (exit 130). Targets must be on loopback.
 
-    Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service --rules rules.json
-    --rate 200 --duration 5 --key regular-user:3 --key subscriber:1
+    Examples, against `tokenlimit up --rules samples/rules.json`:
 
-    Merge: tokenlimit loadtest merge a.json b.json -o all.json
+      tokenlimit loadtest http://127.0.0.1:10000 --rules samples/rules.json \\
+        --host-header dashscope.aliyuncs.com --rate 20 --duration 5 --unique-keys
+
+      tokenlimit loadtest http://127.0.0.1:8080 --mode service --unique-keys \\
+        -r samples/rules.json -k regular-user:3 -k subscriber:1 -n 200 -o a.json
+
+      tokenlimit loadtest merge a.json b.json -o all.json
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
@@ -189,14 +235,28 @@ def loadtest(
         loaded = read_rules(rules_source, config_json, from_env)
         require_valid(loaded)
         rules = list(loaded.rules)
-    if timeout <= 0 or tolerance < 0 or report_window < 0:
-        raise typer.BadParameter("--timeout must be > 0; --tolerance, --report-window >= 0")
-    plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay, speed,
-                 duration, requests, timeout=timeout, connections=connections, seed=seed,
-                 stream=stream, model=model, host_header=host_header, unique_keys=unique_keys,
-                 tokens=Range.parse(tokens, "--tokens"),
-                 prompt_tokens=prompt_tokens, latency=Range.parse(latency, "--latency"),
-                 report_window=report_window, observe=rules is not None)
+    _positive(timeout, "--timeout")
+    for value, option in ((tolerance, "--tolerance"), (report_window, "--report-window")):
+        if not 0 <= value < math.inf:
+            raise typer.BadParameter(f"must be a finite number >= 0, got {value:g}",
+                                     param_hint=option)
+    if host_header is not None and (not host_header or has_control(host_header)):
+        raise typer.BadParameter("give a host name without control characters",
+                                 param_hint="--host-header")
+    try:
+        Target.parse(target)
+        plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay,
+                     speed, duration, requests, key_template or [], key_field,
+                     timeout=timeout, connections=connections, seed=seed, stream=stream,
+                     model=model, host_header=host_header, unique_keys=unique_keys,
+                     tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,
+                     latency=Range.parse(latency, "--latency"), report_window=report_window,
+                     observe=rules is not None)
+    except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
+        raise typer.BadParameter(str(exc)) from None
+    for path in (output, plot):
+        if path:
+            check_writable(path)  # before the run, not after it
     report = _run(plan, workers, rules, tolerance)
     _finish(report, output, plot, output_format, rules, strict)
 
@@ -243,10 +303,14 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
         raise typer.Exit(1)
     if report.interrupted and report.runs == 1:
         raise typer.Exit(130)
-    failed = sum(report.stats.errors.values())
-    if report.stats.sent and failed == report.stats.completed:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.stats.errors.items()))
-        raise RemoteError(f"{report.target}: no request was answered ({kinds or 'none'})")
+    stats = report.stats
+    if stats.completed and stats.outcomes["error"] == stats.completed:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
+        if stats.statuses or BAD_ANSWER in stats.errors:  # answered, but not as asked
+            codes = ", ".join(f"HTTP {k} {v}" for k, v in sorted(stats.statuses.items()))
+            kinds = ", ".join(k for k in (kinds, codes) if k)
+            raise RemoteError(f"{report.target}: every request failed ({kinds})")
+        raise RemoteError(f"{report.target}: no request was answered ({kinds})")
 
 
 def register(app: typer.Typer) -> None:

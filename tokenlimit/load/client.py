@@ -248,7 +248,8 @@ class Pool:
 
 def build_request(method: str, target: Target, path: str, headers: dict[str, str],
                   body: bytes = b"") -> bytes:
-    """The bytes of one HTTP/1.1 request with keep-alive.
+    """The bytes of one HTTP/1.1 request with keep-alive (UTF-8: a key's non-ASCII
+    characters go as their UTF-8 bytes, as curl sends them).
 
     >>> build_request("GET", Target.parse("http://127.0.0.1:9/"), "/x", {})[:20]
     b'GET /x HTTP/1.1\\r\\nHos'
@@ -257,4 +258,4 @@ def build_request(method: str, target: Target, path: str, headers: dict[str, str
     lines += [f"{k}: {v}" for k, v in headers.items()]
     if body or method in ("POST", "PUT"):
         lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

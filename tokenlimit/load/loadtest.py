@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import csv
+import gzip
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO
 
+from tokenlimit.errors import TraceError
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, StopFlag
+from tokenlimit.load.modes import has_control
 from tokenlimit.load.report import LoadReport
 from tokenlimit.load.stats import RunStats
 from tokenlimit.load.workers import run_workers
 from tokenlimit.rules.model import Rule
+from tokenlimit.sim.model import TraceRequest
+from tokenlimit.sim.trace import Trace
 
 
 def describe_load(plan: LoadPlan) -> str:
@@ -35,3 +43,66 @@ def run_loadtest(plan: LoadPlan, *, workers: int = 1, rules: Sequence[Rule] | No
     return LoadReport(result.stats, plan.target, plan.mode, describe_load(plan), workers, 1,
                       result.interrupted,
                       None if rules is None else [r.to_config() for r in rules], conformance)
+
+
+def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
+    """A trace's requests in replay order (by time, ties in file order), for ``--replay``.
+
+    A load test sends one key per request (the value of one header, or one key to the
+    service), so a request with no key or several, or a key with a control character (CR,
+    LF, ...), is a ``TraceError`` naming its line.
+    """
+    if len(trace) == 0:
+        raise TraceError("no requests in the trace", path=trace.path)
+    counts = trace.key_ptr[1:] - trace.key_ptr[:-1]
+    bad = [i for i, n in enumerate(counts.tolist()) if n != 1]
+    if bad:
+        n = int(counts[bad[0]])
+        problem = ("has no key" if n == 0 else
+                   f"has {n} keys; a load test sends one key per request "
+                   "(give one key, or one --key-template)")
+        raise TraceError(problem, path=trace.path, line=trace_line(trace.path, bad[0]),
+                         field="keys")
+    for k, name in enumerate(trace.key_names):
+        if has_control(name):
+            first = int((trace.key_index == k).argmax())  # one key per request: row == request
+            raise TraceError(f"{name!r} holds a control character (it goes in a header)",
+                             path=trace.path, line=trace_line(trace.path, first), field="key")
+    requests = trace.requests()
+    order = trace.time_order()
+    if order is not None:
+        requests = [requests[i] for i in order.tolist()]
+    return tuple(requests)
+
+
+def trace_line(path: str, index: int) -> int | None:
+    """The 1-based line of the ``index``-th request of a trace file, numbered as the
+    simulator's readers number it (blank lines skipped; CSV: after the header)."""
+    csv_file = path.lower().removesuffix(".gz").endswith(".csv")
+    try:
+        if path.lower().endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as stream:
+                return _nth_line(stream, csv_file, index)
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            return _nth_line(stream, csv_file, index)
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _nth_line(stream: IO[str], csv_file: bool, index: int) -> int | None:
+    lines = _csv_lines(stream) if csv_file else _jsonl_lines(stream)
+    return next(itertools.islice(lines, index, None), None)
+
+
+def _jsonl_lines(stream: IO[str]) -> Iterator[int]:
+    for number, text in enumerate(stream, start=1):
+        if text.strip():
+            yield number
+
+
+def _csv_lines(stream: IO[str]) -> Iterator[int]:
+    reader = csv.reader(stream)
+    next(reader, None)
+    for row in reader:
+        if row and not (len(row) == 1 and not row[0].strip()):
+            yield reader.line_num

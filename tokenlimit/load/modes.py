@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import time
@@ -22,7 +23,19 @@ from tokenlimit.load.client import Pool, Response, Target, TransportError, build
 from tokenlimit.load.stats import Outcome, RunStats
 
 Mode = Literal["gateway", "service"]
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (CR, LF, NUL, ...): it cannot go in a header.
+
+    >>> has_control("a\\r\\nX-Injected: 1"), has_control("regular-user")
+    (True, False)
+    """
+    return _CONTROL.search(text) is not None
 MODES: tuple[Mode, ...] = ("gateway", "service")
+BAD_ANSWER = "bad-answer"  # the error kind of a 200 whose body is not the service's answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +66,15 @@ class KeySpec:
         header, sep, value = body.partition("=")
         if not sep:
             header, value = default_header, body
-        if not header or not value or weight <= 0:
+        header = header.strip()
+        if not header or not value or not 0 < weight < math.inf:
             raise ConfigError(f"--key {text!r}: write HEADER=VALUE:WEIGHT with a weight > 0 "
                               "(e.g. user-type=regular-user:3)")
-        return cls(header.strip(), value, weight)
+        if not _TOKEN.fullmatch(header):
+            raise ConfigError(f"--key {text!r}: {header!r} is not an HTTP header name")
+        if has_control(value):
+            raise ConfigError(f"--key {text!r}: the value holds a control character")
+        return cls(header, value, weight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +97,8 @@ class Range:
             hi = float(hi_text) if sep else lo
         except ValueError:
             raise ConfigError(f"{option} {text!r}: give N or LO-HI") from None
-        if lo < 0 or hi < lo:
-            raise ConfigError(f"{option} {text!r}: need 0 <= LO <= HI")
+        if not 0 <= lo <= hi < math.inf:
+            raise ConfigError(f"{option} {text!r}: need finite numbers 0 <= LO <= HI")
         return cls(lo, hi)
 
 
@@ -169,7 +187,10 @@ class ServiceMode:
             stats.lateness.record(sent - intended)
         outcome = _service_outcome(response)
         if outcome != "allowed":
-            stats.record(plan.key, outcome, response.status, done - intended, done)
+            # A 200 that is not the service's answer ({"allow": true|false}) is an error kind.
+            status: int | str = BAD_ANSWER if outcome == "error" and response.status == 200 \
+                else response.status
+            stats.record(plan.key, outcome, status, done - intended, done)
             self._observe(n, plan, sent, done, outcome)
             return
         stats.record(plan.key, "allowed", response.status, done - intended, done,
@@ -184,7 +205,7 @@ class ServiceMode:
         report_sent = time.time()
         try:
             answer, report_sent = await self.pool.request(raw)
-            status: int | str = answer.status
+            status = answer.status
         except TransportError as exc:
             status = _error_name(exc)
         report_done = time.time()

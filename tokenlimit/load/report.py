@@ -77,15 +77,25 @@ class LoadReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<report>") -> LoadReport:
         """Read a report written by ``to_dict`` (``ConfigError`` naming the source if bad)."""
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if isinstance(schema, str) and schema.startswith(SCHEMA.split("/")[0] + "/") and \
+                schema != SCHEMA:
+            raise ConfigError(f"{source}: field 'schema': {schema!r} is not supported (this "
+                              f"tokenlimit reads {SCHEMA}); merge reports of one version")
+        if schema != SCHEMA:
             raise ConfigError(f"{source}: not a tokenlimit loadtest report (schema {SCHEMA})")
+        if not isinstance(data.get("raw"), dict):
+            raise ConfigError(f"{source}: field 'raw': expected an object of counts and "
+                              "histograms")
         try:
             conf = data.get("conformance")
             return cls(RunStats.from_dict(data["raw"]), str(data["target"]), str(data["mode"]),
                        str(data["load"]), int(data["workers"]), int(data["runs"]),
                        bool(data["interrupted"]), data.get("rules"),
                        None if conf is None else Conformance.from_dict(conf), [source])
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        except KeyError as exc:
+            raise ConfigError(f"{source}: field {exc.args[0]!r}: missing") from None
+        except (ValueError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{source}: bad report field: {exc}") from None
 
 
@@ -123,8 +133,22 @@ def read_report(path: str) -> LoadReport:
     return LoadReport.from_dict(data, path)
 
 
+def check_writable(path: str) -> None:
+    """``ConfigError`` unless ``path`` can be written (its folder exists and is writable, and
+    it is not a folder): checked before a run, so a bad ``--output`` fails at once."""
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise ConfigError(f"{path}: cannot write: Is a directory")
+    if not folder.is_dir():
+        raise ConfigError(f"{path}: cannot write: No such directory {str(folder)!r}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{path}: cannot write: Permission denied")
+
+
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place (no
+    partial file is left behind on any failure; ``ConfigError`` names the path)."""
     target = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
@@ -133,7 +157,13 @@ def write_atomic(path: str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -14,6 +14,7 @@ a number of concurrent users, each sending its next request when the last one an
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -118,8 +119,9 @@ def parse_ramp(text: str) -> SteppedRamp:
             rate, secs = float(rate_text), float(secs_text)
         except ValueError:
             raise ConfigError(f"--ramp: {part.strip()!r} is not RATExSECONDS (e.g. 50x2)") from None
-        if not sep or rate <= 0 or secs <= 0:
-            raise ConfigError(f"--ramp: {part.strip()!r}: rate and seconds must be > 0")
+        if not sep or not 0 < rate < math.inf or not 0 < secs < math.inf:
+            raise ConfigError(f"--ramp: {part.strip()!r}: rate and seconds must be finite "
+                              "numbers > 0")
         steps.append((secs, rate))
     return SteppedRamp(tuple(steps))
 

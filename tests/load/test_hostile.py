@@ -1,0 +1,242 @@
+"""A hostile user's inputs: each is a usage error (2) or one line naming what is wrong (1),
+never a traceback, a hang or a partial file."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import free_port
+from tests.load.test_replay import usage_text
+from tokenlimit.cli.main import app
+
+runner = CliRunner()
+DEAD = "http://127.0.0.1:1/"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--rate", "0"], "Invalid value for --rate: must be a finite number > 0, got 0"),
+    (["--rate", "-1"], "Invalid value for --rate: must be a finite number > 0, got -1"),
+    (["--rate", "nan"], "Invalid value for --rate: must be a finite number > 0, got nan"),
+    (["--rate", "inf"], "Invalid value for --rate: must be a finite number > 0, got inf"),
+    (["--duration", "0"], "Invalid value for --duration: must be a finite number > 0, got 0"),
+    (["--duration", "-2"], "Invalid value for --duration: must be a finite number > 0, got -2"),
+    (["--duration", "nan"], "Invalid value for --duration: must be a finite number > 0, got nan"),
+    (["--requests", "0"], "Invalid value for --requests: must be > 0"),
+    (["--timeout", "nan"], "Invalid value for --timeout: must be a finite number > 0, got nan"),
+    (["--tolerance", "nan"],
+     "Invalid value for --tolerance: must be a finite number >= 0, got nan"),
+    (["--report-window", "-1"],
+     "Invalid value for --report-window: must be a finite number >= 0, got -1"),
+    (["--workers", "0"], "Invalid value for '--workers' / '-w'"),
+    (["--key", "=x:1"], "Invalid value: --key '=x:1': write HEADER=VALUE:WEIGHT with a "
+     "weight > 0 (e.g. user-type=regular-user:3)"),
+    (["--key", "user-type=x:0"], "--key 'user-type=x:0': write HEADER=VALUE:WEIGHT"),
+    (["--key", "user-type=x:-1"], "--key 'user-type=x:-1': write HEADER=VALUE:WEIGHT"),
+    (["--key", "user-type=x:nan"], "--key 'user-type=x:nan': write HEADER=VALUE:WEIGHT"),
+    (["--key", "user-type=x:inf"], "--key 'user-type=x:inf': write HEADER=VALUE:WEIGHT"),
+    (["--key", "user-type="], "--key 'user-type=': write HEADER=VALUE:WEIGHT"),
+    (["--key", "bad header=x"], "--key 'bad header=x': 'bad header' is not an HTTP header name"),
+    (["--key", "user-type=a\r\nX-Injected: 1"], "the value holds a control character"),
+    (["--host-header", "a\r\nX-Injected: 1"],
+     "Invalid value for --host-header: give a host name without control characters"),
+    (["--mode", "service", "--tokens", "nan"],
+     "Invalid value: --tokens 'nan': need finite numbers 0 <= LO <= HI"),
+    (["--mode", "service", "--latency", "0-inf"],
+     "Invalid value: --latency '0-inf': need finite numbers 0 <= LO <= HI"),
+    (["--ramp", "10xnan"],
+     "Invalid value: --ramp: '10xnan': rate and seconds must be finite numbers > 0"),
+    (["--ramp", ""], "Invalid value: --ramp: '' is not RATExSECONDS (e.g. 50x2)"),
+])
+def test_bad_options_are_usage_errors(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["loadtest", DEAD, *args])
+    assert result.exit_code == 2, result.output
+    assert message in usage_text(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("http://example.com/", "Invalid value: target 'http://example.com/': only loopback "
+     "targets (127.0.0.1, ::1, localhost) are allowed"),
+    ("http://127.0.0.1:99999/", "Invalid value: target 'http://127.0.0.1:99999/': bad port"),
+    ("127.0.0.1:8080", "Invalid value: target '127.0.0.1:8080': give an http:// URL"),
+])
+def test_a_bad_target_is_a_usage_error(target: str, message: str) -> None:
+    result = runner.invoke(app, ["loadtest", target, "-n", "1"])
+    assert result.exit_code == 2, result.output
+    assert message in usage_text(result.stderr)
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("rules.json", None, "rules.json: no such file"),
+    ("rules.json", "garbage", "rules.json:1:1: invalid JSON: unexpected 'g'"),
+    ("rules.json", "", "rules.json:1:1: invalid JSON: the text is empty"),
+])
+def test_a_bad_rules_file_is_one_line(tmp_path: Path, name: str, text: str | None,
+                                      message: str) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    result = runner.invoke(app, ["loadtest", DEAD, "--rules", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {tmp_path}/{message}\n"
+
+
+def test_output_into_a_missing_folder_fails_before_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "nowhere" / "r.json"
+    result = runner.invoke(app, ["loadtest", DEAD, "-n", "1", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {out}: cannot write: No such directory "
+                             f"{str(out.parent)!r}\n")
+    assert not out.parent.exists()
+
+
+def test_output_onto_a_folder_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    result = runner.invoke(app, ["loadtest", DEAD, "-n", "1", "-o", str(folder)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {folder}: cannot write: Is a directory\n"
+    assert list(tmp_path.iterdir()) == [folder] and list(folder.iterdir()) == []
+
+
+def test_write_atomic_leaves_no_partial_file_when_the_rename_fails(tmp_path: Path) -> None:
+    from tokenlimit.errors import ConfigError
+    from tokenlimit.load.report import write_atomic
+
+    folder = tmp_path / "adir"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"adir: cannot write: Is a directory"):
+        write_atomic(str(folder), b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+    write_atomic(str(tmp_path / "r.json"), b"{}")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 != 0o600  # not mkstemp's mode
+
+
+def test_a_port_with_nothing_listening_is_exit_1_with_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    url = f"http://127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["loadtest", url, "-n", "3", "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.endswith(f"error: {url}: no request was answered (connect-error 3)\n")
+    assert json.loads(out.read_text())["requests"]["errors"] == 3
+
+
+@contextmanager
+def raw_server(answer: bytes | None) -> Iterator[str]:
+    """A loopback server that reads each request and writes ``answer`` (``None``: closes at
+    once), for as many requests as a connection sends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    while answer is not None and conn.recv(65536):
+                        conn.sendall(answer)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+@pytest.mark.parametrize(("answer", "mode", "message"), [
+    (None, "gateway", "no request was answered (transport-error 3)"),
+    (b"garbage garbage\r\n\r\n", "gateway", "no request was answered (transport-error 3)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\n", "service",
+     "no request was answered (transport-error 3)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nnot json", "service",
+     "every request failed (bad-answer 3)"),
+    (b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "gateway",
+     "every request failed (HTTP 404 3)"),
+])
+def test_a_target_answering_garbage_is_exit_1(answer: bytes | None, mode: str,
+                                              message: str) -> None:
+    with raw_server(answer) as url:
+        result = runner.invoke(app, ["loadtest", url, "--mode", mode, "-n", "3",
+                                     "--timeout", "2", "--format", "json"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {url}: {message}\n"
+    assert json.loads(result.stdout)["requests"]["errors"] == 3
+
+
+def _report(tmp_path: Path) -> dict[str, object]:
+    out = tmp_path / "r.json"
+    with raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"allow\": true}") as url:
+        result = runner.invoke(app, ["loadtest", url, "--mode", "service", "-n", "2",
+                                     "--latency", "0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data: dict[str, object] = json.loads(out.read_text())
+    return data
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"schema": "tokenlimit-loadtest/2"}, "field 'schema': 'tokenlimit-loadtest/2' is not "
+     "supported (this tokenlimit reads tokenlimit-loadtest/1); merge reports of one version"),
+    ({"schema": None}, "not a tokenlimit loadtest report (schema tokenlimit-loadtest/1)"),
+    ({"raw": "x"}, "field 'raw': expected an object of counts and histograms"),
+    ({"workers": None, "target": None, "raw": None},
+     "field 'raw': expected an object of counts and histograms"),
+])
+def test_merge_refuses_other_versions_and_broken_reports(
+        tmp_path: Path, change: dict[str, object], message: str) -> None:
+    data = _report(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**data, **change}))
+    result = runner.invoke(app, ["loadtest", "merge", str(tmp_path / "r.json"), str(bad)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {bad}: {message}\n"
+
+
+def test_merge_refuses_non_json_and_a_missing_field(tmp_path: Path) -> None:
+    data = _report(tmp_path)
+    text = tmp_path / "t.json"
+    text.write_text("nope")
+    result = runner.invoke(app, ["loadtest", "merge", str(text)])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {text}: not JSON: Expecting value: line 1 column 1 (char 0)\n")
+    del data["mode"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    result = runner.invoke(app, ["loadtest", "merge", str(bad)])
+    assert (result.exit_code, result.stderr) == (1, f"error: {bad}: field 'mode': missing\n")
+    result = runner.invoke(app, ["loadtest", "merge"])
+    assert result.exit_code == 2
+
+
+def test_help_is_one_wrapped_paragraph_with_examples_that_fit() -> None:
+    result = runner.invoke(app, ["loadtest", "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    start = lines.index("Drive load against a live limiter and check what it let through. "
+                        "It sends chat")
+    assert lines[start + 8] == "with a partial report (exit 130). Targets must be on loopback."
+    assert lines[start + 9] == ""  # one paragraph, wrapped to the terminal
+    examples = lines[lines.index("Examples, against `tokenlimit up --rules "
+                                 "samples/rules.json`:"):]
+    assert examples[2:8] == [
+        "tokenlimit loadtest http://127.0.0.1:10000 --rules samples/rules.json \\",
+        "--host-header dashscope.aliyuncs.com --rate 20 --duration 5 --unique-keys", "",
+        "tokenlimit loadtest http://127.0.0.1:8080 --mode service --unique-keys \\",
+        "-r samples/rules.json -k regular-user:3 -k subscriber:1 -n 200 -o a.json", ""]
