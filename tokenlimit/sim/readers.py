@@ -98,8 +98,16 @@ def _mapped(name: str) -> Iterator[bytes | mmap.mmap]:
         if os.fstat(stream.fileno()).st_size == 0:
             yield b""
             return
-        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
             yield mapped
+        finally:
+            try:
+                mapped.close()
+            except BufferError:
+                # An array still views the map (an error or Ctrl-C stopped the reader
+                # mid-way); the map closes when that array is collected.
+                pass
 
 
 def _read_bytes(name: str) -> bytes:
