@@ -16,6 +16,7 @@ recorded for its first key (all recorded requests when that key has none).
 from __future__ import annotations
 
 import csv
+import contextlib
 import gzip
 import io
 import json
@@ -102,12 +103,10 @@ def _mapped(name: str) -> Iterator[bytes | mmap.mmap]:
         try:
             yield mapped
         finally:
-            try:
+            # An array may still view the map (an error or Ctrl-C stopped the reader
+            # mid-way); the map then closes when that array is collected.
+            with contextlib.suppress(BufferError):
                 mapped.close()
-            except BufferError:
-                # An array still views the map (an error or Ctrl-C stopped the reader
-                # mid-way); the map closes when that array is collected.
-                pass
 
 
 def _read_bytes(name: str) -> bytes:
