@@ -41,3 +41,47 @@ def test_an_error_while_a_csv_map_is_viewed_is_not_replaced_by_buffer_error(
         view = np.frombuffer(data, dtype=np.uint8)
         assert view.size == 11
         raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--duration", "nan"), "error: duration must be a finite number of seconds > 0, got nan"),
+    (("--duration", "inf"), "error: duration must be a finite number of seconds > 0, got inf"),
+    (("--duration", "1e12"), "error: the spec asks for about 1,000,000,000,000 requests; at "
+     "most 100,000,000 are generated (shorten the duration or lower the rates)"),
+    (("--start", "nan"), "error: start must be a Unix time from 0 to 10000000000 seconds, "
+     "got nan"),
+    (("--seed", "-1"), "error: seed must be a whole number from 0 to 2**64-1, got -1"),
+    (("--tier", "a:1:nan"), "error: tier 'a': field 'rate': must be a finite number, got nan"),
+    (("--tier", "a:1000000000:1"), "error: tier 'a': field 'users': a whole number from 1 to "
+     "10,000,000, got 1000000000"),
+])
+def test_trace_generate_rejects_numbers_numpy_cannot_draw(
+        tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    # These raised numpy tracebacks (NaN, inf, negative seed) or ran out of memory / hung.
+    out = tmp_path / "g.jsonl"
+    base = ("--tier", "a:1:1") if "--tier" not in args else ()
+    result = _run("trace", "generate", "-o", str(out), *base, *args)
+    assert _error(result) == message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (b"\xff\xfe\x00", "not UTF-8 text (byte 0)"),
+    (b"duration: abc\n", "field 'duration': expected a number, got 'abc'"),
+    (b"seed: 1.5\n", "field 'seed': expected a whole number, got 1.5"),
+    (b"tiers: 5\n", "field 'tiers': expected a list of tiers"),
+    (b"tiers:\n - 5\n", "tiers[0]: expected a mapping with name, users, rate, ..."),
+    (b"tiers:\n - name: a\n   users: x\n",
+     "tiers[0]: tier 'a': field 'users': expected a number, got 'x'"),
+    (b"tiers:\n - name: a\n   rate: .nan\n",
+     "tiers[0]: tier 'a': field 'rate': must be a finite number, got nan"),
+])
+def test_trace_generate_spec_errors_name_the_file_and_field(
+        tmp_path: Path, text: bytes, message: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(text)
+    out = tmp_path / "g.jsonl"
+    out.write_text("keep\n")
+    result = _run("trace", "generate", "-o", str(out), "--spec", str(spec))
+    assert _error(result) == f"error: {spec}: {message}"
+    assert out.read_text() == "keep\n"
