@@ -15,8 +15,8 @@ recorded for its first key (all recorded requests when that key has none).
 
 from __future__ import annotations
 
-import csv
 import contextlib
+import csv
 import gzip
 import io
 import json
