@@ -85,3 +85,21 @@ def test_trace_generate_spec_errors_name_the_file_and_field(
     result = _run("trace", "generate", "-o", str(out), "--spec", str(spec))
     assert _error(result) == f"error: {spec}: {message}"
     assert out.read_text() == "keep\n"
+
+
+@pytest.mark.parametrize(("args", "hint", "message"), [
+    (("--top", "-1"), "--top", "must be >= 0"),
+    (("--price", "-1"), "--price", "must be a finite number >= 0"),
+    (("--price", "nan"), "--price", "must be a finite number >= 0"),
+    (("--price", "inf"), "--price", "must be a finite number >= 0"),
+    (("--set", "rules[0].max_tokens=abc"), "--set", "values must be whole numbers"),
+    (("--key-template", "{{bad"), "--key-template", "unbalanced"),
+])
+def test_simulate_usage_errors_name_the_one_option_at_fault(
+        args: tuple[str, ...], hint: str, message: str) -> None:
+    # The hints read "--top/--price" and "--key-template/--set"; NaN and inf prices passed.
+    result = _run("simulate", TRACE, "--rules", RULES, *args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for {hint}:" in text
+    assert message in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -142,8 +143,10 @@ def simulate(
                                  param_hint="--semantics")
     if charge not in CHARGES:
         raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
-    if top < 0 or (price is not None and price < 0):
-        raise typer.BadParameter("must be >= 0", param_hint="--top/--price")
+    if top < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--top")
+    if price is not None and not (math.isfinite(price) and price >= 0):
+        raise typer.BadParameter("must be a finite number >= 0", param_hint="--price")
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
@@ -154,9 +157,12 @@ def simulate(
             typer.echo(finding.one_line(), err=True)
     try:
         templates = parse_key_templates(key_template or [])
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-template") from None
+    try:
         settings = [parse_setting(s) for s in setting or []]
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--key-template/--set") from None
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
     console = Console(width=None if sys.stdout.isatty() else 160)
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
