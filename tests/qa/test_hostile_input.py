@@ -103,3 +103,22 @@ def test_simulate_usage_errors_name_the_one_option_at_fault(
     text = " ".join(result.stderr.replace("│", " ").split())
     assert f"Invalid value for {hint}:" in text
     assert message in text
+
+
+@pytest.mark.parametrize(("args", "hint", "message"), [
+    (("--redis-timeout", "nan"), "--redis-timeout", "must be a finite number of seconds > 0"),
+    (("--redis-timeout", "0"), "--redis-timeout", "must be a finite number of seconds > 0"),
+    (("--max-body-bytes", "-1"), "--max-body-bytes", "must not be negative"),
+    (("--clock-offset", "nan"), "--clock-offset", "must be a finite number of seconds"),
+    (("--backend", "foo"), "--backend", "choose one of memory, redis, redis-cluster"),
+    (("--estimate", "5"), "--estimate", "estimates are used only with --mode reserve"),
+])
+def test_serve_refuses_options_it_cannot_use(
+        args: tuple[str, ...], hint: str, message: str) -> None:
+    # NaN timeouts and offsets, negative body limits and --estimate without reserve mode
+    # started a service silently; an unknown --backend exited 1 instead of 2.
+    result = _run("serve", "--rules", RULES, "--port", "1", *args)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for {hint}: {message}" in text
+
