@@ -122,3 +122,28 @@ def test_serve_refuses_options_it_cannot_use(
     text = " ".join(result.stderr.replace("│", " ").split())
     assert f"Invalid value for {hint}: {message}" in text
 
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("http://[::1", "not a valid URL (Invalid IPv6 URL)"),
+    ("http://127.0.0.1:99999", "not a valid URL (Port out of range 0-65535)"),
+    ("http://:80", "the URL has no host"),
+    ("http://127.0.0.1:0", "port 0 is not a port to connect to"),
+])
+def test_gateway_refuses_malformed_upstream_urls_at_start(url: str, message: str) -> None:
+    # These started a gateway whose every request then failed.
+    result = _run("gateway", "-u", url, "-s", "http://127.0.0.1:1", "--port", "0",
+                  "--duration", "0")
+    assert _error(result) == f"error: --upstream {url!r}: {message}"
+
+
+@pytest.mark.parametrize("command", [["gateway", "-u", "http://127.0.0.1:1", "-s",
+                                      "http://127.0.0.1:1", "--port", "0"],
+                                     ["up", "--gateway-port", "0", "--service-port", "0",
+                                      "--mock-port", "0"]])
+def test_a_non_utf8_plugin_is_one_line_not_a_traceback(
+        tmp_path: Path, command: list[str]) -> None:
+    plugin = tmp_path / "plugin.yaml"
+    plugin.write_bytes(b"kind: \xff\xfe\n")
+    result = _run(*command, "--plugin", str(plugin), "--duration", "0")
+    assert _error(result) == f"error: {plugin}: not UTF-8 text (byte 6)"
