@@ -147,3 +147,11 @@ def test_a_non_utf8_plugin_is_one_line_not_a_traceback(
     plugin.write_bytes(b"kind: \xff\xfe\n")
     result = _run(*command, "--plugin", str(plugin), "--duration", "0")
     assert _error(result) == f"error: {plugin}: not UTF-8 text (byte 6)"
+
+
+@pytest.mark.parametrize("spec", ["99999999999999999999999", "1-2000000", "exp:2000000"])
+def test_mock_llm_refuses_answers_too_long_to_build(spec: str) -> None:
+    # A huge count started the mock, whose first answer then hung building its text.
+    result = _run("mock-llm", "--port", "0", "--completion-tokens", spec, "--duration", "0")
+    assert _error(result) == (
+        f"error: --completion-tokens {spec!r}: at most 1,000,000 tokens per answer")
