@@ -155,3 +155,32 @@ def test_mock_llm_refuses_answers_too_long_to_build(spec: str) -> None:
     result = _run("mock-llm", "--port", "0", "--completion-tokens", spec, "--duration", "0")
     assert _error(result) == (
         f"error: --completion-tokens {spec!r}: at most 1,000,000 tokens per answer")
+
+
+def _leaf_commands() -> list[tuple[str, Any]]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    found: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, command: Any) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in subcommands.items():
+                walk(f"{prefix} {name}".strip(), sub)
+        else:
+            found.append((prefix, command))
+
+    walk("", group)
+    return found
+
+
+@pytest.mark.parametrize(("name", "command"), _leaf_commands())
+def test_every_command_has_a_one_line_summary_and_an_example(name: str, command: Any) -> None:
+    # gateway, mock-llm and up broke their first paragraph mid-sentence; gateway's example
+    # was split over two lines; render check ran "Also: ..." and its example together.
+    paragraphs = (command.help or "").strip().split("\n\n")
+    assert "\n" not in paragraphs[0], paragraphs[0]
+    examples = [p for p in paragraphs if p.strip().startswith("Example: ")]
+    assert len(examples) == 1 and "\n" not in examples[0].strip(), paragraphs
+    assert f"tokenlimit {name}" in examples[0]

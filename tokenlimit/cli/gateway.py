@@ -131,11 +131,11 @@ def gateway(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Proxy LLM requests as the ASM plug-in does: check each matched request with the
-    rate-limit service, forward it or answer 429, then report its token usage.
+    """Proxy LLM requests as the ASM plug-in does: check, forward or answer 429, report usage.
 
-    Example: tokenlimit gateway --upstream http://127.0.0.1:9000
-    --service http://127.0.0.1:8080 --host-match dashscope.aliyuncs.com
+    Each matched request is checked with the rate-limit service before it is forwarded.
+
+    Example: tokenlimit gateway -u http://127.0.0.1:9000 -s http://127.0.0.1:8080
     """
     check_format(output_format)
     settings = load_plugin(plugin) if plugin else None

@@ -59,8 +59,9 @@ def mock_llm(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Serve a mock OpenAI-style chat-completion API (POST /v1/chat/completions, / and
-    /compatible-mode/v1/chat/completions; GET /__stats) until Ctrl-C.
+    """Serve a mock OpenAI-style chat-completion API with seeded token usage until Ctrl-C.
+
+    Paths: POST /v1/chat/completions, / and /compatible-mode/v1/chat/completions; GET /__stats.
 
     Example: tokenlimit mock-llm --port 9000 --completion-tokens 20-80 --seed 1
     """

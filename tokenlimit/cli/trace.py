@@ -61,7 +61,7 @@ def generate(
     start: Annotated[float | None, typer.Option(help="Unix time of the start.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same file).")] = None,
 ) -> None:
-    """Generate a synthetic trace of tiers of users.
+    """Generate a synthetic trace: tiers of users with their own arrivals and token sizes.
 
     Example: tokenlimit trace generate -o trace.jsonl --tier regular-user:50:2 --seed 7
     """

@@ -137,8 +137,9 @@ def up(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Start the rate-limit service, a mock LLM and the gateway on loopback, print the
-    guide's curl commands, and run until Ctrl-C.
+    """Run the rate-limit service, a mock LLM and the gateway on loopback until Ctrl-C.
+
+    Prints the ASM guide's two curl commands, aimed at the local gateway.
 
     Example: tokenlimit up --rules samples/rules.json
     """
