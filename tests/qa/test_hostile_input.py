@@ -184,3 +184,20 @@ def test_every_command_has_a_one_line_summary_and_an_example(name: str, command:
     examples = [p for p in paragraphs if p.strip().startswith("Example: ")]
     assert len(examples) == 1 and "\n" not in examples[0].strip(), paragraphs
     assert f"tokenlimit {name}" in examples[0]
+
+
+@pytest.mark.parametrize("option", ["--decisions", "--plot"])
+def test_simulate_refuses_an_unwritable_output_before_replaying(
+        tmp_path: Path, option: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The path was only tried after the whole replay: minutes lost on a big trace.
+    import tokenlimit.cli.simulate as command
+
+    def must_not_run(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the trace was read before the output path was checked")
+
+    monkeypatch.setattr(command, "read_trace", must_not_run)
+    missing = tmp_path / "nodir" / "out"
+    result = _run("simulate", TRACE, "--rules", RULES, option, str(missing))
+    assert _error(result) == f"error: {missing}: cannot write (No such file or directory)"
+    result = _run("simulate", TRACE, "--rules", RULES, option, str(tmp_path))
+    assert _error(result) == f"error: {tmp_path}: cannot write (Is a directory)"

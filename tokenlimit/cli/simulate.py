@@ -7,6 +7,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -150,6 +151,9 @@ def simulate(
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
+    for output in (decisions, plot):
+        if output:
+            _check_output(output)
     charged: Charge = "total" if charge == "total" else "completion"
     loaded = read_rules(rules_source, config_json, from_env)
     for finding in require_valid(loaded):
@@ -186,6 +190,16 @@ def simulate(
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:
         console.print(format_summary(summary, trace))
+
+
+def _check_output(path: str) -> None:
+    """Refuse an output path that cannot be written before a long replay, not after it."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ConfigError(f"{path}: cannot write (Is a directory)")
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: cannot write (No such file or directory)")
 
 
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,
