@@ -201,3 +201,15 @@ def test_simulate_refuses_an_unwritable_output_before_replaying(
     assert _error(result) == f"error: {missing}: cannot write (No such file or directory)"
     result = _run("simulate", TRACE, "--rules", RULES, option, str(tmp_path))
     assert _error(result) == f"error: {tmp_path}: cannot write (Is a directory)"
+
+
+@pytest.mark.parametrize(("name", "text"), [("empty.jsonl", ""), ("blank.jsonl", "\n\n"),
+                                            ("header.csv", "ts,key,prompt_tokens\n")])
+def test_simulate_an_empty_trace_is_an_error_not_a_report_of_zeros(
+        tmp_path: Path, name: str, text: str) -> None:
+    trace = tmp_path / name
+    trace.write_text(text)
+    result = _run("simulate", str(trace), "--rules", RULES)
+    assert _error(result) == (f"error: {trace}: no requests in the trace (empty file, or only "
+                              "a header or blank lines)")
+    assert result.stdout == ""

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
-from tokenlimit.errors import ConfigError
+from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
 from tokenlimit.sim.keys import parse_key_templates
@@ -170,6 +170,9 @@ def simulate(
     console = Console(width=None if sys.stdout.isatty() else 160)
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+        if len(trace) == 0:
+            raise TraceError("no requests in the trace (empty file, or only a header or blank "
+                             "lines)", path=trace_path)
         step("replaying")
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
