@@ -213,3 +213,28 @@ def test_simulate_an_empty_trace_is_an_error_not_a_report_of_zeros(
     assert _error(result) == (f"error: {trace}: no requests in the trace (empty file, or only "
                               "a header or blank lines)")
     assert result.stdout == ""
+
+
+def test_numba_without_a_writable_cache_compiles_in_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run by a user who cannot write the install's __pycache__ (nor has a home), every
+    # simulate and CSV trace raised "RuntimeError: cannot cache function ...: no locator".
+    import numba
+
+    from tokenlimit.sim.jit import njit
+
+    real = numba.njit
+
+    def no_locator(*args: Any, **options: Any) -> Any:
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", no_locator)
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    compiled = njit(double, error_model="numpy")
+    assert compiled(21) == 42
+    assert compiled.py_func is double
