@@ -238,3 +238,18 @@ def test_numba_without_a_writable_cache_compiles_in_memory(
     compiled = njit(double, error_model="numpy")
     assert compiled(21) == 42
     assert compiled.py_func is double
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("-",), "Invalid value for TRACE: a trace is read from a file, not stdin: save it to a "
+     "file first"),
+    ((TRACE, "--key-field", "key", "--key-template", "{{request.headers.x}}"),
+     "Invalid value for --key-field: give --key-field or --key-template, not both"),
+])
+def test_simulate_conflicting_or_unsupported_inputs_are_usage_errors(
+        args: tuple[str, ...], message: str) -> None:
+    # "-" said "-: cannot read: No such file or directory"; both key options were accepted
+    # and one was silently ignored.
+    result = _run("simulate", *args, "--rules", RULES)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.stderr.replace("│", " ").split())

@@ -148,6 +148,12 @@ def simulate(
         raise typer.BadParameter("must be >= 0", param_hint="--top")
     if price is not None and not (math.isfinite(price) and price >= 0):
         raise typer.BadParameter("must be a finite number >= 0", param_hint="--price")
+    if trace_path == "-":
+        raise typer.BadParameter("a trace is read from a file, not stdin: save it to a file "
+                                 "first", param_hint="TRACE")
+    if key_field is not None and key_template:
+        raise typer.BadParameter("give --key-field or --key-template, not both",
+                                 param_hint="--key-field")
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
