@@ -253,3 +253,12 @@ def test_simulate_conflicting_or_unsupported_inputs_are_usage_errors(
     result = _run("simulate", *args, "--rules", RULES)
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.stderr.replace("│", " ").split())
+
+
+def test_up_with_one_port_twice_is_a_usage_error_not_address_in_use() -> None:
+    # The second server failed with "Address already in use", blaming some other program.
+    result = _run("up", "--gateway-port", "18123", "--service-port", "18123", "--mock-port",
+                  "0", "--duration", "0")
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for --gateway-port: --gateway-port, --service-port and --mock-port "
+            "must differ (or be 0)") in " ".join(result.stderr.replace("│", " ").split())

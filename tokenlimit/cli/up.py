@@ -144,6 +144,10 @@ def up(
     Example: tokenlimit up --rules samples/rules.json
     """
     check_format(output_format)
+    ports = [p for p in (gateway_port, service_port, mock_port) if p]
+    if len(set(ports)) != len(ports):
+        raise typer.BadParameter("--gateway-port, --service-port and --mock-port must differ "
+                                 "(or be 0)", param_hint="--gateway-port")
     loaded = guide_rules(rules)
     backend = backend_config(None, redis_url, environ={})
     mock = MockLLM(mock_settings(completion_tokens, seed, ttft, tokens_per_second))
