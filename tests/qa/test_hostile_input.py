@@ -262,3 +262,12 @@ def test_up_with_one_port_twice_is_a_usage_error_not_address_in_use() -> None:
     assert result.exit_code == 2, result.output
     assert ("Invalid value for --gateway-port: --gateway-port, --service-port and --mock-port "
             "must differ (or be 0)") in " ".join(result.stderr.replace("│", " ").split())
+
+
+@pytest.mark.parametrize(("value", "kind"), [("[\"a\"]", "an array"), ("{}", "an object"),
+                                             ("true", "a bool")])
+def test_wrong_type_findings_use_the_right_article(value: str, kind: str) -> None:
+    # "rate_limit_key_regex is a array".
+    result = _run("validate", "--config-json", f'[{{"rate_limit_key_regex": {value}}}]')
+    assert result.exit_code == 1
+    assert f"rate_limit_key_regex is {kind}, not a string" in result.stdout
