@@ -271,3 +271,19 @@ def test_wrong_type_findings_use_the_right_article(value: str, kind: str) -> Non
     result = _run("validate", "--config-json", f'[{{"rate_limit_key_regex": {value}}}]')
     assert result.exit_code == 1
     assert f"rate_limit_key_regex is {kind}, not a string" in result.stdout
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("ts;key;prompt_tokens\n1;a;1\n", "1: field 'ts': the header has no 'ts' (or 'timestamp') "
+     "column; it reads 'ts;key;prompt_tokens' (columns are separated by commas)"),
+    ("ts,key,key,prompt_tokens\n1,a,b,1\n", "1: field 'key': the header names this column "
+     "twice"),
+])
+def test_csv_header_mistakes_are_reported_at_the_header(
+        tmp_path: Path, text: str, message: str) -> None:
+    # A semicolon-separated file blamed line 2 for a missing 'ts'; a duplicated column was
+    # silently read from one of its two copies.
+    trace = tmp_path / "t.csv"
+    trace.write_text(text)
+    result = _run("simulate", str(trace), "--rules", RULES)
+    assert _error(result) == f"error: {trace}:{message}"

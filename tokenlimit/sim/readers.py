@@ -142,6 +142,14 @@ def _csv_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, An
     if header is None:
         return
     header = [h.strip() for h in header]
+    if "ts" not in header and "timestamp" not in header:
+        shown = ",".join(header)
+        raise TraceError(f"the header has no 'ts' (or 'timestamp') column; it reads {shown!r} "
+                         "(columns are separated by commas)", path=name, line=1, field="ts")
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise TraceError("the header names this column twice", path=name, line=1,
+                         field=duplicated[0])
     for row in reader:
         number = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
