@@ -287,3 +287,67 @@ def test_csv_header_mistakes_are_reported_at_the_header(
     trace.write_text(text)
     result = _run("simulate", str(trace), "--rules", RULES)
     assert _error(result) == f"error: {trace}:{message}"
+
+
+@pytest.mark.parametrize("option", ["--ttft", "--tokens-per-second"])
+def test_mock_llm_refuses_infinite_delays(option: str) -> None:
+    # --ttft inf made every answer wait forever (and the mock's stop wait for it).
+    result = _run("mock-llm", "--port", "0", option, "inf", "--duration", "0")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for {option}: must be a finite number" in text
+
+
+def test_a_second_ctrl_c_stops_a_server_with_answers_in_flight_at_once(tmp_path: Path) -> None:
+    # The first Ctrl-C waits for answers in flight (here a 60 s first token); the second one
+    # did nothing, so the user waited for uvicorn's 10 s graceful timeout.
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tokenlimit", "mock-llm", "--port", str(port), "--ttft", "60",
+         "--duration", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = None
+    try:
+        assert server.stdout is not None
+        assert "listening" in server.stdout.readline()
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        body = b'{"messages": [{"role": "user", "content": "hi"}]}'
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                       + str(len(body)).encode() + b"\r\n\r\n" + body)
+        _wait_for_requests(port, 1)
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the first signal must be handled before the second arrives
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=8)  # TimeoutExpired: the second Ctrl-C was ignored
+        assert server.returncode == 0
+    finally:
+        if client is not None:
+            client.close()
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=5)
+
+
+def _wait_for_requests(port: int, count: int) -> None:
+    """Poll the mock's /__stats (bounded) until it has seen ``count`` requests."""
+    import http.client
+    import json
+    import time
+
+    for _ in range(100):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            connection.request("GET", "/__stats")
+            if json.loads(connection.getresponse().read())["requests"] >= count:
+                return
+        finally:
+            connection.close()
+        time.sleep(0.05)
+    raise AssertionError("the mock never saw the request")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +37,9 @@ def check_format(output_format: str) -> None:
 def mock_settings(completion_tokens: str, seed: int, ttft: float,
                   tokens_per_second: float) -> MockSettings:
     """The mock's settings from the shared options."""
+    for value, option in ((ttft, "--ttft"), (tokens_per_second, "--tokens-per-second")):
+        if not math.isfinite(value):
+            raise typer.BadParameter("must be a finite number", param_hint=option)
     return MockSettings(completion=TokenDraw.parse(completion_tokens), seed=seed, ttft=ttft,
                         tokens_per_second=tokens_per_second)
 
