@@ -351,3 +351,13 @@ def _wait_for_requests(port: int, count: int) -> None:
             connection.close()
         time.sleep(0.05)
     raise AssertionError("the mock never saw the request")
+
+
+def test_gateway_refuses_an_infinite_service_timeout() -> None:
+    # inf was accepted: a hung rate-limit service then held every request forever.
+    result = _run("gateway", "-u", "http://127.0.0.1:1", "-s", "http://127.0.0.1:1",
+                  "--service-timeout", "inf", "--port", "0", "--duration", "0")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert "Invalid value for '--service-timeout': Input should be less than or equal to 3600" \
+        in text

@@ -43,7 +43,7 @@ ShowRequestsOption = Annotated[bool, typer.Option(
     "--show-requests/--hide-requests",
     help="Print a line for each request's decision and each usage report.")]
 ServiceTimeoutOption = Annotated[float, typer.Option(
-    "--service-timeout", metavar="SECONDS", min=0.001,
+    "--service-timeout", metavar="SECONDS", min=0.001, max=3600,
     help="Timeout of each call to the rate-limit service.")]
 
 
