@@ -361,3 +361,15 @@ def test_gateway_refuses_an_infinite_service_timeout() -> None:
     text = " ".join(result.stderr.replace("│", " ").split())
     assert "Invalid value for '--service-timeout': Input should be less than or equal to 3600" \
         in text
+
+
+@pytest.mark.parametrize("rules", [(), ("--rules", RULES, "--config-json", "[]")])
+def test_simulate_without_exactly_one_rules_source_names_its_own_options(
+        rules: tuple[str, ...]) -> None:
+    # It said "<rules>: give exactly one rules source: a file (or -), ..." (validate's
+    # wording: simulate has no rules file argument) and exited 1.
+    result = _run("simulate", TRACE, *rules)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert "Invalid value for --rules: give exactly one of --rules SOURCE, --config-json or " \
+        "--from-env" in text

@@ -161,6 +161,9 @@ def simulate(
         if output:
             _check_output(output)
     charged: Charge = "total" if charge == "total" else "completion"
+    if sum((rules_source is not None, config_json is not None, from_env)) != 1:
+        raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
+                                 "--from-env", param_hint="--rules")
     loaded = read_rules(rules_source, config_json, from_env)
     for finding in require_valid(loaded):
         if finding.severity is Severity.WARNING:
