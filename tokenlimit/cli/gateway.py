@@ -126,7 +126,7 @@ def gateway(
     service_timeout: ServiceTimeoutOption = 2.0,
     show_requests: ShowRequestsOption = False,
     host: HostOption = LOOPBACK,
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, metavar="PORT",
                                       help="Port to listen on (0: any free port).")] = 10000,
     duration: DurationOption = None,
     output_format: FormatOption = "text",

@@ -54,7 +54,7 @@ def mock_summary(mock: MockLLM) -> dict[str, Any]:
 
 def mock_llm(
     host: HostOption = LOOPBACK,
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, metavar="PORT",
                                       help="Port to listen on (0: any free port).")] = 9000,
     completion_tokens: CompletionTokensOption = "60",
     seed: SeedOption = 0,

@@ -117,11 +117,14 @@ def up(
     = None,
     host: HostOption = LOOPBACK,
     gateway_port: Annotated[int, typer.Option(
-        "--gateway-port", min=0, max=65535, help="Gateway port (0: any free port).")] = 10000,
+        "--gateway-port", min=0, max=65535, metavar="PORT",
+        help="Gateway port (0: any free port).")] = 10000,
     service_port: Annotated[int, typer.Option(
-        "--service-port", min=0, max=65535, help="Service port (0: any free port).")] = 8080,
+        "--service-port", min=0, max=65535, metavar="PORT",
+        help="Service port (0: any free port).")] = 8080,
     mock_port: Annotated[int, typer.Option(
-        "--mock-port", min=0, max=65535, help="Mock LLM port (0: any free port).")] = 9000,
+        "--mock-port", min=0, max=65535, metavar="PORT",
+        help="Mock LLM port (0: any free port).")] = 9000,
     host_match: HostMatchOption = None,
     key_template: KeyTemplateOption = None,
     fail_open: FailOption = None,
