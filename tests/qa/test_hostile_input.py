@@ -373,3 +373,23 @@ def test_simulate_without_exactly_one_rules_source_names_its_own_options(
     text = " ".join(result.stderr.replace("│", " ").split())
     assert "Invalid value for --rules: give exactly one of --rules SOURCE, --config-json or " \
         "--from-env" in text
+
+
+def test_simulate_negative_seed_is_a_usage_error(tmp_path: Path) -> None:
+    # With a line lacking completion_tokens (imputed), --seed -1 was a numpy traceback.
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"ts": 1, "key": "regular-user-1", "prompt_tokens": 1}\n')
+    result = _run("simulate", str(trace), "--rules", RULES, "--seed", "-1")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert "Invalid value for '--seed': Input should be greater than or equal to 0" in text
+
+
+def test_imputing_with_a_negative_seed_is_a_config_error() -> None:
+    from tokenlimit.errors import ConfigError
+    from tokenlimit.sim.readers import MISSING, impute_completion
+
+    completion = np.array([MISSING], dtype=np.int64)
+    with pytest.raises(ConfigError, match=r"^seed must be a whole number >= 0, got -1$"):
+        impute_completion(completion, np.array([0, 1]), np.array([0]), -1)

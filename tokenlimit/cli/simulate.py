@@ -122,7 +122,7 @@ def simulate(
         "(repeatable, in rateLimitKeys order).")] = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field (e.g. for Mooncake traces).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for imputed completion tokens.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     decisions: Annotated[str | None, typer.Option(
         metavar="FILE", help="Write one JSON line per request: id, outcome, rule.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",

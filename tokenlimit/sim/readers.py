@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from tokenlimit.errors import TraceError
+from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.sim.keys import KeyTemplate
 from tokenlimit.sim.trace import Trace
 
@@ -326,6 +326,8 @@ def impute_completion(completion: Any, ptr: Any, index: Any, seed: int) -> Any:
     missing = completion == MISSING
     if not missing.any():
         return missing
+    if seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     n = completion.shape[0]
     has_key = ptr[1:] > ptr[:-1]
