@@ -393,3 +393,29 @@ def test_imputing_with_a_negative_seed_is_a_config_error() -> None:
     completion = np.array([MISSING], dtype=np.int64)
     with pytest.raises(ConfigError, match=r"^seed must be a whole number >= 0, got -1$"):
         impute_completion(completion, np.array([0, 1]), np.array([0]), -1)
+
+
+def test_trace_generate_dash_writes_json_lines_to_stdout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "-o -" wrote a file named "-" in the current directory.
+    monkeypatch.chdir(tmp_path)
+    result = _run("trace", "generate", "-o", "-", "--tier", "a:1:0.01", "--duration", "300",
+                  "--seed", "3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ('{"ts": 1700000240.382, "key": "a-00000", "latency": 3.1, '
+                             '"prompt_tokens": 228, "completion_tokens": 168, '
+                             '"total_tokens": 396}\n')
+    assert result.stderr == "wrote 1 requests for 1 keys to stdout\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option", ["--decisions", "--plot"])
+def test_simulate_outputs_to_stdout_are_usage_errors(
+        tmp_path: Path, option: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "--decisions -" wrote a file named "-".
+    monkeypatch.chdir(tmp_path)
+    result = _run("simulate", TRACE, "--rules", RULES, option, "-")
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert f"Invalid value for {option}: stdout carries the report: give a file" in text
+    assert list(tmp_path.iterdir()) == []

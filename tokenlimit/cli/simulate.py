@@ -157,7 +157,9 @@ def simulate(
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
-    for output in (decisions, plot):
+    for output, option in ((decisions, "--decisions"), (plot, "--plot")):
+        if output == "-":
+            raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
         if output:
             _check_output(output)
     charged: Charge = "total" if charge == "total" else "completion"
