@@ -419,3 +419,13 @@ def test_simulate_outputs_to_stdout_are_usage_errors(
     text = " ".join(result.stderr.replace("│", " ").split())
     assert f"Invalid value for {option}: stdout carries the report: give a file" in text
     assert list(tmp_path.iterdir()) == []
+
+
+def test_render_output_dir_dash_is_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "-o -" created a directory named "-".
+    monkeypatch.chdir(tmp_path)
+    result = _run("render", "all", "--rules", RULES, "-o", "-")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == _run("render", "all", "--rules", RULES).stdout
+    assert result.stdout.startswith("---\n")
+    assert list(tmp_path.iterdir()) == []

@@ -109,7 +109,7 @@ PasswordEnv = Annotated[str | None, typer.Option(
 NoPassword = Annotated[bool, typer.Option("--no-redis-password", rich_help_panel=_S,
                                           help="Redis has no password: no REDIS_PASSWORD.")]
 OutputDir = Annotated[str | None, typer.Option(
-    "--output-dir", "-o", metavar="DIR", help="Write one file per object here (default: stdout).")]
+    "--output-dir", "-o", metavar="DIR", help="Write one file per object here (default, or -: stdout).")]
 Check = Annotated[bool, typer.Option("--check", help="Check the output against the schemas "
                                      "first; write nothing if it fails.")]
 
@@ -193,7 +193,7 @@ def _emit(objects: list[Manifest], output_dir: str | None, check: bool) -> None:
         _print_findings([f for f in findings if f.severity is not Severity.INFO], err=True)
         if any(f.severity is Severity.ERROR for f in findings):
             raise ConfigError("the rendered manifests failed the check; nothing was written")
-    if output_dir is None:
+    if output_dir is None or output_dir == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
