@@ -109,7 +109,8 @@ PasswordEnv = Annotated[str | None, typer.Option(
 NoPassword = Annotated[bool, typer.Option("--no-redis-password", rich_help_panel=_S,
                                           help="Redis has no password: no REDIS_PASSWORD.")]
 OutputDir = Annotated[str | None, typer.Option(
-    "--output-dir", "-o", metavar="DIR", help="Write one file per object here (default, or -: stdout).")]
+    "--output-dir", "-o", metavar="DIR",
+    help="Write one file per object here (default, or -: stdout).")]
 Check = Annotated[bool, typer.Option("--check", help="Check the output against the schemas "
                                      "first; write nothing if it fails.")]
 
