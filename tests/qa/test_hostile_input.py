@@ -429,3 +429,17 @@ def test_render_output_dir_dash_is_stdout(tmp_path: Path, monkeypatch: pytest.Mo
     assert result.stdout == _run("render", "all", "--rules", RULES).stdout
     assert result.stdout.startswith("---\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_command_loads_is_quiet_then_an_interrupt_again() -> None:
+    # Ctrl-C in the first second of a run printed a traceback from inside an import.
+    import subprocess
+    import sys
+
+    code = ("import signal, sys; sys.argv[0] = 'tokenlimit'; import tokenlimit.cli.main as m; "
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_DFL); "
+            "signal.signal = lambda *a: print(a[1] is signal.default_int_handler); "
+            "m.app = lambda: None; m.run()")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.split() == ["True", "True"]

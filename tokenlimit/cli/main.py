@@ -6,6 +6,7 @@ stderr and exit status 1; usage errors exit 2 (click's convention); no traceback
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import typer
@@ -83,4 +84,7 @@ _register()
 
 def run() -> None:
     """Console-script entry point."""
+    # tokenlimit.cli let Ctrl-C end the process while modules loaded; from here on it is a
+    # KeyboardInterrupt again, which TokenlimitGroup turns into "interrupted" and exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     app()
