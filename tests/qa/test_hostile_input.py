@@ -443,3 +443,13 @@ def test_ctrl_c_while_the_command_loads_is_quiet_then_an_interrupt_again() -> No
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_simulate_sweep_values_beyond_int64_are_a_usage_error() -> None:
+    # "OverflowError: Python int too large to convert to C long" from the engine.
+    result = _run("simulate", TRACE, "--rules", RULES, "--set",
+                  "rules[0].max_tokens=99999999999999999999999")
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    text = " ".join(result.stderr.replace("│", " ").split())
+    assert "values must fit a 64-bit int (-9223372036854775808 to 9223372036854775807)" in text
