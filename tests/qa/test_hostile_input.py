@@ -453,3 +453,13 @@ def test_simulate_sweep_values_beyond_int64_are_a_usage_error() -> None:
     assert "Traceback" not in result.output
     text = " ".join(result.stderr.replace("│", " ").split())
     assert "values must fit a 64-bit int (-9223372036854775808 to 9223372036854775807)" in text
+
+
+@pytest.mark.parametrize("host", ["", "http://foo.com", "foo.com/v1"])
+def test_gateway_refuses_host_matches_that_are_not_host_names(host: str) -> None:
+    # '' was announced as "limits every host" and a URL matched no request: both silently
+    # limited nothing.
+    result = _run("gateway", "-u", "http://127.0.0.1:1", "-s", "http://127.0.0.1:1",
+                  "--host-match", host, "--port", "0", "--duration", "0")
+    assert _error(result) == (f"error: --host-match {host!r}: give a host name such as "
+                              "dashscope.aliyuncs.com (no scheme, path or spaces)")

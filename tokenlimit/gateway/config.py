@@ -47,6 +47,10 @@ class GatewayConfig:
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"--{name} {url!r}: give a URL starting with http:// or https://")
             _check_url(name, url)
+        for host in self.hosts:
+            if not host or any(c in host for c in "/ \t"):
+                raise ConfigError(f"--host-match {host!r}: give a host name such as "
+                                  "dashscope.aliyuncs.com (no scheme, path or spaces)")
         if not self.templates:
             raise ConfigError("no rate-limit key template: give at least one --key-template")
 
