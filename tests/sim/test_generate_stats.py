@@ -55,7 +55,7 @@ def test_spec_from_yaml_mapping_refuses_unknown_fields() -> None:
     spec = spec_from_mapping({"duration": 60, "seed": 4, "tiers": [
         {"name": "gold", "users": 2, "rate": 1.5, "arrival": "bursty"}]}, "spec.yaml")
     assert (spec.duration, spec.seed, spec.tiers[0].arrival) == (60.0, 4, "bursty")
-    with pytest.raises(ConfigError, match=r"spec\.yaml: unknown tier field 'speed'"):
+    with pytest.raises(ConfigError, match=r"spec\.yaml: tiers\[0\]: unknown tier field 'speed'"):
         spec_from_mapping({"tiers": [{"name": "x", "speed": 1}]}, "spec.yaml")
     with pytest.raises(ConfigError, match="arrival one of poisson, bursty, diurnal"):
         generate_trace(TraceSpec(tiers=(Tier("x", arrival="sometimes"),)))

@@ -43,7 +43,7 @@ ShowRequestsOption = Annotated[bool, typer.Option(
     "--show-requests/--hide-requests",
     help="Print a line for each request's decision and each usage report.")]
 ServiceTimeoutOption = Annotated[float, typer.Option(
-    "--service-timeout", metavar="SECONDS", min=0.001,
+    "--service-timeout", metavar="SECONDS", min=0.001, max=3600,
     help="Timeout of each call to the rate-limit service.")]
 
 
@@ -126,16 +126,16 @@ def gateway(
     service_timeout: ServiceTimeoutOption = 2.0,
     show_requests: ShowRequestsOption = False,
     host: HostOption = LOOPBACK,
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, metavar="PORT",
                                       help="Port to listen on (0: any free port).")] = 10000,
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Proxy LLM requests as the ASM plug-in does: check each matched request with the
-    rate-limit service, forward it or answer 429, then report its token usage.
+    """Proxy LLM requests as the ASM plug-in does: check, forward or answer 429, report usage.
 
-    Example: tokenlimit gateway --upstream http://127.0.0.1:9000
-    --service http://127.0.0.1:8080 --host-match dashscope.aliyuncs.com
+    Each matched request is checked with the rate-limit service before it is forwarded.
+
+    Example: tokenlimit gateway -u http://127.0.0.1:9000 -s http://127.0.0.1:8080
     """
     check_format(output_format)
     settings = load_plugin(plugin) if plugin else None

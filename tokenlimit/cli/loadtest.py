@@ -201,24 +201,18 @@ def loadtest(
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when conformance finds the limiter off its rules.")] = False,
 ) -> None:
-    """Drive load against a live limiter and check what it let through. It sends chat
-    completions through a gateway (--mode gateway, the default) or the plug-in's check and
-    report calls straight to the rate-limit service (--mode service): in a closed loop
-    (--concurrency), at a steady or Poisson rate (--rate), in steps (--ramp) or as a recorded
-    trace (--replay). It reports throughput, latency percentiles, statuses and each key's
-    outcomes, and with --rules checks every answer against what the rules allow. A run stops
-    by itself after --duration seconds or --requests requests (10 s or 100 by default);
-    Ctrl-C stops it early with a partial report (exit 130). Targets must be on loopback.
+    """Drive load against a live limiter and check what it let through.
 
-    Examples, against `tokenlimit up --rules samples/rules.json`:
+    It sends chat completions through a gateway (--mode gateway, the default) or the plug-in's
+    check and report calls straight to the rate-limit service (--mode service): in a closed
+    loop (--concurrency), at a steady or Poisson rate (--rate), in steps (--ramp) or as a
+    recorded trace (--replay). It reports throughput, latency percentiles, statuses and each
+    key's outcomes, and with --rules checks every answer against what the rules allow. A run
+    stops by itself after --duration seconds or --requests requests (10 s or 100 by default);
+    Ctrl-C stops it early with a partial report (exit 130). `loadtest merge A.json B.json`
+    merges reports exactly.
 
-      tokenlimit loadtest http://127.0.0.1:10000 --rules samples/rules.json \\
-        --host-header dashscope.aliyuncs.com --rate 20 --duration 5 --unique-keys
-
-      tokenlimit loadtest http://127.0.0.1:8080 --mode service --unique-keys \\
-        -r samples/rules.json -k regular-user:3 -k subscriber:1 -n 200 -o a.json
-
-      tokenlimit loadtest merge a.json b.json -o all.json
+    Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")

@@ -6,6 +6,8 @@ stderr and exit status 1; usage errors exit 2 (click's convention); no traceback
 
 from __future__ import annotations
 
+import inspect
+import signal
 from typing import Any
 
 import typer
@@ -80,9 +82,37 @@ def _register() -> None:
     render.register(app)
 
 
+
+def reflow_help(text: str) -> str:
+    r"""Join the lines of each prose paragraph of a docstring, so help wraps to the terminal.
+
+    Paragraphs whose lines are indented (examples, code) keep their line breaks.
+
+    >>> reflow_help("Do a thing\nwell.\n\n  a --b\n  c")
+    'Do a thing well.\n\n  a --b\n  c'
+    """
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    flowed = [p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(
+        line.strip() for line in p.splitlines()) for p in paragraphs]
+    return "\n\n".join(flowed)
+
+
+def _reflow_commands(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = reflow_help(info.callback.__doc__)
+    for group in typer_app.registered_groups:
+        if isinstance(group.typer_instance, typer.Typer):
+            _reflow_commands(group.typer_instance)
+
+
 _register()
+_reflow_commands(app)
 
 
 def run() -> None:
     """Console-script entry point."""
+    # tokenlimit.cli let Ctrl-C end the process while modules loaded; from here on it is a
+    # KeyboardInterrupt again, which TokenlimitGroup turns into "interrupted" and exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +37,9 @@ def check_format(output_format: str) -> None:
 def mock_settings(completion_tokens: str, seed: int, ttft: float,
                   tokens_per_second: float) -> MockSettings:
     """The mock's settings from the shared options."""
+    for value, option in ((ttft, "--ttft"), (tokens_per_second, "--tokens-per-second")):
+        if not math.isfinite(value):
+            raise typer.BadParameter("must be a finite number", param_hint=option)
     return MockSettings(completion=TokenDraw.parse(completion_tokens), seed=seed, ttft=ttft,
                         tokens_per_second=tokens_per_second)
 
@@ -50,7 +54,7 @@ def mock_summary(mock: MockLLM) -> dict[str, Any]:
 
 def mock_llm(
     host: HostOption = LOOPBACK,
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535,
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, metavar="PORT",
                                       help="Port to listen on (0: any free port).")] = 9000,
     completion_tokens: CompletionTokensOption = "60",
     seed: SeedOption = 0,
@@ -59,8 +63,9 @@ def mock_llm(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Serve a mock OpenAI-style chat-completion API (POST /v1/chat/completions, / and
-    /compatible-mode/v1/chat/completions; GET /__stats) until Ctrl-C.
+    """Serve a mock OpenAI-style chat-completion API with seeded token usage until Ctrl-C.
+
+    Paths: POST /v1/chat/completions, / and /compatible-mode/v1/chat/completions; GET /__stats.
 
     Example: tokenlimit mock-llm --port 9000 --completion-tokens 20-80 --seed 1
     """

@@ -109,7 +109,8 @@ PasswordEnv = Annotated[str | None, typer.Option(
 NoPassword = Annotated[bool, typer.Option("--no-redis-password", rich_help_panel=_S,
                                           help="Redis has no password: no REDIS_PASSWORD.")]
 OutputDir = Annotated[str | None, typer.Option(
-    "--output-dir", "-o", metavar="DIR", help="Write one file per object here (default: stdout).")]
+    "--output-dir", "-o", metavar="DIR",
+    help="Write one file per object here (default, or -: stdout).")]
 Check = Annotated[bool, typer.Option("--check", help="Check the output against the schemas "
                                      "first; write nothing if it fails.")]
 
@@ -193,7 +194,7 @@ def _emit(objects: list[Manifest], output_dir: str | None, check: bool) -> None:
         _print_findings([f for f in findings if f.severity is not Severity.INFO], err=True)
         if any(f.severity is Severity.ERROR for f in findings):
             raise ConfigError("the rendered manifests failed the check; nothing was written")
-    if output_dir is None:
+    if output_dir is None or output_dir == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
@@ -222,7 +223,7 @@ def wasmplugin(
     rate_limit_service_port: ServicePort = defaults.SERVICE_PORT,
     output_dir: OutputDir = None, check: Check = False,
 ) -> None:
-    """The WasmPlugin of the ASM guide; rules, when given, are validated first.
+    """Render the WasmPlugin of the ASM guide (rules, when given, are validated first).
 
     Example: tokenlimit render wasmplugin --host dashscope.aliyuncs.com --selector app=sleep
     """
@@ -247,7 +248,7 @@ def service(
     redis_password_env: PasswordEnv = None, no_redis_password: NoPassword = False,
     output_dir: OutputDir = None, check: Check = False,
 ) -> None:
-    """ServiceAccount, Service and Deployment of the rate-limit service (and its Secret).
+    """Render the rate-limit service's ServiceAccount, Service, Deployment (and Secret).
 
     Example: tokenlimit render service --rules samples/rules.json --redis-password-env REDIS_PW
     """
@@ -277,7 +278,7 @@ def render_everything(
     redis_password_env: PasswordEnv = None, no_redis_password: NoPassword = False,
     output_dir: OutputDir = None, check: Check = False,
 ) -> None:
-    """The service's objects and the WasmPlugin calling it, as one stream for kubectl.
+    """Render the service's objects and the WasmPlugin calling it, as one kubectl stream.
 
     Example: tokenlimit render all --rules samples/rules.json | kubectl apply -f -
     """
@@ -304,7 +305,7 @@ def check_files(
 ) -> None:
     """Check existing manifests: WasmPlugin, core kinds and RATE_LIMIT_CONFIG.
 
-    Also: tokenlimit render --check FILE...  Example: tokenlimit render --check k8s/*.yaml
+    Example: tokenlimit render check k8s/*.yaml (tokenlimit render --check works too)
     """
     if output_format not in ("text", "json"):
         raise typer.BadParameter("choose text or json", param_hint="--format")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from tokenlimit.service.runner import (
     build_store,
     check_rules,
     json_logger,
+    listen_failure,
     log_findings,
     new_event_loop,
     serve_forever,
@@ -110,9 +112,22 @@ def serve(
         raise typer.BadParameter("give only one of --fail-open and --fail-closed")
     if not 0 < port < 65536:
         raise typer.BadParameter("must be 1-65535", param_hint="--port")
+    if not math.isfinite(clock_offset):
+        raise typer.BadParameter("must be a finite number of seconds",
+                                 param_hint="--clock-offset")
     if clock_offset < 0:
         raise typer.BadParameter("must not be negative: Redis would expire keys before the "
                                  "scripts expect", param_hint="--clock-offset")
+    if not (math.isfinite(redis_timeout) and redis_timeout > 0):
+        raise typer.BadParameter("must be a finite number of seconds > 0",
+                                 param_hint="--redis-timeout")
+    if max_body_bytes < 0:
+        raise typer.BadParameter("must not be negative", param_hint="--max-body-bytes")
+    if backend is not None and backend not in BACKENDS:
+        raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
+    if estimate and mode != "reserve":
+        raise typer.BadParameter("estimates are used only with --mode reserve",
+                                 param_hint="--estimate")
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
@@ -142,7 +157,7 @@ def serve(
                 app, host, port, reload=reload, watch=watch, log=log, stop_after=stop_after,
                 reuse_port=workers > 1))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            raise ConfigError(f"cannot listen on {host}:{port}: {listen_failure(exc)}") from exc
         finally:
             loop.close()
             asyncio.set_event_loop(None)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
-from tokenlimit.errors import ConfigError
+from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
 from tokenlimit.sim.keys import parse_key_templates
@@ -120,7 +122,7 @@ def simulate(
         "'{{request.headers.user-type}}' (repeatable, in rateLimitKeys order).")] = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field (e.g. for Mooncake traces).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for imputed completion tokens.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     decisions: Annotated[str | None, typer.Option(
         metavar="FILE", help="Write one JSON line per request: id, outcome, rule.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
@@ -142,12 +144,28 @@ def simulate(
                                  param_hint="--semantics")
     if charge not in CHARGES:
         raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
-    if top < 0 or (price is not None and price < 0):
-        raise typer.BadParameter("must be >= 0", param_hint="--top/--price")
+    if top < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--top")
+    if price is not None and not (math.isfinite(price) and price >= 0):
+        raise typer.BadParameter("must be a finite number >= 0", param_hint="--price")
+    if trace_path == "-":
+        raise typer.BadParameter("a trace is read from a file, not stdin: save it to a file "
+                                 "first", param_hint="TRACE")
+    if key_field is not None and key_template:
+        raise typer.BadParameter("give --key-field or --key-template, not both",
+                                 param_hint="--key-field")
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
+    for output, option in ((decisions, "--decisions"), (plot, "--plot")):
+        if output == "-":
+            raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
+        if output:
+            _check_output(output)
     charged: Charge = "total" if charge == "total" else "completion"
+    if sum((rules_source is not None, config_json is not None, from_env)) != 1:
+        raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
+                                 "--from-env", param_hint="--rules")
     loaded = read_rules(rules_source, config_json, from_env)
     for finding in require_valid(loaded):
         if finding.severity is Severity.WARNING:
@@ -155,12 +173,18 @@ def simulate(
     try:
         templates = parse_key_templates(key_template or [])
         TraceKeys(templates)  # refuses, before reading, an attribute no trace line carries
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--key-template") from None
+    try:
         settings = [parse_setting(s) for s in setting or []]
     except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--key-template/--set") from None
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
     console = Console(width=None if sys.stdout.isatty() else 160)
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+        if len(trace) == 0:
+            raise TraceError("no requests in the trace (empty file, or only a header or blank "
+                             "lines)", path=trace_path)
         step("replaying")
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
@@ -181,6 +205,16 @@ def simulate(
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:
         console.print(format_summary(summary, trace))
+
+
+def _check_output(path: str) -> None:
+    """Refuse an output path that cannot be written before a long replay, not after it."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise ConfigError(f"{path}: cannot write (Is a directory)")
+    if not parent.is_dir():
+        raise ConfigError(f"{path}: cannot write (No such file or directory)")
 
 
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -10,7 +11,7 @@ import yaml
 from tokenlimit.errors import ConfigError
 from tokenlimit.sim.generate import ARRIVALS, DEFAULT_TIERS, Tier, TraceSpec, generate_trace
 from tokenlimit.sim.generate import spec_from_mapping as _spec_from_mapping
-from tokenlimit.sim.writers import write_trace
+from tokenlimit.sim.writers import trace_lines, write_trace
 
 trace_app = typer.Typer(help="Work with traces: generate synthetic ones.",
                         no_args_is_help=True)
@@ -39,6 +40,8 @@ def _load_spec(path: str) -> TraceSpec:
             data = yaml.safe_load(stream)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(data, dict):
@@ -49,7 +52,8 @@ def _load_spec(path: str) -> TraceSpec:
 @trace_app.command("generate")
 def generate(
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
-                                        help="Where to write: .jsonl or .csv, .gz to compress.")],
+                                        help="Where to write: .jsonl or .csv, .gz to "
+                                        "compress; - for JSON Lines on stdout.")],
     spec_path: Annotated[str | None, typer.Option(
         "--spec", metavar="FILE.yaml", help="A YAML spec: duration, start, seed, tiers.")] = None,
     tier: Annotated[list[str] | None, typer.Option(
@@ -59,7 +63,7 @@ def generate(
     start: Annotated[float | None, typer.Option(help="Unix time of the start.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same file).")] = None,
 ) -> None:
-    """Generate a synthetic trace of tiers of users.
+    """Generate a synthetic trace: tiers of users with their own arrivals and token sizes.
 
     Example: tokenlimit trace generate -o trace.jsonl --tier regular-user:50:2 --seed 7
     """
@@ -69,7 +73,13 @@ def generate(
                      start=spec.start if start is None else start,
                      seed=spec.seed if seed is None else seed, tiers=tiers)
     trace = generate_trace(spec)
-    write_trace(trace, output)
+    if output == "-":
+        for chunk in trace_lines(trace, "jsonl"):
+            sys.stdout.write(chunk)
+        sys.stdout.flush()
+        output = "stdout"
+    else:
+        write_trace(trace, output)
     typer.echo(f"wrote {len(trace):,} requests for {len(trace.key_names):,} keys to {output}",
                err=True)
 

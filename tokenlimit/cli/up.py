@@ -117,11 +117,14 @@ def up(
     = None,
     host: HostOption = LOOPBACK,
     gateway_port: Annotated[int, typer.Option(
-        "--gateway-port", min=0, max=65535, help="Gateway port (0: any free port).")] = 10000,
+        "--gateway-port", min=0, max=65535, metavar="PORT",
+        help="Gateway port (0: any free port).")] = 10000,
     service_port: Annotated[int, typer.Option(
-        "--service-port", min=0, max=65535, help="Service port (0: any free port).")] = 8080,
+        "--service-port", min=0, max=65535, metavar="PORT",
+        help="Service port (0: any free port).")] = 8080,
     mock_port: Annotated[int, typer.Option(
-        "--mock-port", min=0, max=65535, help="Mock LLM port (0: any free port).")] = 9000,
+        "--mock-port", min=0, max=65535, metavar="PORT",
+        help="Mock LLM port (0: any free port).")] = 9000,
     host_match: HostMatchOption = None,
     key_template: KeyTemplateOption = None,
     fail_open: FailOption = None,
@@ -137,12 +140,17 @@ def up(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Start the rate-limit service, a mock LLM and the gateway on loopback, print the
-    guide's curl commands, and run until Ctrl-C.
+    """Run the rate-limit service, a mock LLM and the gateway on loopback until Ctrl-C.
+
+    Prints the ASM guide's two curl commands, aimed at the local gateway.
 
     Example: tokenlimit up --rules samples/rules.json
     """
     check_format(output_format)
+    ports = [p for p in (gateway_port, service_port, mock_port) if p]
+    if len(set(ports)) != len(ports):
+        raise typer.BadParameter("--gateway-port, --service-port and --mock-port must differ "
+                                 "(or be 0)", param_hint="--gateway-port")
     loaded = guide_rules(rules)
     backend = backend_config(None, redis_url, environ={})
     mock = MockLLM(mock_settings(completion_tokens, seed, ttft, tokens_per_second))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -45,6 +46,11 @@ class GatewayConfig:
         for name, url in (("upstream", self.upstream), ("service", self.service)):
             if not url.startswith(("http://", "https://")):
                 raise ConfigError(f"--{name} {url!r}: give a URL starting with http:// or https://")
+            _check_url(name, url)
+        for host in self.hosts:
+            if not host or any(c in host for c in "/ \t"):
+                raise ConfigError(f"--host-match {host!r}: give a host name such as "
+                                  "dashscope.aliyuncs.com (no scheme, path or spaces)")
         if not self.templates:
             raise ConfigError("no rate-limit key template: give at least one --key-template")
 
@@ -127,6 +133,19 @@ def _service(path: str, config: dict[str, Any]) -> str | None:
     return f"http://{service['service']}:{port}"
 
 
+def _check_url(name: str, url: str) -> None:
+    """A ``ConfigError`` for a URL httpx would refuse at the first request (bad host or port)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"--{name} {url!r}: not a valid URL ({exc})") from exc
+    if not parts.hostname:
+        raise ConfigError(f"--{name} {url!r}: the URL has no host")
+    if port == 0:
+        raise ConfigError(f"--{name} {url!r}: port 0 is not a port to connect to")
+
+
 def load_plugin(path: str | Path) -> PluginSettings:
     """Read a WasmPlugin manifest (YAML, one or several documents)."""
     name = str(path)
@@ -135,6 +154,8 @@ def load_plugin(path: str | Path) -> PluginSettings:
         documents = list(yaml.safe_load_all(text))
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name

@@ -54,6 +54,10 @@ def prompt_tokens(messages: list[Any]) -> int:
     return total
 
 
+MAX_COMPLETION_TOKENS = 1_000_000
+"""The longest answer the mock writes (its text is built in memory)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenDraw:
     """How many completion tokens an answer has.
@@ -73,6 +77,14 @@ class TokenDraw:
     @classmethod
     def parse(cls, spec: str) -> TokenDraw:
         """Parse a spec string; a bad one is a :class:`ConfigError`."""
+        draw = cls._parse(spec)
+        if max(draw.high, draw.mean) > MAX_COMPLETION_TOKENS:
+            raise ConfigError(f"--completion-tokens {spec!r}: at most "
+                              f"{MAX_COMPLETION_TOKENS:,} tokens per answer")
+        return draw
+
+    @classmethod
+    def _parse(cls, spec: str) -> TokenDraw:
         text = spec.strip()
         if re.fullmatch(r"\d+", text):
             return cls("fixed", int(text), int(text))
@@ -91,7 +103,7 @@ class TokenDraw:
             return self.low
         if self.kind == "uniform":
             return rng.randint(self.low, self.high)
-        return max(1, round(rng.expovariate(1 / self.mean)))
+        return min(MAX_COMPLETION_TOKENS, max(1, round(rng.expovariate(1 / self.mean))))
 
 
 @dataclass(frozen=True, slots=True)

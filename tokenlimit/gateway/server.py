@@ -122,9 +122,18 @@ def run_foreground(listeners: Sequence[Listener], duration: float | None = None,
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            # The first Ctrl-C stops gracefully (answers in flight finish, up to 10 s);
+            # a second one stops at once.
+            if stop.is_set():
+                for listener in listeners:
+                    listener.server.force_exit = True
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, on_signal)
         if duration is not None:
             loop.call_later(duration, stop.set)
         try:

@@ -176,9 +176,10 @@ def _go_int(index: int, name: str, node: Node, findings: list[Finding]) -> int |
 
 def _wrong_type(index: int, name: str, node: Node, go_type: str) -> Finding:
     shown = f" {node.value!r}" if node.kind == "string" else ""
+    article = "an" if node.describe()[0] in "aeiou" else "a"
     return Finding(
         "TL103", Severity.ERROR,
-        f"{name} is a {node.describe()}{shown}, not {_A_TYPE[go_type]}"
+        f"{name} is {article} {node.describe()}{shown}, not {_A_TYPE[go_type]}"
         f": the service exits at start-up (cannot unmarshal {node.describe()} into Go struct "
         f"field of type {go_type})",
         "Write numbers unquoted and without a fraction; write the regex as a string."

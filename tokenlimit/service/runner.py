@@ -121,6 +121,16 @@ def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | No
                         timeout=backend.timeout, clock=clock)
 
 
+def listen_failure(exc: BaseException) -> str:
+    """Why binding failed, in the OS's words ("Address already in use"), without asyncio's
+    repetition of the address."""
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def json_logger(stream: TextIO | None = None) -> Callable[..., None]:
     """Structured logs: one JSON object per line, ``ts`` and ``event`` first."""
 
@@ -211,7 +221,8 @@ def running_service(
     started.wait(10)
     if failure or not bound:
         thread.join(5)
-        raise ConfigError(f"cannot listen on {host}:{port}: {failure[0] if failure else 'timeout'}")
+        raise ConfigError(f"cannot listen on {host}:{port}: "
+                          f"{listen_failure(failure[0]) if failure else 'timeout'}")
     url_host = f"[{host}]" if ":" in host else host
     try:
         yield RunningService(f"http://{url_host}:{bound[0]}", bound[0], app, loop)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import mmap
 from typing import Any
 
-import numba
 import numpy as np
 
+from tokenlimit.sim.jit import njit
 from tokenlimit.sim.trace import Trace
 
 _FIELDS = ("ts", "key", "latency", "prompt_tokens", "completion_tokens", "total_tokens")
@@ -184,10 +184,10 @@ def _rebuilt_table(key_span: Any, blob: Any, n_keys: int, capacity: int) -> Any:
     return table
 
 
-_number = numba.njit(cache=True, error_model="numpy")(_number)
-_hash = numba.njit(cache=True, error_model="numpy")(_hash)
-_parse_rows = numba.njit(cache=True, error_model="numpy")(_parse_rows)
-_rebuilt_table = numba.njit(cache=True, error_model="numpy")(_rebuilt_table)
+_number = njit(_number, error_model="numpy")
+_hash = njit(_hash, error_model="numpy")
+_parse_rows = njit(_parse_rows, error_model="numpy")
+_rebuilt_table = njit(_rebuilt_table, error_model="numpy")
 
 
 def _parse(buf: Any, begin: int, fields: Any) -> Any:

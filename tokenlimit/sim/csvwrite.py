@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
+
+from tokenlimit.sim.jit import njit
 
 
 def _digits(out: Any, pos: int, value: int) -> int:
@@ -118,11 +119,11 @@ def decision_lines(first: int, outcome: Any, rule: Any) -> bytes:
     return bytes(rows)
 
 
-_digits = numba.njit(cache=True)(_digits)
-_put = numba.njit(cache=True)(_put)
-_millis = numba.njit(cache=True)(_millis)
-_compiled_format = numba.njit(cache=True)(_format)
-_compiled_decisions = numba.njit(cache=True)(_decisions)
+_digits = njit(_digits)
+_put = njit(_put)
+_millis = njit(_millis)
+_compiled_format = njit(_format)
+_compiled_decisions = njit(_decisions)
 
 
 def fits_millisecond_csv(ts: Any, latency: Any, names: list[str]) -> bool:

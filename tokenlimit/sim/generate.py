@@ -22,6 +22,9 @@ from tokenlimit.errors import ConfigError
 from tokenlimit.sim.trace import Trace
 
 ARRIVALS = ("poisson", "bursty", "diurnal")
+MAX_USERS = 10_000_000
+MAX_REQUESTS = 100_000_000
+MAX_START = 10_000_000_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,21 @@ class Tier:
     tokens_per_second: float = 60.0
 
     def check(self) -> None:
-        if not self.name:
+        if not self.name or not isinstance(self.name, str):
             raise ConfigError("a tier needs a name")
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("name", "arrival"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"tier {self.name!r}: field {item.name!r}: expected a number, "
+                                  f"got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"tier {self.name!r}: field {item.name!r}: must be a finite "
+                                  f"number, got {value!r}")
+        if not isinstance(self.users, int) or not 1 <= self.users <= MAX_USERS:
+            raise ConfigError(f"tier {self.name!r}: field 'users': a whole number from 1 to "
+                              f"{MAX_USERS:,}, got {self.users!r}")
         if self.users < 1 or self.rate < 0 or self.arrival not in ARRIVALS:
             raise ConfigError(f"tier {self.name!r}: users >= 1, rate >= 0 and arrival one of "
                               f"{', '.join(ARRIVALS)}")
@@ -86,19 +102,40 @@ def spec_from_mapping(data: Mapping[str, Any], source: str) -> TraceSpec:
     known = {f.name for f in fields(Tier)}
     try:
         tiers = []
-        for raw in data.get("tiers") or []:
+        listed = data.get("tiers") or []
+        if not isinstance(listed, list):
+            raise ConfigError(f"{source}: field 'tiers': expected a list of tiers")
+        for index, raw in enumerate(listed):
+            where = f"{source}: tiers[{index}]"
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{where}: expected a mapping with name, users, rate, ...")
             unknown = set(raw) - known
             if unknown:
-                raise ConfigError(f"{source}: unknown tier field {sorted(unknown)[0]!r} "
+                raise ConfigError(f"{where}: unknown tier field {sorted(unknown)[0]!r} "
                                   f"(known: {', '.join(sorted(known))})")
-            tiers.append(Tier(**raw))
-        spec = TraceSpec(duration=float(data.get("duration", 3600.0)),
-                         start=float(data.get("start", 1_700_000_000.0)),
-                         seed=int(data.get("seed", 0)),
+            tier = Tier(**raw)
+            try:
+                tier.check()
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from exc
+            tiers.append(tier)
+        spec = TraceSpec(duration=_number(data, "duration", 3600.0, source),
+                         start=_number(data, "start", 1_700_000_000.0, source),
+                         seed=int(_number(data, "seed", 0, source, whole=True)),
                          tiers=tuple(tiers) or DEFAULT_TIERS)
     except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{source}: not a trace spec ({exc})") from exc
     return spec
+
+
+def _number(data: Mapping[str, Any], name: str, default: float, source: str,
+            whole: bool = False) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            whole and not isinstance(value, int)):
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{source}: field {name!r}: expected {kind}, got {value!r}")
+    return value if whole else float(value)
 
 
 def _arrivals(rng: np.random.Generator, tier: Tier, spec: TraceSpec) -> np.ndarray:
@@ -124,12 +161,28 @@ def _lognormal(rng: np.random.Generator, mean: float, sigma: float, size: int) -
     return np.maximum(np.rint(rng.lognormal(mu, sigma, size)), 1).astype(np.int64)
 
 
-def generate_trace(spec: TraceSpec) -> Trace:
-    """A synthetic trace in time order (ties keep tier order), one key per request."""
+def check_spec(spec: TraceSpec) -> None:
+    """Raise ``ConfigError`` for a spec that cannot be generated (NaN, negative, too big)."""
     for tier in spec.tiers:
         tier.check()
-    if spec.duration <= 0:
-        raise ConfigError("duration must be > 0 seconds")
+    if not math.isfinite(spec.duration) or spec.duration <= 0:
+        raise ConfigError(f"duration must be a finite number of seconds > 0, got {spec.duration}")
+    if not math.isfinite(spec.start) or not 0 <= spec.start <= MAX_START:
+        raise ConfigError(f"start must be a Unix time from 0 to {MAX_START:.0f} seconds, "
+                          f"got {spec.start}")
+    if not 0 <= spec.seed < 2**64:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**64-1, got {spec.seed}")
+    expected = sum(t.rate * (1.0 + t.diurnal_amplitude if t.arrival == "diurnal" else 1.0)
+                   for t in spec.tiers) * spec.duration
+    if expected > MAX_REQUESTS:
+        raise ConfigError(f"the spec asks for about {expected:,.0f} requests; at most "
+                          f"{MAX_REQUESTS:,} are generated (shorten the duration or lower the "
+                          "rates)")
+
+
+def generate_trace(spec: TraceSpec) -> Trace:
+    """A synthetic trace in time order (ties keep tier order), one key per request."""
+    check_spec(spec)
     rng = np.random.default_rng(spec.seed)
     names: list[str] = []
     parts: list[tuple[np.ndarray, ...]] = []

@@ -16,6 +16,7 @@ recorded for its first key (all recorded requests when that key has none).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -159,8 +160,14 @@ def _mapped(name: str) -> Iterator[bytes | mmap.mmap]:
         if os.fstat(stream.fileno()).st_size == 0:
             yield b""
             return
-        with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
             yield mapped
+        finally:
+            # An array may still view the map (an error or Ctrl-C stopped the reader
+            # mid-way); the map then closes when that array is collected.
+            with contextlib.suppress(BufferError):
+                mapped.close()
 
 
 def _read_bytes(name: str) -> bytes:
@@ -196,6 +203,14 @@ def _csv_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, An
     if header is None:
         return
     header = [h.strip() for h in header]
+    if "ts" not in header and "timestamp" not in header:
+        shown = ",".join(header)
+        raise TraceError(f"the header has no 'ts' (or 'timestamp') column; it reads {shown!r} "
+                         "(columns are separated by commas)", path=name, line=1, field="ts")
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise TraceError("the header names this column twice", path=name, line=1,
+                         field=duplicated[0])
     for row in reader:
         number = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
@@ -367,6 +382,8 @@ def impute_completion(completion: Any, ptr: Any, index: Any, seed: int) -> Any:
     missing = completion == MISSING
     if not missing.any():
         return missing
+    if seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed}")
     rng = np.random.default_rng(seed)
     n = completion.shape[0]
     has_key = ptr[1:] > ptr[:-1]

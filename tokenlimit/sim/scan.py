@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
+
+from tokenlimit.sim.jit import njit
 
 
 def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged: Any,
@@ -99,8 +100,8 @@ def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: An
     return outcome, out_rule, out_key, out_balance, state[:, 2].copy()
 
 
-_report = numba.njit(cache=True, error_model="numpy")(_report)
-_compiled_scan = numba.njit(cache=True, error_model="numpy")(_scan)
+_report = njit(_report, error_model="numpy")
+_compiled_scan = njit(_scan, error_model="numpy")
 
 
 def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,

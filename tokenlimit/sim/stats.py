@@ -101,9 +101,10 @@ def _group_figures(group: Any, size: int, outcome: Any, charged: Any, total: Any
 
 @functools.cache
 def _compiled_figures() -> Any:
-    import numba  # loaded when figures are first needed, not with the command line
+    # numba is loaded when figures are first needed, not with the command line
+    from tokenlimit.sim.jit import njit
 
-    return numba.njit(cache=True)(_group_figures)
+    return njit(_group_figures)
 
 
 def _rows(counts: Any, first: Any, debt: Any) -> list[Row]:

@@ -46,6 +46,10 @@ def parse_setting(text: str) -> Setting:
         values = tuple(int(v) for v in raw.split(","))
     except ValueError:
         raise ConfigError(f"--set {text!r}: values must be whole numbers") from None
+    if any(not -(2**63) <= v < 2**63 for v in values):
+        # the service's Go ints are 64-bit: such a value would not even load
+        raise ConfigError(f"--set {text!r}: values must fit a 64-bit int "
+                          "(-9223372036854775808 to 9223372036854775807)")
     return Setting(None if where == "*" else int(where), field, values)
 
 
