@@ -212,3 +212,10 @@ spec:
     ]
     assert all("12345" not in f.to_dict().__repr__() and "67890" not in repr(f.to_dict())
                for f in findings)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n---\n"])
+def test_a_file_without_objects_is_a_warning_not_a_clean_pass(text: str) -> None:
+    findings = check_texts([(text, "empty.yaml")])
+    assert [(f.code, f.severity, str(f.location)) for f in findings] == [
+        ("TL410", Severity.WARNING, "empty.yaml:1:1")]

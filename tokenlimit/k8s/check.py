@@ -173,6 +173,11 @@ def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = 
                                     "Fix the YAML syntax.", None, None,
                                     Location(path, exc.line or 1, exc.column or 1)))
             continue
+        if not found:
+            findings.append(Finding(
+                "TL410", Severity.WARNING, "the file holds no Kubernetes objects: nothing checked",
+                "Check the path (an empty file, or only comments, checks nothing).",
+                None, None, Location(path, 1, 1)))
         objects.extend(found)
         if ENV_VAR in text:
             findings.extend(_rule_findings(text, path))
