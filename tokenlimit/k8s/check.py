@@ -78,10 +78,16 @@ def field_name(at: JsonPath) -> str:
     return out or "(object)"
 
 
+def _empty(doc: yaml.Node | None) -> bool:
+    # An empty document between two `---` composes to a null scalar; kubectl skips it.
+    return doc is None or (isinstance(doc, yaml.ScalarNode) and doc.tag.endswith(":null")
+                           and doc.value in ("", "~", "null"))
+
+
 def read_objects(text: str, path: str) -> list[ManifestObject]:
     """Every object of a YAML stream (``List`` items expanded), with positions."""
     try:
-        docs = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
+        docs = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if not _empty(d)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise RuleError(f"invalid YAML: {exc.problem or exc.context or 'malformed'}", path=path,
