@@ -7,22 +7,17 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from tokenlimit.cli.mock_llm import DurationOption, FormatOption, HostOption, check_format
-from tokenlimit.gateway import (
-    LOOPBACK,
-    Gateway,
-    GatewayConfig,
-    GatewayEvent,
-    Listener,
-    bind,
-    build_config,
-    load_plugin,
-)
-from tokenlimit.gateway.server import run_foreground
+from tokenlimit.gateway.config import GatewayConfig, build_config, load_plugin
+from tokenlimit.gateway.constants import LOOPBACK
+from tokenlimit.gateway.health import GatewayEvent
+
+if TYPE_CHECKING:  # aiohttp and uvicorn load when the gateway runs, not at every start-up
+    from tokenlimit.gateway.proxy import Gateway
 
 KeyTemplateOption = Annotated[list[str] | None, typer.Option(
     "--key-template", "-k", metavar="TEMPLATE",
@@ -137,6 +132,9 @@ def gateway(
 
     Example: tokenlimit gateway -u http://127.0.0.1:9000 -s http://127.0.0.1:8080
     """
+    from tokenlimit.gateway.proxy import Gateway
+    from tokenlimit.gateway.server import Listener, bind, run_foreground
+
     check_format(output_format)
     settings = load_plugin(plugin) if plugin else None
     config = build_config(upstream=upstream, service=service, key_templates=key_template or (),

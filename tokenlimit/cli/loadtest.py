@@ -9,7 +9,7 @@ import secrets
 import signal
 import sys
 import threading
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,31 +18,15 @@ from rich.text import Text
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
 from tokenlimit.errors import ConfigError, RemoteError
-from tokenlimit.load.client import Target
-from tokenlimit.load.driver import LoadPlan, Shape
-from tokenlimit.load.loadtest import replay_requests, run_loadtest
-from tokenlimit.load.modes import BAD_ANSWER, MODES, KeySpec, Range, has_control
-from tokenlimit.load.report import (
-    LoadReport,
-    check_writable,
-    format_report,
-    merge_reports,
-    read_report,
-    write_atomic,
-)
-from tokenlimit.load.schedule import (
-    ConstantRate,
-    PoissonRate,
-    ReplaySchedule,
-    Schedule,
-    parse_ramp,
-    ramp_duration,
-)
-from tokenlimit.load.stats import RunStats
 from tokenlimit.rules import Rule, require_valid
 from tokenlimit.sim.keys import parse_key_templates
 from tokenlimit.sim.model import TraceRequest
-from tokenlimit.sim.readers import TraceKeys, read_trace
+
+if TYPE_CHECKING:  # the load machinery (asyncio, numpy) loads when a run starts
+    from tokenlimit.load.driver import LoadPlan, Shape
+    from tokenlimit.load.report import LoadReport
+    from tokenlimit.load.schedule import Schedule
+    from tokenlimit.load.stats import RunStats
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -71,6 +55,9 @@ def _positive(value: float, option: str) -> None:
 def _read_replay(path: str, templates: list[str], key_field: str | None,
                  seed: int) -> tuple[TraceRequest, ...]:
     """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
+    from tokenlimit.load.loadtest import replay_requests
+    from tokenlimit.sim.readers import TraceKeys, read_trace
+
     try:
         parsed = parse_key_templates(templates)
         TraceKeys(parsed)  # refuses, before reading, an attribute no trace line carries
@@ -84,6 +71,16 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
           poisson: bool, ramp: str | None, replay: str | None, speed: float,
           duration: float | None, requests: int | None, templates: list[str],
           key_field: str | None, **rest: Any) -> LoadPlan:
+    from tokenlimit.load.driver import LoadPlan
+    from tokenlimit.load.modes import MODES, KeySpec
+    from tokenlimit.load.schedule import (
+        ConstantRate,
+        PoissonRate,
+        ReplaySchedule,
+        parse_ramp,
+        ramp_duration,
+    )
+
     if mode not in MODES:
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
     shapes = [name for name, given in (("--concurrency", concurrency is not None),
@@ -214,6 +211,10 @@ def loadtest(
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
+    from tokenlimit.load.client import Target
+    from tokenlimit.load.modes import Range, has_control
+    from tokenlimit.load.report import check_writable, merge_reports, read_report
+
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     if target == "merge":
@@ -257,6 +258,8 @@ def loadtest(
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
          tolerance: float) -> LoadReport:
+    from tokenlimit.load.loadtest import run_loadtest
+
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     console = Console(stderr=True)
@@ -275,6 +278,9 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
             rules: list[Rule] | None, strict: bool) -> None:
+    from tokenlimit.load.modes import BAD_ANSWER
+    from tokenlimit.load.report import format_report, write_atomic
+
     data = report.to_dict()
     if output:
         write_atomic(output, (json.dumps(data, indent=2) + "\n").encode())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokenlimit.gateway import LOOPBACK, Listener, MockLLM, MockSettings, TokenDraw, bind
-from tokenlimit.gateway.server import run_foreground
+from tokenlimit.gateway.constants import LOOPBACK
+
+if TYPE_CHECKING:  # asyncio and uvicorn load when a server runs, not at every start-up
+    from tokenlimit.gateway.mock_llm import MockLLM, MockSettings
 
 FORMATS = ("text", "json")
 
@@ -37,6 +39,8 @@ def check_format(output_format: str) -> None:
 def mock_settings(completion_tokens: str, seed: int, ttft: float,
                   tokens_per_second: float) -> MockSettings:
     """The mock's settings from the shared options."""
+    from tokenlimit.gateway.mock_llm import MockSettings, TokenDraw
+
     for value, option in ((ttft, "--ttft"), (tokens_per_second, "--tokens-per-second")):
         if not math.isfinite(value):
             raise typer.BadParameter("must be a finite number", param_hint=option)
@@ -69,6 +73,9 @@ def mock_llm(
 
     Example: tokenlimit mock-llm --port 9000 --completion-tokens 20-80 --seed 1
     """
+    from tokenlimit.gateway.mock_llm import MockLLM
+    from tokenlimit.gateway.server import Listener, bind, run_foreground
+
     check_format(output_format)
     mock = MockLLM(mock_settings(completion_tokens, seed, ttft, tokens_per_second))
     listener = Listener("mock-llm", mock, bind(host, port))

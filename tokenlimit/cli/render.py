@@ -22,8 +22,6 @@ from tokenlimit.k8s import (
     ServiceOptions,
     TargetRef,
     WasmPluginOptions,
-    check_manifests,
-    check_texts,
     format_manifests,
     key_template_findings,
     parse_labels,
@@ -190,6 +188,8 @@ def _service(name: str, namespace: str, image: str | None, replicas: int, redis_
 def _emit(objects: list[Manifest], output_dir: str | None, check: bool) -> None:
     text = format_manifests(objects)
     if check:
+        from tokenlimit.k8s.check import check_texts  # jsonschema loads only to check
+
         findings = check_texts([(text, "<rendered>")])
         _print_findings([f for f in findings if f.severity is not Severity.INFO], err=True)
         if any(f.severity is Severity.ERROR for f in findings):
@@ -307,6 +307,8 @@ def check_files(
 
     Example: tokenlimit render check k8s/*.yaml (tokenlimit render --check works too)
     """
+    from tokenlimit.k8s.check import check_manifests, check_texts
+
     if output_format not in ("text", "json"):
         raise typer.BadParameter("choose text or json", param_hint="--format")
     if "-" in files:

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tokenlimit.cli.options import RulesOption
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
-from tokenlimit.service.app import FailMode, Mode, RateLimitApp, ServiceOptions
+from tokenlimit.service.constants import BACKENDS
 from tokenlimit.service.reserve import EstimatePolicy
-from tokenlimit.service.runner import (
-    BACKENDS,
-    backend_config,
-    build_store,
-    check_rules,
-    json_logger,
-    listen_failure,
-    log_findings,
-    new_event_loop,
-    serve_forever,
-)
-from tokenlimit.service.workers import run_workers
 from tokenlimit.sim.model import Charge
+
+if TYPE_CHECKING:  # the service (asyncio, httptools) loads when `serve` runs
+    from tokenlimit.service.app import FailMode, Mode
 
 
 def parse_estimates(values: list[str]) -> EstimatePolicy:
@@ -130,6 +120,21 @@ def serve(
                                  param_hint="--estimate")
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    import asyncio
+
+    from tokenlimit.service.app import RateLimitApp, ServiceOptions
+    from tokenlimit.service.runner import (
+        backend_config,
+        build_store,
+        check_rules,
+        json_logger,
+        listen_failure,
+        log_findings,
+        new_event_loop,
+        serve_forever,
+    )
+    from tokenlimit.service.workers import run_workers
+
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
     policy = parse_estimates(estimate or [])
     loaded = _rules_loader(rules)

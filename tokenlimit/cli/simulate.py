@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console, Group
@@ -18,17 +18,23 @@ from rich.table import Table
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import Severity, require_valid
-from tokenlimit.sim.algorithms import ALGORITHMS, CHARGES
+from tokenlimit.sim.constants import CHARGES, SEMANTICS
 from tokenlimit.sim.keys import parse_key_templates
 from tokenlimit.sim.model import Charge
-from tokenlimit.sim.readers import TraceKeys, read_trace
-from tokenlimit.sim.simulation import simulate_trace
-from tokenlimit.sim.stats import Row, Summary
 from tokenlimit.sim.sweep import parse_setting
-from tokenlimit.sim.trace import Trace
-from tokenlimit.sim.writers import write_decisions
+
+if TYPE_CHECKING:  # numpy loads when a trace is read, not at every command's start-up
+    from tokenlimit.sim.stats import Row, Summary
+    from tokenlimit.sim.trace import Trace
 
 FORMATS = ("text", "json")
+
+
+def read_trace(path: str, **options: Any) -> Trace:
+    """The simulator's trace reader, ``tokenlimit.sim.readers.read_trace`` (imported here)."""
+    from tokenlimit.sim.readers import read_trace as read_any_trace
+
+    return read_any_trace(path, **options)
 
 
 @contextmanager
@@ -113,7 +119,7 @@ def simulate(
     config_json: ConfigJsonOption = None,
     from_env: FromEnvOption = False,
     semantics: Annotated[str, typer.Option(
-        help=f"Limiter: {', '.join(ALGORITHMS)}.")] = "asm",
+        help=f"Limiter: {', '.join(SEMANTICS)}.")] = "asm",
     charge: Annotated[str, typer.Option(
         help="Tokens a report deducts: completion (the service) or total.")] = "completion",
     key_template: Annotated[list[str] | None, typer.Option(
@@ -139,8 +145,8 @@ def simulate(
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
-    if semantics not in ALGORITHMS:
-        raise typer.BadParameter(f"choose one of {', '.join(ALGORITHMS)}",
+    if semantics not in SEMANTICS:
+        raise typer.BadParameter(f"choose one of {', '.join(SEMANTICS)}",
                                  param_hint="--semantics")
     if charge not in CHARGES:
         raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
@@ -170,6 +176,10 @@ def simulate(
     for finding in require_valid(loaded):
         if finding.severity is Severity.WARNING:
             typer.echo(finding.one_line(), err=True)
+    from tokenlimit.sim.readers import TraceKeys
+    from tokenlimit.sim.simulation import simulate_trace
+    from tokenlimit.sim.writers import write_decisions
+
     try:
         templates = parse_key_templates(key_template or [])
         TraceKeys(templates)  # refuses, before reading, an attribute no trace line carries

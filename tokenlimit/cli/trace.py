@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 
 from tokenlimit.errors import ConfigError
-from tokenlimit.sim.generate import ARRIVALS, DEFAULT_TIERS, Tier, TraceSpec, generate_trace
-from tokenlimit.sim.generate import spec_from_mapping as _spec_from_mapping
-from tokenlimit.sim.writers import trace_lines, write_trace
+
+if TYPE_CHECKING:  # numpy loads when a trace is generated, not at every command's start-up
+    from tokenlimit.sim.generate import Tier, TraceSpec
 
 trace_app = typer.Typer(help="Work with traces: generate synthetic ones.",
                         no_args_is_help=True)
 
 
 def _tier(text: str) -> Tier:
+    from tokenlimit.sim.generate import ARRIVALS, Tier
+
     parts = text.split(":")
     if not 3 <= len(parts) <= 4:
         raise typer.BadParameter(f"{text!r}: expected NAME:USERS:RATE[:ARRIVAL]",
@@ -35,6 +37,8 @@ def _tier(text: str) -> Tier:
 
 
 def _load_spec(path: str) -> TraceSpec:
+    from tokenlimit.sim.generate import spec_from_mapping as _spec_from_mapping
+
     try:
         with open(path, encoding="utf-8") as stream:
             data = yaml.safe_load(stream)
@@ -67,6 +71,9 @@ def generate(
 
     Example: tokenlimit trace generate -o trace.jsonl --tier regular-user:50:2 --seed 7
     """
+    from tokenlimit.sim.generate import DEFAULT_TIERS, TraceSpec, generate_trace
+    from tokenlimit.sim.writers import trace_lines, write_trace
+
     spec = _load_spec(spec_path) if spec_path else TraceSpec()
     tiers = tuple(_tier(t) for t in tier or []) or spec.tiers or DEFAULT_TIERS
     spec = TraceSpec(duration=spec.duration if duration is None else duration,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,18 +31,12 @@ from tokenlimit.cli.mock_llm import (
     mock_summary,
 )
 from tokenlimit.cli.options import RulesOption
-from tokenlimit.gateway import (
-    LOOPBACK,
-    Gateway,
-    Listener,
-    MockLLM,
-    bind,
-    build_config,
-    load_plugin,
-)
-from tokenlimit.gateway.server import run_foreground
+from tokenlimit.gateway.config import build_config, load_plugin
+from tokenlimit.gateway.constants import LOOPBACK
 from tokenlimit.rules import LoadedRules, load_rules, require_valid
-from tokenlimit.service import BackendConfig, ServiceOptions, backend_config, running_service
+
+if TYPE_CHECKING:  # the servers' libraries load when `up` runs, not at every start-up
+    from tokenlimit.service.runner import BackendConfig
 
 GUIDE_HOST = "dashscope.aliyuncs.com"
 GUIDE_USERS = ("regular-user", "subscriber")
@@ -146,6 +140,12 @@ def up(
 
     Example: tokenlimit up --rules samples/rules.json
     """
+    from tokenlimit.gateway.mock_llm import MockLLM
+    from tokenlimit.gateway.proxy import Gateway
+    from tokenlimit.gateway.server import Listener, bind, run_foreground
+    from tokenlimit.service.app import ServiceOptions
+    from tokenlimit.service.runner import backend_config, running_service
+
     check_format(output_format)
     ports = [p for p in (gateway_port, service_port, mock_port) if p]
     if len(set(ports)) != len(ports):

@@ -2,24 +2,44 @@
 
 ``Gateway`` and ``MockLLM`` are raw ASGI apps; ``server`` serves them on loopback with uvicorn,
 in the foreground (``run_foreground``) or in a background thread (``BackgroundServers``).
+
+The names below are imported on first use (aiohttp and uvicorn load only when needed).
 """
 
 from __future__ import annotations
 
-from tokenlimit.gateway.attributes import RequestAttributes
-from tokenlimit.gateway.config import GatewayConfig, PluginSettings, build_config, load_plugin
-from tokenlimit.gateway.health import GatewayEvent, GatewayStats
-from tokenlimit.gateway.mock_llm import MockLLM, MockSettings, TokenDraw, prompt_tokens
-from tokenlimit.gateway.proxy import Gateway
-from tokenlimit.gateway.server import (
-    LOOPBACK,
-    BackgroundServers,
-    Listener,
-    bind,
-    run_foreground,
-)
-from tokenlimit.gateway.usage import Usage, UsageReader
-from tokenlimit.sim.keys import KeyTemplate, render_keys
+from typing import TYPE_CHECKING
+
+from tokenlimit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tokenlimit.gateway.attributes import RequestAttributes
+    from tokenlimit.gateway.config import (
+        GatewayConfig,
+        PluginSettings,
+        build_config,
+        load_plugin,
+    )
+    from tokenlimit.gateway.constants import LOOPBACK
+    from tokenlimit.gateway.health import GatewayEvent, GatewayStats
+    from tokenlimit.gateway.mock_llm import MockLLM, MockSettings, TokenDraw, prompt_tokens
+    from tokenlimit.gateway.proxy import Gateway
+    from tokenlimit.gateway.server import BackgroundServers, Listener, bind, run_foreground
+    from tokenlimit.gateway.usage import Usage, UsageReader
+    from tokenlimit.sim.keys import KeyTemplate, render_keys
+else:
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        "tokenlimit.gateway.attributes": ("RequestAttributes",),
+        "tokenlimit.gateway.config": ("GatewayConfig", "PluginSettings", "build_config",
+                                      "load_plugin"),
+        "tokenlimit.gateway.constants": ("LOOPBACK",),
+        "tokenlimit.gateway.health": ("GatewayEvent", "GatewayStats"),
+        "tokenlimit.gateway.mock_llm": ("MockLLM", "MockSettings", "TokenDraw", "prompt_tokens"),
+        "tokenlimit.gateway.proxy": ("Gateway",),
+        "tokenlimit.gateway.server": ("BackgroundServers", "Listener", "bind", "run_foreground"),
+        "tokenlimit.gateway.usage": ("Usage", "UsageReader"),
+        "tokenlimit.sim.keys": ("KeyTemplate", "render_keys"),
+    })
 
 __all__ = [
     "LOOPBACK",

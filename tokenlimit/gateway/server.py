@@ -19,8 +19,7 @@ from typing import Any
 import uvicorn
 
 from tokenlimit.errors import ConfigError
-
-LOOPBACK = "127.0.0.1"
+from tokenlimit.gateway.constants import LOOPBACK as LOOPBACK  # re-exported
 
 
 class _Server(uvicorn.Server):

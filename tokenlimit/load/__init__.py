@@ -14,14 +14,31 @@ Only ``tokenlimit.cli`` imports the terminal libraries; nothing here prints.
 
 from __future__ import annotations
 
-from tokenlimit.load.conformance import Conformance, check_conformance
-from tokenlimit.load.driver import LoadPlan, RunResult, run
-from tokenlimit.load.histogram import LatencyHistogram
-from tokenlimit.load.loadtest import run_loadtest
-from tokenlimit.load.modes import KeySpec, Observation, Range
-from tokenlimit.load.report import LoadReport, format_report, merge_reports, read_report
-from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule, SteppedRamp
-from tokenlimit.load.stats import RunStats
+from typing import TYPE_CHECKING
+
+from tokenlimit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tokenlimit.load.conformance import Conformance, check_conformance
+    from tokenlimit.load.driver import LoadPlan, RunResult, run
+    from tokenlimit.load.histogram import LatencyHistogram
+    from tokenlimit.load.loadtest import run_loadtest
+    from tokenlimit.load.modes import KeySpec, Observation, Range
+    from tokenlimit.load.report import LoadReport, format_report, merge_reports, read_report
+    from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule, SteppedRamp
+    from tokenlimit.load.stats import RunStats
+else:
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        "tokenlimit.load.conformance": ("Conformance", "check_conformance"),
+        "tokenlimit.load.driver": ("LoadPlan", "RunResult", "run"),
+        "tokenlimit.load.histogram": ("LatencyHistogram",),
+        "tokenlimit.load.loadtest": ("run_loadtest",),
+        "tokenlimit.load.modes": ("KeySpec", "Observation", "Range"),
+        "tokenlimit.load.report": ("LoadReport", "format_report", "merge_reports", "read_report"),
+        "tokenlimit.load.schedule": ("ConstantRate", "PoissonRate", "ReplaySchedule",
+                                     "SteppedRamp"),
+        "tokenlimit.load.stats": ("RunStats",),
+    })
 
 __all__ = [
     "Conformance",

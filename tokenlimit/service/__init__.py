@@ -27,16 +27,29 @@ seconds; with Redis it is passed to the scripts instead of Redis ``TIME``. ``log
 
 from __future__ import annotations
 
-from tokenlimit.service.app import RateLimitApp, ServiceOptions
-from tokenlimit.service.clock import ManualClock
-from tokenlimit.service.reserve import EstimatePolicy
-from tokenlimit.service.runner import (
-    BackendConfig,
-    RunningService,
-    backend_config,
-    build_store,
-    running_service,
-)
+from typing import TYPE_CHECKING
+
+from tokenlimit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from tokenlimit.service.app import RateLimitApp, ServiceOptions
+    from tokenlimit.service.clock import ManualClock
+    from tokenlimit.service.reserve import EstimatePolicy
+    from tokenlimit.service.runner import (
+        BackendConfig,
+        RunningService,
+        backend_config,
+        build_store,
+        running_service,
+    )
+else:
+    __getattr__, __dir__ = lazy_exports(__name__, {
+        "tokenlimit.service.app": ("RateLimitApp", "ServiceOptions"),
+        "tokenlimit.service.clock": ("ManualClock",),
+        "tokenlimit.service.reserve": ("EstimatePolicy",),
+        "tokenlimit.service.runner": ("BackendConfig", "RunningService", "backend_config",
+                                      "build_store", "running_service"),
+    })
 
 __all__ = [
     "BackendConfig",

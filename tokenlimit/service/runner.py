@@ -19,19 +19,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
+from tokenlimit.service.constants import BACKENDS as BACKENDS  # re-exported
+from tokenlimit.service.constants import BackendKind as BackendKind  # re-exported
 from tokenlimit.service.http import HttpServer
 from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore
-
-BackendKind = Literal["memory", "redis", "redis-cluster"]
-BACKENDS: tuple[BackendKind, ...] = ("memory", "redis", "redis-cluster")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tokenlimit.rules.model import Rule
+from tokenlimit.sim.constants import CHARGES as CHARGES  # re-exported
+from tokenlimit.sim.constants import SEMANTICS
 from tokenlimit.sim.engine import Replay, key_rules, replay_asm
 from tokenlimit.sim.meters import METERS, Meter
 from tokenlimit.sim.model import Charge
 from tokenlimit.sim.trace import Trace
-
-CHARGES: tuple[Charge, ...] = ("completion", "total")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +39,7 @@ class Algorithm:
 
 
 ALGORITHMS: dict[str, Algorithm] = {
-    "asm": Algorithm("asm", "the ASM service exactly (whole-interval refills, TTL resets)"),
-    "token-bucket": Algorithm("token-bucket", "continuous refill, starts full, charged at end"),
-    "token-bucket-reserve": Algorithm(
-        "token-bucket-reserve", "reserves the key's mean charge at the check, settles at end"),
-    "gcra": Algorithm("gcra", "generic cell rate algorithm (tokens/rate, burst = max_tokens)"),
-    "sliding-window": Algorithm(
-        "sliding-window", "at most max_tokens reported in any window of W seconds"),
-    "fixed-window": Algorithm("fixed-window", "at most max_tokens per aligned W-second window"),
-    "leaky-bucket": Algorithm("leaky-bucket", "a meter of capacity max_tokens leaking at F/I"),
+    name: Algorithm(name, summary) for name, summary in SEMANTICS.items()
 }
 
 

@@ -1,0 +1,126 @@
+"""Start-up stays light: a command imports its heavy machinery only when it runs.
+
+Every ``tokenlimit`` invocation imports ``tokenlimit.cli.main``, which registers every command.
+When the command modules imported aiohttp, uvicorn, numpy or jsonschema at the top,
+``tokenlimit --version`` took ~0.7 s; these tests keep them out of the start-up path.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tokenlimit
+from tests.conftest import REPO
+
+HEAVY = ("aiohttp", "httptools", "jsonschema", "kubernetes_validate", "matplotlib", "numba",
+         "numpy", "redis", "uvicorn")
+LAZY_PACKAGES = ("tokenlimit.gateway", "tokenlimit.k8s", "tokenlimit.load",
+                 "tokenlimit.service")
+
+# Prints, as JSON, the heavy top-level packages loaded once the code given has run (at exit,
+# so that a command's own run counts too).
+_PROBE = """
+import atexit, json, sys
+heavy = set(json.loads(sys.argv[1]))
+atexit.register(lambda: print("HEAVY=" + json.dumps(
+    sorted({m.split(".")[0] for m in sys.modules} & heavy)), file=sys.stderr))
+"""
+
+
+def _heavy_after(code: str, *argv: str) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    """Run ``code`` in a fresh interpreter; the heavy packages it imported, and the process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE + code, json.dumps(HEAVY), *argv],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "100", "NO_COLOR": "1"})
+    lines = [line for line in done.stderr.splitlines() if line.startswith("HEAVY=")]
+    assert len(lines) == 1, done.stderr
+    return json.loads(lines[0][len("HEAVY="):]), done
+
+
+def test_importing_the_cli_loads_no_heavy_package() -> None:
+    heavy, done = _heavy_after("import tokenlimit.cli.main")
+    assert (heavy, done.returncode) == ([], 0), done.stderr
+
+
+# The command runs in the probe's interpreter, as the console script runs it.
+_RUN = "sys.argv = ['tokenlimit', *sys.argv[2:]]\nfrom tokenlimit.cli.main import run\nrun()\n"
+
+
+def test_version_loads_no_heavy_package() -> None:
+    heavy, done = _heavy_after(_RUN, "--version")
+    version = f"tokenlimit {tokenlimit.__version__}\n"
+    assert (heavy, done.returncode, done.stdout) == ([], 0, version)
+
+
+def test_help_loads_no_heavy_package() -> None:
+    heavy, done = _heavy_after(_RUN, "--help")
+    assert (heavy, done.returncode) == ([], 0), done.stderr
+    assert "validate" in done.stdout and "loadtest" in done.stdout
+
+
+def test_validate_loads_no_heavy_package() -> None:
+    heavy, done = _heavy_after(_RUN, "validate", "samples/rules.json")
+    assert (heavy, done.returncode) == ([], 0), done.stderr
+    assert done.stdout.endswith("0 errors, 0 warnings, 7 infos\n")
+
+
+def test_the_probe_sees_a_heavy_import() -> None:
+    # The checks above must be able to fail: a module that imports uvicorn and aiohttp is seen.
+    heavy, done = _heavy_after("import tokenlimit.gateway.proxy, tokenlimit.gateway.server")
+    assert (heavy, done.returncode) == (["aiohttp", "uvicorn"], 0), done.stderr
+
+
+def test_a_command_that_needs_numpy_still_loads_it() -> None:
+    # Lazy, not lost: generating a trace imports the generator (and numpy) when it runs.
+    heavy, done = _heavy_after(_RUN, "trace", "generate", "-o", "-", "--duration", "2",
+                               "--tier", "regular-user:1:1", "--seed", "1")
+    assert done.returncode == 0, done.stderr
+    assert "numpy" in heavy
+    assert done.stdout.count("\n") >= 1
+
+
+def _type_checking_imports(package: str) -> list[tuple[str, str]]:
+    """(module, name) of each ``from module import name`` under ``if TYPE_CHECKING:``."""
+    path = REPO / Path(*package.split(".")) / "__init__.py"
+    pairs = []
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            pairs += [(stmt.module or "", alias.name) for stmt in node.body
+                      if isinstance(stmt, ast.ImportFrom) for alias in stmt.names]
+    return pairs
+
+
+@pytest.mark.parametrize("package", LAZY_PACKAGES)
+def test_lazy_packages_give_what_mypy_sees(package: str) -> None:
+    # What mypy reads (the TYPE_CHECKING imports), __all__ and the lazy lookup agree.
+    module = importlib.import_module(package)
+    pairs = _type_checking_imports(package)
+    assert sorted(name for _, name in pairs) == sorted(module.__all__)
+    for source, name in pairs:
+        assert getattr(module, name) is getattr(importlib.import_module(source), name), name
+        assert name in dir(module), name
+    with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'nope'"):
+        module.nope  # noqa: B018
+
+
+def test_from_imports_of_lazy_names_work_in_a_fresh_interpreter() -> None:
+    code = ("from tokenlimit.gateway import LOOPBACK, Gateway, MockLLM\n"
+            "from tokenlimit.k8s import check_manifests\n"
+            "from tokenlimit.load import LoadPlan, run_loadtest\n"
+            "from tokenlimit.service import running_service\n"
+            "from tokenlimit.k8s import options\n"
+            "import tokenlimit.gateway.server as server\n"
+            "assert server.LOOPBACK == LOOPBACK == '127.0.0.1'\n"
+            "assert Gateway.__module__ == 'tokenlimit.gateway.proxy'\n"
+            "assert options.__name__ == 'tokenlimit.k8s.options'\n")
+    heavy, done = _heavy_after(code)
+    assert done.returncode == 0, done.stderr
+    assert {"aiohttp", "uvicorn", "jsonschema", "numpy"} <= set(heavy)

@@ -1,0 +1,5 @@
+"""Light constants of the gateway package (option defaults need them without uvicorn)."""
+
+from __future__ import annotations
+
+LOOPBACK = "127.0.0.1"
