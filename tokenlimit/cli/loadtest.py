@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
 from rich.text import Text
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
@@ -258,6 +257,8 @@ def loadtest(
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
          tolerance: float) -> LoadReport:
+    from rich.live import Live
+
     from tokenlimit.load.loadtest import run_loadtest
 
     stop = threading.Event()
