@@ -123,7 +123,7 @@ def _fast_block(c: _Columns, lines: Sequence[bytes], key_field: str | None) -> b
     latency[latency == 0] = 0.0  # -0.0 reads as 0.0
     ids = _ids(rows, fields)
     status = _status(rows, fields)
-    if ids is False or status is False:
+    if isinstance(ids, bool) or isinstance(status, bool):
         return False
 
     # Derived counts, as the general reader derives them line by line.
