@@ -9,6 +9,9 @@ A synthetic trace of two tiers and 10,000 individual keys over one day. Prints:
   and the ratio engine/oracle, with a check that both decide that slice identically;
 - the whole CLI (`python -m tokenlimit simulate big.csv --format json`) in a subprocess,
   wall-clock requests/s including start-up, reading and parsing the CSV and the report;
+- the same from a JSON Lines version of the first ``--jsonl-requests`` requests (2 million
+  by default: writing ten million JSON lines would take the bench a minute), next to the CSV
+  figure;
 - peak resident memory of this process and of the CLI subprocess.
 """
 
@@ -54,10 +57,32 @@ def _slice(trace: Trace, n: int) -> Trace:
                  trace.key_index[:n], trace.key_names, trace.imputed[:n])
 
 
+def _cli(trace_path: Path, rules_path: Path, label: str) -> float:
+    """Run the whole CLI on ``trace_path`` in a subprocess; print and return requests/s."""
+    # The child reports its own peak memory: RUSAGE_CHILDREN would count what it inherited
+    # from this (large) process at fork.
+    command = [sys.executable, "-c", _CLI_WRAPPER, "simulate", str(trace_path), "-r",
+               str(rules_path), "--format", "json"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    cli_s = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    report = json.loads(done.stdout)
+    total = report["totals"]["requests"]
+    rate = total / cli_s
+    print(f"whole CLI run from {label}: {cli_s:.2f} s wall, {rate / 1e6:.2f} M requests/s "
+          f"({cpu_s:.2f} s of CPU: {total / cpu_s / 1e6:.2f} M requests per CPU-second; "
+          f"engine {report['engine']}); peak memory {done.stderr.strip().splitlines()[-1]}")
+    return float(rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=10_000_000)
     parser.add_argument("--oracle-slice", type=int, default=200_000)
+    parser.add_argument("--jsonl-requests", type=int, default=2_000_000)
     parser.add_argument("--workdir", default=None, help="keep the CSV here between runs")
     args = parser.parse_args()
     rate = args.requests / 86400.0
@@ -103,27 +128,22 @@ def main() -> None:
         write_trace(trace, csv_path)
         print(f"wrote {csv_path} ({csv_path.stat().st_size / 2**20:.0f} MiB) in "
               f"{time.perf_counter() - started:.1f} s")
+    jsonl_n = min(args.jsonl_requests, len(trace))
+    jsonl_path = workdir / f"trace-{len(trace)}-first-{jsonl_n}.jsonl"
+    if not jsonl_path.exists():
+        started = time.perf_counter()
+        write_trace(_slice(trace, jsonl_n), jsonl_path)
+        print(f"wrote {jsonl_path} ({jsonl_path.stat().st_size / 2**20:.0f} MiB) in "
+              f"{time.perf_counter() - started:.1f} s")
     del trace, fast, part, requests, slow
     rules_path = workdir / "rules.json"
     rules_path.write_text(RULES_JSON)
-    # The child reports its own peak memory: RUSAGE_CHILDREN would count what it inherited
-    # from this (large) process at fork.
-    command = [sys.executable, "-c", _CLI_WRAPPER, "simulate", str(csv_path), "-r",
-               str(rules_path), "--format", "json"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
-    cli_s = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    report = json.loads(done.stdout)
-    total = report["totals"]["requests"]
-    print(f"whole CLI run from CSV: {cli_s:.2f} s wall, {total / cli_s / 1e6:.2f} M requests/s "
-          f"({cpu_s:.2f} s of CPU: {total / cpu_s / 1e6:.2f} M requests per CPU-second; "
-          f"engine {report['engine']})")
-    print(f"peak memory of the CLI run: {done.stderr.strip().splitlines()[-1]}")
+    csv_rate = _cli(csv_path, rules_path, "CSV")
+    jsonl_rate = _cli(jsonl_path, rules_path, f"JSONL (the first {jsonl_n:,} requests)")
+    print(f"JSONL / CSV: {jsonl_rate / csv_rate:.2f}x the CSV requests/s")
     if not args.workdir:
         csv_path.unlink()
+        jsonl_path.unlink()
         rules_path.unlink()
         workdir.rmdir()
 

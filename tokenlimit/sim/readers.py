@@ -140,6 +140,10 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
             for line, row in rows:
                 _add(columns, row, name, line, plan, key_field)
         else:
+            if not key_templates:
+                fast = _read_jsonl_fast(name, seed, key_field)
+                if fast is not None:
+                    return fast
             with _open_text(name) as stream:
                 for line, row in _jsonl_rows(stream, name):
                     _add(columns, row, name, line, plan, key_field)
@@ -148,6 +152,18 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise TraceError(f"not a readable text or gzip file ({exc})", path=name) from exc
     return _finish(columns, name, seed)
+
+
+def _read_jsonl_fast(name: str, seed: int, key_field: str | None) -> Trace | None:
+    """The bulk JSON Lines reader's trace, or ``None``: the per-line reader below then
+    reads the file (again) and gives its own result or located error."""
+    from tokenlimit.sim.jsonlfast import read_jsonl_fast
+
+    try:
+        with _mapped(name) as data:
+            return read_jsonl_fast(data, name, seed, key_field)
+    except (OSError, EOFError, zlib.error):
+        return None  # the per-line reader meets the same problem and names it
 
 
 @contextmanager
