@@ -53,10 +53,7 @@ class FakeService:
             if scope["type"] == "lifespan":
                 from tokenlimit.gateway.asgi import run_lifespan
 
-                async def nothing() -> None:
-                    return None
-
-                await run_lifespan(receive, send, nothing, nothing)
+                await run_lifespan(receive, send)
             return
         body = await read_body(receive)
         if self.failing:

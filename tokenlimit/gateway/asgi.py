@@ -45,15 +45,17 @@ async def respond_json(send: Send, status: int, value: Any) -> None:
 
 
 async def run_lifespan(receive: Receive, send: Send,
-                       startup: Callable[[], Awaitable[None]],
-                       shutdown: Callable[[], Awaitable[None]]) -> None:
-    """Answer the ASGI lifespan protocol with ``startup`` and ``shutdown``."""
+                       startup: Callable[[], Awaitable[None]] | None = None,
+                       shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Answer the ASGI lifespan protocol, running ``startup`` and ``shutdown`` when given."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            await startup()
+            if startup is not None:
+                await startup()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await shutdown()
+            if shutdown is not None:
+                await shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

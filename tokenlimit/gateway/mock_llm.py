@@ -179,10 +179,7 @@ class MockLLM:
             if scope["type"] == "lifespan":
                 from tokenlimit.gateway.asgi import run_lifespan
 
-                async def nothing() -> None:
-                    return None
-
-                await run_lifespan(receive, send, nothing, nothing)
+                await run_lifespan(receive, send)
             return
         try:
             body = await read_body(receive)
