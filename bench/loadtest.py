@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from tokenlimit.load.driver import LoadPlan  # noqa: E402
 from tokenlimit.load.modes import KeySpec  # noqa: E402
+from tokenlimit.load.multiprocess import run_workers  # noqa: E402
 from tokenlimit.load.schedule import ConstantRate  # noqa: E402
-from tokenlimit.load.workers import run_workers  # noqa: E402
 
 BODY = json.dumps({"model": "tokenlimit-load",
                    "messages": [{"role": "user", "content": "Say hello."}]},

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tokenlimit.k8s import (
-    ServiceOptions,
+    ServiceManifestOptions,
     WasmPluginOptions,
     check_texts,
     format_manifests,
@@ -34,7 +34,7 @@ def _per_call(label: str, repeat: int, fn: object) -> None:
 def main() -> None:
     sample = load_rules(SAMPLES / "rules.json").rules
     many = tuple(Rule(i, f"tenant-{i}.*", 1000, 100, 60, 600) for i in range(500))
-    plugin, service = WasmPluginOptions(), ServiceOptions()
+    plugin, service = WasmPluginOptions(), ServiceManifestOptions()
     text = format_manifests(render_all(sample, plugin, service))
     _per_call("render all (2 rules) to YAML", 300,
               lambda: format_manifests(render_all(sample, plugin, service)))

@@ -32,7 +32,7 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.sim import replay_oracle
 from tokenlimit.sim.engine import OUTCOME_NAMES, replay_asm
 from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 from tokenlimit.sim.writers import write_trace
 
 RULES = [Rule(0, "regular-user.*", 200, 50, 30, 300), Rule(1, "subscriber.*", 1000, 100, 60, 600)]

@@ -116,11 +116,11 @@ def test_from_imports_of_lazy_names_work_in_a_fresh_interpreter() -> None:
             "from tokenlimit.k8s import check_manifests\n"
             "from tokenlimit.load import LoadPlan, run_loadtest\n"
             "from tokenlimit.service import running_service\n"
-            "from tokenlimit.k8s import options\n"
+            "from tokenlimit.k8s import settings\n"
             "import tokenlimit.gateway.server as server\n"
             "assert server.LOOPBACK == LOOPBACK == '127.0.0.1'\n"
             "assert Gateway.__module__ == 'tokenlimit.gateway.proxy'\n"
-            "assert options.__name__ == 'tokenlimit.k8s.options'\n")
+            "assert settings.__name__ == 'tokenlimit.k8s.settings'\n")
     heavy, done = _heavy_after(code)
     assert done.returncode == 0, done.stderr
     assert {"aiohttp", "uvicorn", "jsonschema", "numpy"} <= set(heavy)

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from tests.conftest import SAMPLES
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.gateway import (
     LOOPBACK,
     BackgroundServers,
@@ -30,7 +31,6 @@ from tokenlimit.gateway import (
 )
 from tokenlimit.gateway.asgi import Receive, Scope, Send, read_body, respond
 from tokenlimit.rules import load_rules
-from tokenlimit.sim.asm import AsmLimiter
 
 CLOCK = 1_000_000.0
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import SAMPLES
 from tests.gateway.conftest import System
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.gateway import (
     LOOPBACK,
     BackgroundServers,
@@ -22,7 +23,6 @@ from tokenlimit.gateway import (
 )
 from tokenlimit.rules import load_rules
 from tokenlimit.service import ManualClock, ServiceOptions, running_service
-from tokenlimit.sim.asm import AsmLimiter
 
 HOST = "dashscope.aliyuncs.com"
 BODY = {"model": "qwen-turbo", "messages": [{"role": "user", "content": "Who are you?"}]}

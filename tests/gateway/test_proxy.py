@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import FakeService, System, guide_limiter, wait_for
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.gateway import (
     LOOPBACK,
     BackgroundServers,
@@ -24,7 +25,6 @@ from tokenlimit.gateway import (
     build_config,
 )
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.asm import AsmLimiter
 
 HOST = "dashscope.aliyuncs.com"
 CHAT = "/compatible-mode/v1/chat/completions"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tests.conftest import SAMPLES
 from tokenlimit.errors import ConfigError
 from tokenlimit.k8s import (
-    ServiceOptions,
+    ServiceManifestOptions,
     TargetRef,
     WasmPluginOptions,
     format_manifests,
@@ -52,15 +52,16 @@ def custom_plugin() -> WasmPluginOptions:
         service_port=80)
 
 
-def custom_service() -> ServiceOptions:
-    return ServiceOptions(
+def custom_service() -> ServiceManifestOptions:
+    return ServiceManifestOptions(
         name="llm-quota", namespace="platform", image="ghcr.io/example/tokenlimit:0.1.0",
         replicas=3, redis_address="redis-master.platform.svc.cluster.local:6380", redis_db=2,
         password_secret="llm-quota-redis-auth", password_key="redis-password")
 
 
 def test_defaults_are_the_guides_manifests_exactly() -> None:
-    text = format_manifests(render_all(sample_rules(), WasmPluginOptions(), ServiceOptions()))
+    text = format_manifests(render_all(sample_rules(), WasmPluginOptions(),
+                                       ServiceManifestOptions()))
     assert text == (EXPECTED / "all-defaults.yaml").read_text(encoding="utf-8")
 
 
@@ -113,7 +114,7 @@ def test_rate_limit_config_is_compact_json_in_to_config_order() -> None:
 
 
 def test_password_only_in_the_secret_data_base64() -> None:
-    objects = render_all(sample_rules(), WasmPluginOptions(), ServiceOptions(), PASSWORD)
+    objects = render_all(sample_rules(), WasmPluginOptions(), ServiceManifestOptions(), PASSWORD)
     text = format_manifests(objects)
     encoded = base64.b64encode(PASSWORD.encode()).decode()
     assert PASSWORD not in text
@@ -128,14 +129,14 @@ def test_password_only_in_the_secret_data_base64() -> None:
 
 
 def test_without_a_password_no_secret_and_no_redis_password() -> None:
-    objects = render_service(sample_rules(), ServiceOptions(password_secret=""))
+    objects = render_service(sample_rules(), ServiceManifestOptions(password_secret=""))
     assert [o["kind"] for o in objects] == ["ServiceAccount", "Service", "Deployment"]
     env = objects[2]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert [e["name"] for e in env] == ["REDIS_ADDRESS", "RATE_LIMIT_CONFIG"]
 
 
 def test_asm_image_has_no_probes_and_no_command() -> None:
-    container = render_service(sample_rules(), ServiceOptions())[2]["spec"]["template"][
+    container = render_service(sample_rules(), ServiceManifestOptions())[2]["spec"]["template"][
         "spec"]["containers"][0]
     assert container["image"] == (
         "registry-cn-hangzhou.ack.aliyuncs.com/acs/asm-llm-token-rate-limit-example:v1")
@@ -160,13 +161,13 @@ _ints = st.integers(min_value=1, max_value=2**31 - 1)
 def test_property_render_then_load_gives_the_same_rules(
         specs: list[tuple[str, int, int, int, int]]) -> None:
     rules = tuple(Rule(i, *spec) for i, spec in enumerate(specs))
-    text = format_manifests(render_service(rules, ServiceOptions()))
+    text = format_manifests(render_service(rules, ServiceManifestOptions()))
     loaded = parse_rules_text(text, "<rendered>")
     assert [r.to_config() for r in loaded.rules] == [r.to_config() for r in rules]
 
 
 def test_write_manifests_one_file_per_object(tmp_path: Path) -> None:
-    objects = render_all(sample_rules(), WasmPluginOptions(), ServiceOptions(), PASSWORD)
+    objects = render_all(sample_rules(), WasmPluginOptions(), ServiceManifestOptions(), PASSWORD)
     paths = write_manifests(objects, tmp_path / "out")
     assert [p.name for p in paths] == [
         "01-serviceaccount-asm-llm-token-rate-limit-example.yaml",
@@ -219,7 +220,7 @@ def test_bad_plugin_options_name_the_option(kwargs: dict[str, object], message: 
 ])
 def test_bad_service_options_name_the_option(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        ServiceOptions(**kwargs)  # type: ignore[arg-type]
+        ServiceManifestOptions(**kwargs)  # type: ignore[arg-type]
     assert str(info.value).startswith(message)
 
 
@@ -257,8 +258,8 @@ def test_rendered_stream_parses_as_the_objects() -> None:
 
 def test_samples_rendered_are_up_to_date(tmp_path: Path) -> None:
     # samples/rendered is `tokenlimit render all --rules samples/rules.json -o samples/rendered`
-    paths = write_manifests(render_all(sample_rules(), WasmPluginOptions(), ServiceOptions()),
-                            tmp_path)
+    objects = render_all(sample_rules(), WasmPluginOptions(), ServiceManifestOptions())
+    paths = write_manifests(objects, tmp_path)
     shipped = SAMPLES / "rendered"
     assert sorted(p.name for p in shipped.iterdir()) == [p.name for p in paths]
     for path in paths:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.conftest import SHARED
 from tests.k8s.test_render import PASSWORD, custom_plugin, custom_service, sample_rules
 from tokenlimit.k8s import (
-    ServiceOptions,
+    ServiceManifestOptions,
     TargetRef,
     WasmPluginOptions,
     check_texts,
@@ -27,7 +27,7 @@ from tokenlimit.k8s import (
     render_wasmplugin,
     wasmplugin_schema,
 )
-from tokenlimit.k8s.options import (
+from tokenlimit.k8s.settings import (
     FAIL_STRATEGIES,
     MATCH_MODES,
     PHASES,
@@ -61,7 +61,7 @@ def own_errors(obj: dict[str, Any]) -> list[str]:
 
 def all_objects() -> list[list[dict[str, Any]]]:
     return [
-        render_all(sample_rules(), WasmPluginOptions(), ServiceOptions()),
+        render_all(sample_rules(), WasmPluginOptions(), ServiceManifestOptions()),
         render_all(sample_rules(), custom_plugin(), custom_service(), PASSWORD),
     ]
 

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.asm import AsmLimiter
 
 
 class _Base(BaseHTTPRequestHandler):

@@ -20,7 +20,7 @@ from tests.conftest import REPO, free_port
 from tests.load.servers import AdmitAllHandler, AsmServiceHandler, serve
 from tokenlimit.cli.main import app
 from tokenlimit.load.histogram import LatencyHistogram
-from tokenlimit.load.stats import RunStats
+from tokenlimit.load.run_stats import RunStats
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import running_service
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.modes import Observation
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.asm import AsmLimiter
 
 RULES = [Rule(0, "u.*", 120, 50, 1, 3), Rule(1, "v.*", 60, 60, 2, 2)]
 

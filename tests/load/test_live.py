@@ -13,8 +13,8 @@ from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, run
 from tokenlimit.load.loadtest import replay_requests, run_loadtest
 from tokenlimit.load.modes import KeySpec, Range
+from tokenlimit.load.multiprocess import run_workers
 from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule
-from tokenlimit.load.workers import run_workers
 from tokenlimit.rules import load_rules
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import BackendConfig, running_service

@@ -8,7 +8,7 @@ from tests.conftest import SAMPLES
 from tokenlimit.errors import RuleError, RulesRejected
 from tokenlimit.rules import Finding, Severity, lint, load_rules, parse_rules_text, require_valid
 from tokenlimit.rules.codes import CODES
-from tokenlimit.rules.report import failed_report
+from tokenlimit.rules.formats import failed_report
 
 MISTAKES = str(SAMPLES / "mistakes.json")
 GOOD = {"max_tokens": 200, "tokens_per_fill": 50, "fill_interval_second": 30,

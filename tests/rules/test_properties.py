@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from tests.rules.test_automata import KEYS, regexes
 from tokenlimit.errors import RuleError
 from tokenlimit.rules import RULE_FIELDS, LoadedRules, RuleMatcher, lint, parse_rules_text
+from tokenlimit.rules.formats import format_github, format_json, format_sarif, validate_rules
 from tokenlimit.rules.regex import compile_go_regex
-from tokenlimit.rules.report import format_github, format_json, format_sarif, validate_rules
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

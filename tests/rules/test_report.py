@@ -11,7 +11,7 @@ from tests.conftest import SAMPLES
 from tokenlimit.errors import RuleError
 from tokenlimit.rules import load_rules, parse_rules_text
 from tokenlimit.rules.codes import CODES
-from tokenlimit.rules.report import (
+from tokenlimit.rules.formats import (
     failed_report,
     format_github,
     format_json,

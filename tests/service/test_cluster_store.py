@@ -12,10 +12,10 @@ from tests.service.conftest import RedisCluster
 from tests.service.helpers import allowed, check, report
 from tests.service.redis_helpers import injected_start, redis_call, run
 from tests.service.test_redis_store import EVENTS, KEYS, RULES
+from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.bucket.reserve import ReserveBook
 from tokenlimit.service import BackendConfig, EstimatePolicy, ManualClock, running_service
-from tokenlimit.service.reserve import ReserveBook
 from tokenlimit.service.stores.cluster import SLOTS, ClusterNodes, ClusterStore, key_slot
-from tokenlimit.sim.asm import AsmLimiter
 
 pytestmark = pytest.mark.redis
 

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.service.helpers import RULES, T0, allowed, check, report
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import ManualClock, ServiceOptions, running_service
-from tokenlimit.sim.asm import AsmLimiter
 
 
 def test_the_documented_walkthrough() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tokenlimit.bucket.types import Usage, UsageReport
 from tokenlimit.service.protocol import (
     DecodeError,
-    Usage,
     decision_body,
     parse_keys_value,
     parse_usage,
@@ -51,9 +51,9 @@ def test_query_value_follows_go(query: bytes, value: str | None) -> None:
 def test_usage_body_decodes_like_go() -> None:
     body = (b'{"RateLimit_Keys":["u","v"],"completion_tokens":5,"completion_tokens":null,'
             b'"total_tokens":-3,"extra":{"x":[1.5]}}')
-    assert parse_usage(body) == Usage(("u", "v"), 0, 5, -3)
-    assert parse_usage(b"null") == Usage(())
-    assert parse_usage(b"{}") == Usage(())
+    assert parse_usage(body) == UsageReport(("u", "v"), Usage(0, 5, -3))
+    assert parse_usage(b"null") == UsageReport(())
+    assert parse_usage(b"{}") == UsageReport(())
 
 
 @pytest.mark.parametrize(("body", "reason"), [

@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 
 from tests.conftest import RedisServer
 from tests.service.redis_helpers import injected_start, redis_call, run, value_at
+from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.bucket.reserve import ReserveBook
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import EstimatePolicy, ManualClock
-from tokenlimit.service.reserve import ReserveBook
 from tokenlimit.service.stores.redis import RedisStore
-from tokenlimit.sim.asm import AsmLimiter
 
 pytestmark = pytest.mark.redis
 

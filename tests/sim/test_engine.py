@@ -14,7 +14,7 @@ from tokenlimit.sim.engine import (
     replay_asm,
     replay_asm_oracle,
 )
-from tokenlimit.sim.trace import trace_from_requests
+from tokenlimit.sim.trace_table import trace_from_requests
 
 # Keys that exercise unanchored first-match rules ("ba" hits "b"; "x" hits nothing).
 KEYS = ["a", "ab", "b", "ba", "c", "x"]

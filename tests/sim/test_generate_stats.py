@@ -13,9 +13,9 @@ from tokenlimit.sim import TraceRequest
 from tokenlimit.sim.engine import replay_asm
 from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace, spec_from_mapping
 from tokenlimit.sim.readers import read_trace
-from tokenlimit.sim.stats import summarize
+from tokenlimit.sim.replay_stats import summarize
 from tokenlimit.sim.sweep import parse_setting, sweep_rules
-from tokenlimit.sim.trace import trace_from_requests
+from tokenlimit.sim.trace_table import trace_from_requests
 from tokenlimit.sim.writers import write_decisions, write_trace
 
 

@@ -17,7 +17,7 @@ from tokenlimit.errors import TraceError
 from tokenlimit.sim import jsonlfast, readers
 from tokenlimit.sim.jsonlfast import read_jsonl_fast
 from tokenlimit.sim.readers import read_trace
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 ARRAYS = ("ts", "latency", "prompt_tokens", "completion_tokens", "total_tokens", "key_ptr",
           "key_index", "imputed")

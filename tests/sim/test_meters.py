@@ -18,7 +18,7 @@ from tokenlimit.sim.meters import (
     SlidingWindow,
     TokenBucket,
 )
-from tokenlimit.sim.trace import trace_from_requests
+from tokenlimit.sim.trace_table import trace_from_requests
 
 # M = 100 tokens, F = 10 per I = 10 s: 1 token/s; windows W = M * I / F = 100 s.
 RULE = Rule(0, "u", 100, 10, 10, 60)

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.sim.keys import (
+from tokenlimit.bucket.key_templates import (
     ATTRIBUTES,
     KeyTemplate,
     header_values,
     parse_key_templates,
     render_keys,
 )
+from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.sim.readers import TRACE_FIELDS, TraceKeys, read_trace
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 CANONICAL = [
     {"ts": 10.5, "key": "u1", "latency": 1.25, "prompt_tokens": 5, "completion_tokens": 7,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from tokenlimit.cli.mock_llm import DurationOption, FormatOption, HostOption, check_format
+from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import GatewayConfig, build_config, load_plugin
-from tokenlimit.gateway.constants import LOOPBACK
 from tokenlimit.gateway.health import GatewayEvent
 
 if TYPE_CHECKING:  # aiohttp and uvicorn load when the gateway runs, not at every start-up

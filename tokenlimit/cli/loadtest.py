@@ -15,17 +15,17 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
 from tokenlimit.errors import ConfigError, RemoteError
 from tokenlimit.rules import Rule, require_valid
-from tokenlimit.sim.keys import parse_key_templates
-from tokenlimit.sim.model import TraceRequest
+from tokenlimit.sim.records import TraceRequest
 
 if TYPE_CHECKING:  # the load machinery (asyncio, numpy) loads when a run starts
     from tokenlimit.load.driver import LoadPlan, Shape
-    from tokenlimit.load.report import LoadReport
+    from tokenlimit.load.run_report import LoadReport
+    from tokenlimit.load.run_stats import RunStats
     from tokenlimit.load.schedule import Schedule
-    from tokenlimit.load.stats import RunStats
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -212,7 +212,7 @@ def loadtest(
     """
     from tokenlimit.load.client import Target
     from tokenlimit.load.modes import Range, has_control
-    from tokenlimit.load.report import check_writable, merge_reports, read_report
+    from tokenlimit.load.run_report import check_writable, merge_reports, read_report
 
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
@@ -280,13 +280,13 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
             rules: list[Rule] | None, strict: bool) -> None:
     from tokenlimit.load.modes import BAD_ANSWER
-    from tokenlimit.load.report import format_report, write_atomic
+    from tokenlimit.load.run_report import format_report, write_atomic
 
     data = report.to_dict()
     if output:
         write_atomic(output, (json.dumps(data, indent=2) + "\n").encode())
     if plot:
-        from tokenlimit.load.plot import write_plot
+        from tokenlimit.load.run_plot import write_plot
 
         if rules is None and report.rules:
             from tokenlimit.rules import load_rules

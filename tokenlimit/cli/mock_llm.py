@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokenlimit.gateway.constants import LOOPBACK
+from tokenlimit.gateway.addresses import LOOPBACK
 
 if TYPE_CHECKING:  # asyncio and uvicorn load when a server runs, not at every start-up
     from tokenlimit.gateway.mock_llm import MockLLM, MockSettings

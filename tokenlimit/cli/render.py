@@ -19,7 +19,7 @@ from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption,
 from tokenlimit.errors import ConfigError
 from tokenlimit.k8s import (
     Manifest,
-    ServiceOptions,
+    ServiceManifestOptions,
     TargetRef,
     WasmPluginOptions,
     format_manifests,
@@ -32,7 +32,7 @@ from tokenlimit.k8s import (
     render_wasmplugin,
     write_manifests,
 )
-from tokenlimit.k8s import options as defaults
+from tokenlimit.k8s import settings as defaults
 from tokenlimit.rules import Finding, Rule, Severity, require_valid
 
 
@@ -170,12 +170,12 @@ def _plugin_options(name: str, namespace: str, selector: list[str] | None,
 
 def _service(name: str, namespace: str, image: str | None, replicas: int, redis_address: str,
              redis_db: int | None, secret: str | None, key: str, password_env: str | None,
-             no_password: bool) -> tuple[ServiceOptions, str | None]:
+             no_password: bool) -> tuple[ServiceManifestOptions, str | None]:
     if no_password and (password_env or secret):
         raise typer.BadParameter("--no-redis-password excludes --redis-password-env and "
                                  "--redis-password-secret", param_hint="--no-redis-password")
     with _usage_errors():
-        options = ServiceOptions(
+        options = ServiceManifestOptions(
             name=name, namespace=namespace, image=image or "", replicas=replicas,
             redis_address=redis_address, redis_db=redis_db,
             password_secret="" if no_password else (secret or f"{name}-redis"),

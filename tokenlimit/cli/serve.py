@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from tokenlimit.bucket.reserve import EstimatePolicy
+from tokenlimit.bucket.types import Charge
 from tokenlimit.cli.options import RulesOption
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
-from tokenlimit.service.constants import BACKENDS
-from tokenlimit.service.reserve import EstimatePolicy
-from tokenlimit.sim.model import Charge
+from tokenlimit.service.backends import BACKENDS
 
 if TYPE_CHECKING:  # the service (asyncio, httptools) loads when `serve` runs
     from tokenlimit.service.app import FailMode, Mode
@@ -123,6 +123,7 @@ def serve(
     import asyncio
 
     from tokenlimit.service.app import RateLimitApp, ServiceOptions
+    from tokenlimit.service.reuseport import run_workers
     from tokenlimit.service.runner import (
         backend_config,
         build_store,
@@ -133,7 +134,6 @@ def serve(
         new_event_loop,
         serve_forever,
     )
-    from tokenlimit.service.workers import run_workers
 
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
     policy = parse_estimates(estimate or [])

@@ -14,17 +14,17 @@ import typer
 from rich.console import Console, Group
 from rich.table import Table
 
+from tokenlimit.bucket.key_templates import parse_key_templates
+from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import Severity, require_valid
-from tokenlimit.sim.constants import CHARGES, SEMANTICS
-from tokenlimit.sim.keys import parse_key_templates
-from tokenlimit.sim.model import Charge
+from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
 if TYPE_CHECKING:  # numpy loads when a trace is read, not at every command's start-up
-    from tokenlimit.sim.stats import Row, Summary
-    from tokenlimit.sim.trace import Trace
+    from tokenlimit.sim.replay_stats import Row, Summary
+    from tokenlimit.sim.trace_table import Trace
 
 FORMATS = ("text", "json")
 
@@ -208,7 +208,7 @@ def simulate(
     if decisions:
         write_decisions(decisions, trace, replay.outcome, replay.rule)
     if plot:
-        from tokenlimit.sim.plot import plot_replay
+        from tokenlimit.sim.replay_plot import plot_replay
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged)
@@ -231,7 +231,7 @@ def _check_output(path: str) -> None:
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,
                   plot: str | None) -> None:
     if plot:
-        from tokenlimit.sim.plot import plot_sweep
+        from tokenlimit.sim.replay_plot import plot_sweep
 
         plot_sweep(plot, [label for label, _ in results],
                    [s.totals.limited_pct for _, s in results],

@@ -31,8 +31,8 @@ from tokenlimit.cli.mock_llm import (
     mock_summary,
 )
 from tokenlimit.cli.options import RulesOption
+from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import build_config, load_plugin
-from tokenlimit.gateway.constants import LOOPBACK
 from tokenlimit.rules import LoadedRules, load_rules, require_valid
 
 if TYPE_CHECKING:  # the servers' libraries load when `up` runs, not at every start-up

@@ -17,7 +17,7 @@ from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
 from tokenlimit.errors import RuleError
 from tokenlimit.rules import Finding, Rule, Severity
 from tokenlimit.rules.figures import duration, figures_of, number
-from tokenlimit.rules.report import (
+from tokenlimit.rules.formats import (
     KeyMatch,
     ValidationReport,
     failed_report,

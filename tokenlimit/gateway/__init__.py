@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING
 from tokenlimit._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from tokenlimit.bucket.key_templates import KeyTemplate, render_keys
+    from tokenlimit.bucket.types import Usage
+    from tokenlimit.gateway.addresses import LOOPBACK
     from tokenlimit.gateway.attributes import RequestAttributes
     from tokenlimit.gateway.config import (
         GatewayConfig,
@@ -20,25 +23,24 @@ if TYPE_CHECKING:
         build_config,
         load_plugin,
     )
-    from tokenlimit.gateway.constants import LOOPBACK
     from tokenlimit.gateway.health import GatewayEvent, GatewayStats
     from tokenlimit.gateway.mock_llm import MockLLM, MockSettings, TokenDraw, prompt_tokens
     from tokenlimit.gateway.proxy import Gateway
     from tokenlimit.gateway.server import BackgroundServers, Listener, bind, run_foreground
-    from tokenlimit.gateway.usage import Usage, UsageReader
-    from tokenlimit.sim.keys import KeyTemplate, render_keys
+    from tokenlimit.gateway.usage import UsageReader
 else:
     __getattr__, __dir__ = lazy_exports(__name__, {
         "tokenlimit.gateway.attributes": ("RequestAttributes",),
         "tokenlimit.gateway.config": ("GatewayConfig", "PluginSettings", "build_config",
                                       "load_plugin"),
-        "tokenlimit.gateway.constants": ("LOOPBACK",),
+        "tokenlimit.gateway.addresses": ("LOOPBACK",),
         "tokenlimit.gateway.health": ("GatewayEvent", "GatewayStats"),
         "tokenlimit.gateway.mock_llm": ("MockLLM", "MockSettings", "TokenDraw", "prompt_tokens"),
         "tokenlimit.gateway.proxy": ("Gateway",),
         "tokenlimit.gateway.server": ("BackgroundServers", "Listener", "bind", "run_foreground"),
-        "tokenlimit.gateway.usage": ("Usage", "UsageReader"),
-        "tokenlimit.sim.keys": ("KeyTemplate", "render_keys"),
+        "tokenlimit.gateway.usage": ("UsageReader",),
+        "tokenlimit.bucket.types": ("Usage",),
+        "tokenlimit.bucket.key_templates": ("KeyTemplate", "render_keys"),
     })
 
 __all__ = [

@@ -1,10 +1,10 @@
 """What a key template sees of a live request: ``RequestAttributes``, a lookup of its attributes.
 
 The templates themselves (parsing, the attribute names, rendering) live in
-:mod:`tokenlimit.sim.keys`, shared with the simulator; this module only answers, for one
+:mod:`tokenlimit.bucket.key_templates`, shared with the simulator; this module only answers, for one
 request, the base attributes a template asks for.
 
->>> from tokenlimit.sim.keys import KeyTemplate
+>>> from tokenlimit.bucket.key_templates import KeyTemplate
 >>> request = RequestAttributes("POST", "/v1?a=1", "h", headers=(("user-type", "subscriber"),))
 >>> KeyTemplate.parse("{{request.headers.User-Type}}@{{request.host}}{{request.url_path}}").render(
 ...     request)
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from tokenlimit.sim.keys import HEADER_PREFIX
+from tokenlimit.bucket.key_templates import HEADER_PREFIX
 
 
 def _peer(peer: tuple[str, int] | None, address: bool) -> str:
@@ -44,9 +44,10 @@ _VALUES: dict[str, Callable[[RequestAttributes], str]] = {
 
 @dataclass(frozen=True, slots=True)
 class RequestAttributes(Mapping[str, str]):
-    """One request, as a lookup of its base attributes (``tokenlimit.sim.keys``): the names
-    in ``BASE_ATTRIBUTES`` and ``request.headers.<name>`` for each header it carries (several
-    values joined by ``,``). ``headers`` hold lower-case names; ``path`` holds the query."""
+    """One request, as a lookup of its base attributes (``tokenlimit.bucket.key_templates``):
+    the names in ``BASE_ATTRIBUTES`` and ``request.headers.<name>`` for each header it carries
+    (several values joined by ``,``). ``headers`` hold lower-case names; ``path`` holds
+    the query."""
 
     method: str
     path: str

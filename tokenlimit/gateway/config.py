@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from tokenlimit.bucket.key_templates import KeyTemplate, parse_key_templates
 from tokenlimit.errors import ConfigError
-from tokenlimit.sim.keys import KeyTemplate, parse_key_templates
 
 DEFAULT_KEY_TEMPLATE = "{{request.headers.user-type}}"
 FAIL_STRATEGIES = {"FAIL_OPEN": True, "FAIL_CLOSE": False}

@@ -21,12 +21,13 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
+from tokenlimit.bucket.key_templates import render_keys
+from tokenlimit.bucket.types import Usage
 from tokenlimit.gateway.asgi import ClientGone, Receive, Scope, Send, read_body, respond
 from tokenlimit.gateway.attributes import RequestAttributes
 from tokenlimit.gateway.config import GatewayConfig
 from tokenlimit.gateway.health import EventSink, GatewayEvent, GatewayStats, ServiceHealth
-from tokenlimit.gateway.usage import Usage, UsageReader
-from tokenlimit.sim.keys import render_keys
+from tokenlimit.gateway.usage import UsageReader
 
 log = logging.getLogger("tokenlimit.gateway")
 

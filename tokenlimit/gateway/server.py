@@ -19,7 +19,7 @@ from typing import Any
 import uvicorn
 
 from tokenlimit.errors import ConfigError
-from tokenlimit.gateway.constants import LOOPBACK as LOOPBACK  # re-exported
+from tokenlimit.gateway.addresses import LOOPBACK as LOOPBACK  # re-exported
 
 
 class _Server(uvicorn.Server):

@@ -16,39 +16,25 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from tokenlimit.bucket.types import Usage
 
 MAX_JSON_BODY = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Token counts of one LLM answer."""
-
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-    @classmethod
-    def from_json(cls, value: Any) -> Usage | None:
-        """A ``usage`` object with integer counts, or ``None`` for anything else."""
-        if not isinstance(value, dict):
-            return None
-        counts = [value.get(name) for name in ("prompt_tokens", "completion_tokens")]
-        if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-            return None
-        prompt, completion = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
-        total = value.get("total_tokens")
-        if not isinstance(total, int) or isinstance(total, bool):
-            total = prompt + completion
-        return cls(prompt, completion, total)
-
-    def report_body(self, keys: Sequence[str]) -> dict[str, Any]:
-        """The body of ``POST /update_ratelimit_record``."""
-        return {"ratelimit_keys": list(keys), "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "total_tokens": self.total_tokens}
+def usage_from_json(value: Any) -> Usage | None:
+    """A ``usage`` object with integer counts, or ``None`` for anything else."""
+    if not isinstance(value, dict):
+        return None
+    counts = [value.get(name) for name in ("prompt_tokens", "completion_tokens")]
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        return None
+    prompt, completion = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
+    total = value.get("total_tokens")
+    if not isinstance(total, int) or isinstance(total, bool):
+        total = prompt + completion
+    return Usage(prompt, completion, total)
 
 
 def _decompressor(content_encoding: str) -> Any:
@@ -111,7 +97,7 @@ class UsageReader:
         except ValueError:
             return
         if isinstance(event, dict):
-            usage = Usage.from_json(event.get("usage"))
+            usage = usage_from_json(event.get("usage"))
             if usage is not None:
                 self.usage = usage
 
@@ -128,4 +114,4 @@ class UsageReader:
             body = json.loads(bytes(self.buffer))
         except ValueError:
             return None
-        return Usage.from_json(body.get("usage")) if isinstance(body, dict) else None
+        return usage_from_json(body.get("usage")) if isinstance(body, dict) else None

@@ -14,15 +14,7 @@ from tokenlimit._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from tokenlimit.k8s.check import check_manifests, check_texts, wasmplugin_schema
-    from tokenlimit.k8s.options import (
-        ServiceOptions,
-        TargetRef,
-        WasmPluginOptions,
-        parse_labels,
-        parse_target_ref,
-        password_from_env,
-    )
-    from tokenlimit.k8s.render import (
+    from tokenlimit.k8s.manifests import (
         Manifest,
         key_template_findings,
         render_all,
@@ -31,13 +23,21 @@ if TYPE_CHECKING:
         render_wasmplugin,
         rules_config_json,
     )
+    from tokenlimit.k8s.settings import (
+        ServiceManifestOptions,
+        TargetRef,
+        WasmPluginOptions,
+        parse_labels,
+        parse_target_ref,
+        password_from_env,
+    )
     from tokenlimit.k8s.yamlio import format_manifests, manifest_filename, write_manifests
 else:
     __getattr__, __dir__ = lazy_exports(__name__, {
         "tokenlimit.k8s.check": ("check_manifests", "check_texts", "wasmplugin_schema"),
-        "tokenlimit.k8s.options": ("ServiceOptions", "TargetRef", "WasmPluginOptions",
+        "tokenlimit.k8s.settings": ("ServiceManifestOptions", "TargetRef", "WasmPluginOptions",
                                    "parse_labels", "parse_target_ref", "password_from_env"),
-        "tokenlimit.k8s.render": ("Manifest", "key_template_findings", "render_all",
+        "tokenlimit.k8s.manifests": ("Manifest", "key_template_findings", "render_all",
                                   "render_secret", "render_service", "render_wasmplugin",
                                   "rules_config_json"),
         "tokenlimit.k8s.yamlio": ("format_manifests", "manifest_filename", "write_manifests"),
@@ -45,7 +45,7 @@ else:
 
 __all__ = [
     "Manifest",
-    "ServiceOptions",
+    "ServiceManifestOptions",
     "TargetRef",
     "WasmPluginOptions",
     "check_manifests",

@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from tokenlimit.load.histogram import LatencyHistogram
     from tokenlimit.load.loadtest import run_loadtest
     from tokenlimit.load.modes import KeySpec, Observation, Range
-    from tokenlimit.load.report import LoadReport, format_report, merge_reports, read_report
+    from tokenlimit.load.run_report import LoadReport, format_report, merge_reports, read_report
+    from tokenlimit.load.run_stats import RunStats
     from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule, SteppedRamp
-    from tokenlimit.load.stats import RunStats
 else:
     __getattr__, __dir__ = lazy_exports(__name__, {
         "tokenlimit.load.conformance": ("Conformance", "check_conformance"),
@@ -34,10 +34,11 @@ else:
         "tokenlimit.load.histogram": ("LatencyHistogram",),
         "tokenlimit.load.loadtest": ("run_loadtest",),
         "tokenlimit.load.modes": ("KeySpec", "Observation", "Range"),
-        "tokenlimit.load.report": ("LoadReport", "format_report", "merge_reports", "read_report"),
+        "tokenlimit.load.run_report": ("LoadReport", "format_report", "merge_reports",
+                                       "read_report"),
         "tokenlimit.load.schedule": ("ConstantRate", "PoissonRate", "ReplaySchedule",
                                      "SteppedRamp"),
-        "tokenlimit.load.stats": ("RunStats",),
+        "tokenlimit.load.run_stats": ("RunStats",),
     })
 
 __all__ = [

@@ -23,9 +23,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, AsmKeyspace, AsmLimiter
 from tokenlimit.load.modes import Observation
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.asm import LAST_FILL_SUFFIX, AsmKeyspace, AsmLimiter
 
 MAX_BRANCHES = 64
 _REPORT, _CHECK = 0, 1

@@ -9,7 +9,7 @@ stops at ``duration`` seconds or ``requests`` requests, whichever comes first, o
 ``stop`` is set (Ctrl-C): in-flight requests get a short grace period, then the partial
 result is returned.
 
-With ``workers > 1`` (``tokenlimit.load.workers``), worker ``w`` of ``N`` takes the
+With ``workers > 1`` (``tokenlimit.load.multiprocess``), worker ``w`` of ``N`` takes the
 requests ``w, w + N, ...`` of the same schedule, so the merged traffic is the schedule.
 """
 
@@ -34,10 +34,10 @@ from tokenlimit.load.modes import (
     Range,
     ServiceMode,
 )
+from tokenlimit.load.run_stats import RunStats
 from tokenlimit.load.schedule import Schedule
-from tokenlimit.load.stats import RunStats
 from tokenlimit.load.waker import AlarmWaker
-from tokenlimit.sim.model import TraceRequest
+from tokenlimit.sim.records import TraceRequest
 
 Shape = Literal["closed", "open"]
 TICK_SECONDS = 0.25

@@ -12,12 +12,12 @@ from tokenlimit.errors import TraceError
 from tokenlimit.load.conformance import check_conformance
 from tokenlimit.load.driver import LoadPlan, StopFlag
 from tokenlimit.load.modes import has_control
-from tokenlimit.load.report import LoadReport
-from tokenlimit.load.stats import RunStats
-from tokenlimit.load.workers import run_workers
+from tokenlimit.load.multiprocess import run_workers
+from tokenlimit.load.run_report import LoadReport
+from tokenlimit.load.run_stats import RunStats
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.model import TraceRequest
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.records import TraceRequest
+from tokenlimit.sim.trace_table import Trace
 
 
 def describe_load(plan: LoadPlan) -> str:

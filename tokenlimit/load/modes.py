@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.load.client import Pool, Response, Target, TransportError, build_request
-from tokenlimit.load.stats import Outcome, RunStats
+from tokenlimit.load.run_stats import Outcome, RunStats
 
 Mode = Literal["gateway", "service"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from tokenlimit.rules.codes import CODES, Code
 from tokenlimit.rules.figures import RuleFigures, figures_of
 from tokenlimit.rules.findings import Finding, Severity
+from tokenlimit.rules.formats import KeyMatch, ValidationReport, validate_rules
 from tokenlimit.rules.lint import lint, require_valid
 from tokenlimit.rules.model import INT_FIELDS, REGEX_FIELD, RULE_FIELDS, Location, Rule
 from tokenlimit.rules.regex import RuleMatcher, compile_go_regex
-from tokenlimit.rules.report import KeyMatch, ValidationReport, validate_rules
 from tokenlimit.rules.sources import ENV_VAR, LoadedRules, load_rules, parse_rules_text
 
 __all__ = [

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING
 from tokenlimit._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from tokenlimit.bucket.reserve import EstimatePolicy
     from tokenlimit.service.app import RateLimitApp, ServiceOptions
     from tokenlimit.service.clock import ManualClock
-    from tokenlimit.service.reserve import EstimatePolicy
     from tokenlimit.service.runner import (
         BackendConfig,
         RunningService,
@@ -46,7 +46,7 @@ else:
     __getattr__, __dir__ = lazy_exports(__name__, {
         "tokenlimit.service.app": ("RateLimitApp", "ServiceOptions"),
         "tokenlimit.service.clock": ("ManualClock",),
-        "tokenlimit.service.reserve": ("EstimatePolicy",),
+        "tokenlimit.bucket.reserve": ("EstimatePolicy",),
         "tokenlimit.service.runner": ("BackendConfig", "RunningService", "backend_config",
                                       "build_store", "running_service"),
     })

@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tokenlimit.bucket.limiter import CheckResult
+from tokenlimit.bucket.reserve import EstimatePolicy
+from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import StoreError
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.http import Request, Response
@@ -26,10 +29,7 @@ from tokenlimit.service.protocol import (
     query_value,
     strict_keys_value,
 )
-from tokenlimit.service.reserve import EstimatePolicy
 from tokenlimit.service.stores.base import Store
-from tokenlimit.sim.asm import CheckResult
-from tokenlimit.sim.model import Charge
 
 FailMode = Literal["compat", "open", "closed"]
 Mode = Literal["compat", "reserve"]
@@ -186,10 +186,10 @@ class RateLimitApp:
             usage = parse_usage(request.body)
         except DecodeError as exc:
             return self._bad_request(f"body: {exc}")
-        tokens = usage.total_tokens if self.options.charge == "total" else usage.completion_tokens
+        tokens = usage.usage.charged(self.options.charge)
         if self.options.strict_input:
             for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
-                if getattr(usage, name) < 0:
+                if getattr(usage.usage, name) < 0:
                     return self._bad_request(f"{name}: must not be negative")
         try:
             await self.store.report(usage.keys, tokens, settle=self.options.mode == "reserve")

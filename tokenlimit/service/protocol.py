@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
+
+from tokenlimit.bucket.types import Usage, UsageReport
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 USAGE_FIELDS = ("ratelimit_keys", "prompt_tokens", "completion_tokens", "total_tokens")
@@ -29,16 +30,6 @@ _GO_HTML_RE = re.compile("[<>&\u2028\u2029]")
 
 class DecodeError(ValueError):
     """The input is not what Go's ``json.Unmarshal`` would accept; the text says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """A decoded usage report (missing numbers are 0, as Go leaves them)."""
-
-    keys: tuple[str, ...]
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
 
 
 class _GoFloat(str):
@@ -172,11 +163,11 @@ def _unescape(raw: bytes) -> bytes:
     return unquote_to_bytes(raw.replace(b"+", b" "))
 
 
-def parse_usage(body: bytes) -> Usage:
+def parse_usage(body: bytes) -> UsageReport:
     """Decode an ``/update_ratelimit_record`` body as Go's ``json.Unmarshal`` into the struct.
 
     >>> parse_usage(b'{"ratelimit_keys":["u"],"completion_tokens":30,"other":1}')
-    Usage(keys=('u',), prompt_tokens=0, completion_tokens=30, total_tokens=0)
+    UsageReport(keys=('u',), usage=Usage(prompt_tokens=0, completion_tokens=30, total_tokens=0))
     >>> parse_usage(b'{"completion_tokens":1.5}')
     Traceback (most recent call last):
     ...
@@ -197,7 +188,7 @@ def parse_usage(body: bytes) -> Usage:
     except RecursionError as exc:
         raise DecodeError("exceeded max depth") from exc
     if document is None:
-        return Usage(())
+        return UsageReport(())
     if not isinstance(document, dict):
         raise DecodeError(f"cannot unmarshal {_kind(document)} into the usage object")
     values: dict[str, Any] = {}
@@ -219,7 +210,7 @@ def parse_usage(body: bytes) -> Usage:
             error = error or exc  # Go reports the first type error after decoding the rest
     if error is not None:
         raise error
-    return Usage(keys, **numbers)
+    return UsageReport(keys, Usage(**numbers))
 
 
 def _field_for(key: str) -> str | None:

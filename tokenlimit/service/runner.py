@@ -26,8 +26,8 @@ from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
-from tokenlimit.service.constants import BACKENDS as BACKENDS  # re-exported
-from tokenlimit.service.constants import BackendKind as BackendKind  # re-exported
+from tokenlimit.service.backends import BACKENDS as BACKENDS  # re-exported
+from tokenlimit.service.backends import BackendKind as BackendKind  # re-exported
 from tokenlimit.service.http import HttpServer
 from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore

@@ -7,10 +7,11 @@ algorithms in ``tokenlimit.sim.algorithms``.
 
 from __future__ import annotations
 
-from tokenlimit.sim.asm import AsmKeyspace, AsmLimiter, CheckResult
-from tokenlimit.sim.keys import KeyTemplate, parse_key_templates, render_keys
-from tokenlimit.sim.model import Charge, Decision, Outcome, TraceRequest
+from tokenlimit.bucket.key_templates import KeyTemplate, parse_key_templates, render_keys
+from tokenlimit.bucket.limiter import AsmKeyspace, AsmLimiter, CheckResult
+from tokenlimit.bucket.types import Charge, Outcome
 from tokenlimit.sim.oracle import replay_oracle
+from tokenlimit.sim.records import Decision, TraceRequest
 
 __all__ = [
     "AsmKeyspace",

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenlimit.bucket.types import CHARGES as CHARGES  # re-exported
+from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.constants import CHARGES as CHARGES  # re-exported
-from tokenlimit.sim.constants import SEMANTICS
 from tokenlimit.sim.engine import Replay, key_rules, replay_asm
 from tokenlimit.sim.meters import METERS, Meter
-from tokenlimit.sim.model import Charge
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.semantics import SEMANTICS
+from tokenlimit.sim.trace_table import Trace
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from tokenlimit.sim.jit import njit
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 _FIELDS = ("ts", "key", "latency", "prompt_tokens", "completion_tokens", "total_tokens")
 _FNV_OFFSET = np.uint64(14695981039346656037)

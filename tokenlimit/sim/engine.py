@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, AsmLimiter
+from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
-from tokenlimit.sim.asm import LAST_FILL_SUFFIX, AsmLimiter
-from tokenlimit.sim.model import Charge
 from tokenlimit.sim.oracle import replay_oracle
-from tokenlimit.sim.trace import IntArray, Trace
+from tokenlimit.sim.trace_table import IntArray, Trace
 
 ALLOW, DENY, ERROR = 0, 1, 2
 OUTCOME_NAMES = ("allow", "deny", "error")

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tokenlimit.errors import ConfigError
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 ARRIVALS = ("poisson", "bursty", "diurnal")
 MAX_USERS = 10_000_000

@@ -25,7 +25,7 @@ import orjson
 
 from tokenlimit.errors import TraceError
 from tokenlimit.sim.readers import MISSING, _add, _Columns, _finish
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 BLOCK = 1 << 20  # bytes per block, cut after a newline
 _EXACT = 2.0**53  # larger numbers may have come from integers the general reader refuses

@@ -11,9 +11,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
+from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.asm import AsmLimiter
-from tokenlimit.sim.model import Charge, Decision, TraceRequest
+from tokenlimit.sim.records import Decision, TraceRequest
 
 _REPORT, _CHECK = 0, 1
 

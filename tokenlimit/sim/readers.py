@@ -33,9 +33,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from tokenlimit.bucket.key_templates import HEADER_PREFIX, KeyTemplate, header_text
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.sim.keys import HEADER_PREFIX, KeyTemplate, header_text
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 MISSING = -1
 
@@ -66,7 +66,7 @@ class TraceKeys:
     ``TRACE_FIELDS``. ``ConfigError`` (at once, before any line is read) for a template that
     reads an attribute no trace line carries, such as ``request.scheme``.
 
-    >>> from tokenlimit.sim.keys import parse_key_templates
+    >>> from tokenlimit.bucket.key_templates import parse_key_templates
     >>> keys = TraceKeys(parse_key_templates(["{{request.method}} {{request.headers.x-a}}"]))
     >>> keys.render({"method": "GET", "headers": {"X-A": ["1", "2"]}}, "t.jsonl", 1)
     ('GET 1,2',)

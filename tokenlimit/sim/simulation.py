@@ -5,7 +5,7 @@ usable as a library:
 
 >>> from tokenlimit.rules.model import Rule
 >>> from tokenlimit.sim import TraceRequest
->>> from tokenlimit.sim.trace import trace_from_requests
+>>> from tokenlimit.sim.trace_table import trace_from_requests
 >>> trace = trace_from_requests([TraceRequest(0, 0.0, ("u",), 0.0, completion_tokens=60),
 ...                              TraceRequest(1, 1.0, ("u",))])
 >>> result = simulate_trace(trace, [Rule(0, "u", 100, 50, 60, 600)])
@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import LoadedRules, Severity, lint
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.algorithms import ALGORITHMS
 from tokenlimit.sim.engine import Replay
-from tokenlimit.sim.model import Charge
-from tokenlimit.sim.stats import Summary, summarize
+from tokenlimit.sim.replay_stats import Summary, summarize
 from tokenlimit.sim.sweep import Setting, sweep_rules
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -14,7 +14,7 @@ from typing import IO, Any
 import numpy as np
 
 from tokenlimit.errors import ConfigError
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 CSV_HEADER = "ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
 _CHUNK = 200_000

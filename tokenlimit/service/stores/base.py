@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from tokenlimit.bucket.limiter import CheckResult
+from tokenlimit.bucket.reserve import EstimatePolicy
 from tokenlimit.rules.model import Rule
-from tokenlimit.service.reserve import EstimatePolicy
-from tokenlimit.sim.asm import CheckResult
 
 Clock = Callable[[], float]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from tokenlimit.bucket.limiter import AsmKeyspace, AsmLimiter, CheckResult
+from tokenlimit.bucket.reserve import EstimatePolicy, ReserveBook
 from tokenlimit.rules.model import Rule
-from tokenlimit.service.reserve import EstimatePolicy, ReserveBook
 from tokenlimit.service.stores.base import Clock
-from tokenlimit.sim.asm import AsmKeyspace, AsmLimiter, CheckResult
 
 
 class MemoryStore:

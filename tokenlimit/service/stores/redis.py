@@ -2,9 +2,9 @@
 
 Key layout, compatible with the example so the two services can share one Redis: the balance
 under the raw key, the last refill second under ``<key>_last_fill_time``. Reserve mode adds
-``<key>_reserved``, ``<key>_reserved_n`` and ``<key>_avg_tokens`` (see ``reserve.py``). The
-cluster layout wraps the key in a hash tag (``{<key>}``, ``{<key>}_last_fill_time``, ...) so
-that a key's state lives in one slot.
+``<key>_reserved``, ``<key>_reserved_n`` and ``<key>_avg_tokens`` (see
+``tokenlimit.bucket.reserve``). The cluster layout wraps the key in a hash tag (``{<key>}``,
+``{<key>}_last_fill_time``, ...) so that a key's state lives in one slot.
 
 Scripts are ``.lua`` files in ``tokenlimit/service/lua`` (``bucket.lua`` is prepended to each),
 loaded on every new connection and called by EVALSHA; a NOSCRIPT answer reloads them.
@@ -20,13 +20,13 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
+from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, CheckResult
+from tokenlimit.bucket.reserve import AVG_WEIGHT, EstimatePolicy
 from tokenlimit.errors import StoreError
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
-from tokenlimit.service.reserve import AVG_WEIGHT, EstimatePolicy
 from tokenlimit.service.stores.base import Clock
 from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, encode_command
-from tokenlimit.sim.asm import LAST_FILL_SUFFIX, CheckResult
 
 SCRIPT_NAMES = ("check", "reserve", "release", "settle", "report")
 COMMAND_CACHE_SIZE = 10_000

@@ -17,7 +17,7 @@ from typing import Any
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.load.conformance import Conformance
-from tokenlimit.load.stats import OUTCOMES, RunStats
+from tokenlimit.load.run_stats import OUTCOMES, RunStats
 
 SCHEMA = "tokenlimit-loadtest/1"
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tokenlimit.sim.model import Charge, TraceRequest
+from tokenlimit.bucket.types import Charge
+from tokenlimit.sim.records import TraceRequest
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import Replay, key_rules
-from tokenlimit.sim.model import Charge
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-Outcome = Literal["allow", "deny", "error"]
-Charge = Literal["completion", "total"]
+from tokenlimit.bucket.types import Charge, Outcome, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +28,7 @@ class TraceRequest:
 
     def charged(self, charge: Charge) -> int:
         """Tokens a report deducts: completion tokens (the ASM service) or total tokens."""
-        return self.completion_tokens if charge == "completion" else self.total_tokens
+        return Usage(self.prompt_tokens, self.completion_tokens, self.total_tokens).charged(charge)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import ALLOW, DENY, Replay
-from tokenlimit.sim.model import Charge
-from tokenlimit.sim.trace import Trace
+from tokenlimit.sim.trace_table import Trace
 from tokenlimit.sim.writers import publish
 
 

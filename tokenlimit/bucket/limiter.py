@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
+from tokenlimit.bucket.types import Outcome
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
 
 LAST_FILL_SUFFIX = "_last_fill_time"
-Outcome = Literal["allow", "deny", "error"]
 
 
 @dataclass(frozen=True, slots=True)

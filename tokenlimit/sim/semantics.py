@@ -6,10 +6,6 @@ option checks read the names from here.
 
 from __future__ import annotations
 
-from tokenlimit.sim.model import Charge
-
-CHARGES: tuple[Charge, ...] = ("completion", "total")
-
 # Each replay semantics' name and one-line summary, in the order the CLI lists them.
 SEMANTICS: dict[str, str] = {
     "asm": "the ASM service exactly (whole-interval refills, TTL resets)",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tokenlimit.sim.asm import AsmKeyspace, AsmLimiter, CheckResult, ScriptError
+from tokenlimit.bucket.limiter import AsmKeyspace, AsmLimiter, CheckResult, ScriptError
 
 RESERVED_SUFFIX = "_reserved"
 RESERVED_N_SUFFIX = "_reserved_n"

@@ -12,11 +12,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tokenlimit.k8s.options import (
+from tokenlimit.k8s.settings import (
     ASM_SERVICE_IMAGE,
     CONTAINER_PORT,
     SERVICE_PORT,
-    ServiceOptions,
+    ServiceManifestOptions,
     WasmPluginOptions,
 )
 from tokenlimit.rules import ENV_VAR, Finding, Rule, RuleMatcher, Severity
@@ -71,7 +71,7 @@ def render_wasmplugin(options: WasmPluginOptions) -> Manifest:
     }
 
 
-def render_service(rules: Sequence[Rule], options: ServiceOptions,
+def render_service(rules: Sequence[Rule], options: ServiceManifestOptions,
                    password: str | None = None) -> list[Manifest]:
     """ServiceAccount, Service (80 -> 8080) and Deployment of the rate-limit service, with
     the Secret holding ``password`` after the ServiceAccount when one is given."""
@@ -110,7 +110,7 @@ def render_service(rules: Sequence[Rule], options: ServiceOptions,
     return objects
 
 
-def _container(rules: Sequence[Rule], options: ServiceOptions) -> Manifest:
+def _container(rules: Sequence[Rule], options: ServiceManifestOptions) -> Manifest:
     env: list[Manifest] = [{"name": "REDIS_ADDRESS", "value": options.redis_address}]
     if options.password_secret:
         env.append({"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
@@ -142,7 +142,7 @@ def _container(rules: Sequence[Rule], options: ServiceOptions) -> Manifest:
     return container
 
 
-def render_secret(options: ServiceOptions, password: str) -> Manifest:
+def render_secret(options: ServiceManifestOptions, password: str) -> Manifest:
     """The Secret holding the Redis password (base64 in ``data``, as the API stores it)."""
     encoded = base64.b64encode(password.encode("utf-8")).decode("ascii")
     return {
@@ -154,7 +154,7 @@ def render_secret(options: ServiceOptions, password: str) -> Manifest:
     }
 
 
-def render_all(rules: Sequence[Rule], plugin: WasmPluginOptions, service: ServiceOptions,
+def render_all(rules: Sequence[Rule], plugin: WasmPluginOptions, service: ServiceManifestOptions,
                password: str | None = None) -> list[Manifest]:
     """Service objects (with the Secret when ``password`` is given), then the WasmPlugin."""
     objects = render_service(rules, service, password)

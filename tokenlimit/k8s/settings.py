@@ -1,6 +1,6 @@
 """What a user can set in the rendered manifests, with the ASM guide's values as defaults.
 
-Two frozen values, ``WasmPluginOptions`` and ``ServiceOptions``; their constructors check
+Two frozen values, ``WasmPluginOptions`` and ``ServiceManifestOptions``; their constructors check
 every field at once and raise ``ConfigError`` naming the option, so the renderers can trust
 them. Parsing of ``KEY=VALUE`` selectors and ``[GROUP/]KIND/NAME`` target references lives
 here too, so the command line stays thin.
@@ -117,7 +117,7 @@ class WasmPluginOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceOptions:
+class ServiceManifestOptions:
     """The rate-limit service's ServiceAccount, Service, Deployment and optional Secret.
 
     ``image`` empty means the ASM example image; otherwise tokenlimit's own ``serve`` runs

@@ -18,7 +18,7 @@ from typing import Any
 
 from tokenlimit.errors import RemoteError
 from tokenlimit.load.driver import LoadPlan, RunResult, StopFlag, run
-from tokenlimit.load.stats import RunStats
+from tokenlimit.load.run_stats import RunStats
 
 _FIELDS = 4  # sent, allowed, limited, errors, per worker, for live progress
 START_DELAY = 0.5  # every worker warms its connections, then starts at one instant
