@@ -104,9 +104,10 @@ class System:
     def mock_url(self) -> str:
         return self.servers.listeners[0].url
 
-    def drain(self) -> None:
-        """Wait until every report the gateway scheduled has reached the service."""
-        self.servers.call(self.gateway.drain())
+    def drain(self, spool: bool = True) -> None:
+        """Wait until every report the gateway scheduled has reached the service (or, without
+        ``spool``, has been sent or spooled)."""
+        self.servers.call(self.gateway.drain(spool), timeout=30)
 
     def stop_service(self) -> None:
         self.service_servers.stop()
