@@ -16,7 +16,14 @@ from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
-from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.cli.options import (
+    ConfigJsonOption,
+    EstimateOption,
+    FromEnvOption,
+    RulesOption,
+    estimate_policy,
+    read_rules,
+)
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.semantics import SEMANTICS
@@ -123,6 +130,7 @@ def simulate(
         help=f"Limiter: {', '.join(SEMANTICS)}.")] = "asm",
     charge: Annotated[str, typer.Option(
         help="Tokens a report deducts: completion (the service) or total.")] = "completion",
+    estimate: EstimateOption = None,
     key_template: Annotated[list[str] | None, typer.Option(
         "--key-template", metavar="TEMPLATE",
         help="Render keys from each line's headers (and path, host, method), e.g. "
@@ -149,6 +157,10 @@ def simulate(
     if semantics not in SEMANTICS:
         raise typer.BadParameter(f"choose one of {', '.join(SEMANTICS)}",
                                  param_hint="--semantics")
+    if estimate and semantics != "asm-reserve":
+        raise typer.BadParameter("estimates are used only with --semantics asm-reserve",
+                                 param_hint="--estimate")
+    policy = estimate_policy(estimate)
     if charge not in CHARGES:
         raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
     if top < 0:
@@ -199,7 +211,7 @@ def simulate(
         step("replaying")
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
-                                origin=loaded.origin, on_step=step)
+                                origin=loaded.origin, estimate=policy, on_step=step)
     if settings:
         _report_sweep(console, list(result.summaries), output_format, plot)
         return

@@ -17,7 +17,7 @@ from typing import Any
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.load.conformance import Conformance
-from tokenlimit.load.run_stats import OUTCOMES, RunStats
+from tokenlimit.load.run_stats import ANSWERS, RunStats
 
 SCHEMA = "tokenlimit-loadtest/1"
 
@@ -61,7 +61,7 @@ class LoadReport:
                          "errors": s.outcomes["error"]},
             "throughput_rps": round(self.throughput, 3),
             "latency_ms": s.latency.summary_ms(),
-            "latency_ms_by_outcome": {o: s.by_outcome[o].summary_ms() for o in OUTCOMES},
+            "latency_ms_by_outcome": {o: s.by_outcome[o].summary_ms() for o in ANSWERS},
             "ttfb_ms": s.ttfb.summary_ms(),
             "send_lateness_ms": s.lateness.summary_ms(),
             "report_latency_ms": s.report_latency.summary_ms(),
@@ -189,7 +189,7 @@ def format_report(report: LoadReport) -> str:
     codes = ", ".join(f"{k}: {v}" for k, v in sorted({**s.statuses, **s.errors}.items()))
     lines.append(f"statuses {codes or '-'}")
     lines.append("latency ms      count     p50     p90     p99   p99.9     max")
-    rows = [("all", s.latency), *((o, s.by_outcome[o]) for o in OUTCOMES)]
+    rows = [("all", s.latency), *((o, s.by_outcome[o]) for o in ANSWERS)]
     if s.ttfb.count:
         rows.append(("ttfb", s.ttfb))
     if s.lateness.count:
