@@ -344,4 +344,4 @@ def test_gateway_logs_one_line_per_outage() -> None:
     assert len(outage) == 1
     assert outage[0].endswith(
         f"gateway: rate-limit service unreachable at http://{LOOPBACK}:{dead} "
-        "(ClientConnectorError); answering 503 (fail-closed) until it answers again")
+        "(ConnectFailed); answering 503 (fail-closed) until it answers again")

@@ -25,37 +25,47 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any
-from urllib.parse import quote
-
-import aiohttp
-from yarl import URL
 
 from tokenlimit.bucket.key_templates import render_keys
 from tokenlimit.bucket.types import Usage
 from tokenlimit.gateway.asgi import ClientGone, Receive, RequestBody, Scope, Send, respond
 from tokenlimit.gateway.attributes import RequestAttributes
+from tokenlimit.gateway.client import (
+    Answer,
+    ClientFailure,
+    ConnectFailed,
+    ExchangeFailed,
+    HttpClient,
+)
 from tokenlimit.gateway.config import GatewayConfig
 from tokenlimit.gateway.health import EventSink, GatewayEvent, GatewayStats, ServiceHealth
+from tokenlimit.gateway.messages import (
+    HOP_BY_HOP,
+    MAX_CHECK_TARGET,
+    MAX_REQUEST_HEAD,
+    check_target,
+    forwarded_headers,
+    head_size,
+    host_count,
+    http_date,
+    request_attributes,
+    request_target,
+)
 from tokenlimit.gateway.reports import Delivery, PendingReport, ReportSpool
 from tokenlimit.gateway.usage import UsageChunkFilter, UsageReader, ask_for_usage
 
 log = logging.getLogger("tokenlimit.gateway")
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade",
-})
 FAIL_CLOSED_BODY = b"rate-limit service unavailable"
 UPSTREAM_DOWN_BODY = (b"upstream connect error or disconnect/reset before headers. "
                       b"reset reason: connection failure")
 TOO_LARGE_BODY = b"request header fields too large"
 TWO_HOSTS_BODY = b"more than one Host header"
 REPORT_DRAIN_SECONDS = 10.0
-MAX_REQUEST_HEAD = 60 * 1024  # Envoy's default max_request_headers_kb: larger heads get 431
-MAX_CHECK_TARGET = 512 * 1024  # well inside the service's 1 MiB request head (Go's default)
 PEEK_BYTES = 1024 * 1024  # a request body this small is read whole to add include_usage
+REPORT_PATH = b"/update_ratelimit_record"
+JSON_TYPE = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,66 +78,16 @@ class Verdict:
     status: int | None = None
 
 
-def _passed_on(name: str) -> bool:
-    return name.startswith("x-ratelimit-") or name == "retry-after"
-
-
-def _header_text(value: bytes) -> str:
-    """A header value as text that the upstream client writes back as the same bytes (UTF-8)."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")  # not UTF-8: readable, though not byte for byte
-
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def http_date() -> bytes:
-    """The current ``Date`` header value (computed once a second)."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True).encode())
-    return _date_cache[1]
-
-
-def _attributes(scope: Scope, headers: list[tuple[str, str]]) -> RequestAttributes:
-    host = next((v for k, v in headers if k == "host"), "")
-    query = scope.get("query_string", b"").decode("latin-1")
-    path = scope.get("raw_path") or scope["path"].encode()
-    target = path.decode("latin-1") + (f"?{query}" if query else "")
-    client, server = scope.get("client"), scope.get("server")
-    return RequestAttributes(
-        method=scope["method"], path=target, host=host, scheme=scope.get("scheme", "http"),
-        protocol=f"HTTP/{scope.get('http_version', '1.1')}", headers=tuple(headers),
-        source=(client[0], int(client[1])) if client else None,
-        destination=(server[0], int(server[1])) if server and server[1] is not None else None,
-    )
-
-
-def _head_size(scope: Scope) -> int:
-    """The request line and headers' size, about as the client sent them."""
-    path = scope.get("raw_path") or scope["path"].encode()
-    return (len(scope["method"]) + len(path) + len(scope.get("query_string", b"")) + 12
-            + sum(len(k) + len(v) + 4 for k, v in scope["headers"]))
-
-
-def check_target(keys: Sequence[str]) -> str:
-    """The request target of the check for ``keys``.
-
-    >>> check_target(["regular-user"])
-    '/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D'
-    """
-    keys_json = quote(json.dumps(list(keys), ensure_ascii=False, separators=(",", ":")), safe="")
-    return f"/ratelimit?ratelimit_keys={keys_json}"
+def _passed_on(name: bytes) -> bool:
+    name = name.lower()
+    return name.startswith(b"x-ratelimit-") or name == b"retry-after"
 
 
 class _DisconnectWatch:
     """Notices a client that hangs up once its request body has been read, and then closes the
     upstream answer after ``drain_seconds`` (at once when there is nothing to learn from it)."""
 
-    def __init__(self, receive: Receive, body: RequestBody, answer: aiohttp.ClientResponse,
+    def __init__(self, receive: Receive, body: RequestBody, answer: Answer,
                  drain_seconds: float) -> None:
         self.gone = False
         self.cut = False  # the answer was closed before its end
@@ -183,8 +143,8 @@ class Gateway:
         self.stats = GatewayStats()
         self.health = ServiceHealth(config.fail_open)
         self.spool = ReportSpool(self._deliver, self.stats, self._reported)
-        self._upstream: aiohttp.ClientSession | None = None
-        self._service: aiohttp.ClientSession | None = None
+        self._upstream: HttpClient | None = None
+        self._service: HttpClient | None = None
         self._reports: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,17 +159,10 @@ class Gateway:
                 return
 
     async def startup(self) -> None:
-        """Open the connection pools (inside the serving event loop)."""
-        # No headers of the client's own, no decompression: the request and the answer pass
-        # through byte for byte.
-        self._upstream = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0,
-                                          sock_read=self.config.upstream_timeout))
-        self._service = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
-            timeout=aiohttp.ClientTimeout(total=self.config.service_timeout))
+        """Make the clients (their connections open on first use, in the serving loop)."""
+        self._upstream = HttpClient(self.config.upstream,
+                                    read_timeout=self.config.upstream_timeout)
+        self._service = HttpClient(self.config.service)
 
     async def shutdown(self) -> None:
         """Wait (bounded) for the reports still in flight or spooled, then close the pools."""
@@ -231,20 +184,19 @@ class Gateway:
         if self._upstream is None:
             await self.startup()  # a server run without lifespan events
         self.stats.requests += 1
-        if _head_size(scope) > MAX_REQUEST_HEAD:
+        if head_size(scope) > MAX_REQUEST_HEAD:
             self.stats.too_large += 1
             await self._respond(send, 431, TOO_LARGE_BODY)
             return
-        headers = [(k.decode("latin-1").lower(), _header_text(v)) for k, v in scope["headers"]]
-        if sum(1 for k, _ in headers if k == "host") > 1:
+        if host_count(scope) > 1:
             self.stats.bad_requests += 1
             await self._respond(send, 400, TWO_HOSTS_BODY)
             return
-        request = _attributes(scope, headers)
+        request = request_attributes(scope)
         body = RequestBody(receive)
         if not self.config.matches(request.host):
             self.stats.unmatched += 1
-            status = await self.forward(request, headers, body, receive, send, keys=None)
+            status = await self.forward(scope, body, receive, send, keys=None)
             self._event("unmatched", request, (), status)
             return
         keys = render_keys(self.config.templates, request)
@@ -270,7 +222,7 @@ class Gateway:
             self.stats.failed_open += 1
         else:
             self.stats.allowed += 1
-        status = await self.forward(request, headers, body, receive, send, keys=keys)
+        status = await self.forward(scope, body, receive, send, keys=keys, request=request)
         self._event("allowed" if verdict.allow else "failed_open", request, keys, status)
 
     def _event(self, kind: str, request: RequestAttributes, keys: Sequence[str],
@@ -279,29 +231,40 @@ class Gateway:
             self.on_event(GatewayEvent(kind, request.method, request.path, request.host,
                                        tuple(keys), status, detail))
 
-    async def check(self, target: str) -> Verdict:
+    async def check(self, target: bytes) -> Verdict:
         """Ask the service (``target``: see :func:`check_target`)."""
         assert self._service is not None
-        url = URL(self.config.service + target, encoded=True)
-        try:
-            async with self._service.get(url) as answer:
-                status, content = answer.status, await answer.read()
-                raw_headers = answer.raw_headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.stats.service_errors += 1
-            self.health.failure(f"unreachable at {self.config.service} ({type(exc).__name__})")
-            return Verdict(None)
-        verdict = self._verdict(status, content, raw_headers)
+        answer: Answer | None = None
+        content = b""
+        for attempt in (1, 2):
+            answer = None
+            try:
+                async with asyncio.timeout(self.config.service_timeout):
+                    answer = await self._service.request("GET", target)
+                    content = await answer.read()
+                answer.release()
+                break
+            except (ClientFailure, TimeoutError) as exc:
+                if answer is not None:
+                    answer.close()
+                if attempt == 1 and isinstance(exc, ExchangeFailed) and answer is None:
+                    continue  # a kept-alive connection the service had just closed: once more
+                self.stats.service_errors += 1
+                self.health.failure(f"unreachable at {self.config.service} "
+                                    f"({type(exc).__name__})")
+                return Verdict(None)
+        assert answer is not None
+        verdict = self._verdict(answer.status, content, answer.raw_headers)
         if verdict is None:
             self.stats.service_errors += 1
-            self.health.failure(f"answered {status} to /ratelimit")
-            return Verdict(None, status=status)
+            self.health.failure(f"answered {answer.status} to /ratelimit")
+            return Verdict(None, status=answer.status)
         self.health.success()
         return verdict
 
     @staticmethod
     def _verdict(status: int, content: bytes,
-                 raw_headers: tuple[tuple[bytes, bytes], ...]) -> Verdict | None:
+                 raw_headers: list[tuple[bytes, bytes]]) -> Verdict | None:
         if status != 200:
             return None
         try:
@@ -310,45 +273,34 @@ class Gateway:
             return None
         if not isinstance(body, dict) or not isinstance(body.get("allow"), bool):
             return None
-        headers = tuple((k.lower(), v) for k, v in raw_headers
-                        if _passed_on(k.decode("latin-1").lower()))
+        headers = tuple((k.lower(), v) for k, v in raw_headers if _passed_on(k))
         return Verdict(body["allow"], str(body.get("description", "")), headers, status)
 
-    async def forward(self, request: RequestAttributes, headers: list[tuple[str, str]],
-                      body: RequestBody, receive: Receive, send: Send,
-                      keys: Sequence[str] | None) -> int | None:
+    async def forward(self, scope: Scope, body: RequestBody, receive: Receive, send: Send,
+                      keys: Sequence[str] | None,
+                      request: RequestAttributes | None = None) -> int | None:
         """Send the request upstream, its body streamed, and stream the answer back.
 
         Returns the status the client got (``None``: the client hung up mid-answer).
         """
         assert self._upstream is not None
-        connection = {t.strip().lower() for k, v in headers if k == "connection"
-                      for t in v.split(",")}
-        outgoing = [(k, v) for k, v in headers if k not in HOP_BY_HOP and k not in connection]
-        data: Any = None
+        outgoing = forwarded_headers(scope["headers"])
+        head = await body.peek(PEEK_BYTES if keys is not None else 0)
+        data: bytes | Any = body.stream()
         hide_usage = False
-        if keys is not None:
-            head = await body.peek(PEEK_BYTES)
-            if body.complete:
-                asked = ask_for_usage(head, headers)
-                hide_usage = asked is not None
-                data = asked if asked is not None else head
-        if data is None:
-            data = body.stream()
-        else:
-            outgoing = [(k, v) for k, v in outgoing if k != "content-length"]
-            data = data or None
-        url = URL(self.config.upstream + request.path, encoded=True)
+        if body.complete:
+            asked = ask_for_usage(head, request.headers) if request is not None else None
+            hide_usage = asked is not None
+            data = asked if asked is not None else head
+            outgoing = [(k, v) for k, v in outgoing if k.lower() != b"content-length"]
+            if not data and scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                data = None
         try:
-            answer = await self._upstream.request(request.method, url, headers=outgoing,
-                                                  data=data, allow_redirects=False)
-        except ClientGone:
-            raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if isinstance(exc.__cause__, ClientGone):
-                raise ClientGone from exc
+            answer = await self._upstream.request(scope["method"], request_target(scope),
+                                                  outgoing, data, host=False)
+        except (ClientFailure, TimeoutError) as exc:
             self.stats.upstream_errors += 1
-            log.warning("upstream %s: %s", self.config.upstream, type(exc).__name__)
+            log.warning("upstream %s: %s", self.config.upstream, exc or type(exc).__name__)
             await self._respond(send, 503, UPSTREAM_DOWN_BODY)
             return 503
         watch = _DisconnectWatch(receive, body, answer,
@@ -358,7 +310,7 @@ class Gateway:
         finally:
             watch.stop()
             answer.release()
-        if keys is not None:
+        if keys is not None and request is not None:
             self._charge(keys, answer.status, answered, request)
         return None if answered.client_gone else answer.status
 
@@ -378,20 +330,20 @@ class Gateway:
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
 
-    async def _stream_back(self, answer: aiohttp.ClientResponse, send: Send, read_usage: bool,
+    async def _stream_back(self, answer: Answer, send: Send, read_usage: bool,
                            hide_usage: bool, watch: _DisconnectWatch) -> _Answer:
-        reader = UsageReader(answer.headers.get("content-type", ""),
-                             answer.headers.get("content-encoding", "")) if read_usage else None
+        reader = UsageReader(answer.header(b"content-type"),
+                             answer.header(b"content-encoding")) if read_usage else None
         chunk_filter = UsageChunkFilter() if hide_usage and reader is not None and (
             reader.sse and reader.decompress is None) else None
-        dropped = HOP_BY_HOP | ({"content-length"} if chunk_filter else set())
-        out = [(k, v) for k, v in answer.raw_headers if k.decode("latin-1").lower() not in dropped]
+        dropped = HOP_BY_HOP | ({b"content-length"} if chunk_filter else set())
+        out = [(k, v) for k, v in answer.raw_headers if k.lower() not in dropped]
         if not any(k.lower() == b"date" for k, _ in out):
             out.append((b"date", http_date()))
         await send({"type": "http.response.start", "status": answer.status, "headers": out})
         drained = 0
         try:
-            async for chunk in answer.content.iter_any():
+            async for chunk in answer.chunks():
                 if reader is not None:
                     reader.feed(chunk)
                 if watch.gone:
@@ -406,7 +358,7 @@ class Gateway:
             else:
                 if watch.gone and not watch.cut:
                     self.stats.drained += 1
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ClientFailure, TimeoutError) as exc:
             if not watch.gone:  # headers are gone already: all that is left is to cut it
                 self.stats.upstream_errors += 1
                 log.warning("upstream %s broke off its answer: %s", self.config.upstream,
@@ -442,27 +394,32 @@ class Gateway:
 
     async def _deliver(self, keys: Sequence[str], usage: Usage) -> Delivery:
         assert self._service is not None
-        payload = {"ratelimit_keys": list(keys), "prompt_tokens": usage.prompt_tokens,
-                   "completion_tokens": usage.completion_tokens,
-                   "total_tokens": usage.total_tokens}
+        payload = json.dumps({"ratelimit_keys": list(keys), "prompt_tokens": usage.prompt_tokens,
+                              "completion_tokens": usage.completion_tokens,
+                              "total_tokens": usage.total_tokens}, ensure_ascii=False)
+        answer: Answer | None = None
         try:
-            async with self._service.post(f"{self.config.service}/update_ratelimit_record",
-                                          json=payload) as answer:
-                status = answer.status
+            async with asyncio.timeout(self.config.service_timeout):
+                answer = await self._service.request("POST", REPORT_PATH, JSON_TYPE,
+                                                     payload.encode())
                 await answer.read()
-        except aiohttp.ClientConnectorError:
+            answer.release()
+        except ConnectFailed:
             self.health.failure(f"unreachable at {self.config.service}")
             return Delivery.NOT_DELIVERED  # never connected: the report surely did not arrive
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (ClientFailure, TimeoutError) as exc:
+            if answer is not None:
+                answer.close()
             self.health.failure(f"did not confirm a report ({type(exc).__name__})")
             return Delivery.UNKNOWN
-        if status == 200:
+        if answer.status == 200:
             self.health.success()
             return Delivery.DELIVERED
-        self.health.failure(f"answered {status} to /update_ratelimit_record")
+        self.health.failure(f"answered {answer.status} to /update_ratelimit_record")
         # The ASM service answers 500 at its first failed DECRBY: with one key, nothing was
         # charged, so the report can go again; with more, earlier keys may have been charged.
-        return Delivery.NOT_DELIVERED if status == 500 and len(keys) == 1 else Delivery.UNKNOWN
+        single = answer.status == 500 and len(keys) == 1
+        return Delivery.NOT_DELIVERED if single else Delivery.UNKNOWN
 
     async def drain(self, spool: bool = True) -> None:
         """Wait until every report scheduled so far has been sent or spooled and, with
