@@ -59,6 +59,9 @@ class _Connection(asyncio.Protocol):
         self.no_body = False  # an answer to HEAD: complete with its head
         self.status = 0
         self.keep_alive = False
+        self.pipelined: list[tuple[int, bool]] | None = None  # (status, keep-alive) per answer
+        self.pipeline_done: asyncio.Future[None] | None = None
+        self.pipeline_size = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -110,11 +113,21 @@ class _Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
+        if self.pipelined is not None:
+            self.pipelined.append((self.status, self.keep_alive))
+            self.chunks.clear()
+            if len(self.pipelined) == self.pipeline_size and self.pipeline_done is not None:
+                self.complete = True
+                if not self.pipeline_done.done():
+                    self.pipeline_done.set_result(None)
+            return
         self.complete = True
         self.readable.set()
 
     def _fail(self, error: Exception) -> None:
         self.error = error
+        if self.pipeline_done is not None and not self.pipeline_done.done():
+            self.pipeline_done.set_result(None)
         if self.head is not None and not self.head.done():
             self.head.set_exception(error)
         self.readable.set()
@@ -217,6 +230,7 @@ class HttpClient:
 
     def __init__(self, origin: str, connect_timeout: float = 10.0,
                  read_timeout: float | None = None) -> None:
+        self.origin = origin
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{origin!r}: give http://HOST[:PORT] or https://HOST[:PORT]")
@@ -296,6 +310,41 @@ class HttpClient:
             transport.close()
             raise
         return Answer(self, connection)
+
+    async def pipeline(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                       bodies: list[bytes]) -> list[int | None]:
+        """Send several small requests in one write on one connection (HTTP/1.1 pipelining)
+        and wait for their answers (bodies ignored): each answer's status, in order, or
+        ``None`` for a request whose answer did not come (the connection broke first).
+        :class:`ConnectFailed` when no connection could be opened (nothing was sent).
+        """
+        connection = await self._connection()
+        connection.start(method)
+        connection.pipelined, connection.pipeline_size = [], len(bodies)
+        done = connection.pipeline_done = asyncio.get_running_loop().create_future()
+        head = [method.encode("latin-1") + b" " + target + b" HTTP/1.1", b"host: " + self.authority]
+        head += [name + b": " + value for name, value in headers]
+        prefix = b"\r\n".join(head) + b"\r\n"
+        transport = connection.transport
+        assert transport is not None
+        transport.write(b"".join(prefix + b"content-length: %d\r\n\r\n" % len(body) + body
+                                 for body in bodies))
+        try:
+            await done
+        except BaseException:  # cancelled (a timeout): the answers are not waited for
+            transport.close()
+            raise
+        finally:
+            answers = connection.pipelined
+            connection.pipelined, connection.pipeline_done = None, None
+        statuses: list[int | None] = [status for status, _ in answers]
+        if len(answers) == len(bodies) and all(alive for _, alive in answers) and (
+                not connection.closed):
+            connection.complete = True
+            self.idle(connection)
+        else:
+            transport.close()
+        return statuses + [None] * (len(bodies) - len(statuses))
 
     @staticmethod
     async def _send_stream(connection: _Connection, body: AsyncIterator[bytes], chunked: bool,

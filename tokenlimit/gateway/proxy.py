@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,6 @@ from tokenlimit.gateway.attributes import RequestAttributes
 from tokenlimit.gateway.client import (
     Answer,
     ClientFailure,
-    ConnectFailed,
     ExchangeFailed,
     HttpClient,
 )
@@ -52,7 +50,7 @@ from tokenlimit.gateway.messages import (
     request_attributes,
     request_target,
 )
-from tokenlimit.gateway.reports import Delivery, PendingReport, ReportSpool
+from tokenlimit.gateway.reports import Delivery, PendingReport, ReportSpool, deliver_reports
 from tokenlimit.gateway.usage import UsageChunkFilter, UsageReader, ask_for_usage
 
 log = logging.getLogger("tokenlimit.gateway")
@@ -64,8 +62,6 @@ TOO_LARGE_BODY = b"request header fields too large"
 TWO_HOSTS_BODY = b"more than one Host header"
 REPORT_DRAIN_SECONDS = 10.0
 PEEK_BYTES = 1024 * 1024  # a request body this small is read whole to add include_usage
-REPORT_PATH = b"/update_ratelimit_record"
-JSON_TYPE = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +139,13 @@ class Gateway:
         self.stats = GatewayStats()
         self.health = ServiceHealth(config.fail_open)
         self.spool = ReportSpool(self._deliver, self.stats, self._reported)
+
+    async def _deliver(self, reports: Sequence[PendingReport]) -> list[Delivery]:
+        assert self._service is not None
+        return await deliver_reports(self._service, reports, self.config.service_timeout,
+                                     self.health)
         self._upstream: HttpClient | None = None
         self._service: HttpClient | None = None
-        self._reports: set[asyncio.Task[Any]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -166,10 +166,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         """Wait (bounded) for the reports still in flight or spooled, then close the pools."""
-        deadline = time.monotonic() + REPORT_DRAIN_SECONDS
-        if self._reports:
-            await asyncio.wait(set(self._reports), timeout=REPORT_DRAIN_SECONDS)
-        await self.spool.flush(max(0.0, deadline - time.monotonic()))
+        await self.spool.flush(REPORT_DRAIN_SECONDS)
         await self.spool.close()
         for client in (self._upstream, self._service):
             if client is not None:
@@ -325,10 +322,7 @@ class Gateway:
                 return
             self.stats.estimated += 1
             usage = Usage(0, answered.estimate, answered.estimate)
-        task = asyncio.get_running_loop().create_task(
-            self.spool.send(PendingReport(tuple(keys), usage, request)))
-        self._reports.add(task)
-        task.add_done_callback(self._reports.discard)
+        self.spool.submit(PendingReport(tuple(keys), usage, request))
 
     async def _stream_back(self, answer: Answer, send: Send, read_usage: bool,
                            hide_usage: bool, watch: _DisconnectWatch) -> _Answer:
@@ -392,39 +386,9 @@ class Gateway:
             self._event("reported" if ok else "report_failed", report.context, report.keys,
                         200 if ok else None, detail)
 
-    async def _deliver(self, keys: Sequence[str], usage: Usage) -> Delivery:
-        assert self._service is not None
-        payload = json.dumps({"ratelimit_keys": list(keys), "prompt_tokens": usage.prompt_tokens,
-                              "completion_tokens": usage.completion_tokens,
-                              "total_tokens": usage.total_tokens}, ensure_ascii=False)
-        answer: Answer | None = None
-        try:
-            async with asyncio.timeout(self.config.service_timeout):
-                answer = await self._service.request("POST", REPORT_PATH, JSON_TYPE,
-                                                     payload.encode())
-                await answer.read()
-            answer.release()
-        except ConnectFailed:
-            self.health.failure(f"unreachable at {self.config.service}")
-            return Delivery.NOT_DELIVERED  # never connected: the report surely did not arrive
-        except (ClientFailure, TimeoutError) as exc:
-            if answer is not None:
-                answer.close()
-            self.health.failure(f"did not confirm a report ({type(exc).__name__})")
-            return Delivery.UNKNOWN
-        if answer.status == 200:
-            self.health.success()
-            return Delivery.DELIVERED
-        self.health.failure(f"answered {answer.status} to /update_ratelimit_record")
-        # The ASM service answers 500 at its first failed DECRBY: with one key, nothing was
-        # charged, so the report can go again; with more, earlier keys may have been charged.
-        single = answer.status == 500 and len(keys) == 1
-        return Delivery.NOT_DELIVERED if single else Delivery.UNKNOWN
-
     async def drain(self, spool: bool = True) -> None:
-        """Wait until every report scheduled so far has been sent or spooled and, with
-        ``spool``, until the spool is empty (for tests)."""
-        while self._reports:
-            await asyncio.wait(set(self._reports))
+        """Wait until every report made so far has been sent or spooled and, with ``spool``,
+        until the spool is empty (for tests)."""
+        await self.spool.sent()
         if spool:
             await self.spool.flush()
