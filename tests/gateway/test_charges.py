@@ -332,3 +332,22 @@ def test_a_limited_request_is_answered_on_its_head_before_its_body_is_sent(
     assert answer.startswith(b"HTTP/1.1 429 ")
     assert answer.endswith(b"regular-user is being rate-limited")
     assert system.mock.requests == 1
+
+
+@pytest.mark.parametrize("templates", [("{{request.headers.user-type}}",),
+                                       ("{{request.headers.user-type}}", "all-{{request.method}}")])
+def test_a_500_to_a_one_key_report_is_retried_but_not_to_a_multi_key_one(
+        make_system: Any, templates: tuple[str, ...]) -> None:
+    system: System = make_system(limiter=roomy(), templates=templates)
+    system.service.failing_reports = 2  # as the service does when a DECRBY fails
+    answer = httpx.post(system.gateway_url + CHAT, json=chat("x"), timeout=10,
+                        headers={"host": HOST, "user-type": "user-1"})
+    system.drain()
+    assert answer.status_code == 200
+    stats = system.gateway.stats
+    if len(templates) == 1:  # nothing was charged: sent again until it is taken, once
+        assert [r["ratelimit_keys"] for r in system.service.reports] == [["user-1"]]
+        assert (stats.reports_spooled, stats.reports_retried, stats.report_errors) == (1, 1, 0)
+    else:  # the first key may have been charged: never sent again
+        assert system.service.reports == []
+        assert (stats.reports_spooled, stats.report_errors) == (0, 1)

@@ -11,8 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.gateway.conftest import FakeService, guide_limiter
-from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind
+from tokenlimit.gateway import LOOPBACK, BackgroundServers, Gateway, Listener, bind, build_config
 
 HOST = "dashscope.aliyuncs.com"
 BODY_BYTES = 300 * 1024 * 1024
@@ -88,3 +90,20 @@ def test_a_300_mb_body_streams_through_with_bounded_memory() -> None:
     assert service.reports == [{"ratelimit_keys": ["subscriber"], "prompt_tokens": 1,
                                 "completion_tokens": 2, "total_tokens": 3}]
     assert process.returncode == 0, err
+
+
+def test_a_chunked_body_larger_than_the_peek_streams_upstream_chunked() -> None:
+    service, sink = FakeService(guide_limiter()), CountingSink()
+    service_sock, sink_sock = bind(LOOPBACK, 0), bind(LOOPBACK, 0)
+    gateway = Gateway(build_config(upstream=f"http://{LOOPBACK}:{sink_sock.getsockname()[1]}",
+                                   service=f"http://{LOOPBACK}:{service_sock.getsockname()[1]}"))
+    parts = [bytes([65 + i % 26]) * 100_000 for i in range(30)]  # 3 MB, no Content-Length
+    with BackgroundServers([Listener("service", service, service_sock),
+                            Listener("sink", sink, sink_sock),
+                            Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        answer = httpx.post(servers.listeners[2].url + "/v1/chat/completions",
+                            content=iter(parts), timeout=10, headers={"user-type": "subscriber"})
+        servers.call(gateway.drain())
+    assert answer.status_code == 200
+    assert sink.received == sum(len(p) for p in parts)
+    assert [r["completion_tokens"] for r in service.reports] == [2]
