@@ -174,6 +174,11 @@ class Answer:
         self.keep_alive = connection.keep_alive
         self.read_timeout = client.read_timeout
 
+    @property
+    def arrived(self) -> bool:
+        """Whether the whole answer is already in (nothing left to wait for)."""
+        return self._connection is not None and self._connection.complete
+
     def header(self, name: bytes) -> str:
         """A header's first value ('' when absent); ``name`` in lower case."""
         for key, value in self.raw_headers:

@@ -81,7 +81,11 @@ def _passed_on(name: bytes) -> bool:
 
 class _DisconnectWatch:
     """Notices a client that hangs up once its request body has been read, and then closes the
-    upstream answer after ``drain_seconds`` (at once when there is nothing to learn from it)."""
+    upstream answer after ``drain_seconds`` (at once when there is nothing to learn from it).
+
+    An answer that is already whole when its head arrives (most JSON answers) is not watched:
+    it is handed over at once, and watching would cost a task per request.
+    """
 
     def __init__(self, receive: Receive, body: RequestBody, answer: Answer,
                  drain_seconds: float) -> None:
@@ -91,7 +95,7 @@ class _DisconnectWatch:
         self.drain_seconds = drain_seconds
         self.task: asyncio.Future[Any] | None = None
         self.closing: asyncio.TimerHandle | None = None
-        if body.complete:
+        if body.complete and not answer.arrived:
             self.task = asyncio.ensure_future(receive())
             self.task.add_done_callback(self._received)
 

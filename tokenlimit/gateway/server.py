@@ -74,6 +74,7 @@ class Listener:
         config = uvicorn.Config(self.app, lifespan="on", log_level="warning",
                                 access_log=False, http="httptools",
                                 date_header=not getattr(self.app, "writes_date_header", False),
+                                proxy_headers=False,  # loopback tools: no X-Forwarded-* to trust
                                 timeout_graceful_shutdown=10, server_header=False)
         self.server = _Server(config)
 
