@@ -7,7 +7,6 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -25,6 +24,7 @@ from tokenlimit.cli.options import (
     read_rules,
 )
 from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.files import check_writable
 from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
@@ -180,7 +180,7 @@ def simulate(
         if output == "-":
             raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
         if output:
-            _check_output(output)
+            check_writable(output)
     charged: Charge = "total" if charge == "total" else "completion"
     if sum((rules_source is not None, config_json is not None, from_env)) != 1:
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
@@ -228,16 +228,6 @@ def simulate(
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:
         console.print(format_summary(summary, trace))
-
-
-def _check_output(path: str) -> None:
-    """Refuse an output path that cannot be written before a long replay, not after it."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise ConfigError(f"{path}: cannot write (Is a directory)")
-    if not parent.is_dir():
-        raise ConfigError(f"{path}: cannot write (No such file or directory)")
 
 
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,
