@@ -32,7 +32,9 @@ class FieldNames:
             self.folded.setdefault(go_fold(field), field)
 
     def field_for(self, key: str) -> str | None:
-        """>>> FieldNames(["total_tokens"]).field_for("TOTAL_Tokens")
+        """The field ``key`` decodes into.
+
+        >>> FieldNames(["total_tokens"]).field_for("TOTAL_Tokens")
         'total_tokens'
         """
         if key in self.exact:
