@@ -7,7 +7,6 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,9 +22,10 @@ from tokenlimit.cli.options import (
     RulesOption,
     estimate_policy,
     read_rules,
+    runnable,
 )
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.rules import Severity, require_valid
+from tokenlimit.files import check_writable
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
@@ -180,15 +180,12 @@ def simulate(
         if output == "-":
             raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
         if output:
-            _check_output(output)
+            check_writable(output)
     charged: Charge = "total" if charge == "total" else "completion"
     if sum((rules_source is not None, config_json is not None, from_env)) != 1:
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
                                  "--from-env", param_hint="--rules")
-    loaded = read_rules(rules_source, config_json, from_env)
-    for finding in require_valid(loaded):
-        if finding.severity is Severity.WARNING:
-            typer.echo(finding.one_line(), err=True)
+    loaded = runnable(read_rules(rules_source, config_json, from_env))
     from tokenlimit.sim.readers import TraceKeys
     from tokenlimit.sim.simulation import simulate_trace
     from tokenlimit.sim.writers import write_decisions
@@ -228,16 +225,6 @@ def simulate(
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:
         console.print(format_summary(summary, trace))
-
-
-def _check_output(path: str) -> None:
-    """Refuse an output path that cannot be written before a long replay, not after it."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise ConfigError(f"{path}: cannot write (Is a directory)")
-    if not parent.is_dir():
-        raise ConfigError(f"{path}: cannot write (No such file or directory)")
 
 
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,

@@ -8,8 +8,6 @@ scripts, and under ``raw`` the exact counts and histograms they were computed fr
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,42 +129,6 @@ def read_report(path: str) -> LoadReport:
     except ValueError as exc:
         raise ConfigError(f"{path}: not JSON: {exc}") from None
     return LoadReport.from_dict(data, path)
-
-
-def check_writable(path: str) -> None:
-    """``ConfigError`` unless ``path`` can be written (its folder exists and is writable, and
-    it is not a folder): checked before a run, so a bad ``--output`` fails at once."""
-    target = Path(path)
-    folder = target.parent
-    if target.is_dir():
-        raise ConfigError(f"{path}: cannot write: Is a directory")
-    if not folder.is_dir():
-        raise ConfigError(f"{path}: cannot write: No such directory {str(folder)!r}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path}: cannot write: Permission denied")
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place (no
-    partial file is left behind on any failure; ``ConfigError`` names the path)."""
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _ms(value: float | int | None) -> str:
