@@ -107,3 +107,42 @@ def test_a_chunked_body_larger_than_the_peek_streams_upstream_chunked() -> None:
     assert answer.status_code == 200
     assert sink.received == sum(len(p) for p in parts)
     assert [r["completion_tokens"] for r in service.reports] == [2]
+
+
+class EarlyAnswer:
+    """An upstream that answers 413 on the head of a large body (never reading it), else 200."""
+
+    def __init__(self) -> None:
+        self.answered: list[int] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        size = int(dict(scope["headers"]).get(b"content-length", b"0"))
+        status = 413 if size > 2 * 1024 * 1024 else 200
+        if status == 200:
+            while (await receive()).get("more_body"):
+                pass
+        self.answered.append(status)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def test_an_upstream_answering_before_the_body_ends_leaves_no_broken_connection() -> None:
+    service, upstream = FakeService(guide_limiter()), EarlyAnswer()
+    service_sock, upstream_sock = bind(LOOPBACK, 0), bind(LOOPBACK, 0)
+    gateway = Gateway(build_config(
+        upstream=f"http://{LOOPBACK}:{upstream_sock.getsockname()[1]}",
+        service=f"http://{LOOPBACK}:{service_sock.getsockname()[1]}"))
+    with BackgroundServers([Listener("service", service, service_sock),
+                            Listener("upstream", upstream, upstream_sock),
+                            Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        url = servers.listeners[2].url + "/v1/chat/completions"
+        with httpx.Client(timeout=10, headers={"user-type": "subscriber"}) as client:
+            big = client.post(url, content=b"x" * (8 * 1024 * 1024))
+            small = [client.post(url, content=b'{"messages": []}').status_code
+                     for _ in range(3)]
+    assert big.status_code == 413
+    assert small == [200, 200, 200]
+    assert upstream.answered == [413, 200, 200, 200]
