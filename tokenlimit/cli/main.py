@@ -60,6 +60,7 @@ def main(
 def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
     from tokenlimit.cli import (
+        diff,
         gateway,
         loadtest,
         mock_llm,
@@ -73,6 +74,7 @@ def _register() -> None:
 
     validate.register(app)
     simulate.register(app)
+    diff.register(app)
     trace.register(app)
     serve_command.register(app)
     gateway.register(app)
