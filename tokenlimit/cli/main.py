@@ -70,6 +70,7 @@ def _register() -> None:
         up,
         validate,
     )
+    from tokenlimit.cli import inspect as inspect_command
     from tokenlimit.cli import serve as serve_command
 
     validate.register(app)
@@ -77,6 +78,7 @@ def _register() -> None:
     diff.register(app)
     trace.register(app)
     serve_command.register(app)
+    inspect_command.register(app)
     gateway.register(app)
     mock_llm.register(app)
     up.register(app)

@@ -25,7 +25,7 @@ the key before then (a check that refills restarts the interval, losing the part
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tokenlimit.rules.model import Rule
@@ -64,7 +64,7 @@ class KeyState:
     note: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 def _alive(present: bool, expires_ms: int | None, now_ms: int) -> bool:
@@ -80,19 +80,20 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
               now_ms: int) -> KeyState:
     """Explain ``stored`` under ``rule`` (index ``index``) at ``now_ms`` (Unix milliseconds)."""
     now = now_ms / 1000
-    base = {"key": stored.key, "rule": index, "regex": None if rule is None else rule.regex,
-            "balance": stored.balance, "last_fill": stored.last_fill}
     deadline = _deadline(stored)
-    timing = {"expires_at": None if deadline is None else deadline / 1000,
-              "ttl_seconds": None if deadline is None else max(deadline - now_ms, 0) / 1000}
-    nothing = {"next_refill_at": None, "refill_adds": None, "admitted_again_at": None}
+    blank = KeyState(
+        key=stored.key, rule=index, regex=None if rule is None else rule.regex,
+        balance=stored.balance, last_fill=stored.last_fill,
+        expires_at=None if deadline is None else deadline / 1000,
+        ttl_seconds=None if deadline is None else max(deadline - now_ms, 0) / 1000,
+        next_refill_at=None, refill_adds=None, admitted=True, admitted_again_at=None, note="")
     if stored.problem is not None:
-        return KeyState(**base, **timing, **nothing, admitted=True, note=stored.problem)
+        return replace(blank, note=stored.problem)
     if rule is None:
         note = "matches no rule: never limited"
         if stored.balance is not None:
             note += " (a usage report wrote it; with no TTL it stays)"
-        return KeyState(**base, **timing, **nothing, admitted=True, note=note)
+        return replace(blank, note=note)
     has_balance = _alive(stored.balance is not None, stored.balance_expires_ms, now_ms)
     has_last = _alive(stored.last_fill is not None, stored.last_fill_expires_ms, now_ms)
     start = rule.tokens_per_fill
@@ -104,7 +105,7 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
             note = f"expired: the next check restarts it at {start:,}"
         else:
             note = f"no bucket: the next check starts it at {start:,}"
-        return KeyState(**base, **timing, **nothing, admitted=start > 0, note=note)
+        return replace(blank, admitted=start > 0, note=note)
     assert stored.balance is not None and stored.last_fill is not None
     balance, last = stored.balance, stored.last_fill
     interval = rule.fill_interval_second
@@ -126,9 +127,8 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
         note = "limited"
     if interval <= 0:
         next_refill, after = now_s, rule.max_tokens  # Lua's division by zero: full each second
-    return KeyState(**base, **timing, next_refill_at=next_refill,
-                    refill_adds=after - balance, admitted=admitted,
-                    admitted_again_at=now if admitted else again, note=note)
+    return replace(blank, next_refill_at=next_refill, refill_adds=after - balance,
+                   admitted=admitted, admitted_again_at=now if admitted else again, note=note)
 
 
 def _admitted_again(balance: int, last: int, rule: Rule, deadline: int | None) -> float | None:

@@ -90,7 +90,8 @@ def class_mask(trace: Trace, pattern: str) -> BoolArray:
 
     >>> from tokenlimit.sim.records import TraceRequest
     >>> from tokenlimit.sim.trace_table import trace_from_requests
-    >>> t = trace_from_requests([TraceRequest(0, 0.0, ("a", "sub-1")), TraceRequest(1, 1.0, ("a",))])
+    >>> t = trace_from_requests([TraceRequest(0, 0.0, ("a", "sub-1")),
+    ...                          TraceRequest(1, 1.0, ("a",))])
     >>> class_mask(t, "sub").tolist()
     [True, False]
     """
