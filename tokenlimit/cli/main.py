@@ -67,6 +67,7 @@ def _register() -> None:
         render,
         simulate,
         trace,
+        tune,
         up,
         validate,
     )
@@ -76,6 +77,7 @@ def _register() -> None:
     validate.register(app)
     simulate.register(app)
     diff.register(app)
+    tune.register(app)
     trace.register(app)
     serve_command.register(app)
     inspect_command.register(app)
