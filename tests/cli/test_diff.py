@@ -112,8 +112,8 @@ def test_the_gate_exits_1_exactly_when_a_threshold_is_crossed(
 def test_a_crossed_threshold_names_the_group_and_value(files: dict[str, str]) -> None:
     result = _diff(files["old"], files["new"], "--trace", files["trace"], "--fail-if",
                    "reg: newly_limited > 30%")
-    assert result.stderr == ("threshold crossed: reg: newly_limited > 30% crossed by reg: "
-                             "40%\n")
+    assert result.stderr == ("threshold crossed: reg: newly_limited > 30% (measured 40% on "
+                             "reg)\n")
 
 
 @pytest.mark.parametrize("threshold", ["newly_limited 3", "nope > 1", "limited > 1 %%",
@@ -133,9 +133,11 @@ def test_markdown_for_a_pull_request(files: dict[str, str]) -> None:
     assert lines[0] == f"### Rate-limit rules: `{files['old']}` → `{files['new']}`"
     assert "| reg | changed (max_tokens, tokens_per_fill) | 200 → 100 | 200 → 100 | 60 | 600 " \
            "| 200 → 100 |" in lines
-    assert ("| reg | 5 | 0 (0.0%) → 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |"
+    assert ("| reg | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |"
             in lines)
-    assert "| reg-1 | 5 | 0 (0.0%) → 2 (40.0%) | 2 | 0 |" in lines
+    assert "| reg-1 | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 |" in lines
+    assert ("| rule | requests | limited before | limited after | newly limited | newly admitted "
+            "| tokens newly limited | tokens newly admitted | first newly limited (UTC) |" in lines)
 
 
 def test_text_report(files: dict[str, str]) -> None:

@@ -53,23 +53,20 @@ def _rule_cells(old: Rule | None, new: Rule | None) -> list[str]:
     return cells
 
 
-def _limited(old: int, new: int, requests: int) -> str:
-    def share(n: int) -> str:
-        return f"{n:,} ({100.0 * n / requests:.1f}%)" if requests else "0"
-
-    return _arrow(share(old), share(new))
+def _share(count: int, requests: int) -> str:
+    return f"{count:,} ({100.0 * count / requests:.1f}%)" if requests else "0"
 
 
 def _group_cells(row: GroupDiff) -> list[str]:
-    return [row.label, f"{row.requests:,}", _limited(row.old_limited, row.new_limited,
-                                                       row.requests),
-            f"{row.newly_limited:,}", f"{row.newly_admitted:,}",
-            f"{row.newly_limited_tokens:,}", f"{row.newly_admitted_tokens:,}",
-            _when(row.first_newly_limited)]
+    return [row.label, f"{row.requests:,}", _share(row.old_limited, row.requests),
+            _share(row.new_limited, row.requests), f"{row.newly_limited:,}",
+            f"{row.newly_admitted:,}", f"{row.newly_limited_tokens:,}",
+            f"{row.newly_admitted_tokens:,}", _when(row.first_newly_limited)]
 
 
-_GROUP_HEADINGS = ["requests", "limited (old → new)", "newly limited", "newly admitted",
-                   "tokens newly limited", "tokens newly admitted", "first newly limited (UTC)"]
+_GROUP_HEADINGS = ["requests", "limited\nbefore", "limited\nafter", "newly\nlimited",
+                   "newly\nadmitted", "tokens newly\nlimited", "tokens newly\nadmitted",
+                   "first newly\nlimited (UTC)"]
 
 
 def diff_tables(diff: TraceDiff) -> list[Tabular]:
@@ -83,11 +80,11 @@ def diff_tables(diff: TraceDiff) -> list[Tabular]:
         tables.append(("By key class", ["class", *_GROUP_HEADINGS],
                        [_group_cells(g) for g in diff.by_class]))
     tables.append(("Totals", ["", *_GROUP_HEADINGS], [_group_cells(diff.totals)]))
-    keys = [[k.key, f"{k.requests:,}", _limited(k.old_limited, k.new_limited, k.requests),
-             f"{k.newly_limited:,}", f"{k.newly_admitted:,}"] for k in diff.keys]
+    keys = [[k.key, f"{k.requests:,}", _share(k.old_limited, k.requests),
+             _share(k.new_limited, k.requests), f"{k.newly_limited:,}", f"{k.newly_admitted:,}"]
+            for k in diff.keys]
     tables.append((f"Keys that change most (top {len(keys)})",
-                   ["key", "requests", "limited (old → new)", "newly limited", "newly admitted"],
-                   keys))
+                   ["key", *_GROUP_HEADINGS[:5]], keys))
     return tables
 
 
@@ -97,7 +94,8 @@ def format_text(diff: TraceDiff) -> Group:
     for title, headings, rows in diff_tables(diff):
         table = Table(title=title, title_justify="left")
         for i, heading in enumerate(headings):
-            table.add_column(heading, justify="left" if i == 0 else "right")
+            table.add_column(heading, justify="left" if i == 0 or heading == "change"
+                             else "right")
         for row in rows:
             table.add_row(*row)
         parts.append(table)
@@ -107,7 +105,7 @@ def format_text(diff: TraceDiff) -> Group:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|") or " "
+    return text.replace("|", "\\|").replace("\n", " ") or " "
 
 
 def format_markdown(diff: TraceDiff, old: str, new: str) -> str:
@@ -117,7 +115,8 @@ def format_markdown(diff: TraceDiff, old: str, new: str) -> str:
              f"sets (ASM semantics, charge {diff.charge}).", ""]
     for title, headings, rows in diff_tables(diff):
         lines += [f"#### {title}", "", "| " + " | ".join(_cell(h) for h in headings) + " |",
-                  "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(headings)))
+                  "|" + "|".join(":---" if i == 0 or h == "change" else "---:"
+                             for i, h in enumerate(headings))
                   + "|"]
         lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
         lines.append("")

@@ -125,7 +125,7 @@ class Breach:
 
     def __str__(self) -> str:
         unit = "%" if self.condition.percent else ""
-        return f"{self.condition} crossed by {self.group}: {self.measured:.6g}{unit}"
+        return f"{self.condition} (measured {self.measured:.4g}{unit} on {self.group})"
 
 
 @dataclass(frozen=True, slots=True, eq=False)

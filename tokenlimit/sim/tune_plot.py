@@ -20,7 +20,8 @@ def _axis(goals: tuple[Condition, ...], want_limited: bool) -> tuple[int | None,
     """The goal shown on an axis (its index) and the axis label."""
     for i, goal in enumerate(goals):
         if (goal.metric == "limited") == want_limited and (goal.percent or not want_limited):
-            where = f", keys matching {goal.group}" if goal.group else ""
+            where = ((f" among {goal.group} requests" if want_limited
+                      else f" ({goal.group} keys)") if goal.group else "")
             name = ("requests limited (%)" if want_limited
                     else _SPEND_LABELS[goal.metric])
             return i, f"{name}{where}"
