@@ -53,7 +53,9 @@ def _cells(state: KeyState, now: float) -> list[str]:
 
 def format_states(states: Sequence[KeyState], now: float, where: str) -> Group:
     """The text report: one row per key."""
-    table = Table(title=f"{where} at {_utc(now)} UTC: {len(states)} keys", title_justify="left")
+    noun = "key" if len(states) == 1 else "keys"
+    table = Table(title=f"{where} at {_utc(now)} UTC: {len(states)} {noun}",
+                  title_justify="left")
     for i, name in enumerate(("key", "rule", "balance", "last refill (UTC)", "next refill",
                               "refill adds", "TTL", "admitted again", "state")):
         table.add_column(name, justify="right" if i in (2, 5, 6) else "left")
