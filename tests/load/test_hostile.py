@@ -110,7 +110,7 @@ def test_output_onto_a_folder_is_one_line_and_leaves_nothing(tmp_path: Path) -> 
 
 def test_write_atomic_leaves_no_partial_file_when_the_rename_fails(tmp_path: Path) -> None:
     from tokenlimit.errors import ConfigError
-    from tokenlimit.load.run_report import write_atomic
+    from tokenlimit.files import write_atomic
 
     folder = tmp_path / "adir"
     (folder / "inside").mkdir(parents=True)

@@ -210,9 +210,10 @@ def loadtest(
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
+    from tokenlimit.files import check_writable
     from tokenlimit.load.client import Target
     from tokenlimit.load.modes import Range, has_control
-    from tokenlimit.load.run_report import check_writable, merge_reports, read_report
+    from tokenlimit.load.run_report import merge_reports, read_report
 
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
@@ -279,8 +280,9 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
             rules: list[Rule] | None, strict: bool) -> None:
+    from tokenlimit.files import write_atomic
     from tokenlimit.load.modes import BAD_ANSWER
-    from tokenlimit.load.run_report import format_report, write_atomic
+    from tokenlimit.load.run_report import format_report
 
     data = report.to_dict()
     if output:

@@ -28,12 +28,12 @@ from tokenlimit.load.modes import (
     GatewayMode,
     KeySpec,
     Mode,
-    Observation,
     Planned,
     Planner,
     Range,
     ServiceMode,
 )
+from tokenlimit.load.observation import Observation
 from tokenlimit.load.run_stats import RunStats
 from tokenlimit.load.schedule import Schedule
 from tokenlimit.load.waker import AlarmWaker
