@@ -23,7 +23,8 @@ from tests.conftest import RedisServer, start_redis
 from tests.service.conftest import RedisCluster
 from tests.service.helpers import check, report
 from tests.service.redis_helpers import injected_start
-from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, AsmLimiter
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.cli.main import app
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import BackendConfig, ManualClock, running_service

@@ -7,7 +7,6 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,6 +17,7 @@ from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.files import check_writable
 from tokenlimit.rules import RuleMatcher, require_valid
 from tokenlimit.rules.model import INT_FIELDS, Rule
 
@@ -131,14 +131,10 @@ def _candidate_json(result: TuneResult, candidate: Candidate) -> dict[str, Any]:
 
 
 def _write_rules(path: str, rules: Sequence[Rule]) -> None:
-    from tokenlimit.sim.writers import write_atomically
+    from tokenlimit.files import write_atomic
 
     text = json.dumps([r.to_config() for r in rules], indent=2) + "\n"
-
-    def write(stream: Any) -> None:
-        stream.write(text)
-
-    write_atomically(path, write)
+    write_atomic(path, text.encode("utf-8"))
 
 
 def tune(
@@ -212,9 +208,10 @@ def tune(
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
                                  "--from-env", param_hint="--rules")
     for path, option in ((output, "--output"), (plot, "--plot")):
-        if path is not None and (path == "-" or Path(path).is_dir()
-                                 or not (Path(path).parent or Path(".")).is_dir()):
-            raise typer.BadParameter(f"{path}: cannot write there", param_hint=option)
+        if path == "-":
+            raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
+        if path is not None:
+            check_writable(path)  # before the search, not after it
     try:
         parsed = [parse_goal(text, price) for text in goals]
     except ConfigError as exc:

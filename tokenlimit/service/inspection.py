@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tokenlimit.bucket.script import refill
 from tokenlimit.rules.model import Rule
 
 
@@ -108,15 +109,18 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
         return replace(blank, admitted=start > 0, note=note)
     assert stored.balance is not None and stored.last_fill is not None
     balance, last = stored.balance, stored.last_fill
-    interval = rule.fill_interval_second
     now_s = now_ms // 1000
-    due = (now_s - last) // interval if interval > 0 else 0
-    if due > 0:
-        next_refill, intervals = now_s, due
-    else:
-        next_refill, intervals = last + max(interval, 0), 1
-    after = min(balance + rule.tokens_per_fill * intervals, rule.max_tokens)
-    at_check = after if due > 0 else balance
+    # What a check now would see: the service's own refill step (bucket.script.refill).
+    at_check, _, due = refill(balance, last, now_s, rule)
+    interval = rule.fill_interval_second
+    next_refill: int | None
+    if due:
+        next_refill = now_s
+    elif interval > 0:
+        next_refill = last + interval
+    else:  # Lua's division by zero: full again once the second changes
+        next_refill = last + 1 if interval == 0 else None
+    after = balance if next_refill is None else refill(balance, last, next_refill, rule)[0]
     admitted = at_check > 0
     again = None if admitted else _admitted_again(balance, last, rule, deadline)
     if admitted:
@@ -125,8 +129,6 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
         note = "limited for good (the rule never refills it above 0)"
     else:
         note = "limited"
-    if interval <= 0:
-        next_refill, after = now_s, rule.max_tokens  # Lua's division by zero: full each second
     return replace(blank, next_refill_at=next_refill, refill_adds=after - balance,
                    admitted=admitted, admitted_again_at=now if admitted else again, note=note)
 

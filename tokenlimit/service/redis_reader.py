@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import redis.cluster
 
-from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
 from tokenlimit.errors import StoreError
 from tokenlimit.service.inspection import StoredBucket
 from tokenlimit.service.stores.redis import SUFFIXES
