@@ -232,3 +232,38 @@ def test_no_redis_is_one_line_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr.startswith("error: redis (redis://127.0.0.1:")
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, int, Path]]:
+    """A redis-server with a plain port (the service writes there) and a TLS port."""
+    import subprocess
+
+    from tests.conftest import free_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    tls_port = free_port()
+    server = start_redis(extra=("--tls-port", str(tls_port), "--tls-cert-file", str(cert),
+                                "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                                "--tls-auth-clients", "no"))
+    try:
+        yield server, tls_port, cert
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def test_tls(tls_redis: tuple[RedisServer, int, Path], tmp_path: Path) -> None:
+    server, tls_port, cert = tls_redis
+    clock, model = _fill(BackendConfig("redis", "127.0.0.1", server.port))
+    rules = _rules_file(tmp_path)
+    _probe(f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}", rules, clock, model)
+    untrusted = _inspect("--rules", rules, "--redis-url", f"rediss://127.0.0.1:{tls_port}/0")
+    assert untrusted.exit_code == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert len(untrusted.stderr.splitlines()) == 1

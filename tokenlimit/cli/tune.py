@@ -233,8 +233,8 @@ def tune(
     from tokenlimit.sim.tuning import tune as search
 
     try:
-        dimensions = dimensions_for(rules, chosen, fields or ["tokens_per_fill", "max_tokens"],
-                                    bounds)
+        searched = list(dict.fromkeys(fields or ["tokens_per_fill", "max_tokens"]))
+        dimensions = dimensions_for(rules, chosen, searched, bounds)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--field") from None
     trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
