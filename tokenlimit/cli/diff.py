@@ -16,10 +16,11 @@ from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import require_valid
 from tokenlimit.rules.figures import figures_of, number
-from tokenlimit.sim.conditions import Condition, parse_condition
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy loads when a diff runs, not at every command's start-up
+    from tokenlimit.bucket.key_templates import KeyTemplate
     from tokenlimit.rules.model import Rule
+    from tokenlimit.sim.conditions import Condition
     from tokenlimit.sim.rule_diff import GroupDiff, TraceDiff
 
 FORMATS = ("text", "json", "markdown")
@@ -171,6 +172,7 @@ def diff(
     if key_field is not None and key_template:
         raise typer.BadParameter("give --key-field or --key-template, not both",
                                  param_hint="--key-field")
+    from tokenlimit.sim.conditions import parse_condition
     from tokenlimit.sim.rule_diff import METRICS
 
     try:
@@ -201,7 +203,7 @@ def diff(
     _gate(result, conditions)
 
 
-def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[object],
+def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[KeyTemplate],
          key_field: str | None, seed: int, classes: Sequence[str], charge: Charge,
          top: int) -> TraceDiff:
     from tokenlimit.cli.simulate import read_trace

@@ -256,6 +256,11 @@ def tune(
             "trace": trace.path, "replayed": len(result.candidates), "budget": budget,
             "prefer": prefer, "goals": [str(g) for g in result.goals],
             "met": len(result.ranked),
+            "current": {"goals": {str(g): v for g, v in zip(result.goals,
+                                                            result.current.measured,
+                                                            strict=True)},
+                        "limited": result.current.limited,
+                        "tokens_admitted": result.current.tokens_admitted},
             "candidates": [_candidate_json(result, c) for c in result.ranked[:top]],
         }, indent=2))
     elif best is not None:

@@ -1,8 +1,9 @@
 """Rules from a file as it was at a git revision: ``REV:PATH`` (``main:deploy/rules.json``).
 
-``git show REV:PATH`` runs in the current directory, so a CI job can compare a pull request's
-rules with its base branch's (``origin/main:rules.json``). A source that names an existing
-file is that file, even when it contains a colon.
+``git show REV:PATH`` runs in the current directory (PATH is from the repository's root,
+``./PATH`` from the current directory), so a CI job can compare a pull request's rules with
+its base branch's (``origin/main:rules.json``). A source that names an existing file is that
+file, even when it contains a colon.
 """
 
 from __future__ import annotations
