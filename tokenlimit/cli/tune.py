@@ -185,9 +185,9 @@ def tune(
 
     Every candidate is replayed exactly, never estimated, so a search takes about --budget
     replays of the trace: the 1,823-request sample, about 30 ms a candidate (two to three
-    seconds for the default 60); a million requests, about 0.15 CPU-seconds a candidate
-    (half a second of wall-clock on a busy 2-core machine), after reading the trace once. A
-    progress bar shows on a terminal.
+    seconds for the default 60); a million requests, about 0.1 CPU-seconds a candidate
+    (bench/tune.py; up to half a second of wall-clock on a busy machine), after reading the
+    trace once. A progress bar shows on a terminal.
 
     Example: tokenlimit tune --trace samples/trace.jsonl --rules samples/rules.json
     --rule 'subscriber.*' --goal 'subscriber.*: limited <= 2%'

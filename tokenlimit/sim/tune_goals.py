@@ -49,7 +49,6 @@ class Scores:
     limited: int
     limited_pct: float
     tokens_admitted: int
-    peak_key_tokens_per_hour: int
 
 
 class GoalMeter:
@@ -93,8 +92,9 @@ class GoalMeter:
         window = np.floor(trace.ts[owner[take]] / _WINDOW[metric]).astype(np.int64)
         window -= window.min()
         cell = trace.key_index[take] * (int(window.max()) + 1) + window
-        _, inverse = np.unique(cell, return_inverse=True)
-        peak = float(np.bincount(inverse, weights=tokens[owner[take]]).max())
+        if int(cell.max()) > 4 * cell.shape[0]:  # sparse (keys x windows): number the cells
+            cell = np.unique(cell, return_inverse=True)[1]
+        peak = float(np.bincount(cell, weights=tokens[owner[take]]).max())
         if metric == "key_usd_per_day":
             return round(peak / 1000 * (self.price_per_1k or 0.0), 6)
         return peak
@@ -117,8 +117,7 @@ class GoalMeter:
         admitted = replay.outcome == ALLOW
         return Scores(measured, met, limited,
                       100.0 * limited / len(self.trace) if len(self.trace) else 0.0,
-                      int(self.trace.charged(self.charge)[admitted].sum()),
-                      int(self.peak_key_spend(replay, None, "key_tokens_per_hour")))
+                      int(self.trace.charged(self.charge)[admitted].sum()))
 
 
 def rank_key(scores: Scores, prefer: str) -> tuple[float, ...]:
