@@ -16,9 +16,9 @@ from rich.console import Console
 from rich.text import Text
 
 from tokenlimit.bucket.key_templates import parse_key_templates
-from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules
+from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules, runnable
 from tokenlimit.errors import ConfigError, RemoteError
-from tokenlimit.rules import Rule, require_valid
+from tokenlimit.rules import Rule
 from tokenlimit.sim.records import TraceRequest
 
 if TYPE_CHECKING:  # the load machinery (asyncio, numpy) loads when a run starts
@@ -227,9 +227,7 @@ def loadtest(
         raise typer.BadParameter(f"unexpected arguments: {' '.join(reports)}")
     rules: list[Rule] | None = None
     if rules_source is not None or config_json is not None or from_env:
-        loaded = read_rules(rules_source, config_json, from_env)
-        require_valid(loaded)
-        rules = list(loaded.rules)
+        rules = list(runnable(read_rules(rules_source, config_json, from_env)).rules)
     _positive(timeout, "--timeout")
     for value, option in ((tolerance, "--tolerance"), (report_window, "--report-window")):
         if not 0 <= value < math.inf:

@@ -8,7 +8,7 @@ import typer
 
 from tokenlimit.bucket.reserve import EstimatePolicy, parse_estimate_policy
 from tokenlimit.errors import ConfigError
-from tokenlimit.rules import LoadedRules, load_rules
+from tokenlimit.rules import LoadedRules, Severity, load_rules, require_valid
 
 RulesOption = Annotated[
     str | None,
@@ -52,3 +52,12 @@ def estimate_policy(values: list[str] | None) -> EstimatePolicy:
     except ConfigError as exc:
         raise typer.BadParameter(str(exc).removeprefix("--estimate "),
                                  param_hint="--estimate") from None
+
+
+def runnable(loaded: LoadedRules) -> LoadedRules:
+    """``loaded``, if the service would run it: rules with error findings are refused
+    (``RulesRejected``, exit 1); each warning goes to stderr as one line, as validate says it."""
+    for finding in require_valid(loaded):
+        if finding.severity is Severity.WARNING:
+            typer.echo(finding.one_line(), err=True)
+    return loaded

@@ -99,6 +99,7 @@ def serve(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     import asyncio
 
+    from tokenlimit.eventloop import new_event_loop
     from tokenlimit.service.app import RateLimitApp, ServiceOptions
     from tokenlimit.service.reuseport import run_workers
     from tokenlimit.service.runner import (
@@ -108,7 +109,6 @@ def serve(
         json_logger,
         listen_failure,
         log_findings,
-        new_event_loop,
         serve_forever,
     )
 

@@ -22,10 +22,10 @@ from tokenlimit.cli.options import (
     RulesOption,
     estimate_policy,
     read_rules,
+    runnable,
 )
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
-from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
@@ -185,10 +185,7 @@ def simulate(
     if sum((rules_source is not None, config_json is not None, from_env)) != 1:
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
                                  "--from-env", param_hint="--rules")
-    loaded = read_rules(rules_source, config_json, from_env)
-    for finding in require_valid(loaded):
-        if finding.severity is Severity.WARNING:
-            typer.echo(finding.one_line(), err=True)
+    loaded = runnable(read_rules(rules_source, config_json, from_env))
     from tokenlimit.sim.readers import TraceKeys
     from tokenlimit.sim.simulation import simulate_trace
     from tokenlimit.sim.writers import write_decisions
