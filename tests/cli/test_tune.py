@@ -147,3 +147,19 @@ def test_an_unknown_rule_is_a_usage_error() -> None:
                    "limited <= 1%")
     assert result.exit_code == 2
     assert "'premium': no rule has that index or regex" in result.stderr
+
+
+def test_a_price_goal_prices_each_keys_total_tokens_per_day(steady: dict[str, str]) -> None:
+    # tokens_per_fill 30: all 360 requests admitted, 35 total tokens each, all in one day:
+    # 12,600 tokens at $2 per 1K = $25.20 for the one key.
+    result = _tune("--trace", steady["trace"], "--rules", steady["rules"], "--rule", "u",
+                   "--field", "tokens_per_fill", "--range", "tokens_per_fill=30..30",
+                   "--goal", "key_usd_per_day <= 25.2", "--price", "2", "-f", "json")
+    assert result.exit_code == 0, result.output
+    best = json.loads(result.stdout)["candidates"][0]
+    assert best["goals"] == {"key_usd_per_day <= 25.2": 25.2}
+    tighter = _tune("--trace", steady["trace"], "--rules", steady["rules"], "--rule", "u",
+                    "--field", "tokens_per_fill", "--range", "tokens_per_fill=30..30",
+                    "--goal", "key_usd_per_day < 25.2", "--price", "2")
+    assert tighter.exit_code == 1
+    assert "misses key_usd_per_day < 25.2 (got $25.20)" in tighter.stderr

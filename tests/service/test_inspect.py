@@ -92,7 +92,7 @@ def _assert_matches_model(state: dict[str, Any], model: AsmLimiter, now: float) 
         assert (state["rule"], state["balance"], state["admitted"]) == (None, balance, True)
         return
     if balance is None or last is None:
-        assert state["note"].startswith(("expired", "no bucket", "no refill time"))
+        assert state["state"].startswith(("expired", "no bucket", "no refill time"))
         assert state["admitted"] is True
         assert _outcome_at(model, key, now)[0] == "allow"
         return

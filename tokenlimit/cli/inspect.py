@@ -48,7 +48,7 @@ def _cells(state: KeyState, now: float) -> list[str]:
               else _until(state.next_refill_at, now))
     again = "now" if state.admitted else _until(state.admitted_again_at, now, never="never")
     return [state.key, rule, "-" if state.balance is None else f"{state.balance:,}",
-            _utc(state.last_fill), refill, adds, ttl, again, state.note]
+            _utc(state.last_fill), refill, adds, ttl, again, state.state]
 
 
 def format_states(states: Sequence[KeyState], now: float, where: str) -> Group:

@@ -62,7 +62,7 @@ class KeyState:
     refill_adds: int | None
     admitted: bool
     admitted_again_at: float | None
-    note: str
+    state: str
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -87,26 +87,26 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
         balance=stored.balance, last_fill=stored.last_fill,
         expires_at=None if deadline is None else deadline / 1000,
         ttl_seconds=None if deadline is None else max(deadline - now_ms, 0) / 1000,
-        next_refill_at=None, refill_adds=None, admitted=True, admitted_again_at=None, note="")
+        next_refill_at=None, refill_adds=None, admitted=True, admitted_again_at=None, state="")
     if stored.problem is not None:
-        return replace(blank, note=stored.problem)
+        return replace(blank, state=stored.problem)
     if rule is None:
-        note = "matches no rule: never limited"
+        state = "matches no rule: never limited"
         if stored.balance is not None:
-            note += " (a usage report wrote it; with no TTL it stays)"
-        return replace(blank, note=note)
+            state += " (a usage report wrote it; with no TTL it stays)"
+        return replace(blank, state=state)
     has_balance = _alive(stored.balance is not None, stored.balance_expires_ms, now_ms)
     has_last = _alive(stored.last_fill is not None, stored.last_fill_expires_ms, now_ms)
     start = rule.tokens_per_fill
     if not (has_balance and has_last):
         if has_balance:
-            note = (f"no refill time: the next check restarts it at {start:,} "
+            state = (f"no refill time: the next check restarts it at {start:,} "
                     f"(balance {stored.balance:,} forgiven)")
         elif stored.balance is not None or stored.last_fill is not None:
-            note = f"expired: the next check restarts it at {start:,}"
+            state = f"expired: the next check restarts it at {start:,}"
         else:
-            note = f"no bucket: the next check starts it at {start:,}"
-        return replace(blank, admitted=start > 0, note=note)
+            state = f"no bucket: the next check starts it at {start:,}"
+        return replace(blank, admitted=start > 0, state=state)
     assert stored.balance is not None and stored.last_fill is not None
     balance, last = stored.balance, stored.last_fill
     now_s = now_ms // 1000
@@ -124,13 +124,13 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
     admitted = at_check > 0
     again = None if admitted else _admitted_again(balance, last, rule, deadline)
     if admitted:
-        note = "admitted"
+        state = "admitted"
     elif again is None:
-        note = "limited for good (the rule never refills it above 0)"
+        state = "limited for good (the rule never refills it above 0)"
     else:
-        note = "limited"
+        state = "limited"
     return replace(blank, next_refill_at=next_refill, refill_adds=after - balance,
-                   admitted=admitted, admitted_again_at=now if admitted else again, note=note)
+                   admitted=admitted, admitted_again_at=now if admitted else again, state=state)
 
 
 def _admitted_again(balance: int, last: int, rule: Rule, deadline: int | None) -> float | None:
