@@ -267,3 +267,34 @@ def test_tls(tls_redis: tuple[RedisServer, int, Path], tmp_path: Path) -> None:
     assert untrusted.exit_code == 1
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     assert len(untrusted.stderr.splitlines()) == 1
+
+
+def test_ctrl_c_ends_a_watch_quietly(redis_server: RedisServer, tmp_path: Path) -> None:
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _fill(BackendConfig("redis", "127.0.0.1", redis_server.port))
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.argv[0] = 'tokenlimit'; "
+         "from tokenlimit.cli.main import run; run()", "inspect", "--rules",
+         _rules_file(tmp_path), "--redis-url", redis_server.url, "--watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        assert process.stdout is not None
+        seen = ""
+        while seen.count("regular-user-a") < 2:  # two refreshes drawn, one after the other
+            ready, _, _ = select.select([process.stdout], [], [], 1.0)
+            if ready:
+                seen += process.stdout.readline()
+            assert time.monotonic() < deadline and process.poll() is None, seen
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    assert (process.returncode, err) == (0, "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -145,12 +146,22 @@ def inspect(
             return
         from rich.live import Live
 
-        with Live(console=_console(), auto_refresh=False) as live:
+        console = _console()
+        # On a terminal the table is redrawn in place; into a pipe or file each refresh is
+        # appended (a Live display would show nothing until it stops).
+        live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+        with live if live is not None else contextlib.nullcontext(), \
+                contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
             for round_number in watch_rounds(count):
                 if round_number:
                     time.sleep(interval)
                 states, at = _states(reader, loaded.rules, keys or [], match, top, limit, now)
-                live.update(format_states(states, at, _shown(target.url)), refresh=True)
+                table = format_states(states, at, _shown(target.url))
+                if live is not None:
+                    live.update(table, refresh=True)
+                else:
+                    console.print(table)
+                    console.file.flush()
     finally:
         reader.close()
 
