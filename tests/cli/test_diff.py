@@ -233,3 +233,9 @@ def test_bad_rules_and_trace_are_one_line_errors(files: dict[str, str], tmp_path
     assert missing.exit_code == 1
     assert missing.stderr.startswith("error: ")
     assert len(missing.stderr.splitlines()) == 1
+
+
+def test_a_bad_class_is_a_usage_error(files: dict[str, str]) -> None:
+    result = _diff(files["old"], files["new"], "--trace", files["trace"], "--class", "(")
+    assert result.exit_code == 2
+    assert "'(' is not a valid regex" in result.stderr

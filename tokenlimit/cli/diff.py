@@ -14,7 +14,7 @@ from rich.table import Table
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.rules import require_valid
+from tokenlimit.rules import compile_go_regex, require_valid
 from tokenlimit.rules.figures import figures_of, number
 
 if TYPE_CHECKING:  # numpy loads when a diff runs, not at every command's start-up
@@ -181,9 +181,10 @@ def diff(
         raise typer.BadParameter(str(exc), param_hint="--fail-if") from None
     for pattern in classes or []:
         try:
-            parse_condition(f"{pattern}: limited > 0", METRICS)
-        except ConfigError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--class") from None
+            compile_go_regex(pattern)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{pattern!r} is not a valid regex ({exc})",
+                                     param_hint="--class") from None
     try:
         templates = parse_key_templates(key_template or [])
     except ConfigError as exc:
