@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # aiohttp and uvicorn load when the gateway runs, not at ever
     from tokenlimit.gateway.proxy import Gateway
 
 KeyTemplateOption = Annotated[list[str] | None, typer.Option(
-    "--key-template", "-k", metavar="TEMPLATE",
+    "--key-template", metavar="TEMPLATE",
     help="Rate-limit key template, repeatable, e.g. '{{request.headers.user-type}}' "
     "(the default).")]
 HostMatchOption = Annotated[list[str] | None, typer.Option(
@@ -113,7 +113,8 @@ def gateway(
     upstream: Annotated[str, typer.Option("--upstream", "-u", metavar="URL",
                                           help="The LLM API to forward to.")],
     service: Annotated[str | None, typer.Option(
-        "--service", "-s", metavar="URL", help="The rate-limit service.")] = None,
+        "--service", "-s", metavar="URL",
+        help="The rate-limit service (required unless --plugin names one).")] = None,
     key_template: KeyTemplateOption = None,
     host_match: HostMatchOption = None,
     fail_open: FailOption = None,

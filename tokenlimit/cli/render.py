@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
+from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.errors import ConfigError
 from tokenlimit.k8s import (
@@ -36,7 +36,7 @@ from tokenlimit.k8s import settings as defaults
 from tokenlimit.rules import Finding, Rule, Severity, require_valid
 
 
-class RenderGroup(TyperGroup):
+class RenderGroup(TidyGroup):
     """Lets ``render --check FILE...`` stand for ``render check FILE...``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -62,9 +62,12 @@ TargetRefs = Annotated[list[str] | None, typer.Option(
     "--target-ref", metavar="[GROUP/]KIND/NAME", rich_help_panel=_P,
     help="Attach to these targets instead of a selector (repeatable).")]
 Hosts = Annotated[list[str] | None, typer.Option(
-    "--host", rich_help_panel=_P,
+    "--llm-host", metavar="HOST", rich_help_panel=_P,
     help="LLM host the plug-in limits, exact match (repeatable; default: "
     "dashscope.aliyuncs.com).")]
+# --llm-host was --host, which elsewhere is the address a command listens on; render listens on
+# nothing, so the old spelling stays as a hidden alias.
+LegacyHosts = Annotated[list[str] | None, typer.Option("--host", hidden=True)]
 KeyTemplates = Annotated[list[str] | None, typer.Option(
     "--key-template", metavar="TEMPLATE", rich_help_panel=_P,
     help="rateLimitKeys entry (repeatable; default: {{request.headers.user-type}}).")]
@@ -111,6 +114,12 @@ OutputDir = Annotated[str | None, typer.Option(
     help="Write one file per object here (default, or -: stdout).")]
 Check = Annotated[bool, typer.Option("--check", help="Check the output against the schemas "
                                      "first; write nothing if it fails.")]
+
+
+def _hosts(hosts: list[str] | None, legacy: list[str] | None) -> list[str] | None:
+    """``--llm-host`` values, then those given with the old spelling ``--host``."""
+    given = [*(hosts or []), *(legacy or [])]
+    return given or None
 
 
 def _rules(source: str | None, config_json: str | None, from_env: bool, *,
@@ -216,6 +225,7 @@ def wasmplugin(
     from_env: FromEnvOption = False,
     name: Name = defaults.PLUGIN_NAME, namespace: Namespace = defaults.DEFAULT_NAMESPACE,
     selector: Selector = None, target_ref: TargetRefs = None, host: Hosts = None,
+    legacy_host: LegacyHosts = None,
     key_template: KeyTemplates = None, match_mode: MatchMode = "CLIENT",
     match_port: MatchPorts = None, phase: Phase = "STATS", priority: Priority = 10,
     fail_strategy: FailStrategy = "FAIL_OPEN", url: Url = defaults.PLUGIN_URL,
@@ -225,11 +235,12 @@ def wasmplugin(
 ) -> None:
     """Render the WasmPlugin of the ASM guide (rules, when given, are validated first).
 
-    Example: tokenlimit render wasmplugin --host dashscope.aliyuncs.com --selector app=sleep
+    Example: tokenlimit render wasmplugin --llm-host dashscope.aliyuncs.com --selector app=sleep
     """
     found = _rules(rules, config_json, from_env, required=False)
     fqdn = rate_limit_service or defaults.DEFAULT_SERVICE_FQDN
-    plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
+    plugin = _plugin(name, namespace, selector, target_ref, _hosts(host, legacy_host),
+                     key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy, fqdn,
                      rate_limit_service_port)
     _print_findings(key_template_findings(plugin.key_templates, found), err=True)
@@ -265,6 +276,7 @@ def render_everything(
     from_env: FromEnvOption = False,
     name: Name = defaults.PLUGIN_NAME, namespace: Namespace = defaults.DEFAULT_NAMESPACE,
     selector: Selector = None, target_ref: TargetRefs = None, host: Hosts = None,
+    legacy_host: LegacyHosts = None,
     key_template: KeyTemplates = None, match_mode: MatchMode = "CLIENT",
     match_port: MatchPorts = None, phase: Phase = "STATS", priority: Priority = 10,
     fail_strategy: FailStrategy = "FAIL_OPEN", url: Url = defaults.PLUGIN_URL,
@@ -286,7 +298,8 @@ def render_everything(
     options, password = _service(service_name, service_namespace, image, replicas,
                                  redis_address, redis_db, redis_password_secret,
                                  redis_password_key, redis_password_env, no_redis_password)
-    plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
+    plugin = _plugin(name, namespace, selector, target_ref, _hosts(host, legacy_host),
+                     key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy,
                      rate_limit_service or options.fqdn, rate_limit_service_port)
     _print_findings(key_template_findings(plugin.key_templates, found), err=True)

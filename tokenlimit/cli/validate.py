@@ -140,7 +140,7 @@ def print_report(report: ValidationReport, output_format: str) -> None:
 
 def validate(
     source: Annotated[str | None, typer.Argument(
-        metavar="[SOURCE]", help="Rules file (JSON, YAML or a Kubernetes manifest); - for stdin.",
+        metavar="SOURCE", help="Rules file (JSON, YAML or a Kubernetes manifest); - for stdin.",
     )] = None,
     from_env: FromEnvOption = False,
     config_json: ConfigJsonOption = None,
