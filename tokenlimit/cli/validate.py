@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Annotated
@@ -28,6 +29,7 @@ from tokenlimit.rules.formats import (
 )
 
 FORMATS = ("text", "json", "sarif", "github")
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
@@ -61,20 +63,56 @@ def _finding_text(finding: Finding) -> Text:
     return text
 
 
+REPEATED = 4  # a code on this many rules or more is shown once, with the rules it is on
+
+
+def index_ranges(indexes: Sequence[int]) -> str:
+    """Rule numbers as ranges: ``[1, 2, 3, 7]`` -> ``'1-3, 7'``.
+
+    >>> index_ranges([1, 2, 3, 7, 9, 10])
+    '1-3, 7, 9-10'
+    """
+    spans: list[list[int]] = []
+    for index in sorted(indexes):
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 def format_findings(findings: Sequence[Finding],
                     rules: Sequence[Rule] = ()) -> RenderableType:
-    """Findings grouped by rule: the whole configuration first, then rule by rule."""
+    """Findings grouped by rule: the whole configuration first, then rule by rule.
+
+    A code found on many rules (say 1,000 tenant rules, each unanchored) is written once, in
+    full for its first rule, with the other rules' numbers after it: ``--format json`` still
+    lists every finding.
+    """
     regexes = {rule.index: rule.regex for rule in rules}
+    on_rules: dict[str, list[Finding]] = {}
+    for finding in findings:
+        if finding.rule_index is not None:
+            on_rules.setdefault(finding.code, []).append(finding)
+    repeated = {code: found for code, found in on_rules.items() if len(found) >= REPEATED}
     parts: list[RenderableType] = []
     groups: dict[int | None, list[Finding]] = {}
     for finding in findings:
-        groups.setdefault(finding.rule_index, []).append(finding)
+        if finding.code not in repeated or finding.rule_index is None:
+            groups.setdefault(finding.rule_index, []).append(finding)
     for index, group in groups.items():
         title = "All rules" if index is None else f"Rule {index}"
         if index in regexes:
             title += f" ({regexes[index]!r})"
         parts.append(Text(title, style="bold"))
         parts.extend(_finding_text(f) for f in group)
+    for code, found in repeated.items():
+        others = [f.rule_index for f in found[1:] if f.rule_index is not None]
+        parts.append(Text(f"{code} on {len(found)} rules, e.g. rule {found[0].rule_index}",
+                          style="bold"))
+        parts.append(_finding_text(found[0]))
+        parts.append(Text(f"    and likewise on rules {index_ranges(others)} (--format json lists "
+                          "each)"))
     return Group(*parts)
 
 
@@ -126,6 +164,13 @@ def _console() -> Console:
     return console
 
 
+def at_least(report: ValidationReport, min_severity: str) -> ValidationReport:
+    """``report`` with only the findings of ``min_severity`` or worse."""
+    floor = SEVERITY_RANK[min_severity]
+    kept = tuple(f for f in report.findings if SEVERITY_RANK[f.severity.value] >= floor)
+    return dataclasses.replace(report, findings=kept)
+
+
 def print_report(report: ValidationReport, output_format: str) -> None:
     """Write ``report`` to stdout in ``output_format``."""
     if output_format == "json":
@@ -152,6 +197,10 @@ def validate(
     keys: Annotated[list[str] | None, typer.Option(
         "--key", "-k", metavar="KEY",
         help="Show which rule KEY takes, with its figures (repeatable).")] = None,
+    min_severity: Annotated[str, typer.Option(
+        "--min-severity", metavar="info|warning|error",
+        help="Show only findings this severe or more (the exit status still counts all).",
+    )] = "info",
 ) -> None:
     """Lint RATE_LIMIT_CONFIG rules and explain what the ASM service will really do.
 
@@ -161,6 +210,9 @@ def validate(
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if min_severity not in SEVERITY_RANK:
+        raise typer.BadParameter("choose one of info, warning, error",
+                                 param_hint="--min-severity")
     wanted = list(keys or [])
     if wanted and output_format in ("sarif", "github"):
         raise typer.BadParameter("--key works with --format text or json",
@@ -172,7 +224,7 @@ def validate(
         report = validate_rules(read_rules(source, config_json, from_env), wanted)
     except RuleError as exc:
         report = failed_report(exc, wanted)
-    print_report(report, output_format)
+    print_report(at_least(report, min_severity), output_format)
     raise typer.Exit(report.exit_status(strict))
 
 
