@@ -154,3 +154,59 @@ def test_a_key_whose_rule_has_no_figures() -> None:
     assert result.output.splitlines()[-1] == "0 errors, 1 warning, 2 infos"
     assert "  'vip' -> rule 0 ('^vip$'): no figures (a number is not positive; see the rule's " \
         "findings)" in result.output.splitlines()
+
+
+def _tenant_rules(tmp_path: Path, count: int) -> str:
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps([{
+        "rate_limit_key_regex": f"^tenant-{i:04d}-", "max_tokens": 1000, "tokens_per_fill": 100,
+        "fill_interval_second": 60, "redis_expired_seconds": 600} for i in range(count)],
+        indent=1))
+    return str(path)
+
+
+def test_a_finding_on_many_rules_is_written_once_with_the_others_as_ranges(
+        tmp_path: Path) -> None:
+    source = _tenant_rules(tmp_path, 12)
+    result = _invoke(source, env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    start = lines.index("TL304 on 12 rules, e.g. rule 0")
+    assert lines[start:start + 8] == [
+        "TL304 on 12 rules, e.g. rule 0",
+        f"  info TL304 {source}:3:27: regex '^tenant-0000-' is searched anywhere in the key, "
+        "not matched whole: it also takes 'tenant-0000-other'",
+        "    hint: A prefix rule? Write '^tenant-0000-.*' to say so (the same keys, and no "
+        "TL304); add $ only if the key must end where the match ends.",
+        "    and likewise on rules 1-11 (--format json lists each)",
+        "TL308 on 12 rules, e.g. rule 0",
+        f"  info TL308 {source}:2:2: rule 0: sustained up to 100 tokens/min (144,000/day); a "
+        "new key starts with 100 tokens; burst up to 1,000; refills from empty to full in "
+        "10 min; the bucket expires 10 min after its last refill (then it restarts, debt "
+        "forgiven)",
+        "    hint: Run `tokenlimit validate --key KEY` to see which rule a key takes.",
+        "    and likewise on rules 1-11 (--format json lists each)",
+    ]
+    assert not any(line.startswith("Rule ") for line in lines)  # nothing else per rule
+    assert lines[-1] == "0 errors, 0 warnings, 26 infos"
+    listed = json.loads(_invoke(source, "--format", "json").output)["findings"]
+    assert sum(f["code"] == "TL304" for f in listed) == 12
+
+
+def test_min_severity_hides_findings_but_not_the_exit_status() -> None:
+    shown = _invoke(MISTAKES, "--min-severity", "error", "--format", "json")
+    assert shown.exit_code == 1
+    severities = {f["severity"] for f in json.loads(shown.output)["findings"]}
+    assert severities == {"error"}
+    warned = _invoke("--config-json", WARNED, "--strict", "--min-severity", "error")
+    assert warned.exit_code == 1  # the hidden warning still fails --strict
+    assert "warning" not in warned.output.replace("0 warnings", "")
+    quiet = _invoke(RULES, "--min-severity", "warning")
+    assert (quiet.exit_code, quiet.output.splitlines()[-1]) == (0, "0 errors, 0 warnings, 0 infos")
+
+
+def test_min_severity_takes_only_known_severities() -> None:
+    result = _invoke(RULES, "--min-severity", "notice")
+    assert result.exit_code == 2
+    assert "Invalid value for --min-severity: choose one of info, warning, error" in (
+        result.output)

@@ -38,6 +38,13 @@ MAX_PRODUCT_STATES = 50_000
 _NICE = "abcdefghijklmnopqrstuvwxyz0123456789-_.ABCDEFGHIJKLMNOPQRSTUVWXYZ:/@"
 
 
+_CONTROL_CUTS = (0x00, 0x20, 0x7F, 0xA0)
+
+
+def _is_control(code: int) -> bool:
+    return code < 0x20 or 0x7F <= code < 0xA0
+
+
 class TooLarge(Exception):
     """The automaton would exceed the analysis bounds."""
 
@@ -61,6 +68,7 @@ class Alphabet:
 
     def __init__(self, sets: Iterable[Intervals]) -> None:
         cuts = {lo for lo, _ in UNIVERSE} | {hi + 1 for _, hi in UNIVERSE}
+        cuts.update(_CONTROL_CUTS)  # so a class is all control characters or none
         for intervals in sets:
             for lo, hi in intervals:
                 cuts.update((lo, hi + 1))
@@ -73,6 +81,9 @@ class Alphabet:
         self.samples = [self._sample(s, e) for s, e in zip(self.starts, self.ends, strict=True)]
         # Breadth-first searches try classes in this order, so examples read well.
         self.order = sorted(range(len(self.starts)), key=lambda c: self._rank(self.samples[c]))
+        # What a real key can hold: HTTP header values, paths and hosts carry no control
+        # characters (no newline), so an example built only for them would mislead.
+        self.printable = [c for c in self.order if not _is_control(self.starts[c])]
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -252,11 +263,14 @@ def _determinize(nfa: _Nfa, start: int, final: int, width: int) -> Dfa:
 
 
 def find_word(dfas: Sequence[Dfa], alphabet: Alphabet,
-              wanted: Callable[[tuple[bool, ...]], bool]) -> str | None:
+              wanted: Callable[[tuple[bool, ...]], bool], *,
+              printable: bool = False) -> str | None:
     """A shortest key for which ``wanted(acceptance of each dfa)`` holds, or ``None``.
 
-    A breadth-first search over the product of ``dfas``; ``TooLarge`` past the bound.
+    A breadth-first search over the product of ``dfas``; ``TooLarge`` past the bound. With
+    ``printable``, only keys without control characters (keys a request can carry).
     """
+    classes = alphabet.printable if printable else alphabet.order
     start = tuple(d.start for d in dfas)
     parent: dict[tuple[int, ...], tuple[tuple[int, ...], int] | None] = {start: None}
     queue = deque([start])
@@ -278,7 +292,7 @@ def find_word(dfas: Sequence[Dfa], alphabet: Alphabet,
                 step = parent[states]
             return alphabet.word(path[::-1])
         row_one, row_two = first[states[0]], second[states[-1]]
-        for c in alphabet.order:
+        for c in classes:
             # Every caller compares one or two automata: spell those out, it is the hot loop.
             if pair:
                 nxt: tuple[int, ...] = (row_one[c], row_two[c])
