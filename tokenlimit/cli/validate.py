@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -33,6 +34,47 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
 
+_HEADERS = ("#", "regex", "max", "fill", "every", "TTL", "tok/min", "tok/day", "to full")
+
+
+def _rule_cells(rule: Rule) -> list[str]:
+    figures = figures_of(rule)
+    numbers = [str(rule.max_tokens), str(rule.tokens_per_fill),
+               f"{rule.fill_interval_second} s", f"{rule.redis_expired_seconds} s"]
+    if figures is None:
+        derived = ["-"] * 3
+    else:
+        derived = [number(figures.tokens_per_minute), number(figures.tokens_per_day),
+                   duration(figures.seconds_to_full) if figures.refills else "never"]
+    return [str(rule.index), rule.regex, *numbers, *derived]
+
+
+def plain_rules_table(report: ValidationReport, width: int) -> str | None:
+    """``format_rules_table`` as Rich writes it without colours, or None where Rich would
+    wrap something (a line wider than ``width``, a title wider than the table).
+
+    Rich lays out a table cell by cell (two seconds for 1,000 rules); plain output (files,
+    pipes, CI logs) is the same text, so it is written directly.
+    """
+    rows = [_rule_cells(rule) for rule in report.rules]
+    if any(not cell.isprintable() for row in rows for cell in row):
+        return None
+    widths = [max(cell_len(cell) for cell in column)
+              for column in zip(_HEADERS, *rows, strict=True)]
+    widths[1] = max(widths[1], 8)  # the regex column's min_width
+    total = sum(widths) + 3 * (len(widths) - 1)
+    title = f"Rules from {report.origin}"
+    if total > width or cell_len(title) > total or not title.isprintable():
+        return None
+
+    def line(cells: Sequence[str]) -> str:
+        return "   ".join(cell + " " * (w - cell_len(cell)) if i == 1
+                          else " " * (w - cell_len(cell)) + cell
+                          for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return "\n".join([title, line(_HEADERS), "─" * total, *(line(row) for row in rows)])
+
+
 def format_rules_table(report: ValidationReport) -> Table:
     """The rules with their numbers and derived figures."""
     table = Table(title=f"Rules from {report.origin}", box=box.SIMPLE_HEAD, title_justify="left",
@@ -40,18 +82,11 @@ def format_rules_table(report: ValidationReport) -> Table:
     # A new bucket starts at "fill" (tokens_per_fill) and holds at most max(max, fill).
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("regex", overflow="fold", min_width=8)
-    for header in ("max", "fill", "every", "TTL", "tok/min", "tok/day", "to full"):
+    for header in _HEADERS[2:]:
         table.add_column(header, justify="right", no_wrap=True)
     for rule in report.rules:
-        figures = figures_of(rule)
-        numbers = [str(rule.max_tokens), str(rule.tokens_per_fill),
-                   f"{rule.fill_interval_second} s", f"{rule.redis_expired_seconds} s"]
-        if figures is None:
-            derived = ["-"] * 3
-        else:
-            derived = [number(figures.tokens_per_minute), number(figures.tokens_per_day),
-                       duration(figures.seconds_to_full) if figures.refills else "never"]
-        table.add_row(str(rule.index), Text(rule.regex), *numbers, *derived)
+        index, regex, *rest = _rule_cells(rule)
+        table.add_row(index, Text(regex), *rest)
     return table
 
 
@@ -135,10 +170,10 @@ def format_keys(keys: Sequence[KeyMatch]) -> RenderableType:
     return Group(*lines)
 
 
-def format_text(report: ValidationReport) -> RenderableType:
-    """The whole text report: table, findings, keys, summary."""
+def format_text(report: ValidationReport, *, table: bool = True) -> RenderableType:
+    """The whole text report: table (unless ``table`` is false), findings, keys, summary."""
     parts: list[RenderableType] = []
-    if report.rules:
+    if report.rules and table:
         parts.append(format_rules_table(report))
     if report.findings:
         parts.append(format_findings(report.findings, report.rules))
@@ -180,7 +215,12 @@ def print_report(report: ValidationReport, output_format: str) -> None:
     elif output_format == "github":
         typer.echo(format_github(report), nl=False)
     else:
-        _console().print(format_text(report), soft_wrap=True)
+        console = _console()
+        plain = None if console.is_terminal or not report.rules else plain_rules_table(
+            report, console.width)
+        if plain is not None:
+            typer.echo(plain + "\n")
+        console.print(format_text(report, table=plain is None), soft_wrap=True)
 
 
 def validate(
