@@ -255,3 +255,13 @@ def test_the_plain_table_was_compared_often() -> None:
     # Runs after the property above (same module, file order): most examples must have been
     # written plain, or the property compared nothing.
     assert sum(PLAIN_TABLES) >= 10, PLAIN_TABLES
+
+
+def test_a_missing_file_is_told_to_check_the_path_not_to_fix_json(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nosuch.json")
+    result = _invoke(missing)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[:3] == [
+        "All rules",
+        f"  error TL100 {missing}:1:1: no such file",
+        "    hint: Check the path (- reads the rules from stdin)."]

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,8 @@ from tokenlimit.k8s import (
     WasmPluginOptions,
     format_manifests,
     key_template_findings,
+    key_template_locations,
+    manifest_filename,
     parse_labels,
     parse_target_ref,
     password_from_env,
@@ -217,6 +220,22 @@ def _emit(objects: list[Manifest], output_dir: str | None, check: bool) -> None:
 def _print_findings(findings: list[Finding], *, err: bool = False) -> None:
     for finding in findings:
         typer.echo(finding.one_line(), err=err)
+        typer.echo(f"    hint: {finding.hint}", err=err)
+
+
+def _key_template_warnings(objects: list[Manifest], rules: Sequence[Rule],
+                           output_dir: str | None) -> list[Finding]:
+    """TL409 for constant rateLimitKeys no rule matches, located in the manifest written:
+    the file under ``output_dir``, or the line of the stream on stdout."""
+    plugin_at = next(i for i, obj in enumerate(objects) if obj.get("kind") == "WasmPlugin")
+    plugin = objects[plugin_at]
+    templates = plugin["spec"]["pluginConfig"]["rateLimitKeys"]
+    if output_dir is None or output_dir == "-":
+        locations = key_template_locations(format_manifests(objects), "<stdout>")
+    else:
+        path = str(Path(output_dir) / manifest_filename(plugin_at, plugin))
+        locations = key_template_locations(format_manifests([plugin]), path)
+    return key_template_findings(templates, rules, locations)
 
 
 @render_app.command("wasmplugin")
@@ -243,8 +262,9 @@ def wasmplugin(
                      key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy, fqdn,
                      rate_limit_service_port)
-    _print_findings(key_template_findings(plugin.key_templates, found), err=True)
-    _emit([render_wasmplugin(plugin)], output_dir, check)
+    objects = [render_wasmplugin(plugin)]
+    _print_findings(_key_template_warnings(objects, found, output_dir), err=True)
+    _emit(objects, output_dir, check)
 
 
 @render_app.command("service")
@@ -302,8 +322,9 @@ def render_everything(
                      key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy,
                      rate_limit_service or options.fqdn, rate_limit_service_port)
-    _print_findings(key_template_findings(plugin.key_templates, found), err=True)
-    _emit(render_all(found, plugin, options, password), output_dir, check)
+    objects = render_all(found, plugin, options, password)
+    _print_findings(_key_template_warnings(objects, found, output_dir), err=True)
+    _emit(objects, output_dir, check)
 
 
 @render_app.command("check")
