@@ -114,3 +114,28 @@ def test_bash_completes_command_names() -> None:
     done = subprocess.run([installed], env=env, capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stdout.split()) == (0, ["check"])
+
+
+def _flag_meanings(flag: str) -> dict[str, str]:
+    """For each command that has ``flag`` (visible), the long name it stands for."""
+    found = {}
+    for path in PATHS:
+        for param in _command(path).params:
+            if flag in param.opts and not getattr(param, "hidden", False):
+                found[" ".join(path)] = next(o for o in param.opts if o.startswith("--"))
+    return found
+
+
+def test_one_meaning_per_flag_across_commands() -> None:
+    assert set(_flag_meanings("-k").values()) == {"--key"}
+    assert set(_flag_meanings("-k")) == {"validate", "loadtest"}
+    assert _flag_meanings("-p") == {"serve": "--port", "gateway": "--port", "mock-llm": "--port"}
+    # --host is an address to listen on wherever it shows; render's LLM host is --llm-host.
+    assert set(_flag_meanings("--host")) == {"serve", "gateway", "mock-llm", "up"}
+    assert set(_flag_meanings("--llm-host")) == {"render wasmplugin", "render all"}
+
+
+def test_serve_takes_p_for_its_port() -> None:
+    result = runner.invoke(app, ["serve", "-p", "0"])
+    assert result.exit_code == 2
+    assert "Invalid value for --port: must be 1-65535" in result.output
