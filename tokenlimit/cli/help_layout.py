@@ -15,6 +15,7 @@ Typer 0.29 (the version pyproject.toml pins) writes a type column of its own: ``
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
@@ -85,3 +86,17 @@ class TokenlimitCommand(TidyHelp, TyperCommand):
 
 class TidyGroup(TidyHelp, TyperGroup):
     """Every tokenlimit command group, such as ``render`` and ``trace``."""
+
+
+def reflow_help(text: str) -> str:
+    r"""Join the lines of each prose paragraph of a docstring, so help wraps to the terminal.
+
+    Paragraphs whose lines are indented (examples, code) keep their line breaks.
+
+    >>> reflow_help("Do a thing\nwell.\n\n  a --b\n  c")
+    'Do a thing well.\n\n  a --b\n  c'
+    """
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    flowed = [p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(
+        line.strip() for line in p.splitlines()) for p in paragraphs]
+    return "\n\n".join(flowed)

@@ -301,9 +301,3 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
             kinds = ", ".join(k for k in (kinds, codes) if k)
             raise RemoteError(f"{report.target}: every request failed ({kinds})")
         raise RemoteError(f"{report.target}: no request was answered ({kinds})")
-
-
-def register(app: typer.Typer) -> None:
-    from tokenlimit.cli.loadtest_merge import LoadtestCommand
-
-    app.command("loadtest", cls=LoadtestCommand)(loadtest)

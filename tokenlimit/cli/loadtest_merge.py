@@ -1,4 +1,5 @@
-"""``tokenlimit loadtest merge``: one report from the JSON reports of several runs.
+"""``tokenlimit loadtest merge``: one report from the JSON reports of several runs; and
+``register``, which adds ``loadtest`` with its ``merge`` subcommand to the app.
 
 ``loadtest`` takes a target URL as its argument, so ``merge`` is dispatched by the command
 itself (``LoadtestCommand``) rather than by a group: ``tokenlimit loadtest URL ...`` works as it
@@ -11,7 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tokenlimit.cli.help_layout import TokenlimitCommand
+from tokenlimit.cli.help_layout import TokenlimitCommand, reflow_help
+from tokenlimit.cli.loadtest import loadtest
 
 _merge_app = typer.Typer(add_completion=False)
 
@@ -45,8 +47,6 @@ def merge(
 
 def merge_command() -> Any:
     """The ``merge`` subcommand as a Click command."""
-    from tokenlimit.cli.main import reflow_help
-
     info = _merge_app.registered_commands[0]
     if info.help is None and merge.__doc__:
         info.help = reflow_help(merge.__doc__)
@@ -64,3 +64,7 @@ class LoadtestCommand(TokenlimitCommand):
             return merge_command().make_context(f"{info_name} merge", args[1:], parent=parent,
                                                 **extra)
         return super().make_context(info_name, args, parent, **extra)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("loadtest", cls=LoadtestCommand)(loadtest)

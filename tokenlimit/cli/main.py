@@ -6,7 +6,6 @@ stderr and exit status 1; usage errors exit 2 (click's convention); no traceback
 
 from __future__ import annotations
 
-import inspect
 import signal
 from typing import Any
 
@@ -14,7 +13,7 @@ import typer
 from typer.core import TyperCommand
 
 from tokenlimit import __version__
-from tokenlimit.cli.help_layout import TidyGroup, TokenlimitCommand
+from tokenlimit.cli.help_layout import TidyGroup, TokenlimitCommand, reflow_help
 from tokenlimit.errors import TokenlimitError
 
 
@@ -64,7 +63,7 @@ def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
     from tokenlimit.cli import (
         gateway,
-        loadtest,
+        loadtest_merge,
         mock_llm,
         render,
         simulate,
@@ -81,22 +80,8 @@ def _register() -> None:
     gateway.register(app)
     mock_llm.register(app)
     up.register(app)
-    loadtest.register(app)
+    loadtest_merge.register(app)  # loadtest, with its merge subcommand
     render.register(app)
-
-
-def reflow_help(text: str) -> str:
-    r"""Join the lines of each prose paragraph of a docstring, so help wraps to the terminal.
-
-    Paragraphs whose lines are indented (examples, code) keep their line breaks.
-
-    >>> reflow_help("Do a thing\nwell.\n\n  a --b\n  c")
-    'Do a thing well.\n\n  a --b\n  c'
-    """
-    paragraphs = inspect.cleandoc(text).split("\n\n")
-    flowed = [p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(
-        line.strip() for line in p.splitlines()) for p in paragraphs]
-    return "\n\n".join(flowed)
 
 
 def _reflow_commands(typer_app: typer.Typer) -> None:
