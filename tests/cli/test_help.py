@@ -139,3 +139,15 @@ def test_serve_takes_p_for_its_port() -> None:
     result = runner.invoke(app, ["serve", "-p", "0"])
     assert result.exit_code == 2
     assert "Invalid value for --port: must be 1-65535" in result.output
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "tokenlimit")
+def test_every_option_help_is_shown_whole(path: tuple[str, ...]) -> None:
+    # Rich reads "[...]" in a help string as markup and drops it (a "[default: x]" written
+    # by hand vanished): each option's help must appear as written.
+    text = runner.invoke(app, [*path, "--help"], env=WIDE).output
+    flat = " ".join(text.replace("│", " ").split())
+    missing = [param.opts[0] for param in _command(path).params
+               if param.help and not getattr(param, "hidden", False)
+               and " ".join(param.help.split()) not in flat]
+    assert missing == []

@@ -28,8 +28,8 @@ HostMatchOption = Annotated[list[str] | None, typer.Option(
     help="Exact host to limit, repeatable; requests to other hosts pass untouched.")]
 FailOption = Annotated[bool | None, typer.Option(
     "--fail-open/--fail-closed",
-    help="When the service is down or answers non-200: let requests through, or answer 503. "
-    "[default: fail-open]")]
+    help="When the service is down or answers non-200: let requests through, or answer 503 "
+    "(default: fail-open, or the --plugin's failStrategy).")]
 PluginOption = Annotated[str | None, typer.Option(
     "--plugin", metavar="WASMPLUGIN.yaml",
     help="Take hosts, keys, service and failStrategy from a WasmPlugin manifest; "
