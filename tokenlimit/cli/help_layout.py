@@ -56,7 +56,9 @@ def usage_name(param: TyperArgument) -> str:
     name = param.metavar or (param.name or "").upper()
     if param.nargs != 1 and not name.endswith("..."):
         name += "..."
-    return name if param.required else f"[{name}]"
+    if name.startswith("[") or param.required:  # a metavar such as "[KEY]..." says it already
+        return name
+    return f"[{name}]"
 
 
 class TidyHelp:
