@@ -13,20 +13,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenlimit.rules.automata import (
-    Alphabet,
-    Dfa,
-    TooLarge,
-    char_sets,
-    empty_dfa,
-    find_word,
-    full_dfa,
-    union,
-)
+from tokenlimit.rules.automata import Alphabet, Dfa, TooLarge, char_sets, full_dfa
 from tokenlimit.rules.automata import search_dfa as _search_dfa
 from tokenlimit.rules.figures import figures_of, number
 from tokenlimit.rules.findings import Finding, Severity
 from tokenlimit.rules.model import REGEX_FIELD, Location, Rule
+from tokenlimit.rules.products import empty_dfa, find_word, union
 from tokenlimit.rules.re2syntax import Regex, Unsupported, parse_re2
 from tokenlimit.rules.regex import RuleMatcher, compile_go_regex
 
