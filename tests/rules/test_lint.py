@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -329,3 +330,34 @@ def test_no_unanchored_finding_whose_only_example_holds_a_newline() -> None:
     assert _rule_then_catch_all("^tenant-0000-.*") == []
     (found,) = _rule_then_catch_all("^tenant-0000-")
     assert found.message.endswith("it also takes 'tenant-0000-other'")
+
+
+def test_disjoint_rules_are_not_compared_pair_by_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,000 tenant rules took 100 s when each rule was compared with every earlier one; a rule
+    # that shares no key with the union of the earlier ones needs no pairwise look at all.
+    from tokenlimit.rules import coverage
+
+    calls: list[int] = []
+    real = coverage._Study.overlap
+
+    def counted(self: Any, item: Any, other: Any) -> Any:
+        calls.append(1)
+        return real(self, item, other)
+
+    monkeypatch.setattr(coverage._Study, "overlap", counted)
+    tenants = [{"rate_limit_key_regex": f"^tenant-{i:03d}-", "max_tokens": 10,
+                "tokens_per_fill": 5, "fill_interval_second": 60, "redis_expired_seconds": 600}
+               for i in range(200)]
+    found = lint(parse_rules_text(json.dumps(tenants), "t.json"))
+    assert calls == []
+    assert sum(f.code == "TL304" for f in found) == 200
+    # An overlapping rule is still compared with the earlier ones, and its overlap found.
+    overlapping = [*tenants[:3], {**tenants[0], "rate_limit_key_regex": "tenant-001"}]
+    found = lint(parse_rules_text(json.dumps(overlapping), "t.json"))
+    assert len(calls) == 3
+    # 'tenant-001' is unanchored: it also overlaps the other tenants' prefixes.
+    assert [f.message for f in found if f.code == "TL303"] == [
+        f"rule 3 ('tenant-001') and rule {i} ('^tenant-00{i}-') both match keys such as "
+        f"{key!r}; such a key takes rule {i} (the first match wins)"
+        for i, key in ((0, "tenant-000-tenant-001"), (1, "tenant-001-"),
+                       (2, "tenant-002-tenant-001"))]
