@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import yaml
 
+from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.errors import ConfigError
 
 if TYPE_CHECKING:  # numpy loads when a trace is generated, not at every command's start-up
     from tokenlimit.sim.generate import Tier, TraceSpec
 
-trace_app = typer.Typer(help="Work with traces: generate synthetic ones.",
+trace_app = typer.Typer(cls=TidyGroup, help="Work with traces: generate synthetic ones.",
                         no_args_is_help=True)
 
 
