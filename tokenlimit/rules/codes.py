@@ -22,7 +22,7 @@ class Code:
 
 CODES: tuple[Code, ...] = (
     Code("TL100", E, "the configuration cannot be read (syntax, not an array, no such file)"),
-    Code("TL102", E, "a rule is not an object (or is null)"),
+    Code("TL102", E, "a rule is not an object (the service exits at start-up)"),
     Code("TL103", E, "a field has the wrong JSON type"),
     Code("TL104", E, "a number is not an integer literal (60.5, 1e3)"),
     Code("TL105", E, "a number is beyond the 64-bit int range"),
@@ -31,9 +31,11 @@ CODES: tuple[Code, ...] = (
     Code("TL108", E, "fill_interval_second is 0 (division by zero in the refill)"),
     Code("TL109", E, "redis_expired_seconds is 0 (every check fails with 400)"),
     Code("TL110", E, "a number is negative"),
+    Code("TL111", E, "a rule is null (the service starts with an all-zero rule matching every key)"),
     Code("TL112", W, "the configuration is null (no rules, nothing limited)"),
     Code("TL113", W, "several RATE_LIMIT_CONFIGs in one manifest (only the first is checked)"),
     Code("TL114", W, "the configuration is an empty array (nothing limited)"),
+    Code("TL115", W, "invalid UTF-8 in a JSON string (the service reads each bad byte as U+FFFD)"),
     Code("TL201", W, "tokens_per_fill is 0: matching keys are limited for good"),
     Code("TL202", W, "max_tokens is 0: matching keys are limited after their first refill"),
     Code("TL203", W, "tokens_per_fill is more than max_tokens"),
