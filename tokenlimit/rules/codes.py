@@ -31,7 +31,7 @@ CODES: tuple[Code, ...] = (
     Code("TL108", E, "fill_interval_second is 0 (division by zero in the refill)"),
     Code("TL109", E, "redis_expired_seconds is 0 (every check fails with 400)"),
     Code("TL110", E, "a number is negative"),
-    Code("TL111", E, "a rule is null (the service starts with an all-zero rule matching every key)"),
+    Code("TL111", E, "a rule is null (the service starts; an all-zero rule matches every key)"),
     Code("TL112", W, "the configuration is null (no rules, nothing limited)"),
     Code("TL113", W, "several RATE_LIMIT_CONFIGs in one manifest (only the first is checked)"),
     Code("TL114", W, "the configuration is an empty array (nothing limited)"),

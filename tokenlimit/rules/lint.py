@@ -96,7 +96,7 @@ def _regex_finding(rule: Rule) -> Finding | None:
     except ValueError as exc:
         return Finding(
             "TL107", E,
-            f"regex {rule.regex!r} is not valid Go (RE2) syntax: {exc}; the service exits at "
+            f"regex {rule.regex!r} is refused by Go's regexp ({exc}): the service exits at "
             "start-up",
             "RE2 has no lookaround, backreferences or possessive quantifiers; rewrite the "
             "pattern without them.",
