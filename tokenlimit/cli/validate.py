@@ -26,6 +26,7 @@ from tokenlimit.rules.formats import (
     format_sarif,
     validate_rules,
 )
+from tokenlimit.rules.gomatch import go_string
 
 FORMATS = ("text", "json", "sarif", "github")
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
@@ -161,7 +162,9 @@ def validate(
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
-    wanted = list(keys or [])
+    # A key that is not UTF-8 reaches the service inside JSON, where Go reads each bad byte
+    # as U+FFFD: show and match the key the service will see.
+    wanted = [go_string(key) for key in keys or []]
     if wanted and output_format in ("sarif", "github"):
         raise typer.BadParameter("--key works with --format text or json",
                                  param_hint="--key")

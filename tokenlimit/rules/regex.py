@@ -11,6 +11,7 @@ matched on Go's parse tree (``gomatch``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from tokenlimit.rules.gomatch import GoPattern
 from tokenlimit.rules.model import Rule
@@ -18,6 +19,7 @@ from tokenlimit.rules.model import Rule
 GO_VERSION = "go1.22.10"
 
 
+@lru_cache(maxsize=4096)  # parsing is Go's algorithm in Python: do it once per pattern
 def compile_go_regex(pattern: str) -> GoPattern:
     """Compile as the service does; ``ValueError`` with Go's own message when Go refuses.
 

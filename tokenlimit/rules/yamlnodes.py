@@ -28,6 +28,9 @@ def parse_yaml_documents(text: str, path: str) -> list[tuple[Node, yaml.Node]]:
         raise RuleError(f"invalid YAML: {problem}", path=path, line=line, column=column) from exc
     except yaml.YAMLError as exc:
         raise RuleError(f"invalid YAML: {exc}", path=path) from exc
+    except RecursionError as exc:
+        # PyYAML's scanner and composer recurse once per nesting level.
+        raise RuleError("invalid YAML: nested too deeply to read", path=path) from exc
     return [(to_node(doc, path, 0), doc) for doc in raw_docs]
 
 
