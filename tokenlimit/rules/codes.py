@@ -27,7 +27,7 @@ CODES: tuple[Code, ...] = (
     Code("TL104", E, "a number is not an integer literal (60.5, 1e3)"),
     Code("TL105", E, "a number is beyond the 64-bit int range"),
     Code("TL106", E, "a field is missing (the service uses its zero value)"),
-    Code("TL107", E, "the regex is not valid Go (RE2) syntax"),
+    Code("TL107", E, "Go's regexp refuses the regex (the service exits at start-up)"),
     Code("TL108", E, "fill_interval_second is 0 (division by zero in the refill)"),
     Code("TL109", E, "redis_expired_seconds is 0 (every check fails with 400)"),
     Code("TL110", E, "a number is negative"),
