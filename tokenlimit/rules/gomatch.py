@@ -49,10 +49,13 @@ from tokenlimit.rules.gotree import (
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False  # RE2 would otherwise print every refused pattern to stderr
-# RE2's default budget (8 MiB) refuses patterns Go accepts, such as \pL{500}; 1 GiB lets RE2
-# hold about 30 million instructions. A pattern Go accepts that is larger still for RE2 (a
-# class is one instruction to Go but many UTF-8 byte ranges to RE2) is matched by Python's re.
-_OPTIONS.max_mem = 1 << 30
+# RE2's default budget (8 MiB, which also bounds its DFA cache) refuses patterns Go accepts,
+# such as \pL{500}; those get 1 GiB, about 30 million instructions. A pattern Go accepts that
+# is larger still for RE2 (a class is one instruction to Go but many UTF-8 byte ranges to
+# RE2) is matched by Python's re.
+_LARGE = re2.Options()
+_LARGE.log_errors = False
+_LARGE.max_mem = 1 << 30
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
@@ -88,9 +91,13 @@ class GoPattern:
         if whole:
             text = f"\\A(?:{text})" + ("\\z" if dialect == "re2" else "\\Z")
         if dialect == "re2":
-            try:
-                found = re2.compile(text, _OPTIONS)
-            except re2.error:  # Go accepted it, but it is beyond RE2's budget
+            for options in (_OPTIONS, _LARGE):
+                try:
+                    found = re2.compile(text, options)
+                    break
+                except re2.error:
+                    continue
+            else:  # Go accepted it, but it is beyond RE2's largest budget
                 found = self._engine("python", whole)
         else:
             found = re.compile(text, re.ASCII)
