@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.cli.main import app
 from tokenlimit.errors import RuleError
 from tokenlimit.rules import LoadedRules, Rule, RuleMatcher, load_rules
@@ -135,3 +136,16 @@ def test_validate_from_env_agrees_and_always_prints_utf8_json(
         assert [[r[k] for k in ("rate_limit_key_regex", "max_tokens", "tokens_per_fill",
                                 "fill_interval_second", "redis_expired_seconds")]
                 for r in report["rules"]] == (rules or [])
+
+
+@pytest.mark.parametrize("regex, key, go_match", [
+    (r"\B", "aéa", False), (r"\B", "aa", True),
+    (r"\p{Han}", "\U0002ebf0", False), (r"\p{Han}", "中", True),
+])
+def test_the_service_core_limits_exactly_the_keys_go_matches(regex: str, key: str,
+                                                             go_match: bool) -> None:
+    # tokens_per_fill 0: a key that takes the rule is denied from its first check.
+    limiter = AsmLimiter([Rule(0, regex, 0, 0, 60, 600)])
+    result = limiter.check([key], now=0.0)
+    assert (result.outcome == "allow") is not go_match
+    assert (limiter.keyspace.get(key, 0.0) is not None) is go_match
