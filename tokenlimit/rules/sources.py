@@ -21,7 +21,7 @@ from tokenlimit.errors import RuleError
 from tokenlimit.rules.decode import decode_rules
 from tokenlimit.rules.findings import Finding, Severity
 from tokenlimit.rules.gojson import Locator, Replacement, parse_json, text_locator
-from tokenlimit.rules.model import Location, Rule
+from tokenlimit.rules.model import REGEX_FIELD, Location, Rule
 from tokenlimit.rules.yamlnodes import parse_yaml_documents, to_node
 
 ENV_VAR = "RATE_LIMIT_CONFIG"
@@ -109,7 +109,7 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
         replaced: list[Replacement] = []
         decoded = decode_rules(parse_json(text, path, replaced=replaced), path)
-        findings = (*_replacement_findings(replaced), *decoded.findings)
+        findings = (*_replacement_findings(replaced, decoded.rules), *decoded.findings)
         return LoadedRules(decoded.rules, findings, path, decoded.location)
     if any("\ud800" <= ch <= "\udfff" for ch in text):
         offset = next(i for i, ch in enumerate(text) if "\ud800" <= ch <= "\udfff")
@@ -119,8 +119,18 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     return _from_yaml(text.removeprefix("\ufeff"), path)
 
 
-def _replacement_findings(replaced: list[Replacement]) -> Iterator[Finding]:
+def _replacement_findings(replaced: list[Replacement],
+                          rules: tuple[Rule, ...]) -> Iterator[Finding]:
     for item in replaced:
+        # The rule whose object holds the string: the last one starting before it.
+        at = (item.location.line, item.location.column)
+        holder = None
+        for rule in rules:
+            if rule.location is not None and (rule.location.line, rule.location.column) <= at:
+                holder = rule
+        field = None
+        if holder is not None and holder.location_of(REGEX_FIELD) == item.location:
+            field = REGEX_FIELD
         what = []
         if item.bad_bytes:
             shown = " ".join(f"{byte:02x}" for byte in item.bad_bytes[:8])
@@ -133,7 +143,7 @@ def _replacement_findings(replaced: list[Replacement]) -> Iterator[Finding]:
             f"a JSON string holds {' and '.join(what)}: the service starts and reads each as "
             f"U+FFFD, so it sees {item.value!r}",
             "Write the text as valid UTF-8 so the file says what the service sees.",
-            None, None, item.location)
+            None if holder is None else holder.index, field, item.location)
 
 
 def _from_yaml(text: str, path: str) -> LoadedRules:
@@ -153,7 +163,7 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
     replaced: list[Replacement] = []
     decoded = decode_rules(parse_json(str(scalar.value), path, _scalar_locator(scalar, text),
                                       replaced), path)
-    findings = [*_replacement_findings(replaced), *decoded.findings]
+    findings = [*_replacement_findings(replaced, decoded.rules), *decoded.findings]
     for other, label in found[1:]:
         findings.append(Finding(
             "TL113", Severity.WARNING,
