@@ -24,6 +24,8 @@ from tokenlimit.cli.main import app
 from tokenlimit.errors import RuleError
 from tokenlimit.rules import LoadedRules, Rule, RuleMatcher, load_rules
 from tokenlimit.rules.goclass import go_versions
+from tokenlimit.rules.gonfa import Program
+from tokenlimit.rules.goparse import parse
 from tokenlimit.rules.lint import lint
 from tokenlimit.rules.regex import compile_go_regex
 
@@ -70,6 +72,21 @@ def test_the_one_key_matcher_matches_every_pair_as_go_does() -> None:
         if matcher is None:
             matcher = matchers[index] = RuleMatcher([Rule(0, regexes[index][0], 1, 1, 1, 1)])
         if (matcher.index_for(key) == 0) != bool(match):
+            wrong.append((regexes[index][0][:60], key[:30], match))
+    assert wrong == []
+
+
+def test_the_pike_vm_alone_matches_every_pair_as_go_does() -> None:
+    # The matcher's fallback (\\B with non-ASCII keys, patterns beyond RE2's budget), on all.
+    verdicts = _verdicts()
+    regexes = verdicts["regexes"]
+    programs: dict[int, Program] = {}
+    wrong = []
+    for index, key, match in verdicts["pairs"]:
+        program = programs.get(index)
+        if program is None:
+            program = programs[index] = Program(parse(regexes[index][0]))
+        if program.matches(key) != bool(match):
             wrong.append((regexes[index][0][:60], key[:30], match))
     assert wrong == []
 

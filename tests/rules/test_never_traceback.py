@@ -20,6 +20,9 @@ from tests.conftest import SAMPLES
 from tokenlimit.cli.main import app
 from tokenlimit.errors import RuleError
 from tokenlimit.rules import Rule, RuleMatcher, load_rules
+from tokenlimit.rules.gomatch import go_string
+from tokenlimit.rules.gonfa import Program
+from tokenlimit.rules.goparse import parse
 from tokenlimit.rules.lint import lint
 from tokenlimit.rules.regex import compile_go_regex
 
@@ -134,8 +137,9 @@ def test_other_commands_that_load_rules_never_traceback(data: bytes,
         _no_traceback(runner.invoke(app, args), (0, 1))
 
 
-@settings(max_examples=300)
-@given(pattern=regex_text, key=st.text(max_size=12))
+@settings(max_examples=600)
+@given(pattern=regex_text, key=st.text(alphabet=st.sampled_from(list("ab_ \né-0\u212a\U0002ebf0")),
+                                       max_size=12))
 def test_any_regex_compiles_or_is_refused_and_matching_never_raises(pattern: str,
                                                                     key: str) -> None:
     try:
@@ -143,5 +147,7 @@ def test_any_regex_compiles_or_is_refused_and_matching_never_raises(pattern: str
     except ValueError as exc:
         assert str(exc).startswith("error parsing regexp: ")
         return
-    compiled.matches(key)
-    RuleMatcher([Rule(0, pattern, 1, 1, 1, 1)]).index_for(key)
+    found = compiled.matches(key)
+    assert (RuleMatcher([Rule(0, pattern, 1, 1, 1, 1)]).index_for(key) == 0) is found
+    # RE2 on the written-out tree and the Pike VM on the tree itself agree.
+    assert Program(parse(go_string(pattern))).matches(go_string(key)) is found

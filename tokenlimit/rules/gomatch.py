@@ -22,6 +22,7 @@ from typing import Any
 import re2
 
 from tokenlimit.rules import goclass as cls
+from tokenlimit.rules.gonfa import Program
 from tokenlimit.rules.goparse import parse
 from tokenlimit.rules.gotree import (
     ALTERNATE,
@@ -66,60 +67,65 @@ def go_string(text: str) -> str:
 
 
 class GoPattern:
-    """A compiled rule regex that answers ``search(key)`` as Go's ``MatchString``.
+    """A compiled rule regex that answers ``matches(key)`` as Go's ``MatchString``.
 
     >>> GoPattern(r"\\B").matches("aéa"), GoPattern(r"\\p{Han}").matches("\\U0002ebf0")
     (False, False)
     """
 
-    __slots__ = ("_engines", "_has_no_boundary", "_tree", "pattern")
+    __slots__ = ("_has_no_boundary", "_nfa", "_re2", "_re2_whole", "_tree", "pattern")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         tree = parse(go_string(pattern))
         self._tree = tree
         self._has_no_boundary = _contains(tree, NO_WORD_BOUNDARY)
-        # (dialect, whole key) -> compiled; RE2 first, Python's re only where RE2 differs
-        self._engines: dict[tuple[str, bool], Any] = {}
-        self._engine("re2", False)
+        self._nfa: Program | None = None
+        self._re2: Any = _re2_or_none(_write(tree))
+        self._re2_whole: Any = None
 
-    def _engine(self, dialect: str, whole: bool) -> Any:
-        found = self._engines.get((dialect, whole))
-        if found is not None:
-            return found
-        text = _write(self._tree, dialect)
-        if whole:
-            text = f"\\A(?:{text})" + ("\\z" if dialect == "re2" else "\\Z")
-        if dialect == "re2":
-            for options in (_OPTIONS, _LARGE):
-                try:
-                    found = re2.compile(text, options)
-                    break
-                except re2.error:
-                    continue
-            else:  # Go accepted it, but it is beyond RE2's largest budget
-                found = self._engine("python", whole)
-        else:
-            found = re.compile(text, re.ASCII)
-        self._engines[(dialect, whole)] = found
-        return found
+    def _program(self) -> Program:
+        if self._nfa is None:
+            self._nfa = Program(self._tree)
+        return self._nfa
 
-    def _run(self, key: str, whole: bool) -> Any:
-        key = go_string(key)
-        dialect = "python" if self._has_no_boundary and not key.isascii() else "re2"
-        return self._engine(dialect, whole).search(key)
+    def _use_nfa(self, key: str) -> bool:
+        return self._re2 is None or (self._has_no_boundary and not key.isascii())
 
     def matches(self, key: str) -> bool:
         """Whether the pattern matches anywhere in ``key`` (Go's ``MatchString``)."""
-        return self._run(key, False) is not None
+        key = go_string(key)
+        if self._use_nfa(key):
+            return self._program().matches(key)
+        return self._re2.search(key) is not None
 
-    def search(self, key: str) -> Any:
-        """A match object when the pattern matches anywhere in ``key``, else ``None``."""
-        return self._run(key, False)
+    def search(self, key: str) -> bool | None:
+        """``True`` when the pattern matches anywhere in ``key``, else ``None``."""
+        return True if self.matches(key) else None
 
-    def fullmatch(self, key: str) -> Any:
-        """A match object when the pattern matches the whole of ``key``, else ``None``."""
-        return self._run(key, True)
+    def fullmatch(self, key: str) -> bool | None:
+        """``True`` when the pattern matches the whole of ``key``, else ``None``."""
+        key = go_string(key)
+        if self._use_nfa(key):
+            anchored = GoRegexp(CONCAT)
+            anchored.sub = [GoRegexp(BEGIN_TEXT), self._tree, GoRegexp(END_TEXT)]
+            return True if Program(anchored).matches(key) else None
+        if self._re2_whole is None:
+            self._re2_whole = _re2_or_none(f"\\A(?:{_write(self._tree)})\\z")
+        if self._re2_whole is None:
+            self._re2 = None  # beyond RE2 whole: the Pike VM answers from now on
+            return self.fullmatch(key)
+        return True if self._re2_whole.search(key) is not None else None
+
+
+def _re2_or_none(text: str) -> Any:
+    """RE2 with its default budget, else 1 GiB, else ``None`` (the Pike VM takes over)."""
+    for options in (_OPTIONS, _LARGE):
+        try:
+            return re2.compile(text, options)
+        except re2.error:
+            continue
+    return None
 
 
 def _contains(tree: GoRegexp, op: int) -> bool:
@@ -132,13 +138,11 @@ def _contains(tree: GoRegexp, op: int) -> bool:
     return False
 
 
-def _rune(r: int, dialect: str) -> str:
-    if chr(r) in _PLAIN:
-        return chr(r)
-    return f"\\x{{{r:x}}}" if dialect == "re2" else f"\\U{r:08x}"
+def _rune(r: int) -> str:
+    return chr(r) if chr(r) in _PLAIN else f"\\x{{{r:x}}}"
 
 
-def _class(runes: list[int], dialect: str) -> str:
+def _class(runes: list[int]) -> str:
     """A bracket expression for Go's range list, without surrogates (no key holds them)."""
     parts: list[str] = []
     for i in range(0, len(runes), 2):
@@ -146,16 +150,15 @@ def _class(runes: list[int], dialect: str) -> str:
         for a, b in ((lo, min(hi, 0xD7FF)), (max(lo, 0xE000), hi)):
             if a > b:
                 continue
-            parts.append(_rune(a, dialect) if a == b
-                         else f"{_rune(a, dialect)}-{_rune(b, dialect)}")
+            parts.append(_rune(a) if a == b else f"{_rune(a)}-{_rune(b)}")
     if not parts:
-        return "[^\\x00-\\x{10ffff}]" if dialect == "re2" else "(?!)"
+        return "[^\\x00-\\x{10ffff}]"
     return "[" + "".join(parts) + "]"
 
 
-def _literal(node: GoRegexp, dialect: str) -> str:
+def _literal(node: GoRegexp) -> str:
     if not node.flags & FOLD_CASE:
-        return "".join(_rune(r, dialect) for r in node.rune)
+        return "".join(_rune(r) for r in node.rune)
     out = []
     for r in node.rune:
         orbit = [r]
@@ -166,24 +169,21 @@ def _literal(node: GoRegexp, dialect: str) -> str:
         klass: list[int] = []
         for x in sorted(orbit):
             klass = cls.append_range(klass, x, x)
-        out.append(_class(klass, dialect) if len(orbit) > 1 else _rune(r, dialect))
+        out.append(_class(klass) if len(orbit) > 1 else _rune(r))
     return "".join(out)
 
 
 _ATOMS = {
-    ANY_CHAR_NOT_NL: ("[^\\n]", "[^\\n]"), ANY_CHAR: ("(?s:.)", "(?s:.)"),
-    BEGIN_LINE: ("(?m:^)", "(?m:^)"), END_LINE: ("(?m:$)", "(?m:$)"),
-    BEGIN_TEXT: ("\\A", "\\A"), END_TEXT: ("\\z", "\\Z"),
-    WORD_BOUNDARY: ("\\b", "\\b"), NO_WORD_BOUNDARY: ("\\B", "\\B"),
-    EMPTY_MATCH: ("(?:)", "(?:)"),
+    ANY_CHAR_NOT_NL: "[^\\n]", ANY_CHAR: "(?s:.)", BEGIN_LINE: "(?m:^)", END_LINE: "(?m:$)",
+    BEGIN_TEXT: "\\A", END_TEXT: "\\z", WORD_BOUNDARY: "\\b", NO_WORD_BOUNDARY: "\\B",
+    EMPTY_MATCH: "(?:)",
 }
 
 
-def _write(tree: GoRegexp, dialect: str) -> str:
-    """The tree as a pattern for ``dialect`` (``re2`` or ``python``), without recursion."""
+def _write(tree: GoRegexp) -> str:
+    """The tree as an RE2 pattern of explicit ranges, without recursion."""
     out: list[str] = []
     todo: list[GoRegexp | str] = [tree]
-    python = dialect == "python"
     while todo:
         item = todo.pop()
         if isinstance(item, str):
@@ -191,13 +191,13 @@ def _write(tree: GoRegexp, dialect: str) -> str:
             continue
         op = item.op
         if op in _ATOMS:
-            out.append(_ATOMS[op][python])
+            out.append(_ATOMS[op])
         elif op == NO_MATCH:
-            out.append(_class([], dialect))
+            out.append(_class([]))
         elif op == LITERAL:
-            out.append(_literal(item, dialect))
+            out.append(_literal(item))
         elif op == CHAR_CLASS:
-            out.append(_class(item.rune, dialect))
+            out.append(_class(item.rune))
         elif op == CAPTURE:
             todo += [")", item.sub[0]]
             out.append("(?:")
