@@ -94,6 +94,10 @@ class GoPattern:
 
     def matches(self, key: str) -> bool:
         """Whether the pattern matches anywhere in ``key`` (Go's ``MatchString``)."""
+        if key.isascii():  # the common case: no surrogate to replace, RE2 agrees with Go
+            if self._re2 is not None:
+                return self._re2.search(key) is not None
+            return self._program().matches(key)
         key = go_string(key)
         if self._use_nfa(key):
             return self._program().matches(key)
