@@ -40,6 +40,7 @@ class ParserState(Protocol):
 
 
 def isalnum(c: str) -> bool:
+    """ASCII letter or digit, as Go's parser tests it."""
     return "0" <= c <= "9" or "A" <= c <= "Z" or "a" <= c <= "z"
 
 
@@ -115,6 +116,7 @@ def _append_group(p: ParserState, r: list[int], group: tuple[int, list[int]]) ->
 
 def parse_perl_class_escape(p: ParserState, t: int,
                              r: list[int]) -> tuple[list[int], int] | None:
+    """``\\d``, ``\\s``, ``\\w`` and their negations at ``t``: (class, end), or ``None``."""
     s = p.s
     if not p.flags & PERL_X or len(s) - t < 2 or s[t] != "\\":
         return None
@@ -139,6 +141,7 @@ def _parse_named_class(p: ParserState, t: int, r: list[int]) -> tuple[list[int],
 
 
 def parse_unicode_class(p: ParserState, t: int, r: list[int]) -> tuple[list[int], int] | None:
+    """``\\pN``, ``\\p{Name}``, ``\\P{^Name}`` at ``t``: (class, end); ``None`` if not one."""
     s = p.s
     if not p.flags & UNICODE_GROUPS or len(s) - t < 2 or s[t] != "\\" or s[t + 1] not in "pP":
         return None
@@ -178,6 +181,7 @@ def _parse_class_char(s: str, t: int, whole: int) -> tuple[int, int]:
 
 
 def parse_class(p: ParserState, start: int) -> int:
+    """A bracket class ``[...]`` at ``start``: pushes it and returns the end."""
     s = p.s
     t = start + 1
     re = p.new_regexp(CHAR_CLASS)

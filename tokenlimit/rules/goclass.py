@@ -91,6 +91,7 @@ def append_range(r: list[int], lo: int, hi: int) -> list[int]:
 
 
 def append_folded_range(r: list[int], lo: int, hi: int) -> list[int]:
+    """Add ``lo-hi`` and every rune of their case orbits (Go's ``appendFoldedRange``)."""
     if lo <= MIN_FOLD and hi >= MAX_FOLD:
         return append_range(r, lo, hi)
     if hi < MIN_FOLD or lo > MAX_FOLD:
@@ -111,22 +112,26 @@ def append_folded_range(r: list[int], lo: int, hi: int) -> list[int]:
 
 
 def append_literal(r: list[int], x: int, fold: bool) -> list[int]:
+    """Add one rune, with its case orbit when ``fold``."""
     return append_folded_range(r, x, x) if fold else append_range(r, x, x)
 
 
 def append_class(r: list[int], x: list[int]) -> list[int]:
+    """Add every range of the class ``x``."""
     for i in range(0, len(x), 2):
         r = append_range(r, x[i], x[i + 1])
     return r
 
 
 def append_folded_class(r: list[int], x: list[int]) -> list[int]:
+    """Add every range of ``x`` with its case orbits."""
     for i in range(0, len(x), 2):
         r = append_folded_range(r, x[i], x[i + 1])
     return r
 
 
 def append_negated_class(r: list[int], x: list[int]) -> list[int]:
+    """Add every rune not in the (sorted) class ``x``."""
     next_lo = 0
     for i in range(0, len(x), 2):
         lo, hi = x[i], x[i + 1]
@@ -173,6 +178,7 @@ def _fresh_table(key: int, x: Table) -> tuple[int, ...]:
 
 
 def append_negated_table(r: list[int], x: Table) -> list[int]:
+    """Add every rune not in the Unicode table ``x``."""
     next_lo = 0
     for lo, hi in _table_runs(x):
         if next_lo <= lo - 1:
@@ -202,6 +208,7 @@ def clean_class(r: list[int]) -> list[int]:
 
 
 def negate_class(r: list[int]) -> list[int]:
+    """The complement of a clean class (Go's ``negateClass``)."""
     out: list[int] = []
     next_lo = 0
     for i in range(0, len(r), 2):

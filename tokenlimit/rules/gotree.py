@@ -103,11 +103,13 @@ class GoRegexp:
 
 
 def is_char_class(re: GoRegexp) -> bool:
+    """Whether ``re`` matches exactly one character (Go's ``isCharClass``)."""
     return (re.op == LITERAL and len(re.rune) == 1) or re.op in (CHAR_CLASS, ANY_CHAR_NOT_NL,
                                                                   ANY_CHAR)
 
 
 def clean_alt(re: GoRegexp) -> None:
+    """Clean a class joining an alternation; the classes of ``.`` and ``(?s).`` become dots."""
     if re.op == CHAR_CLASS:
         re.rune = cls.clean_class(re.rune)
         if re.rune == [0, cls.MAX_RUNE]:
@@ -119,6 +121,7 @@ def clean_alt(re: GoRegexp) -> None:
 
 
 def match_rune(re: GoRegexp, r: int) -> bool:
+    """Whether the one-character expression ``re`` matches rune ``r``."""
     if re.op == LITERAL:
         return len(re.rune) == 1 and re.rune[0] == r
     if re.op == CHAR_CLASS:
@@ -129,6 +132,7 @@ def match_rune(re: GoRegexp, r: int) -> bool:
 
 
 def merge_char_class(dst: GoRegexp, src: GoRegexp) -> None:
+    """Merge the one-character ``src`` into ``dst`` (alternation of classes)."""
     if dst.op == ANY_CHAR_NOT_NL:
         if match_rune(src, 10):
             dst.op = ANY_CHAR
