@@ -60,7 +60,8 @@ def _mangled(value: Any, cut: int, junk: bytes) -> bytes:
 # Inputs that once ended in tracebacks (issue 16), so every run tries them.
 HOSTILE = [b"x: " + b"[" * 1500, b"x:\n" + b"".join(b"  " * i + b"- \n" for i in range(1200)),
            b"[" * 10001 + b"]" * 10001, b"[" * 3000, b'[{"rate_limit_key_regex": "\\ud800"}]',
-           b'[{"\\ud83d\\ude00": "\\udc00"}]', b"\xef\xbb\xbf[]", b'["\xff"]']
+           b'[{"\\ud83d\\ude00": "\\udc00"}]', b"\xef\xbb\xbf[]", b'["\xff"]',
+           b'- rate_limit_key_regex: "a\\ud800"\n  "\\udfff": 1\n']
 
 inputs = st.one_of(
     st.sampled_from(HOSTILE),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from tokenlimit.errors import RuleError
@@ -9,6 +11,7 @@ from tokenlimit.rules.model import Location
 from tokenlimit.rules.nodes import Node
 
 _TAG = "tag:yaml.org,2002:"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _constructor = yaml.constructor.SafeConstructor()
 
 
@@ -63,4 +66,6 @@ def to_node(node: yaml.Node, path: str, depth: int) -> Node:
     except (ValueError, yaml.YAMLError) as exc:
         raise RuleError(f"invalid YAML scalar {node.value!r}", path=path, line=where.line,
                         column=where.column) from exc
-    return Node("string", str(node.value), where)
+    # A YAML escape such as "\ud800" yields a lone surrogate; the JSON the service is given
+    # carries it as an escape, which Go reads as U+FFFD.
+    return Node("string", _SURROGATE.sub("\ufffd", str(node.value)), where)
