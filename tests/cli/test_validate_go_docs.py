@@ -1,4 +1,4 @@
-"""The README's "Exactly what Go 1.22 reads" examples are what validate really prints."""
+"""docs/validate.md's "Exactly what Go 1.22 reads" examples are what validate really prints."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from tests.conftest import REPO
 from tokenlimit.cli.main import app
 
-README = (REPO / "README.md").read_text(encoding="utf-8")
-BLOCK = README.split("### Exactly what Go 1.22 reads")[1].split("```console\n")[1].split("```")[0]
+PAGE = (REPO / "docs" / "validate.md").read_text(encoding="utf-8")
+BLOCK = PAGE.split("## Exactly what Go 1.22 reads")[1].split("```console\n")[1].split("```")[0]
 
 
 def _outputs() -> list[tuple[str, str]]:
