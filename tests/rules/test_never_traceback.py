@@ -134,7 +134,9 @@ def test_other_commands_that_load_rules_never_traceback(data: bytes,
     path.write_bytes(data)
     for args in (["render", "service", "--rules", str(path)],
                  ["render", "check", str(path)],
-                 ["simulate", str(SAMPLES / "trace.csv"), "--rules", str(path)]):
+                 ["simulate", str(SAMPLES / "trace.csv"), "--rules", str(path)],
+                 ["diff", str(SAMPLES / "rules.json"), str(path), "--trace",
+                  str(SAMPLES / "trace.csv")]):
         _no_traceback(runner.invoke(app, args), (0, 1))
 
 
