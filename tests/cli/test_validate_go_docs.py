@@ -12,12 +12,13 @@ from tests.conftest import REPO
 from tokenlimit.cli.main import app
 
 PAGE = (REPO / "docs" / "validate.md").read_text(encoding="utf-8")
-BLOCK = PAGE.split("## Exactly what Go 1.22 reads")[1].split("```console\n")[1].split("```")[0]
+SECTION = PAGE.split("## Exactly what Go 1.22 reads")[1].split("\n## ")[0]
+BLOCKS = [block.split("```")[0] for block in SECTION.split("```console\n")[1:]]
 
 
 def _outputs() -> list[tuple[str, str]]:
-    """(command line, printed output) for each ``$`` line of the example block."""
-    parts = BLOCK.split("$ ")[1:]
+    """(command line, printed output) for each ``$`` line of the section's example blocks."""
+    parts = [part for block in BLOCKS for part in block.split("$ ")[1:]]
     return [(part.split("\n", 1)[0], part.split("\n", 1)[1]) for part in parts]
 
 
