@@ -53,7 +53,7 @@ _OPTIONS.log_errors = False  # RE2 would otherwise print every refused pattern t
 # RE2's default budget (8 MiB, which also bounds its DFA cache) refuses patterns Go accepts,
 # such as \pL{500}; those get 1 GiB, about 30 million instructions. A pattern Go accepts that
 # is larger still for RE2 (a class is one instruction to Go but many UTF-8 byte ranges to
-# RE2) is matched by Python's re.
+# RE2) is matched by the Pike VM (gonfa).
 _LARGE = re2.Options()
 _LARGE.log_errors = False
 _LARGE.max_mem = 1 << 30

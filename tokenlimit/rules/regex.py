@@ -16,6 +16,8 @@ from functools import lru_cache
 from tokenlimit.rules.gomatch import GoPattern
 from tokenlimit.rules.model import Rule
 
+# The Go release whose regexp (and Unicode tables) the matcher follows; a test checks that the
+# tables in go_unicode_tables.json come from it.
 GO_VERSION = "go1.22.10"
 
 
