@@ -41,6 +41,7 @@ JSON = ("Content-Type", "application/json")
 NOT_FOUND = Response(404, b"404 page not found\n", (TEXT, ("X-Content-Type-Options", "nosniff")))
 BACKEND_DOWN = "rate limit backend unavailable"
 KEYS_CACHE_SIZE = 10_000
+KEYS_CACHE_QUERY_BYTES = 1024  # longer queries are decoded every time: the cache stays < 20 MB
 LOG_EVERY = 1.0  # seconds between two lines of the same repeating incident
 
 
@@ -127,9 +128,10 @@ class RateLimitApp:
                 found = exc
         else:
             found = parse_keys_value(raw)
-        if len(self._keys_cache) >= KEYS_CACHE_SIZE:
-            self._keys_cache.clear()
-        self._keys_cache[query] = found
+        if len(query) <= KEYS_CACHE_QUERY_BYTES:
+            if len(self._keys_cache) >= KEYS_CACHE_SIZE:
+                self._keys_cache.clear()
+            self._keys_cache[query] = found
         return found
 
     async def ratelimit(self, request: Request) -> Response:
