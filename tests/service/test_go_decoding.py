@@ -45,7 +45,8 @@ def test_duplicates_of_the_right_type_take_the_last_value() -> None:
 def test_a_null_element_keeps_what_the_slot_held_before() -> None:
     body = b'{"ratelimit_keys":["a","b","c"],"ratelimit_keys":[null,"x"]}'
     assert parse_usage(body).keys == ("a", "x")
-    body = b'{"ratelimit_keys":["a","b","c"],"ratelimit_keys":["x"],"ratelimit_keys":[null,null,null,null]}'
+    body = (b'{"ratelimit_keys":["a","b","c"],"ratelimit_keys":["x"],'
+            b'"ratelimit_keys":[null,null,null,null]}')
     assert parse_usage(body).keys == ("x", "b", "c", "")
     body = b'{"ratelimit_keys":["a"],"ratelimit_keys":[],"ratelimit_keys":[null]}'
     assert parse_usage(body).keys == ("",)
@@ -71,7 +72,8 @@ def _nested(depth: int) -> bytes:
 
 
 def test_nesting_up_to_ten_thousand_levels_is_accepted() -> None:
-    body = b'{"ignored":' + _nested(MAX_DEPTH - 1) + b',"completion_tokens":5,"ratelimit_keys":["u"]}'
+    body = (b'{"ignored":' + _nested(MAX_DEPTH - 1)
+            + b',"completion_tokens":5,"ratelimit_keys":["u"]}')
     assert parse_usage(body) == UsageReport(("u",), Usage(0, 5, 0))
     value, depth = load_go_json(_nested(MAX_DEPTH)), 1
     while value:

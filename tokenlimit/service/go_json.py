@@ -18,13 +18,16 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from json.decoder import scanstring
+from collections.abc import Callable
 from typing import Any
 
 MAX_DEPTH = 10_000  # Go's encoding/json scanner refuses one level more
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+# json's own string scanner (C), the one json.loads uses; typeshed does not list it.
+scanstring: Callable[[str, int, bool], tuple[str, int]] = (
+    json.decoder.scanstring)  # type: ignore[attr-defined]
 
 
 class JsonSyntaxError(ValueError):
@@ -130,7 +133,7 @@ def _load_deep(text: str) -> Any:
                 return value
             container, key = stack[-1]
             if key is None:
-                container.append(value)  # type: ignore[arg-type]
+                container.append(value)
             else:
                 container.append((key, value))
             char = text[pos:pos + 1]
