@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from tests.conftest import RedisServer
 from tests.service.redis_helpers import injected_start, redis_call, run
 from tests.service.test_redis_store import KEYS, RULES
+from tokenlimit.bucket import CheckResult
 from tokenlimit.service import BackendConfig, ManualClock, running_service
-from tokenlimit.sim import CheckResult, TraceRequest, replay_oracle
+from tokenlimit.sim import TraceRequest, replay_oracle
 
 
 class HttpLimiter:

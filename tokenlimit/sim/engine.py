@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, AsmLimiter
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
+from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher

@@ -19,8 +19,10 @@ import math
 import time
 from collections.abc import Sequence
 
-from tokenlimit.bucket.limiter import AsmKeyspace, AsmLimiter, CheckResult
-from tokenlimit.bucket.reserve import EstimatePolicy, ReserveBook
+from tokenlimit.bucket.keyspace import AsmKeyspace
+from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.bucket.multikey import CheckResult
+from tokenlimit.bucket.reserve import EstimatePolicy, ReserveLimiter
 from tokenlimit.errors import StoreError
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.stores.base import Clock
@@ -95,7 +97,7 @@ class MemoryStore:
     """
 
     name = "memory"
-    # The model's only script failure (see AsmLimiter.check_key).
+    # The model's only script failure (see tokenlimit.bucket.script.check_script).
     last_script_error = ("the balance key vanished right after being written "
                          "(redis_expired_seconds <= 0)")
 
@@ -103,23 +105,26 @@ class MemoryStore:
         self.clock: Clock = clock or time.time
         self.keyspace = RedisKeyspace()
         self.limiter = AsmLimiter(rules, self.keyspace)
-        self.book = ReserveBook(self.keyspace)
+        self.reserving = ReserveLimiter(self.limiter)
         self._sweeper: asyncio.Task[None] | None = None
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         self.limiter = AsmLimiter(rules, self.keyspace)
+        self.reserving = ReserveLimiter(self.limiter, self.reserving.policy)
 
     async def check(self, keys: Sequence[str],
                     estimate: EstimatePolicy | None = None) -> CheckResult:
         now = self._tick()
         if estimate is None:
             return self.limiter.check(keys, now)
-        return self.book.check(self.limiter, keys, estimate, now)
+        if self.reserving.policy is not estimate:
+            self.reserving = ReserveLimiter(self.limiter, estimate)
+        return self.reserving.check(keys, now)
 
     async def report(self, keys: Sequence[str], tokens: int, settle: bool = False) -> None:
         now = self._tick()
         if settle:
-            self.book.settle(self.limiter, keys, tokens, now)
+            self.reserving.report(keys, tokens, now)
         else:
             self.limiter.report(keys, tokens, now)
 
