@@ -37,8 +37,13 @@ def test_keys_live_hash_tagged_on_the_owning_node(redis_cluster: RedisCluster) -
             assert report(client, svc.url, [key], 60).status_code == 200
             assert not allowed(check(client, svc.url, [key]))
         assert client.get(f"{svc.url}/readyz").status_code == 200
-        empty = check(client, svc.url, ["}regular-user"])  # empty hash tag: not storable
-        assert (empty.status_code, empty.content) == (400, b"")
+        for odd in ("}regular-user", "regular-user-{x}", "regular-user}{"):  # as standalone
+            assert allowed(check(client, svc.url, [odd]))
+            assert report(client, svc.url, [odd], 60).status_code == 200
+            assert not allowed(check(client, svc.url, [odd]))
+        tagged = "{\x00}\x00}regular-user"
+        owner = _owner(redis_cluster, key_slot(tagged))
+        assert run(lambda: redis_call(owner, "GET", tagged)) == b"-10"
     owners = {_owner(redis_cluster, key_slot(key)) for key in keys}
     assert len(owners) == 3  # the keys really spread over the three nodes
     for key in keys:

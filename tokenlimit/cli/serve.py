@@ -85,6 +85,17 @@ def serve(
     clock_offset: Annotated[float, typer.Option(
         help="Debugging: run this many seconds ahead of the real clock (the time is passed to "
         "the scripts instead of Redis TIME).")] = 0.0,
+    stop_grace: Annotated[float, typer.Option(
+        help="On SIGTERM/SIGINT: seconds to answer requests already read before exiting.")]
+    = 5.0,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds an idle keep-alive connection is kept (above Envoy's 1 h default).")]
+    = 3900.0,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a whole request once it has begun.")] = 60.0,
+    max_in_flight: Annotated[int, typer.Option(
+        help="Requests read but not yet answered, over all connections (reading pauses "
+        "beyond; 64 per connection).")] = 2048,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
     stop_after: Annotated[float | None, typer.Option(
@@ -120,9 +131,16 @@ def serve(
                                  param_hint="--estimate")
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    for value, hint in ((stop_grace, "--stop-grace"), (idle_timeout, "--idle-timeout"),
+                        (request_timeout, "--request-timeout")):
+        if not (math.isfinite(value) and value >= 0):
+            raise typer.BadParameter("must be a finite number of seconds >= 0", param_hint=hint)
+    if max_in_flight < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-in-flight")
     import asyncio
 
     from tokenlimit.service.app import RateLimitApp, ServiceOptions
+    from tokenlimit.service.http import Limits
     from tokenlimit.service.reuseport import run_workers
     from tokenlimit.service.runner import (
         backend_config,
@@ -160,7 +178,9 @@ def serve(
         try:
             loop.run_until_complete(serve_forever(
                 app, host, port, reload=reload, watch=watch, log=log, stop_after=stop_after,
-                reuse_port=workers > 1))
+                reuse_port=workers > 1, stop_grace=stop_grace,
+                limits=Limits(idle_timeout, request_timeout, min(64, max_in_flight),
+                              max_in_flight)))
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {listen_failure(exc)}") from exc
         finally:

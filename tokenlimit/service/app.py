@@ -93,7 +93,8 @@ class RateLimitApp:
         try:
             return await self.route(request)
         except Exception as exc:  # a bug, not bad input: log it, never show a traceback
-            self.log("internal_error", path=request.path, error=f"{type(exc).__name__}: {exc}")
+            self.log_noisy("internal_error", path=request.path[:200],
+                           error=f"{type(exc).__name__}: {exc}"[:500])
             return Response(500)
 
     async def route(self, request: Request) -> Response:

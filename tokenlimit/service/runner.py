@@ -28,7 +28,7 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
 from tokenlimit.service.backends import BACKENDS as BACKENDS  # re-exported
 from tokenlimit.service.backends import BackendKind as BackendKind  # re-exported
-from tokenlimit.service.http import HttpServer
+from tokenlimit.service.http import HttpServer, Limits
 from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore
 
@@ -252,10 +252,17 @@ async def serve_forever(
     log: Callable[..., None],
     stop_after: float | None = None,
     reuse_port: bool = False,
+    limits: Limits | None = None,
+    stop_grace: float = 5.0,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules."""
+    """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules.
+
+    On stop: accept no more connections, answer every request already read (within
+    ``stop_grace`` seconds), then close.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    loop.set_exception_handler(lambda _, context: _loop_trouble(app, context))
 
     def do_reload(reason: str) -> None:
         if reload is None:
@@ -276,7 +283,7 @@ async def serve_forever(
             loop.add_signal_handler(signum, stop.set)
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, do_reload, "SIGHUP")
-    server = HttpServer(app, max_body=app.options.max_body)
+    server = HttpServer(app, max_body=app.options.max_body, limits=limits)
     bound = await server.start(host, port, reuse_port=reuse_port)
     # Start-up objects (modules, rules, compiled regexes) never die: keep them out of the
     # collector's full passes, which otherwise show up as latency spikes.
@@ -295,9 +302,18 @@ async def serve_forever(
     finally:
         if watcher is not None:
             watcher.cancel()
-        await server.close()
+        unanswered = await server.close(stop_grace)
         await app.store.close()
-        log("stopped")
+        log("stopped", unanswered=unanswered)
+
+
+def _loop_trouble(app: RateLimitApp, context: dict[str, Any]) -> None:
+    """What the event loop reports (accept failing for lack of file descriptors, a transport
+    error): one line per kind and second, never a traceback and never the peer's data."""
+    exc = context.get("exception")
+    error = f"{type(exc).__name__}: {exc}" if exc is not None else None
+    app.log_noisy("loop_error", message=str(context.get("message", ""))[:200],
+                  error=error[:300] if error else None)
 
 
 async def _watch(path: Path, reload: Callable[[str], None], stop: asyncio.Event) -> None:

@@ -3,8 +3,8 @@
 Opt-in layout (``--backend redis-cluster``): ``{<key>}``, ``{<key>}_last_fill_time`` (and the
 reserve-mode keys with the same prefix), so every script touches one slot. This layout is not
 the example's: a service switched from a single Redis to a cluster starts with fresh buckets.
-Keys whose hash tag would be empty (the empty key, or one starting with ``}``) cannot be
-stored; their checks count as script errors.
+Keys whose hash tag would be empty (the empty key, or one starting with ``}``) are stored
+under a fixed tag (see ``hashtag_names``): the cluster accepts every key a single node does.
 
 The slot map comes from ``CLUSTER SLOTS`` on the seed node (then on any known node); a
 ``MOVED`` answer refreshes it and retries once, an ``ASK`` answer retries on the named node.
@@ -12,6 +12,7 @@ The slot map comes from ``CLUSTER SLOTS`` on the seed node (then on any known no
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,29 +25,14 @@ from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, enco
 SLOTS = 16384
 
 
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_TABLE = _crc16_table()
-
-
 def crc16(data: bytes) -> int:
-    """CRC16-CCITT (XMODEM), as Redis Cluster uses.
+    """CRC16-CCITT (XMODEM), as Redis Cluster uses: ``binascii.crc_hqx`` computes exactly it,
+    in C.
 
     >>> hex(crc16(b"123456789"))
     '0x31c3'
     """
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    return binascii.crc_hqx(data, 0)
 
 
 def key_slot(key: str) -> int:

@@ -62,15 +62,23 @@ def plain_names(key: str) -> tuple[str, ...]:
     return tuple(key + suffix for suffix in SUFFIXES)
 
 
+EMPTY_TAG_PREFIX = "{\x00}\x00"  # names of keys whose own hash tag would be empty
+
+
 def hashtag_names(key: str) -> tuple[str, ...]:
     """The cluster layout: ``{<key>}`` then the same suffixes, all in the key's slot.
 
+    A key whose tag would be empty (``""``, or one starting with ``}``) would have its names
+    hashed whole, into different slots; those go under the fixed tag ``{\\x00}`` instead
+    (``{\\x00}\\x00<key>...``), so the cluster accepts every key a single node accepts.
+
     >>> hashtag_names("u")[:2]
     ('{u}', '{u}_last_fill_time')
+    >>> hashtag_names("}u")[0]
+    '{\\x00}\\x00}u'
     """
     if not key or key.startswith("}"):
-        # The hash tag would be empty: Redis would hash each name whole, into different slots.
-        raise ReplyError(f"key {key!r} cannot be stored in a cluster (empty hash tag)")
+        return tuple(EMPTY_TAG_PREFIX + key + suffix for suffix in SUFFIXES)
     return tuple("{" + key + "}" + suffix for suffix in SUFFIXES)
 
 
