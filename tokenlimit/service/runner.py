@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
@@ -31,6 +30,7 @@ from tokenlimit.service.backends import BackendKind as BackendKind  # re-exporte
 from tokenlimit.service.http import HttpServer, Limits
 from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore
+from tokenlimit.service.stores.redispy import RedisUrl, redis_url_settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +43,14 @@ class BackendConfig:
     password: str | None = field(default=None, repr=False)
     db: int = 0
     timeout: float = 1.0
+    url: RedisUrl | None = field(default=None, repr=False)
 
     def describe(self) -> str:
         """For the start-up line: never the password."""
         if self.kind == "memory":
             return "memory (state in this process only; set REDIS_ADDRESS or --redis-url to share)"
+        if self.url is not None:
+            return f"{self.kind} at {self.url.location()}"
         auth = " with password" if self.password else ""
         return f"{self.kind} at {self.host}:{self.port} db {self.db}{auth}"
 
@@ -66,8 +69,10 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     env = os.environ if environ is None else environ
     if kind is not None and kind not in BACKENDS:
         raise ConfigError(f"--backend: choose one of {', '.join(BACKENDS)}, not {kind!r}")
+    settings: RedisUrl | None = None
     if redis_url is not None:
-        host, port, password, db = _parse_url(redis_url)
+        settings = redis_url_settings(redis_url)
+        host, port, password, db = settings.host, settings.port, settings.password, settings.db
     elif env.get("REDIS_ADDRESS"):
         host, port = _parse_address(env["REDIS_ADDRESS"], "REDIS_ADDRESS")
         password = env.get("REDIS_PASSWORD") or None
@@ -80,7 +85,10 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     chosen: BackendKind = "redis" if kind in (None, "redis") else kind
     if chosen == "memory":
         return BackendConfig("memory", timeout=timeout)
-    return BackendConfig(chosen, host, port, password, db, timeout)
+    if chosen == "redis-cluster" and settings is not None and settings.needs_redis_py:
+        raise ConfigError("--backend redis-cluster: give a redis:// URL of one node "
+                          "(TLS, unix sockets, ACL users and Sentinel are for --backend redis)")
+    return BackendConfig(chosen, host, port, password, db, timeout, settings)
 
 
 def _parse_address(text: str, what: str) -> tuple[str, int]:
@@ -90,25 +98,15 @@ def _parse_address(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _parse_url(url: str) -> tuple[str, int, str | None, int]:
-    parts = urlsplit(url)
-    if parts.scheme != "redis":
-        raise ConfigError(f"--redis-url: expected redis://[:password@]host:port[/db], got {url!r}")
-    try:
-        port = parts.port or 6379
-    except ValueError as exc:
-        raise ConfigError(f"--redis-url: bad port in {url!r}") from exc
-    db_text = parts.path.strip("/")
-    if db_text and not db_text.isdigit():
-        raise ConfigError(f"--redis-url: the database must be a number, got {db_text!r}")
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "127.0.0.1", port, password, int(db_text or 0)
-
-
 def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | None = None) -> Store:
     """The store for ``backend`` (Redis stores connect lazily, on first use)."""
     if backend.kind == "memory":
         return MemoryStore(rules, clock)
+    if backend.kind == "redis" and backend.url is not None and backend.url.needs_redis_py:
+        from tokenlimit.service.stores.redis import RedisStore
+        from tokenlimit.service.stores.redispy import RedisPyNode
+
+        return RedisStore(rules, clock=clock, nodes=RedisPyNode(backend.url, backend.timeout))
     if backend.kind == "redis":
         from tokenlimit.service.stores.redis import RedisStore
 
