@@ -109,7 +109,9 @@ class RateLimitApp:
         if path == "/readyz":
             return await self.ready()
         if path == "/metrics":
-            return Response(200, self.metrics.render(self.rules).encode(),
+            keyspace = getattr(self.store, "keyspace", None)
+            memory_keys = len(keyspace.values) if keyspace is not None else None
+            return Response(200, self.metrics.render(self.rules, memory_keys).encode(),
                             (("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),))
         return NOT_FOUND
 

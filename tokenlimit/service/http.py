@@ -285,7 +285,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.last_words is not None and not self.pending:
             self._write_raw(self.last_words)
             return
-        if self.paused:
+        if self.paused and len(self.pending) <= self.server.limits.per_connection // 2:
             self.resume()
         self.server.resume_some()
         if self.server.draining and not self.pending and self.transport is not None:
@@ -362,9 +362,16 @@ class HttpServer:
         return int(sockets[0].getsockname()[1]) if sockets else port
 
     def resume_some(self) -> None:
-        """Let paused connections read again once the total in flight has room."""
-        while self.paused and self.in_flight < self.limits.in_flight // 2:
-            self.paused.pop().resume()
+        """Let paused connections read again once the total in flight has room (below half
+        the bound, so a connection is not paused and resumed at every answer)."""
+        room = self.limits.in_flight // 2
+        if not self.paused or self.in_flight >= room:
+            return
+        for connection in list(self.paused):
+            if self.in_flight >= room:
+                return
+            if len(connection.pending) <= self.limits.per_connection // 2:
+                connection.resume()
 
     async def _reap(self) -> None:
         while True:
