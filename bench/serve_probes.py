@@ -12,6 +12,8 @@ sizes.
    normal client meanwhile.
 5. ``slow-clients``: connections that never finish their request; when they are closed, and
    a normal client's latency meanwhile.
+6. ``descriptors``: more connections than file descriptors: one ``accept_failing`` log line,
+   and service again once they close.
 
     .venv/bin/python bench/serve_probes.py [--probe NAME] [--small]
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -98,7 +101,8 @@ def redis_server() -> Iterator[int]:
 
 
 @contextmanager
-def service(*options: str, redis_port: int | None = None) -> Iterator[Service]:
+def service(*options: str, redis_port: int | None = None,
+            nofile: int | None = None) -> Iterator[Service]:
     workdir = Path(tempfile.mkdtemp(prefix="tokenlimit-probe-"))
     rules = workdir / "rules.json"
     rules.write_text(json.dumps(RULES))
@@ -110,8 +114,10 @@ def service(*options: str, redis_port: int | None = None) -> Iterator[Service]:
         args += ["--redis-url", f"redis://127.0.0.1:{redis_port}"]
     env = {k: v for k, v in os.environ.items() if k != "REDIS_ADDRESS"}
     with log.open("w") as out:
+        limit = None if nofile is None else (
+            lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
         process = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**env, "PYTHONPATH": str(REPO)})
+                                   env={**env, "PYTHONPATH": str(REPO)}, preexec_fn=limit)
     try:
         wait_port(port)
         yield Service(process, port, log)
@@ -298,12 +304,30 @@ def probe_slow_clients(slow: int = 200, request_timeout: float = 2.0) -> dict[st
             "all_closed_after_s": max(closed_after), "normal_max_ms": 1000 * max(normal)}
 
 
+# 6
+def probe_descriptors(limit: int = 64, connections: int = 120) -> dict[str, float]:
+    """More connections than file descriptors: the service says so (once), and serves again
+    once they are gone."""
+    with service(nofile=limit) as svc:
+        sockets = [socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+                   for _ in range(connections)]
+        time.sleep(2.5)  # the service looks once a second
+        for sock in sockets:
+            sock.close()
+        time.sleep(1.5)
+        normal = timed_check(svc.port)
+        lines = [e for e in svc.events() if e["event"] == "accept_failing"]
+    return {"nofile": limit, "connections": connections, "accept_failing_lines": len(lines),
+            "normal_after_ms": 1000 * normal}
+
+
 PROBES = {
     "unmatched-keys": (probe_unmatched_keys, {}, {"requests": 400}),
     "expiry": (probe_expiry, {}, {"keys": 20_000, "rounds": 3}),
     "graceful-stop": (probe_graceful_stop, {}, {"in_flight": 10}),
     "pipelining": (probe_pipelining, {}, {"checks": 2000}),
     "slow-clients": (probe_slow_clients, {}, {"slow": 50, "request_timeout": 1.0}),
+    "descriptors": (probe_descriptors, {}, {}),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -259,3 +260,31 @@ def test_pipelined_requests_are_answered_in_order(target: Target) -> None:
     answer = target.exchange(one * 3 + bad)
     assert answer.count(ALLOW_BODY) == 3
     assert answer.endswith(b"400 Bad Request: missing required Host header")
+
+
+@pytest.mark.parametrize("backend_name", ["memory", "redis"])
+def test_a_debt_past_minus_1e17_is_not_the_services_crash(backend_name: str) -> None:
+    """Declared difference: the ASM service stores a refilled balance at or below about -1e17
+    as float text and every later report on the key fails (500). serve keeps an integer."""
+    from tokenlimit.service import ManualClock
+
+    redis = start_redis() if backend_name == "redis" else None
+    backend = BackendConfig() if redis is None else BackendConfig("redis", port=redis.port)
+    clock = ManualClock(float(int(time.time()) + 5))
+    try:
+        with running_service(RULES, backend=backend, clock=clock) as svc:
+            target = Target(svc, redis)
+            target.exchange(get('/ratelimit?ratelimit_keys=["regular-user"]'))
+            debt = report_body(b"200000000000000000")
+            assert status_body(target.exchange(post("/update_ratelimit_record", debt)))[0] == 200
+            clock.advance(30)  # one refill: the script rewrites the balance
+            answer = target.exchange(get('/ratelimit?ratelimit_keys=["regular-user"]'))
+            assert status_body(answer)[2] == (
+                b'{"allow":false,"description":"regular-user is being rate-limited"}')
+            assert status_body(target.exchange(post("/update_ratelimit_record",
+                                                    report_body(b"1"))))[0] == 200
+            balance = target.stored("regular-user")
+            assert balance is not None and abs(balance - (-2 * 10**17 + 99)) < 1000
+    finally:
+        if redis is not None:
+            redis.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.serve_probes import (
+    probe_descriptors,
     probe_expiry,
     probe_graceful_stop,
     probe_pipelining,
@@ -56,3 +57,10 @@ def test_slow_clients_are_closed_and_do_not_block_others() -> None:
     _show("slow-clients", figures)
     assert figures["all_closed_after_s"] < 1.0 + 2.5  # the timeout plus the 1 s reaper tick
     assert figures["normal_max_ms"] < 1000
+
+
+def test_running_out_of_file_descriptors_is_said_once() -> None:
+    figures = probe_descriptors(limit=64, connections=120)
+    _show("descriptors", figures)
+    assert figures["accept_failing_lines"] == 1
+    assert figures["normal_after_ms"] < 1000

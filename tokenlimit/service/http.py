@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import html
+import os
+import resource
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -58,6 +61,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
 
 
+FD_HEADROOM = 8  # descriptors short of the limit at which accepting is about to fail
 CACHED_ANSWER_BYTES = 512  # larger answers (redirects echo the target) are not cached
 
 
@@ -349,6 +353,7 @@ class HttpServer:
         self.draining = False
         self.server: asyncio.AbstractServer | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self.fd_warned = False
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
@@ -379,6 +384,26 @@ class HttpServer:
             now = time.monotonic()
             for connection in list(self.connections):
                 connection.expire(now)
+            self._watch_descriptors()
+
+    def _watch_descriptors(self) -> None:
+        # When file descriptors run out the loop cannot accept, and uvloop (libuv) then
+        # accepts and drops connections without a word: say so once per episode.
+        if self.log is None:
+            return
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if limit == resource.RLIM_INFINITY:
+            return
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError as exc:  # listing needs a descriptor too: EMFILE means none is left
+            used = limit if exc.errno == errno.EMFILE else len(self.connections)
+        if used >= limit - FD_HEADROOM and not self.fd_warned:
+            self.fd_warned = True
+            self.log("accept_failing", reason="file descriptors exhausted", open=used,
+                     limit=limit, connections=len(self.connections))
+        elif used < limit * 0.8:
+            self.fd_warned = False
 
     async def close(self, grace: float = 5.0) -> int:
         """Stop accepting, answer every request already read (for ``grace`` seconds at most),

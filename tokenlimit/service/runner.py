@@ -281,7 +281,7 @@ async def serve_forever(
             loop.add_signal_handler(signum, stop.set)
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, do_reload, "SIGHUP")
-    server = HttpServer(app, max_body=app.options.max_body, limits=limits)
+    server = HttpServer(app, max_body=app.options.max_body, limits=limits, log=log)
     bound = await server.start(host, port, reuse_port=reuse_port)
     # Start-up objects (modules, rules, compiled regexes) never die: keep them out of the
     # collector's full passes, which otherwise show up as latency spikes.

@@ -32,6 +32,7 @@ from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, enco
 
 SCRIPT_NAMES = ("check", "reserve", "release", "settle", "report")
 COMMAND_CACHE_SIZE = 10_000
+COMMAND_CACHE_KEY_CHARS = 512  # longer keys are encoded every time: the cache stays < 10 MB
 SUFFIXES = ("", LAST_FILL_SUFFIX, "_reserved", "_reserved_n", "_avg_tokens")
 
 
@@ -181,9 +182,10 @@ class RedisStore:
             cached = names[0], encode_command([
                 "EVALSHA", load_script("check").sha, 2, *names, "", rule.fill_interval_second,
                 rule.tokens_per_fill, rule.max_tokens, rule.redis_expired_seconds])
-            if len(self._commands) >= COMMAND_CACHE_SIZE:
-                self._commands.clear()
-            self._commands[key] = cached
+            if len(key) <= COMMAND_CACHE_KEY_CHARS:
+                if len(self._commands) >= COMMAND_CACHE_SIZE:
+                    self._commands.clear()
+                self._commands[key] = cached
         try:
             return await self.nodes.send(*cached)
         except ReplyError as exc:
