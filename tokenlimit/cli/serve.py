@@ -98,6 +98,8 @@ def serve(
         "beyond; 64 per connection).")] = 2048,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
+    redis_client: Annotated[str, typer.Option(
+        hidden=True, help="auto, builtin or redis-py (benchmarks compare the two).")] = "auto",
     stop_after: Annotated[float | None, typer.Option(
         hidden=True, help="Stop after this many seconds (tests and benchmarks).")] = None,
 ) -> None:
@@ -157,7 +159,10 @@ def serve(
     policy = parse_estimates(estimate or [])
     loaded = _rules_loader(rules)
     warnings = check_rules(loaded)
-    chosen = backend_config(backend, redis_url, timeout=redis_timeout)
+    if redis_client not in ("auto", "builtin", "redis-py"):
+        raise typer.BadParameter("choose auto, builtin or redis-py", param_hint="--redis-client")
+    chosen = backend_config(backend, redis_url, timeout=redis_timeout,
+                            client="redis-py" if redis_client == "redis-py" else "auto")
     if workers > 1 and chosen.kind == "memory":
         raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
     log = json_logger()

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
@@ -32,10 +32,15 @@ from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore
 from tokenlimit.service.stores.redispy import RedisUrl, redis_url_settings
 
+RedisClient = Literal["auto", "builtin", "redis-py"]
+
 
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
-    """Where bucket state lives. ``timeout``: seconds before a Redis call counts as failed."""
+    """Where bucket state lives. ``timeout``: seconds before a Redis call counts as failed.
+    ``client``: ``auto`` uses the built-in pipelined connection for plain ``redis://`` and
+    redis-py for TLS, sockets, ACL users and Sentinel; ``redis-py`` forces redis-py (the
+    benchmark compares the two)."""
 
     kind: BackendKind = "memory"
     host: str = "127.0.0.1"
@@ -44,6 +49,7 @@ class BackendConfig:
     db: int = 0
     timeout: float = 1.0
     url: RedisUrl | None = field(default=None, repr=False)
+    client: RedisClient = "auto"
 
     def describe(self) -> str:
         """For the start-up line: never the password."""
@@ -57,7 +63,7 @@ class BackendConfig:
 
 def backend_config(kind: str | None = None, redis_url: str | None = None,
                    environ: Mapping[str, str] | None = None,
-                   timeout: float = 1.0) -> BackendConfig:
+                   timeout: float = 1.0, client: RedisClient = "auto") -> BackendConfig:
     """The backend from the options, else from the example's environment variables.
 
     ``REDIS_ADDRESS`` (host:port), ``REDIS_PASSWORD``, ``REDIS_DB_INDEX`` (0 when unset or not
@@ -88,7 +94,7 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     if chosen == "redis-cluster" and settings is not None and settings.needs_redis_py:
         raise ConfigError("--backend redis-cluster: give a redis:// URL of one node "
                           "(TLS, unix sockets, ACL users and Sentinel are for --backend redis)")
-    return BackendConfig(chosen, host, port, password, db, timeout, settings)
+    return BackendConfig(chosen, host, port, password, db, timeout, settings, client)
 
 
 def _parse_address(text: str, what: str) -> tuple[str, int]:
@@ -102,11 +108,14 @@ def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | No
     """The store for ``backend`` (Redis stores connect lazily, on first use)."""
     if backend.kind == "memory":
         return MemoryStore(rules, clock)
-    if backend.kind == "redis" and backend.url is not None and backend.url.needs_redis_py:
+    needs_redis_py = backend.url is not None and backend.url.needs_redis_py
+    if backend.kind == "redis" and (backend.client == "redis-py" or needs_redis_py):
         from tokenlimit.service.stores.redis import RedisStore
         from tokenlimit.service.stores.redispy import RedisPyNode
 
-        return RedisStore(rules, clock=clock, nodes=RedisPyNode(backend.url, backend.timeout))
+        settings = backend.url or RedisUrl("redis", backend.host, backend.port, backend.db,
+                                           password=backend.password)
+        return RedisStore(rules, clock=clock, nodes=RedisPyNode(settings, backend.timeout))
     if backend.kind == "redis":
         from tokenlimit.service.stores.redis import RedisStore
 

@@ -135,6 +135,8 @@ def redis_py_client(settings: RedisUrl, timeout: float) -> aioredis.Redis:
                 "username": settings.username, **extra}, **options, **extra)
         client: aioredis.Redis = sentinel.master_for(settings.master)
         return client
+    if not settings.url:  # from REDIS_ADDRESS and friends
+        return aioredis.Redis(host=settings.host, port=settings.port, **options)
     return aioredis.Redis.from_url(settings.url, socket_timeout=timeout,
                                    socket_connect_timeout=timeout)
 
