@@ -10,12 +10,24 @@ key recreates it with no TTL, and a report for a key that matches no rule still 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from tokenlimit.bucket.keyspace import AsmKeyspace
 from tokenlimit.bucket.multikey import CheckResult, ScriptCall, run_check
 from tokenlimit.bucket.script import KeyCheck, check_script
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
+
+
+class Limiter(Protocol):
+    """What a replay needs of a limiter: ``AsmLimiter`` or ``ReserveLimiter``."""
+
+    @property
+    def keyspace(self) -> AsmKeyspace: ...
+
+    def check(self, keys: Sequence[str], now: float) -> CheckResult: ...
+
+    def report(self, keys: Sequence[str], completion_tokens: int, now: float) -> None: ...
 
 
 class AsmLimiter:

@@ -23,6 +23,7 @@ from tokenlimit.bucket.keyspace import AsmKeyspace
 from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.bucket.multikey import CheckResult, ScriptCall, run_check
 from tokenlimit.bucket.script import KeyCheck, check_script
+from tokenlimit.errors import ConfigError
 
 RESERVED_SUFFIX = "_reserved"
 RESERVED_N_SUFFIX = "_reserved_n"
@@ -46,6 +47,30 @@ class EstimatePolicy:
         if rule in self.per_rule:
             return self.per_rule[rule]
         return None if self.average else self.default
+
+
+def parse_estimate_policy(values: Sequence[str]) -> EstimatePolicy:
+    """``--estimate`` values (``serve`` and ``simulate --semantics asm-reserve``): ``N``
+    (fixed), ``avg:N`` (the key's running average, from N), ``RULE_INDEX=N``.
+
+    >>> parse_estimate_policy(["avg:50", "1=300"])
+    EstimatePolicy(default=50, average=True, per_rule={1: 300})
+    """
+    default, average, per_rule = 100, True, {}
+    for value in values:
+        text = value.strip()
+        try:
+            if text.startswith("avg:"):
+                default, average = int(text[4:]), True
+            elif "=" in text:
+                rule, _, tokens = text.partition("=")
+                per_rule[int(rule)] = int(tokens)
+            else:
+                default, average = int(text), False
+        except ValueError:
+            raise ConfigError(f"--estimate {value!r}: expected N, avg:N or RULE_INDEX=N"
+                              ) from None
+    return EstimatePolicy(default, average, per_rule)
 
 
 def next_average(average: int | None, tokens: int) -> int:
@@ -128,8 +153,8 @@ class ReserveLimiter:
             if value is not None:
                 space.decrby(key + suffix, less, now)
 
-    def report(self, keys: Sequence[str], tokens: int, now: float) -> None:
-        """Settle: each key gets back its average outstanding reservation and pays ``tokens``
+    def report(self, keys: Sequence[str], completion_tokens: int, now: float) -> None:
+        """Settle: each key gets back its average outstanding reservation and pays the tokens
         (in full when it has none outstanding); the key's running average moves."""
         space = self.keyspace
         matcher = self.limiter.matcher
@@ -141,9 +166,10 @@ class ReserveLimiter:
                 credit = pending // count
                 space.decrby(key + RESERVED_SUFFIX, credit, now)
                 space.decrby(key + RESERVED_N_SUFFIX, 1, now)
-            space.decrby(key, tokens - credit, now)
+            space.decrby(key, completion_tokens - credit, now)
             index = matcher.index_for(key)
             if index is not None:
                 average = space.get(key + AVG_SUFFIX, now)
                 ttl = matcher.rules[index].redis_expired_seconds
-                space.set_with_ttl(key + AVG_SUFFIX, next_average(average, tokens), ttl, now)
+                space.set_with_ttl(key + AVG_SUFFIX, next_average(average, completion_tokens),
+                                  ttl, now)

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from tokenlimit.bucket.types import Usage, UsageReport
+from tokenlimit.rules.gofields import INT64_MAX, INT64_MIN, FieldNames
 from tokenlimit.service.go_json import (
     JsonNumber,
     JsonObject,
@@ -30,13 +31,11 @@ from tokenlimit.service.go_json import (
     load_go_json,
 )
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 USAGE_FIELDS = ("ratelimit_keys", "prompt_tokens", "completion_tokens", "total_tokens")
+_USAGE_FIELDS = FieldNames(USAGE_FIELDS)
 _GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                     "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_HTML_RE = re.compile("[<>&\u2028\u2029]")
-# Go folds a field name with ToUpper(ToLower(r)): these four non-ASCII letters land on ASCII.
-_GO_FOLD = str.maketrans({"\u212a": "K", "\u017f": "S", "\u0130": "I", "\u0131": "I"})
 
 
 class DecodeError(ValueError):
@@ -186,7 +185,7 @@ def parse_usage(body: bytes) -> UsageReport:
     length = 0
     numbers = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     for key, value in document:  # every occurrence of a field is decoded, in order
-        field = _field_for(key)
+        field = _USAGE_FIELDS.field_for(key)
         if field is None or value is None:
             continue  # unknown fields are ignored; null leaves the field as it was
         try:
@@ -199,19 +198,6 @@ def parse_usage(body: bytes) -> UsageReport:
     if error is not None:
         raise error
     return UsageReport(tuple(slots[:length]), Usage(**numbers))
-
-
-def _field_for(key: str) -> str | None:
-    if key in USAGE_FIELDS:
-        return key
-    folded = key.translate(_GO_FOLD)
-    if not folded.isascii():
-        return None  # any other non-ASCII letter folds to a non-ASCII one: no field matches
-    folded = folded.upper()
-    for field in USAGE_FIELDS:
-        if field.upper() == folded:
-            return field
-    return None
 
 
 def go_json_string(text: str) -> str:

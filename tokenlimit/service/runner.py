@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
+from tokenlimit.eventloop import new_event_loop
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
@@ -70,7 +71,7 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     a number). No option and no ``REDIS_ADDRESS``: the memory store.
 
     >>> backend_config(environ={"REDIS_ADDRESS": "10.0.0.5:6380", "REDIS_DB_INDEX": "x"})
-    BackendConfig(kind='redis', host='10.0.0.5', port=6380, db=0, timeout=1.0)
+    BackendConfig(kind='redis', host='10.0.0.5', port=6380, db=0, timeout=1.0, client='auto')
     """
     env = os.environ if environ is None else environ
     if kind is not None and kind not in BACKENDS:
@@ -147,16 +148,6 @@ def json_logger(stream: TextIO | None = None) -> Callable[..., None]:
         out.flush()
 
     return log
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop where uvloop is installed, else asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 @dataclass
