@@ -15,7 +15,7 @@ from tests.service.test_redis_store import EVENTS, KEYS, RULES
 from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.bucket.reserve import ReserveLimiter
 from tokenlimit.service import BackendConfig, EstimatePolicy, ManualClock, running_service
-from tokenlimit.service.stores.cluster import SLOTS, ClusterNodes, ClusterStore, key_slot
+from tokenlimit.service.stores.cluster import ClusterNodes, ClusterStore, key_slot
 
 pytestmark = pytest.mark.redis
 
@@ -86,17 +86,29 @@ def test_a_stale_slot_map_follows_moved(redis_cluster: RedisCluster) -> None:
         nodes = store.nodes
         assert isinstance(nodes, ClusterNodes)
         try:
-            await nodes.refresh()
+            assert (await store.check(["regular-user-warm"])).outcome == "allow"  # map read
             key = "regular-user-moved"
-            owner = _owner(redis_cluster, key_slot(key))
+            slot = key_slot("{" + key + "}")
+            owner = _owner(redis_cluster, slot)
             wrong = next(n.port for n in redis_cluster.nodes if n.port != owner)
-            nodes.slots = [("127.0.0.1", wrong)] * SLOTS  # as if the slots had moved away
-            assert (await store.check([key])).outcome == "allow"
-            assert nodes.slots[key_slot(key)] == ("127.0.0.1", owner)  # map read again
+            manager = nodes.client.nodes_manager
+            wrong_node = manager.get_node("127.0.0.1", wrong)
+            manager.slots_cache[slot] = [wrong_node]  # as if the slot had moved away
+            assert (await store.check([key])).outcome == "allow"  # MOVED followed
+            assert manager.slots_cache[slot][0].port == owner  # map read again
+            assert run_value(redis_cluster, owner, "{" + key + "}") == b"50"
         finally:
             await store.close()
 
     run(scenario)
+
+
+def run_value(cluster: RedisCluster, port: int, name: str) -> object:
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # outside the running loop
+        return pool.submit(lambda: asyncio.run(redis_call(port, "GET", name))).result()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,

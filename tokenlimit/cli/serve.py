@@ -16,7 +16,7 @@ from tokenlimit.errors import ConfigError
 from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
 from tokenlimit.service.backends import BACKENDS
 
-if TYPE_CHECKING:  # the service (asyncio, httptools) loads when `serve` runs
+if TYPE_CHECKING:  # the service (asyncio, uvloop) loads when `serve` runs
     from tokenlimit.service.app import FailMode, Mode
 
 

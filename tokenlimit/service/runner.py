@@ -92,9 +92,9 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     chosen: BackendKind = "redis" if kind in (None, "redis") else kind
     if chosen == "memory":
         return BackendConfig("memory", timeout=timeout)
-    if chosen == "redis-cluster" and settings is not None and settings.needs_redis_py:
-        raise ConfigError("--backend redis-cluster: give a redis:// URL of one node "
-                          "(TLS, unix sockets, ACL users and Sentinel are for --backend redis)")
+    if chosen == "redis-cluster" and settings is not None and settings.scheme != "redis":
+        raise ConfigError("--backend redis-cluster: give a redis://[USER:PASSWORD@]HOST:PORT URL "
+                          "of one node (TLS, unix sockets and Sentinel are for --backend redis)")
     return BackendConfig(chosen, host, port, password, db, timeout, settings, client)
 
 
@@ -125,7 +125,8 @@ def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | No
     from tokenlimit.service.stores.cluster import ClusterStore
 
     return ClusterStore(rules, backend.host, backend.port, password=backend.password,
-                        timeout=backend.timeout, clock=clock)
+                        timeout=backend.timeout, clock=clock,
+                        username=backend.url.username if backend.url else None)
 
 
 def listen_failure(exc: BaseException) -> str:

@@ -172,7 +172,7 @@ class RedisStore:
     async def _check_script(self, key: str, rule: Rule, now: str) -> Any:
         # The one hot call: with Redis TIME the whole command is the same for a key and rule,
         # so its encoding is kept (bounded) instead of rebuilt on every request.
-        if now:
+        if now or not getattr(self.nodes, "packed", True):
             args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
                                rule.max_tokens, rule.redis_expired_seconds]
             return await self._run("check", self.names(key)[:2], args)
