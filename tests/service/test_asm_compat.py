@@ -288,3 +288,31 @@ def test_a_debt_past_minus_1e17_is_not_the_services_crash(backend_name: str) -> 
     finally:
         if redis is not None:
             redis.stop()
+
+
+def test_http_1_0_is_answered_in_http_1_0(target: Target) -> None:
+    answer = target.exchange(b'GET /ratelimit?ratelimit_keys=["regular-user"] HTTP/1.0\r\n\r\n')
+    assert answer == (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                      b"Content-Length: 33\r\n\r\n" + ALLOW_BODY)
+    with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
+        sock.sendall(b"GET /nothing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, _ = parse(sock.recv(4096))
+        assert (status, headers["connection"]) == (404, "keep-alive")
+
+
+def test_memory_keys_live_through_the_millisecond_of_their_deadline() -> None:
+    from tokenlimit.service import ManualClock
+
+    clock = ManualClock(1_700_000_000.0004)  # keys written 0.4 ms into a millisecond
+    with running_service(RULES, clock=clock) as svc:
+        target = Target(svc, None)
+        for key in ("regular-user-a", "regular-user-b"):
+            target.exchange(get(f'/ratelimit?ratelimit_keys=["{key}"]'))
+            target.exchange(post("/update_ratelimit_record",
+                                 report_body(b"10", f'["{key}"]'.encode())))
+        clock.set(1_700_000_300.0009)  # the deadline's millisecond, 0.5 ms past t + ttl
+        target.exchange(get('/ratelimit?ratelimit_keys=["regular-user-a"]'))
+        assert target.stored("regular-user-a") == 200  # alive: refilled (40 + 10 x 50, capped)
+        clock.set(1_700_000_300.0010)
+        target.exchange(get('/ratelimit?ratelimit_keys=["regular-user-b"]'))
+        assert target.stored("regular-user-b") == 50  # expired: starts again, debt forgiven

@@ -65,19 +65,26 @@ FD_HEADROOM = 8  # descriptors short of the limit at which accepting is about to
 CACHED_ANSWER_BYTES = 512  # larger answers (redirects echo the target) are not cached
 
 
-def encode_response(response: Response, keep_alive: bool) -> bytes:
-    """The bytes of an HTTP/1.1 answer (small ones cached: most answers are one of a few)."""
+def encode_response(response: Response, keep_alive: bool, http10: bool = False) -> bytes:
+    """The bytes of an answer (small ones cached: most answers are one of a few).
+
+    As Go's server: an HTTP/1.0 request gets an ``HTTP/1.0`` status line, ``Connection:
+    keep-alive`` when it asked for it and no ``Connection`` header otherwise; HTTP/1.1 gets
+    ``Connection: close`` when the connection ends after the answer.
+    """
     if len(response.body) + sum(len(v) for _, v in response.headers) > CACHED_ANSWER_BYTES:
-        return _encode(response, keep_alive)
-    return _encode_cached(response, keep_alive)
+        return _encode(response, keep_alive, http10)
+    return _encode_cached(response, keep_alive, http10)
 
 
-def _encode(response: Response, keep_alive: bool) -> bytes:
+def _encode(response: Response, keep_alive: bool, http10: bool = False) -> bytes:
     reason = _REASONS.get(response.status, "Unknown")
-    lines = [f"HTTP/1.1 {response.status} {reason}"]
+    lines = [f"HTTP/1.{0 if http10 else 1} {response.status} {reason}"]
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     lines.append(f"Content-Length: {len(response.body)}")
-    if not keep_alive:
+    if http10 and keep_alive:
+        lines.append("Connection: keep-alive")
+    elif not keep_alive and not http10:
         lines.append("Connection: close")
     head = "\r\n".join(lines).encode("latin-1", "replace") + b"\r\n\r\n"
     return head + response.body
@@ -125,7 +132,8 @@ class HttpProtocol(asyncio.Protocol):
         self.handler = server.handler
         self.max_body = server.max_body
         self.transport: asyncio.Transport | None = None
-        self.pending: deque[tuple[asyncio.Future[Response], bool, bool]] = deque()
+        # (answer, keep the connection, HEAD request, HTTP/1.0 request)
+        self.pending: deque[tuple[asyncio.Future[Response], bool, bool, bool]] = deque()
         self.buffer = bytearray()
         self.closing = False
         self.paused = False
@@ -245,7 +253,7 @@ class HttpProtocol(asyncio.Protocol):
             self.server.tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self.server.tasks.discard)
             future = task
-        self.pending.append((future, keep_alive, head.method == "HEAD"))
+        self.pending.append((future, keep_alive, head.method == "HEAD", head.version < (1, 1)))
         self.server.in_flight += 1
         future.add_done_callback(self._flush)
         if not keep_alive:
@@ -268,7 +276,7 @@ class HttpProtocol(asyncio.Protocol):
     # answers, in request order
     def _flush(self, _: object = None) -> None:
         while self.pending and self.pending[0][0].done():
-            future, keep_alive, head = self.pending.popleft()
+            future, keep_alive, head, http10 = self.pending.popleft()
             self.server.in_flight -= 1
             if self.transport is None:
                 return
@@ -278,7 +286,7 @@ class HttpProtocol(asyncio.Protocol):
                 response = Response(500)
             else:
                 response = future.result()
-            data = encode_response(response, keep_alive)
+            data = encode_response(response, keep_alive, http10)
             if head:  # the same head, no body (Content-Length says what GET would send)
                 data = data[:len(data) - len(response.body)]
             self.transport.write(data)
