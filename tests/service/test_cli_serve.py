@@ -37,7 +37,8 @@ def test_help_lists_every_option() -> None:
     assert result.exit_code == 0, result.output
     for option in ("--rules", "--host", "--port", "--backend", "--redis-url", "--mode",
                    "--estimate", "--shadow", "--fail-open", "--fail-closed", "--charge",
-                   "--strict-input", "--rate-headers", "--workers"):
+                   "--strict-input", "--rate-headers", "--workers", "--stop-grace",
+                   "--idle-timeout", "--request-timeout", "--max-in-flight"):
         assert option in result.output
 
 
