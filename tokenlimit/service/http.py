@@ -88,6 +88,8 @@ class HttpProtocol(asyncio.Protocol):
         self.paused = False
         self.last_active = time.monotonic()
         self.request_started: float | None = None
+        self.searched = 0  # where the search for the end of the head resumes
+        self.partial: tuple[Head, int] | None = None  # a parsed head waiting for its body
         self.last_words: bytes | None = None  # Go's refusal, written once earlier answers are
         self._continued = False
 
@@ -133,21 +135,32 @@ class HttpProtocol(asyncio.Protocol):
             self.request_started = None
 
     def _take_request(self) -> bool:
-        """Start the first complete request in the buffer; False while it is incomplete."""
+        """Start the first complete request in the buffer; False while it is incomplete.
+
+        Work per call stays proportional to what arrived since the last one (a client
+        dripping a 1 MiB head byte by byte must not cost a rescan per byte): the search for
+        the head's end resumes where it stopped, and a parsed head is kept while its body
+        arrives."""
         buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n")
-        bare = buffer.find(b"\n\n", 0, end if end >= 0 else len(buffer))
-        if bare >= 0:
-            head_end, body_start = bare, bare + 2
-        elif end >= 0:
-            head_end, body_start = end, end + 4
+        if self.partial is not None:
+            head, body_start = self.partial
         else:
-            if len(buffer) > MAX_HEAD:
+            start = self.searched
+            end = buffer.find(b"\r\n\r\n", start)
+            bare = buffer.find(b"\n\n", start, end if end >= 0 else len(buffer))
+            if bare >= 0:
+                head_end, body_start = bare, bare + 2
+            elif end >= 0:
+                head_end, body_start = end, end + 4
+            else:
+                if len(buffer) > MAX_HEAD:
+                    raise TOO_LARGE
+                self.searched = max(0, len(buffer) - 3)
+                return False
+            if head_end > MAX_HEAD:
                 raise TOO_LARGE
-            return False
-        if head_end > MAX_HEAD:
-            raise TOO_LARGE
-        head = parse_head(bytes(buffer[:head_end]))
+            head = parse_head(bytes(buffer[:head_end]))
+            self.partial, self.searched = (head, body_start), 0
         too_large = False
         if head.content_length >= 0:
             if head.content_length > self.max_body:
@@ -170,6 +183,7 @@ class HttpProtocol(asyncio.Protocol):
                 body, consumed = chunked
                 too_large = len(body) > self.max_body
         del buffer[:consumed]
+        self.partial = None
         self.request_started = time.monotonic() if buffer else None
         self._start(head, body, too_large)
         return True
