@@ -14,8 +14,9 @@ percent-decoded (a bad escape is 400); control bytes in the target are 400; iden
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote_to_bytes
 
 MAX_HEAD = (1 << 20) + 4096  # Go: DefaultMaxHeaderBytes plus its 4096 bytes of slack
@@ -47,9 +48,9 @@ UNSUPPORTED_TE = HeadError(b"HTTP/1.1 501 Not Implemented" + _ERROR_HEADERS
                            + b"Unsupported transfer encoding")
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
-    """One request head as Go's server hands it to the mux."""
+class Head(NamedTuple):
+    """One request head as Go's server hands it to the mux (a tuple, not a frozen
+    dataclass: it is built for every request, and a tuple is built several times faster)."""
 
     method: str
     target: bytes  # the request target as sent
@@ -61,34 +62,63 @@ class Head:
     keep_alive: bool
 
 
+CACHED_HEAD_BYTES = 2048  # heads up to this size are parsed once (gateways repeat theirs)
+
+
 def parse_head(head: bytes) -> Head:
     """Parse one head as Go does, or raise ``HeadError`` with Go's answer.
+
+    A gateway sends the same few heads again and again, so small heads are parsed once
+    (``Head`` is frozen; its ``headers`` dict is shared and must not be changed).
 
     >>> parse_head(b"get /%72atelimit?ratelimit_keys=[]#x HTTP/1.1\\r\\nHost: a").path
     '/ratelimit'
     """
+    if len(head) <= CACHED_HEAD_BYTES:
+        return _parse_head_cached(head)
+    return _parse_head(head)
+
+
+def _parse_head(head: bytes) -> Head:
     lines = head.split(b"\n")
     lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    method, space, rest = lines[0].partition(b" ")
-    target, sep, proto = rest.partition(b" ")
-    if not space or not sep or _TOKEN.fullmatch(method) is None:
-        raise go_error(BAD_REQUEST)
-    version = _version(proto)
-    path, query = _target(method, target)
+    method, target, version, path, query = _request_line(lines[0])
     headers, multi = _headers(lines[1:])
     length = _content_length(multi, version)
     # What Go's server checks once the request is read, in its order:
-    if version[0] != 1 and not (version == (2, 0) and method == b"PRI" and target == b"*"):
+    if version[0] != 1 and not (version == (2, 0) and method == "PRI" and target == b"*"):
         raise go_error("505 HTTP Version Not Supported", "unsupported protocol version")
     hosts = multi.get("host", [])
-    if version >= (1, 1) and not hosts and method != b"CONNECT":
+    if version >= (1, 1) and not hosts and method != "CONNECT":
         raise go_error(BAD_REQUEST, "missing required Host header")
     if len(hosts) > 1:
         raise go_error(BAD_REQUEST, "too many Host headers")
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if version >= (1, 1) else "keep-alive" in connection
-    return Head(method.decode("latin-1"), target, path, query, headers, version, length,
-                keep_alive)
+    return Head(method, target, path, query, headers, version, length, keep_alive)
+
+
+_parse_head_cached = functools.lru_cache(maxsize=1024)(_parse_head)
+
+
+def _request_line(line: bytes) -> tuple[str, bytes, tuple[int, int], str, bytes]:
+    """(method, target, version, decoded path, raw query) of a request line."""
+    if len(line) <= CACHED_HEAD_BYTES:
+        return _request_line_cached(line)
+    return _read_request_line(line)
+
+
+def _read_request_line(line: bytes) -> tuple[str, bytes, tuple[int, int], str, bytes]:
+    method, space, rest = line.partition(b" ")
+    target, sep, proto = rest.partition(b" ")
+    if not space or not sep or _TOKEN.fullmatch(method) is None:
+        raise go_error(BAD_REQUEST)
+    version = _version(proto)
+    path, query = _target(method, target)
+    return method.decode("latin-1"), target, version, path, query
+
+
+_request_line_cached = functools.lru_cache(maxsize=4096)(_read_request_line)
 
 
 def _version(proto: bytes) -> tuple[int, int]:
@@ -105,6 +135,19 @@ def _version(proto: bytes) -> tuple[int, int]:
 def _headers(lines: list[bytes]) -> tuple[dict[str, str], dict[str, list[str]]]:
     headers: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
+    if any(line[:1] in (b" ", b"\t") for line in lines):
+        lines = _unfold(lines)
+    for line in lines:
+        key, text = _header_cached(line) if len(line) <= 256 else _header(line)
+        if key in headers:
+            multi[key].append(text)
+        else:
+            multi[key] = [text]
+        headers[key] = text
+    return headers, multi
+
+
+def _unfold(lines: list[bytes]) -> list[bytes]:
     folded: list[bytes] = []
     for line in lines:
         if line[:1] in (b" ", b"\t"):
@@ -113,17 +156,20 @@ def _headers(lines: list[bytes]) -> tuple[dict[str, str], dict[str, list[str]]]:
             folded[-1] = folded[-1] + b" " + line.strip(b" \t")
         else:
             folded.append(line)
-    for line in folded:
-        name, colon, value = line.partition(b":")
-        if not colon or _TOKEN.fullmatch(name) is None:
-            raise go_error(BAD_REQUEST)
-        value = value.strip(b" \t")
-        if _BAD_VALUE.search(value):
-            raise go_error(BAD_REQUEST)
-        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
-        headers[key] = text
-        multi.setdefault(key, []).append(text)
-    return headers, multi
+    return folded
+
+
+def _header(line: bytes) -> tuple[str, str]:
+    name, colon, value = line.partition(b":")
+    if not colon or _TOKEN.fullmatch(name) is None:
+        raise go_error(BAD_REQUEST)
+    value = value.strip(b" \t")
+    if _BAD_VALUE.search(value):
+        raise go_error(BAD_REQUEST)
+    return name.decode("latin-1").lower(), value.decode("latin-1")
+
+
+_header_cached = functools.lru_cache(maxsize=4096)(_header)
 
 
 def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
