@@ -38,28 +38,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.serve import free_port, wait_port  # noqa: E402
+
 RULES = [{"rate_limit_key_regex": "^team-", "max_tokens": 10**12, "tokens_per_fill": 10**12,
           "fill_interval_second": 60, "redis_expired_seconds": 600},
          {"rate_limit_key_regex": "^short-", "max_tokens": 100, "tokens_per_fill": 100,
           "fill_interval_second": 60, "redis_expired_seconds": 1}]
 ALLOW = b'{"allow":true,"description":"ok"}'
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port} after {seconds} s")
 
 
 def rss_mb(pid: int) -> float:
