@@ -14,6 +14,8 @@ sizes.
    a normal client's latency meanwhile.
 6. ``descriptors``: more connections than file descriptors: one ``accept_failing`` log line,
    and service again once they close.
+7. ``big-heads``: hundreds of clients holding most of a 1 MiB head each, plus checks whose
+   60 KB keys match a rule (the memory backend stores them up to ``--max-memory-mb``): RSS.
 
     .venv/bin/python bench/serve_probes.py [--probe NAME] [--small]
 """
@@ -292,6 +294,33 @@ def probe_slow_clients(slow: int = 200, request_timeout: float = 2.0) -> dict[st
             "all_closed_after_s": max(closed_after), "normal_max_ms": 1000 * max(normal)}
 
 
+# 7
+def probe_big_heads(connections: int = 300, head_kb: int = 900,
+                    key_kb: int = 60, checks: int = 3000) -> dict[str, float]:
+    """Memory under two hostile loads at once: ``connections`` clients each sending most of a
+    ``head_kb`` KiB request head and never finishing it, and ``checks`` checks whose 60 KB keys
+    match a rule (stored until the memory backend's limit): RSS, and a normal client."""
+    with service("--request-timeout", "20") as svc:
+        before = rss_mb(svc.process.pid)
+        sockets = []
+        for _ in range(connections):
+            sock = socket.create_connection(("127.0.0.1", svc.port), timeout=30)
+            sock.setblocking(False)
+            with suppress(BlockingIOError):
+                sock.send(b"GET /ratelimit?pad=" + b"p" * (head_kb * 1024))
+            sockets.append(sock)
+        batch = [check_request(f"team-{i}-" + "k" * (key_kb * 1024)) for i in range(checks)]
+        statuses = pipeline(svc.port, batch, timeout=120)
+        time.sleep(1.0)
+        peak = rss_mb(svc.process.pid)
+        normal = timed_check(svc.port, "team-normal-client")
+        for sock in sockets:
+            sock.close()
+    return {"connections": connections, "head_kb": head_kb, "stored_checks": checks,
+            "refused_checks": statuses.count(400), "rss_before_mb": before, "rss_mb": peak,
+            "normal_ms": 1000 * normal}
+
+
 # 6
 def probe_descriptors(limit: int = 64, connections: int = 120) -> dict[str, float]:
     """More connections than file descriptors: the service says so (once), and serves again
@@ -316,6 +345,7 @@ PROBES = {
     "pipelining": (probe_pipelining, {}, {"checks": 2000}),
     "slow-clients": (probe_slow_clients, {}, {"slow": 50, "request_timeout": 1.0}),
     "descriptors": (probe_descriptors, {}, {}),
+    "big-heads": (probe_big_heads, {}, {"connections": 100, "checks": 1000}),
 }
 
 

@@ -316,3 +316,29 @@ def test_memory_keys_live_through_the_millisecond_of_their_deadline() -> None:
         clock.set(1_700_000_300.0010)
         target.exchange(get('/ratelimit?ratelimit_keys=["regular-user-b"]'))
         assert target.stored("regular-user-b") == 50  # expired: starts again, debt forgiven
+
+
+def test_the_memory_store_refuses_new_keys_past_its_limit_as_redis_maxmemory_does() -> None:
+    from tokenlimit.service import ManualClock
+
+    clock = ManualClock(1_700_000_000.0)
+    rules = (Rule(0, "regular-user.*", 200, 50, 30, 2),)
+    backend = BackendConfig(memory_limit=64 * 1024)
+    with running_service(rules, backend=backend, clock=clock) as svc:
+        target = Target(svc, None)
+        statuses = [status_body(target.exchange(get(
+            f'/ratelimit?ratelimit_keys=["regular-user-{i}-{"x" * 900}"]')))[0]
+            for i in range(60)]
+        assert statuses[:20] == [200] * 20 and statuses[-1] == 400  # no room: script error
+        refused = statuses.index(400)
+        assert set(statuses[refused:]) == {400}
+        longer = ('["regular-user-new-' + "x" * 1000 + '"]').encode()  # more than is left
+        assert status_body(target.exchange(post("/update_ratelimit_record",
+                                                report_body(b"1", longer))))[0] == 500
+        first = f'regular-user-0-{"x" * 900}'
+        answer = target.exchange(get(f'/ratelimit?ratelimit_keys=["{first}"]'))
+        assert status_body(answer)[0] == 200  # existing keys still work
+        clock.advance(3)  # past the TTL: the sweeper frees the keys, room again
+        time.sleep(0.3)
+        answer = target.exchange(get('/ratelimit?ratelimit_keys=["regular-user-later"]'))
+        assert status_body(answer) == (200, "text/plain; charset=utf-8", ALLOW_BODY)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.serve_probes import (
+    probe_big_heads,
     probe_descriptors,
     probe_expiry,
     probe_graceful_stop,
@@ -64,3 +65,13 @@ def test_running_out_of_file_descriptors_is_said_once() -> None:
     _show("descriptors", figures)
     assert figures["accept_failing_lines"] == 1
     assert figures["normal_after_ms"] < 1000
+
+
+def test_hostile_heads_and_stored_keys_stay_inside_the_deployment_limit() -> None:
+    figures = probe_big_heads(connections=100, head_kb=900, key_kb=60, checks=1000)
+    _show("big-heads", figures)
+    # 90 MB of unfinished heads (reading pauses past 32 MiB held) and 120 MB of matching keys
+    # (refused past --max-memory-mb 96): the Deployment's limit is 256 MiB.
+    assert figures["rss_mb"] < 230
+    assert figures["refused_checks"] > 0
+    assert figures["normal_ms"] < 1000

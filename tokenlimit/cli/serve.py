@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -73,6 +74,10 @@ def serve(
     max_in_flight: Annotated[int, typer.Option(
         help="Requests read but not yet answered, over all connections (reading pauses "
         "beyond; 64 per connection).")] = 2048,
+    max_memory_mb: Annotated[int, typer.Option(
+        help="Memory backend: megabytes its keys may take; past it new keys fail as Redis's "
+        "maxmemory does (checks 400, reports 500), so the process stays in its limit.")]
+    = 96,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
     redis_client: Annotated[str, typer.Option(
@@ -114,6 +119,8 @@ def serve(
                         (request_timeout, "--request-timeout")):
         if not (math.isfinite(value) and value >= 0):
             raise typer.BadParameter("must be a finite number of seconds >= 0", param_hint=hint)
+    if max_memory_mb < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-memory-mb")
     if max_in_flight < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--max-in-flight")
     import asyncio
@@ -138,8 +145,10 @@ def serve(
     warnings = check_rules(loaded)
     if redis_client not in ("auto", "builtin", "redis-py"):
         raise typer.BadParameter("choose auto, builtin or redis-py", param_hint="--redis-client")
-    chosen = backend_config(backend, redis_url, timeout=redis_timeout,
-                            client="redis-py" if redis_client == "redis-py" else "auto")
+    chosen = dataclasses.replace(
+        backend_config(backend, redis_url, timeout=redis_timeout,
+                       client="redis-py" if redis_client == "redis-py" else "auto"),
+        memory_limit=max_memory_mb << 20)
     if workers > 1 and chosen.kind == "memory":
         raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
     log = json_logger()

@@ -55,6 +55,7 @@ class Request:
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 FD_HEADROOM = 8  # descriptors short of the limit at which accepting is about to fail
+BIG_HOLDER = 64 << 10  # over the byte bound, connections holding more than this pause
 
 
 @dataclass(slots=True)
@@ -64,13 +65,17 @@ class Limits:
     ``idle_timeout``: seconds a keep-alive connection may sit idle (above Envoy's one hour, so
     the gateway always closes first). ``request_timeout``: seconds from a request's first byte
     to its last. ``per_connection``: requests read but not yet answered on one connection
-    (reading pauses beyond). ``in_flight``: the same over all connections.
+    (reading pauses beyond). ``in_flight``: the same over all connections. ``held_bytes``:
+    bytes received and not yet answered, over all connections; beyond, connections holding
+    more than 64 KiB stop being read (small requests go on), so 1 MiB heads on many
+    connections cannot take the process past its memory limit.
     """
 
     idle_timeout: float = 3900.0
     request_timeout: float = 60.0
     per_connection: int = 64
     in_flight: int = 2048
+    held_bytes: int = 32 << 20
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -81,8 +86,9 @@ class HttpProtocol(asyncio.Protocol):
         self.handler = server.handler
         self.max_body = server.max_body
         self.transport: asyncio.Transport | None = None
-        # (answer, keep the connection, HEAD request, HTTP/1.0 request)
-        self.pending: deque[tuple[asyncio.Future[Response], bool, bool, bool]] = deque()
+        # (answer, keep the connection, HEAD request, HTTP/1.0 request, bytes it came in)
+        self.pending: deque[tuple[asyncio.Future[Response], bool, bool, bool, int]] = deque()
+        self.held = 0  # bytes received and not yet answered (buffered or in flight)
         self.buffer = bytearray()
         self.closing = False
         self.paused = False
@@ -106,12 +112,17 @@ class HttpProtocol(asyncio.Protocol):
         # than an answer nobody reads), as Go's server does; their answers are dropped.
         self.server.in_flight -= len(self.pending)
         self.pending.clear()
+        self.buffer.clear()
+        self.server.held -= self.held
+        self.held = 0
         self.server.resume_some()
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.closing:
             return  # answered with an error, or asked to close: the rest is not read
         self.buffer += data
+        self.held += len(data)
+        self.server.held += len(data)
         self.last_active = time.monotonic()
         if self.request_started is None:
             self.request_started = self.last_active
@@ -120,8 +131,13 @@ class HttpProtocol(asyncio.Protocol):
     def _parse(self) -> None:
         server = self.server
         while self.buffer and self.transport is not None and not self.closing:
+            # Memory short and this connection holds much: wait for its own answers to go
+            # out; or, with nothing in flight and an unfinished request, stop reading it (it
+            # then finishes later or runs into --request-timeout). Whole requests are served.
+            short = server.held > server.limits.held_bytes and self.held > BIG_HOLDER
             if (len(self.pending) >= server.limits.per_connection
-                    or server.in_flight >= server.limits.in_flight):
+                    or server.in_flight >= server.limits.in_flight
+                    or (short and self.pending)):
                 self._pause()
                 return
             try:
@@ -130,6 +146,8 @@ class HttpProtocol(asyncio.Protocol):
                 self._fail(exc.answer)
                 return
             if not taken:
+                if short:
+                    self._pause()
                 return
         if not self.buffer:
             self.request_started = None
@@ -185,7 +203,7 @@ class HttpProtocol(asyncio.Protocol):
         del buffer[:consumed]
         self.partial = None
         self.request_started = time.monotonic() if buffer else None
-        self._start(head, body, too_large)
+        self._start(head, body, too_large, consumed)
         return True
 
     def _expect_continue(self, head: Head) -> None:
@@ -195,7 +213,7 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self._continued = True
 
-    def _start(self, head: Head, body: bytes, too_large: bool) -> None:
+    def _start(self, head: Head, body: bytes, too_large: bool, size: int) -> None:
         self._continued = False
         keep_alive = head.keep_alive and not too_large
         path = head.path
@@ -216,7 +234,8 @@ class HttpProtocol(asyncio.Protocol):
             self.server.tasks.add(task)  # the loop keeps only weak references to tasks
             task.add_done_callback(self.server.tasks.discard)
             future = task
-        self.pending.append((future, keep_alive, head.method == "HEAD", head.version < (1, 1)))
+        self.pending.append((future, keep_alive, head.method == "HEAD", head.version < (1, 1),
+                             size))
         self.server.in_flight += 1
         future.add_done_callback(self._flush)
         if not keep_alive:
@@ -239,8 +258,10 @@ class HttpProtocol(asyncio.Protocol):
     # answers, in request order
     def _flush(self, _: object = None) -> None:
         while self.pending and self.pending[0][0].done():
-            future, keep_alive, head, http10 = self.pending.popleft()
+            future, keep_alive, head, http10, size = self.pending.popleft()
             self.server.in_flight -= 1
+            self.held -= size
+            self.server.held -= size
             if self.transport is None:
                 return
             if future.cancelled():
@@ -321,6 +342,7 @@ class HttpServer:
         self.paused: set[HttpProtocol] = set()
         self.tasks: set[asyncio.Task[Response]] = set()
         self.in_flight = 0
+        self.held = 0  # bytes received and not yet answered, over all connections
         self.draining = False
         self.server: asyncio.AbstractServer | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -340,11 +362,11 @@ class HttpServer:
     def resume_some(self) -> None:
         """Let paused connections read again once the total in flight has room (below half
         the bound, so a connection is not paused and resumed at every answer)."""
-        room = self.limits.in_flight // 2
-        if not self.paused or self.in_flight >= room:
+        room, byte_room = self.limits.in_flight // 2, self.limits.held_bytes // 2
+        if not self.paused or self.in_flight >= room or self.held >= byte_room:
             return
         for connection in list(self.paused):
-            if self.in_flight >= room:
+            if self.in_flight >= room or self.held >= byte_room:
                 return
             if len(connection.pending) <= self.limits.per_connection // 2:
                 connection.resume()

@@ -51,6 +51,8 @@ class BackendConfig:
     timeout: float = 1.0
     url: RedisUrl | None = field(default=None, repr=False)
     client: RedisClient = "auto"
+    # Memory backend: bytes its keys may take (--max-memory-mb).
+    memory_limit: int | None = field(default=96 << 20, repr=False)
 
     def describe(self) -> str:
         """For the start-up line: never the password."""
@@ -108,7 +110,7 @@ def _parse_address(text: str, what: str) -> tuple[str, int]:
 def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | None = None) -> Store:
     """The store for ``backend`` (Redis stores connect lazily, on first use)."""
     if backend.kind == "memory":
-        return MemoryStore(rules, clock)
+        return MemoryStore(rules, clock, backend.memory_limit)
     needs_redis_py = backend.url is not None and backend.url.needs_redis_py
     if backend.kind == "redis" and (backend.client == "redis-py" or needs_redis_py):
         from tokenlimit.service.stores.redis import RedisStore

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import heapq
 import math
+import sys
 import time
 from collections.abc import Sequence
 
@@ -31,6 +32,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 EXPIRE_PER_CALL = 32  # expired keys freed at each call (Redis frees some at each access too)
 SWEEP_EVERY = 0.1  # seconds between background sweeps (Redis: hz 10)
 SWEEP_BUDGET = 20_000  # keys freed per sweep at most, so a sweep never stalls the loop long
+# Per key beyond the key's own size: two dict slots, the int, the deadline and its heap entry.
+KEY_OVERHEAD = 200
 
 
 def _ms(seconds: float) -> int:
@@ -38,26 +41,48 @@ def _ms(seconds: float) -> int:
 
 
 class RedisKeyspace(AsmKeyspace):
-    """``AsmKeyspace`` with Redis's millisecond expiry, overflow errors and active expiry."""
+    """``AsmKeyspace`` with Redis's millisecond expiry, overflow errors, active expiry and a
+    memory limit.
 
-    def __init__(self) -> None:
+    ``max_bytes``: what the keys may take (an estimate: the key's size plus a fixed cost per
+    key); past it, writing a new key fails as Redis with ``maxmemory`` and ``noeviction``
+    does (``OOM command not allowed``): the check is a script error, the report a 500.
+    Existing keys are still read, refilled and charged.
+    """
+
+    def __init__(self, max_bytes: int | None = None) -> None:
         super().__init__()
         self.deadlines: list[tuple[int, str]] = []  # (deadline ms, key), a min-heap
         self._peak = 0
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
+
+    def _make_room(self, key: str) -> None:
+        if key in self.values:
+            return
+        size = sys.getsizeof(key) + KEY_OVERHEAD
+        if self.max_bytes is not None and self.used_bytes + size > self.max_bytes:
+            raise StoreError("OOM command not allowed when used memory > 'maxmemory' "
+                             "(--max-memory-mb)")
+        self.used_bytes += size
+
+    def _drop(self, key: str) -> None:
+        if self.values.pop(key, None) is not None:
+            self.used_bytes -= sys.getsizeof(key) + KEY_OVERHEAD
+        self.expires_at.pop(key, None)
 
     def get(self, key: str, now: float) -> int | None:
         expiry = self.expires_at.get(key)
         if expiry is not None and _ms(now) > expiry:
-            self.values.pop(key, None)
-            del self.expires_at[key]
+            self._drop(key)
         return self.values.get(key)
 
     def set_with_ttl(self, key: str, value: int, ttl: int, now: float) -> None:
         if ttl <= 0:  # EXPIRE with a non-positive time deletes the key
-            self.values.pop(key, None)
-            self.expires_at.pop(key, None)
+            self._drop(key)
             return
         deadline = _ms(now) + ttl * 1000
+        self._make_room(key)
         self.values[key] = value
         self.expires_at[key] = deadline
         heapq.heappush(self.deadlines, (deadline, key))
@@ -69,6 +94,7 @@ class RedisKeyspace(AsmKeyspace):
         value = current - amount
         if not INT64_MIN <= value <= INT64_MAX:
             raise StoreError("ERR increment or decrement would overflow")
+        self._make_room(key)
         self.values[key] = value  # DECRBY keeps an existing TTL; a new key has none
         return value
 
@@ -78,8 +104,7 @@ class RedisKeyspace(AsmKeyspace):
         while heap and heap[0][0] < now_ms and freed < budget:
             deadline, key = heapq.heappop(heap)
             if self.expires_at.get(key) == deadline:  # not rewritten since
-                del self.expires_at[key]
-                self.values.pop(key, None)
+                self._drop(key)
                 freed += 1
         size = len(self.values)
         self._peak = max(self._peak, size)
@@ -94,6 +119,7 @@ class MemoryStore:
     """Buckets in a dict, exactly as the Redis scripts would keep them.
 
     ``clock`` gives Unix seconds (default ``time.time``); tests pass a settable clock.
+    ``max_bytes`` bounds the keys' memory (see ``RedisKeyspace``).
     """
 
     name = "memory"
@@ -101,9 +127,10 @@ class MemoryStore:
     last_script_error = ("the balance key vanished right after being written "
                          "(redis_expired_seconds <= 0)")
 
-    def __init__(self, rules: Sequence[Rule], clock: Clock | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule], clock: Clock | None = None,
+                 max_bytes: int | None = None) -> None:
         self.clock: Clock = clock or time.time
-        self.keyspace = RedisKeyspace()
+        self.keyspace = RedisKeyspace(max_bytes)
         self.limiter = AsmLimiter(rules, self.keyspace)
         self.reserving = ReserveLimiter(self.limiter)
         self._sweeper: asyncio.Task[None] | None = None
