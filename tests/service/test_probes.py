@@ -71,7 +71,7 @@ def test_hostile_heads_and_stored_keys_stay_inside_the_deployment_limit() -> Non
     figures = probe_big_heads(connections=100, head_kb=900, key_kb=60, checks=1000)
     _show("big-heads", figures)
     # 90 MB of unfinished heads (reading pauses past 32 MiB held) and 120 MB of matching keys
-    # (refused past --max-memory-mb 96): the Deployment's limit is 256 MiB.
+    # (refused past --max-memory-mb 64): the Deployment's limit is 256 MiB.
     assert figures["rss_mb"] < 230
     assert figures["refused_checks"] > 0
     assert figures["normal_ms"] < 1000

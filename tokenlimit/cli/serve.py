@@ -77,7 +77,7 @@ def serve(
     max_memory_mb: Annotated[int, typer.Option(
         help="Memory backend: megabytes its keys may take; past it new keys fail as Redis's "
         "maxmemory does (checks 400, reports 500), so the process stays in its limit.")]
-    = 96,
+    = 64,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
     redis_client: Annotated[str, typer.Option(

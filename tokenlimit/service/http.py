@@ -146,7 +146,9 @@ class HttpProtocol(asyncio.Protocol):
                 self._fail(exc.answer)
                 return
             if not taken:
-                if short:
+                if short and server.held > 2 * server.limits.held_bytes:
+                    self._fail(TOO_LARGE.answer)  # still growing: give up the biggest
+                elif short:
                     self._pause()
                 return
         if not self.buffer:
@@ -308,6 +310,10 @@ class HttpProtocol(asyncio.Protocol):
         # closing at once with unread input would reset the connection and lose the answer.
         self.transport = None
         self.closing = True
+        unread, self.partial, self.searched = len(self.buffer), None, 0
+        self.buffer.clear()  # what was not read as a request is not needed any more
+        self.held -= unread
+        self.server.held -= unread
         if self.paused:
             self.paused = False
             self.server.paused.discard(self)

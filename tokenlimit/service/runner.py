@@ -52,7 +52,7 @@ class BackendConfig:
     url: RedisUrl | None = field(default=None, repr=False)
     client: RedisClient = "auto"
     # Memory backend: bytes its keys may take (--max-memory-mb).
-    memory_limit: int | None = field(default=96 << 20, repr=False)
+    memory_limit: int | None = field(default=64 << 20, repr=False)
 
     def describe(self) -> str:
         """For the start-up line: never the password."""
