@@ -192,6 +192,12 @@ def test_requests_go_refuses_get_go_s_exact_answer(target: Target, request_bytes
     assert target.exchange(request_bytes) == answer
 
 
+def test_an_expectation_other_than_100_continue_is_417(target: Target) -> None:
+    answer = target.exchange(b"GET /ratelimit HTTP/1.1\r\nHost: rl\r\nExpect: teapot\r\n\r\n")
+    assert answer == (b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n"
+                      b"Connection: close\r\n\r\n")
+
+
 def test_options_star_is_200_and_empty(target: Target) -> None:
     answer = target.exchange(b"OPTIONS * HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n")
     status, headers, body = parse(answer)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenlimit.service.http_answer import (
+    EXPECTATION_FAILED,
     OPTIONS_STAR,
     STAR_OTHER,
     Response,
@@ -220,7 +221,10 @@ class HttpProtocol(asyncio.Protocol):
         keep_alive = head.keep_alive and not too_large
         path = head.path
         response: Response | None = None
-        if path == "*":
+        expect = head.headers.get("expect", "")
+        if expect and "100-continue" not in expect.lower():
+            response, keep_alive = EXPECTATION_FAILED, False  # Go: 417 for any other Expect
+        elif path == "*":
             response = OPTIONS_STAR if head.method == "OPTIONS" else STAR_OTHER
             keep_alive = keep_alive and head.method == "OPTIONS"
         elif (cleaned := clean_path(path)) != path:

@@ -68,3 +68,4 @@ def redirect_response(method: str, path: str, query: bytes) -> Response:
 # Go's server answers "OPTIONS *" itself (200, empty); "*" with any other method is a 400.
 OPTIONS_STAR = Response(200)
 STAR_OTHER = Response(400)
+EXPECTATION_FAILED = Response(417)
