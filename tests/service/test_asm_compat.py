@@ -348,3 +348,24 @@ def test_the_memory_store_refuses_new_keys_past_its_limit_as_redis_maxmemory_doe
         time.sleep(0.3)
         answer = target.exchange(get('/ratelimit?ratelimit_keys=["regular-user-later"]'))
         assert status_body(answer) == (200, "text/plain; charset=utf-8", ALLOW_BODY)
+
+
+def test_a_chunked_report_dripped_byte_by_byte_with_trailers(target: Target) -> None:
+    body = report_body(b"7")
+    request = (b"POST /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n"
+               + b"".join(f"{len(body[i:i + 9]):x};ext=1\r\n".encode() + body[i:i + 9] + b"\r\n"
+                          for i in range(0, len(body), 9))
+               + b"0\r\nX-Trailer: yes\r\n\r\n")
+    target.exchange(get('/ratelimit?ratelimit_keys=["regular-user"]'))
+    with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(len(request)):
+            sock.sendall(request[index:index + 1])
+            if index % 16 == 0:
+                time.sleep(0.001)  # let the server read the pieces separately
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+    assert status_body(received) == (200, None, b"")
+    assert target.stored("regular-user") == 43

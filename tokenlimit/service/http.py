@@ -32,9 +32,9 @@ from tokenlimit.service.http_answer import (
 from tokenlimit.service.http_head import (
     MAX_HEAD,
     TOO_LARGE,
+    ChunkedBody,
     Head,
     HeadError,
-    chunked_body,
     clean_path,
     parse_head,
 )
@@ -97,6 +97,7 @@ class HttpProtocol(asyncio.Protocol):
         self.request_started: float | None = None
         self.searched = 0  # where the search for the end of the head resumes
         self.partial: tuple[Head, int] | None = None  # a parsed head waiting for its body
+        self.chunks: ChunkedBody | None = None  # its chunked body, read so far
         self.last_words: bytes | None = None  # Go's refusal, written once earlier answers are
         self._continued = False
 
@@ -193,18 +194,18 @@ class HttpProtocol(asyncio.Protocol):
                 consumed = body_start + head.content_length
                 body = bytes(buffer[body_start:consumed])
         else:
-            chunked = chunked_body(buffer, body_start)
-            if chunked is None:
-                if len(buffer) - body_start > self.max_body + 65536:
-                    too_large, body, consumed = True, b"", len(buffer)
-                else:
-                    self._expect_continue(head)
-                    return False
+            if self.chunks is None:
+                self.chunks = ChunkedBody(body_start)
+            if self.chunks.read(buffer):
+                body, consumed = self.chunks.body, self.chunks.end
+                too_large = self.chunks.size > self.max_body
+            elif len(buffer) - body_start > self.max_body + 65536:
+                too_large, body, consumed = True, b"", len(buffer)
             else:
-                body, consumed = chunked
-                too_large = len(body) > self.max_body
+                self._expect_continue(head)
+                return False
         del buffer[:consumed]
-        self.partial = None
+        self.partial, self.chunks = None, None
         self.request_started = time.monotonic() if buffer else None
         self._start(head, body, too_large, consumed)
         return True
@@ -314,7 +315,7 @@ class HttpProtocol(asyncio.Protocol):
         # closing at once with unread input would reset the connection and lose the answer.
         self.transport = None
         self.closing = True
-        unread, self.partial, self.searched = len(self.buffer), None, 0
+        unread, self.partial, self.chunks, self.searched = len(self.buffer), None, None, 0
         self.buffer.clear()  # what was not read as a request is not needed any more
         self.held -= unread
         self.server.held -= unread

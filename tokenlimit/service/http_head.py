@@ -234,39 +234,55 @@ def clean_path(path: str) -> str:
     return cleaned
 
 
-def chunked_body(data: bytes | bytearray, start: int) -> tuple[bytes, int] | None:
-    """The body of a chunked message beginning at ``start`` and where it ends, or ``None``
-    while incomplete. ``HeadError`` for bad framing."""
-    body: list[bytes] = []
-    pos = start
-    while True:
-        line_end = data.find(b"\n", pos)
-        if line_end < 0:
-            return None
-        size_text = bytes(data[pos:line_end]).rstrip(b"\r").split(b";", 1)[0].strip(b" \t")
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise go_error(BAD_REQUEST) from None
-        if size < 0 or size_text[:1] in (b"+", b"-"):
-            raise go_error(BAD_REQUEST)
-        pos = line_end + 1
-        if size == 0:
-            while True:  # trailers, up to the blank line
-                line_end = data.find(b"\n", pos)
-                if line_end < 0:
-                    return None
-                line = data[pos:line_end]
-                pos = line_end + 1
+class ChunkedBody:
+    """A chunked body read as it arrives: each ``read`` looks only at what is new (a body
+    dripped a byte at a time costs no rescans). ``HeadError`` for bad framing."""
+
+    def __init__(self, start: int) -> None:
+        self.pos = start  # where reading resumes: a chunk-size line, or a trailer line
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.end = -1  # where the message ends, once complete
+        self.in_trailers = False
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+    def read(self, data: bytes | bytearray) -> bool:
+        """Go on reading ``data`` (the same buffer, grown); True once the body is complete."""
+        pos = self.pos
+        while True:
+            line_end = data.find(b"\n", pos)
+            if line_end < 0:
+                self.pos = pos
+                return False
+            if self.in_trailers:  # trailers, up to the blank line
+                line, pos = data[pos:line_end], line_end + 1
                 if line in (b"", b"\r"):
-                    return b"".join(body), pos
-        if len(data) < pos + size + 2:
-            return None
-        body.append(bytes(data[pos:pos + size]))
-        pos += size
-        if data[pos:pos + 2] == b"\r\n":
-            pos += 2
-        elif data[pos:pos + 1] == b"\n":
-            pos += 1
-        else:
-            raise go_error(BAD_REQUEST)
+                    self.end = pos
+                    return True
+                continue
+            size_text = bytes(data[pos:line_end]).rstrip(b"\r").split(b";", 1)[0].strip(b" \t")
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise go_error(BAD_REQUEST) from None
+            if size < 0 or size_text[:1] in (b"+", b"-"):
+                raise go_error(BAD_REQUEST)
+            if size == 0:
+                pos, self.in_trailers = line_end + 1, True
+                continue
+            start = line_end + 1
+            if len(data) < start + size + 2:
+                self.pos = pos  # the chunk is not all here: its size line is read again
+                return False
+            self.parts.append(bytes(data[start:start + size]))
+            self.size += size
+            pos = start + size
+            if data[pos:pos + 2] == b"\r\n":
+                pos += 2
+            elif data[pos:pos + 1] == b"\n":
+                pos += 1
+            else:
+                raise go_error(BAD_REQUEST)
