@@ -38,8 +38,13 @@ def compile_go_regex(pattern: str) -> GoPattern:
 class RuleMatcher:
     """Which rule a key hits: the first whose regex matches anywhere in the key.
 
-    Lookups are cached per key (traces repeat keys millions of times).
+    Lookups are cached per key (traces repeat keys millions of times). The cache is bounded
+    in bytes: keys longer than ``CACHED_KEY_CHARS`` are matched every time, and the cache
+    starts over once it holds ``CACHED_KEYS`` keys, so hostile keys cannot grow it.
     """
+
+    CACHED_KEY_CHARS = 512
+    CACHED_KEYS = 65_536
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
@@ -57,7 +62,9 @@ class RuleMatcher:
             if pattern.matches(key):
                 found = index
                 break
-        if len(self._cache) < 1_000_000:
+        if len(key) <= self.CACHED_KEY_CHARS:
+            if len(self._cache) >= self.CACHED_KEYS:
+                self._cache.clear()
             self._cache[key] = found
         return found
 
