@@ -108,6 +108,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
+        rest["replay_speed"] = speed
         if duration is None:
             duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
     else:
@@ -158,7 +159,9 @@ def loadtest(
     key_field: Annotated[str | None, typer.Option(
         "--key-field", metavar="FIELD", help="With --replay: take the key from this field "
         "(e.g. for Mooncake traces).")] = None,
-    speed: Annotated[float, typer.Option("--speed", help="Replay speed factor.")] = 1.0,
+    speed: Annotated[float, typer.Option(
+        "--speed", help="With --replay: play the trace N times faster; its recorded latencies "
+        "(when usage is reported) are divided by N too.")] = 1.0,
     duration: Annotated[float | None, typer.Option(
         "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
     requests: Annotated[int | None, typer.Option(

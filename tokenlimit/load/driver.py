@@ -74,6 +74,7 @@ class LoadPlan:
     observe: bool = False
     host_header: str | None = None
     replay: tuple[TraceRequest, ...] | None = None
+    replay_speed: float = 1.0
 
 
 @dataclass(slots=True)
@@ -86,16 +87,22 @@ class RunResult:
 
 
 class _Replayed:
-    """Plans taken from a trace's requests (key, tokens, latency) instead of drawn."""
+    """Plans taken from a trace's requests (key, tokens, latency) instead of drawn.
 
-    def __init__(self, header: str, requests: tuple[TraceRequest, ...]) -> None:
+    Latencies are divided by ``speed`` like the arrival times: a usage report then reaches
+    the service where it falls among the checks in the trace, so the replay decides as the
+    trace does (at 1000x, unscaled latencies would land every report after every check).
+    """
+
+    def __init__(self, header: str, requests: tuple[TraceRequest, ...], speed: float) -> None:
         self.header = header
         self.requests = requests
+        self.speed = speed
 
     def plan(self, n: int) -> Planned:
         r = self.requests[n]
         return Planned(self.header, r.keys[0] if r.keys else "", r.completion_tokens,
-                       r.prompt_tokens, max(r.latency, 0.0))
+                       r.prompt_tokens, max(r.latency, 0.0) / self.speed)
 
 
 def _indices(plan: LoadPlan, worker: int, workers: int) -> Iterator[int]:
@@ -125,7 +132,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                            report_window=plan.report_window)
     planner: Planner | _Replayed
     if plan.replay is not None:
-        planner = _Replayed(plan.keys[0].header, plan.replay)
+        planner = _Replayed(plan.keys[0].header, plan.replay, plan.replay_speed)
     else:
         planner = Planner(plan.keys, plan.tokens, plan.prompt_tokens, plan.latency,
                           plan.seed * 1009 + worker)
@@ -159,6 +166,11 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
             else:
                 await asyncio.sleep(0)
 
+    async def wait_until_wall(due_wall: float) -> None:
+        await wait_until(start_mono + (due_wall - start_wall))
+
+    if isinstance(mode, ServiceMode):
+        mode.wait_until_wall = wait_until_wall  # usage reports go out at their instants
     indices = _indices(plan, worker, workers)
     try:
         await wait_until(start_mono)

@@ -14,6 +14,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -163,6 +164,7 @@ class ServiceMode:
         self.target, self.pool, self.stats, self.observations = target, pool, stats, observations
         self.check_raw: dict[str, bytes] = {}
         self.reports: set[asyncio.Task[None]] = set()
+        self.wait_until_wall: Callable[[float], Awaitable[None]] = _sleep_until_wall
 
     def _check_request(self, key: str) -> bytes:
         raw = self.check_raw.get(key)
@@ -195,7 +197,10 @@ class ServiceMode:
             return
         stats.record(plan.key, "allowed", response.status, done - intended, done,
                      plan.completion_tokens)
-        await asyncio.sleep(plan.latency)
+        # The report is due ``latency`` after the check's intended send time (a replay's
+        # recorded start + latency), not after the answer: that keeps the trace's order of
+        # checks and reports however fast the replay runs.
+        await self.wait_until_wall(intended + plan.latency)
         body = json.dumps({"ratelimit_keys": [plan.key], "prompt_tokens": plan.prompt_tokens,
                            "completion_tokens": plan.completion_tokens,
                            "total_tokens": plan.prompt_tokens + plan.completion_tokens},
@@ -310,6 +315,14 @@ def _completion_tokens_json(body: bytes) -> int | None:
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             found = usage["completion_tokens"]
     return found
+
+
+async def _sleep_until_wall(due: float) -> None:
+    """Sleep until the wall-clock instant ``due`` (millisecond precision: the driver gives
+    each mode its precise timer)."""
+    delay = due - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
 
 
 def _service_outcome(response: Response) -> Outcome:
