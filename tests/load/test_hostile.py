@@ -126,7 +126,7 @@ def test_a_port_with_nothing_listening_is_exit_1_with_the_report(tmp_path: Path)
     url = f"http://127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["loadtest", url, "-n", "3", "-o", str(out)])
     assert result.exit_code == 1
-    assert result.stderr.endswith(f"error: {url}: no request was answered (connect-error 3)\n")
+    assert result.stderr.endswith(f"error: {url}: no request was answered (connection-refused 3)\n")
     assert json.loads(out.read_text())["requests"]["errors"] == 3
 
 

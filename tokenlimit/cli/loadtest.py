@@ -34,7 +34,7 @@ REQUESTS_ONLY_DURATION = 60.0
 
 
 def _format_progress(stats: RunStats, elapsed: float) -> Text:
-    done = stats.completed
+    done = stats.answered
     limited = stats.outcomes["limited"]
     p99 = stats.latency.percentile_us(99)
     p99_text = "-" if p99 is None else f"{p99 / 1000:.2f} ms"
@@ -109,8 +109,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
                              for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
         rest["replay_speed"] = speed
-        if duration is None:
-            duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
+        if duration is None:  # the trace's span, its last usage report, and a second
+            last = max(r.ts + max(r.latency, 0.0) for r in replayed)
+            duration = (last - replayed[0].ts) / speed + 1.0
     else:
         shape = "closed"
     if duration is None and requests is None:
@@ -197,6 +198,9 @@ def loadtest(
     plot: Annotated[str | None, typer.Option("--plot", metavar="FILE.png",
                                              help="Write a plot of the run.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    top: Annotated[int, typer.Option("--top", min=1, help="Keys in the text report's table, "
+                                     "most requests first (the JSON report has every key).")
+                   ] = 10,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when conformance finds the limiter off its rules.")] = False,
 ) -> None:
@@ -223,7 +227,7 @@ def loadtest(
         if not reports:
             raise typer.BadParameter("give the reports to merge", param_hint="REPORT.json")
         report = merge_reports([read_report(p) for p in reports])
-        _finish(report, output, plot, output_format, None, strict)
+        _finish(report, output, plot, output_format, None, strict, top)
         return
     if reports:
         raise typer.BadParameter(f"unexpected arguments: {' '.join(reports)}")
@@ -255,7 +259,7 @@ def loadtest(
         if path:
             check_writable(path)  # before the run, not after it
     report = _run(plan, workers, rules, tolerance)
-    _finish(report, output, plot, output_format, rules, strict)
+    _finish(report, output, plot, output_format, rules, strict, top)
 
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
@@ -281,8 +285,7 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
-            rules: list[Rule] | None, strict: bool) -> None:
-    from tokenlimit.load.modes import BAD_ANSWER
+            rules: list[Rule] | None, strict: bool, top: int) -> None:
     from tokenlimit.load.run_report import format_report, write_atomic
 
     data = report.to_dict()
@@ -300,7 +303,7 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
         summary = {k: v for k, v in data.items() if k != "raw"}
         typer.echo(json.dumps(summary, indent=2))
     else:
-        typer.echo(format_report(report))
+        typer.echo(format_report(report, top))
     if report.interrupted:
         typer.echo("interrupted: the report covers the requests answered so far", err=True)
     if strict and report.conformance is not None and report.conformance.findings():
@@ -308,13 +311,15 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
     if report.interrupted and report.runs == 1:
         raise typer.Exit(130)
     stats = report.stats
-    if stats.completed and stats.outcomes["error"] == stats.completed:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
-        if stats.statuses or BAD_ANSWER in stats.errors:  # answered, but not as asked
-            codes = ", ".join(f"HTTP {k} {v}" for k, v in sorted(stats.statuses.items()))
-            kinds = ", ".join(k for k in (kinds, codes) if k)
-            raise RemoteError(f"{report.target}: every request failed ({kinds})")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
+    if stats.sent and not stats.answered:
+        unfinished = stats.sent - stats.completed
+        kinds = ", ".join(k for k in (kinds, unfinished and f"unanswered {unfinished}") if k)
         raise RemoteError(f"{report.target}: no request was answered ({kinds})")
+    if stats.completed and stats.outcomes["error"] == stats.completed:  # answered, not as asked
+        codes = ", ".join(f"HTTP {k} {v}" for k, v in sorted(stats.statuses.items()))
+        kinds = ", ".join(k for k in (kinds, codes) if k)
+        raise RemoteError(f"{report.target}: every request failed ({kinds})")
 
 
 def register(app: typer.Typer) -> None:

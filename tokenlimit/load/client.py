@@ -186,15 +186,21 @@ class Pool:
         """Connections opening or waiting for an answer."""
         return self.open - len(self.idle)
 
-    async def warm(self, count: int) -> None:
-        """Open up to ``count`` idle connections now (failures are left to the requests)."""
+    async def warm(self, count: int, within: float) -> None:
+        """Open up to ``count`` idle connections, for ``within`` seconds at most (failures
+        and connections still opening then are left to the requests)."""
         want = max(0, min(count, self.limit) - self.open)
+        if want == 0:
+            return
         self.open += want
-        results = await asyncio.gather(*(self._connect() for _ in range(want)),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, Connection):
-                self.idle.append(result)
+        tasks = [asyncio.ensure_future(self._connect()) for _ in range(want)]
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is None:
+                self.idle.append(task.result())
             else:
                 self.open -= 1
 

@@ -42,6 +42,7 @@ from tokenlimit.sim.records import TraceRequest
 Shape = Literal["closed", "open"]
 TICK_SECONDS = 0.25
 DRAIN_ON_STOP = 2.0
+WARM_LIMIT = 1.0  # seconds at most spent opening connections before the start
 
 
 class StopFlag(Protocol):
@@ -137,11 +138,16 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
         planner = Planner(plan.keys, plan.tokens, plan.prompt_tokens, plan.latency,
                           plan.seed * 1009 + worker)
     tasks: set[asyncio.Task[None]] = set()
-    await pool.warm(_warm_connections(plan, workers))
+    entered = time.perf_counter()
+    # Warming is bounded too: a target that never accepts cannot hold the run past --duration.
+    await pool.warm(_warm_connections(plan, workers), within=min(WARM_LIMIT, plan.duration / 4))
     start_wall = time.time() if start_at is None else start_at
     # Map wall-clock intended times onto the precise monotonic clock once.
     start_mono = time.perf_counter() + (start_wall - time.time())
-    end_mono = start_mono + plan.duration
+    # --duration bounds the wall time: from entering here when alone (warming included),
+    # from the shared start instant when one of several workers (the parent warms them all
+    # before it, within START_DELAY).
+    end_mono = (entered if start_at is None else start_mono) + plan.duration
     stopped = stop.is_set if stop is not None else (lambda: False)
     stats.started = start_wall
     ticker = asyncio.ensure_future(_tick(stats, start_mono, on_tick)) if on_tick else None
@@ -181,7 +187,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                 offsets = itertools.islice(offsets, worker, None, workers)
             loop = asyncio.get_running_loop()
             for n, offset in zip(indices, offsets, strict=False):
-                if offset >= plan.duration or stopped():
+                if start_mono + offset >= end_mono or stopped():
                     break
                 due = start_mono + offset
                 if due > time.perf_counter():
@@ -205,7 +211,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                 task = asyncio.ensure_future(user())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-        interrupted = await _drain(tasks, plan, stopped, end_mono)
+        interrupted = await _drain(tasks, stopped, end_mono)
     finally:
         if waker is not None:
             waker.close()
@@ -231,21 +237,20 @@ def _warm_connections(plan: LoadPlan, workers: int) -> int:
     return min(plan.connections, 16)
 
 
-async def _drain(tasks: set[asyncio.Task[None]], plan: LoadPlan, stopped: Callable[[], bool],
+async def _drain(tasks: set[asyncio.Task[None]], stopped: Callable[[], bool],
                  end_mono: float) -> bool:
-    """Wait for in-flight work; a stop request shortens the wait. True when interrupted."""
-    grace = plan.timeout + plan.latency.hi + plan.timeout
-    deadline = time.perf_counter() + grace
+    """Wait for in-flight work until ``end_mono`` at the latest: ``--duration`` bounds the
+    whole run, drain included (what is still in flight then is left unanswered). A stop
+    request shortens the wait to ``DRAIN_ON_STOP``. True when interrupted."""
     stop_deadline: float | None = None
     while tasks:
         now = time.perf_counter()
         if stopped() and stop_deadline is None:
-            stop_deadline = now + DRAIN_ON_STOP
-        if now >= deadline or (stop_deadline is not None and now >= stop_deadline):
+            stop_deadline = min(now + DRAIN_ON_STOP, end_mono)
+        if now >= end_mono or (stop_deadline is not None and now >= stop_deadline):
             return stop_deadline is not None
-        if plan.shape == "closed":
-            deadline = max(end_mono, time.perf_counter()) + grace
-        await asyncio.wait(set(tasks), timeout=0.05)
+        wait = min(0.05, (stop_deadline or end_mono) - now)
+        await asyncio.wait(set(tasks), timeout=max(wait, 0.0))
     return stop_deadline is not None
 
 

@@ -200,7 +200,11 @@ class ServiceMode:
         # The report is due ``latency`` after the check's intended send time (a replay's
         # recorded start + latency), not after the answer: that keeps the trace's order of
         # checks and reports however fast the replay runs.
-        await self.wait_until_wall(intended + plan.latency)
+        try:
+            await self.wait_until_wall(intended + plan.latency)
+        except asyncio.CancelledError:  # the run ended first: the report was never sent
+            self._observe(n, plan, sent, done, "allowed")
+            raise
         body = json.dumps({"ratelimit_keys": [plan.key], "prompt_tokens": plan.prompt_tokens,
                            "completion_tokens": plan.completion_tokens,
                            "total_tokens": plan.prompt_tokens + plan.completion_tokens},
@@ -213,6 +217,11 @@ class ServiceMode:
             status = answer.status
         except TransportError as exc:
             status = _error_name(exc)
+        except asyncio.CancelledError:
+            # The run ended with the report on its way: it may still be applied, but after
+            # every check of this run was answered, so "by now" is as good as "never".
+            self._observe(n, plan, sent, done, "allowed", report_sent, time.time())
+            raise
         report_done = time.time()
         stats.record_report(status, report_done - report_sent)
         if status == 200:
@@ -339,6 +348,8 @@ def _service_outcome(response: Response) -> Outcome:
 
 def _error_name(exc: TransportError) -> str:
     text = str(exc)
+    if isinstance(exc.__cause__, ConnectionRefusedError):
+        return "connection-refused"  # nothing listens at the target
     if text.startswith("cannot connect"):
         return "connect-error"
     if text == "timed out":
