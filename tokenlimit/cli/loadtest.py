@@ -178,6 +178,11 @@ def loadtest(
     unique_keys: Annotated[bool, typer.Option(
         "--unique-keys", help="Append one random suffix to every key value, so the run starts "
         "from fresh buckets (rules match keys by unanchored search).")] = False,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="https:// targets: do not check the server's certificate.")] = False,
+    ca_cert: Annotated[str | None, typer.Option(
+        "--ca-cert", metavar="FILE.pem", help="https:// targets: trust this CA (PEM) instead "
+        "of the system's.")] = None,
     host_header: Annotated[str | None, typer.Option(
         "--host-header", metavar="HOST", help="Host header to send (e.g. the host a gateway "
         "limits: dashscope.aliyuncs.com).")] = None,
@@ -217,7 +222,7 @@ def loadtest(
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
-    from tokenlimit.load.client import Target
+    from tokenlimit.load.client import Target, tls_context
     from tokenlimit.load.modes import Range, has_control
     from tokenlimit.load.run_report import check_writable, merge_reports, read_report
 
@@ -245,16 +250,23 @@ def loadtest(
         raise typer.BadParameter("give a host name without control characters",
                                  param_hint="--host-header")
     try:
-        Target.parse(target)
+        parsed_target = Target.parse(target)
+        if (insecure or ca_cert) and not parsed_target.tls:
+            raise typer.BadParameter("only with an https:// target",
+                                     param_hint="--insecure/--ca-cert")
+        if insecure and ca_cert:
+            raise typer.BadParameter("give one of them", param_hint="--insecure/--ca-cert")
         plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay,
                      speed, duration, requests, key_template or [], key_field,
                      timeout=timeout, connections=connections, seed=seed, stream=stream,
                      model=model, host_header=host_header, unique_keys=unique_keys,
                      tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,
                      latency=Range.parse(latency, "--latency"), report_window=report_window,
-                     observe=rules is not None)
+                     observe=rules is not None, insecure=insecure, ca_cert=ca_cert)
     except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
         raise typer.BadParameter(str(exc)) from None
+    if parsed_target.tls:
+        tls_context(insecure=insecure, ca_cert=ca_cert)  # a bad --ca-cert file: exit 1 now
     for path in (output, plot):
         if path:
             check_writable(path)  # before the run, not after it

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from tokenlimit.load.client import Pool, Target
+from tokenlimit.load.client import Pool, Target, tls_context
 from tokenlimit.load.modes import (
     GatewayMode,
     KeySpec,
@@ -76,6 +76,8 @@ class LoadPlan:
     host_header: str | None = None
     replay: tuple[TraceRequest, ...] | None = None
     replay_speed: float = 1.0
+    insecure: bool = False
+    ca_cert: str | None = None
 
 
 @dataclass(slots=True)
@@ -123,7 +125,8 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
         target = dataclasses.replace(target, host_override=plan.host_header)
     stats = RunStats()
     observations: list[Observation] = []
-    pool = Pool(target, plan.connections, plan.timeout)
+    tls = tls_context(insecure=plan.insecure, ca_cert=plan.ca_cert) if target.tls else None
+    pool = Pool(target, plan.connections, plan.timeout, tls)
     kept = observations if plan.observe else None
     mode: ServiceMode | GatewayMode
     if plan.mode == "service":

@@ -13,6 +13,7 @@ import json
 import math
 import random
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -350,6 +351,8 @@ def _error_name(exc: TransportError) -> str:
     text = str(exc)
     if isinstance(exc.__cause__, ConnectionRefusedError):
         return "connection-refused"  # nothing listens at the target
+    if isinstance(exc.__cause__, ssl.SSLError):
+        return "tls-error"  # e.g. a certificate not trusted (--ca-cert, --insecure)
     if text.startswith("cannot connect"):
         return "connect-error"
     if text == "timed out":
