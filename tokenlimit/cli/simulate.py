@@ -211,7 +211,7 @@ def simulate(
         from tokenlimit.sim.replay_plot import plot_replay
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
-                    charged)
+                    charged, rules_origin=loaded.origin, top=top)
     if output_format == "json":
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:
