@@ -182,11 +182,12 @@ def format_report(report: LoadReport, top: int = TOP_KEYS) -> str:
         m = hist.summary_ms()
         lines.append(f"  {name:<13}{hist.count:>7} {_ms(m['p50']):>7} {_ms(m['p90']):>7} "
                      f"{_ms(m['p99']):>7} {_ms(m['p99.9']):>7} {_ms(m['max']):>7}")
-    lines.append("key                      requests  allowed  limited   errors   tokens")
     ranked = sorted(s.keys, key=lambda name: (-s.keys[name].requests, name))
+    width = max([22, *(len(key) + 1 for key in ranked[:top])])  # long keys keep columns
+    lines.append(f"{'key':<{width + 2}} requests  allowed  limited   errors   tokens")
     for key in ranked[:top]:
         k = s.keys[key]
-        lines.append(f"  {key:<22}{k.requests:>9}{k.allowed:>9}{k.limited:>9}{k.errors:>9}"
+        lines.append(f"  {key:<{width}}{k.requests:>9}{k.allowed:>9}{k.limited:>9}{k.errors:>9}"
                      f"{k.tokens_admitted:>9}")
     if len(ranked) > top:
         rest = ranked[top:]
