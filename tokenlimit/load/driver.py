@@ -142,16 +142,15 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
         planner = Planner(plan.keys, plan.tokens, plan.prompt_tokens, plan.latency,
                           plan.seed * 1009 + worker)
     tasks: set[asyncio.Task[None]] = set()
-    entered = time.perf_counter()
-    # Warming is bounded too: a target that never accepts cannot hold the run past --duration.
+    # Warming is bounded too: a target that never accepts cannot hold the run for long.
     await pool.warm(_warm_connections(plan, workers), within=min(WARM_LIMIT, plan.duration / 4))
     start_wall = time.time() if start_at is None else start_at
     # Map wall-clock intended times onto the precise monotonic clock once.
     start_mono = time.perf_counter() + (start_wall - time.time())
-    # --duration bounds the wall time: from entering here when alone (warming included),
-    # from the shared start instant when one of several workers (the parent warms them all
-    # before it, within START_DELAY).
-    end_mono = (entered if start_at is None else start_mono) + plan.duration
+    # --duration bounds the run from its start, sends, answers and usage reports included;
+    # warming before it is bounded apart (WARM_LIMIT), so TLS handshakes do not eat into the
+    # schedule.
+    end_mono = start_mono + plan.duration
     stopped = stop.is_set if stop is not None else (lambda: False)
     stats.started = start_wall
     ticker = asyncio.ensure_future(_tick(stats, start_mono, on_tick)) if on_tick else None
