@@ -161,8 +161,8 @@ def loadtest(
         "--key-field", metavar="FIELD", help="With --replay: take the key from this field "
         "(e.g. for Mooncake traces).")] = None,
     speed: Annotated[float, typer.Option(
-        "--speed", help="With --replay: play the trace N times faster; its recorded latencies "
-        "(when usage is reported) are divided by N too.")] = 1.0,
+        "--speed", help="With --replay: play the trace N times faster; in service mode its "
+        "recorded latencies (when usage is reported) are divided by N too.")] = 1.0,
     duration: Annotated[float | None, typer.Option(
         "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
     requests: Annotated[int | None, typer.Option(
