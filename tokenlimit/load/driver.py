@@ -197,6 +197,10 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                     await wait_until(due)
                     if stopped():
                         break
+                if waker is not None and waker.release_until(due):
+                    # Usage reports due before this check go first, even when the loop
+                    # stalled and both are late: the replay keeps the trace's order.
+                    await asyncio.sleep(0)
                 task = loop.create_task(
                     mode.execute(n, planner.plan(n), start_wall + offset, True))
                 tasks.add(task)

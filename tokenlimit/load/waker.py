@@ -49,12 +49,19 @@ class AlarmWaker:
 
     def _ring(self) -> None:
         self.armed = None
-        now = time.perf_counter()
-        while self.sleepers and (self.sleepers[0][0] <= now or self.sleepers[0][2].done()):
+        self.release_until(time.perf_counter())
+
+    def release_until(self, instant: float) -> int:
+        """Wake every sleeper due at or before ``instant`` now, in order of their instants
+        (a late scheduler lets what was due earlier go first); how many were woken."""
+        woken = 0
+        while self.sleepers and (self.sleepers[0][0] <= instant or self.sleepers[0][2].done()):
             _, _, waiter = heapq.heappop(self.sleepers)
             if not waiter.done():
                 waiter.set_result(None)
+                woken += 1
         self._arm()
+        return woken
 
     def _arm(self) -> None:
         """Set the timer for the earliest sleeper (or stop it when none is left)."""
