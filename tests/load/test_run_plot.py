@@ -80,3 +80,14 @@ def test_merged_runs_share_one_time_range_with_a_gap_between_them() -> None:
         assert len(fig.axes[2].get_legend().get_texts()) == 4  # 2 keys + 2 styles, not 4 + 4
     finally:
         plt.close(fig)
+
+
+def test_a_run_with_no_answers_says_so() -> None:
+    stats = RunStats(started=1000.0, finished=1001.0, sent=5)
+    fig = build_figure(LoadReport(stats, "http://127.0.0.1:9", "gateway", "constant 5/s"), RULES)
+    try:
+        for axis in fig.axes:
+            assert axis.get_legend() is None
+            assert [t.get_text() for t in axis.texts] == ["no answers in this run"]
+    finally:
+        plt.close(fig)

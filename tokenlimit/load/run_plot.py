@@ -120,6 +120,14 @@ def build_figure(report: LoadReport, rules: list[Rule] | None) -> Any:
                                   label="rule's budget"))
         _legend_outside(ax, handles=handles)
     ax.set_xlim(0, span * 1.01)  # the run's span; markers at its end stay whole
+    if not kept:  # nothing answered: say so instead of empty frames with legends
+        for axis in axes:
+            legend = axis.get_legend()
+            if legend is not None:
+                legend.remove()
+            axis.set_ylim(0, 1)
+            axis.text(0.5, 0.5, "no answers in this run", transform=axis.transAxes,
+                      ha="center", va="center", color="grey")
     return fig
 
 
