@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,15 +48,15 @@ def _limited_by_simulate(trace: Path, speed: float) -> int:
     return limited
 
 
-@pytest.fixture
-def service() -> Iterator[str]:
-    """``tokenlimit serve`` (memory backend) with the sample rules, on a loopback port."""
+@contextmanager
+def _serve(rules: Path) -> Iterator[str]:
+    """``tokenlimit serve`` (memory backend) with ``rules``, on a loopback port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_ADDRESS",
                                                             "RATE_LIMIT_CONFIG")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tokenlimit", "serve", "--rules", str(SAMPLES / "rules.json"),
-         "--backend", "memory", "--port", str(port), "--stop-after", "90"],
+        [sys.executable, "-m", "tokenlimit", "serve", "--rules", str(rules), "--backend",
+         "memory", "--port", str(port), "--stop-after", "90"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -72,18 +74,56 @@ def service() -> Iterator[str]:
         process.wait(10)
 
 
+@pytest.fixture
+def service() -> Iterator[str]:
+    with _serve(SAMPLES / "rules.json") as url:
+        yield url
+
+
+def _replay(url: str, trace: Path, speed: float) -> dict[str, Any]:
+    # Subprocess: the loadtest's precise timer needs SIGALRM, which pytest-timeout holds here.
+    out = subprocess.run(
+        [sys.executable, "-m", "tokenlimit", "loadtest", url, "--mode", "service",
+         "--replay", str(trace), "--speed", str(speed), "--unique-keys", "--format", "json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
 def test_a_fast_replay_limits_what_simulate_limits(service: str, tmp_path: Path) -> None:
     trace = tmp_path / "first300.csv"
     _first_requests(trace)
-    # Subprocess: the loadtest's precise timer needs SIGALRM, which pytest-timeout holds here.
-    out = subprocess.run(
-        [sys.executable, "-m", "tokenlimit", "loadtest", service, "--mode", "service",
-         "--replay", str(trace), "--speed", str(SPEED), "--unique-keys", "--format", "json"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    requests = json.loads(out.stdout)["requests"]
+    requests = _replay(service, trace, SPEED)["requests"]
     assert (requests["sent"], requests["answered"], requests["errors"]) == (300, 300, 0)
     # Before latencies were scaled, every report landed after every check: nothing limited.
     assert requests["limited"] == _limited_by_simulate(trace, SPEED) == 255
     # At its own pace the trace refills buckets (30 s and 60 s) that 5.3 s of replay cannot.
     assert _limited_by_simulate(trace, 1) == 150
+
+
+def test_a_replay_starts_at_the_trace_s_fraction_of_a_second(tmp_path: Path) -> None:
+    # A bucket refilled every second. The first request (130 tokens) leaves it at -80; the
+    # second comes 0.2 s later, across a whole second of the trace's clock: one refill
+    # (-30, limited); the third a second later: a second refill (+20, allowed). A service
+    # whose seconds began 0.5 s off would see no boundary between the first two: limited
+    # twice. The replay starts at .9 of a wall-clock second, as the trace does.
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"rate_limit_key_regex": "u.*", "max_tokens": 100,
+                                  "tokens_per_fill": 50, "fill_interval_second": 1,
+                                  "redis_expired_seconds": 60}]))
+    trace = tmp_path / "t.csv"
+    trace.write_text("ts,key,completion_tokens,latency\n1000.9,u,130,0.05\n"
+                     "1001.1,u,10,0.05\n1002.1,u,10,0.05\n")
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text("ts,key,completion_tokens,latency\n1000.4,u,130,0.05\n"
+                       "1000.6,u,10,0.05\n1001.6,u,10,0.05\n")  # the same, 0.5 s earlier
+    limited = [json.loads(subprocess.run(
+        [sys.executable, "-m", "tokenlimit", "simulate", str(t), "-r", str(rules), "-f",
+         "json"], cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout)
+        ["totals"]["limited"] for t in (trace, shifted)]
+    assert limited == [1, 2]
+    with _serve(rules) as url:
+        data = _replay(url, trace, 1)
+    assert round(data["started"] % 1.0, 3) == 0.9
+    assert (data["requests"]["answered"], data["requests"]["limited"]) == (3, 1)

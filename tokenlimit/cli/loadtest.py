@@ -109,6 +109,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
                              for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
         rest["replay_speed"] = speed
+        rest["start_fraction"] = replayed[0].ts % 1.0
         if duration is None:  # the trace's span, its last usage report, and a second
             last = max(r.ts + max(r.latency, 0.0) for r in replayed)
             duration = (last - replayed[0].ts) / speed + 1.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ class LoadPlan:
     host_header: str | None = None
     replay: tuple[TraceRequest, ...] | None = None
     replay_speed: float = 1.0
+    # The fraction of a second the run starts at (a replay: its first request's), so the
+    # service's whole-second clock splits the run where it splits the trace.
+    start_fraction: float | None = None
     insecure: bool = False
     ca_cert: str | None = None
 
@@ -144,7 +148,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
     tasks: set[asyncio.Task[None]] = set()
     # Warming is bounded too: a target that never accepts cannot hold the run for long.
     await pool.warm(_warm_connections(plan, workers), within=min(WARM_LIMIT, plan.duration / 4))
-    start_wall = time.time() if start_at is None else start_at
+    start_wall = start_instant(plan, time.time()) if start_at is None else start_at
     # Map wall-clock intended times onto the precise monotonic clock once.
     start_mono = time.perf_counter() + (start_wall - time.time())
     # --duration bounds the run from its start, sends, answers and usage reports included;
@@ -232,6 +236,19 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
     stats.finished = time.time()
     observations.sort(key=lambda o: o.index)
     return RunResult(stats, observations, interrupted or stopped())
+
+
+def start_instant(plan: LoadPlan, earliest: float) -> float:
+    """When the run starts: ``earliest``, or with ``plan.start_fraction`` the first instant
+    from ``earliest`` on at that fraction of a second (at most a second later).
+
+    >>> start_instant(LoadPlan("http://127.0.0.1:1", start_fraction=0.25), 100.5)
+    101.25
+    """
+    if plan.start_fraction is None:
+        return earliest
+    start = math.floor(earliest) + plan.start_fraction
+    return start if start >= earliest else start + 1.0
 
 
 def _warm_connections(plan: LoadPlan, workers: int) -> int:
