@@ -13,6 +13,10 @@ in one run, each for a few seconds:
 Every tool sends the same request: POST of the same chat-completion body with a
 ``user-type`` header. The machine's other load shows in every figure alike; run it on a
 quiet machine for the numbers to mean much. Usage: python bench/loadtest.py [--seconds 3]
+
+``--tls`` compares HTTPS only (a throwaway CA made with trustme, from the dev extra): the
+project's client over TLS against httpx's AsyncClient over TLS, closed loop (64 users) and
+open loop at 1,000/s (latency from the intended send time), with plain HTTP for reference.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -125,10 +130,157 @@ def tokenlimit_closed(url: str, seconds: float, workers: int) -> float:
     return s.completed / max(s.duration, 1e-9)
 
 
+def _latency_figures(latencies_ms: list[float]) -> str:
+    ordered = sorted(latencies_ms)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else 0.0
+
+    return f"p50/p99 {at(50):.3f}/{at(99):.3f} ms"
+
+
+def httpx_closed(url: str, ca: str, seconds: float, users: int) -> float:
+    """httpx.AsyncClient, ``users`` concurrent users on kept-alive connections: answers/s."""
+    import asyncio
+    import time
+
+    import httpx
+
+    async def run() -> float:
+        done = 0
+        headers = {"user-type": "regular-user", "Content-Type": "application/json"}
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca),
+                                     limits=limits) as client:
+            end = time.perf_counter() + seconds
+
+            async def user() -> None:
+                nonlocal done
+                while time.perf_counter() < end:
+                    await client.post(url + "/v1/chat/completions", content=BODY,
+                                      headers=headers)
+                    done += 1
+
+            # Connections (and TLS handshakes) opened before the clock, as tokenlimit warms.
+            await asyncio.gather(*(client.post(url + "/v1/chat/completions", content=BODY,
+                                               headers=headers) for _ in range(users)))
+            end = time.perf_counter() + seconds
+            began = time.perf_counter()
+            await asyncio.gather(*(user() for _ in range(users)))
+            return done / (time.perf_counter() - began)
+
+    return asyncio.run(run())
+
+
+def httpx_open(url: str, ca: str, rate: float, seconds: float) -> tuple[str, int]:
+    """httpx.AsyncClient at ``rate``/s (evenly spaced): latency from the intended send time."""
+    import asyncio
+    import time
+
+    import httpx
+
+    async def run() -> tuple[str, int]:
+        latencies: list[float] = []
+        errors = 0
+        headers = {"user-type": "regular-user", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=ca),
+                                     limits=httpx.Limits(max_connections=256)) as client:
+            await asyncio.gather(*(client.post(url + "/v1/chat/completions", content=BODY,
+                                               headers=headers) for _ in range(16)))
+            start = time.perf_counter()
+
+            async def one(due: float) -> None:
+                nonlocal errors
+                try:
+                    await client.post(url + "/v1/chat/completions", content=BODY,
+                                      headers=headers)
+                    latencies.append((time.perf_counter() - due) * 1000)
+                except httpx.HTTPError:
+                    errors += 1
+
+            tasks = []
+            for n in range(int(rate * seconds)):
+                due = start + n / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.ensure_future(one(due)))
+            await asyncio.gather(*tasks)
+        return _latency_figures(latencies), errors
+
+    return asyncio.run(run())
+
+
+def tokenlimit_tls_open(url: str, ca: str | None, rate: float, seconds: float) -> str:
+    plan = LoadPlan(url + "/v1/chat/completions", keys=(KeySpec("user-type", "regular-user", 1),),
+                    shape="open", schedule=ConstantRate(rate), requests=None, duration=seconds,
+                    ca_cert=ca)
+    s = run_workers(plan, 1).stats
+    p50, p99 = ((s.latency.percentile_us(q) or 0) / 1000 for q in (50, 99))
+    late = (s.lateness.percentile_us(99) or 0) / 1000
+    return (f"p50/p99 {p50:.3f}/{p99:.3f} ms (send lateness p99 {late:.3f} ms), "
+            f"errors {s.outcomes['error']}")
+
+
+def tls_comparison(seconds: float) -> None:
+    """``--tls``: the project's client over TLS against httpx over TLS, and plain HTTP."""
+    import trustme
+
+    ca = trustme.CA()
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, ca_pem = Path(tmp) / "server.pem", Path(tmp) / "ca.pem"
+        ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(cert))
+        ca.cert_pem.write_to_path(str(ca_pem))
+        tls_port, plain_port = free_port(), free_port()
+        targets = [subprocess.Popen([sys.executable, str(REPO / "bench" / "target.py"),
+                                     str(port), *extra], stdout=subprocess.PIPE, text=True)
+                   for port, extra in ((tls_port, [str(cert)]), (plain_port, []))]
+        try:
+            for target in targets:
+                assert target.stdout is not None and target.stdout.readline().strip() == "ready"
+            https, http = f"https://localhost:{tls_port}", f"http://127.0.0.1:{plain_port}"
+            closed = {users: (tokenlimit_closed_tls(https, str(ca_pem), seconds, users),
+                              httpx_closed(https, str(ca_pem), seconds, users))
+                      for users in (1, 64)}
+            plain = tokenlimit_closed(http, seconds, 1)
+            rate = 1000.0
+            own_open = tokenlimit_tls_open(https, str(ca_pem), rate, seconds)
+            plain_open = tokenlimit_tls_open(http, None, rate, seconds)
+            httpx_lat, httpx_errors = httpx_open(https, str(ca_pem), rate, seconds)
+        finally:
+            for target in targets:
+                target.terminate()
+                target.wait(timeout=10)
+    for users, (own, other) in closed.items():
+        print(f"closed loop, {users:>2} users, https: tokenlimit client {own:>8,.0f}/s, "
+              f"httpx {other:>8,.0f}/s")
+    print(f"closed loop, 64 users, http:  tokenlimit client {plain:>8,.0f}/s")
+    print(f"open loop {rate:g}/s, latency from the intended send time:")
+    print(f"  tokenlimit client, https   {own_open}")
+    print(f"  tokenlimit client, http    {plain_open}")
+    print(f"  httpx, https               {httpx_lat}, errors {httpx_errors}")
+    own, other = closed[1]
+    print(f"goal: TLS in tokenlimit's client >= httpx (closed loop, 1 user): {own / other:.2f}x "
+          f"({'met' if own >= other else 'NOT met'})")
+
+
+def tokenlimit_closed_tls(url: str, ca: str, seconds: float, users: int) -> float:
+    plan = LoadPlan(url + "/v1/chat/completions", keys=(KeySpec("user-type", "regular-user", 1),),
+                    shape="closed", concurrency=users, requests=None, duration=seconds,
+                    ca_cert=ca)
+    s = run_workers(plan, 1).stats
+    return s.answered / max(s.duration, 1e-9)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
+    parser.add_argument("--tls", action="store_true",
+                        help="only compare HTTPS: tokenlimit's client against httpx")
     args = parser.parse_args()
+    if args.tls:
+        tls_comparison(args.seconds)
+        return
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs")
     port = free_port()

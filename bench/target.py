@@ -1,12 +1,13 @@
 """A minimal, fast HTTP/1.1 target for bench/loadtest.py: uvloop, asyncio protocol, httptools.
 
 Answers every request with a small chat-completion body carrying ``usage`` (keep-alive).
-Run: python bench/target.py PORT
+Run: python bench/target.py PORT [CERT_AND_KEY.pem]  (with a PEM: HTTPS)
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 
 import httptools
@@ -37,13 +38,17 @@ class Handler(asyncio.Protocol):
         self.transport.write(ANSWER)
 
 
-async def main(port: int) -> None:
+async def main(port: int, cert: str | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Handler, "127.0.0.1", port, backlog=1024)
+    tls = None
+    if cert is not None:  # HTTPS: one PEM holding the key and the certificate chain
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert)
+    server = await loop.create_server(Handler, "127.0.0.1", port, backlog=1024, ssl=tls)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
 
 
 if __name__ == "__main__":
-    uvloop.run(main(int(sys.argv[1])))
+    uvloop.run(main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None))

@@ -232,3 +232,16 @@ def test_the_readme_examples_are_real_output(monkeypatch: pytest.MonkeyPatch) ->
         assert result.exit_code == 0
         text = "\n".join(line.rstrip() for line in result.stdout.splitlines())
         assert text in readme
+
+
+def test_speed_divides_times_and_latencies_as_a_fast_replay_sees_them() -> None:
+    def limited(*extra: str) -> int:
+        result = _run("simulate", TRACE, "-r", RULES, "-f", "json", *extra)
+        assert result.exit_code == 0, result.output
+        count: int = json.loads(result.stdout)["totals"]["limited"]
+        return count
+
+    # The hour of trace in 36 s: 30 s and 60 s refills come 100 times rarer per request.
+    assert (limited(), limited("--speed", "1"), limited("--speed", "100")) == (847, 847, 1772)
+    for bad in ("0", "-2", "nan", "inf"):
+        assert _run("simulate", TRACE, "-r", RULES, "--speed", bad).exit_code == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -120,18 +121,23 @@ class ChatGatewayHandler(_Base):
 
 
 @contextmanager
-def serve(handler: type[_Base], rules: list[Rule]) -> Iterator[tuple[str, list[str]]]:
-    """Run ``handler`` on a free loopback port; yields (base URL, calls log)."""
+def serve(handler: type[_Base], rules: list[Rule], tls: ssl.SSLContext | None = None,
+          host: str = "127.0.0.1") -> Iterator[tuple[str, list[str]]]:
+    """Run ``handler`` on a free loopback port; yields (base URL, calls log). With ``tls``
+    (a server context), HTTPS, named ``host`` in the URL."""
     calls: list[str] = []
     cls = type("Handler", (handler,), {"limiter": AsmLimiter(rules), "lock": threading.Lock(),
                                         "calls": calls})
     server_cls = type("Server", (ThreadingHTTPServer,), {"request_queue_size": 256})
     server = server_cls(("127.0.0.1", 0), cls)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    scheme = "http" if tls is None else "https"
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", calls
+        yield f"{scheme}://{host}:{server.server_address[1]}", calls
     finally:
         server.shutdown()
         server.server_close()

@@ -170,8 +170,16 @@ def test_a_dead_target_is_an_error_after_the_report(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     result = runner.invoke(app, ["loadtest", url, "-n", "3", "-o", str(out)])
     assert result.exit_code == 1
-    assert "no request was answered (connect-error 3)" in result.stderr
-    assert json.loads(out.read_text())["errors"] == {"connect-error": 3}
+    assert "no request was answered (connection-refused 3)" in result.stderr
+    # The summary claims no answer and no rate: a refused connection is not an answer.
+    summary = result.stdout.splitlines()[1]
+    assert summary.startswith("requests 3 sent, 0 answered in ")
+    assert summary.endswith(" s; 3 failed with no answer (connection-refused 3); allowed 0, "
+                            "limited 0, errors 3")
+    assert "/s" not in summary
+    data = json.loads(out.read_text())
+    assert data["errors"] == {"connection-refused": 3}
+    assert (data["requests"]["answered"], data["throughput_rps"]) == (0, 0)
 
 
 def test_two_shapes_at_once_are_a_usage_error() -> None:

@@ -63,11 +63,13 @@ def test_bad_options_are_usage_errors(args: list[str], message: str) -> None:
 
 
 @pytest.mark.parametrize(("target", "message"), [
-    ("https://127.0.0.1:8443/", "Invalid value: target 'https://127.0.0.1:8443/': give an "
-     "http:// URL (https is not supported)"),
-    ("http:///v1", "Invalid value: target 'http:///v1': give an http:// URL"),
+    ("ftp://127.0.0.1:8443/", "Invalid value: target 'ftp://127.0.0.1:8443/': give an "
+     "http:// or https:// URL"),
+    ("http:///v1", "Invalid value: target 'http:///v1': give an http:// or https:// URL"),
     ("http://127.0.0.1:99999/", "Invalid value: target 'http://127.0.0.1:99999/': bad port"),
-    ("127.0.0.1:8080", "Invalid value: target '127.0.0.1:8080': give an http:// URL"),
+    ("https://127.0.0.1:99999/", "Invalid value: target 'https://127.0.0.1:99999/': bad port"),
+    ("127.0.0.1:8080", "Invalid value: target '127.0.0.1:8080': give an http:// or https:// "
+     "URL"),
 ])
 def test_a_bad_target_is_a_usage_error(target: str, message: str) -> None:
     result = runner.invoke(app, ["loadtest", target, "-n", "1"])
@@ -126,7 +128,7 @@ def test_a_port_with_nothing_listening_is_exit_1_with_the_report(tmp_path: Path)
     url = f"http://127.0.0.1:{free_port()}"
     result = runner.invoke(app, ["loadtest", url, "-n", "3", "-o", str(out)])
     assert result.exit_code == 1
-    assert result.stderr.endswith(f"error: {url}: no request was answered (connect-error 3)\n")
+    assert result.stderr.endswith(f"error: {url}: no request was answered (connection-refused 3)\n")
     assert json.loads(out.read_text())["requests"]["errors"] == 3
 
 

@@ -39,8 +39,8 @@ def test_a_csv_trace_is_replayed_request_by_request(tmp_path: Path) -> None:
     with serve(AdmitAllHandler, RULES) as (url, calls):
         data = _replay(url, trace)
     assert calls.count("check") == 12 and calls.count("report") == 12
-    assert data["requests"] == {"sent": 12, "completed": 12, "allowed": 12, "limited": 0,
-                                "errors": 0}
+    assert data["requests"] == {"sent": 12, "completed": 12, "answered": 12, "allowed": 12,
+                                "limited": 0, "errors": 0}
     keys = data["keys"]
     assert isinstance(keys, dict)
     assert {k: (v["requests"], v["tokens_admitted"]) for k, v in keys.items()} == {

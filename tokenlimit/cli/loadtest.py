@@ -34,7 +34,7 @@ REQUESTS_ONLY_DURATION = 60.0
 
 
 def _format_progress(stats: RunStats, elapsed: float) -> Text:
-    done = stats.completed
+    done = stats.answered
     limited = stats.outcomes["limited"]
     p99 = stats.latency.percentile_us(99)
     p99_text = "-" if p99 is None else f"{p99 / 1000:.2f} ms"
@@ -108,8 +108,11 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
-        if duration is None:
-            duration = (replayed[-1].ts - replayed[0].ts) / speed + 1.0
+        rest["replay_speed"] = speed
+        rest["start_fraction"] = replayed[0].ts % 1.0
+        if duration is None:  # the trace's span, its last usage report, and a second
+            last = max(r.ts + max(r.latency, 0.0) for r in replayed)
+            duration = (last - replayed[0].ts) / speed + 1.0
     else:
         shape = "closed"
     if duration is None and requests is None:
@@ -156,7 +159,9 @@ def loadtest(
     key_field: Annotated[str | None, typer.Option(
         "--key-field", metavar="FIELD", help="With --replay: take the key from this field "
         "(e.g. for Mooncake traces).")] = None,
-    speed: Annotated[float, typer.Option("--speed", help="Replay speed factor.")] = 1.0,
+    speed: Annotated[float, typer.Option(
+        "--speed", help="With --replay: play the trace N times faster; in service mode its "
+        "recorded latencies (when usage is reported) are divided by N too.")] = 1.0,
     duration: Annotated[float | None, typer.Option(
         "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
     requests: Annotated[int | None, typer.Option(
@@ -172,6 +177,11 @@ def loadtest(
     unique_keys: Annotated[bool, typer.Option(
         "--unique-keys", help="Append one random suffix to every key value, so the run starts "
         "from fresh buckets (rules match keys by unanchored search).")] = False,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="https:// targets: do not check the server's certificate.")] = False,
+    ca_cert: Annotated[str | None, typer.Option(
+        "--ca-cert", metavar="FILE.pem", help="https:// targets: trust this CA (PEM) instead "
+        "of the system's.")] = None,
     host_header: Annotated[str | None, typer.Option(
         "--host-header", metavar="HOST", help="Host header to send (e.g. the host a gateway "
         "limits: dashscope.aliyuncs.com).")] = None,
@@ -192,6 +202,9 @@ def loadtest(
     plot: Annotated[str | None, typer.Option("--plot", metavar="FILE.png",
                                              help="Write a plot of the run.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
+    top: Annotated[int, typer.Option("--top", min=1, help="Keys in the text report's table, "
+                                     "most requests first (the JSON report has every key).")
+                   ] = 10,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when conformance finds the limiter off its rules.")] = False,
 ) -> None:
@@ -209,7 +222,7 @@ def loadtest(
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
     from tokenlimit.files import check_writable
-    from tokenlimit.load.client import Target
+    from tokenlimit.load.client import Target, tls_context
     from tokenlimit.load.modes import Range, has_control
 
     if output_format not in FORMATS:
@@ -226,21 +239,28 @@ def loadtest(
         raise typer.BadParameter("give a host name without control characters",
                                  param_hint="--host-header")
     try:
-        Target.parse(target)
+        parsed_target = Target.parse(target)
+        if (insecure or ca_cert) and not parsed_target.tls:
+            raise typer.BadParameter("only with an https:// target",
+                                     param_hint="--insecure/--ca-cert")
+        if insecure and ca_cert:
+            raise typer.BadParameter("give one of them", param_hint="--insecure/--ca-cert")
         plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay,
                      speed, duration, requests, key_template or [], key_field,
                      timeout=timeout, connections=connections, seed=seed, stream=stream,
                      model=model, host_header=host_header, unique_keys=unique_keys,
                      tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,
                      latency=Range.parse(latency, "--latency"), report_window=report_window,
-                     observe=rules is not None)
+                     observe=rules is not None, insecure=insecure, ca_cert=ca_cert)
     except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
         raise typer.BadParameter(str(exc)) from None
+    if parsed_target.tls:
+        tls_context(insecure=insecure, ca_cert=ca_cert)  # a bad --ca-cert file: exit 1 now
     for path in (output, plot):
         if path:
             check_writable(path)  # before the run, not after it
     report = _run(plan, workers, rules, tolerance)
-    _finish(report, output, plot, output_format, rules, strict)
+    _finish(report, output, plot, output_format, rules, strict, top)
 
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
@@ -266,9 +286,8 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
-            rules: list[Rule] | None, strict: bool) -> None:
+            rules: list[Rule] | None, strict: bool, top: int) -> None:
     from tokenlimit.files import write_atomic
-    from tokenlimit.load.modes import BAD_ANSWER
     from tokenlimit.load.run_report import format_report
 
     data = report.to_dict()
@@ -286,7 +305,7 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
         summary = {k: v for k, v in data.items() if k != "raw"}
         typer.echo(json.dumps(summary, indent=2))
     else:
-        typer.echo(format_report(report))
+        typer.echo(format_report(report, top))
     if report.interrupted:
         typer.echo("interrupted: the report covers the requests answered so far", err=True)
     if strict and report.conformance is not None and report.conformance.findings():
@@ -294,10 +313,13 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
     if report.interrupted and report.runs == 1:
         raise typer.Exit(130)
     stats = report.stats
-    if stats.completed and stats.outcomes["error"] == stats.completed:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
-        if stats.statuses or BAD_ANSWER in stats.errors:  # answered, but not as asked
-            codes = ", ".join(f"HTTP {k} {v}" for k, v in sorted(stats.statuses.items()))
-            kinds = ", ".join(k for k in (kinds, codes) if k)
-            raise RemoteError(f"{report.target}: every request failed ({kinds})")
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
+    if stats.sent and not stats.answered:
+        unfinished = stats.sent - stats.completed
+        kinds = ", ".join(k for k in (kinds, unfinished and f"unanswered {unfinished}") if k)
         raise RemoteError(f"{report.target}: no request was answered ({kinds})")
+    if stats.completed and stats.outcomes["error"] == stats.completed:  # answered, not as asked
+        codes = ", ".join(f"HTTP {k} {v}" for k, v in sorted(stats.statuses.items()))
+        kinds = ", ".join(k for k in (kinds, codes) if k)
+        raise RemoteError(f"{report.target}: every request failed ({kinds})")
+

@@ -28,6 +28,9 @@ def merge(
                                              help="Write a plot of the merged runs.")] = None,
     output_format: Annotated[str, typer.Option(
         "--format", "-f", metavar="TEXT", help="text or json.")] = "text",
+    top: Annotated[int, typer.Option("--top", min=1, metavar="INTEGER",
+                                     help="Keys in the text report's table, most requests "
+                                     "first (the JSON report has every key).")] = 10,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Exit 1 when conformance found the limiter off its rules.")] = False,
 ) -> None:
@@ -42,7 +45,7 @@ def merge(
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     report = merge_reports([read_report(path) for path in reports])
-    _finish(report, output, plot, output_format, None, strict)
+    _finish(report, output, plot, output_format, None, strict, top)
 
 
 def merge_command() -> Any:

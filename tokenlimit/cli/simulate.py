@@ -147,6 +147,9 @@ def simulate(
     price: Annotated[float | None, typer.Option(
         metavar="USD", help="Price per 1K tokens, for the spend estimate.")] = None,
     top: Annotated[int, typer.Option(help="Keys shown in the per-key table.")] = 10,
+    speed: Annotated[float, typer.Option(
+        help="Decide as `loadtest --replay --speed N` against a live service does: times "
+        "and latencies divided by N.")] = 1.0,
 ) -> None:
     """Replay a recorded trace through rules and report who would be limited, and when.
 
@@ -167,6 +170,8 @@ def simulate(
         raise typer.BadParameter("must be >= 0", param_hint="--top")
     if price is not None and not (math.isfinite(price) and price >= 0):
         raise typer.BadParameter("must be a finite number >= 0", param_hint="--price")
+    if not 0 < speed < math.inf:
+        raise typer.BadParameter("must be a finite number > 0", param_hint="--speed")
     if trace_path == "-":
         raise typer.BadParameter("a trace is read from a file, not stdin: save it to a file "
                                  "first", param_hint="TRACE")
@@ -201,7 +206,8 @@ def simulate(
         raise typer.BadParameter(str(exc), param_hint="--set") from None
     console = Console(width=None if sys.stdout.isatty() else 160)
     with _progress(max(len(settings), 1) + 2) as step:
-        trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+        trace = read_trace(trace_path, key_templates=templates, key_field=key_field,
+                           seed=seed).at_speed(speed)
         if len(trace) == 0:
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)
@@ -220,7 +226,7 @@ def simulate(
         from tokenlimit.sim.replay_plot import plot_replay
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
-                    charged)
+                    charged, rules_origin=loaded.origin, top=top)
     if output_format == "json":
         typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
     else:

@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for load generation: asyncio protocols, keep-alive, httptools.
+"""A lean HTTP/1.1 client for load generation: asyncio protocols, keep-alive, httptools, TLS.
 
 General clients (httpx) spend tens of microseconds per request on features a load generator
 does not need; this one writes prepared request bytes on a kept-alive connection and parses
@@ -11,6 +11,7 @@ the driver measures from the intended send time).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,30 +25,38 @@ from tokenlimit.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where requests go: ``host``, ``port`` and the base path of ``url``."""
+    """Where requests go: ``host``, ``port`` and the base path of ``url``; ``tls`` for
+    ``https://`` (``server_name``: the name the certificate must carry, sent as SNI)."""
 
     url: str
     host: str
     port: int
     path: str
     host_override: str | None = None
+    tls: bool = False
+    server_name: str = ""
 
     @classmethod
     def parse(cls, url: str) -> Target:
-        """Parse an ``http://`` URL (any host: a laptop's loopback or a test cluster's gateway).
+        """Parse an ``http://`` or ``https://`` URL (any host: a laptop's loopback or a test
+        cluster's gateway).
 
         >>> Target.parse("http://127.0.0.1:8080/v1").port
         8080
+        >>> Target.parse("https://localhost/v1").port
+        443
         """
         parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ConfigError(f"target {url!r}: give an http:// URL (https is not supported)")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"target {url!r}: give an http:// or https:// URL")
+        tls = parts.scheme == "https"
         try:
-            port = parts.port or 80
+            port = parts.port or (443 if tls else 80)
         except ValueError:
             raise ConfigError(f"target {url!r}: bad port") from None
         host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
-        return cls(url, host, port, parts.path.rstrip("/"))
+        return cls(url, host, port, parts.path.rstrip("/"), tls=tls,
+                   server_name=parts.hostname)
 
     @property
     def host_header(self) -> str:
@@ -55,6 +64,23 @@ class Target:
             return self.host_override
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+def tls_context(*, insecure: bool = False, ca_cert: str | None = None) -> ssl.SSLContext:
+    """The TLS settings of an ``https://`` target: the system's trusted certificates (or
+    ``ca_cert``, a PEM file), host names checked; ``insecure``: no check at all.
+
+    A missing or unreadable ``ca_cert`` is a ``ConfigError`` naming the file.
+    """
+    try:
+        context = ssl.create_default_context(cafile=ca_cert)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise ConfigError(f"{ca_cert}: cannot read a PEM certificate: {reason}") from None
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @dataclass(slots=True)
@@ -141,8 +167,10 @@ class Connection(asyncio.Protocol):
 class Pool:
     """Keep-alive connections to one target, at most ``limit`` open at a time."""
 
-    def __init__(self, target: Target, limit: int, timeout: float) -> None:
+    def __init__(self, target: Target, limit: int, timeout: float,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.target = target
+        self.tls = tls if tls is not None or not target.tls else tls_context()
         self.limit = limit
         self.timeout = timeout
         self.idle: list[Connection] = []
@@ -172,12 +200,17 @@ class Pool:
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
+        target = self.target
+        if self.tls is None:
+            connecting = loop.create_connection(Connection, target.host, target.port)
+        else:  # the handshake is part of connecting (warmed before the start, like TCP's)
+            connecting = loop.create_connection(Connection, target.host, target.port,
+                                                ssl=self.tls,
+                                                server_hostname=target.server_name)
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(Connection, self.target.host, self.target.port),
-                self.timeout)
+            _, conn = await asyncio.wait_for(connecting, self.timeout)
         except (OSError, TimeoutError) as exc:
-            raise TransportError(f"cannot connect to {self.target.host_header}: {exc}") from exc
+            raise TransportError(f"cannot connect to {target.host_header}: {exc}") from exc
         self.all.add(conn)
         return conn
 
@@ -186,15 +219,21 @@ class Pool:
         """Connections opening or waiting for an answer."""
         return self.open - len(self.idle)
 
-    async def warm(self, count: int) -> None:
-        """Open up to ``count`` idle connections now (failures are left to the requests)."""
+    async def warm(self, count: int, within: float) -> None:
+        """Open up to ``count`` idle connections, for ``within`` seconds at most (failures
+        and connections still opening then are left to the requests)."""
         want = max(0, min(count, self.limit) - self.open)
+        if want == 0:
+            return
         self.open += want
-        results = await asyncio.gather(*(self._connect() for _ in range(want)),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, Connection):
-                self.idle.append(result)
+        tasks = [asyncio.ensure_future(self._connect()) for _ in range(want)]
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is None:
+                self.idle.append(task.result())
             else:
                 self.open -= 1
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from tokenlimit.eventloop import new_event_loop
-from tokenlimit.load.client import Pool, Target
+from tokenlimit.load.client import Pool, Target, tls_context
 from tokenlimit.load.modes import (
     GatewayMode,
     KeySpec,
@@ -43,6 +44,7 @@ from tokenlimit.sim.records import TraceRequest
 Shape = Literal["closed", "open"]
 TICK_SECONDS = 0.25
 DRAIN_ON_STOP = 2.0
+WARM_LIMIT = 1.0  # seconds at most spent opening connections before the start
 
 
 class StopFlag(Protocol):
@@ -75,6 +77,12 @@ class LoadPlan:
     observe: bool = False
     host_header: str | None = None
     replay: tuple[TraceRequest, ...] | None = None
+    replay_speed: float = 1.0
+    # The fraction of a second the run starts at (a replay: its first request's), so the
+    # service's whole-second clock splits the run where it splits the trace.
+    start_fraction: float | None = None
+    insecure: bool = False
+    ca_cert: str | None = None
 
 
 @dataclass(slots=True)
@@ -87,16 +95,22 @@ class RunResult:
 
 
 class _Replayed:
-    """Plans taken from a trace's requests (key, tokens, latency) instead of drawn."""
+    """Plans taken from a trace's requests (key, tokens, latency) instead of drawn.
 
-    def __init__(self, header: str, requests: tuple[TraceRequest, ...]) -> None:
+    Latencies are divided by ``speed`` like the arrival times: a usage report then reaches
+    the service where it falls among the checks in the trace, so the replay decides as the
+    trace does (at 1000x, unscaled latencies would land every report after every check).
+    """
+
+    def __init__(self, header: str, requests: tuple[TraceRequest, ...], speed: float) -> None:
         self.header = header
         self.requests = requests
+        self.speed = speed
 
     def plan(self, n: int) -> Planned:
         r = self.requests[n]
         return Planned(self.header, r.keys[0] if r.keys else "", r.completion_tokens,
-                       r.prompt_tokens, max(r.latency, 0.0))
+                       r.prompt_tokens, max(r.latency, 0.0) / self.speed)
 
 
 def _indices(plan: LoadPlan, worker: int, workers: int) -> Iterator[int]:
@@ -116,7 +130,8 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
         target = dataclasses.replace(target, host_override=plan.host_header)
     stats = RunStats()
     observations: list[Observation] = []
-    pool = Pool(target, plan.connections, plan.timeout)
+    tls = tls_context(insecure=plan.insecure, ca_cert=plan.ca_cert) if target.tls else None
+    pool = Pool(target, plan.connections, plan.timeout, tls)
     kept = observations if plan.observe else None
     mode: ServiceMode | GatewayMode
     if plan.mode == "service":
@@ -126,15 +141,19 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                            report_window=plan.report_window)
     planner: Planner | _Replayed
     if plan.replay is not None:
-        planner = _Replayed(plan.keys[0].header, plan.replay)
+        planner = _Replayed(plan.keys[0].header, plan.replay, plan.replay_speed)
     else:
         planner = Planner(plan.keys, plan.tokens, plan.prompt_tokens, plan.latency,
                           plan.seed * 1009 + worker)
     tasks: set[asyncio.Task[None]] = set()
-    await pool.warm(_warm_connections(plan, workers))
-    start_wall = time.time() if start_at is None else start_at
+    # Warming is bounded too: a target that never accepts cannot hold the run for long.
+    await pool.warm(_warm_connections(plan, workers), within=min(WARM_LIMIT, plan.duration / 4))
+    start_wall = start_instant(plan, time.time()) if start_at is None else start_at
     # Map wall-clock intended times onto the precise monotonic clock once.
     start_mono = time.perf_counter() + (start_wall - time.time())
+    # --duration bounds the run from its start, sends, answers and usage reports included;
+    # warming before it is bounded apart (WARM_LIMIT), so TLS handshakes do not eat into the
+    # schedule.
     end_mono = start_mono + plan.duration
     stopped = stop.is_set if stop is not None else (lambda: False)
     stats.started = start_wall
@@ -160,6 +179,11 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
             else:
                 await asyncio.sleep(0)
 
+    async def wait_until_wall(due_wall: float) -> None:
+        await wait_until(start_mono + (due_wall - start_wall))
+
+    if isinstance(mode, ServiceMode):
+        mode.wait_until_wall = wait_until_wall  # usage reports go out at their instants
     indices = _indices(plan, worker, workers)
     try:
         await wait_until(start_mono)
@@ -170,13 +194,17 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                 offsets = itertools.islice(offsets, worker, None, workers)
             loop = asyncio.get_running_loop()
             for n, offset in zip(indices, offsets, strict=False):
-                if offset >= plan.duration or stopped():
+                if start_mono + offset >= end_mono or stopped():
                     break
                 due = start_mono + offset
                 if due > time.perf_counter():
                     await wait_until(due)
                     if stopped():
                         break
+                if waker is not None and waker.release_until(due):
+                    # Usage reports due before this check go first, even when the loop
+                    # stalled and both are late: the replay keeps the trace's order.
+                    await asyncio.sleep(0)
                 task = loop.create_task(
                     mode.execute(n, planner.plan(n), start_wall + offset, True))
                 tasks.add(task)
@@ -194,7 +222,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
                 task = asyncio.ensure_future(user())
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-        interrupted = await _drain(tasks, plan, stopped, end_mono)
+        interrupted = await _drain(tasks, stopped, end_mono)
     finally:
         if waker is not None:
             waker.close()
@@ -210,6 +238,19 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
     return RunResult(stats, observations, interrupted or stopped())
 
 
+def start_instant(plan: LoadPlan, earliest: float) -> float:
+    """When the run starts: ``earliest``, or with ``plan.start_fraction`` the first instant
+    from ``earliest`` on at that fraction of a second (at most a second later).
+
+    >>> start_instant(LoadPlan("http://127.0.0.1:1", start_fraction=0.25), 100.5)
+    101.25
+    """
+    if plan.start_fraction is None:
+        return earliest
+    start = math.floor(earliest) + plan.start_fraction
+    return start if start >= earliest else start + 1.0
+
+
 def _warm_connections(plan: LoadPlan, workers: int) -> int:
     """Connections to open before the start, so the first requests are not late by a connect.
 
@@ -220,21 +261,20 @@ def _warm_connections(plan: LoadPlan, workers: int) -> int:
     return min(plan.connections, 16)
 
 
-async def _drain(tasks: set[asyncio.Task[None]], plan: LoadPlan, stopped: Callable[[], bool],
+async def _drain(tasks: set[asyncio.Task[None]], stopped: Callable[[], bool],
                  end_mono: float) -> bool:
-    """Wait for in-flight work; a stop request shortens the wait. True when interrupted."""
-    grace = plan.timeout + plan.latency.hi + plan.timeout
-    deadline = time.perf_counter() + grace
+    """Wait for in-flight work until ``end_mono`` at the latest: ``--duration`` bounds the
+    whole run, drain included (what is still in flight then is left unanswered). A stop
+    request shortens the wait to ``DRAIN_ON_STOP``. True when interrupted."""
     stop_deadline: float | None = None
     while tasks:
         now = time.perf_counter()
         if stopped() and stop_deadline is None:
-            stop_deadline = now + DRAIN_ON_STOP
-        if now >= deadline or (stop_deadline is not None and now >= stop_deadline):
+            stop_deadline = min(now + DRAIN_ON_STOP, end_mono)
+        if now >= end_mono or (stop_deadline is not None and now >= stop_deadline):
             return stop_deadline is not None
-        if plan.shape == "closed":
-            deadline = max(end_mono, time.perf_counter()) + grace
-        await asyncio.wait(set(tasks), timeout=0.05)
+        wait = min(0.05, (stop_deadline or end_mono) - now)
+        await asyncio.wait(set(tasks), timeout=max(wait, 0.0))
     return stop_deadline is not None
 
 

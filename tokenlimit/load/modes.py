@@ -13,7 +13,9 @@ import json
 import math
 import random
 import re
+import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
@@ -146,6 +148,7 @@ class ServiceMode:
         self.target, self.pool, self.stats, self.observations = target, pool, stats, observations
         self.check_raw: dict[str, bytes] = {}
         self.reports: set[asyncio.Task[None]] = set()
+        self.wait_until_wall: Callable[[float], Awaitable[None]] = _sleep_until_wall
 
     def _check_request(self, key: str) -> bytes:
         raw = self.check_raw.get(key)
@@ -178,7 +181,14 @@ class ServiceMode:
             return
         stats.record(plan.key, "allowed", response.status, done - intended, done,
                      plan.completion_tokens)
-        await asyncio.sleep(plan.latency)
+        # The report is due ``latency`` after the check's intended send time (a replay's
+        # recorded start + latency), not after the answer: that keeps the trace's order of
+        # checks and reports however fast the replay runs.
+        try:
+            await self.wait_until_wall(intended + plan.latency)
+        except asyncio.CancelledError:  # the run ended first: the report was never sent
+            self._observe(n, plan, sent, done, "allowed")
+            raise
         body = json.dumps({"ratelimit_keys": [plan.key], "prompt_tokens": plan.prompt_tokens,
                            "completion_tokens": plan.completion_tokens,
                            "total_tokens": plan.prompt_tokens + plan.completion_tokens},
@@ -191,6 +201,11 @@ class ServiceMode:
             status = answer.status
         except TransportError as exc:
             status = _error_name(exc)
+        except asyncio.CancelledError:
+            # The run ended with the report on its way: it may still be applied, but after
+            # every check of this run was answered, so "by now" is as good as "never".
+            self._observe(n, plan, sent, done, "allowed", report_sent, time.time())
+            raise
         report_done = time.time()
         stats.record_report(status, report_done - report_sent)
         if status == 200:
@@ -295,6 +310,14 @@ def _completion_tokens_json(body: bytes) -> int | None:
     return found
 
 
+async def _sleep_until_wall(due: float) -> None:
+    """Sleep until the wall-clock instant ``due`` (millisecond precision: the driver gives
+    each mode its precise timer)."""
+    delay = due - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
 def _service_outcome(response: Response) -> Answer:
     if response.status != 200:
         return "error"
@@ -309,6 +332,10 @@ def _service_outcome(response: Response) -> Answer:
 
 def _error_name(exc: TransportError) -> str:
     text = str(exc)
+    if isinstance(exc.__cause__, ConnectionRefusedError):
+        return "connection-refused"  # nothing listens at the target
+    if isinstance(exc.__cause__, ssl.SSLError):
+        return "tls-error"  # e.g. a certificate not trusted (--ca-cert, --insecure)
     if text.startswith("cannot connect"):
         return "connect-error"
     if text == "timed out":

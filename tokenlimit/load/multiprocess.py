@@ -17,7 +17,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
 from tokenlimit.errors import RemoteError
-from tokenlimit.load.driver import LoadPlan, RunResult, StopFlag, run
+from tokenlimit.load.driver import LoadPlan, RunResult, StopFlag, run, start_instant
 from tokenlimit.load.run_stats import RunStats
 
 _FIELDS = 4  # sent, allowed, limited, errors, per worker, for live progress
@@ -74,7 +74,7 @@ def run_workers(plan: LoadPlan, workers: int, *, stop: StopFlag | None = None,
             if not ready:
                 raise RemoteError(f"load worker {w} did not start (exit status "
                                   f"{procs[w].exitcode})")
-        start_at = time.time() + START_DELAY
+        start_at = start_instant(plan, time.time() + START_DELAY)
         for pipe in pipes:
             pipe.send(start_at)
         results: list[Any] = [None] * workers

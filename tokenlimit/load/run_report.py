@@ -15,9 +15,10 @@ from typing import Any
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.load.conformance import Conformance
-from tokenlimit.load.run_stats import ANSWERS, RunStats
+from tokenlimit.load.run_stats import ANSWERS, NO_ANSWER, RunStats
 
 SCHEMA = "tokenlimit-loadtest/1"
+TOP_KEYS = 10  # keys in the text report's table unless --top says otherwise
 
 
 @dataclass(slots=True)
@@ -37,9 +38,9 @@ class LoadReport:
 
     @property
     def throughput(self) -> float:
-        """Answered requests per second over the run's span."""
+        """Answered requests (with an HTTP status) per second over the run's span."""
         d = self.stats.duration
-        return self.stats.completed / d if d > 0 else 0.0
+        return self.stats.answered / d if d > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         s = self.stats
@@ -54,7 +55,7 @@ class LoadReport:
             "started": s.started,
             "finished": s.finished,
             "duration_s": round(s.duration, 6),
-            "requests": {"sent": s.sent, "completed": s.completed,
+            "requests": {"sent": s.sent, "completed": s.completed, "answered": s.answered,
                          "allowed": s.outcomes["allowed"], "limited": s.outcomes["limited"],
                          "errors": s.outcomes["error"]},
             "throughput_rps": round(self.throughput, 3),
@@ -135,8 +136,29 @@ def _ms(value: float | int | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def format_report(report: LoadReport) -> str:
-    """The report as plain text: findings first, then throughput, latency, keys."""
+def _requests_line(report: LoadReport) -> str:
+    """Sent, answered (a rate only when something answered), failed with no answer,
+    unfinished at the end, and the outcomes.
+
+    A failure with no answer (connection refused, timeout) is never counted as an answer.
+    """
+    s = report.stats
+    parts = [f"requests {s.sent} sent, {s.answered} answered in {s.duration:.2f} s"]
+    if s.answered:
+        parts[0] += f": {report.throughput:.1f}/s"
+    failed = s.completed - s.answered
+    if failed:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(s.errors.items()) if k in NO_ANSWER)
+        parts.append(f"{failed} failed with no answer ({kinds})")
+    if s.sent > s.completed:
+        parts.append(f"{s.sent - s.completed} unfinished when the run ended")
+    return "; ".join([*parts, f"allowed {s.outcomes['allowed']}, limited "
+                              f"{s.outcomes['limited']}, errors {s.outcomes['error']}"])
+
+
+def format_report(report: LoadReport, top: int = TOP_KEYS) -> str:
+    """The report as plain text: findings first, then throughput, latency, and the ``top``
+    keys by requests (ties by name)."""
     s = report.stats
     lines: list[str] = []
     conf = report.conformance
@@ -145,9 +167,7 @@ def format_report(report: LoadReport) -> str:
     state = " (interrupted: partial report)" if report.interrupted else ""
     lines.append(f"target {report.target}  mode {report.mode}  load {report.load}  "
                  f"workers {report.workers}{state}")
-    lines.append(f"requests {s.sent} sent, {s.completed} answered in {s.duration:.2f} s: "
-                 f"{report.throughput:.1f}/s; allowed {s.outcomes['allowed']}, limited "
-                 f"{s.outcomes['limited']}, errors {s.outcomes['error']}")
+    lines.append(_requests_line(report))
     codes = ", ".join(f"{k}: {v}" for k, v in sorted({**s.statuses, **s.errors}.items()))
     lines.append(f"statuses {codes or '-'}")
     lines.append("latency ms      count     p50     p90     p99   p99.9     max")
@@ -162,11 +182,17 @@ def format_report(report: LoadReport) -> str:
         m = hist.summary_ms()
         lines.append(f"  {name:<13}{hist.count:>7} {_ms(m['p50']):>7} {_ms(m['p90']):>7} "
                      f"{_ms(m['p99']):>7} {_ms(m['p99.9']):>7} {_ms(m['max']):>7}")
-    lines.append("key                      requests  allowed  limited   errors   tokens")
-    for key in sorted(s.keys):
+    ranked = sorted(s.keys, key=lambda name: (-s.keys[name].requests, name))
+    width = max([22, *(len(key) + 1 for key in ranked[:top])])  # long keys keep columns
+    lines.append(f"{'key':<{width + 2}} requests  allowed  limited   errors   tokens")
+    for key in ranked[:top]:
         k = s.keys[key]
-        lines.append(f"  {key:<22}{k.requests:>9}{k.allowed:>9}{k.limited:>9}{k.errors:>9}"
+        lines.append(f"  {key:<{width}}{k.requests:>9}{k.allowed:>9}{k.limited:>9}{k.errors:>9}"
                      f"{k.tokens_admitted:>9}")
+    if len(ranked) > top:
+        rest = ranked[top:]
+        lines.append(f"  ... {len(rest)} more keys ({sum(s.keys[k].requests for k in rest)} "
+                     "requests); --top N shows more, the JSON report has every key")
     if conf is not None:
         pct = "-" if conf.agreement is None else f"{conf.agreement:.3f}%"
         lines.append(f"conformance {pct} agreement over {conf.compared} unambiguous requests; "

@@ -18,6 +18,9 @@ from tokenlimit.load.histogram import LatencyHistogram
 # ``Outcome``, allow/deny/error, in tokenlimit.bucket.types).
 Answer = Literal["allowed", "limited", "error"]
 ANSWERS: tuple[Answer, ...] = ("allowed", "limited", "error")
+# Failures in which the target sent no HTTP answer at all (never counted as answers).
+NO_ANSWER = frozenset({"connection-refused", "connect-error", "tls-error", "timeout",
+                       "transport-error"})
 
 
 @dataclass(slots=True)
@@ -139,7 +142,13 @@ class RunStats:
 
     @property
     def completed(self) -> int:
+        """Requests finished: answered, or failed with no answer."""
         return sum(self.outcomes.values())
+
+    @property
+    def answered(self) -> int:
+        """Requests the target answered (whatever the status; a 200 with a bad body too)."""
+        return self.completed - sum(n for k, n in self.errors.items() if k in NO_ANSWER)
 
     @property
     def duration(self) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,45 +30,82 @@ def _save(figure: Any, path: str | Path) -> None:
         figure.savefig(handle, format="png", dpi=110)
 
 
-def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: Replay,
-                keys: Sequence[str], charge: Charge = "completion") -> None:
-    """Per key in ``keys``: balance at each check (limited checks marked) and charged tokens
-    admitted per minute against the rule's sustained rate."""
+MAX_KEYS = 4  # rows of a replay plot: more would make a poster, not a chart
+
+
+def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Sequence[str],
+                  charge: Charge = "completion", *, rules_origin: str = "the rules",
+                  top: int | None = None) -> Any:
+    """The replay's figure (a matplotlib ``Figure``): per key in ``keys`` (at most
+    ``MAX_KEYS``), the balance at each check with limited checks marked, and the charged tokens
+    admitted per minute against the rule's sustained rate. Titled with the trace and
+    ``rules_origin``; one legend above the panels, none on the data; a note when fewer keys
+    are drawn than ``top`` (the ``--top`` asked for) or than ``keys``.
+    """
     plt = _pyplot()
     index = {name: i for i, name in enumerate(trace.key_names)}
-    shown = [k for k in keys if k in index][:4] or list(trace.key_names[:1])
-    figure, axes = plt.subplots(max(len(shown), 1), 2, figsize=(12, 2.8 * max(len(shown), 1)),
-                                squeeze=False)
+    shown = [k for k in keys if k in index][:MAX_KEYS] or list(trace.key_names[:1])
+    rows = max(len(shown), 1)
+    figure, axes = plt.subplots(rows, 2, figsize=(12, 1.2 + 2.8 * rows), squeeze=False,
+                                layout="constrained")
     start = float(trace.ts.min()) if len(trace) else 0.0
+    span = (float(trace.ts.max()) - start) / 60.0 if len(trace) else 0.0
     charged = trace.charged(charge)
+    handles: dict[str, Any] = {}
     for row, name in enumerate(shown):
         k = index[name]
         mine = np.flatnonzero(replay.key == k)
         minutes = (trace.ts[mine] - start) / 60.0
         left, right = axes[row]
-        left.step(minutes, replay.balance[mine], where="post", color="tab:blue", lw=1,
-                  label="balance at check")
+        handles["balance at check"] = left.step(
+            minutes, replay.balance[mine], where="post", color="tab:blue", lw=1)[0]
         denied = replay.outcome[mine] == DENY
-        left.scatter(minutes[denied], replay.balance[mine][denied], marker="x", color="red",
-                     s=18, label="limited", zorder=3)
+        handles["limited check"] = left.scatter(
+            minutes[denied], replay.balance[mine][denied], marker="x", color="red", s=18,
+            zorder=3)
         left.axhline(0, color="grey", lw=0.6)
         left.set_title(f"{name}: balance", fontsize=9)
-        left.set_xlabel("minutes since first request", fontsize=8)
-        left.legend(fontsize=7, loc="lower left")
+        left.set_ylabel("balance (tokens)", fontsize=8)
         admitted = mine[replay.outcome[mine] == ALLOW]
         bins = np.floor((trace.ts[admitted] - start) / 60.0).astype(np.int64)
         per_minute = np.bincount(bins, weights=charged[admitted]) if bins.size else np.zeros(1)
-        right.bar(np.arange(per_minute.size), per_minute, width=1.0, color="tab:green",
-                  label=f"{charge} tokens admitted / min")
+        handles[f"{charge} tokens admitted in the minute"] = right.bar(
+            np.arange(per_minute.size), per_minute, width=1.0, align="edge",
+            color="tab:green")
         rule_index = int(replay.rule[mine[0]]) if mine.size else -1
+        rule_text = "no rule"
         if rule_index >= 0:
             rate = rules[rule_index].sustained_tokens_per_second * 60
-            right.axhline(rate, color="black", ls="--", lw=1,
-                          label=f"rule {rule_index} sustained {rate:.0f}/min")
-        right.set_title(f"{name}: tokens admitted per minute", fontsize=9)
-        right.set_xlabel("minute", fontsize=8)
-        right.legend(fontsize=7, loc="upper right")
-    figure.tight_layout()
+            handles["the rule's sustained rate"] = right.axhline(rate, color="black", ls="--",
+                                                                 lw=1)
+            rule_text = f"rule {rule_index}, sustained {rate:,.0f}/min"
+        right.set_title(f"{name}: tokens admitted per minute ({rule_text})", fontsize=9)
+        right.set_ylabel("tokens per minute", fontsize=8)
+        for axis in (left, right):  # one time range for every panel: the whole trace
+            axis.set_xlim(0, math.floor(span) + 1)
+            axis.tick_params(labelsize=8)
+        if row == rows - 1:
+            for axis in (left, right):
+                axis.set_xlabel("minutes since the first request", fontsize=8)
+    title = f"simulate {trace.path} with {rules_origin} ({charge} tokens charged)"
+    wanted = len(keys) if top is None else top
+    if len(shown) < wanted:
+        reason = (f"a plot draws at most {MAX_KEYS}" if len(keys) > len(shown)
+                  else f"the trace has {len(trace.key_names)}")
+        title += f"\n{len(shown)} of the {wanted} keys --top asks for are drawn ({reason})"
+    figure.suptitle(title, fontsize=10)
+    figure.legend(list(handles.values()), list(handles), loc="outside lower center",
+                  ncols=len(handles), fontsize=8, frameon=False)
+    return figure
+
+
+def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: Replay,
+                keys: Sequence[str], charge: Charge = "completion", *,
+                rules_origin: str = "the rules", top: int | None = None) -> None:
+    """Write ``replay_figure`` as a PNG at ``path`` (atomically)."""
+    plt = _pyplot()
+    figure = replay_figure(rules, trace, replay, keys, charge, rules_origin=rules_origin,
+                           top=top)
     _save(figure, path)
     plt.close(figure)
 

@@ -7,6 +7,7 @@ trace with ten thousand keys costs a few hundred megabytes, not gigabytes of str
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,25 @@ class Trace:
     def keys_of(self, i: int) -> tuple[str, ...]:
         start, stop = int(self.key_ptr[i]), int(self.key_ptr[i + 1])
         return tuple(self.key_names[k] for k in self.key_index[start:stop])
+
+    def at_speed(self, speed: float) -> Trace:
+        """The trace played ``speed`` times faster: start times (from the first request) and
+        latencies divided by ``speed``, the first request where it was.
+
+        What a live service on the real clock sees from ``loadtest --replay --speed``: its
+        whole-second refills and expiries come ``speed`` times rarer per request.
+
+        >>> t = Trace("t", np.array([10.0, 30.0]), np.array([2.0, 4.0]), *[np.zeros(2, np.int64)]
+        ...           * 3, np.array([0, 1, 2]), np.array([0, 0]), ("k",), np.zeros(2, bool))
+        >>> fast = t.at_speed(10)
+        >>> fast.ts.tolist(), fast.latency.tolist()
+        ([10.0, 12.0], [0.2, 0.4])
+        """
+        if speed == 1 or len(self) == 0:
+            return self
+        first = float(self.ts.min())
+        return dataclasses.replace(self, ts=first + (self.ts - first) / speed,
+                                   latency=self.latency / speed)
 
     def charged(self, charge: Charge) -> IntArray:
         """Tokens each request's report deducts."""

@@ -1,0 +1,80 @@
+"""``simulate --plot``: the figure's structure, read from matplotlib's objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytest
+
+from tests.conftest import SAMPLES
+from tokenlimit.rules import load_rules
+from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.replay_plot import replay_figure
+from tokenlimit.sim.simulation import simulate_trace
+
+RULES = "samples/rules.json"
+
+
+def _figure(trace_path: Path, top: int) -> Any:
+    rules = load_rules(SAMPLES / "rules.json").rules
+    trace = read_trace(trace_path)
+    result = simulate_trace(trace, rules, top=top)
+    assert result.replay is not None
+    keys = [k for k, _, _ in result.summaries[0][1].keys]
+    return replay_figure(result.rules, trace, result.replay, keys, rules_origin=RULES, top=top)
+
+
+@pytest.fixture
+def figure() -> Any:
+    fig = _figure(SAMPLES / "trace.csv", 10)
+    fig.canvas.draw()
+    yield fig
+    plt.close(fig)
+
+
+def test_titled_with_trace_and_rules_and_a_note_for_the_keys_left_out(figure: Any) -> None:
+    assert figure.get_suptitle() == (
+        f"simulate {SAMPLES / 'trace.csv'} with {RULES} (completion tokens charged)\n"
+        "4 of the 10 keys --top asks for are drawn (a plot draws at most 4)")
+
+
+def test_axes_are_labelled_and_share_one_time_range(figure: Any) -> None:
+    axes = figure.axes
+    assert len(axes) == 8
+    assert [a.get_ylabel() for a in axes] == ["balance (tokens)", "tokens per minute"] * 4
+    assert [a.get_xlabel() for a in axes[-2:]] == ["minutes since the first request"] * 2
+    assert {a.get_xlim() for a in axes} == {(0.0, 60.0)}  # the trace spans 59.9 minutes
+    assert axes[1].get_title() == ("regular-user-00005: tokens admitted per minute "
+                                   "(rule 0, sustained 100/min)")
+
+
+def test_one_legend_below_every_panel_none_on_the_data(figure: Any) -> None:
+    assert all(a.get_legend() is None for a in figure.axes)
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "balance at check", "limited check", "completion tokens admitted in the minute",
+        "the rule's sustained rate"]
+    renderer = figure.canvas.get_renderer()
+    box = legend.get_window_extent(renderer)
+    assert all(box.y1 <= a.get_window_extent(renderer).y0 for a in figure.axes)
+
+
+def test_the_note_says_when_the_trace_has_fewer_keys_than_top(tmp_path: Path) -> None:
+    trace = tmp_path / "three.csv"
+    trace.write_text("ts,key,completion_tokens\n" + "".join(
+        f"{i},{name},10\n" for i, name in enumerate(["regular-user-a", "regular-user-b",
+                                                     "subscriber-c"] * 3)))
+    fig = _figure(trace, 10)
+    try:
+        assert fig.get_suptitle().splitlines()[1] == (
+            "3 of the 10 keys --top asks for are drawn (the trace has 3)")
+        assert len(fig.axes) == 6
+    finally:
+        plt.close(fig)
+    fig = _figure(trace, 3)
+    try:
+        assert "\n" not in fig.get_suptitle()  # all that --top asks for is drawn: no note
+    finally:
+        plt.close(fig)
