@@ -9,6 +9,7 @@ memory store and against a real redis-server.
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -26,6 +27,15 @@ RULES = (Rule(0, "regular-user.*", 200, 50, 30, 300),)
 ALLOW_BODY = b'{"allow":true,"description":"ok"}'
 GO_400 = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
           b"Connection: close\r\n\r\n400 Bad Request")
+ALLOW_ANSWER = (b"HTTP/1.1 200 OK\r\nDate: *\r\nContent-Length: 33\r\nContent-Type: "
+                b"text/plain; charset=utf-8\r\nConnection: close\r\n\r\n" + ALLOW_BODY)
+_DATE = re.compile(rb"Date: (Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|"
+                   rb"Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT\r\n")
+
+
+def undated(answer: bytes) -> bytes:
+    """``answer`` with each ``Date`` header (Go's format, checked) written ``Date: *``."""
+    return _DATE.sub(b"Date: *\r\n", answer)
 
 
 @dataclass
@@ -194,8 +204,8 @@ def test_requests_go_refuses_get_go_s_exact_answer(target: Target, request_bytes
 
 def test_an_expectation_other_than_100_continue_is_417(target: Target) -> None:
     answer = target.exchange(b"GET /ratelimit HTTP/1.1\r\nHost: rl\r\nExpect: teapot\r\n\r\n")
-    assert answer == (b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n"
-                      b"Connection: close\r\n\r\n")
+    assert undated(answer) == (b"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\n"
+                               b"Date: *\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_options_star_is_200_and_empty(target: Target) -> None:
@@ -298,8 +308,8 @@ def test_a_debt_past_minus_1e17_is_not_the_services_crash(backend_name: str) -> 
 
 def test_http_1_0_is_answered_in_http_1_0(target: Target) -> None:
     answer = target.exchange(b'GET /ratelimit?ratelimit_keys=["regular-user"] HTTP/1.0\r\n\r\n')
-    assert answer == (b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                      b"Content-Length: 33\r\n\r\n" + ALLOW_BODY)
+    assert undated(answer) == (b"HTTP/1.0 200 OK\r\nDate: *\r\nContent-Length: 33\r\n"
+                               b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + ALLOW_BODY)
     with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
         sock.sendall(b"GET /nothing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         status, headers, _ = parse(sock.recv(4096))
@@ -369,3 +379,116 @@ def test_a_chunked_report_dripped_byte_by_byte_with_trailers(target: Target) -> 
             received += chunk
     assert status_body(received) == (200, None, b"")
     assert target.stored("regular-user") == 43
+
+
+# Checked call for call against the ASM service built from its Go source (Go 1.22 net/http,
+# gorilla/mux): the exact bytes it wrote, its Date header written "Date: *".
+KEYS = b'/ratelimit?ratelimit_keys=["regular-user"]'
+
+
+@pytest.mark.parametrize(("request_bytes", "answer"), [
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n", ALLOW_ANSWER),
+    (b"GET /nothing HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+     b"X-Content-Type-Options: nosniff\r\nDate: *\r\nContent-Length: 19\r\n"
+     b"Connection: close\r\n\r\n404 page not found\n"),
+    (b"GET //ratelimit?ratelimit_keys=[] HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 301 Moved Permanently\r\nContent-Type: text/html; charset=utf-8\r\n"
+     b"Location: /ratelimit?ratelimit_keys=[]\r\nDate: *\r\nContent-Length: 63\r\n"
+     b"Connection: close\r\n\r\n"
+     b'<a href="/ratelimit?ratelimit_keys=[]">Moved Permanently</a>.\n\n'),
+    (b"HEAD //ratelimit?ratelimit_keys=[] HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 301 Moved Permanently\r\nContent-Type: text/html; charset=utf-8\r\n"
+     b"Location: /ratelimit?ratelimit_keys=[]\r\nDate: *\r\nConnection: close\r\n\r\n"),
+    (b"POST //ratelimit?ratelimit_keys=[] HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n"
+     b"Content-Length: 2\r\n\r\n{}",
+     b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ratelimit?ratelimit_keys=[]\r\n"
+     b"Date: *\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    (b"CONNECT rl:443 HTTP/1.1\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 301 Moved Permanently\r\nLocation: /\r\nDate: *\r\nContent-Length: 0\r\n"
+     b"Connection: close\r\n\r\n"),
+    (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+     b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nDate: *\r\nContent-Length: 0\r\n\r\n"),
+    (b"GET * HTTP/1.1\r\nHost: rl\r\n\r\n",
+     b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nDate: *\r\nContent-Length: 0\r\n\r\n"),
+    (b"OPTIONS * HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: *\r\nConnection: close\r\n\r\n"),
+    (b"GET /ratelimit HTTP/1.1\r\nHost: rl\r\nHost: rl\r\n\r\n", GO_400),
+    (b"GET /ratelimit HTTP/1.1\r\nHost: r l\r\n\r\n",
+     b"HTTP/1.1 400 Bad Request: malformed Host header\r\nContent-Type: text/plain; "
+     b"charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: malformed Host header"),
+    (b"GET /ratelimit HTTP/1.1\r\nHost: rl\r\nX-A : 1\r\n\r\n",
+     b"HTTP/1.1 400 Bad Request: invalid header name\r\nContent-Type: text/plain; "
+     b"charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request: invalid header name"),
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\n: empty name\r\nConnection: close\r\n\r\n",
+     ALLOW_ANSWER),
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nX-A: 1\r\n 2\r\nConnection: close\r\n\r\n",
+     ALLOW_ANSWER),
+    (b"GET /ratelimit HTTP/1.1\r\n X: 1\r\nHost: rl\r\n\r\n", GO_400),
+    (b"POST /update_ratelimit_record HTTP/1.1\r\nHost: a\r\nHost: b\r\n"
+     b"Transfer-Encoding: gzip\r\n\r\n", GO_400),
+    (b"HEAD /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 400 Bad Request\r\nDate: *\r\nConnection: close\r\n\r\n"),
+    (b"GET /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 400 Bad Request\r\nDate: *\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    (b"GET * HTTP/1.0\r\n\r\n",
+     b"HTTP/1.0 400 Bad Request\r\nDate: *\r\nContent-Length: 0\r\n\r\n"),
+    (b"POST /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n"
+     b"Content-Length: 2\r\nExpect: 100-continue\r\n\r\n{}",
+     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nDate: *\r\n"
+     b"Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    (b"POST /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n"
+     b"Content-Length: 2\r\nExpect: x100-continue\r\n\r\n{}",
+     b"HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nDate: *\r\n"
+     b"Content-Length: 0\r\n\r\n"),
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n"
+     b"Expect: 100-continue\r\n\r\n", ALLOW_ANSWER),
+])
+def test_answers_are_go_s_bytes(target: Target, request_bytes: bytes, answer: bytes) -> None:
+    assert undated(target.exchange(request_bytes)) == answer
+
+
+def test_a_report_expecting_100_continue_gets_it_and_the_connection_stays(
+        target: Target) -> None:
+    target.exchange(get('/ratelimit?ratelimit_keys=["regular-user"]'))
+    body = report_body(b"3")
+    request = (b"POST /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nExpect: 100-continue\r\n"
+               + f"Content-Length: {len(body)}\r\n\r\n".encode())
+    with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
+        sock.sendall(request)  # the head only: the body waits for "100 Continue"
+        assert sock.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body + get('/ratelimit?ratelimit_keys=["regular-user"]'))
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+    assert undated(received) == (b"HTTP/1.1 200 OK\r\nDate: *\r\nContent-Length: 0\r\n\r\n"
+                                 + ALLOW_ANSWER)
+    assert target.stored("regular-user") == 47
+
+
+def test_a_body_no_handler_reads_gets_no_100_continue_and_the_connection_closes(
+        target: Target) -> None:
+    """Go sends "100 Continue" only when the handler reads the body; /ratelimit does not, so
+    Go answers at once, without waiting for the body, with "Connection: close"."""
+    request = (b'POST /ratelimit?ratelimit_keys=["regular-user"] HTTP/1.1\r\nHost: rl\r\n'
+               b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while len(received) < len(ALLOW_ANSWER) + 30 and (chunk := sock.recv(4096)):
+            received += chunk
+    assert undated(received) == ALLOW_ANSWER
+    assert target.stored("regular-user") == 50
+
+
+def test_a_head_of_exactly_go_s_limit_is_served_one_byte_more_is_431(target: Target) -> None:
+    limit = (1 << 20) + 4096  # Go counts the request line, headers and the blank line
+    tail = b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n"
+    start = b"GET /ratelimit?pad="
+    exact = start + b"p" * (limit - len(start) - len(tail)) + tail
+    assert len(exact) == limit
+    assert undated(target.exchange(exact)) == ALLOW_ANSWER
+    over = start + b"p" * (limit + 1 - len(start) - len(tail)) + tail
+    assert target.exchange(over) == (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; "
+        b"charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")

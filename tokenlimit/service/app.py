@@ -37,6 +37,7 @@ Logger = Callable[..., None]
 
 # Go's net/http sniffs the example's JSON answer as text; clients have always seen this type.
 TEXT = ("Content-Type", "text/plain; charset=utf-8")
+SNIFFED = TEXT[1]  # what Go's server sniffs from the JSON answers (the handler sets none)
 JSON = ("Content-Type", "application/json")
 NOT_FOUND = Response(404, b"404 page not found\n", (TEXT, ("X-Content-Type-Options", "nosniff")))
 BACKEND_DOWN = "rate limit backend unavailable"
@@ -143,7 +144,7 @@ class RateLimitApp:
             return self._bad_request(str(keys))
         if not keys:
             self.metrics.checked("allow", None, 0.0)
-            return Response(200, ALLOW_BODY, (TEXT,))
+            return Response(200, ALLOW_BODY, sniffed=SNIFFED)
         started = time.perf_counter()
         estimate = self.options.estimate if self.options.mode == "reserve" else None
         try:
@@ -162,22 +163,23 @@ class RateLimitApp:
         options = self.options
         if result.outcome == "error":
             if options.fail == "open" or options.shadow:
-                return Response(200, ALLOW_BODY, (TEXT,))
+                return Response(200, ALLOW_BODY, sniffed=SNIFFED)
             if options.fail == "closed":
-                return Response(200, decision_body(False, BACKEND_DOWN), (TEXT,))
+                return Response(200, decision_body(False, BACKEND_DOWN), sniffed=SNIFFED)
             return Response(400)
-        headers: list[tuple[str, str]] = [TEXT]
+        headers: list[tuple[str, str]] = []
         if options.rate_headers and result.remaining is not None:
             headers.append(("x-ratelimit-remaining-tokens", str(max(result.remaining, 0))))
         if result.outcome == "deny":
             if options.shadow:  # a would-be limit is an incident worth a line; a limit is not
                 self.log_noisy("shadow_limited", key=result.limited_key, rule=result.rule)
                 self.metrics.shadow_limited += 1
-                return Response(200, ALLOW_BODY, tuple(headers))
+                return Response(200, ALLOW_BODY, tuple(headers), SNIFFED)
             if options.rate_headers and result.retry_after is not None:
                 headers.append(("retry-after", str(result.retry_after)))
-            return Response(200, decision_body(False, result.description), tuple(headers))
-        return Response(200, ALLOW_BODY, tuple(headers))
+            return Response(200, decision_body(False, result.description), tuple(headers),
+                            SNIFFED)
+        return Response(200, ALLOW_BODY, tuple(headers), SNIFFED)
 
     # /update_ratelimit_record
     async def update(self, request: Request) -> Response:

@@ -25,6 +25,7 @@ from tokenlimit.service.http_answer import (
     EXPECTATION_FAILED,
     OPTIONS_STAR,
     STAR_OTHER,
+    STAR_OTHER_HTTP10,
     Response,
     encode_response,
     redirect_response,
@@ -36,6 +37,7 @@ from tokenlimit.service.http_head import (
     Head,
     HeadError,
     clean_path,
+    expects_continue,
     parse_head,
 )
 
@@ -57,6 +59,8 @@ class Request:
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 FD_HEADROOM = 8  # descriptors short of the limit at which accepting is about to fail
 BIG_HOLDER = 64 << 10  # over the byte bound, connections holding more than this pause
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+BODY_READER = "/update_ratelimit_record"  # the one route whose Go handler reads the body
 
 
 @dataclass(slots=True)
@@ -87,8 +91,10 @@ class HttpProtocol(asyncio.Protocol):
         self.handler = server.handler
         self.max_body = server.max_body
         self.transport: asyncio.Transport | None = None
-        # (answer, keep the connection, HEAD request, HTTP/1.0 request, bytes it came in)
-        self.pending: deque[tuple[asyncio.Future[Response], bool, bool, bool, int]] = deque()
+        # (answer, keep the connection, HEAD request, HTTP/1.0 request, bytes it came in,
+        #  bytes written before the answer: Go's "100 Continue" when its handler reads)
+        self.pending: deque[tuple[asyncio.Future[Response], bool, bool, bool, int, bytes]] = (
+            deque())
         self.held = 0  # bytes received and not yet answered (buffered or in flight)
         self.buffer = bytearray()
         self.closing = False
@@ -179,10 +185,18 @@ class HttpProtocol(asyncio.Protocol):
                     raise TOO_LARGE
                 self.searched = max(0, len(buffer) - 3)
                 return False
-            if head_end > MAX_HEAD:
+            if body_start > MAX_HEAD:  # Go counts the head's blank line too
                 raise TOO_LARGE
             head = parse_head(bytes(buffer[:head_end]))
             self.partial, self.searched = (head, body_start), 0
+            if self._waits_for_continue(head) and not self._reads_body(head):
+                # Go's handler never reads this body, so it never sends "100 Continue": it
+                # answers at once and closes the connection (the body is never read).
+                del buffer[:body_start]
+                self.partial = None
+                self.request_started = None
+                self._start(head, b"", False, body_start, close=True)
+                return True
         too_large = False
         if head.content_length >= 0:
             if head.content_length > self.max_body:
@@ -210,24 +224,47 @@ class HttpProtocol(asyncio.Protocol):
         self._start(head, body, too_large, consumed)
         return True
 
+    @staticmethod
+    def _waits_for_continue(head: Head) -> bool:
+        """Go offers "100 Continue" to an HTTP/1.1 request that expects it and has a body."""
+        return (head.version >= (1, 1) and head.content_length != 0
+                and expects_continue(head.headers.get("expect", "")))
+
+    @staticmethod
+    def _reads_body(head: Head) -> bool:
+        """Whether the Go service's handler for this request reads its body: only the
+        report handler does (redirects, 404, ``*`` and ``/ratelimit`` never read it)."""
+        return head.path == BODY_READER
+
     def _expect_continue(self, head: Head) -> None:
-        # curl and others wait for this before sending a body over 1 KiB, as Go's server sends.
-        if (head.headers.get("expect", "").lower() == "100-continue" and head.version >= (1, 1)
-                and self.transport is not None and not self.pending and not self._continued):
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        # Go writes "100 Continue" when its handler starts reading the body, that is once
+        # every earlier answer on the connection is out (curl waits for it before a body
+        # over 1 KiB). With answers still pending, the answer itself carries it (_start).
+        if (self._waits_for_continue(head) and self.transport is not None
+                and not self.pending and not self._continued):
+            self.transport.write(CONTINUE)
             self._continued = True
 
-    def _start(self, head: Head, body: bytes, too_large: bool, size: int) -> None:
+    def _start(self, head: Head, body: bytes, too_large: bool, size: int,
+               close: bool = False) -> None:
+        prefix = b""
+        if (not self._continued and self._waits_for_continue(head)
+                and self._reads_body(head)):
+            prefix = CONTINUE
         self._continued = False
-        keep_alive = head.keep_alive and not too_large
+        keep_alive = head.keep_alive and not too_large and not close
         path = head.path
         response: Response | None = None
         expect = head.headers.get("expect", "")
-        if expect and "100-continue" not in expect.lower():
-            response, keep_alive = EXPECTATION_FAILED, False  # Go: 417 for any other Expect
+        if expect and not expects_continue(expect):
+            response, keep_alive, prefix = EXPECTATION_FAILED, False, b""  # Go: 417
         elif path == "*":
-            response = OPTIONS_STAR if head.method == "OPTIONS" else STAR_OTHER
-            keep_alive = keep_alive and head.method == "OPTIONS"
+            if head.method == "OPTIONS":
+                response = OPTIONS_STAR
+            elif head.version >= (1, 1):  # Go's ServeMux: 400, "Connection: close"
+                response, keep_alive = STAR_OTHER, False
+            else:
+                response = STAR_OTHER_HTTP10
         elif (cleaned := clean_path(path)) != path:
             response = redirect_response(head.method, cleaned, head.query)
         loop = asyncio.get_running_loop()
@@ -242,7 +279,7 @@ class HttpProtocol(asyncio.Protocol):
             task.add_done_callback(self.server.tasks.discard)
             future = task
         self.pending.append((future, keep_alive, head.method == "HEAD", head.version < (1, 1),
-                             size))
+                             size, prefix))
         self.server.in_flight += 1
         future.add_done_callback(self._flush)
         if not keep_alive:
@@ -265,7 +302,7 @@ class HttpProtocol(asyncio.Protocol):
     # answers, in request order
     def _flush(self, _: object = None) -> None:
         while self.pending and self.pending[0][0].done():
-            future, keep_alive, head, http10, size = self.pending.popleft()
+            future, keep_alive, head, http10, size, prefix = self.pending.popleft()
             self.server.in_flight -= 1
             self.held -= size
             self.server.held -= size
@@ -277,10 +314,8 @@ class HttpProtocol(asyncio.Protocol):
                 response = Response(500)
             else:
                 response = future.result()
-            data = encode_response(response, keep_alive, http10)
-            if head:  # the same head, no body (Content-Length says what GET would send)
-                data = data[:len(data) - len(response.body)]
-            self.transport.write(data)
+            data = encode_response(response, keep_alive, http10, head)
+            self.transport.write(prefix + data if prefix else data)
             self.last_active = time.monotonic()
             if not keep_alive:
                 self._hang_up(self.transport)
@@ -288,6 +323,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.last_words is not None and not self.pending:
             self._write_raw(self.last_words)
             return
+        if not self.pending and self.partial is not None:
+            self._expect_continue(self.partial[0])  # its turn has come: Go reads its body now
         if self.paused and len(self.pending) <= self.server.limits.per_connection // 2:
             self.resume()
         self.server.resume_some()

@@ -21,6 +21,9 @@ from urllib.parse import unquote_to_bytes
 
 MAX_HEAD = (1 << 20) + 4096  # Go: DefaultMaxHeaderBytes plus its 4096 bytes of slack
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# textproto reads a header name with spaces (not canonicalized); the server then refuses it
+_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z ]*")
+_HOST = re.compile(rb"[0-9A-Za-z!$%&()*+,\-.:;=\[\]'_~]*")  # httpguts.ValidHostHeader's bytes
 _CTL = re.compile(rb"[\x00-\x1f\x7f]")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -84,15 +87,20 @@ def _parse_head(head: bytes) -> Head:
     lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     method, target, version, path, query = _request_line(lines[0])
     headers, multi = _headers(lines[1:])
+    hosts = multi.get("host", [])
+    if len(hosts) > 1:
+        raise go_error(BAD_REQUEST)  # Go's readRequest: a plain error, no detail shown
     length = _content_length(multi, version)
     # What Go's server checks once the request is read, in its order:
-    if version[0] != 1 and not (version == (2, 0) and method == "PRI" and target == b"*"):
+    h2_preface = version == (2, 0) and method == "PRI" and target == b"*"
+    if version[0] != 1 and not h2_preface:
         raise go_error("505 HTTP Version Not Supported", "unsupported protocol version")
-    hosts = multi.get("host", [])
-    if version >= (1, 1) and not hosts and method != "CONNECT":
+    if version >= (1, 1) and not hosts and method != "CONNECT" and not h2_preface:
         raise go_error(BAD_REQUEST, "missing required Host header")
-    if len(hosts) > 1:
-        raise go_error(BAD_REQUEST, "too many Host headers")
+    if len(hosts) == 1 and _HOST.fullmatch(hosts[0].encode("latin-1")) is None:
+        raise go_error(BAD_REQUEST, "malformed Host header")
+    if any(" " in name for name in multi):
+        raise go_error(BAD_REQUEST, "invalid header name")
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if version >= (1, 1) else "keep-alive" in connection
     return Head(method, target, path, query, headers, version, length, keep_alive)
@@ -139,6 +147,8 @@ def _headers(lines: list[bytes]) -> tuple[dict[str, str], dict[str, list[str]]]:
         lines = _unfold(lines)
     for line in lines:
         key, text = _header_cached(line) if len(line) <= 256 else _header(line)
+        if not key:
+            continue  # Go's textproto skips a header with an empty name
         if key in headers:
             multi[key].append(text)
         else:
@@ -161,7 +171,7 @@ def _unfold(lines: list[bytes]) -> list[bytes]:
 
 def _header(line: bytes) -> tuple[str, str]:
     name, colon, value = line.partition(b":")
-    if not colon or _TOKEN.fullmatch(name) is None:
+    if not colon or _NAME.fullmatch(name) is None:
         raise go_error(BAD_REQUEST)
     value = value.strip(b" \t")
     if _BAD_VALUE.search(value):
@@ -170,6 +180,24 @@ def _header(line: bytes) -> tuple[str, str]:
 
 
 _header_cached = functools.lru_cache(maxsize=4096)(_header)
+
+
+def expects_continue(expect: str) -> bool:
+    """Go's ``hasToken(Expect, "100-continue")``: the token, any case, between the start or
+    end, spaces, tabs and commas.
+
+    >>> expects_continue("100-Continue"), expects_continue("x100-continue")
+    (True, False)
+    """
+    text = expect.lower()
+    start = text.find("100-continue")
+    while start >= 0:
+        end = start + len("100-continue")
+        if ((start == 0 or text[start - 1] in " ,\t")
+                and (end == len(text) or text[end] in " ,\t")):
+            return True
+        start = text.find("100-continue", start + 1)
+    return False
 
 
 def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
