@@ -492,3 +492,63 @@ def test_a_head_of_exactly_go_s_limit_is_served_one_byte_more_is_431(target: Tar
     assert target.exchange(over) == (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; "
         b"charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")
+
+
+def chunked(chunks: bytes, path: bytes = b"/update_ratelimit_record") -> bytes:
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: rl\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + chunks)
+
+
+READ_ERROR_400 = (b"HTTP/1.1 400 Bad Request\r\nDate: *\r\nContent-Length: 0\r\n"
+                  b"Connection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize(("request_bytes", "answer"), [
+    # Go's chunked reader: 1 to 16 hex digits, no "0x", no space before ";", CRLF after the
+    # data, trailers as header lines. A bad body is a read error in the report handler (its
+    # 400) and the connection closes; /ratelimit never reads it and answers, then closes.
+    (chunked(b"0x2\r\n{}\r\n0\r\n\r\n"), READ_ERROR_400),
+    (chunked(b"2 ;a=b\r\n{}\r\n0\r\n\r\n"), READ_ERROR_400),
+    (chunked(b"2\n{}\n0\n\n"), READ_ERROR_400),
+    (chunked(b"2\r\n{}\r\n0\r\nbad trailer\r\n\r\n"), READ_ERROR_400),
+    (chunked(b"fffffffffffffffff\r\n"), READ_ERROR_400),
+    (chunked(b"0x2\r\n{}\r\n0\r\n\r\n", KEYS), ALLOW_ANSWER),
+    (chunked(b"2 \r\n{}\r\n0\r\nX-T: 1\r\n\r\n")
+     + b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nDate: *\r\nContent-Length: 0\r\n\r\n" + ALLOW_ANSWER),
+    # Connection tokens as Go's hasToken reads them
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: xclose\r\n\r\nGET " + KEYS
+     + b" HTTP/1.1\r\nHost: rl\r\nConnection: upgrade, Close\r\n\r\n",
+     ALLOW_ANSWER.replace(b"Connection: close\r\n", b"") + ALLOW_ANSWER),
+    (b"GET " + KEYS + b" HTTP/1.0\r\nConnection: Keep-Alive, close\r\n\r\nGET " + KEYS
+     + b" HTTP/1.0\r\n\r\n",
+     b"HTTP/1.0 200 OK\r\nDate: *\r\nContent-Length: 33\r\nContent-Type: text/plain; "
+     b"charset=utf-8\r\nConnection: keep-alive\r\n\r\n" + ALLOW_BODY
+     + b"HTTP/1.0 200 OK\r\nDate: *\r\nContent-Length: 33\r\nContent-Type: text/plain; "
+     b"charset=utf-8\r\n\r\n" + ALLOW_BODY),
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: keep-alive\r\n"
+     b"Connection: close\r\n\r\n", ALLOW_ANSWER),
+    # a body under Go's 256 KiB discard limit is skipped and the connection kept
+    (b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nContent-Length: 262143\r\n\r\n"
+     + b"a" * 262143 + b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     ALLOW_ANSWER.replace(b"Connection: close\r\n", b"") + ALLOW_ANSWER),
+    # absolute-form targets: the authority as Go's url.Parse checks it
+    (b"GET http://x:abc/ratelimit HTTP/1.1\r\nHost: rl\r\n\r\n", GO_400),
+    (b"GET http://x|y/ratelimit HTTP/1.1\r\nHost: rl\r\n\r\n", GO_400),
+    (b"GET http://u:p@x:80" + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n",
+     ALLOW_ANSWER),
+])
+def test_bodies_connections_and_targets_as_go(target: Target, request_bytes: bytes,
+                                              answer: bytes) -> None:
+    assert undated(target.exchange(request_bytes)) == answer
+
+
+def test_a_body_from_go_s_discard_limit_up_is_not_waited_for(target: Target) -> None:
+    """/ratelimit never reads its body; from 256 KiB on Go does not discard it either: it
+    answers at once and closes."""
+    with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
+        sock.sendall(b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nContent-Length: 262144\r\n\r\n")
+        received = b""
+        while len(received) < len(ALLOW_ANSWER) + 30 and (chunk := sock.recv(4096)):
+            received += chunk
+    assert undated(received) == ALLOW_ANSWER

@@ -33,6 +33,7 @@ from tokenlimit.service.http_answer import (
 from tokenlimit.service.http_head import (
     MAX_HEAD,
     TOO_LARGE,
+    BodyError,
     ChunkedBody,
     Head,
     HeadError,
@@ -61,6 +62,10 @@ FD_HEADROOM = 8  # descriptors short of the limit at which accepting is about to
 BIG_HOLDER = 64 << 10  # over the byte bound, connections holding more than this pause
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 BODY_READER = "/update_ratelimit_record"  # the one route whose Go handler reads the body
+# Go's server discards at most this much of a body its handler did not read (its
+# maxPostHandlerReadBytes); a larger body closes the connection after the answer.
+GO_DISCARD_LIMIT = 256 << 10
+BODY_READ_ERROR = Response(400)  # the report handler's answer when reading its body fails
 
 
 @dataclass(slots=True)
@@ -189,15 +194,16 @@ class HttpProtocol(asyncio.Protocol):
                 raise TOO_LARGE
             head = parse_head(bytes(buffer[:head_end]))
             self.partial, self.searched = (head, body_start), 0
-            if self._waits_for_continue(head) and not self._reads_body(head):
-                # Go's handler never reads this body, so it never sends "100 Continue": it
-                # answers at once and closes the connection (the body is never read).
+            if not self._reads_body(head) and (self._waits_for_continue(head)
+                                               or head.content_length >= GO_DISCARD_LIMIT):
+                # Go's handler never reads this body. It never sends "100 Continue" for it,
+                # nor discards a body this large: it answers at once and closes.
                 del buffer[:body_start]
                 self.partial = None
                 self.request_started = None
                 self._start(head, b"", False, body_start, close=True)
                 return True
-        too_large = False
+        too_large = close = False
         if head.content_length >= 0:
             if head.content_length > self.max_body:
                 too_large, body, consumed = True, b"", len(buffer)
@@ -210,9 +216,18 @@ class HttpProtocol(asyncio.Protocol):
         else:
             if self.chunks is None:
                 self.chunks = ChunkedBody(body_start)
-            if self.chunks.read(buffer):
+            try:
+                complete = self.chunks.read(buffer)
+            except BodyError:  # the handler sees a read error; nothing after is read
+                size = len(buffer)
+                del buffer[:]
+                self.partial, self.chunks, self.request_started = None, None, None
+                self._start(head, b"", False, size, close=True, body_error=True)
+                return True
+            if complete:
                 body, consumed = self.chunks.body, self.chunks.end
                 too_large = self.chunks.size > self.max_body
+                close = self.chunks.size > GO_DISCARD_LIMIT and not self._reads_body(head)
             elif len(buffer) - body_start > self.max_body + 65536:
                 too_large, body, consumed = True, b"", len(buffer)
             else:
@@ -221,7 +236,7 @@ class HttpProtocol(asyncio.Protocol):
         del buffer[:consumed]
         self.partial, self.chunks = None, None
         self.request_started = time.monotonic() if buffer else None
-        self._start(head, body, too_large, consumed)
+        self._start(head, body, too_large, consumed, close=close)
         return True
 
     @staticmethod
@@ -246,7 +261,7 @@ class HttpProtocol(asyncio.Protocol):
             self._continued = True
 
     def _start(self, head: Head, body: bytes, too_large: bool, size: int,
-               close: bool = False) -> None:
+               close: bool = False, body_error: bool = False) -> None:
         prefix = b""
         if (not self._continued and self._waits_for_continue(head)
                 and self._reads_body(head)):
@@ -267,6 +282,8 @@ class HttpProtocol(asyncio.Protocol):
                 response = STAR_OTHER_HTTP10
         elif (cleaned := clean_path(path)) != path:
             response = redirect_response(head.method, cleaned, head.query)
+        elif body_error and self._reads_body(head):
+            response = BODY_READ_ERROR
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Response]
         if response is not None:

@@ -23,6 +23,11 @@ MAX_HEAD = (1 << 20) + 4096  # Go: DefaultMaxHeaderBytes plus its 4096 bytes of 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # textproto reads a header name with spaces (not canonicalized); the server then refuses it
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z ]*")
+# Go's url.parseAuthority / parseHost for an absolute-form target
+_USERINFO = re.compile(rb"[0-9A-Za-z\-._:~!$&'()*+,;=%@]*")
+_URL_HOST = re.compile(rb"(?:[0-9A-Za-z!$&'()*+,;=:\[\]<>\"\-_.~\x80-\xff]|%25"
+                       rb"|%[89A-Fa-f][0-9A-Fa-f])*")
+_PORT = re.compile(rb"(?::[0-9]*)?")
 _HOST = re.compile(rb"[0-9A-Za-z!$%&()*+,\-.:;=\[\]'_~]*")  # httpguts.ValidHostHeader's bytes
 _CTL = re.compile(rb"[\x00-\x1f\x7f]")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -101,8 +106,13 @@ def _parse_head(head: bytes) -> Head:
         raise go_error(BAD_REQUEST, "malformed Host header")
     if any(" " in name for name in multi):
         raise go_error(BAD_REQUEST, "invalid header name")
-    connection = headers.get("connection", "").lower()
-    keep_alive = "close" not in connection if version >= (1, 1) else "keep-alive" in connection
+    # Go: HTTP/1.0 stays open only when the first Connection header has "keep-alive" (then
+    # even with "close" beside it); HTTP/1.1 unless any Connection header has "close"
+    connections = multi.get("connection", [])
+    if version < (1, 1):
+        keep_alive = bool(connections) and has_token(connections[0], "keep-alive")
+    else:
+        keep_alive = not any(has_token(value, "close") for value in connections)
     return Head(method, target, path, query, headers, version, length, keep_alive)
 
 
@@ -182,22 +192,31 @@ def _header(line: bytes) -> tuple[str, str]:
 _header_cached = functools.lru_cache(maxsize=4096)(_header)
 
 
+def has_token(value: str, token: str) -> bool:
+    """Go's ``hasToken``: ``token`` (lower case), any case, between the start or end,
+    spaces, tabs and commas.
+
+    >>> has_token("Upgrade, Close", "close"), has_token("xclose", "close")
+    (True, False)
+    """
+    text = value.lower()
+    start = text.find(token)
+    while start >= 0:
+        end = start + len(token)
+        if ((start == 0 or text[start - 1] in " ,\t")
+                and (end == len(text) or text[end] in " ,\t")):
+            return True
+        start = text.find(token, start + 1)
+    return False
+
+
 def expects_continue(expect: str) -> bool:
-    """Go's ``hasToken(Expect, "100-continue")``: the token, any case, between the start or
-    end, spaces, tabs and commas.
+    """Go's ``Request.expectsContinue``.
 
     >>> expects_continue("100-Continue"), expects_continue("x100-continue")
     (True, False)
     """
-    text = expect.lower()
-    start = text.find("100-continue")
-    while start >= 0:
-        end = start + len("100-continue")
-        if ((start == 0 or text[start - 1] in " ,\t")
-                and (end == len(text) or text[end] in " ,\t")):
-            return True
-        start = text.find("100-continue", start + 1)
-    return False
+    return has_token(expect, "100-continue")
 
 
 def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
@@ -216,9 +235,26 @@ def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
         authority_and_path = rest[scheme.end() + 2:]
         slash = authority_and_path.find(b"/")
         rest = authority_and_path[slash:] if slash >= 0 else b""
+        if not _valid_authority(authority_and_path[:slash] if slash >= 0
+                                else authority_and_path):
+            raise go_error(BAD_REQUEST)
     if _BAD_ESCAPE.search(rest):
         raise go_error(BAD_REQUEST)
     return unquote_to_bytes(rest).decode("latin-1"), query
+
+
+def _valid_authority(authority: bytes) -> bool:
+    """Whether Go's ``url.Parse`` accepts this ``[userinfo@]host[:port]``."""
+    userinfo, at, host = authority.rpartition(b"@")
+    if at and (_USERINFO.fullmatch(userinfo) is None or _BAD_ESCAPE.search(userinfo)):
+        return False
+    if host.startswith(b"["):
+        close = host.rfind(b"]")
+        if close < 0 or _PORT.fullmatch(host[close + 1:]) is None:
+            return False
+    elif (colon := host.rfind(b":")) >= 0 and _PORT.fullmatch(host[colon:]) is None:
+        return False
+    return _URL_HOST.fullmatch(host) is not None
 
 
 def _content_length(multi: dict[str, list[str]], version: tuple[int, int]) -> int:
@@ -262,16 +298,30 @@ def clean_path(path: str) -> str:
     return cleaned
 
 
+class BodyError(ValueError):
+    """A chunked body Go's reader refuses. It is not Go's server refusing the request: the
+    handler sees a read error (the report handler answers 400) and the connection closes."""
+
+
+MAX_CHUNK_LINE = 4096  # Go's maxLineLength for a chunk-size line
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
 class ChunkedBody:
-    """A chunked body read as it arrives: each ``read`` looks only at what is new (a body
-    dripped a byte at a time costs no rescans). ``HeadError`` for bad framing."""
+    """A chunked body read as it arrives, by Go's rules (net/http/internal/chunked.go): a
+    size line is 1 to 16 hex digits, trailing white space and a ``;`` extension ignored; the
+    data ends with CRLF exactly; at most 16 KiB of framing beyond 16 bytes per chunk plus
+    twice its data; after the last chunk, CRLF or trailer lines up to a blank line. Each
+    ``read`` looks only at what is new (a body dripped a byte at a time costs no rescans).
+    ``BodyError`` for bad framing."""
 
     def __init__(self, start: int) -> None:
-        self.pos = start  # where reading resumes: a chunk-size line, or a trailer line
+        self.pos = start  # where reading resumes: a chunk-size line, or the trailers
         self.parts: list[bytes] = []
         self.size = 0
         self.end = -1  # where the message ends, once complete
         self.in_trailers = False
+        self.excess = 0  # Go's count of framing bytes beyond what it tolerates
 
     @property
     def body(self) -> bytes:
@@ -281,36 +331,52 @@ class ChunkedBody:
         """Go on reading ``data`` (the same buffer, grown); True once the body is complete."""
         pos = self.pos
         while True:
-            line_end = data.find(b"\n", pos)
+            if self.in_trailers:
+                self.pos = pos
+                return self._trailers(data, pos)
+            line_end = data.find(b"\n", pos, pos + MAX_CHUNK_LINE)
             if line_end < 0:
+                if len(data) - pos >= MAX_CHUNK_LINE:
+                    raise BodyError("chunk line too long")
                 self.pos = pos
                 return False
-            if self.in_trailers:  # trailers, up to the blank line
-                line, pos = data[pos:line_end], line_end + 1
-                if line in (b"", b"\r"):
-                    self.end = pos
-                    return True
-                continue
-            size_text = bytes(data[pos:line_end]).rstrip(b"\r").split(b";", 1)[0].strip(b" \t")
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise go_error(BAD_REQUEST) from None
-            if size < 0 or size_text[:1] in (b"+", b"-"):
-                raise go_error(BAD_REQUEST)
+            line = bytes(data[pos:line_end + 1])
+            if len(line) >= MAX_CHUNK_LINE:
+                raise BodyError("chunk line too long")
+            size_text = line.rstrip(b" \t\r\n\v\f").split(b";", 1)[0]
+            if _HEX.fullmatch(size_text) is None:
+                raise BodyError("invalid chunk length")
+            size = int(size_text, 16)
+            excess = max(self.excess + len(line) + 2 - 16 - 2 * size, 0)
+            if excess > 16 * 1024:
+                raise BodyError("chunked encoding contains too much non-data")
             if size == 0:
-                pos, self.in_trailers = line_end + 1, True
+                self.excess, pos, self.in_trailers = excess, line_end + 1, True
                 continue
             start = line_end + 1
             if len(data) < start + size + 2:
                 self.pos = pos  # the chunk is not all here: its size line is read again
                 return False
+            if data[start + size:start + size + 2] != b"\r\n":
+                raise BodyError("malformed chunked encoding")
+            self.excess = excess
             self.parts.append(bytes(data[start:start + size]))
             self.size += size
-            pos = start + size
-            if data[pos:pos + 2] == b"\r\n":
-                pos += 2
-            elif data[pos:pos + 1] == b"\n":
-                pos += 1
-            else:
-                raise go_error(BAD_REQUEST)
+            pos = start + size + 2
+
+    def _trailers(self, data: bytes | bytearray, pos: int) -> bool:
+        if len(data) < pos + 2:
+            return False
+        if data[pos:pos + 2] == b"\r\n":
+            self.end = pos + 2
+            return True
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            return False
+        lines = bytes(data[pos:end]).split(b"\n")
+        try:  # trailer lines are read as header lines
+            _headers([line[:-1] if line.endswith(b"\r") else line for line in lines])
+        except HeadError:
+            raise BodyError("malformed trailer") from None
+        self.end = end + 4
+        return True
