@@ -52,10 +52,13 @@ class Target:
         value = asyncio.run(redis_call(self.redis.port, "GET", key.encode()))
         return None if value is None else int(value)
 
-    def exchange(self, request: bytes) -> bytes:
-        """Send ``request``, read until the server closes (requests ask it to)."""
+    def exchange(self, request: bytes, half_close: bool = False) -> bytes:
+        """Send ``request``, read until the server closes (requests ask it to, or the
+        client half-closes its side with ``half_close``)."""
         with socket.create_connection(("127.0.0.1", self.svc.port), timeout=10) as sock:
             sock.sendall(request)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
             received = b""
             while chunk := sock.recv(1 << 16):
                 received += chunk
@@ -552,3 +555,50 @@ def test_a_body_from_go_s_discard_limit_up_is_not_waited_for(target: Target) -> 
         while len(received) < len(ALLOW_ANSWER) + 30 and (chunk := sock.recv(4096)):
             received += chunk
     assert undated(received) == ALLOW_ANSWER
+
+
+
+REPORT = b'{"ratelimit_keys":["regular-user"],"completion_tokens":3}'
+POST_REPORT = (b"POST /update_ratelimit_record HTTP/1.1\r\nHost: rl\r\nContent-Length: "
+               + str(len(REPORT)).encode() + b"\r\n\r\n" + REPORT)
+GET_KEYS = b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\n\r\n"
+KEEP_ALLOW = ALLOW_ANSWER.replace(b"Connection: close\r\n", b"")
+KEEP_200 = b"HTTP/1.1 200 OK\r\nDate: *\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize(("request_bytes", "answer"), [
+    # what was sent whole is answered, then the connection closes
+    (GET_KEYS, KEEP_ALLOW),
+    (POST_REPORT, KEEP_200),
+    # a next head of fewer than 4 bytes is never read (Go peeks 4 bytes first)
+    (GET_KEYS + b"GET", KEEP_ALLOW),
+    (GET_KEYS + b"}\r\n", KEEP_ALLOW),
+    # from 4 bytes on, a head cut short is a 400, or the answer to its first bad line
+    (GET_KEYS + b"GET / HTTP/1.1", KEEP_ALLOW + GO_400),
+    (GET_KEYS + b"GET / HTTP/1.1\r\nHo st", KEEP_ALLOW + GO_400),
+    (GET_KEYS + b"\r\n\r\n", KEEP_ALLOW + GO_400),
+    # after a POST, up to 4 CR/LF bytes before the next request are skipped
+    (POST_REPORT + b"\r\n\r\n", KEEP_200),
+    (POST_REPORT + b"\r\n" + GET_KEYS, KEEP_200 + KEEP_ALLOW),
+    # a report body cut short: the handler's 400, without "Connection: close"
+    (POST_REPORT[:-5], b"HTTP/1.1 400 Bad Request\r\nDate: *\r\nContent-Length: 0\r\n\r\n"),
+    # a body /ratelimit never reads, cut short: answered, "Connection: close"
+    (b"POST " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nContent-Length: 10\r\n\r\nabc", ALLOW_ANSWER),
+    # a chunked body cut short: the report handler's 400, "Connection: close"
+    (chunked(b"5\r\n{\"a\""), READ_ERROR_400),
+])
+def test_a_client_that_half_closes_is_answered_as_go_does(target: Target, request_bytes: bytes,
+                                                         answer: bytes) -> None:
+    assert undated(target.exchange(request_bytes, half_close=True)) == answer
+
+
+def test_a_head_may_end_with_lf_crlf_and_a_bad_line_is_refused_before_the_head_ends(
+        target: Target) -> None:
+    request = b"GET " + KEYS + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\n\r\n"
+    assert undated(target.exchange(request)) == ALLOW_ANSWER
+    with socket.create_connection(("127.0.0.1", target.svc.port), timeout=10) as sock:
+        sock.sendall(b"GET /ratelimit HTTP/1.1\r\nHost: rl\r\nno colon here\r\n")  # no blank line
+        received = b""
+        while chunk := sock.recv(4096):
+            received += chunk
+    assert received == GO_400

@@ -31,14 +31,17 @@ from tokenlimit.service.http_answer import (
     redirect_response,
 )
 from tokenlimit.service.http_head import (
+    BAD_REQUEST,
     MAX_HEAD,
     TOO_LARGE,
     BodyError,
     ChunkedBody,
     Head,
     HeadError,
+    check_lines,
     clean_path,
     expects_continue,
+    go_error,
     parse_head,
 )
 
@@ -65,6 +68,7 @@ BODY_READER = "/update_ratelimit_record"  # the one route whose Go handler reads
 # Go's server discards at most this much of a body its handler did not read (its
 # maxPostHandlerReadBytes); a larger body closes the connection after the answer.
 GO_DISCARD_LIMIT = 256 << 10
+CUT_SHORT = go_error(BAD_REQUEST)  # Go: a head the client ended before its blank line
 BODY_READ_ERROR = Response(400)  # the report handler's answer when reading its body fails
 
 
@@ -107,10 +111,14 @@ class HttpProtocol(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.request_started: float | None = None
         self.searched = 0  # where the search for the end of the head resumes
+        self.checked = 0  # where the next head line not yet checked starts
         self.partial: tuple[Head, int] | None = None  # a parsed head waiting for its body
         self.chunks: ChunkedBody | None = None  # its chunked body, read so far
         self.last_words: bytes | None = None  # Go's refusal, written once earlier answers are
         self._continued = False
+        self.eof = False  # the client half-closed its side
+        self.last_method = ""  # of the last request started ("" before the first)
+        self.fresh = False  # a request was started and the next head not begun
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,6 +137,37 @@ class HttpProtocol(asyncio.Protocol):
         self.server.held -= self.held
         self.held = 0
         self.server.resume_some()
+
+    def eof_received(self) -> bool:
+        """The client half-closed. As Go's server: what it sent whole is still answered
+        (a request whose body stops short is started with a body read error), then the
+        connection closes; an unfinished head gets no answer."""
+        self.eof = True
+        transport = self.transport
+        if transport is None or self.closing or self.paused:
+            return True  # closing already, or reading resumes later and ends here
+        if self.partial is not None:
+            # Go: a Content-Length body cut short is a read error the report handler
+            # answers with its 400 (a handler that never reads it has the connection
+            # closed); a chunked one is a read error that closes it in any case
+            head = self.partial[0]
+            size = len(self.buffer)
+            self.buffer.clear()
+            self.partial, self.chunks, self.request_started = None, None, None
+            close = head.content_length < 0 or not self._reads_body(head)
+            self._start(head, b"", False, size, close=close, body_error=True)
+        elif self.buffer and not (self.fresh and len(self.buffer) < 4):
+            # an unfinished head: Go refuses its first bad line, else it is cut short (400)
+            try:
+                check_lines(self.buffer, self.checked, final=True)
+            except HeadError as exc:
+                self._fail(exc.answer)
+            else:
+                self._fail(CUT_SHORT.answer)
+            return True
+        if not self.pending:
+            self._hang_up(transport)
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.closing:
@@ -178,22 +217,40 @@ class HttpProtocol(asyncio.Protocol):
         if self.partial is not None:
             head, body_start = self.partial
         else:
+            if self.fresh:  # Go waits for 4 bytes of a next request before reading it,
+                if len(buffer) < 4:
+                    return False
+                self.fresh = False
+                if self.last_method == "POST":  # and skips CR/LF among them after a POST
+                    skip = 0
+                    while skip < 4 and buffer[skip] in (10, 13):
+                        skip += 1
+                    if skip:
+                        del buffer[:skip]
+                        self.held -= skip
+                        self.server.held -= skip
+                        if not buffer:
+                            return False
             start = self.searched
-            end = buffer.find(b"\r\n\r\n", start)
-            bare = buffer.find(b"\n\n", start, end if end >= 0 else len(buffer))
+            # the head ends with an empty line: "\n" then "\r\n" or "\n"
+            end = buffer.find(b"\n\r\n", start)
+            bare = buffer.find(b"\n\n", start, end + 2 if end >= 0 else len(buffer))
             if bare >= 0:
                 head_end, body_start = bare, bare + 2
             elif end >= 0:
-                head_end, body_start = end, end + 4
+                head_end = end - 1 if end > 0 and buffer[end - 1] == 13 else end  # "\r"
+                body_start = end + 3
             else:
                 if len(buffer) > MAX_HEAD:
                     raise TOO_LARGE
                 self.searched = max(0, len(buffer) - 3)
+                # Go reads a head line by line: a bad line is refused as soon as it is whole
+                self.checked = check_lines(buffer, self.checked)
                 return False
             if body_start > MAX_HEAD:  # Go counts the head's blank line too
                 raise TOO_LARGE
             head = parse_head(bytes(buffer[:head_end]))
-            self.partial, self.searched = (head, body_start), 0
+            self.partial, self.searched, self.checked = (head, body_start), 0, 0
             if not self._reads_body(head) and (self._waits_for_continue(head)
                                                or head.content_length >= GO_DISCARD_LIMIT):
                 # Go's handler never reads this body. It never sends "100 Continue" for it,
@@ -267,6 +324,7 @@ class HttpProtocol(asyncio.Protocol):
                 and self._reads_body(head)):
             prefix = CONTINUE
         self._continued = False
+        self.last_method, self.fresh = head.method, True
         keep_alive = head.keep_alive and not too_large and not close
         path = head.path
         response: Response | None = None
@@ -340,6 +398,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.last_words is not None and not self.pending:
             self._write_raw(self.last_words)
             return
+        if self.eof and not self.pending and self.transport is not None and not self.paused:
+            self._hang_up(self.transport)  # everything the client sent is answered
+            return
         if not self.pending and self.partial is not None:
             self._expect_continue(self.partial[0])  # its turn has come: Go reads its body now
         if self.paused and len(self.pending) <= self.server.limits.per_connection // 2:
@@ -370,6 +431,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = None
         self.closing = True
         unread, self.partial, self.chunks, self.searched = len(self.buffer), None, None, 0
+        self.checked = 0
         self.buffer.clear()  # what was not read as a request is not needed any more
         self.held -= unread
         self.server.held -= unread

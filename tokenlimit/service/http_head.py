@@ -192,6 +192,32 @@ def _header(line: bytes) -> tuple[str, str]:
 _header_cached = functools.lru_cache(maxsize=4096)(_header)
 
 
+def check_lines(data: bytes | bytearray, start: int, final: bool = False) -> int:
+    """Check the whole lines of an unfinished head from ``start`` (where a line begins) as
+    Go reads them, one at a time: raise ``HeadError`` with Go's answer for a bad one, else
+    return where the next unchecked line starts. ``final`` (the client closed): the last,
+    unterminated line is checked too, as Go's reader hands it over at end of input."""
+    request_end = data.find(b"\n")
+    pos = start
+    while pos < len(data):
+        newline = data.find(b"\n", pos)
+        if newline < 0 and not final:
+            break
+        end = len(data) if newline < 0 else newline
+        line = bytes(data[pos:end])
+        if newline >= 0 and line.endswith(b"\r"):
+            line = line[:-1]
+        if pos == 0:
+            _request_line(line)
+        elif line[:1] in (b" ", b"\t"):
+            if pos == request_end + 1 or _BAD_VALUE.search(line.strip(b" \t")):
+                raise go_error(BAD_REQUEST)  # Go: malformed MIME header (initial) line
+        elif line:
+            _header_cached(line) if len(line) <= 256 else _header(line)
+        pos = end + 1
+    return min(pos, len(data))
+
+
 def has_token(value: str, token: str) -> bool:
     """Go's ``hasToken``: ``token`` (lower case), any case, between the start or end,
     spaces, tabs and commas.
