@@ -407,6 +407,10 @@ KEYS = b'/ratelimit?ratelimit_keys=["regular-user"]'
      b"Content-Length: 2\r\n\r\n{}",
      b"HTTP/1.1 301 Moved Permanently\r\nLocation: /ratelimit?ratelimit_keys=[]\r\n"
      b"Date: *\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    (b"GET //ratelimit?k=[\"a\",\'b\'<&> HTTP/1.0\r\n\r\n",
+     b"HTTP/1.0 301 Moved Permanently\r\nContent-Type: text/html; charset=utf-8\r\n"
+     b"Location: /ratelimit?k=[\"a\",\'b\'<&>\r\nDate: *\r\nContent-Length: 85\r\n\r\n"
+     b'<a href="/ratelimit?k=[&#34;a&#34;,&#39;b&#39;&lt;&amp;&gt;">Moved Permanently</a>.\n\n'),
     (b"CONNECT rl:443 HTTP/1.1\r\nConnection: close\r\n\r\n",
      b"HTTP/1.1 301 Moved Permanently\r\nLocation: /\r\nDate: *\r\nContent-Length: 0\r\n"
      b"Connection: close\r\n\r\n"),
