@@ -92,8 +92,8 @@ _GO_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", 
 def go_html_escape(text: str) -> str:
     """Go's ``html.EscapeString`` (numeric references for quotes, unlike Python's).
 
-    >>> go_html_escape('["a"]&\'')
-    '[&#34;a&#34;]&amp;&#39;'
+    >>> go_html_escape('<a href="x&y">')
+    '&lt;a href=&#34;x&amp;y&#34;&gt;'
     """
     return text.translate(_GO_HTML)
 
