@@ -606,3 +606,40 @@ def test_a_head_may_end_with_lf_crlf_and_a_bad_line_is_refused_before_the_head_e
         while chunk := sock.recv(4096):
             received += chunk
     assert received == GO_400
+
+
+def _get(target: bytes) -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n"
+
+
+def _moved(location: bytes) -> bytes:
+    """Go's ServeMux redirect (http.Redirect) of a GET."""
+    body = b'<a href="' + location + b'">Moved Permanently</a>.\n\n'
+    return (b"HTTP/1.1 301 Moved Permanently\r\nContent-Type: text/html; charset=utf-8\r\n"
+            b"Location: " + location + b"\r\nDate: *\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+def _gorilla(location: bytes) -> bytes:
+    """gorilla/mux's redirect: Location only, no body."""
+    return (b"HTTP/1.1 301 Moved Permanently\r\nLocation: " + location + b"\r\nDate: *\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+@pytest.mark.parametrize(("request_bytes", "answer"), [
+    # Go's ServeMux cleans the escaped path and escapes the result once more
+    (_get(b"//%72atelimit"), _moved(b"/%2572atelimit")),
+    (_get(b'//"x'), _moved(b"/%2522x")),
+    (_get(b"//a%2Fb?q=1"), _moved(b"/a%252Fb?q=1")),
+    (_get(b"//\xc3\xa9"), _moved(b"/%25C3%25A9")),
+    # a dot escaped is no dot to ServeMux; gorilla/mux cleans the decoded path
+    (_get(b"/%2e/ratelimit"), _gorilla(b"/ratelimit")),
+    (_get(b"/x/..%2fratelimit?k=1"), _gorilla(b"/ratelimit?k=1")),
+    (_get(b"http://h/%2e/ratelimit"), _gorilla(b"http://h/ratelimit")),
+    # "scheme:/path" has a path; "scheme:rest" is opaque, its path empty
+    (_get(b"http:/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D"), ALLOW_ANSWER),
+    (_get(b"mailto:x?y=1"), _moved(b"/?y=1")),
+])
+def test_redirects_as_go_s_two_routers(target: Target, request_bytes: bytes,
+                                       answer: bytes) -> None:
+    assert undated(target.exchange(request_bytes)) == answer

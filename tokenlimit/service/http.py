@@ -28,6 +28,7 @@ from tokenlimit.service.http_answer import (
     STAR_OTHER_HTTP10,
     Response,
     encode_response,
+    gorilla_redirect,
     redirect_response,
 )
 from tokenlimit.service.http_head import (
@@ -42,6 +43,7 @@ from tokenlimit.service.http_head import (
     clean_path,
     expects_continue,
     go_error,
+    go_redirect,
     parse_head,
 )
 
@@ -338,8 +340,13 @@ class HttpProtocol(asyncio.Protocol):
                 response, keep_alive = STAR_OTHER, False
             else:
                 response = STAR_OTHER_HTTP10
-        elif (cleaned := clean_path(path)) != path:
-            response = redirect_response(head.method, cleaned, head.query)
+        elif head.method == "CONNECT":
+            if (cleaned := clean_path(path)) != path:
+                response = redirect_response(head.method, cleaned, head.query)
+        elif (redirect := go_redirect(head.target, path)) is not None:
+            by_serve_mux, location = redirect
+            response = (redirect_response(head.method, location, head.query) if by_serve_mux
+                        else gorilla_redirect(location, head.query))
         elif body_error and self._reads_body(head):
             response = BODY_READ_ERROR
         loop = asyncio.get_running_loop()

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
-from urllib.parse import quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +88,12 @@ _encode_cached = functools.lru_cache(maxsize=4096)(_encode)
 _GO_HTML = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&#34;", "'": "&#39;"})
 
 
+def gorilla_redirect(location: str, query: bytes) -> Response:
+    """gorilla/mux's answer to an unclean decoded path: 301, ``Location`` only, no body."""
+    return Response(301, b"", (("Location", location + ("?" + query.decode("latin-1")
+                                                          if query else "")),))
+
+
 def go_html_escape(text: str) -> str:
     """Go's ``html.EscapeString`` (numeric references for quotes, unlike Python's).
 
@@ -99,9 +104,9 @@ def go_html_escape(text: str) -> str:
 
 
 def redirect_response(method: str, path: str, query: bytes) -> Response:
-    """Go's ``ServeMux`` answer to an unclean path: 301 to the cleaned one, query kept."""
-    location = quote(path, safe="/:@!$&'()*+,;=-._~") + ("?" + query.decode("latin-1")
-                                                      if query else "")
+    """Go's ``ServeMux`` answer to an unclean path: 301 to the cleaned one (``path``,
+    escaped already), query kept."""
+    location = path + ("?" + query.decode("latin-1") if query else "")
     if method not in ("GET", "HEAD"):
         return Response(301, b"", (("Location", location),))
     headers = (("Content-Type", "text/html; charset=utf-8"), ("Location", location))

@@ -256,9 +256,14 @@ def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
     rest, _, query = target.partition(b"?")
     if not rest.startswith(b"/"):
         scheme = _SCHEME.match(rest)
-        if scheme is None or not rest[scheme.end():].startswith(b"//"):
+        if scheme is None:
             raise go_error(BAD_REQUEST)  # Go: invalid URI for request
-        authority_and_path = rest[scheme.end() + 2:]
+        after = rest[scheme.end():]
+        if not after.startswith(b"/"):
+            return "", query  # "scheme:rest": an opaque URL, its path empty
+        if not after.startswith(b"//"):
+            after = b"//" + after  # "scheme:/path": no authority
+        authority_and_path = after[2:]
         slash = authority_and_path.find(b"/")
         rest = authority_and_path[slash:] if slash >= 0 else b""
         if not _valid_authority(authority_and_path[:slash] if slash >= 0
@@ -267,6 +272,67 @@ def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
     if _BAD_ESCAPE.search(rest):
         raise go_error(BAD_REQUEST)
     return unquote_to_bytes(rest).decode("latin-1"), query
+
+
+_PATH_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+                       b"-_.~$&+,/:;=@")  # what Go's escape(s, encodePath) leaves as is
+_VALID_ENCODED = _PATH_KEEP | frozenset(b"!'()*[]%")  # validEncoded(s, encodePath)
+
+
+def go_escape_path(raw: bytes) -> str:
+    """Go's ``url.PathEscape``-like ``escape(s, encodePath)``: ``%`` itself is escaped.
+
+    >>> go_escape_path(b'/%72a "x"')
+    '/%2572a%20%22x%22'
+    """
+    return "".join(chr(byte) if byte in _PATH_KEEP else f"%{byte:02X}" for byte in raw)
+
+
+def _raw_path(target: bytes) -> tuple[bytes, str]:
+    """(the path as sent, ``scheme://authority`` of an absolute-form target or "")."""
+    rest = target.partition(b"?")[0]
+    if rest.startswith(b"/"):
+        return rest, ""
+    scheme = _SCHEME.match(rest)
+    after = rest[scheme.end():] if scheme is not None else b""
+    if scheme is None or not after.startswith(b"/"):
+        return b"", ""
+    if not after.startswith(b"//"):
+        return after, rest[:scheme.end()].lower().decode("latin-1")
+    slash = after.find(b"/", 2)
+    authority = after[:slash] if slash >= 0 else after
+    return (after[slash:] if slash >= 0 else b""), (
+        rest[:scheme.end()].lower() + authority).decode("latin-1")
+
+
+def go_redirect(target: bytes, path: str) -> tuple[bool, str] | None:
+    """``_go_redirect``, cached for the targets a gateway repeats."""
+    if len(target) <= CACHED_HEAD_BYTES:
+        return _go_redirect_cached(target, path)
+    return _go_redirect(target, path)
+
+
+def _go_redirect(target: bytes, path: str) -> tuple[bool, str] | None:
+    """Whether the Go service redirects this (non-CONNECT) request, and where to. Go's
+    ``ServeMux`` first cleans the *escaped* path (``%2e`` is not a dot) and redirects to it,
+    escaping it once more (``//%72x`` goes to ``/%2572x``): ``(True, path)``. Then
+    gorilla/mux cleans the decoded path and redirects to the URL with it (scheme and host of
+    an absolute-form target kept): ``(False, url without the query)``. ``None``: served."""
+    if path == "*":
+        return None
+    raw, origin = _raw_path(target)
+    valid = all(byte in _VALID_ENCODED for byte in raw)
+    escaped = raw.decode("latin-1") if valid else go_escape_path(path.encode("latin-1"))
+    cleaned = clean_path(escaped)
+    if cleaned != escaped:
+        return True, go_escape_path(cleaned.encode("latin-1"))
+    cleaned = clean_path(path)
+    if cleaned != path:
+        return False, origin + go_escape_path(cleaned.encode("latin-1"))
+    return None
+
+
+_go_redirect_cached = functools.lru_cache(maxsize=4096)(_go_redirect)
 
 
 def _valid_authority(authority: bytes) -> bool:
