@@ -16,18 +16,14 @@ recorded for its first key (all recorded requests when that key has none).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
 import json
 import math
-import mmap
-import os
 import zlib
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,9 +31,13 @@ import numpy as np
 
 from tokenlimit.bucket.key_templates import HEADER_PREFIX, KeyTemplate, header_text
 from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.sim.imputation import MISSING, impute_completion
+from tokenlimit.sim.records import csv_id
 from tokenlimit.sim.trace_table import Trace
 
-MISSING = -1
+__all__ = ["MISSING", "TraceKeys", "impute_completion", "read_trace", "read_trace_rows",
+           "trace_format"]
+
 
 
 class _Columns:
@@ -116,90 +116,117 @@ class TraceKeys:
         return tuple([template.render(values) for template in self.templates])
 
 
+def trace_format(name: str) -> tuple[str, str | None]:
+    """(``csv``, ``jsonl`` or ``parquet``; ``gzip``, ``zstd`` or ``None``) from the suffixes.
+
+    >>> trace_format("day.csv.zst"), trace_format("t.jsonl"), trace_format("a.PARQUET")
+    (('csv', 'zstd'), ('jsonl', None), ('parquet', None))
+    """
+    lower = name.lower()
+    compression = None
+    for suffix, kind in COMPRESSIONS.items():
+        if lower.endswith(suffix):
+            lower, compression = lower.removesuffix(suffix), kind
+            break
+    if lower.endswith(".csv"):
+        return "csv", compression
+    if lower.endswith(".parquet") or lower.endswith(".pq"):
+        return "parquet", compression
+    return "jsonl", compression
+
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+
+
 def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
                key_field: str | None = None, seed: int = 0) -> Trace:
-    """Read a trace file (format from the suffix: ``.csv`` or JSON Lines; ``.gz`` too).
+    """Read a trace file: CSV, JSON Lines or Parquet, by suffix (``.gz`` or ``.zst`` after
+    it for compressed text), with the columnar reader; the per-row reader below reads what
+    the columnar one declines and locates errors.
 
-    Raises ``TraceError`` naming the file, the 1-based line and the field for bad input.
+    Raises ``TraceError`` naming the file, the 1-based line (Parquet: row) and the field
+    for bad input.
     """
     name = str(path)
-    suffix = name.lower().removesuffix(".gz")
+    fmt, compression = trace_format(name)
+    if not key_templates:
+        from tokenlimit.sim.columnar import read_columnar
+
+        try:
+            data = None if compression is None else _read_bytes(name)
+        except (OSError, EOFError, zlib.error, ValueError):
+            data = b""  # the per-row reader meets the same problem and names it
+        if data != b"" or compression is None:
+            fast = read_columnar(name, fmt, data, key_field=key_field, seed=seed)
+            if fast is not None:
+                return fast
+    return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
+
+
+def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
+                    key_field: str | None = None, seed: int = 0) -> Trace:
+    """``read_trace`` one row at a time in Python: slower, reads every shape (key
+    templates, string numbers, ``keys`` in CSV) and names the line of the first error."""
+    name = str(path)
+    fmt, _ = trace_format(name)
     plan = TraceKeys(key_templates) if key_templates else None
     columns = _Columns()
     try:
-        if suffix.endswith(".csv"):
-            if not key_templates and key_field is None:
-                from tokenlimit.sim.csvfast import read_simple_csv
-
-                with _mapped(name) as data:
-                    fast = read_simple_csv(data, name, seed)
-                if fast is not None:
-                    return fast
-            data = _read_bytes(name)
-            rows = _csv_rows(io.StringIO(data.decode("utf-8-sig"), newline=""), name)
-            for line, row in rows:
-                _add(columns, row, name, line, plan, key_field)
+        if fmt == "parquet":
+            rows: Iterator[tuple[int, Mapping[str, Any]]] = _parquet_rows(name)
+        elif fmt == "csv":
+            text = _read_bytes(name).decode("utf-8-sig")
+            rows = _csv_rows(io.StringIO(text, newline=""), name)
         else:
-            if not key_templates:
-                fast = _read_jsonl_fast(name, seed, key_field)
-                if fast is not None:
-                    return fast
-            with _open_text(name) as stream:
-                for line, row in _jsonl_rows(stream, name):
-                    _add(columns, row, name, line, plan, key_field)
+            rows = _jsonl_rows(_open_text(name), name)
+        for line, row in rows:
+            _add(columns, row, name, line, plan, key_field)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
-    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise TraceError(f"not a readable text or gzip file ({exc})", path=name) from exc
+    except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        raise TraceError(f"not a readable text, gzip or zstd file ({exc})", path=name) from exc
     return _finish(columns, name, seed)
 
 
-def _read_jsonl_fast(name: str, seed: int, key_field: str | None) -> Trace | None:
-    """The bulk JSON Lines reader's trace, or ``None``: the per-line reader below then
-    reads the file (again) and gives its own result or located error."""
-    from tokenlimit.sim.jsonlfast import read_jsonl_fast
-
-    try:
-        with _mapped(name) as data:
-            return read_jsonl_fast(data, name, seed, key_field)
-    except (OSError, EOFError, zlib.error):
-        return None  # the per-line reader meets the same problem and names it
-
-
-@contextmanager
-def _mapped(name: str) -> Iterator[bytes | mmap.mmap]:
-    """The file's bytes: memory-mapped when plain (no copy, pages shared with the cache)."""
-    if name.lower().endswith(".gz"):
-        yield _read_bytes(name)
-        return
-    with open(name, "rb") as stream:
-        if os.fstat(stream.fileno()).st_size == 0:
-            yield b""
-            return
-        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            yield mapped
-        finally:
-            # An array may still view the map (an error or Ctrl-C stopped the reader
-            # mid-way); the map then closes when that array is collected.
-            with contextlib.suppress(BufferError):
-                mapped.close()
-
-
 def _read_bytes(name: str) -> bytes:
-    if name.lower().endswith(".gz"):
+    compression = trace_format(name)[1]
+    if compression == "gzip":
         with gzip.open(name, "rb") as stream:
+            return stream.read()
+    if compression == "zstd":
+        import zstandard
+
+        with open(name, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
             return stream.read()
     return Path(name).read_bytes()
 
 
 def _open_text(name: str) -> IO[str]:
-    if name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(name, "rb"), encoding="utf-8-sig", newline="")
+    if trace_format(name)[1] is not None:
+        return io.TextIOWrapper(io.BytesIO(_read_bytes(name)), encoding="utf-8-sig",
+                                newline="")
     return open(name, encoding="utf-8-sig", newline="")
 
 
+def _parquet_rows(name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """A Parquet file's rows as mappings (row numbers from 1); absent values left out."""
+    import polars as pl
+
+    try:
+        frame = pl.read_parquet(name)
+    except pl.exceptions.PolarsError as exc:
+        raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
+                         path=name) from exc
+    for number, row in enumerate(frame.iter_rows(named=True), start=1):
+        yield number, {k: v for k, v in row.items() if v is not None}
+
+
 def _jsonl_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    with stream:
+        yield from _json_lines(stream, name)
+
+
+def _json_lines(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     for number, text in enumerate(stream, start=1):
         if not text.strip():
             continue
@@ -248,6 +275,8 @@ def _csv_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, An
             except json.JSONDecodeError as exc:
                 raise TraceError("keys must be a JSON array of strings", path=name,
                                  line=number, field="keys") from exc
+        if "id" in record:
+            record["id"] = csv_id(record["id"])
         if headers:
             record["headers"] = headers
         yield number, record
@@ -387,29 +416,3 @@ def _finish(c: _Columns, name: str, seed: int) -> Trace:
         key_ptr=ptr, key_index=index, key_names=tuple(c.names), imputed=imputed,
         ids=None if c.ids is None else tuple(c.ids),
         status=None if c.status is None else tuple(c.status))
-
-
-def impute_completion(completion: Any, ptr: Any, index: Any, seed: int) -> Any:
-    """Fill ``MISSING`` completion counts in place from each first key's recorded counts.
-
-    Returns the mask of imputed requests. Groups are drawn in first-key order with one
-    generator seeded by ``seed``, so a run is reproducible.
-    """
-    missing = completion == MISSING
-    if not missing.any():
-        return missing
-    if seed < 0:
-        raise ConfigError(f"seed must be a whole number >= 0, got {seed}")
-    rng = np.random.default_rng(seed)
-    n = completion.shape[0]
-    has_key = ptr[1:] > ptr[:-1]
-    first = np.full(n, -1, dtype=np.int64)
-    first[has_key] = index[ptr[:-1][has_key]]
-    recorded = completion[~missing]
-    for key in np.unique(first[missing]).tolist():
-        rows = np.flatnonzero(missing & (first == key))
-        pool = completion[(first == key) & ~missing]
-        if pool.size == 0:
-            pool = recorded
-        completion[rows] = rng.choice(pool, size=rows.size) if pool.size else 0
-    return missing
