@@ -8,10 +8,9 @@ A synthetic trace of two tiers and 10,000 individual keys over one day. Prints:
   requests/s (extrapolated: the oracle's cost per request does not grow with the trace),
   and the ratio engine/oracle, with a check that both decide that slice identically;
 - the whole CLI (`python -m tokenlimit simulate big.csv --format json`) in a subprocess,
-  wall-clock requests/s including start-up, reading and parsing the CSV and the report;
-- the same from a JSON Lines version of the first ``--jsonl-requests`` requests (2 million
-  by default: writing ten million JSON lines would take the bench a minute), next to the CSV
-  figure;
+  wall-clock requests/s including start-up, reading and parsing and the report, on the
+  trace written as a real export has it (an ``id`` and three extra string columns) in CSV,
+  JSON Lines and Parquet, each against its target (met / not met);
 - peak resident memory of this process and of the CLI subprocess.
 """
 
@@ -33,7 +32,6 @@ from tokenlimit.sim import replay_oracle
 from tokenlimit.sim.engine import OUTCOME_NAMES, replay_asm
 from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
 from tokenlimit.sim.trace_table import Trace
-from tokenlimit.sim.writers import write_trace
 
 RULES = [Rule(0, "regular-user.*", 200, 50, 30, 300), Rule(1, "subscriber.*", 1000, 100, 60, 600)]
 RULES_JSON = json.dumps([r.to_config() for r in RULES])
@@ -82,8 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=10_000_000)
     parser.add_argument("--oracle-slice", type=int, default=200_000)
-    parser.add_argument("--jsonl-requests", type=int, default=2_000_000)
-    parser.add_argument("--workdir", default=None, help="keep the CSV here between runs")
+    parser.add_argument("--workdir", default=None, help="keep the exports here between runs")
     args = parser.parse_args()
     rate = args.requests / 86400.0
     spec = TraceSpec(duration=86400.0, seed=1, tiers=(
@@ -122,31 +119,56 @@ def main() -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenlimit-bench-"))
-    csv_path = workdir / f"trace-{len(trace)}.csv"
-    if not csv_path.exists():
-        started = time.perf_counter()
-        write_trace(trace, csv_path)
-        print(f"wrote {csv_path} ({csv_path.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - started:.1f} s")
-    jsonl_n = min(args.jsonl_requests, len(trace))
-    jsonl_path = workdir / f"trace-{len(trace)}-first-{jsonl_n}.jsonl"
-    if not jsonl_path.exists():
-        started = time.perf_counter()
-        write_trace(_slice(trace, jsonl_n), jsonl_path)
-        print(f"wrote {jsonl_path} ({jsonl_path.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - started:.1f} s")
+    paths = _write_exports(trace, workdir)
     del trace, fast, part, requests, slow
     rules_path = workdir / "rules.json"
     rules_path.write_text(RULES_JSON)
-    csv_rate = _cli(csv_path, rules_path, "CSV")
-    jsonl_rate = _cli(jsonl_path, rules_path, f"JSONL (the first {jsonl_n:,} requests)")
-    print(f"JSONL / CSV: {jsonl_rate / csv_rate:.2f}x the CSV requests/s")
+    print(f"targets (id and three extra string columns, whole CLI): "
+          f"{', '.join(f'{fmt} >= {t:g} M/s' for fmt, t in TARGETS.items())}")
+    for fmt, path in paths.items():
+        rate = _cli(path, rules_path, fmt)
+        verdict = "met" if rate / 1e6 >= TARGETS[fmt] else "not met"
+        print(f"  {fmt}: {rate / 1e6:.2f} M requests/s, target {TARGETS[fmt]:g} M/s: {verdict}")
     if not args.workdir:
-        csv_path.unlink()
-        jsonl_path.unlink()
+        for path in paths.values():
+            path.unlink()
         rules_path.unlink()
         workdir.rmdir()
 
+
+TARGETS = {"CSV": 3.0, "JSON Lines": 1.0, "Parquet": 6.0}
+
+
+def _write_exports(trace: Trace, workdir: Path) -> dict[str, Path]:
+    """The trace as a real export has it: an ``id`` and three extra string columns, as CSV,
+    JSON Lines and Parquet (kept in ``workdir`` between runs)."""
+    import polars as pl
+
+    n = len(trace)
+    paths = {fmt: workdir / f"trace-{n}.{suffix}"
+             for fmt, suffix in (("CSV", "csv"), ("JSON Lines", "jsonl"),
+                                 ("Parquet", "parquet"))}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    started = time.perf_counter()
+    names = pl.Series(trace.key_names)
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame({
+        "id": np.arange(n, dtype=np.int64),
+        "ts": trace.ts, "key": names.gather(trace.key_index),
+        "latency": trace.latency, "prompt_tokens": trace.prompt_tokens,
+        "completion_tokens": trace.completion_tokens, "total_tokens": trace.total_tokens,
+        "model": np.array(["qwen-max", "qwen-plus", "qwen-turbo"])[rng.integers(0, 3, n)],
+        "route": np.array(["/v1/chat/completions", "/v1/completions"])[rng.integers(0, 2, n)],
+        "region": np.array(["cn-hangzhou", "cn-beijing", "us-west-1"])[rng.integers(0, 3, n)],
+    })
+    frame.write_csv(paths["CSV"])
+    frame.write_ndjson(paths["JSON Lines"])
+    frame.write_parquet(paths["Parquet"])
+    sizes = ", ".join(f"{p.stat().st_size / 2**20:.0f} MiB" for p in paths.values())
+    print(f"wrote CSV, JSON Lines and Parquet ({sizes}) in "
+          f"{time.perf_counter() - started:.1f} s")
+    return paths
 
 if __name__ == "__main__":
     main()

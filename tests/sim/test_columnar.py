@@ -177,3 +177,48 @@ def test_multi_key_lines_are_read_in_bulk() -> None:
     assert trace.key_names == ("k0", "k1", "k2", "extra")
     assert trace.keys_of(25) == ("k1", "extra")
     assert np.array_equal(trace.completion_tokens, np.arange(40))
+
+
+ROWS = st.lists(st.fixed_dictionaries(
+    {"ts": st.one_of(st.integers(0, 10**6), st.floats(0, 1e9).map(lambda v: round(v, 3))),
+     "key": st.sampled_from(["a", "b,c", 'q"uote', "é", "12", " s "])},
+    optional={"latency": st.floats(0, 60).map(lambda v: round(v, 3)),
+              "prompt_tokens": st.integers(0, 999), "completion_tokens": st.integers(0, 999),
+              "total_tokens": st.integers(999, 2000), "status": st.sampled_from(["200", "429"]),
+              "model": st.sampled_from(["qwen-max", "x,y"])}), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.sampled_from([None, "int", "str"]), st.sampled_from(["", ".gz", ".zst"]))
+def test_every_format_gives_the_same_trace_for_the_same_data(
+        rows: list[dict[str, object]], ids: str | None, compression: str) -> None:
+    import csv
+    import io
+
+    import polars as pl
+
+    if ids is not None:
+        rows = [{**r, "id": 10 + i if ids == "int" else f"r{i}"} for i, r in enumerate(rows)]
+    fields = sorted({f for r in rows for f in r})
+    for r in rows:  # one type a column, as Parquet has it
+        if "ts" in r:
+            r["ts"] = float(r["ts"])  # type: ignore[arg-type]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / f"t.jsonl{compression}", Path(folder) / f"t.csv{compression}",
+                 Path(folder) / "t.parquet"]
+        jsonl = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        paths[0].write_bytes(_compress(jsonl, compression))
+        paths[1].write_bytes(_compress(text.getvalue().encode(), compression))
+        pl.DataFrame(rows, infer_schema_length=None).write_parquet(paths[2])
+        outcomes = [_outcome(p, None)[2:] for p in paths]
+        if not compression:  # the columnar reader takes every one of them itself
+            for path, fmt in zip(paths, ("jsonl", "csv", "parquet"), strict=True):
+                assert read_columnar(str(path), fmt, None, key_field=None, seed=3), fmt
+        slow = [_outcome(p, None, rows=True)[2:] for p in paths]
+    assert outcomes[0][0] != "error"
+    assert outcomes == slow
+    assert outcomes[1] == outcomes[0] == outcomes[2]

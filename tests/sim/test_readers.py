@@ -217,3 +217,27 @@ def test_the_readme_table_names_every_attribute_and_what_traces_carry() -> None:
     for attribute in set(ATTRIBUTES) - carried.keys():
         with pytest.raises(ConfigError, match="a trace does not carry"):
             TraceKeys([KeyTemplate.parse("{{" + attribute + "}}")])
+
+
+def test_parquet_and_zstd_traces_read_and_locate_a_bad_row(tmp_path: Path) -> None:
+    import polars as pl
+    import zstandard
+
+    frame = pl.DataFrame({"id": [5, 6, 7], "ts": [1.0, 2.0, 3.0], "key": ["a", "b", "a"],
+                          "latency": [0.5, 0.0, -1.0], "completion_tokens": [1, 2, 3],
+                          "model": ["m", "m", "n"]})
+    frame.head(2).write_parquet(tmp_path / "good.parquet")
+    assert _columns(read_trace(tmp_path / "good.parquet")) == [
+        (5, 1.0, ("a",), 0.5, 0, 1, 1), (6, 2.0, ("b",), 0.0, 0, 2, 2)]
+    frame.write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(TraceError) as caught:
+        read_trace(tmp_path / "bad.parquet")
+    assert str(caught.value) == f"{tmp_path}/bad.parquet:3: field 'latency': must be >= 0 seconds"
+    packed = tmp_path / "t.csv.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(b"ts,key\n1,a\n2,x,y\n"))
+    with pytest.raises(TraceError) as ragged:
+        read_trace(packed)
+    assert str(ragged.value) == f"{packed}:3: 3 columns where the header has 2"
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(TraceError, match=r"junk\.parquet: not a readable Parquet file"):
+        read_trace(tmp_path / "junk.parquet")

@@ -115,7 +115,8 @@ def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
 
 def simulate(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
-        "Trace file: JSON Lines or CSV (.gz too); canonical or Mooncake/AIPerf shape."))],
+        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too); canonical or "
+        "Mooncake/AIPerf shape."))],
     rules_source: RulesOption = None,
     config_json: ConfigJsonOption = None,
     from_env: FromEnvOption = False,

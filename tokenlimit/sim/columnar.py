@@ -184,9 +184,14 @@ def _floats(frame: pl.DataFrame, field: str) -> tuple[Any, Any] | None:
         series = series.cast(pl.Float64, strict=True)
     elif not series.dtype.is_numeric() or series.dtype == pl.Decimal:
         raise Declined
-    absent = series.is_null().to_numpy()
-    values = series.cast(pl.Float64).fill_null(0.0).to_numpy()
-    if not np.all(np.isfinite(values)) or np.any(np.abs(values) >= _MAX_INT):
+    values = series.cast(pl.Float64).to_numpy()  # NaN where absent
+    if series.null_count():
+        absent = series.is_null().to_numpy()
+        values = np.where(absent, 0.0, values)
+    else:
+        absent = np.zeros(values.shape[0], dtype=np.bool_)
+    # One pass: NaN, infinities and integers the per-row reader refuses all fail this.
+    if not np.all(np.abs(values) < _MAX_INT):
         raise Declined
     return np.ascontiguousarray(values, dtype=np.float64), absent
 
@@ -279,10 +284,14 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
             elif integer.any():
                 column = pl.Series([csv_id(v) if v is not None else None
                                     for v in column.to_list()], dtype=pl.Object)
-        values = column.to_list()
-        if None in values:  # a line without an id has its position as its id
+        if column.dtype.is_integer() and not column.null_count() and column.equals(
+                pl.int_range(n, dtype=column.dtype, eager=True), check_names=False):
+            values: list[Any] | None = None  # every id is its line's position
+        else:
+            values = column.to_list()
+        if values is not None and None in values:  # a line without an id has its position as its id
             values = [i if v is None else v for i, v in enumerate(values)]
-        ids = tuple(values)
+        ids = None if values is None else tuple(values)
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:
         column = frame["status"]
