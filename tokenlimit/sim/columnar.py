@@ -285,7 +285,8 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
                 column = pl.Series([csv_id(v) if v is not None else None
                                     for v in column.to_list()], dtype=pl.Object)
         if column.dtype.is_integer() and not column.null_count() and column.equals(
-                pl.int_range(n, dtype=column.dtype, eager=True), check_names=False):
+                pl.int_range(n, dtype=pl.Int64, eager=True).cast(column.dtype),
+                check_names=False):
             values: list[Any] | None = None  # every id is its line's position
         else:
             values = column.to_list()
