@@ -16,7 +16,15 @@ from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
-from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.cli.options import (
+    ConfigJsonOption,
+    FieldMapOption,
+    FromEnvOption,
+    LogPresetOption,
+    RulesOption,
+    read_field_map,
+    read_rules,
+)
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import Severity, require_valid
 from tokenlimit.sim.semantics import SEMANTICS
@@ -130,9 +138,12 @@ def simulate(
         "'{{request.headers.user-type}}' (repeatable, in rateLimitKeys order).")] = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field (e.g. for Mooncake traces).")] = None,
+    preset: LogPresetOption = None,
+    mapping: FieldMapOption = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     decisions: Annotated[str | None, typer.Option(
-        metavar="FILE", help="Write one JSON line per request: id, outcome, rule.")] = None,
+        metavar="FILE", help="Write id, outcome and rule per request: .parquet, .csv, else "
+        "JSON Lines.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
     plot: Annotated[str | None, typer.Option(metavar="FILE.png", help="Write a chart.")] = None,
     setting: Annotated[list[str] | None, typer.Option(
@@ -162,6 +173,7 @@ def simulate(
     if key_field is not None and key_template:
         raise typer.BadParameter("give --key-field or --key-template, not both",
                                  param_hint="--key-field")
+    fields = read_field_map(preset, mapping, bool(key_field or key_template))
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
@@ -193,7 +205,8 @@ def simulate(
         raise typer.BadParameter(str(exc), param_hint="--set") from None
     console = Console(width=None if sys.stdout.isatty() else 160)
     with _progress(max(len(settings), 1) + 2) as step:
-        trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+        trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
+                           fields=fields)
         if len(trace) == 0:
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)
@@ -213,10 +226,22 @@ def simulate(
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged)
+    limited = recorded_429(trace)
     if output_format == "json":
-        typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
+        typer.echo(json.dumps({"trace": trace.path, "recorded_429": limited,
+                               **summary.to_dict()}, indent=2))
     else:
         console.print(format_summary(summary, trace))
+        if limited:
+            console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
+                          "as demand, their usage imputed")
+
+
+def recorded_429(trace: Trace) -> int:
+    """How many requests the gateway answered 429 when the log was written."""
+    from tokenlimit.sim.log_reader import limited_count
+
+    return limited_count(trace)
 
 
 def _check_output(path: str) -> None:

@@ -242,6 +242,12 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
     return ptr, np.ascontiguousarray(index, dtype=np.int64), tuple(names.to_list())
 
 
+def build_trace(frame: pl.DataFrame, name: str, seed: int) -> Trace:
+    """The trace in a frame of canonical columns (``ts``, ``key``, ``latency``, token
+    counts, ``id``, ``status``); ``Declined`` for values a trace cannot hold."""
+    return _trace(frame, name, None, seed, False)
+
+
 def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
            csv: bool) -> Trace:
     import polars as pl

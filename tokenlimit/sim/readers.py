@@ -32,6 +32,7 @@ import numpy as np
 from tokenlimit.bucket.key_templates import HEADER_PREFIX, KeyTemplate, header_text
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.sim.imputation import MISSING, impute_completion
+from tokenlimit.sim.log_fields import FieldMap
 from tokenlimit.sim.records import csv_id
 from tokenlimit.sim.trace_table import Trace
 
@@ -139,16 +140,20 @@ COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 
 
 def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
-               key_field: str | None = None, seed: int = 0) -> Trace:
+               key_field: str | None = None, seed: int = 0,
+               fields: FieldMap | None = None) -> Trace:
     """Read a trace file: CSV, JSON Lines or Parquet, by suffix (``.gz`` or ``.zst`` after
     it for compressed text), with the columnar reader; the per-row reader below reads what
     the columnar one declines and locates errors.
 
+    ``fields`` (``--from`` / ``--map``) reads a gateway's log instead of a trace.
     Raises ``TraceError`` naming the file, the 1-based line (Parquet: row) and the field
     for bad input.
     """
     name = str(path)
     fmt, compression = trace_format(name)
+    if fields is not None:
+        return _read_log(name, fmt, fields, seed)
     if not key_templates:
         from tokenlimit.sim.columnar import read_columnar
 
@@ -161,6 +166,19 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
             if fast is not None:
                 return fast
     return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
+
+
+def _read_log(name: str, fmt: str, fields: FieldMap, seed: int) -> Trace:
+    from tokenlimit.sim.log_reader import read_log
+
+    try:
+        data = _read_bytes(name)
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        raise TraceError(f"not a readable gzip or zstd file ({exc})", path=name) from exc
+    trace: Trace = read_log(name, fmt, data, fields, seed)
+    return trace
 
 
 def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
