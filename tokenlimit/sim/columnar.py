@@ -164,11 +164,12 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
     if not schema:
         raise Declined
     frame = pl.read_ndjson(raw, schema=schema)
-    # Each field once per line it has a value in: a field named twice in one object (the
-    # per-row reader keeps the last, polars the first), a null, or the name inside another
-    # value makes the counts differ.
+    # Each field once per line it has a value (or null) in: a field named twice in one
+    # object (the per-row reader keeps the last, polars the first) or the name inside
+    # another value makes the counts differ.
     for field in schema:
-        if raw.count(f'"{field}"'.encode()) != frame[field].count():
+        nulls = _count(raw, field, "null")[1]
+        if raw.count(f'"{field}"'.encode()) != frame[field].count() + nulls:
             raise Declined
     return frame
 

@@ -432,5 +432,10 @@ def _finish(c: _Columns, name: str, seed: int) -> Trace:
         latency=np.frombuffer(c.latency, dtype=np.float64).copy(),
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=total,
         key_ptr=ptr, key_index=index, key_names=tuple(c.names), imputed=imputed,
-        ids=None if c.ids is None else tuple(c.ids),
+        ids=None if c.ids is None or _positions(c.ids) else tuple(c.ids),
         status=None if c.status is None else tuple(c.status))
+
+
+def _positions(ids: Sequence[str | int]) -> bool:
+    """Whether every id is its request's position (``Trace.ids`` is then ``None``)."""
+    return all(type(i) is int and i == n for n, i in enumerate(ids))
