@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from tokenlimit.bucket import AsmLimiter, CheckResult
 from tokenlimit.errors import (
     ConfigError,
     RemoteError,
@@ -17,7 +18,6 @@ from tokenlimit.errors import (
     TraceError,
 )
 from tokenlimit.rules import Finding, LoadedRules, Rule, RuleMatcher, Severity, lint, load_rules
-from tokenlimit.sim import AsmLimiter, CheckResult
 
 __all__ = [
     "AsmLimiter",

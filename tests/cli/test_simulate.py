@@ -67,8 +67,8 @@ def test_json_and_decisions_agree_with_the_oracle(tmp_path: Path) -> None:
 
 def test_every_semantics_runs_and_charge_total_limits_more() -> None:
     limited = {}
-    for name in ("asm", "token-bucket", "token-bucket-reserve", "gcra", "sliding-window",
-                 "fixed-window", "leaky-bucket"):
+    for name in ("asm", "asm-reserve", "token-bucket", "token-bucket-prepaid", "gcra",
+                 "sliding-window", "fixed-window", "leaky-bucket"):
         for charge in ("completion", "total"):
             result = _run("simulate", TRACE, "-r", RULES, "-f", "json", "--semantics", name,
                           "--charge", charge)
@@ -76,6 +76,34 @@ def test_every_semantics_runs_and_charge_total_limits_more() -> None:
             limited[name, charge] = json.loads(result.stdout)["totals"]["limited"]
     for name in ("asm", "token-bucket", "sliding-window"):
         assert limited[name, "total"] > limited[name, "completion"]
+
+
+def test_asm_reserve_replays_serves_reserve_mode_with_its_estimate() -> None:
+    from tokenlimit.bucket import AsmLimiter, ReserveLimiter
+    from tokenlimit.bucket.reserve import EstimatePolicy
+    from tokenlimit.sim.readers import read_trace
+
+    trace = read_trace(TRACE)
+    rules = load_rules(RULES).rules
+    for args, policy in ((["--estimate", "30"], EstimatePolicy(30, average=False)),
+                         ([], EstimatePolicy())):
+        result = _run("simulate", TRACE, "-r", RULES, "-f", "json", "--semantics",
+                      "asm-reserve", *args)
+        assert result.exit_code == 0, result.output
+        model = ReserveLimiter(AsmLimiter(rules), policy)
+        expected = replay_oracle(rules, trace.requests(), limiter=model)
+        assert json.loads(result.stdout)["totals"]["limited"] == sum(
+            d.outcome == "deny" for d in expected)
+    plain = json.loads(_run("simulate", TRACE, "-r", RULES, "-f", "json").stdout)
+    assert plain["totals"]["limited"] != sum(d.outcome == "deny" for d in expected)
+    wrong = _run("simulate", TRACE, "-r", RULES, "--estimate", "30")
+    assert wrong.exit_code == 2
+    assert "estimates are used only with --semantics asm-reserve" in " ".join(
+        wrong.output.replace("│", " ").split())
+    bad = _run("simulate", TRACE, "-r", RULES, "--semantics", "asm-reserve", "--estimate", "x")
+    assert bad.exit_code == 2
+    assert "'x': expected N, avg:N or RULE_INDEX=N" in " ".join(
+        bad.output.replace("│", " ").split())
 
 
 def test_plot_and_sweep_write_pngs(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tokenlimit.load.conformance import check_conformance
-from tokenlimit.load.modes import Observation
+from tokenlimit.load.observation import Observation
 from tokenlimit.rules.model import Rule
 
 # 100 tokens at the first check, +100 per second, at most 300; keys live 300 s.

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.load.conformance import check_conformance
-from tokenlimit.load.modes import Observation
+from tokenlimit.load.observation import Observation
 from tokenlimit.rules.model import Rule
 
 RULES = [Rule(0, "u.*", 120, 50, 1, 3), Rule(1, "v.*", 60, 60, 2, 2)]

@@ -110,7 +110,7 @@ def test_output_onto_a_folder_is_one_line_and_leaves_nothing(tmp_path: Path) -> 
 
 def test_write_atomic_leaves_no_partial_file_when_the_rename_fails(tmp_path: Path) -> None:
     from tokenlimit.errors import ConfigError
-    from tokenlimit.load.run_report import write_atomic
+    from tokenlimit.files import write_atomic
 
     folder = tmp_path / "adir"
     (folder / "inside").mkdir(parents=True)
@@ -233,3 +233,29 @@ def test_help_wraps_its_paragraphs_and_keeps_the_example_on_one_line() -> None:
     assert "Drive load against a live limiter and check what it let through." in lines
     assert ("Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r "
             "samples/rules.json -n 200") in lines
+
+
+
+WARNED_RULES = json.dumps([{"rate_limit_key_regex": "^u$", "max_tokens": 100,
+                            "tokens_per_fill": 10, "fill_interval_second": 60,
+                            "redis_expired_seconds": 30}])
+
+
+def test_loadtest_says_rule_warnings_on_stderr_as_every_command_does() -> None:
+    # loadtest and up dropped the warnings that validate, simulate and render print.
+    result = runner.invoke(app, ["loadtest", DEAD, "-n", "1", "--config-json", WARNED_RULES])
+    warnings = [line for line in result.stderr.splitlines() if " TL204 " in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("<config-json>:1:")
+
+
+def test_up_says_rule_warnings_on_stderr(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from tokenlimit.cli.up import guide_rules
+
+    rules_file = tmp_path / "rules.json"
+    rules_file.write_text(WARNED_RULES, encoding="utf-8")
+    assert [r.regex for r in guide_rules(str(rules_file)).rules] == ["^u$"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if " TL204 " in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"{rules_file}:1:")

@@ -12,7 +12,7 @@ from tokenlimit.load.waker import AlarmWaker
 
 PROBE = """
 import asyncio, signal, time
-from tokenlimit.load.driver import new_event_loop
+from tokenlimit.eventloop import new_event_loop
 from tokenlimit.load.waker import AlarmWaker
 
 async def main():

@@ -185,9 +185,10 @@ def test_simulate_refuses_an_unwritable_output_before_replaying(
     monkeypatch.setattr(command, "read_trace", must_not_run)
     missing = tmp_path / "nodir" / "out"
     result = _run("simulate", TRACE, "--rules", RULES, option, str(missing))
-    assert _error(result) == f"error: {missing}: cannot write (No such file or directory)"
+    assert _error(result) == (f"error: {missing}: cannot write: No such directory "
+                              f"{str(missing.parent)!r}")
     result = _run("simulate", TRACE, "--rules", RULES, option, str(tmp_path))
-    assert _error(result) == f"error: {tmp_path}: cannot write (Is a directory)"
+    assert _error(result) == f"error: {tmp_path}: cannot write: Is a directory"
 
 
 @pytest.mark.parametrize(("name", "text"), [("empty.jsonl", ""), ("blank.jsonl", "\n\n"),

@@ -13,7 +13,7 @@ from tests.service.helpers import allowed, check, report
 from tests.service.redis_helpers import injected_start, redis_call, run
 from tests.service.test_redis_store import EVENTS, KEYS, RULES
 from tokenlimit.bucket.limiter import AsmLimiter
-from tokenlimit.bucket.reserve import ReserveBook
+from tokenlimit.bucket.reserve import ReserveLimiter
 from tokenlimit.service import BackendConfig, EstimatePolicy, ManualClock, running_service
 from tokenlimit.service.stores.cluster import SLOTS, ClusterNodes, ClusterStore, key_slot
 
@@ -106,7 +106,7 @@ def test_cluster_reserve_mode_equals_its_model(redis_cluster: RedisCluster,
         clock = ManualClock(injected_start())
         store = ClusterStore(RULES, "127.0.0.1", redis_cluster.seed.port, clock=clock)
         model = AsmLimiter(RULES)
-        book = ReserveBook(model.keyspace)
+        book = ReserveLimiter(model, policy)
         rename = {key: f"{key}-{salt}" for key in KEYS}
         try:
             for kind, keys, tokens, step in events:
@@ -114,10 +114,9 @@ def test_cluster_reserve_mode_equals_its_model(redis_cluster: RedisCluster,
                 named = [rename[k] for k in keys]
                 if kind == "report":
                     await store.report(named, tokens, settle=True)
-                    book.settle(model, named, tokens, clock())
+                    book.report(named, tokens, clock())
                 else:
-                    assert await store.check(named, policy) == book.check(
-                        model, named, policy, clock())
+                    assert await store.check(named, policy) == book.check(named, clock())
         finally:
             await store.close()
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.conftest import RedisServer
 from tests.service.redis_helpers import injected_start, redis_call, run, value_at
 from tokenlimit.bucket.limiter import AsmLimiter
-from tokenlimit.bucket.reserve import ReserveBook
+from tokenlimit.bucket.reserve import ReserveLimiter
 from tokenlimit.rules.model import Rule
 from tokenlimit.service import EstimatePolicy, ManualClock
 from tokenlimit.service.stores.redis import RedisStore
@@ -121,16 +121,15 @@ def test_reserve_mode_equals_its_model(redis_server: RedisServer, events: list, 
         clock = ManualClock(injected_start())
         store = RedisStore(RULES, port=port, clock=clock)
         model = AsmLimiter(RULES)
-        book = ReserveBook(model.keyspace)
+        book = ReserveLimiter(model, policy)
         try:
             for kind, keys, tokens, step in events:
                 clock.advance(step)
                 if kind == "report":
                     await store.report(keys, tokens, settle=True)
-                    book.settle(model, keys, tokens, clock())
+                    book.report(keys, tokens, clock())
                 else:
-                    assert await store.check(keys, policy) == book.check(
-                        model, keys, policy, clock())
+                    assert await store.check(keys, policy) == book.check(keys, clock())
             suffixes = ("", "_reserved", "_reserved_n", "_avg_tokens")
             for key in KEYS:
                 for suffix in suffixes:

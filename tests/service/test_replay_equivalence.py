@@ -15,8 +15,12 @@ from hypothesis import strategies as st
 from tests.conftest import RedisServer
 from tests.service.redis_helpers import injected_start, redis_call, run
 from tests.service.test_redis_store import KEYS, RULES
-from tokenlimit.service import BackendConfig, ManualClock, running_service
-from tokenlimit.sim import CheckResult, TraceRequest, replay_oracle
+from tokenlimit.bucket import CheckResult
+from tokenlimit.bucket.reserve import EstimatePolicy
+from tokenlimit.service import BackendConfig, ManualClock, ServiceOptions, running_service
+from tokenlimit.sim import TraceRequest, replay_oracle
+from tokenlimit.sim.algorithms import ALGORITHMS
+from tokenlimit.sim.trace_table import trace_from_requests
 
 
 class HttpLimiter:
@@ -56,12 +60,21 @@ def _trace(rows: list[tuple[float, tuple[str, ...], float, int]]) -> list[TraceR
             for i, (ts, keys, latency, tokens) in enumerate(rows)]
 
 
-def _outcomes(rows: list, backend: BackendConfig | None) -> None:  # type: ignore[type-arg]
+def _outcomes(rows: list, backend: BackendConfig | None,  # type: ignore[type-arg]
+              estimate: EstimatePolicy | None = None) -> None:
     requests = _trace(rows)
-    expected = [d.outcome for d in replay_oracle(RULES, requests)]
+    if estimate is None:
+        expected = [d.outcome for d in replay_oracle(RULES, requests)]
+        options = ServiceOptions()
+    else:  # what `simulate --semantics asm-reserve --estimate ...` decides
+        replay = ALGORITHMS["asm-reserve"].replay(RULES, trace_from_requests(requests),
+                                                   estimate=estimate)
+        expected = [replay.outcome_name(i) for i in range(len(requests))]
+        options = ServiceOptions(mode="reserve", estimate=estimate)
     start = injected_start()
     clock = ManualClock(start)
-    with running_service(RULES, clock=clock, backend=backend) as svc, httpx.Client() as client:
+    with running_service(RULES, clock=clock, backend=backend, options=options) as svc, \
+            httpx.Client() as client:
         limiter = HttpLimiter(client, svc.url, clock, start)
         got = [d.outcome for d in replay_oracle(RULES, requests, limiter=limiter)]  # type: ignore[arg-type]
     assert got == expected
@@ -81,3 +94,25 @@ def test_redis_service_replays_like_the_oracle(redis_server: RedisServer,
                                                rows: list) -> None:  # type: ignore[type-arg]
     run(lambda: redis_call(redis_server.port, "FLUSHALL"))
     _outcomes(rows, BackendConfig("redis", "127.0.0.1", redis_server.port))
+
+
+ESTIMATES = st.sampled_from([EstimatePolicy(40, average=True, per_rule={4: 150}),
+                             EstimatePolicy(25, average=False)])
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=TRACES, estimate=ESTIMATES)
+def test_reserve_mode_service_decides_like_simulate_asm_reserve(
+        rows: list, estimate: EstimatePolicy) -> None:  # type: ignore[type-arg]
+    _outcomes(rows, None, estimate)
+
+
+@pytest.mark.redis
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(rows=TRACES, estimate=ESTIMATES)
+def test_reserve_mode_redis_service_decides_like_simulate_asm_reserve(
+        redis_server: RedisServer, rows: list,  # type: ignore[type-arg]
+        estimate: EstimatePolicy) -> None:
+    run(lambda: redis_call(redis_server.port, "FLUSHALL"))
+    _outcomes(rows, BackendConfig("redis", "127.0.0.1", redis_server.port), estimate)

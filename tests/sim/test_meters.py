@@ -14,7 +14,7 @@ from tokenlimit.sim.meters import (
     FixedWindow,
     Gcra,
     LeakyBucket,
-    ReservingTokenBucket,
+    PrepaidTokenBucket,
     SlidingWindow,
     TokenBucket,
 )
@@ -25,9 +25,9 @@ RULE = Rule(0, "u", 100, 10, 10, 60)
 
 
 def test_registry_names_drive_the_choices() -> None:
-    assert list(ALGORITHMS) == ["asm", "token-bucket", "token-bucket-reserve", "gcra",
-                                "sliding-window", "fixed-window", "leaky-bucket"]
-    assert set(METERS) == set(ALGORITHMS) - {"asm"}
+    assert list(ALGORITHMS) == ["asm", "asm-reserve", "token-bucket", "token-bucket-prepaid",
+                                "gcra", "sliding-window", "fixed-window", "leaky-bucket"]
+    assert set(METERS) == set(ALGORITHMS) - {"asm", "asm-reserve"}
 
 
 def test_token_bucket_refills_continuously_and_caps_at_max() -> None:
@@ -39,8 +39,8 @@ def test_token_bucket_refills_continuously_and_caps_at_max() -> None:
     assert bucket.admit(1000.0) == (True, 100.0, 0.0)    # never above max_tokens
 
 
-def test_reserving_bucket_holds_an_estimate_and_settles_the_difference() -> None:
-    bucket = ReservingTokenBucket(RULE)
+def test_prepaid_bucket_holds_an_estimate_and_settles_the_difference() -> None:
+    bucket = PrepaidTokenBucket(RULE)
     assert bucket.admit(0.0) == (True, 90.0, 10.0)       # first estimate: F = 10
     assert bucket.settle(1.0, 40, 10.0) == 61.0          # 90 + 1 s of refill + 10 - 40
     assert bucket.estimate() == 40.0                     # the mean charge so far
@@ -94,7 +94,7 @@ def _outcomes(name: str, requests: list[TraceRequest], rules: list[Rule]) -> lis
     # starts at 100: -24 after the report at 6, -23 at 7, +1 at 31
     ("token-bucket", [0, 0, 0, 1, 0, 0]),
     # holds the mean charge (43 once r1 has reported): -22 at 7, 2 at 31, 72 at 101
-    ("token-bucket-reserve", [0, 0, 0, 1, 1, 0]),
+    ("token-bucket-prepaid", [0, 0, 0, 1, 1, 0]),
     # TAT 130 after r1's report: 123 s ahead at 7, 99 s at 31
     ("gcra", [0, 0, 0, 1, 0, 0]),
     # 129 reported in the window; at 101 only r0's 9 (at 1) has left it
@@ -118,7 +118,7 @@ def test_a_denied_multi_key_request_releases_its_reservations() -> None:
     rules = [Rule(0, "^a$", 100, 10, 10, 60), Rule(1, "^b$", 0, 1, 10, 60)]
     requests = [TraceRequest(0, 0.0, ("a", "b"), 0.0, completion_tokens=5),
                 TraceRequest(1, 0.0, ("a",), 0.0, completion_tokens=5)]
-    replay = ALGORITHMS["token-bucket-reserve"].replay(rules, trace_from_requests(requests))
+    replay = ALGORITHMS["token-bucket-prepaid"].replay(rules, trace_from_requests(requests))
     assert replay.outcome.tolist() == [1, 0]
     assert replay.rule.tolist() == [1, 0]
     assert replay.balance.tolist() == [0, 90]            # "a" got its 10 back, then 10 held
@@ -149,7 +149,7 @@ def test_bucket_gcra_and_leaky_meter_decide_alike(case: tuple[Rule, list[TraceRe
 def test_balances_never_exceed_the_bucket(case: tuple[Rule, list[TraceRequest]]) -> None:
     rule, requests = case
     trace = trace_from_requests(requests)
-    for name in ("asm", "token-bucket", "token-bucket-reserve", "leaky-bucket"):
+    for name in ("asm", "token-bucket", "token-bucket-prepaid", "leaky-bucket"):
         balance = ALGORITHMS[name].replay([rule], trace).balance
         # ASM starts a new bucket at tokens_per_fill, which may exceed max_tokens.
         ceiling = max(rule.max_tokens, rule.tokens_per_fill) if name == "asm" else rule.max_tokens

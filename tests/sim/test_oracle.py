@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from tokenlimit.bucket import AsmLimiter
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim import AsmLimiter, TraceRequest, replay_oracle
+from tokenlimit.sim import TraceRequest, replay_oracle
 
 REGULAR = Rule(0, "regular-user.*", 200, 50, 30, 300)
 

@@ -19,7 +19,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tokenlimit.bucket.limiter import AsmKeyspace, AsmLimiter, CheckResult, ScriptError
+from tokenlimit.bucket.keyspace import AsmKeyspace
+from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.bucket.multikey import CheckResult, ScriptCall, run_check
+from tokenlimit.bucket.script import KeyCheck, check_script
+from tokenlimit.errors import ConfigError
 
 RESERVED_SUFFIX = "_reserved"
 RESERVED_N_SUFFIX = "_reserved_n"
@@ -45,6 +49,30 @@ class EstimatePolicy:
         return None if self.average else self.default
 
 
+def parse_estimate_policy(values: Sequence[str]) -> EstimatePolicy:
+    """``--estimate`` values (``serve`` and ``simulate --semantics asm-reserve``): ``N``
+    (fixed), ``avg:N`` (the key's running average, from N), ``RULE_INDEX=N``.
+
+    >>> parse_estimate_policy(["avg:50", "1=300"])
+    EstimatePolicy(default=50, average=True, per_rule={1: 300})
+    """
+    default, average, per_rule = 100, True, {}
+    for value in values:
+        text = value.strip()
+        try:
+            if text.startswith("avg:"):
+                default, average = int(text[4:]), True
+            elif "=" in text:
+                rule, _, tokens = text.partition("=")
+                per_rule[int(rule)] = int(tokens)
+            else:
+                default, average = int(text), False
+        except ValueError:
+            raise ConfigError(f"--estimate {value!r}: expected N, avg:N or RULE_INDEX=N"
+                              ) from None
+    return EstimatePolicy(default, average, per_rule)
+
+
 def next_average(average: int | None, tokens: int) -> int:
     """The running average after a report of ``tokens`` (integer, rounded up).
 
@@ -56,58 +84,66 @@ def next_average(average: int | None, tokens: int) -> int:
     return max(-(-(average * (AVG_WEIGHT - 1) + tokens) // AVG_WEIGHT), 0)
 
 
-class ReserveBook:
-    """Reserve-mode check and settle over an ``AsmKeyspace`` (the model the Lua mirrors)."""
+class ReserveLimiter:
+    """``serve --mode reserve`` (and ``simulate --semantics asm-reserve``): the ASM check with
+    a reservation per admitted key, settled by the report.
 
-    def __init__(self, keyspace: AsmKeyspace) -> None:
-        self.keyspace = keyspace
+    It decides over the keyspace and rules of ``limiter``, with the same interface (``check``,
+    ``report``), so every replay of ``AsmLimiter`` can replay it too. The Lua scripts
+    ``reserve.lua``, ``release.lua`` and ``settle.lua`` must equal it (held to it by the reserve
+    tests in tests/service/test_redis_store.py and test_cluster_store.py).
 
-    def estimate(self, key: str, rule: int, policy: EstimatePolicy, now: float) -> int:
-        fixed = policy.fixed(rule)
+    >>> from tokenlimit.rules.model import Rule
+    >>> limiter = ReserveLimiter(AsmLimiter([Rule(0, "u", 100, 100, 60, 600)]),
+    ...                          EstimatePolicy(default=60, average=False))
+    >>> [limiter.check(["u"], now=0.0).outcome for _ in range(3)]
+    ['allow', 'allow', 'deny']
+    >>> limiter.report(["u"], 10, now=1.0)
+    >>> limiter.keyspace.get("u", 1.0)  # 100 - 60 - 60 + (60 - 10) settled
+    30
+    """
+
+    def __init__(self, limiter: AsmLimiter, policy: EstimatePolicy | None = None) -> None:
+        self.limiter = limiter
+        self.policy = policy or EstimatePolicy()
+
+    @property
+    def keyspace(self) -> AsmKeyspace:
+        return self.limiter.keyspace
+
+    def estimate(self, key: str, rule: int, now: float) -> int:
+        """Tokens a check of ``key`` (taking rule number ``rule``) reserves."""
+        fixed = self.policy.fixed(rule)
         if fixed is not None:
             return fixed
         average = self.keyspace.get(key + AVG_SUFFIX, now)
-        return policy.default if average is None else average
+        return self.policy.default if average is None else average
 
-    def check(self, limiter: AsmLimiter, keys: Sequence[str], policy: EstimatePolicy,
-              now: float) -> CheckResult:
+    def check(self, keys: Sequence[str], now: float) -> CheckResult:
+        """The ASM check; each admitting key also reserves its estimate. A deny or an error
+        releases the reservations this call made on earlier keys."""
         space = self.keyspace
         made: list[tuple[str, int]] = []
-        first_rule: int | None = None
-        remaining: int | None = None
-        failed = False
-        for key in keys:
-            index = limiter.matcher.index_for(key)
-            if index is None:
-                continue
-            rule = limiter.matcher.rules[index]
-            try:
-                balance, last = limiter.check_key(key, rule, now)
-            except ScriptError:
-                failed = True
-                continue
-            if balance <= 0:
-                for done_key, amount in made:
-                    self._release(done_key, amount, now)
-                if failed:
-                    return CheckResult("error")
-                wait = rule.fill_interval_second - (int(now // 1) - last)
-                return CheckResult("deny", key, index, balance, max(wait, 1))
-            amount = self.estimate(key, index, policy, now)
-            balance = space.decrby(key, amount, now)
-            ttl = rule.redis_expired_seconds
-            pending = space.get(key + RESERVED_SUFFIX, now) or 0
-            count = space.get(key + RESERVED_N_SUFFIX, now) or 0
-            space.set_with_ttl(key + RESERVED_SUFFIX, pending + amount, ttl, now)
-            space.set_with_ttl(key + RESERVED_N_SUFFIX, count + 1, ttl, now)
-            made.append((key, amount))
-            if first_rule is None:
-                first_rule, remaining = index, balance
-        if failed:
-            for done_key, amount in made:
-                self._release(done_key, amount, now)
-            return CheckResult("error")
-        return CheckResult("allow", None, first_rule, remaining)
+
+        def script(call: ScriptCall) -> KeyCheck:
+            checked = check_script(space, call.key, call.rule, now)
+            if checked.balance <= 0:
+                return checked
+            amount = self.estimate(call.key, call.index, now)
+            remaining = space.decrby(call.key, amount, now)
+            ttl = call.rule.redis_expired_seconds
+            pending = space.get(call.key + RESERVED_SUFFIX, now) or 0
+            count = space.get(call.key + RESERVED_N_SUFFIX, now) or 0
+            space.set_with_ttl(call.key + RESERVED_SUFFIX, pending + amount, ttl, now)
+            space.set_with_ttl(call.key + RESERVED_N_SUFFIX, count + 1, ttl, now)
+            made.append((call.key, amount))
+            return KeyCheck(checked.balance, checked.last, checked.now, remaining)
+
+        result = run_check(self.limiter.matcher, keys, script)
+        if result.outcome != "allow":
+            for key, amount in made:
+                self._release(key, amount, now)
+        return result
 
     def _release(self, key: str, amount: int, now: float) -> None:
         space = self.keyspace
@@ -117,8 +153,11 @@ class ReserveBook:
             if value is not None:
                 space.decrby(key + suffix, less, now)
 
-    def settle(self, limiter: AsmLimiter, keys: Sequence[str], tokens: int, now: float) -> None:
+    def report(self, keys: Sequence[str], completion_tokens: int, now: float) -> None:
+        """Settle: each key gets back its average outstanding reservation and pays the tokens
+        (in full when it has none outstanding); the key's running average moves."""
         space = self.keyspace
+        matcher = self.limiter.matcher
         for key in keys:
             pending = space.get(key + RESERVED_SUFFIX, now) or 0
             count = space.get(key + RESERVED_N_SUFFIX, now) or 0
@@ -127,9 +166,10 @@ class ReserveBook:
                 credit = pending // count
                 space.decrby(key + RESERVED_SUFFIX, credit, now)
                 space.decrby(key + RESERVED_N_SUFFIX, 1, now)
-            space.decrby(key, tokens - credit, now)
-            index = limiter.matcher.index_for(key)
+            space.decrby(key, completion_tokens - credit, now)
+            index = matcher.index_for(key)
             if index is not None:
                 average = space.get(key + AVG_SUFFIX, now)
-                ttl = limiter.matcher.rules[index].redis_expired_seconds
-                space.set_with_ttl(key + AVG_SUFFIX, next_average(average, tokens), ttl, now)
+                ttl = matcher.rules[index].redis_expired_seconds
+                space.set_with_ttl(key + AVG_SUFFIX, next_average(average, completion_tokens),
+                                  ttl, now)

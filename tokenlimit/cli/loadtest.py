@@ -23,9 +23,10 @@ from tokenlimit.cli.options import (
     LogPresetOption,
     read_field_map,
     read_rules,
+    runnable,
 )
 from tokenlimit.errors import ConfigError, RemoteError
-from tokenlimit.rules import Rule, require_valid
+from tokenlimit.rules import Rule
 from tokenlimit.sim.records import TraceRequest
 
 if TYPE_CHECKING:  # the load machinery (asyncio, numpy) loads when a run starts
@@ -225,9 +226,10 @@ def loadtest(
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
+    from tokenlimit.files import check_writable
     from tokenlimit.load.client import Target
     from tokenlimit.load.modes import Range, has_control
-    from tokenlimit.load.run_report import check_writable, merge_reports, read_report
+    from tokenlimit.load.run_report import merge_reports, read_report
 
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
@@ -241,9 +243,7 @@ def loadtest(
         raise typer.BadParameter(f"unexpected arguments: {' '.join(reports)}")
     rules: list[Rule] | None = None
     if rules_source is not None or config_json is not None or from_env:
-        loaded = read_rules(rules_source, config_json, from_env)
-        require_valid(loaded)
-        rules = list(loaded.rules)
+        rules = list(runnable(read_rules(rules_source, config_json, from_env)).rules)
     _positive(timeout, "--timeout")
     for value, option in ((tolerance, "--tolerance"), (report_window, "--report-window")):
         if not 0 <= value < math.inf:
@@ -295,8 +295,9 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
             rules: list[Rule] | None, strict: bool) -> None:
+    from tokenlimit.files import write_atomic
     from tokenlimit.load.modes import BAD_ANSWER
-    from tokenlimit.load.run_report import format_report, write_atomic
+    from tokenlimit.load.run_report import format_report
 
     data = report.to_dict()
     if output:

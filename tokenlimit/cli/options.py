@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tokenlimit.rules import LoadedRules, load_rules
+from tokenlimit.bucket.reserve import EstimatePolicy, parse_estimate_policy
+from tokenlimit.errors import ConfigError
+from tokenlimit.rules import LoadedRules, Severity, load_rules, require_valid
 
 if TYPE_CHECKING:
     from tokenlimit.sim.log_fields import FieldMap
@@ -27,6 +29,14 @@ FromEnvOption = Annotated[
     bool,
     typer.Option("--from-env", help="Read rules from the RATE_LIMIT_CONFIG environment variable."),
 ]
+EstimateOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--estimate", metavar="N|avg:N|RULE=N",
+        help="Reserve mode's estimate: N (fixed), avg:N (the key's running average, from N), "
+        "RULE_INDEX=N. Repeatable.",
+    ),
+]
 FormatOption = Annotated[
     str,
     typer.Option("--format", "-f", help="Output format: text or json."),
@@ -36,6 +46,24 @@ FormatOption = Annotated[
 def read_rules(source: str | None, config_json: str | None, from_env: bool) -> LoadedRules:
     """Load rules from whichever single source the user gave."""
     return load_rules(source, config_json=config_json, from_env=from_env)
+
+
+def estimate_policy(values: list[str] | None) -> EstimatePolicy:
+    """The ``--estimate`` values as a policy; a malformed one is a usage error."""
+    try:
+        return parse_estimate_policy(values or [])
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("--estimate "),
+                                 param_hint="--estimate") from None
+
+
+def runnable(loaded: LoadedRules) -> LoadedRules:
+    """``loaded``, if the service would run it: rules with error findings are refused
+    (``RulesRejected``, exit 1); each warning goes to stderr as one line, as validate says it."""
+    for finding in require_valid(loaded):
+        if finding.severity is Severity.WARNING:
+            typer.echo(finding.one_line(), err=True)
+    return loaded
 
 
 LogPresetOption = Annotated[
@@ -58,7 +86,6 @@ FieldMapOption = Annotated[
 def read_field_map(preset: str | None, mapping: str | None,
                    key_options: bool) -> FieldMap | None:
     """The ``--from`` / ``--map`` field map; usage errors (exit 2) for bad ones."""
-    from tokenlimit.errors import ConfigError
     from tokenlimit.sim.log_fields import field_map
 
     try:

@@ -15,7 +15,13 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.cli.options import (
+    ConfigJsonOption,
+    FromEnvOption,
+    RulesOption,
+    read_rules,
+    runnable,
+)
 from tokenlimit.errors import ConfigError
 from tokenlimit.k8s import (
     Manifest,
@@ -33,7 +39,7 @@ from tokenlimit.k8s import (
     write_manifests,
 )
 from tokenlimit.k8s import settings as defaults
-from tokenlimit.rules import Finding, Rule, Severity, require_valid
+from tokenlimit.rules import Finding, Rule, Severity
 
 
 class RenderGroup(TyperGroup):
@@ -120,11 +126,7 @@ def _rules(source: str | None, config_json: str | None, from_env: bool, *,
             raise typer.BadParameter("give the rules: --rules SOURCE, --config-json or "
                                      "--from-env", param_hint="--rules")
         return ()
-    loaded = read_rules(source, config_json, from_env)
-    for finding in require_valid(loaded):
-        if finding.severity is Severity.WARNING:
-            typer.echo(finding.one_line(), err=True)
-    return loaded.rules
+    return runnable(read_rules(source, config_json, from_env)).rules
 
 
 def _plugin(name: str, namespace: str, selector: list[str] | None,

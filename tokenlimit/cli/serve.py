@@ -10,35 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tokenlimit.bucket.reserve import EstimatePolicy
 from tokenlimit.bucket.types import Charge
-from tokenlimit.cli.options import RulesOption
+from tokenlimit.cli.options import EstimateOption, RulesOption, estimate_policy
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
 from tokenlimit.service.backends import BACKENDS
 
 if TYPE_CHECKING:  # the service (asyncio, httptools) loads when `serve` runs
     from tokenlimit.service.app import FailMode, Mode
-
-
-def parse_estimates(values: list[str]) -> EstimatePolicy:
-    """``--estimate`` values: ``N`` (fixed), ``avg:N`` (running average from N), ``RULE=N``."""
-    default, average, per_rule = 100, True, {}
-    for value in values:
-        text = value.strip()
-        try:
-            if text.startswith("avg:"):
-                default, average = int(text[4:]), True
-            elif "=" in text:
-                rule, _, tokens = text.partition("=")
-                per_rule[int(rule)] = int(tokens)
-            else:
-                default, average = int(text), False
-        except ValueError:
-            raise typer.BadParameter(
-                f"{value!r}: expected N, avg:N or RULE_INDEX=N", param_hint="--estimate",
-            ) from None
-    return EstimatePolicy(default, average, per_rule)
 
 
 def _rules_loader(source: str | None) -> LoadedRules:
@@ -65,9 +44,7 @@ def serve(
         help="Seconds before a Redis call counts as failed.")] = 1.0,
     mode: Annotated[str, typer.Option(
         help="compat (the example) or reserve (reserve an estimate at check time).")] = "compat",
-    estimate: Annotated[list[str] | None, typer.Option(
-        help="Reserve mode: N (fixed), avg:N (key's running average, from N), RULE_INDEX=N. "
-        "Repeatable.")] = None,
+    estimate: EstimateOption = None,
     shadow: Annotated[bool, typer.Option(
         help="Decide and count, but always answer allow.")] = False,
     fail_open: Annotated[bool, typer.Option(
@@ -122,6 +99,7 @@ def serve(
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
     import asyncio
 
+    from tokenlimit.eventloop import new_event_loop
     from tokenlimit.service.app import RateLimitApp, ServiceOptions
     from tokenlimit.service.reuseport import run_workers
     from tokenlimit.service.runner import (
@@ -131,12 +109,11 @@ def serve(
         json_logger,
         listen_failure,
         log_findings,
-        new_event_loop,
         serve_forever,
     )
 
     fail: FailMode = "open" if fail_open else "closed" if fail_closed else "compat"
-    policy = parse_estimates(estimate or [])
+    policy = estimate_policy(estimate)
     loaded = _rules_loader(rules)
     warnings = check_rules(loaded)
     chosen = backend_config(backend, redis_url, timeout=redis_timeout)

@@ -7,7 +7,6 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,15 +17,18 @@ from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli.options import (
     ConfigJsonOption,
+    EstimateOption,
     FieldMapOption,
     FromEnvOption,
     LogPresetOption,
     RulesOption,
+    estimate_policy,
     read_field_map,
     read_rules,
+    runnable,
 )
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.rules import Severity, require_valid
+from tokenlimit.files import check_writable
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
@@ -132,6 +134,7 @@ def simulate(
         help=f"Limiter: {', '.join(SEMANTICS)}.")] = "asm",
     charge: Annotated[str, typer.Option(
         help="Tokens a report deducts: completion (the service) or total.")] = "completion",
+    estimate: EstimateOption = None,
     key_template: Annotated[list[str] | None, typer.Option(
         "--key-template", metavar="TEMPLATE",
         help="Render keys from each line's headers (and path, host, method), e.g. "
@@ -161,6 +164,10 @@ def simulate(
     if semantics not in SEMANTICS:
         raise typer.BadParameter(f"choose one of {', '.join(SEMANTICS)}",
                                  param_hint="--semantics")
+    if estimate and semantics != "asm-reserve":
+        raise typer.BadParameter("estimates are used only with --semantics asm-reserve",
+                                 param_hint="--estimate")
+    policy = estimate_policy(estimate)
     if charge not in CHARGES:
         raise typer.BadParameter(f"choose one of {', '.join(CHARGES)}", param_hint="--charge")
     if top < 0:
@@ -181,15 +188,12 @@ def simulate(
         if output == "-":
             raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
         if output:
-            _check_output(output)
+            check_writable(output)
     charged: Charge = "total" if charge == "total" else "completion"
     if sum((rules_source is not None, config_json is not None, from_env)) != 1:
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
                                  "--from-env", param_hint="--rules")
-    loaded = read_rules(rules_source, config_json, from_env)
-    for finding in require_valid(loaded):
-        if finding.severity is Severity.WARNING:
-            typer.echo(finding.one_line(), err=True)
+    loaded = runnable(read_rules(rules_source, config_json, from_env))
     from tokenlimit.sim.readers import TraceKeys
     from tokenlimit.sim.simulation import simulate_trace
     from tokenlimit.sim.writers import write_decisions
@@ -213,7 +217,7 @@ def simulate(
         step("replaying")
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
-                                origin=loaded.origin, on_step=step)
+                                origin=loaded.origin, estimate=policy, on_step=step)
     if settings:
         _report_sweep(console, list(result.summaries), output_format, plot)
         return
@@ -242,16 +246,6 @@ def recorded_429(trace: Trace) -> int:
     from tokenlimit.sim.log_reader import limited_count
 
     return limited_count(trace)
-
-
-def _check_output(path: str) -> None:
-    """Refuse an output path that cannot be written before a long replay, not after it."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise ConfigError(f"{path}: cannot write (Is a directory)")
-    if not parent.is_dir():
-        raise ConfigError(f"{path}: cannot write (No such file or directory)")
 
 
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,

@@ -30,10 +30,10 @@ from tokenlimit.cli.mock_llm import (
     mock_settings,
     mock_summary,
 )
-from tokenlimit.cli.options import RulesOption
+from tokenlimit.cli.options import RulesOption, runnable
 from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import build_config, load_plugin
-from tokenlimit.rules import LoadedRules, load_rules, require_valid
+from tokenlimit.rules import LoadedRules, load_rules
 
 if TYPE_CHECKING:  # the servers' libraries load when `up` runs, not at every start-up
     from tokenlimit.service.runner import BackendConfig
@@ -61,8 +61,7 @@ def guide_rules(source: str | None) -> LoadedRules:
         loaded = load_rules(str(SAMPLE_RULES))
     else:
         loaded = load_rules(config_json=GUIDE_RULES)
-    require_valid(loaded)
-    return loaded
+    return runnable(loaded)
 
 
 def describe_backend(backend: BackendConfig) -> str:

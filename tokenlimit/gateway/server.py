@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from tokenlimit.errors import ConfigError
+from tokenlimit.eventloop import new_event_loop
 from tokenlimit.gateway.addresses import LOOPBACK as LOOPBACK  # re-exported
 
 
@@ -43,17 +43,6 @@ def bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed, else asyncio's default loop."""
-    if sys.platform != "win32":
-        with contextlib.suppress(ImportError):
-            import uvloop
-
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-            return loop
-    return asyncio.new_event_loop()
 
 
 @dataclass

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -32,50 +31,11 @@ import jsonschema
 import yaml
 
 from tokenlimit.errors import RuleError
+from tokenlimit.k8s import core
+from tokenlimit.k8s.objects import JsonPath, ManifestObject, field_name, schema_findings
 from tokenlimit.rules import ENV_VAR, Finding, Location, Severity, lint, parse_rules_text
 
-JsonPath = tuple[str | int, ...]
 _constructor = yaml.constructor.SafeConstructor()
-
-
-@dataclass(frozen=True, slots=True)
-class ManifestObject:
-    """One Kubernetes object from a file, with where each of its values and keys stands."""
-
-    data: Any
-    path: str
-    values: dict[JsonPath, tuple[int, int]]
-    keys: dict[JsonPath, tuple[int, int]]
-
-    @property
-    def label(self) -> str:
-        kind = self.data.get("kind", "?") if isinstance(self.data, dict) else "?"
-        meta = self.data.get("metadata") if isinstance(self.data, dict) else None
-        name = meta.get("name", "?") if isinstance(meta, dict) else "?"
-        return f"{kind}/{name}"
-
-    def where(self, at: JsonPath, *, key: bool = False) -> Location:
-        """The position of the value (or key) at ``at``, or of its nearest existing parent."""
-        if key and at in self.keys:
-            line, column = self.keys[at]
-            return Location(self.path, line, column)
-        for cut in range(len(at), -1, -1):
-            if at[:cut] in self.values:
-                line, column = self.values[at[:cut]]
-                return Location(self.path, line, column)
-        return Location(self.path, 1, 1)
-
-
-def field_name(at: JsonPath) -> str:
-    """``("spec", "match", 0, "mode")`` as ``spec.match[0].mode``.
-
-    >>> field_name(("spec", "match", 0, "mode"))
-    'spec.match[0].mode'
-    """
-    out = ""
-    for part in at:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(object)"
 
 
 def _empty(doc: yaml.Node | None) -> bool:
@@ -167,7 +127,6 @@ def check_manifests(paths: Sequence[str], *, kube_version: str | None = None
 def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = None
                 ) -> list[Finding]:
     """Findings for ``(text, path)`` pairs, in file order, then line order."""
-    from tokenlimit.k8s import core
 
     findings: list[Finding] = []
     objects: list[ManifestObject] = []
@@ -297,55 +256,6 @@ def check_wasmplugin(obj: ManifestObject) -> Iterator[Finding]:
                           "file (or none, meaning an OCI image)",
                           "Use the image reference from the ASM guide.", None, "spec.url",
                           obj.where(("spec", "url")))
-
-
-def schema_findings(obj: ManifestObject, error: jsonschema.ValidationError, code: str, *,
-                    plugin: bool = False) -> Iterator[Finding]:
-    """One finding per offending field of a schema error (unknown fields one by one)."""
-    at: JsonPath = tuple(error.absolute_path)
-    instance = error.instance
-    if error.validator == "additionalProperties" and isinstance(instance, dict):
-        schema = error.schema if isinstance(error.schema, dict) else {}
-        known = set(schema.get("properties", {}))
-        for extra in [k for k in instance if k not in known]:
-            where: JsonPath = (*at, extra)
-            in_config = plugin and at[:2] == ("spec", "pluginConfig")
-            yield Finding(
-                "TL403" if in_config else code,
-                Severity.WARNING if in_config else Severity.ERROR,
-                f"{obj.label}: {field_name(where)}: unknown field"
-                + (" (not a setting of ASM's rate-limit plug-in; it is ignored at best)"
-                   if in_config else ""),
-                _suggest(extra, sorted(known)), None, field_name(where),
-                obj.where(where, key=True))
-        return
-    if error.validator == "required" and isinstance(instance, dict):
-        wanted = error.validator_value if isinstance(error.validator_value, list) else []
-        missing = [k for k in wanted if k not in instance]
-        for name in missing:
-            where = (*at, name)
-            yield Finding(code, Severity.ERROR,
-                          f"{obj.label}: {field_name(where)}: required field is missing",
-                          f"Add {name}.", None, field_name(where), obj.where(at))
-        return
-    message = error.message
-    if obj.data.get("kind") == "Secret" or "env" in at:
-        # Secret data and env values may be passwords: say what is wrong, never the value.
-        message = f"the value fails the schema's {error.validator!r} rule (value not shown)"
-    elif len(message) > 200:
-        message = message[:197] + "..."
-    yield Finding(code, Severity.ERROR, f"{obj.label}: {field_name(at)}: {message}",
-                  "See the schema of this kind for the allowed values.", None, field_name(at),
-                  obj.where(at))
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f"Did you mean {close[0]!r}?"
-    return f"Known fields here: {', '.join(known)}." if known else "Remove it."
 
 
 def _service_references(objects: Sequence[ManifestObject]) -> Iterator[Finding]:

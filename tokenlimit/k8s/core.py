@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 
 from tokenlimit.errors import ConfigError
+from tokenlimit.k8s.objects import schema_findings
 from tokenlimit.rules import Finding, Severity
 
 
@@ -54,8 +55,6 @@ class CoreChecker:
 
     def check(self, obj: Any) -> Iterator[Finding]:
         """Findings of one ``ManifestObject``: schema errors, or an info if not a core kind."""
-        from tokenlimit.k8s.check import schema_findings
-
         utils = self.module
         folder = f"kubernetes-json-schema/v{self.version}-local-strict"
         name = f"{folder}/{schema_file_name(str(obj.data['apiVersion']), str(obj.data['kind']))}"

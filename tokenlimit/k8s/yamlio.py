@@ -8,7 +8,6 @@ style), and every document starts with ``---``.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from tokenlimit.errors import ConfigError
+from tokenlimit.files import publish, staged_file
 
 
 class _ManifestDumper(yaml.SafeDumper):
@@ -68,29 +68,20 @@ def write_manifests(objects: Sequence[dict[str, Any]], directory: str | os.PathL
         raise ConfigError(f"{target}: not a directory")
     # Every file goes to a temporary name first; only when all are written are they renamed,
     # so a failure part-way leaves the directory as it was.
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[Path, Path, int]] = []
     try:
         for i, obj in enumerate(objects):
             mode = 0o600 if obj.get("kind") == "Secret" else 0o644
             path = target / manifest_filename(i, obj)
-            staged.append((_stage(target, path.name, _dump(obj), mode), path))
-        for temp, path in staged:
-            os.replace(temp, path)
+            with staged_file(path) as (handle, temp):
+                os.fchmod(handle.fileno(), mode)  # private before a byte of a Secret lands
+                handle.write(_dump(obj).encode("utf-8"))
+            staged.append((temp, path, mode))
+        for temp, path, mode in staged:
+            publish(temp, path, mode)
     except OSError as exc:
         raise ConfigError(f"{target}: cannot write: {exc.strerror or exc}") from exc
     finally:
-        for temp, _ in staged:
-            Path(temp).unlink(missing_ok=True)
-    return [path for _, path in staged]
-
-
-def _stage(directory: Path, name: str, text: str, mode: int) -> str:
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return temp
+        for temp, _, _ in staged:
+            temp.unlink(missing_ok=True)
+    return [path for _, path, _ in staged]

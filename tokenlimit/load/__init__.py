@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from tokenlimit.load.driver import LoadPlan, RunResult, run
     from tokenlimit.load.histogram import LatencyHistogram
     from tokenlimit.load.loadtest import run_loadtest
-    from tokenlimit.load.modes import KeySpec, Observation, Range
+    from tokenlimit.load.modes import KeySpec, Range
+    from tokenlimit.load.observation import Observation
     from tokenlimit.load.run_report import LoadReport, format_report, merge_reports, read_report
     from tokenlimit.load.run_stats import RunStats
     from tokenlimit.load.schedule import ConstantRate, PoissonRate, ReplaySchedule, SteppedRamp
@@ -33,7 +34,8 @@ else:
         "tokenlimit.load.driver": ("LoadPlan", "RunResult", "run"),
         "tokenlimit.load.histogram": ("LatencyHistogram",),
         "tokenlimit.load.loadtest": ("run_loadtest",),
-        "tokenlimit.load.modes": ("KeySpec", "Observation", "Range"),
+        "tokenlimit.load.modes": ("KeySpec", "Range"),
+        "tokenlimit.load.observation": ("Observation",),
         "tokenlimit.load.run_report": ("LoadReport", "format_report", "merge_reports",
                                        "read_report"),
         "tokenlimit.load.schedule": ("ConstantRate", "PoissonRate", "ReplaySchedule",

@@ -23,8 +23,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, AsmKeyspace, AsmLimiter
-from tokenlimit.load.modes import Observation
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX, AsmKeyspace
+from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.load.observation import Observation
 from tokenlimit.rules.model import Rule
 
 MAX_BRANCHES = 64

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tokenlimit.load.bounds import Window, bounding_replay
-from tokenlimit.load.modes import Observation
+from tokenlimit.load.observation import Observation
 from tokenlimit.rules.model import Rule
 
 

@@ -23,17 +23,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from tokenlimit.eventloop import new_event_loop
 from tokenlimit.load.client import Pool, Target
 from tokenlimit.load.modes import (
     GatewayMode,
     KeySpec,
     Mode,
-    Observation,
     Planned,
     Planner,
     Range,
     ServiceMode,
 )
+from tokenlimit.load.observation import Observation
 from tokenlimit.load.run_stats import RunStats
 from tokenlimit.load.schedule import Schedule
 from tokenlimit.load.waker import AlarmWaker
@@ -242,16 +243,6 @@ async def _tick(stats: RunStats, start_mono: float,
     while True:
         await asyncio.sleep(TICK_SECONDS)
         on_tick(stats, time.perf_counter() - start_mono)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (it is a dependency on POSIX), asyncio otherwise."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - Windows
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 def run(plan: LoadPlan, *, stop: StopFlag | None = None,

@@ -20,7 +20,8 @@ from urllib.parse import quote
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.load.client import Pool, Response, Target, TransportError, build_request
-from tokenlimit.load.run_stats import Outcome, RunStats
+from tokenlimit.load.observation import Observation
+from tokenlimit.load.run_stats import Answer, RunStats
 
 Mode = Literal["gateway", "service"]
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
@@ -113,24 +114,6 @@ class Planned:
     latency: float
 
 
-@dataclass(slots=True)
-class Observation:
-    """One request as the generator saw it (wall-clock seconds), for conformance.
-
-    ``report_lo``/``report_hi``: the window in which its usage report reached the service
-    (``None`` when none was sent); ``tokens``: completion tokens reported, or planned.
-    """
-
-    index: int
-    key: str
-    sent: float
-    done: float
-    outcome: Outcome
-    tokens: int
-    report_lo: float | None = None
-    report_hi: float | None = None
-
-
 class Planner:
     """Draws planned requests from a weighted key mix and token/latency ranges (seeded)."""
 
@@ -215,7 +198,7 @@ class ServiceMode:
         else:  # the service refused the report: its balance was not charged
             self._observe(n, plan, sent, done, "allowed")
 
-    def _observe(self, n: int, plan: Planned, sent: float, done: float, outcome: Outcome,
+    def _observe(self, n: int, plan: Planned, sent: float, done: float, outcome: Answer,
                  lo: float | None = None, hi: float | None = None) -> None:
         if self.observations is not None:
             self.observations.append(Observation(n, plan.key, sent, done, outcome,
@@ -267,7 +250,7 @@ class GatewayMode:
                 self.observations.append(
                     Observation(n, plan.key, sent, done, "allowed", tokens or 0, lo, hi))
             return
-        outcome: Outcome = "limited" if response.status == 429 else "error"
+        outcome: Answer = "limited" if response.status == 429 else "error"
         stats.record(plan.key, outcome, response.status, done - intended, done, 0, ttfb)
         if self.observations is not None:
             self.observations.append(Observation(n, plan.key, sent, done, outcome, 0))
@@ -312,7 +295,7 @@ def _completion_tokens_json(body: bytes) -> int | None:
     return found
 
 
-def _service_outcome(response: Response) -> Outcome:
+def _service_outcome(response: Response) -> Answer:
     if response.status != 200:
         return "error"
     try:

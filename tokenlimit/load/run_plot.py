@@ -9,7 +9,8 @@ import io
 import math
 from typing import Any
 
-from tokenlimit.load.run_report import LoadReport, write_atomic
+from tokenlimit.files import write_atomic
+from tokenlimit.load.run_report import LoadReport
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
 

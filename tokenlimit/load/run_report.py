@@ -8,8 +8,6 @@ scripts, and under ``raw`` the exact counts and histograms they were computed fr
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from typing import Any
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.load.conformance import Conformance
-from tokenlimit.load.run_stats import OUTCOMES, RunStats
+from tokenlimit.load.run_stats import ANSWERS, RunStats
 
 SCHEMA = "tokenlimit-loadtest/1"
 
@@ -61,7 +59,7 @@ class LoadReport:
                          "errors": s.outcomes["error"]},
             "throughput_rps": round(self.throughput, 3),
             "latency_ms": s.latency.summary_ms(),
-            "latency_ms_by_outcome": {o: s.by_outcome[o].summary_ms() for o in OUTCOMES},
+            "latency_ms_by_outcome": {o: s.by_outcome[o].summary_ms() for o in ANSWERS},
             "ttfb_ms": s.ttfb.summary_ms(),
             "send_lateness_ms": s.lateness.summary_ms(),
             "report_latency_ms": s.report_latency.summary_ms(),
@@ -133,42 +131,6 @@ def read_report(path: str) -> LoadReport:
     return LoadReport.from_dict(data, path)
 
 
-def check_writable(path: str) -> None:
-    """``ConfigError`` unless ``path`` can be written (its folder exists and is writable, and
-    it is not a folder): checked before a run, so a bad ``--output`` fails at once."""
-    target = Path(path)
-    folder = target.parent
-    if target.is_dir():
-        raise ConfigError(f"{path}: cannot write: Is a directory")
-    if not folder.is_dir():
-        raise ConfigError(f"{path}: cannot write: No such directory {str(folder)!r}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{path}: cannot write: Permission denied")
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place (no
-    partial file is left behind on any failure; ``ConfigError`` names the path)."""
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=f".{target.name}.")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # as open() would create it, not mkstemp's 0600
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _ms(value: float | int | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -189,7 +151,7 @@ def format_report(report: LoadReport) -> str:
     codes = ", ".join(f"{k}: {v}" for k, v in sorted({**s.statuses, **s.errors}.items()))
     lines.append(f"statuses {codes or '-'}")
     lines.append("latency ms      count     p50     p90     p99   p99.9     max")
-    rows = [("all", s.latency), *((o, s.by_outcome[o]) for o in OUTCOMES)]
+    rows = [("all", s.latency), *((o, s.by_outcome[o]) for o in ANSWERS)]
     if s.ttfb.count:
         rows.append(("ttfb", s.ttfb))
     if s.lateness.count:

@@ -14,8 +14,10 @@ from typing import Any, Literal
 
 from tokenlimit.load.histogram import LatencyHistogram
 
-Outcome = Literal["allowed", "limited", "error"]
-OUTCOMES: tuple[Outcome, ...] = ("allowed", "limited", "error")
+# What the target answered, as the report names it (the service's own decision is an
+# ``Outcome``, allow/deny/error, in tokenlimit.bucket.types).
+Answer = Literal["allowed", "limited", "error"]
+ANSWERS: tuple[Answer, ...] = ("allowed", "limited", "error")
 
 
 @dataclass(slots=True)
@@ -81,12 +83,12 @@ class RunStats:
     started: float = 0.0
     finished: float = 0.0
     sent: int = 0
-    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ANSWERS, 0))
     statuses: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     by_outcome: dict[str, LatencyHistogram] = field(
-        default_factory=lambda: {o: LatencyHistogram() for o in OUTCOMES})
+        default_factory=lambda: {o: LatencyHistogram() for o in ANSWERS})
     ttfb: LatencyHistogram = field(default_factory=LatencyHistogram)
     lateness: LatencyHistogram = field(default_factory=LatencyHistogram)
     report_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -94,7 +96,7 @@ class RunStats:
     keys: dict[str, KeyStats] = field(default_factory=dict)
     timeline: dict[int, SecondStats] = field(default_factory=dict)
 
-    def record(self, key: str, outcome: Outcome, status: int | str, latency: float,
+    def record(self, key: str, outcome: Answer, status: int | str, latency: float,
                done: float, tokens: int = 0, ttfb: float | None = None) -> None:
         """One answered (or failed) request; ``status`` is the HTTP code or an error name."""
         self.outcomes[outcome] += 1
@@ -151,7 +153,7 @@ class RunStats:
         self.started = other.started if empty else min(self.started, other.started)
         self.finished = max(self.finished, other.finished)
         self.sent += other.sent
-        for name in OUTCOMES:
+        for name in ANSWERS:
             self.outcomes[name] += other.outcomes[name]
             self.by_outcome[name].merge(other.by_outcome[name])
         for mine, theirs in ((self.statuses, other.statuses), (self.errors, other.errors),
@@ -177,7 +179,7 @@ class RunStats:
             "statuses": dict(sorted(self.statuses.items())),
             "errors": dict(sorted(self.errors.items())),
             "latency": self.latency.to_dict(),
-            "latency_by_outcome": {o: self.by_outcome[o].to_dict() for o in OUTCOMES},
+            "latency_by_outcome": {o: self.by_outcome[o].to_dict() for o in ANSWERS},
             "ttfb": self.ttfb.to_dict(),
             "send_lateness": self.lateness.to_dict(),
             "report_latency": self.report_latency.to_dict(),
@@ -190,11 +192,11 @@ class RunStats:
     def from_dict(cls, data: Mapping[str, Any]) -> RunStats:
         """Read ``to_dict``'s output (``KeyError``/``ValueError``/``TypeError`` on bad shape)."""
         raw = data["latency_by_outcome"]
-        by_outcome = {str(o): LatencyHistogram.from_dict(raw[o]) for o in OUTCOMES}
+        by_outcome = {str(o): LatencyHistogram.from_dict(raw[o]) for o in ANSWERS}
         return cls(
             started=float(data["started"]), finished=float(data["finished"]),
             sent=int(data["sent"]),
-            outcomes={o: int(data["outcomes"][o]) for o in OUTCOMES},
+            outcomes={o: int(data["outcomes"][o]) for o in ANSWERS},
             statuses={str(k): int(v) for k, v in data["statuses"].items()},
             errors={str(k): int(v) for k, v in data["errors"].items()},
             latency=LatencyHistogram.from_dict(data["latency"]),

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from tokenlimit.errors import RuleError
 from tokenlimit.rules.findings import Finding, Severity
+from tokenlimit.rules.gofields import INT64_MAX, INT64_MIN, FieldNames
 from tokenlimit.rules.model import INT_FIELDS, REGEX_FIELD, RULE_FIELDS, Location, Rule
 from tokenlimit.rules.nodes import Node
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _A_TYPE = {"string": "a string", "int": "an int"}
 _GO_TYPE = {REGEX_FIELD: "string", **{name: "int" for name in INT_FIELDS}}
 
@@ -29,13 +29,7 @@ class Decoded:
     location: Location | None = None
 
 
-def _go_fold(name: str) -> str:
-    # Go's encoding/json matches field names with simple Unicode case folding, which also
-    # maps the Kelvin sign to k and the long s to s.
-    return name.replace("\u212a", "k").replace("\u017f", "s").lower()
-
-
-_FOLDED = {_go_fold(name): name for name in RULE_FIELDS}
+_FIELDS = FieldNames(RULE_FIELDS)
 
 
 def decode_rules(root: Node, path: str) -> Decoded:
@@ -105,10 +99,10 @@ def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
 def _decode_fields(index: int, item: Node, values: dict[str, str | int],
                    where: dict[str, Location], findings: list[Finding]) -> None:
     seen: dict[str, Node] = {}
-    present = {_FOLDED.get(_go_fold(str(key.value))) for key, _ in item.pairs()}
+    present = {_FIELDS.field_for(str(key.value)) for key, _ in item.pairs()}
     for key_node, value_node in item.pairs():
         raw_key = str(key_node.value)
-        name = raw_key if raw_key in _GO_TYPE else _FOLDED.get(_go_fold(raw_key))
+        name = _FIELDS.field_for(raw_key)
         if name is None:
             findings.append(_unknown_field(index, raw_key, key_node.location, present))
             continue

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tokenlimit.bucket.limiter import CheckResult
+from tokenlimit.bucket.multikey import CheckResult
 from tokenlimit.bucket.reserve import EstimatePolicy
 from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import StoreError

@@ -19,9 +19,10 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from tokenlimit.bucket.types import Usage, UsageReport
+from tokenlimit.rules.gofields import INT64_MAX, INT64_MIN, FieldNames
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 USAGE_FIELDS = ("ratelimit_keys", "prompt_tokens", "completion_tokens", "total_tokens")
+_USAGE_FIELDS = FieldNames(USAGE_FIELDS)
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                     "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -193,7 +194,7 @@ def parse_usage(body: bytes) -> UsageReport:
         raise DecodeError(f"cannot unmarshal {_kind(document)} into the usage object")
     values: dict[str, Any] = {}
     for key, value in pairs_seen[-1]:  # the top-level object is completed last
-        field = _field_for(key)
+        field = _USAGE_FIELDS.field_for(key)
         if field is None or value is None:
             continue  # unknown fields are ignored; null leaves the field as it was
         values[field] = value
@@ -211,16 +212,6 @@ def parse_usage(body: bytes) -> UsageReport:
     if error is not None:
         raise error
     return UsageReport(keys, Usage(**numbers))
-
-
-def _field_for(key: str) -> str | None:
-    if key in USAGE_FIELDS:
-        return key
-    folded = key.casefold()
-    for field in USAGE_FIELDS:
-        if field.casefold() == folded:
-            return field
-    return None
 
 
 def go_json_string(text: str) -> str:

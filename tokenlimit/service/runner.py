@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
+from tokenlimit.eventloop import new_event_loop
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
@@ -140,16 +141,6 @@ def json_logger(stream: TextIO | None = None) -> Callable[..., None]:
         out.flush()
 
     return log
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop where uvloop is installed, else asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 @dataclass

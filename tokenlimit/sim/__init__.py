@@ -7,22 +7,11 @@ algorithms in ``tokenlimit.sim.algorithms``.
 
 from __future__ import annotations
 
-from tokenlimit.bucket.key_templates import KeyTemplate, parse_key_templates, render_keys
-from tokenlimit.bucket.limiter import AsmKeyspace, AsmLimiter, CheckResult
-from tokenlimit.bucket.types import Charge, Outcome
 from tokenlimit.sim.oracle import replay_oracle
 from tokenlimit.sim.records import Decision, TraceRequest
 
 __all__ = [
-    "AsmKeyspace",
-    "AsmLimiter",
-    "Charge",
-    "CheckResult",
     "Decision",
-    "KeyTemplate",
-    "Outcome",
     "TraceRequest",
-    "parse_key_templates",
-    "render_keys",
     "replay_oracle",
 ]

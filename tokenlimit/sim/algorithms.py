@@ -1,9 +1,10 @@
 """One interface for every replay semantics, and the registry whose names the CLI offers.
 
 ``ALGORITHMS[name].replay(rules, trace, charge)`` returns a ``Replay``. ``asm`` is the exact
-service (the fast engine); the others are what-if meters (``meters.py``) replayed event by
-event with the same ordering convention and the same multi-key rule (the first limited key
-ends the check).
+service (the fast engine), ``asm-reserve`` the exact ``serve --mode reserve`` (the
+event-by-event model, ``tokenlimit.bucket.reserve.ReserveLimiter``); the others are what-if
+meters (``meters.py``) replayed event by event with the same ordering convention and the
+same multi-key rule (the first limited key ends the check).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tokenlimit.bucket.reserve import EstimatePolicy
 from tokenlimit.bucket.types import CHARGES as CHARGES  # re-exported
 from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.engine import Replay, key_rules, replay_asm
+from tokenlimit.sim.engine import Replay, key_rules, replay_asm, replay_asm_oracle
 from tokenlimit.sim.meters import METERS, Meter
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.trace_table import Trace
@@ -32,9 +34,12 @@ class Algorithm:
     summary: str
 
     def replay(self, rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
-               ) -> Replay:
+               estimate: EstimatePolicy | None = None) -> Replay:
+        """Decide ``trace``; ``estimate`` is ``asm-reserve``'s (default: serve's default)."""
         if self.name == "asm":
             return replay_asm(rules, trace, charge)
+        if self.name == "asm-reserve":
+            return replay_asm_oracle(rules, trace, charge, estimate=estimate or EstimatePolicy())
         return replay_meters(METERS[self.name], rules, trace, charge)
 
 

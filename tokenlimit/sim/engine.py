@@ -27,12 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, AsmLimiter
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
+from tokenlimit.bucket.limiter import AsmLimiter, Limiter
+from tokenlimit.bucket.multikey import CheckResult
+from tokenlimit.bucket.reserve import EstimatePolicy, ReserveLimiter
 from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
@@ -129,22 +131,23 @@ def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion
     return Replay(outcome, rule, key, balance, deepest, "scan")
 
 
-class _RecordingLimiter(AsmLimiter):
-    """The oracle's limiter, noting each check's result and each live bucket's debt."""
+class _RecordingLimiter:
+    """A limiter for the oracle that notes each check's result and each live bucket's debt."""
 
-    def __init__(self, rules: Sequence[Rule], names: Sequence[str]) -> None:
-        super().__init__(rules)
-        self.results: list[Any] = []
+    def __init__(self, decider: Limiter, names: Sequence[str]) -> None:
+        self.decider = decider
+        self.keyspace = decider.keyspace
+        self.results: list[CheckResult] = []
         self.index = {name: i for i, name in enumerate(names)}
         self.deepest = np.zeros(len(names), dtype=np.int64)
 
-    def check(self, keys: Sequence[str], now: float) -> Any:
-        result = super().check(keys, now)
+    def check(self, keys: Sequence[str], now: float) -> CheckResult:
+        result = self.decider.check(keys, now)
         self.results.append(result)
         return result
 
     def report(self, keys: Sequence[str], completion_tokens: int, now: float) -> None:
-        super().report(keys, completion_tokens, now)
+        self.decider.report(keys, completion_tokens, now)
         for key in keys:
             if key in self.keyspace.expires_at and key in self.index:
                 value = self.keyspace.values[key]
@@ -153,11 +156,17 @@ class _RecordingLimiter(AsmLimiter):
 
 
 def replay_asm_oracle(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
-                      rule_of_key: IntArray | None = None) -> Replay:
-    """The same ``Replay`` from the event-by-event oracle (the exact fallback)."""
+                      rule_of_key: IntArray | None = None, *,
+                      estimate: EstimatePolicy | None = None) -> Replay:
+    """The same ``Replay`` from the event-by-event oracle (the exact fallback).
+
+    With ``estimate``, the decisions of ``serve --mode reserve`` (``ReserveLimiter``).
+    """
     if rule_of_key is None:
         rule_of_key = key_rules(rules, trace.key_names)
-    limiter = _RecordingLimiter(rules, trace.key_names)
+    model = AsmLimiter(rules)
+    decider: Limiter = model if estimate is None else ReserveLimiter(model, estimate)
+    limiter = _RecordingLimiter(decider, trace.key_names)
     decisions = replay_oracle(rules, trace.requests(), charge=charge, limiter=limiter)
     n = len(trace)
     outcome = np.array([OUTCOME_NAMES.index(d.outcome) for d in decisions], dtype=np.int8)
@@ -167,7 +176,7 @@ def replay_asm_oracle(rules: Sequence[Rule], trace: Trace, charge: Charge = "com
     order = trace.time_order()
     ranked = range(n) if order is None else order.tolist()
     for i, result in zip(ranked, limiter.results, strict=True):
-        if result.outcome == "deny":
+        if result.limited_key is not None:
             key[i] = limiter.index[result.limited_key]
         else:
             for k in trace.key_index[trace.key_ptr[i]:trace.key_ptr[i + 1]]:

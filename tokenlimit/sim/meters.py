@@ -6,9 +6,11 @@ Each takes its parameters from an ASM rule (``M`` = max_tokens, ``F`` = tokens_p
 =====================  =========================================================================
 token-bucket           capacity M, continuous refill at F/I, starts full; admit while the
                        balance is > 0; the usage is charged when the response ends.
-token-bucket-reserve   the same bucket, but a check reserves an estimate (the key's mean charge
+token-bucket-prepaid   the same bucket, but a check prepays an estimate (the key's mean charge
                        so far, F before the first report; at most M) and is admitted only if the
                        balance covers it; the report settles the difference (never above M).
+                       Not ``serve --mode reserve``: that is ``asm-reserve`` (the ASM bucket,
+                       admitted on a balance above 0, then reserving; ``tokenlimit.bucket``).
 gcra                   generic cell rate algorithm: emission interval 1/rate per token, burst
                        tolerance M tokens; admit while the theoretical arrival time is less than
                        the tolerance ahead of now; the report pushes it by tokens/rate.
@@ -94,7 +96,7 @@ class TokenBucket(Meter):
         return self.tokens
 
 
-class ReservingTokenBucket(TokenBucket):
+class PrepaidTokenBucket(TokenBucket):
     def __init__(self, rule: Rule) -> None:
         super().__init__(rule)
         self.first_estimate = float(max(rule.tokens_per_fill, 1))
@@ -213,7 +215,7 @@ class LeakyBucket(Meter):
 
 METERS: dict[str, type[Meter]] = {
     "token-bucket": TokenBucket,
-    "token-bucket-reserve": ReservingTokenBucket,
+    "token-bucket-prepaid": PrepaidTokenBucket,
     "gcra": Gcra,
     "sliding-window": SlidingWindow,
     "fixed-window": FixedWindow,

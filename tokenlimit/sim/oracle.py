@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 
-from tokenlimit.bucket.limiter import AsmLimiter
+from tokenlimit.bucket.limiter import AsmLimiter, Limiter
 from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.records import Decision, TraceRequest
@@ -24,9 +24,12 @@ def replay_oracle(
     requests: Sequence[TraceRequest],
     *,
     charge: Charge = "completion",
-    limiter: AsmLimiter | None = None,
+    limiter: Limiter | None = None,
 ) -> list[Decision]:
     """Decisions for ``requests`` (returned in the same order as given).
+
+    ``limiter``: the model that decides (default ``AsmLimiter(rules)``; a ``ReserveLimiter``
+    replays ``serve --mode reserve``).
 
     >>> from tokenlimit.rules.model import Rule
     >>> rule = Rule(0, "u", max_tokens=100, tokens_per_fill=10, fill_interval_second=60,

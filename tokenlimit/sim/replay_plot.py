@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,11 +9,10 @@ from typing import Any
 import numpy as np
 
 from tokenlimit.bucket.types import Charge
-from tokenlimit.errors import ConfigError
+from tokenlimit.files import atomic_writer
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import ALLOW, DENY, Replay
 from tokenlimit.sim.trace_table import Trace
-from tokenlimit.sim.writers import publish
 
 
 def _pyplot() -> Any:
@@ -28,18 +25,8 @@ def _pyplot() -> Any:
 
 
 def _save(figure: Any, path: str | Path) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=directory)
-        os.close(fd)
-        figure.savefig(temp, dpi=110)
-        publish(temp, target)
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot write the plot ({exc.strerror or exc})") from exc
-    finally:
-        if "temp" in locals() and Path(temp).exists():
-            Path(temp).unlink()
+    with atomic_writer(path) as handle:
+        figure.savefig(handle, format="png", dpi=110)
 
 
 def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: Replay,

@@ -5,6 +5,13 @@ Every array is indexed by the request's rank in replay order. State per key: the
 the last refill second and the float time when both Redis keys expire (-inf: missing).
 The per-key state is exactly the oracle's two Redis keys as long as no key is another key plus
 ``_last_fill_time`` (``engine.fallback_reason`` sends such traces to the oracle).
+
+A second implementation of the ASM semantics, by necessity (speed): it must equal
+``tokenlimit.bucket.limiter.AsmLimiter`` (``check_script`` per key, ``multi_key_check`` per
+request) replayed by ``tokenlimit.sim.oracle.replay_oracle``, and is held to it by the
+hypothesis properties in tests/sim/test_engine.py
+(``test_fast_engine_decides_exactly_like_the_oracle`` and
+``test_fast_engine_debts_keys_and_balances_match_the_oracle``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ from __future__ import annotations
 # Each replay semantics' name and one-line summary, in the order the CLI lists them.
 SEMANTICS: dict[str, str] = {
     "asm": "the ASM service exactly (whole-interval refills, TTL resets)",
+    "asm-reserve": "serve --mode reserve exactly: asm, each admitted check reserves --estimate",
     "token-bucket": "continuous refill, starts full, charged at end",
-    "token-bucket-reserve": "reserves the key's mean charge at the check, settles at end",
+    "token-bucket-prepaid": "a check must cover the key's mean charge, settled at end",
     "gcra": "generic cell rate algorithm (tokens/rate, burst = max_tokens)",
     "sliding-window": "at most max_tokens reported in any window of W seconds",
     "fixed-window": "at most max_tokens per aligned W-second window",

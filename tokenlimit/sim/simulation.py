@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from tokenlimit.bucket.reserve import EstimatePolicy
 from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import LoadedRules, Severity, lint
@@ -43,10 +44,11 @@ class SimulationResult:
 def simulate_trace(trace: Trace, rules: Sequence[Rule], *, semantics: str = "asm",
                    charge: Charge = "completion", settings: Sequence[Setting] = (),
                    top: int = 10, price_per_1k: float | None = None,
-                   origin: str = "<rules>",
+                   origin: str = "<rules>", estimate: EstimatePolicy | None = None,
                    on_step: Callable[[str], None] | None = None) -> SimulationResult:
     """Replay ``trace`` through ``rules`` (each sweep setting in turn) and summarize.
 
+    ``estimate``: the reservation policy of ``asm-reserve`` (serve's ``--estimate``).
     ``ConfigError`` for an unknown semantics or a sweep setting the service would refuse.
     """
     if semantics not in ALGORITHMS:
@@ -62,7 +64,7 @@ def simulate_trace(trace: Trace, rules: Sequence[Rule], *, semantics: str = "asm
     summaries = []
     replay: Replay | None = None
     for label, variant in variants:
-        replay = algorithm.replay(variant, trace, charge)
+        replay = algorithm.replay(variant, trace, charge, estimate)
         summaries.append((label, summarize(variant, trace, replay, semantics=semantics,
                                            charge=charge, top=top,
                                            price_per_1k=price_per_1k)))

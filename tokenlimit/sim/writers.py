@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -14,46 +12,25 @@ from typing import IO, Any
 import numpy as np
 
 from tokenlimit.errors import ConfigError
+from tokenlimit.files import atomic_writer
 from tokenlimit.sim.trace_table import Trace
 
 CSV_HEADER = "ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
 _CHUNK = 200_000
 
 
-def publish(temp: str, target: Path) -> None:
-    """Rename ``temp`` onto ``target`` with the permissions a plain ``open`` would give
-    (``mkstemp`` makes files private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
-    os.replace(temp, target)
-
-
 def write_atomically(path: str | Path, write: Callable[[IO[str]], None]) -> None:
-    """Call ``write`` with a text stream for ``path`` (gzip for ``.gz``); rename at the end."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if target.name.lower().endswith(".gz"):
-                # mtime=0: the same trace gives the same bytes
-                with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
-                        _text(packed) as stream:
-                    write(stream)
-            else:
-                with _text(raw) as stream:
-                    write(stream)
-        publish(temp, target)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """Call ``write`` with a text stream for ``path`` (gzip for ``.gz``); ``path`` appears
+    whole when it returns."""
+    with atomic_writer(path) as raw:
+        if Path(path).name.lower().endswith(".gz"):
+            # mtime=0: the same trace gives the same bytes
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+                    _text(packed) as stream:
+                write(stream)
+        else:
+            with _text(raw) as stream:
+                write(stream)
 
 
 def _text(raw: Any) -> IO[str]:
@@ -193,29 +170,15 @@ def trace_frame(trace: Trace) -> Any:
 
 
 def write_table(path: str | Path, frame: Any) -> None:
-    """Write a polars frame as Parquet, CSV or JSON Lines (by suffix), atomically."""
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    suffix = target.name.lower()
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    except OSError as exc:
-        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
-    os.close(fd)
-    try:
+    """Write a polars frame as Parquet, CSV or JSON Lines (by suffix), whole or not at all."""
+    suffix = Path(path).name.lower()
+    with atomic_writer(path) as handle:
         if suffix.endswith((".parquet", ".pq")):
-            frame.write_parquet(temp)
+            frame.write_parquet(handle)
         elif suffix.endswith(".csv"):
-            frame.write_csv(temp)
+            frame.write_csv(handle)
         else:
-            frame.write_ndjson(temp)
-        publish(temp, target)
-    except OSError as exc:
-        Path(temp).unlink(missing_ok=True)
-        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from exc
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+            frame.write_ndjson(handle)
 
 
 def decisions_frame(trace: Trace, outcome: Any, rule: Any) -> Any:

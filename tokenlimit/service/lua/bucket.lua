@@ -1,5 +1,11 @@
 -- Shared by every tokenlimit script (prepended to each): the example's bucket arithmetic.
 --
+-- A second implementation of the ASM semantics, by necessity (it runs inside Redis): refill()
+-- and check.lua must equal tokenlimit.bucket.script.check_script, reserve/release/settle.lua
+-- tokenlimit.bucket.reserve.ReserveLimiter, report.lua AsmLimiter.report. Held to them by
+-- tests/service/test_redis_store.py (test_decisions_and_state_equal_the_reference_model,
+-- test_reserve_mode_equals_its_model) and test_cluster_store.py, against a real Redis.
+--
 -- ARGV[1] = now in Unix milliseconds from an injected clock, or "" to use Redis TIME.
 -- With TIME the keys expire as in the example (SET then EXPIRE, Redis decides). With an
 -- injected clock, expiry is judged against that clock: a key whose PEXPIRETIME has passed on

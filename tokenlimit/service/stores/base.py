@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from tokenlimit.bucket.limiter import CheckResult
+from tokenlimit.bucket.multikey import CheckResult
 from tokenlimit.bucket.reserve import EstimatePolicy
 from tokenlimit.rules.model import Rule
 

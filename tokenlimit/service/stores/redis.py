@@ -20,8 +20,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
-from tokenlimit.bucket.limiter import LAST_FILL_SUFFIX, CheckResult
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
+from tokenlimit.bucket.multikey import CheckResult, ScriptCall, run_check_async
 from tokenlimit.bucket.reserve import AVG_WEIGHT, EstimatePolicy
+from tokenlimit.bucket.script import KeyCheck, ScriptError
 from tokenlimit.errors import StoreError
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
@@ -185,44 +187,31 @@ class RedisStore:
     async def check(self, keys: Sequence[str],
                     estimate: EstimatePolicy | None = None) -> CheckResult:
         now = self._now_arg()
-        first_rule: int | None = None
-        remaining: int | None = None
-        failed = False
         made: list[tuple[tuple[str, ...], int]] = []
-        for key in keys:
-            index = self.matcher.index_for(key)
-            if index is None:
-                continue
-            rule = self.matcher.rules[index]
-            args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
-                               rule.max_tokens, rule.redis_expired_seconds]
+
+        async def script(call: ScriptCall) -> KeyCheck:
+            rule = call.rule
             try:
                 if estimate is None:
-                    balance, last, now_s = await self._check_script(key, rule, now)
-                    after = balance
-                else:
-                    names = self.names(key)
-                    fixed = estimate.fixed(index)
-                    args += ["" if fixed is None else fixed, estimate.default]
-                    balance, last, amount, after, now_s = await self._run("reserve", names, args)
-                    if balance > 0:  # admitted by this key: a reservation (maybe of 0) made
-                        made.append((names, amount))
-            except ReplyError as exc:
-                failed = True  # as the example: log it, go on with the next key, answer 400
-                self.last_script_error = f"{key}: {exc}"
-                continue
-            if balance <= 0:
-                await self._release(made, now)
-                if failed:
-                    return CheckResult("error")
-                wait = rule.fill_interval_second - (now_s - last)
-                return CheckResult("deny", key, index, balance, max(wait, 1))
-            if first_rule is None:
-                first_rule, remaining = index, after
-        if failed:
+                    balance, last, now_s = await self._check_script(call.key, rule, now)
+                    return KeyCheck(balance, last, now_s, balance)
+                names = self.names(call.key)
+                fixed = estimate.fixed(call.index)
+                args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
+                                   rule.max_tokens, rule.redis_expired_seconds,
+                                   "" if fixed is None else fixed, estimate.default]
+                balance, last, amount, after, now_s = await self._run("reserve", names, args)
+            except ReplyError as exc:  # as the example: logged, the check goes on, then 400
+                self.last_script_error = f"{call.key}: {exc}"
+                raise ScriptError(self.last_script_error) from exc
+            if balance > 0:  # admitted by this key: a reservation (maybe of 0) made
+                made.append((names, amount))
+            return KeyCheck(balance, last, now_s, after)
+
+        result = await run_check_async(self.matcher, keys, script)
+        if result.outcome != "allow":
             await self._release(made, now)
-            return CheckResult("error")
-        return CheckResult("allow", None, first_rule, remaining)
+        return result
 
     async def _release(self, made: list[tuple[tuple[str, ...], int]], now: str) -> None:
         for names, amount in made:
