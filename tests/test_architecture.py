@@ -56,34 +56,3 @@ def test_every_command_is_in_the_readme() -> None:
     missing = [n for n in names if not re.search(rf"tokenlimit {re.escape(n)}\b", readme)]
     assert missing == []
 
-
-def _sim_imports(path: Path) -> set[str]:
-    """The ``tokenlimit.sim`` modules a module imports, at its top or inside functions."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "tokenlimit.sim":
-                found.update(f"tokenlimit.sim.{alias.name}" for alias in node.names)
-            elif node.module.startswith("tokenlimit.sim."):
-                found.add(node.module)
-    return found
-
-
-def test_sim_modules_import_each_other_without_a_cycle() -> None:
-    folder = REPO / "tokenlimit" / "sim"
-    modules = {f"tokenlimit.sim.{p.stem}": p for p in folder.glob("*.py") if p.stem != "__init__"}
-    graph = {name: _sim_imports(path) & modules.keys() for name, path in modules.items()}
-    assert graph["tokenlimit.sim.readers"], "the walk must see the readers' imports"
-    done: set[str] = set()
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        assert name not in path, " -> ".join((*path, name))
-        if name in done:
-            return
-        for target in sorted(graph[name]):
-            visit(target, (*path, name))
-        done.add(name)
-
-    for name in sorted(graph):
-        visit(name, ())
