@@ -72,7 +72,7 @@ def test_every_field_customised_exactly() -> None:
 
 
 def test_the_wasmplugin_is_the_guides_example() -> None:
-    # ASM-SEMANTICS.md "WasmPlugin", field for field.
+    # The guide's WasmPlugin (docs/asm-semantics.md, samples/wasmplugin.yaml), field for field.
     assert render_wasmplugin(WasmPluginOptions()) == {
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",

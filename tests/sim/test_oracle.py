@@ -1,4 +1,4 @@
-"""The event-by-event ASM model against hand-worked timelines from ASM-SEMANTICS.md."""
+"""The event-by-event ASM model against hand-worked timelines from docs/asm-semantics.md."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tokenlimit.errors import ConfigError
 
-# The ASM guide's WasmPlugin (ASM-SEMANTICS.md, "WasmPlugin").
+# The ASM guide's WasmPlugin, as samples/wasmplugin.yaml holds it.
 PLUGIN_NAME = "llm-token-ratelimit"
 PLUGIN_URL = (
     "registry-cn-hangzhou.ack.aliyuncs.com/acs/"

@@ -1,6 +1,6 @@
 """Event-by-event replay of a trace through the ASM service: the reference for every engine.
 
-Ordering (ASM-SEMANTICS.md, "Ordering convention for replay"): a request is checked at ``ts``;
+Ordering (docs/asm-semantics.md, "Replaying a recorded trace"): a request is checked at ``ts``;
 if admitted, its usage is reported at ``ts + latency``. At one instant, reports go before
 checks (including reports created at that very instant by an earlier check), checks go in
 trace order, and reports in the order of the checks that created them.
