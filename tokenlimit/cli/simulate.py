@@ -91,7 +91,7 @@ def _table(title: str, first: Sequence[str]) -> Table:
     return table
 
 
-def format_summary(summary: Summary, trace: Trace) -> Group:
+def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
     rules = _table("Per rule", ("rule", "regex"))
     for index, regex, row in summary.rules:
@@ -101,7 +101,7 @@ def format_summary(summary: Summary, trace: Trace) -> Group:
     for key, rule, row in summary.keys:
         keys.add_row(key, "-" if rule is None else str(rule), *_row_cells(row))
     totals = _table("Totals", ("trace",))
-    totals.add_row(trace.path, *_row_cells(summary.totals))
+    totals.add_row(path, *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
              f"{summary.imputed:,} requests had completion tokens imputed"]
     spend = summary.spend()
@@ -154,6 +154,9 @@ def simulate(
     price: Annotated[float | None, typer.Option(
         metavar="USD", help="Price per 1K tokens, for the spend estimate.")] = None,
     top: Annotated[int, typer.Option(help="Keys shown in the per-key table.")] = 10,
+    chunk_rows: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Stream a Parquet trace (file, folder or glob) larger than "
+        "memory in batches of N requests.")] = None,
 ) -> None:
     """Replay a recorded trace through rules and report who would be limited, and when.
 
@@ -208,6 +211,11 @@ def simulate(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if chunk_rows is not None:
+        _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions)
+        _simulate_in_chunks(console, trace_path, loaded.rules, chunk_rows, charged, key_field,
+                            seed, top, price, decisions, output_format)
+        return
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                            fields=fields)
@@ -230,15 +238,63 @@ def simulate(
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged)
-    limited = recorded_429(trace)
+    _print_report(console, summary, trace.path, recorded_429(trace), output_format)
+
+
+def _print_report(console: Console, summary: Summary, path: str, limited: int,
+                  output_format: str) -> None:
     if output_format == "json":
-        typer.echo(json.dumps({"trace": trace.path, "recorded_429": limited,
+        typer.echo(json.dumps({"trace": path, "recorded_429": limited,
                                **summary.to_dict()}, indent=2))
     else:
-        console.print(format_summary(summary, trace))
+        console.print(format_summary(summary, path))
         if limited:
             console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
                           "as demand, their usage imputed")
+
+
+def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: str | None,
+                        templates: Sequence[Any], fields: Any,
+                        decisions: str | None) -> None:
+    """Usage errors for what a streamed replay does not do (yet)."""
+    from tokenlimit.sim.chunked import is_parquet
+
+    refused = [(not is_parquet(path), "TRACE", "streams Parquet traces: convert the trace "
+                "with tokenlimit trace convert first"),
+               (semantics != "asm", "--semantics", "streams the asm semantics only"),
+               (bool(settings), "--set", "a sweep replays the trace whole"),
+               (plot is not None, "--plot", "a chart needs the whole replay"),
+               (bool(templates) or fields is not None, "--key-template/--from/--map",
+                "streams canonical Parquet traces: convert logs first"),
+               (decisions is not None and decisions.lower().endswith(
+                   (".parquet", ".pq", ".csv", ".gz")), "--decisions",
+                "streamed decisions are written as plain JSON Lines")]
+    for bad, hint, message in refused:
+        if bad:
+            raise typer.BadParameter(f"--chunk-rows {message}", param_hint=hint)
+
+
+def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, charge: Charge,
+                        key_field: str | None, seed: int, top: int, price: float | None,
+                        decisions: str | None, output_format: str) -> None:
+    from tokenlimit.files import atomic_writer
+    from tokenlimit.sim.chunked import simulate_in_chunks
+
+    options: dict[str, Any] = {"rows": rows, "charge": charge, "key_field": key_field,
+                               "seed": seed, "top": top, "price_per_1k": price}
+    if decisions:
+        with atomic_writer(decisions) as handle:
+            result = simulate_in_chunks(path, rules, decisions=handle, **options)
+            _refuse_empty(result.requests, path)  # before the file is published
+    else:
+        result = simulate_in_chunks(path, rules, **options)
+        _refuse_empty(result.requests, path)
+    _print_report(console, result.summary, path, result.recorded_429, output_format)
+
+
+def _refuse_empty(requests: int, path: str) -> None:
+    if requests == 0:
+        raise TraceError("no requests in the trace", path=path)
 
 
 def recorded_429(trace: Trace) -> int:

@@ -243,14 +243,17 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
     return ptr, np.ascontiguousarray(index, dtype=np.int64), tuple(names.to_list())
 
 
-def build_trace(frame: pl.DataFrame, name: str, seed: int) -> Trace:
-    """The trace in a frame of canonical columns (``ts``, ``key``, ``latency``, token
-    counts, ``id``, ``status``); ``Declined`` for values a trace cannot hold."""
-    return _trace(frame, name, None, seed, False)
+def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
+                first_row: int = 0) -> Trace:
+    """The trace in a frame of canonical columns (``ts``, ``key`` or ``keys``, ``latency``,
+    token counts, ``id``, ``status``); ``Declined`` for values a trace cannot hold.
+    ``first_row``: the frame's first row's position in its file (a request without an id
+    has its position as its id; ``ids`` is ``None`` when every id is that position)."""
+    return _trace(frame, name, key_field, seed, False, first_row)
 
 
 def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
-           csv: bool) -> Trace:
+           csv: bool, first_row: int = 0) -> Trace:
     import polars as pl
 
     n = frame.height
@@ -292,13 +295,13 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
                 column = pl.Series([csv_id(v) if v is not None else None
                                     for v in column.to_list()], dtype=pl.Object)
         if column.dtype.is_integer() and not column.null_count() and column.equals(
-                pl.int_range(n, dtype=pl.Int64, eager=True).cast(column.dtype),
-                check_names=False):
+                pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
+                .cast(column.dtype), check_names=False):
             values: list[Any] | None = None  # every id is its line's position
         else:
             values = column.to_list()
         if values is not None and None in values:  # a line without an id has its position as its id
-            values = [i if v is None else v for i, v in enumerate(values)]
+            values = [i if v is None else v for i, v in enumerate(values, start=first_row)]
         ids = None if values is None else tuple(values)
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:

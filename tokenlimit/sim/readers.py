@@ -23,7 +23,7 @@ import json
 import math
 import zlib
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -204,6 +204,14 @@ def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = 
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
         raise TraceError(f"not a readable text, gzip or zstd file ({exc})", path=name) from exc
     return _finish(columns, name, seed)
+
+
+def check_rows(name: str, rows: Iterable[tuple[int, Mapping[str, Any]]],
+               key_field: str | None = None) -> None:
+    """Raise the per-row reader's located ``TraceError`` for the first bad row, if any."""
+    columns = _Columns()
+    for line, row in rows:
+        _add(columns, row, name, line, None, key_field)
 
 
 def _read_bytes(name: str) -> bytes:
