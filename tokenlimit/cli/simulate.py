@@ -33,6 +33,7 @@ from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
 if TYPE_CHECKING:  # numpy loads when a trace is read, not at every command's start-up
+    from tokenlimit.sim.partition import Parallelism
     from tokenlimit.sim.replay_stats import Row, Summary
     from tokenlimit.sim.trace_table import Trace
 
@@ -154,6 +155,15 @@ def simulate(
     price: Annotated[float | None, typer.Option(
         metavar="USD", help="Price per 1K tokens, for the spend estimate.")] = None,
     top: Annotated[int, typer.Option(help="Keys shown in the per-key table.")] = 10,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
+        "request stay together); default: every core for traces of 1M requests or more.")
+    ] = None,
+    executor: Annotated[str, typer.Option(
+        help="Where partitions run: local (processes) or dask.")] = "local",
+    scheduler: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="With --executor dask: the scheduler (default: a local "
+        "cluster).")] = None,
     chunk_rows: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Stream a Parquet trace (file, folder or glob) larger than "
         "memory in batches of N requests.")] = None,
@@ -164,6 +174,10 @@ def simulate(
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if executor not in ("local", "dask"):
+        raise typer.BadParameter("choose one of local, dask", param_hint="--executor")
+    if scheduler is not None and executor != "dask":
+        raise typer.BadParameter("only with --executor dask", param_hint="--scheduler")
     if semantics not in SEMANTICS:
         raise typer.BadParameter(f"choose one of {', '.join(SEMANTICS)}",
                                  param_hint="--semantics")
@@ -223,9 +237,11 @@ def simulate(
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)
         step("replaying")
+        parallel = _parallelism(jobs, executor, scheduler, len(trace))
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
-                                origin=loaded.origin, estimate=policy, on_step=step)
+                                origin=loaded.origin, estimate=policy, on_step=step,
+                                parallel=parallel)
     if settings:
         _report_sweep(console, list(result.summaries), output_format, plot)
         return
@@ -251,6 +267,20 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
         if limited:
             console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
                           "as demand, their usage imputed")
+
+
+AUTO_JOBS_FROM = 1_000_000  # below this, starting workers costs more than it saves
+
+
+def _parallelism(jobs: int | None, executor: str, scheduler: str | None,
+                 requests: int) -> Parallelism:
+    import os
+
+    from tokenlimit.sim.partition import Parallelism
+
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if requests >= AUTO_JOBS_FROM or executor == "dask" else 1
+    return Parallelism(jobs, executor, scheduler)
 
 
 def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: str | None,
