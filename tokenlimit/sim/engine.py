@@ -95,11 +95,14 @@ def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) 
     return None
 
 
-def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion") -> Replay:
-    """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle)."""
+def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
+               rule_of_key: IntArray | None = None) -> Replay:
+    """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle).
+    ``rule_of_key``: ``key_rules(rules, trace.key_names)`` when the caller has it."""
     from tokenlimit.sim.scan import asm_scan  # numba loads only when a replay runs
 
-    rule_of_key = key_rules(rules, trace.key_names)
+    if rule_of_key is None:
+        rule_of_key = key_rules(rules, trace.key_names)
     if fallback_reason(rules, trace, rule_of_key) is not None:
         return replay_asm_oracle(rules, trace, charge, rule_of_key)
     order, t, latency, charged, ptr, keys = replay_order(trace, charge)

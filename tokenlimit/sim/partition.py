@@ -8,8 +8,8 @@ requests (in file order) are replayed on their own by ``replay_asm``. Scattering
 back by request index and taking each key's deepest debt from its own partition gives exactly
 the sequential replay; a test compares them on hypothesis-generated traces.
 
-``executor``: ``local`` (a pool of processes on this machine) or ``dask`` (the optional
-``[dask]`` extra: a ``distributed.Client`` on ``scheduler``, an address such as
+``executor``: ``local`` (threads here: the compiled scan releases the GIL) or ``dask`` (the
+optional ``[dask]`` extra: a ``distributed.Client`` on ``scheduler``, an address such as
 ``tcp://10.0.0.5:8786``, or a local cluster when none is given).
 """
 
@@ -65,16 +65,17 @@ def partition_requests(trace: Trace, parts: int) -> list[IntArray]:
     n = len(trace)
     component = key_components(trace)
     has_key = np.diff(trace.key_ptr) > 0
-    owner = np.full(n, -1, dtype=np.int64)  # a request's component (-1: no key)
-    owner[has_key] = component[trace.key_index[trace.key_ptr[:-1][has_key]]]
-    groups, sizes = np.unique(owner, return_counts=True)
+    owner = np.zeros(n, dtype=np.int64)  # a request's component + 1 (0: no key)
+    owner[has_key] = component[trace.key_index[trace.key_ptr[:-1][has_key]]] + 1
+    sizes = np.bincount(owner, minlength=len(trace.key_names) + 1)
+    groups = np.flatnonzero(sizes)
     load = np.zeros(parts, dtype=np.int64)
-    assigned = np.zeros(groups.size, dtype=np.int64)
-    for g in np.argsort(-sizes, kind="stable").tolist():  # largest first, to the lightest
-        target = int(np.argmin(load))
-        assigned[g] = target
+    part_of_group = np.zeros(sizes.size, dtype=np.int64)
+    for g in groups[np.argsort(-sizes[groups], kind="stable")].tolist():
+        target = int(np.argmin(load))  # largest first, each to the lightest partition
+        part_of_group[g] = target
         load[target] += sizes[g]
-    part_of = assigned[np.searchsorted(groups, owner)]
+    part_of = part_of_group[owner]
     return [np.flatnonzero(part_of == p) for p in range(parts) if load[p]]
 
 
@@ -90,8 +91,9 @@ def sub_trace(trace: Trace, rows: IntArray) -> Trace:
                  trace.key_names, trace.imputed[rows])
 
 
-def _replay_part(rules: Sequence[Rule], part: Trace, charge: Charge) -> Replay:
-    return replay_asm(rules, part, charge)
+def _replay_part(rules: Sequence[Rule], part: Trace, charge: Charge,
+                 rule_of_key: IntArray | None = None) -> Replay:
+    return replay_asm(rules, part, charge, rule_of_key)
 
 
 def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
@@ -100,21 +102,23 @@ def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "co
     """``replay_asm``'s result, computed on ``jobs`` partitions in parallel."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
-    if jobs <= 1 or len(trace) < 2 or fallback_reason(
-            rules, trace, key_rules(rules, trace.key_names)) is not None:
-        return replay_asm(rules, trace, charge)
+    rule_of_key = key_rules(rules, trace.key_names)  # once, not once a partition
+    if jobs <= 1 or len(trace) < 2 or fallback_reason(rules, trace, rule_of_key) is not None:
+        return replay_asm(rules, trace, charge, rule_of_key)
     rows = partition_requests(trace, jobs)
     if len(rows) <= 1:
-        return replay_asm(rules, trace, charge)
+        return replay_asm(rules, trace, charge, rule_of_key)
     parts = [sub_trace(trace, r) for r in rows]
     if executor == "dask":
         replays = _on_dask(rules, parts, charge, scheduler, jobs)
     else:
-        from concurrent.futures import ProcessPoolExecutor
+        # Threads, not processes: the compiled scan releases the GIL (nogil), and threads
+        # share the trace and numba's compiled code instead of copying and reloading them.
+        from concurrent.futures import ThreadPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=min(jobs, len(parts))) as pool:
+        with ThreadPoolExecutor(max_workers=min(jobs, len(parts))) as pool:
             replays = list(pool.map(_replay_part, [rules] * len(parts), parts,
-                                    [charge] * len(parts)))
+                                    [charge] * len(parts), [rule_of_key] * len(parts)))
     n = len(trace)
     outcome = np.zeros(n, dtype=np.int8)
     rule = np.zeros(n, dtype=np.int64)

@@ -124,8 +124,9 @@ def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: An
     return outcome, out_rule, out_key, out_balance, cursor, carried
 
 
-_report = njit(_report, error_model="numpy")
-_compiled_scan = njit(_scan, error_model="numpy")
+_report = njit(_report, error_model="numpy", nogil=True)
+# nogil: partitions of one replay (sim/partition.py) scan on threads at the same time.
+_compiled_scan = njit(_scan, error_model="numpy", nogil=True)
 compiled_scan = _compiled_scan  # the chunked replay (stream.py) calls it with carried state
 
 
