@@ -49,7 +49,7 @@ def read_columnar(name: str, fmt: str, data: bytes | None, *, key_field: str | N
         if fmt == "parquet":
             frame = _parquet_frame(name, key_field)
         elif fmt == "csv":
-            frame = _csv_frame(name, data)
+            frame = _csv_frame(name, data, key_field)
         else:
             frame = _jsonl_frame(name, data, key_field)
         return _trace(frame, name, key_field, seed, fmt == "csv")
@@ -76,9 +76,11 @@ def _parquet_frame(name: str, key_field: str | None) -> pl.DataFrame:
     return pl.read_parquet(name, columns=[c for c in columns if c in wanted])
 
 
-def _csv_frame(name: str, data: bytes | None) -> pl.DataFrame:
+def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
     import polars as pl
 
+    csv_types = {**{f: pl.Float64 for f in (*_NUMBER_FIELDS, *_TOKEN_FIELDS)},
+                  "key": pl.String, "id": pl.String, "status": pl.String}
     raw = _bytes(name, data)
     newline = raw.find(b"\n")
     header = bytes(raw[:newline if newline >= 0 else len(raw)])
@@ -91,14 +93,24 @@ def _csv_frame(name: str, data: bytes | None) -> pl.DataFrame:
             or not {"ts", "timestamp"} & set(names) or "keys" in names
             or any(n.startswith("headers.") for n in names)):
         raise Declined  # the per-row reader's header errors, JSON arrays and headers
-    frame = pl.read_csv(raw, infer_schema=False, raise_if_empty=False)
-    if frame.columns != names:
-        raise Declined
     # polars fills a row with too few cells with empty values; the per-row reader refuses
-    # it. Every comma of the file is a separator or inside a value, so counting tells.
-    inside = sum(int(frame[c].str.count_matches(",", literal=True).sum() or 0)
-                 for c in frame.columns)
-    if raw.count(b",") != (frame.height + 1) * (len(names) - 1) + inside:
+    # it. Every comma of the file is a separator or inside a quoted value, so counting
+    # tells: without quotes, every comma separates; with quotes, every column is read (as
+    # text) to count the commas inside values.
+    commas = raw.count(b",")
+    if raw.find(b'"') < 0:
+        wanted = [n for n in names if n in csv_types or n == key_field]
+        schema = {n: csv_types.get(n, pl.String) for n in wanted}
+        frame = pl.read_csv(raw, columns=wanted, schema_overrides=schema,
+                            raise_if_empty=False)
+        inside = 0
+    else:
+        frame = pl.read_csv(raw, infer_schema=False, raise_if_empty=False)
+        if frame.columns != names:
+            raise Declined
+        inside = sum(int(frame[c].str.count_matches(",", literal=True).sum() or 0)
+                     for c in frame.columns)
+    if commas != (frame.height + 1) * (len(names) - 1) + inside:
         raise Declined
     return frame
 
@@ -300,8 +312,10 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
             values: list[Any] | None = None  # every id is its line's position
         else:
             values = column.to_list()
-        if values is not None and None in values:  # a line without an id has its position as its id
+        if values is not None and None in values:  # no id: the line's position is its id
             values = [i if v is None else v for i, v in enumerate(values, start=first_row)]
+            if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
+                values = None
         ids = None if values is None else tuple(values)
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:

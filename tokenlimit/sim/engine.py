@@ -25,6 +25,7 @@ rules leave the cases the scan models: a key that is another key plus ``_last_fi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,14 @@ class Replay:
 
 
 def key_rules(rules: Sequence[Rule], names: Sequence[str]) -> IntArray:
-    """The rule index of each distinct key (-1: no rule), matched once per key."""
+    """The rule index of each distinct key (-1: no rule), matched once per key (and once per
+    rules and keys: the replay and its statistics both ask, for tens of thousands of keys)."""
+    found = _matched(tuple(rules), tuple(names))
+    return found.copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _matched(rules: tuple[Rule, ...], names: tuple[str, ...]) -> IntArray:
     matcher = RuleMatcher(rules)
     found = [matcher.index_for(name) for name in names]
     return np.array([-1 if f is None else f for f in found], dtype=np.int64)
