@@ -157,13 +157,16 @@ def test_the_columnar_reader_takes_the_common_shape_and_declines_to_explain_erro
     for declined in (b'{"ts": 1, "key": "a"}\n{oops\n', b'{"ts": 1, "key": 5}\n',
                      b'{"ts": 1, "key": "a", "latency": -1}\n', b'{"ts": 1}\rx\n',
                      b'{"ts": 100000000000000000000000, "key": "a"}\n', b"[1]\n",
-                     b'{"ts": 1, "key": "a", "key": "b"}\n', good,
+                     b'{"ts": 1, "key": "a", "key": "b"}\n',
                      b'{"ts": 1, "key": "a", "id": 1}\n{"ts": 1, "key": "a", "id": "x"}\n'):
         assert read_columnar("d.jsonl", "jsonl", declined, key_field=None, seed=0) is None, (
             declined)
+    nested = read_columnar("g.jsonl", "jsonl", good, key_field=None, seed=0)
+    assert nested is not None  # a "key" inside another value is not the line's key
+    assert nested.key_names == ("a", "b")
     path = tmp_path / "g.jsonl"
-    path.write_bytes(good)  # declined above (a "key" inside another value): read per row
-    assert read_trace(path).key_names == ("a", "b")
+    path.write_bytes(good)
+    assert read_trace(path).key_names == read_trace_rows(path).key_names == ("a", "b")
 
 
 def test_multi_key_lines_are_read_in_bulk() -> None:

@@ -115,73 +115,59 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     return frame
 
 
-def _count(raw: Any, field: str, *starts: str) -> tuple[int, int]:
-    """How often ``"field"`` occurs, and how often it is followed by ``:`` and one of
-    ``starts`` (with or without a space after the colon)."""
-    quoted = f'"{field}"'.encode()
-    total = raw.count(quoted)
-    if total == 0:
-        return 0, 0
-    hits = sum(raw.count(quoted + sep + start.encode()) for sep in (b":", b": ")
-               for start in starts)
-    return total, hits
-
-
 def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
     import polars as pl
+
+    from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
 
     raw = _bytes(name, data)
     if raw[:3] == b"\xef\xbb\xbf":
         raise Declined
+    key = key_field or "key"
+    names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
+             "headers"]
+    kinds = dict(zip(names, field_kinds(raw, names).tolist(), strict=True))
+    present = [n for n in names if kinds[n][TOTAL]]
     # polars turns a number, object or list into its text where a string is expected;
     # the per-row reader refuses those: every such field must be a string in the file.
     schema: dict[str, Any] = {}
-    for field in ("ts", "timestamp", "latency"):
-        if raw.find(f'"{field}"'.encode()) >= 0:
-            schema[field] = pl.Float64
-    for field in _TOKEN_FIELDS:
-        if raw.find(f'"{field}"'.encode()) >= 0:
+    for field in present:
+        counts = kinds[field]
+        if field in ("ts", "timestamp", "latency"):
+            schema[field] = pl.Float64  # strict: a string or bool makes polars fail
+        elif field in _TOKEN_FIELDS:
             schema[field] = pl.Int64
-    key = key_field or "key"
-    total, strings = _count(raw, key, '"')
-    if total != strings:
-        raise Declined
-    if total:
-        schema[key] = pl.String
-    if raw.find(b'"keys"') >= 0:
-        if key_field is not None:
+        elif field == key:
+            if counts[STRING] != counts[TOTAL]:
+                raise Declined
+            schema[key] = pl.String
+        elif field == "keys":
+            if key_field is not None or counts[NESTED] != counts[TOTAL]:
+                raise Declined
+            lists = len(re.findall(rb'"keys"\s*:\s*' + _STRING_LIST, raw))
+            if raw.count(b'"keys"') != lists:
+                raise Declined  # a list with something else than strings
+            schema["keys"] = pl.List(pl.String)
+        elif field == "id":
+            if counts[STRING] == counts[TOTAL]:
+                schema["id"] = pl.String
+            elif counts[NUMBER] == counts[TOTAL]:
+                schema["id"] = pl.Int64  # strict: a float makes polars fail
+            else:
+                raise Declined
+        elif field == "status":
+            if counts[BOOLEAN] or counts[NESTED]:
+                raise Declined  # true would read as "true", where the per-row reader has "True"
+            schema["status"] = pl.String
+        else:  # headers: key templates are for the per-row reader
             raise Declined
-        occurrences = raw.count(b'"keys"')
-        lists = len(re.findall(rb'"keys"\s*:\s*' + _STRING_LIST, raw))
-        if occurrences != lists:
-            raise Declined
-        schema["keys"] = pl.List(pl.String)
-    total, strings = _count(raw, "id", '"')
-    if total:
-        _, nulls = _count(raw, "id", "null")
-        if strings == total:
-            schema["id"] = pl.String
-        elif strings == 0 and nulls == 0:
-            schema["id"] = pl.Int64  # strict: a string, float or bool makes polars fail
-        else:
-            raise Declined
-    total, _ = _count(raw, "status")
-    if total:
-        _, odd = _count(raw, "status", "t", "f", "{", "[")
-        if odd:
-            raise Declined  # true would read as "true", where the per-row reader has "True"
-        schema["status"] = pl.String
-    if raw.find(b'"headers"') >= 0:
-        raise Declined
-    if not schema:
+    if "ts" not in schema and "timestamp" not in schema:
         raise Declined
     frame = pl.read_ndjson(raw, schema=schema)
-    # Each field once per line it has a value (or null) in: a field named twice in one
-    # object (the per-row reader keeps the last, polars the first) or the name inside
-    # another value makes the counts differ.
+    # Each field once per line that has it: a field named twice in one object (the per-row
+    # reader keeps the last, polars the first) makes the counts differ.
     for field in schema:
-        nulls = _count(raw, field, "null")[1]
-        if raw.count(f'"{field}"'.encode()) != frame[field].count() + nulls:
+        if kinds[field][TOTAL] != frame[field].count() + kinds[field][NULL]:
             raise Declined
     return frame
 
