@@ -232,7 +232,7 @@ def test_mooncake_gzip_trace_with_imputed_usage(tmp_path: Path) -> None:
 
 def test_the_readme_examples_are_real_output(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "simulate.md").read_text(encoding="utf-8")
     report = _run("simulate", "samples/trace.jsonl", "--rules", "samples/rules.json",
                   "--top", "3", "--price", "0.002")
     sweep = _run("simulate", "samples/trace.csv", "-r", "samples/rules.json",

@@ -245,8 +245,7 @@ def test_a_failing_check_writes_nothing(tmp_path: Path,
 def test_the_readme_example_is_real_output() -> None:
     import shlex
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Manifests: `tokenlimit render`"):]
+    section = (REPO / "docs" / "render.md").read_text(encoding="utf-8")
     block = section[section.index("$ tokenlimit render wasmplugin"):]
     block = block[:block.index("```")]
     command, _, shown = block.partition("\n    ")

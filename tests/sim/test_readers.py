@@ -202,7 +202,7 @@ def test_csv_with_an_id_quotes_and_extra_columns_keeps_integer_ids(tmp_path: Pat
 
 
 def test_the_readme_table_names_every_attribute_and_what_traces_carry() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "gateway.md").read_text(encoding="utf-8")
     table = readme[readme.index('<a id="key-template-attributes">'):].split("\n\n")[1]
     rows = {line.split(" | ")[0].strip("| "): line.rsplit(" | ", 2)[-1].strip(" |")
             for line in table.splitlines()[2:]}

@@ -60,21 +60,27 @@ def main(
 def _register() -> None:
     # Each command module adds itself to ``app``; the order here is the order in --help.
     from tokenlimit.cli import (
+        diff,
         gateway,
         loadtest,
         mock_llm,
         render,
         simulate,
         trace,
+        tune,
         up,
         validate,
     )
+    from tokenlimit.cli import inspect as inspect_command
     from tokenlimit.cli import serve as serve_command
 
     validate.register(app)
     simulate.register(app)
+    diff.register(app)
+    tune.register(app)
     trace.register(app)
     serve_command.register(app)
+    inspect_command.register(app)
     gateway.register(app)
     mock_llm.register(app)
     up.register(app)
