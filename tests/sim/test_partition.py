@@ -88,3 +88,15 @@ def test_partitions_are_balanced_by_requests() -> None:
     parts = partition_requests(trace_from_requests(requests), 2)
     assert [p.size for p in parts] == [500, 500]
     assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(1000))
+
+
+def test_dask_partitions_equal_the_sequential_replay_on_many_traces(dask_scheduler: str) -> None:
+    @settings(max_examples=15, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(rule_sets(), traces())
+    def check(rules: list[Rule], requests: list[TraceRequest]) -> None:
+        trace = trace_from_requests(requests)
+        _same(replay_partitioned(rules, trace, jobs=2, executor="dask",
+                                 scheduler=dask_scheduler), replay_asm(rules, trace))
+
+    check()
