@@ -37,7 +37,7 @@ from tokenlimit.sim.trace_table import Trace
 
 RULES = [Rule(0, "regular-user.*", 200, 50, 30, 300), Rule(1, "subscriber.*", 1000, 100, 60, 600)]
 RULES_JSON = json.dumps([r.to_config() for r in RULES])
-_CLI_WRAPPER = """
+CLI_WRAPPER = """
 import runpy, sys
 sys.argv = ["tokenlimit", *sys.argv[1:]]
 try:
@@ -61,7 +61,7 @@ def _cli(trace_path: Path, rules_path: Path, label: str) -> float:
     """Run the whole CLI on ``trace_path`` in a subprocess; print and return requests/s."""
     # The child reports its own peak memory: RUSAGE_CHILDREN would count what it inherited
     # from this (large) process at fork.
-    command = [sys.executable, "-c", _CLI_WRAPPER, "simulate", str(trace_path), "-r",
+    command = [sys.executable, "-c", CLI_WRAPPER, "simulate", str(trace_path), "-r",
                str(rules_path), "--format", "json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()

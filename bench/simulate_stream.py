@@ -24,22 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from simulate import CLI_WRAPPER  # bench/simulate.py: the CLI, printing its peak memory
 
 RULES = [{"rate_limit_key_regex": "regular-user.*", "redis_expired_seconds": 300,
           "fill_interval_second": 30, "tokens_per_fill": 50, "max_tokens": 200},
          {"rate_limit_key_regex": "subscriber.*", "redis_expired_seconds": 600,
           "fill_interval_second": 60, "tokens_per_fill": 100, "max_tokens": 1000}]
 TARGET_GIB = 2.0
-_CLI = """
-import runpy, sys
-sys.argv = ["tokenlimit", *sys.argv[1:]]
-try:
-    runpy.run_module("tokenlimit", run_name="__main__")
-finally:
-    with open("/proc/self/status") as status:
-        peak = [line.split()[1] for line in status if line.startswith("VmHWM")][0]
-    print(f"{int(peak) / 1024:.0f}", file=sys.stderr)
-"""
 
 
 def _part(index: int, rows: int, rate: float) -> pl.DataFrame:
@@ -61,9 +52,10 @@ def _part(index: int, rows: int, rate: float) -> pl.DataFrame:
 
 def _cli(*args: str) -> tuple[float, float, str]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _CLI, "simulate", *args], check=True,
+    done = subprocess.run([sys.executable, "-c", CLI_WRAPPER, "simulate", *args], check=True,
                           capture_output=True, text=True)
-    return time.perf_counter() - started, float(done.stderr.strip().splitlines()[-1]), done.stdout
+    peak = done.stderr.strip().splitlines()[-1].removesuffix(" MiB")
+    return time.perf_counter() - started, float(peak), done.stdout
 
 
 def main() -> None:
