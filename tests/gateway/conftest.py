@@ -44,6 +44,7 @@ class FakeService:
     failing: bool = False
     stall: float = 0.0  # seconds to wait before answering a check (timeout tests)
     stall_reports: float = 0.0  # seconds to wait before applying a report (shutdown tests)
+    failing_reports: int = 0  # answer this many reports 500 without applying them
     deny_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     checks: list[list[str]] = field(default_factory=list)
     reports: list[dict[str, Any]] = field(default_factory=list)
@@ -72,6 +73,10 @@ class FakeService:
         elif scope["path"] == "/update_ratelimit_record":
             if self.stall_reports:
                 await asyncio.sleep(self.stall_reports)
+            if self.failing_reports:
+                self.failing_reports -= 1
+                await respond(send, 500, b"", "text/plain")
+                return
             report = json.loads(body)
             self.reports.append(report)
             self.limiter.report(report["ratelimit_keys"], report["completion_tokens"],
@@ -104,9 +109,10 @@ class System:
     def mock_url(self) -> str:
         return self.servers.listeners[0].url
 
-    def drain(self) -> None:
-        """Wait until every report the gateway scheduled has reached the service."""
-        self.servers.call(self.gateway.drain())
+    def drain(self, spool: bool = True) -> None:
+        """Wait until every report the gateway scheduled has reached the service (or, without
+        ``spool``, has been sent or spooled)."""
+        self.servers.call(self.gateway.drain(spool), timeout=30)
 
     def stop_service(self) -> None:
         self.service_servers.stop()

@@ -247,7 +247,9 @@ def test_up_as_a_subprocess_answers_the_guides_requests_and_stops_on_sigterm(
         "gateway": {"requests": 6, "unmatched": 0, "allowed": 3, "limited": 3,
                     "service_errors": 0, "failed_open": 0, "failed_closed": 0,
                     "upstream_errors": 0, "client_gone": 0, "reports": 3, "report_errors": 0,
-                    "no_usage": 0},
+                    "no_usage": 0, "estimated": 0, "drained": 0, "too_large": 0,
+                    "bad_requests": 0, "reports_spooled": 0, "reports_retried": 0,
+                    "reports_dropped": 0},
         "mock_llm": {"requests": 3, "completions": 3, "prompt_tokens": 21,
                      "completion_tokens": 180}}
     for port in ports:  # all three really stopped
@@ -342,4 +344,4 @@ def test_gateway_logs_one_line_per_outage() -> None:
     assert len(outage) == 1
     assert outage[0].endswith(
         f"gateway: rate-limit service unreachable at http://{LOOPBACK}:{dead} "
-        "(ClientConnectorError); answering 503 (fail-closed) until it answers again")
+        "(ConnectFailed); answering 503 (fail-closed) until it answers again")

@@ -52,7 +52,8 @@ def test_regular_user_is_limited_before_subscriber(system: System) -> None:
     assert system.gateway.stats.to_dict() == {
         "requests": 7, "unmatched": 0, "allowed": 3, "limited": 4, "service_errors": 0,
         "failed_open": 0, "failed_closed": 0, "upstream_errors": 0, "client_gone": 0, "reports": 3,
-        "report_errors": 0, "no_usage": 0,
+        "report_errors": 0, "no_usage": 0, "estimated": 0, "drained": 0, "too_large": 0,
+        "bad_requests": 0, "reports_spooled": 0, "reports_retried": 0, "reports_dropped": 0,
     }
 
 

@@ -38,7 +38,7 @@ def test_report_is_sent_after_the_final_byte(system: System, stream: bool) -> No
         sent.append(message)
         if message["type"] == "http.response.body" and not message.get("more_body"):
             await asyncio.sleep(0)  # give an early report every chance to get out
-            reports_at_final_byte.append(len(system.service.reports) + len(gateway._reports))
+            reports_at_final_byte.append(len(system.service.reports) + len(gateway.spool.outbox))
 
     async def run() -> None:
         await gateway.startup()

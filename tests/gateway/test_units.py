@@ -140,6 +140,8 @@ def test_no_usage_means_none(content_type: str, encoding: str, body: bytes) -> N
     assert reader.finish() is None
 
 
+@pytest.mark.skipif(not (SHARED / "schemas" / "istio-wasmplugin-crd.yaml").exists(),
+                    reason="the shared Istio CRD is not present beside this checkout")
 def test_sample_wasmplugin_is_valid_against_istios_crd() -> None:
     crd = yaml.safe_load((SHARED / "schemas" / "istio-wasmplugin-crd.yaml").read_text())
     schema = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")

@@ -3,7 +3,7 @@
 ``Gateway`` and ``MockLLM`` are raw ASGI apps; ``server`` serves them on loopback with uvicorn,
 in the foreground (``run_foreground``) or in a background thread (``BackgroundServers``).
 
-The names below are imported on first use (aiohttp and uvicorn load only when needed).
+The names below are imported on first use (httptools and uvicorn load only when needed).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -26,6 +26,47 @@ async def read_body(receive: Receive) -> bytes:
         parts.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(parts)
+
+
+class RequestBody:
+    """A request body read as it arrives: a bounded ``peek`` at its start, then a stream.
+
+    The gateway peeks at most ``limit`` bytes (enough for any chat request) to add
+    ``include_usage``; a larger body streams upstream as it comes, so memory stays bounded.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.head = b""
+        self.complete = False
+
+    async def _next(self) -> bytes:
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        self.complete = not message.get("more_body", False)
+        return bytes(message.get("body", b""))
+
+    async def peek(self, limit: int) -> bytes:
+        """Read until the body ends or more than ``limit`` bytes are in; those bytes."""
+        parts = [self.head]
+        size = len(self.head)
+        while not self.complete and size <= limit:
+            part = await self._next()
+            parts.append(part)
+            size += len(part)
+        self.head = b"".join(parts)
+        return self.head
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """The body from the first byte not yet handed out: what was peeked, then the rest."""
+        head, self.head = self.head, b""
+        if head:
+            yield head
+        while not self.complete:
+            part = await self._next()
+            if part:
+                yield part
 
 
 async def respond(send: Send, status: int, body: bytes, content_type: str,

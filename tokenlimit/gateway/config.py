@@ -30,6 +30,23 @@ DEFAULT_KEY_TEMPLATE = "{{request.headers.user-type}}"
 FAIL_STRATEGIES = {"FAIL_OPEN": True, "FAIL_CLOSE": False}
 
 
+def host_name(host: str) -> str:
+    """A Host header's name alone, for matching: lower case, no port, no trailing dot.
+
+    >>> host_name("DashScope.aliyuncs.com.:8080"), host_name("[::1]:80")
+    ('dashscope.aliyuncs.com', '[::1]')
+    """
+    name = host.strip().lower()
+    if name.startswith("["):  # an IPv6 literal: the port, if any, follows the bracket
+        end = name.find("]")
+        name = name[:end + 1] if end > 0 else name
+    else:
+        base, sep, port = name.rpartition(":")
+        if sep and port.isdigit():
+            name = base
+    return name.rstrip(".")
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything the gateway needs. ``hosts`` empty: every request is limited."""
@@ -41,6 +58,8 @@ class GatewayConfig:
     fail_open: bool = True
     service_timeout: float = 2.0
     upstream_timeout: float = 600.0
+    drain_seconds: float = 30.0  # after a client hangs up, read its answer on this long at most
+    drain_bytes: int = 16 * 1024 * 1024  # ... and this many bytes at most
 
     def __post_init__(self) -> None:
         for name, url in (("upstream", self.upstream), ("service", self.service)):
@@ -55,14 +74,9 @@ class GatewayConfig:
             raise ConfigError("no rate-limit key template: give at least one --key-template")
 
     def matches(self, host: str) -> bool:
-        """Whether requests to ``host`` are limited (exact, case-insensitive; port ignored)."""
-        if not self.hosts:
-            return True
-        host = host.lower()
-        if host in self.hosts:
-            return True
-        name, sep, port = host.rpartition(":")
-        return bool(sep) and port.isdigit() and name in self.hosts
+        """Whether requests to ``host`` are limited: the names compared without case, a port or
+        a trailing dot (``Dashscope.Aliyuncs.com.:80`` is ``dashscope.aliyuncs.com``)."""
+        return not self.hosts or host_name(host) in self.hosts
 
     @property
     def key_templates(self) -> list[str]:
@@ -105,7 +119,7 @@ def _hosts(path: str, config: dict[str, Any]) -> tuple[str, ...]:
         exact = host.get("exact") if isinstance(host, dict) else None
         if not isinstance(exact, str) or not exact:
             raise _field(path, where, "must be a non-empty string")
-        hosts.append(exact.lower())
+        hosts.append(host_name(exact))
     return tuple(hosts)
 
 
@@ -195,7 +209,7 @@ def build_config(
         upstream=upstream.rstrip("/"),
         service=service.rstrip("/"),
         templates=parse_key_templates(list(key_templates) or [DEFAULT_KEY_TEMPLATE]),
-        hosts=tuple(h.lower() for h in hosts),
+        hosts=tuple(host_name(h) for h in hosts),
         fail_open=True if fail_open is None else fail_open,
         service_timeout=service_timeout,
     )

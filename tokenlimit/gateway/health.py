@@ -11,7 +11,14 @@ log = logging.getLogger("tokenlimit.gateway")
 
 @dataclass(slots=True)
 class GatewayStats:
-    """Counters of what the gateway did (read them from any thread)."""
+    """Counters of what the gateway did (read them from any thread).
+
+    ``no_usage``: 2xx answers without a ``usage`` object; ``estimated``: the reports among them
+    charged by the documented estimate; ``drained``: answers read to their end after the client
+    hung up; ``too_large``: requests refused with 431; ``bad_requests``: refused with 400;
+    ``reports_spooled`` / ``reports_retried`` / ``reports_dropped``: reports kept for a retry,
+    delivered by a retry, given up (spool full, or still spooled when the gateway stopped).
+    """
 
     requests: int = 0
     unmatched: int = 0
@@ -25,6 +32,13 @@ class GatewayStats:
     reports: int = 0
     report_errors: int = 0
     no_usage: int = 0
+    estimated: int = 0
+    drained: int = 0
+    too_large: int = 0
+    bad_requests: int = 0
+    reports_spooled: int = 0
+    reports_retried: int = 0
+    reports_dropped: int = 0
 
     def to_dict(self) -> dict[str, int]:
         """The counters as a JSON-ready mapping."""

@@ -58,8 +58,12 @@ class Listener:
     def __post_init__(self) -> None:
         name = self.sock.getsockname()
         self.address = (str(name[0]), int(name[1]))  # still known once the socket is closed
+        # An app that writes its own Date header (the gateway passes the upstream's on) is
+        # served without the server's, so that an answer carries one Date, not two.
         config = uvicorn.Config(self.app, lifespan="on", log_level="warning",
                                 access_log=False, http="httptools",
+                                date_header=not getattr(self.app, "writes_date_header", False),
+                                proxy_headers=False,  # loopback tools: no X-Forwarded-* to trust
                                 timeout_graceful_shutdown=10, server_header=False)
         self.server = _Server(config)
 

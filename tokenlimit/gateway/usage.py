@@ -5,6 +5,15 @@ parsed line by line and the last ``usage`` object seen wins (OpenAI sends it in 
 when ``stream_options.include_usage`` is set). gzip and deflate bodies are decompressed on the
 side; the bytes forwarded to the client are never touched.
 
+When no ``usage`` arrives, :meth:`UsageReader.estimate` gives the documented estimate of the
+completion tokens seen so far (the README's gateway section says the same):
+
+- a stream: one token per event whose choices carry new content (``delta.content``,
+  ``delta.reasoning_content``, ``delta.tool_calls`` or ``delta.function_call``); OpenAI and
+  DashScope send about one token per such event, and the mock exactly one;
+- a JSON answer: ``ceil(characters / 4)`` of the choices' message content (OpenAI's rule of
+  thumb), or of the whole body when it is not JSON, too long or compressed unreadably.
+
 >>> reader = UsageReader("text/event-stream", "")
 >>> reader.feed(b'data: {"choices": []}\\n\\ndata: {"usage": {"prompt_tokens": 3, ')
 >>> reader.feed(b'"completion_tokens": 5, "total_tokens": 8}}\\n\\ndata: [DONE]\\n\\n')
@@ -15,12 +24,15 @@ Usage(prompt_tokens=3, completion_tokens=5, total_tokens=8)
 from __future__ import annotations
 
 import json
+import math
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from tokenlimit.bucket.types import Usage
 
 MAX_JSON_BODY = 16 * 1024 * 1024
+_CONTENT_FIELDS = ("content", "reasoning_content", "tool_calls", "function_call")
 
 
 def usage_from_json(value: Any) -> Usage | None:
@@ -48,6 +60,34 @@ def _decompressor(content_encoding: str) -> Any:
     return False  # an encoding we cannot read: no usage, no report
 
 
+def _carries_content(event: dict[str, Any]) -> bool:
+    """Whether a stream event delivers new completion content (one token, by the estimate)."""
+    choices = event.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS):
+            return True
+    return False
+
+
+def _message_characters(body: Any) -> int | None:
+    """The characters of a chat completion's message content, or ``None`` when it is not one."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list):
+        return None
+    total = 0
+    for choice in choices:
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            for name in _CONTENT_FIELDS:
+                value = message.get(name)
+                if value:
+                    total += len(value if isinstance(value, str) else json.dumps(value))
+    return total
+
+
 class UsageReader:
     """Feed it the raw response bytes in order; ``finish`` gives the usage or ``None``."""
 
@@ -57,9 +97,12 @@ class UsageReader:
         self.buffer = bytearray()
         self.usage: Usage | None = None
         self.overflow = False
+        self.raw_bytes = 0
+        self.content_events = 0
 
     def feed(self, chunk: bytes) -> None:
         """Take the next raw chunk of the body."""
+        self.raw_bytes += len(chunk)
         if self.decompress is False or self.overflow:
             return
         if self.decompress is not None:
@@ -100,6 +143,8 @@ class UsageReader:
             usage = usage_from_json(event.get("usage"))
             if usage is not None:
                 self.usage = usage
+            elif _carries_content(event):
+                self.content_events += 1
 
     def finish(self) -> Usage | None:
         """The usage of the whole answer, once the body has ended."""
@@ -115,3 +160,111 @@ class UsageReader:
         except ValueError:
             return None
         return usage_from_json(body.get("usage")) if isinstance(body, dict) else None
+
+    def estimate(self) -> int:
+        """Completion tokens by the documented estimate, for an answer without ``usage``.
+
+        Call it after :meth:`finish` (or at any point, for what has been seen so far).
+
+        >>> reader = UsageReader("application/json", "")
+        >>> reader.feed(b'{"choices": [{"message": {"content": "lorem ipsum"}}]}')
+        >>> reader.estimate()
+        3
+        """
+        if self.sse:
+            return self.content_events
+        characters: int | None = None
+        if self.decompress is not False and not self.overflow:
+            try:
+                characters = _message_characters(json.loads(bytes(self.buffer)))
+            except ValueError:
+                characters = None
+        if characters is None:
+            characters = self.raw_bytes
+        return math.ceil(characters / 4)
+
+
+class UsageChunkFilter:
+    """Drops the ``usage`` event from a stream whose client did not ask for it.
+
+    The gateway adds ``stream_options.include_usage`` to streaming requests that lack it, so
+    the upstream tells the usage; the extra last event (``"choices": []`` with the usage) is
+    then held back from the client. Events pass on whole, as soon as their blank line arrives.
+
+    >>> kept = UsageChunkFilter()
+    >>> kept.feed(b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\\n\\ndata: {"ch')
+    b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\\n\\n'
+    >>> kept.feed(b'oices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\\n\\n'
+    ...           b'data: [DONE]\\n\\n')
+    b'data: [DONE]\\n\\n'
+    """
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes of ``chunk`` (and of what was held back) that go to the client now."""
+        self.pending += chunk
+        kept: list[bytes] = []
+        start = end = 0
+        for line in bytes(self.pending).splitlines(keepends=True):
+            end += len(line)
+            if line in (b"\n", b"\r\n", b"\r"):  # a blank line ends the event
+                event = bytes(self.pending[start:end])
+                if not _is_usage_event(event):
+                    kept.append(event)
+                start = end
+        del self.pending[:start]
+        return b"".join(kept)
+
+    def finish(self) -> bytes:
+        """What is left at the end of the stream (an unterminated last event)."""
+        rest, self.pending = bytes(self.pending), bytearray()
+        return b"" if _is_usage_event(rest) else rest
+
+
+def _is_usage_event(event: bytes) -> bool:
+    """Whether ``event`` is the usage-only chunk (``"choices": []`` and a usage object)."""
+    if b'"usage"' not in event:
+        return False
+    for line in event.splitlines():
+        if line.startswith(b"data:"):
+            try:
+                value = json.loads(line[5:].strip())
+            except ValueError:
+                return False
+            return (isinstance(value, dict) and usage_from_json(value.get("usage")) is not None
+                    and not value.get("choices"))
+    return False
+
+
+def ask_for_usage(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes | None:
+    """The request body with ``stream_options.include_usage`` added, or ``None`` to leave it.
+
+    Only a JSON chat request with ``"stream": true`` that does not already ask for usage is
+    changed (a compressed request body is left alone). The JSON is written again compactly,
+    keys in their order.
+
+    >>> ask_for_usage(b'{"messages": [], "stream": true}')
+    b'{"messages":[],"stream":true,"stream_options":{"include_usage":true}}'
+    >>> ask_for_usage(b'{"stream": true, "stream_options": {"include_usage": true}}') is None
+    True
+    """
+    if any(k == "content-encoding" and v.strip().lower() not in ("", "identity")
+           for k, v in headers):
+        return None
+    if b'"stream"' not in body:
+        return None
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or request.get("stream") is not True:
+        return None
+    options = request.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return None  # not ours to repair: the upstream will answer it
+    if isinstance(options, dict) and options.get("include_usage") is True:
+        return None
+    request["stream_options"] = {**(options or {}), "include_usage": True}
+    return json.dumps(request, ensure_ascii=False, separators=(",", ":")).encode()
