@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
 from tokenlimit.cli.main import app
+from tokenlimit.errors import TraceError
 from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
+from tokenlimit.sim.readers import read_trace
 from tokenlimit.sim.writers import trace_frame
 
 runner = CliRunner()
@@ -91,7 +93,54 @@ def test_what_streaming_does_not_do_is_a_usage_error(dataset: Path, args: list[s
     assert hint in " ".join(result.stderr.replace("│", " ").split())
 
 
-def test_a_jsonl_trace_is_not_streamed() -> None:
-    result = _run("simulate", str(SAMPLES / "trace.jsonl"), "-r", RULES, "--chunk-rows", "10")
-    assert result.exit_code == 2
-    assert "streams Parquet traces" in " ".join(result.stderr.replace("│", " ").split())
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "jsonl.gz", "csv.zst"])
+def test_csv_and_json_lines_stream_like_the_whole_replay(dataset: Path, tmp_path: Path,
+                                                         suffix: str) -> None:
+    import gzip
+
+    import zstandard
+
+    frame = pl.read_parquet(dataset.parent / "whole.parquet")
+    plain = tmp_path / f"t.{suffix.split('.')[0]}"
+    if suffix.startswith("csv"):
+        text = frame.with_columns(pl.col("key").map_elements(
+            lambda k: f"{k},x" if k.endswith("7") else k, return_dtype=pl.String)).write_csv()
+    else:
+        text = frame.write_ndjson()
+    plain.write_text(text)  # some CSV keys hold a comma: quoted
+    path = tmp_path / f"t.{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+    elif suffix.endswith(".zst"):
+        path.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    whole = _run("simulate", str(plain), "-r", RULES, "-f", "json", "--decisions",
+                 str(tmp_path / "whole.jsonl"))
+    assert whole.exit_code == 0, whole.output
+    streamed = _run("simulate", str(path), "-r", RULES, "-f", "json", "--chunk-rows", "1000",
+                    "--decisions", str(tmp_path / "streamed.jsonl"))
+    assert streamed.exit_code == 0, streamed.output
+    report, again = json.loads(whole.stdout), json.loads(streamed.stdout)
+    report.pop("trace"), again.pop("trace")
+    assert again == report
+    assert ((tmp_path / "streamed.jsonl").read_text()
+            == (tmp_path / "whole.jsonl").read_text())
+
+
+def test_a_bad_line_in_a_later_block_names_its_line_in_the_file(tmp_path: Path) -> None:
+    lines = [json.dumps({"ts": i, "key": "a", "completion_tokens": 1}) for i in range(50)]
+    lines[37] = json.dumps({"ts": 37, "key": "a", "latency": "slow"})
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "5")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}:38: field 'latency': 'slow' is not a number\n"
+    rows = ["ts,key,latency"] + [f"{i},a,0" for i in range(30)]
+    rows[21] = '20,"a\nb",x'
+    csv = tmp_path / "t.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    result = _run("simulate", str(csv), "-r", RULES, "--chunk-rows", "4")
+    assert result.exit_code == 1
+    # The record spans lines 22 and 23; the whole-file reader names its last line too.
+    assert result.stderr == f"error: {csv}:23: field 'latency': 'x' is not a number\n"
+    with pytest.raises(TraceError, match=r"t\.csv:23: field 'latency'"):
+        read_trace(csv)

@@ -165,8 +165,8 @@ def simulate(
         metavar="ADDRESS", help="With --executor dask: the scheduler (default: a local "
         "cluster).")] = None,
     chunk_rows: Annotated[int | None, typer.Option(
-        min=1, metavar="N", help="Stream a Parquet trace (file, folder or glob) larger than "
-        "memory in batches of N requests.")] = None,
+        min=1, metavar="N", help="Stream a trace larger than memory (Parquet: a file, folder "
+        "or glob; CSV; JSON Lines) in batches of about N requests.")] = None,
 ) -> None:
     """Replay a recorded trace through rules and report who would be limited, and when.
 
@@ -287,15 +287,11 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
                         templates: Sequence[Any], fields: Any,
                         decisions: str | None) -> None:
     """Usage errors for what a streamed replay does not do (yet)."""
-    from tokenlimit.sim.chunked import is_parquet
-
-    refused = [(not is_parquet(path), "TRACE", "streams Parquet traces: convert the trace "
-                "with tokenlimit trace convert first"),
-               (semantics != "asm", "--semantics", "streams the asm semantics only"),
+    refused = [(semantics != "asm", "--semantics", "streams the asm semantics only"),
                (bool(settings), "--set", "a sweep replays the trace whole"),
                (plot is not None, "--plot", "a chart needs the whole replay"),
                (bool(templates) or fields is not None, "--key-template/--from/--map",
-                "streams canonical Parquet traces: convert logs first"),
+                "streams canonical traces: convert logs with tokenlimit trace convert first"),
                (decisions is not None and decisions.lower().endswith(
                    (".parquet", ".pq", ".csv", ".gz")), "--decisions",
                 "streamed decisions are written as plain JSON Lines")]

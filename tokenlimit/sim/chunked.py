@@ -1,8 +1,9 @@
-"""``simulate --chunk-rows N``: a Parquet trace (a file, a folder of files or a glob) larger than
-memory, replayed in one streaming pass.
+"""``simulate --chunk-rows N``: a trace larger than memory, replayed in one streaming pass.
 
-polars reads the trace in batches of ``N`` rows (only the trace's columns); each batch becomes
-a ``Trace`` and goes through ``StreamingReplay``, whose decisions are the whole replay's. The
+A Parquet trace (a file, a folder of files or a glob) is read by polars in batches of ``N``
+rows (only the trace's columns); a CSV or JSON Lines file (plain, gzip or zstd) in blocks of
+about ``N`` lines, each read like a whole file. Each batch becomes a ``Trace`` and goes
+through ``StreamingReplay``, whose decisions are the whole replay's. The
 report's figures add up over batches; decisions are written as they come. Memory is the keys
 plus one batch. Two things differ from reading the file whole, and are said in the README:
 the file must be in time order, and a request without usage has its completion tokens drawn
@@ -11,6 +12,7 @@ from its batch's recorded usage (the whole-file reader draws from the whole file
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,6 +68,65 @@ def parquet_chunks(path: str, rows: int, *, key_field: str | None = None,
         first += batch.height
 
 
+def trace_chunks(path: str, rows: int, *, key_field: str | None = None,
+                 seed: int = 0) -> Iterator[tuple[int, Trace]]:
+    """(first row, trace) for each batch of about ``rows`` requests of any trace file."""
+    if is_parquet(path):
+        yield from parquet_chunks(path, rows, key_field=key_field, seed=seed)
+    else:
+        yield from text_chunks(path, rows, key_field=key_field, seed=seed)
+
+
+def text_chunks(path: str, rows: int, *, key_field: str | None = None,
+                seed: int = 0) -> Iterator[tuple[int, Trace]]:
+    """Batches of about ``rows`` lines of a CSV or JSON Lines file (plain, gzip or zstd),
+    cut at line ends (a CSV line break inside quotes stays in its record); each batch is
+    read like a whole file (the CSV header in front), errors name the file's line."""
+    from tokenlimit.sim.readers import read_block, trace_format
+
+    fmt, compression = trace_format(path)
+    try:
+        stream = _open_binary(path, compression)
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    with stream:
+        header = stream.readline() if fmt == "csv" else b""
+        first_row, first_line = 0, 2 if fmt == "csv" else 1
+        hint = rows * 64  # bytes; adjusted to the lines seen
+        while True:
+            lines = stream.readlines(max(hint, 1))
+            if not lines:
+                return
+            if fmt == "csv":
+                while sum(line.count(b'"') for line in lines) % 2:
+                    more = stream.readline()  # inside a quoted value: finish the record
+                    if not more:
+                        break
+                    lines.append(more)
+            data = b"".join(lines)
+            hint = max(1, int(len(data) / len(lines) * rows))
+            trace = read_block(path, fmt, header + data, key_field=key_field, seed=seed,
+                               first_row=first_row, first_line=first_line)
+            if len(trace):
+                yield first_row, trace
+            first_row += len(trace)
+            first_line += data.count(b"\n")
+
+
+def _open_binary(path: str, compression: str | None) -> Any:
+    if compression == "gzip":
+        import gzip
+
+        return gzip.open(path, "rb")
+    if compression == "zstd":
+        import zstandard
+
+        raw = open(path, "rb")  # noqa: SIM115 (closed with the reader)
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        return io.BufferedReader(reader)  # lines, which the decompressor does not give
+    return open(path, "rb")
+
+
 def _locate(path: str, batch: Any, first: int, key_field: str | None) -> None:
     from tokenlimit.sim.readers import check_rows
 
@@ -78,14 +139,14 @@ def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,
                        charge: Charge = "completion", key_field: str | None = None,
                        seed: int = 0, top: int = 10, price_per_1k: float | None = None,
                        decisions: IO[bytes] | None = None) -> ChunkedResult:
-    """Replay a Parquet trace batch by batch; decisions as JSON Lines to ``decisions``."""
+    """Replay a trace batch by batch; decisions as JSON Lines to ``decisions``."""
     stream = StreamingReplay(rules, charge)
     counts = np.zeros((0, 6), dtype=np.int64)
     first_limited = np.zeros(0)
     unmatched = np.zeros(6, dtype=np.int64)
     unmatched_first = np.inf
     imputed = requests = limited = 0
-    for start, chunk in parquet_chunks(path, rows, key_field=key_field, seed=seed):
+    for start, chunk in trace_chunks(path, rows, key_field=key_field, seed=seed):
         replay = stream.feed(chunk)
         n_keys = len(stream.names)
         chunk_counts, chunk_first = key_figures(chunk, replay, charge, n_keys)

@@ -39,10 +39,11 @@ class Declined(Exception):
 
 
 def read_columnar(name: str, fmt: str, data: bytes | None, *, key_field: str | None,
-                  seed: int) -> Trace | None:
+                  seed: int, first_row: int = 0) -> Trace | None:
     """The trace in ``name`` (``fmt``: ``csv``, ``jsonl`` or ``parquet``), or ``None`` when
-    the per-row reader must read it. ``data``: the decompressed bytes of a compressed file,
-    ``None`` to read ``name`` itself."""
+    the per-row reader must read it. ``data``: the decompressed bytes of a compressed file
+    (or one block of a file, whose first request is the file's ``first_row``), ``None`` to
+    read ``name`` itself."""
     import polars as pl
 
     try:
@@ -52,7 +53,7 @@ def read_columnar(name: str, fmt: str, data: bytes | None, *, key_field: str | N
             frame = _csv_frame(name, data, key_field)
         else:
             frame = _jsonl_frame(name, data, key_field)
-        return _trace(frame, name, key_field, seed, fmt == "csv")
+        return _trace(frame, name, key_field, seed, fmt == "csv", first_row)
     except (Declined, pl.exceptions.PolarsError, OSError, ValueError, OverflowError):
         return None
 

@@ -55,6 +55,7 @@ class _Columns:
         self.index = array("q")
         self.names: dict[str, int] = {}
         self.ids: list[str | int] | None = None
+        self.offset = 0  # the position in its file of the first line read here
         self.status: list[str | None] | None = None
 
 
@@ -403,18 +404,18 @@ def _add(c: _Columns, row: Mapping[str, Any], name: str, line: int,
     if completion is not None and total is None:
         total = prompt + completion
     keys = _keys(row, name, line, plan, key_field)
-    position = len(c.ts)
+    position = c.offset + len(c.ts)
     if "id" in row:
         if not isinstance(row["id"], str | int) or isinstance(row["id"], bool):
             raise TraceError("expected a string or an integer", path=name, line=line,
                              field="id")
         if c.ids is None:
-            c.ids = list(range(position))
+            c.ids = list(range(c.offset, position))
     if c.ids is not None:
         c.ids.append(row.get("id", position))
     status = row.get("status")
     if status is not None and c.status is None:
-        c.status = [None] * position
+        c.status = [None] * len(c.ts)
     if c.status is not None:
         c.status.append(None if status is None else str(status))
     c.ts.append(ts)
@@ -440,10 +441,36 @@ def _finish(c: _Columns, name: str, seed: int) -> Trace:
         latency=np.frombuffer(c.latency, dtype=np.float64).copy(),
         prompt_tokens=prompt, completion_tokens=completion, total_tokens=total,
         key_ptr=ptr, key_index=index, key_names=tuple(c.names), imputed=imputed,
-        ids=None if c.ids is None or _positions(c.ids) else tuple(c.ids),
+        ids=None if c.ids is None or _positions(c.ids, c.offset) else tuple(c.ids),
         status=None if c.status is None else tuple(c.status))
 
 
-def _positions(ids: Sequence[str | int]) -> bool:
+def _positions(ids: Sequence[str | int], offset: int = 0) -> bool:
     """Whether every id is its request's position (``Trace.ids`` is then ``None``)."""
-    return all(type(i) is int and i == n for n, i in enumerate(ids))
+    return all(type(i) is int and i == n for n, i in enumerate(ids, start=offset))
+
+
+def read_block(name: str, fmt: str, data: bytes, *, key_field: str | None, seed: int,
+               first_row: int, first_line: int) -> Trace:
+    """One block of a CSV (with the header line in front) or JSON Lines file: its first
+    request is the file's ``first_row`` and its first line the file's ``first_line``.
+    Errors name the line in the file."""
+    from tokenlimit.sim.columnar import read_columnar
+
+    fast = read_columnar(name, fmt, data, key_field=key_field, seed=seed, first_row=first_row)
+    if fast is not None:
+        return fast
+    columns = _Columns()
+    columns.offset = first_row
+    shift = first_line - (2 if fmt == "csv" else 1)  # block lines after its header
+    try:
+        text = io.StringIO(data.decode("utf-8-sig"), newline="")
+        rows = _csv_rows(text, name) if fmt == "csv" else _json_lines(text, name)
+        for line, row in rows:
+            _add(columns, row, name, line, None, key_field)
+    except TraceError as exc:
+        where = None if exc.line is None else exc.line + shift
+        raise TraceError(exc.message, path=name, line=where, field=exc.field) from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"not a readable text file ({exc})", path=name) from exc
+    return _finish(columns, name, seed)
