@@ -157,7 +157,7 @@ def simulate(
     top: Annotated[int, typer.Option(help="Keys shown in the per-key table.")] = 10,
     jobs: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
-        "request stay together); default: every core for traces of 1M requests or more.")
+        "request stay together); default 1, or every core with --executor dask.")
     ] = None,
     executor: Annotated[str, typer.Option(
         help="Where partitions run: local (processes) or dask.")] = "local",
@@ -237,7 +237,7 @@ def simulate(
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)
         step("replaying")
-        parallel = _parallelism(jobs, executor, scheduler, len(trace))
+        parallel = _parallelism(jobs, executor, scheduler)
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
                                 origin=loaded.origin, estimate=policy, on_step=step,
@@ -269,17 +269,16 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
                           "as demand, their usage imputed")
 
 
-AUTO_JOBS_FROM = 1_000_000  # below this, starting workers costs more than it saves
-
-
-def _parallelism(jobs: int | None, executor: str, scheduler: str | None,
-                 requests: int) -> Parallelism:
+def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
+    """``--jobs``: 1 by default here (bench/simulate.py measured splitting a replay into
+    partitions on this machine as slower than the one compiled scan: the partitioning costs
+    more than the scan it spreads); every core by default on a Dask cluster."""
     import os
 
     from tokenlimit.sim.partition import Parallelism
 
     if jobs is None:
-        jobs = (os.cpu_count() or 1) if requests >= AUTO_JOBS_FROM or executor == "dask" else 1
+        jobs = (os.cpu_count() or 1) if executor == "dask" else 1
     return Parallelism(jobs, executor, scheduler)
 
 
