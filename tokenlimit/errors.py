@@ -44,11 +44,13 @@ class RuleError(TokenlimitError):
         path: str | None = None,
         line: int | None = None,
         column: int | None = None,
+        hint: str | None = None,
     ) -> None:
         self.message = message
         self.path = path
         self.line = line
         self.column = column
+        self.hint = hint  # what to do about it, where the generic advice would mislead
         super().__init__(f"{_where(path, line, column)}: {message}")
 
 
@@ -61,7 +63,9 @@ class RulesRejected(TokenlimitError):
         more = f" (and {len(self.findings) - 1} more; run `tokenlimit validate`)" if (
             len(self.findings) > 1
         ) else ""
-        text = first.one_line() if first else "rules rejected"
+        # The CLI writes "error: " before this; the finding's own severity would say it twice.
+        text = (f"{first.location or '<rules>'}: {first.code} {first.message}" if first
+                else "rules rejected")
         super().__init__(f"{text}{more}")
 
 

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.conftest import REPO, SAMPLES
@@ -154,3 +156,112 @@ def test_a_key_whose_rule_has_no_figures() -> None:
     assert result.output.splitlines()[-1] == "0 errors, 1 warning, 2 infos"
     assert "  'vip' -> rule 0 ('^vip$'): no figures (a number is not positive; see the rule's " \
         "findings)" in result.output.splitlines()
+
+
+def _tenant_rules(tmp_path: Path, count: int) -> str:
+    path = tmp_path / "tenants.json"
+    path.write_text(json.dumps([{
+        "rate_limit_key_regex": f"^tenant-{i:04d}-", "max_tokens": 1000, "tokens_per_fill": 100,
+        "fill_interval_second": 60, "redis_expired_seconds": 600} for i in range(count)],
+        indent=1))
+    return str(path)
+
+
+def test_a_finding_on_many_rules_is_written_once_with_the_others_as_ranges(
+        tmp_path: Path) -> None:
+    source = _tenant_rules(tmp_path, 12)
+    result = _invoke(source, env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    start = lines.index("TL304 on 12 rules, e.g. rule 0")
+    assert lines[start:start + 8] == [
+        "TL304 on 12 rules, e.g. rule 0",
+        f"  info TL304 {source}:3:27: regex '^tenant-0000-' is searched anywhere in the key, "
+        "not matched whole: it also takes 'tenant-0000-other'",
+        "    hint: A prefix rule? Write '^tenant-0000-.*' to say so (the same keys, and no "
+        "TL304); add $ only if the key must end where the match ends.",
+        "    and likewise on rules 1-11 (--format json lists each)",
+        "TL308 on 12 rules, e.g. rule 0",
+        f"  info TL308 {source}:2:2: rule 0: sustained up to 100 tokens/min (144,000/day); a "
+        "new key starts with 100 tokens; burst up to 1,000; refills from empty to full in "
+        "10 min; the bucket expires 10 min after its last refill (then it restarts, debt "
+        "forgiven)",
+        "    hint: Run `tokenlimit validate --key KEY` to see which rule a key takes.",
+        "    and likewise on rules 1-11 (--format json lists each)",
+    ]
+    assert not any(line.startswith("Rule ") for line in lines)  # nothing else per rule
+    assert lines[-1] == "0 errors, 0 warnings, 26 infos"
+    listed = json.loads(_invoke(source, "--format", "json").output)["findings"]
+    assert sum(f["code"] == "TL304" for f in listed) == 12
+
+
+def test_min_severity_hides_findings_but_not_the_exit_status() -> None:
+    shown = _invoke(MISTAKES, "--min-severity", "error", "--format", "json")
+    assert shown.exit_code == 1
+    severities = {f["severity"] for f in json.loads(shown.output)["findings"]}
+    assert severities == {"error"}
+    warned = _invoke("--config-json", WARNED, "--strict", "--min-severity", "error")
+    assert warned.exit_code == 1  # the hidden warning still fails --strict
+    assert "warning" not in warned.output.replace("0 warnings", "")
+    quiet = _invoke(RULES, "--min-severity", "warning")
+    assert (quiet.exit_code, quiet.output.splitlines()[-1]) == (
+        0, "0 errors, 0 warnings, 0 infos")
+
+
+def test_min_severity_takes_only_known_severities() -> None:
+    result = _invoke(RULES, "--min-severity", "notice")
+    assert result.exit_code == 2
+    assert "Invalid value for --min-severity: choose one of info, warning, error" in (
+        result.output)
+
+
+# Regex characters, letters that take two cells (中) or combine (é as e + accent), and now
+# and then anything at all (then the plain table may step aside, and Rich writes it).
+_REGEX_TEXT = st.one_of(
+    st.lists(st.sampled_from([*"abcz-_.^$*+?()[]{}|\\ 09", "中", "e\u0301", "ß"]),
+             max_size=30).map("".join),
+    st.text(max_size=10))
+
+
+@settings(max_examples=60)
+@given(regexes=st.lists(_REGEX_TEXT, min_size=1, max_size=6),
+       numbers=st.lists(st.integers(-5, 10**7), min_size=4, max_size=4),
+       width=st.integers(90, 220))
+def test_the_plain_rules_table_is_what_rich_writes(regexes: list[str], numbers: list[int],
+                                                   width: int) -> None:
+    import io
+
+    from rich.console import Console
+
+    from tokenlimit.cli.validate import format_rules_table, plain_rules_table
+    from tokenlimit.rules import Rule
+    from tokenlimit.rules.formats import ValidationReport
+
+    rules = tuple(Rule(i, regex, *numbers) for i, regex in enumerate(regexes))
+    report = ValidationReport("x.json", rules, ())
+    plain = plain_rules_table(report, width)
+    out = io.StringIO()
+    Console(file=out, highlight=False, no_color=True, width=width).print(
+        format_rules_table(report), soft_wrap=True)
+    if plain is not None:
+        assert plain + "\n" == out.getvalue()
+    PLAIN_TABLES.append(plain is not None)
+
+
+PLAIN_TABLES: list[bool] = []
+
+
+def test_the_plain_table_was_compared_often() -> None:
+    # Runs after the property above (same module, file order): most examples must have been
+    # written plain, or the property compared nothing.
+    assert sum(PLAIN_TABLES) >= 10, PLAIN_TABLES
+
+
+def test_a_missing_file_is_told_to_check_the_path_not_to_fix_json(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nosuch.json")
+    result = _invoke(missing)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[:3] == [
+        "All rules",
+        f"  error TL100 {missing}:1:1: no such file",
+        "    hint: Check the path (- reads the rules from stdin)."]

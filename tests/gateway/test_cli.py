@@ -141,7 +141,7 @@ def test_gateway_command_with_the_sample_wasmplugin() -> None:
     (["gateway", "--upstream", "http://127.0.0.1:1"],
      "error: no rate-limit service: give --service URL"),
     (["gateway", "--upstream", "http://127.0.0.1:1", "--service", "http://127.0.0.1:2",
-      "-k", "{{request.cookie}}"],
+      "--key-template", "{{request.cookie}}"],
      "error: key template '{{request.cookie}}': unknown attribute 'request.cookie'"),
     (["gateway", "--upstream", "http://127.0.0.1:1", "--plugin", "missing.yaml"],
      "error: missing.yaml: cannot read: No such file or directory"),

@@ -151,8 +151,10 @@ def test_without_kubernetes_validate_core_kinds_are_reported_unchecked(
     findings = check_texts([("apiVersion: v1\nkind: Service\nmetadata: {name: s}\n"
                              "spec: {portz: []}\n", "svc.yaml")])
     assert [(f.code, f.severity) for f in findings] == [("TL405", Severity.WARNING)]
-    assert findings[0].message == ("core kinds were not checked: the kubernetes-validate "
-                                   "package is not installed")
+    assert findings[0].message == ("core kinds were not checked (Service/s): the "
+                                   "kubernetes-validate package is not installed")
+    # It points at the manifest that was not checked, not at "<rules>".
+    assert findings[0].one_line().startswith("svc.yaml:1:1: warning TL405 ")
 
 
 def test_service_port_mismatch_is_a_warning() -> None:

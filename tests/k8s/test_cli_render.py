@@ -22,7 +22,7 @@ PASSWORD = "pa ss:wörd"
 CUSTOM = [
     "--rules", str(SAMPLES / "rules.yaml"), "--name", "team-limits", "--namespace", "llm-clients",
     "--target-ref", "gateway.networking.k8s.io/Gateway/egress", "--target-ref", "Service/chat",
-    "--host", "api.openai.com", "--host", "dashscope.aliyuncs.com",
+    "--llm-host", "api.openai.com", "--llm-host", "dashscope.aliyuncs.com",
     "--key-template", "{{request.headers.x-tenant}}", "--key-template", "global",
     "--match-mode", "CLIENT_AND_SERVER", "--match-port", "443", "--match-port", "8443",
     "--phase", "AUTHZ", "--priority", "-5", "--fail-strategy", "FAIL_CLOSE",
@@ -33,6 +33,10 @@ CUSTOM = [
     "--redis-db", "2", "--redis-password-secret", "llm-quota-redis-auth",
     "--redis-password-key", "redis-password", "--redis-password-env", "LLM_REDIS_PW",
 ]
+
+GLOBAL_LINE = 127  # of the rateLimitKeys entry 'global' in expected/all-custom.yaml
+TL409_HINT = ("    hint: Add a rule whose rate_limit_key_regex matches it, or use a template "
+              "such as {{request.headers.user-type}}.\n")
 
 
 def invoke(args: list[str], env: dict[str, str] | None = None,
@@ -56,9 +60,10 @@ def test_render_all_customised_exactly_and_the_password_stays_in_the_secret() ->
     # stderr holds exactly one warning, about the constant key "global" (samples' rules are
     # per user type), and nothing of the password.
     assert (code, out, err) == (0, expected("all-custom.yaml"),
-                                "<rules>: warning TL409 rateLimitKeys entry 'global' is a "
-                                "constant key that no rule matches: the service never limits "
-                                "it\n")
+                                f"<stdout>:{GLOBAL_LINE}:9: warning TL409 rateLimitKeys entry "
+                                "'global' is a constant key that no rule matches: the service "
+                                f"never limits it\n{TL409_HINT}")
+    assert out.splitlines()[GLOBAL_LINE - 1] == "      - global"
     encoded = base64.b64encode(PASSWORD.encode()).decode()
     assert PASSWORD not in out
     assert out.count(encoded) == 1
@@ -80,7 +85,8 @@ def test_render_wasmplugin_with_rules_validates_them() -> None:
           '"fill_interval_second":0,"redis_expired_seconds":5}]'
     code, out, err = invoke(["render", "wasmplugin", "--config-json", bad])
     assert (code, out) == (1, "")
-    assert err.startswith("error: <config-json>:1:88: error TL108 fill_interval_second is 0")
+    # One "error", not two ("error: ...: error TL108").
+    assert err.startswith("error: <config-json>:1:88: TL108 fill_interval_second is 0")
     assert err.count("\n") == 1
 
 
@@ -256,13 +262,36 @@ def test_the_readme_example_is_real_output() -> None:
     assert out == shown
 
 
+def test_constant_key_templates_are_located_in_the_file_written(tmp_path: Path) -> None:
+    code, _, err = invoke(["render", "all", "--rules", RULES, "--key-template", "global",
+                           "-o", str(tmp_path)])
+    plugin = tmp_path / "04-wasmplugin-llm-token-ratelimit.yaml"
+    assert code == 0
+    assert err.startswith(f"{plugin}:23:9: warning TL409 rateLimitKeys entry 'global' ")
+    assert plugin.read_text().splitlines()[22] == "      - global"
+
+
 def test_constant_key_templates_no_rule_matches_warn() -> None:
     code, out, err = invoke(["render", "all", "--rules", RULES, "--key-template", "global",
                              "--key-template", "regular-user-x",
                              "--key-template", "{{request.headers.user-type}}"])
     assert code == 0
-    assert err == ("<rules>: warning TL409 rateLimitKeys entry 'global' is a constant key "
-                   "that no rule matches: the service never limits it\n")
+    assert err == ("<stdout>:89:9: warning TL409 rateLimitKeys entry 'global' is a constant "
+                   f"key that no rule matches: the service never limits it\n{TL409_HINT}")
+    assert out.splitlines()[88] == "      - global"
     assert "      - global\n      - regular-user-x\n" in out
     # Without rules there is nothing to compare with, so no warning.
     assert invoke(["render", "wasmplugin", "--key-template", "global"])[2] == ""
+
+
+def test_the_old_host_spelling_still_renders_the_same() -> None:
+    # render's --host became --llm-host (--host is the listen address everywhere else); the
+    # old spelling stays, hidden from --help, so existing scripts keep working.
+    old = [("--host" if arg == "--llm-host" else arg) for arg in CUSTOM]
+    assert old != CUSTOM
+    assert invoke(["render", "all", *old])[:2] == invoke(["render", "all", *CUSTOM])[:2]
+    mixed = invoke(["render", "wasmplugin", "--llm-host", "a.example", "--host", "b.example"])
+    assert ("      - host:\n          exact: a.example\n"
+            "      - host:\n          exact: b.example") in mixed[1]
+    assert "--host" not in invoke(["render", "wasmplugin", "--help"])[1].replace(
+        "--llm-host", "")

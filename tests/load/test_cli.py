@@ -255,3 +255,16 @@ def test_workers_through_the_cli(own_service: str) -> None:
     assert data["send_lateness_ms"]["count"] == 90
     assert data["conformance"]["requests"] == 90
     assert data["conformance"]["over_admitted"] == data["conformance"]["under_admitted"] == 0
+
+
+def test_merge_is_a_subcommand_with_its_own_help() -> None:
+    shown = runner.invoke(app, ["loadtest", "merge", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "Usage: tokenlimit loadtest merge [OPTIONS] REPORT.json..." in shown.output
+    assert "--mode" not in shown.output  # not loadtest's own help
+    missing = runner.invoke(app, ["loadtest", "merge"])
+    assert missing.exit_code == 2
+    assert "Missing argument 'REPORT.json...'" in missing.output
+    # A run takes no second argument any more (merge is not an argument of it).
+    extra = runner.invoke(app, ["loadtest", "http://127.0.0.1:9", "x.json"])
+    assert extra.exit_code == 2

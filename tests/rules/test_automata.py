@@ -6,14 +6,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from tokenlimit.rules.automata import (
-    Alphabet,
-    TooLarge,
-    char_sets,
-    find_word,
-    full_dfa,
-    search_dfa,
-)
+from tokenlimit.rules.automata import Alphabet, TooLarge, char_sets, full_dfa, search_dfa
+from tokenlimit.rules.products import find_word
 from tokenlimit.rules.re2syntax import Unsupported, parse_re2
 from tokenlimit.rules.regex import compile_go_regex
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from tests.conftest import SAMPLES
@@ -294,3 +297,67 @@ def test_wasmplugin_keys_from_a_header_are_named_where_they_are_set() -> None:
 def test_wasmplugin_keys_from_trusted_attributes_need_no_warning() -> None:
     trusted = WASM_MANIFEST.replace("request.headers.user-type", "source.principal")
     assert "TL306" not in [f.code for f in lint(parse_rules_text(trusted, "m.yaml"))]
+
+
+def _rule_then_catch_all(regex: str) -> list[Finding]:
+    rules = [{"rate_limit_key_regex": regex, "max_tokens": 10, "tokens_per_fill": 5,
+              "fill_interval_second": 60, "redis_expired_seconds": 600},
+             {"rate_limit_key_regex": ".*", "max_tokens": 10, "tokens_per_fill": 5,
+              "fill_interval_second": 60, "redis_expired_seconds": 600}]
+    return [f for f in lint(parse_rules_text(json.dumps(rules), "x.json")) if f.code == "TL304"]
+
+
+def test_a_prefix_rule_is_told_to_say_so_not_to_become_an_exact_match() -> None:
+    (found,) = _rule_then_catch_all("^team-")
+    assert found.message == ("regex '^team-' is searched anywhere in the key, not matched "
+                             "whole: it also takes 'team-other'")
+    assert found.hint == ("A prefix rule? Write '^team-.*' to say so (the same keys, and no "
+                          "TL304); add $ only if the key must end where the match ends.")
+    assert "'^team-$'" not in found.hint
+    assert _rule_then_catch_all("^team-.*") == []  # the hint's own regex is not flagged
+
+
+def test_a_suffix_rule_is_told_to_say_so() -> None:
+    (found,) = _rule_then_catch_all("-team1$")
+    assert found.message.endswith("it also takes 'not-team1'")
+    assert found.hint.startswith("A suffix rule? Write '^.*-team1$' to say so")
+    assert _rule_then_catch_all("^.*-team1$") == []
+
+
+def test_no_unanchored_finding_whose_only_example_holds_a_newline() -> None:
+    # '^tenant-0000-.*' also "takes" 'tenant-0000-\n' (. stops at a newline), but no request
+    # key holds one: it is matched whole in practice.
+    assert _rule_then_catch_all("^tenant-0000-.*") == []
+    (found,) = _rule_then_catch_all("^tenant-0000-")
+    assert found.message.endswith("it also takes 'tenant-0000-other'")
+
+
+def test_disjoint_rules_are_not_compared_pair_by_pair(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,000 tenant rules took 100 s when each rule was compared with every earlier one; a rule
+    # that shares no key with the union of the earlier ones needs no pairwise look at all.
+    from tokenlimit.rules import coverage
+
+    calls: list[int] = []
+    real = coverage._Study.overlap
+
+    def counted(self: Any, item: Any, other: Any) -> Any:
+        calls.append(1)
+        return real(self, item, other)
+
+    monkeypatch.setattr(coverage._Study, "overlap", counted)
+    tenants = [{"rate_limit_key_regex": f"^tenant-{i:03d}-", "max_tokens": 10,
+                "tokens_per_fill": 5, "fill_interval_second": 60, "redis_expired_seconds": 600}
+               for i in range(200)]
+    found = lint(parse_rules_text(json.dumps(tenants), "t.json"))
+    assert calls == []
+    assert sum(f.code == "TL304" for f in found) == 200
+    # An overlapping rule is still compared with the earlier ones, and its overlap found.
+    overlapping = [*tenants[:3], {**tenants[0], "rate_limit_key_regex": "tenant-001"}]
+    found = lint(parse_rules_text(json.dumps(overlapping), "t.json"))
+    assert len(calls) == 3
+    # 'tenant-001' is unanchored: it also overlaps the other tenants' prefixes.
+    assert [f.message for f in found if f.code == "TL303"] == [
+        f"rule 3 ('tenant-001') and rule {i} ('^tenant-00{i}-') both match keys such as "
+        f"{key!r}; such a key takes rule {i} (the first match wins)"
+        for i, key in ((0, "tenant-000-tenant-001"), (1, "tenant-001-"),
+                       (2, "tenant-002-tenant-001"))]

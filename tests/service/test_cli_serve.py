@@ -28,7 +28,7 @@ def test_rules_with_errors_are_refused_with_validates_findings(tmp_path: Path) -
                      '  "fill_interval_second": 0, "redis_expired_seconds": 60}]\n')
     result = runner.invoke(app, ["serve", "--rules", str(rules), "--stop-after", "0"])
     assert result.exit_code == 1
-    assert result.output.startswith(f"error: {rules}:2:27: error TL108 fill_interval_second is 0")
+    assert result.output.startswith(f"error: {rules}:2:27: TL108 fill_interval_second is 0")
     assert "Traceback" not in result.output
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # httptools and uvicorn load when the gateway runs, not at ev
     from tokenlimit.gateway.proxy import Gateway
 
 KeyTemplateOption = Annotated[list[str] | None, typer.Option(
-    "--key-template", "-k", metavar="TEMPLATE",
+    "--key-template", metavar="TEMPLATE",
     help="Rate-limit key template, repeatable, e.g. '{{request.headers.user-type}}' "
     "(the default).")]
 HostMatchOption = Annotated[list[str] | None, typer.Option(
@@ -28,8 +28,8 @@ HostMatchOption = Annotated[list[str] | None, typer.Option(
     help="Exact host to limit, repeatable; requests to other hosts pass untouched.")]
 FailOption = Annotated[bool | None, typer.Option(
     "--fail-open/--fail-closed",
-    help="When the service is down or answers non-200: let requests through, or answer 503. "
-    "[default: fail-open]")]
+    help="When the service is down or answers non-200: let requests through, or answer 503 "
+    "(default: fail-open, or the --plugin's failStrategy).")]
 PluginOption = Annotated[str | None, typer.Option(
     "--plugin", metavar="WASMPLUGIN.yaml",
     help="Take hosts, keys, service and failStrategy from a WasmPlugin manifest; "
@@ -113,7 +113,8 @@ def gateway(
     upstream: Annotated[str, typer.Option("--upstream", "-u", metavar="URL",
                                           help="The LLM API to forward to.")],
     service: Annotated[str | None, typer.Option(
-        "--service", "-s", metavar="URL", help="The rate-limit service.")] = None,
+        "--service", "-s", metavar="URL",
+        help="The rate-limit service (required unless --plugin names one).")] = None,
     key_template: KeyTemplateOption = None,
     host_match: HostMatchOption = None,
     fail_open: FailOption = None,

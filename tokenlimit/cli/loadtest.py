@@ -141,9 +141,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
 def loadtest(
     target: Annotated[str, typer.Argument(
         metavar="TARGET_URL", help="The gateway (or LLM) URL, or the rate-limit service's base "
-        "URL with --mode service; `merge` to merge reports instead.")],
-    reports: Annotated[list[str] | None, typer.Argument(
-        metavar="[REPORT.json ...]", help="With `merge`: the reports to merge.")] = None,
+        "URL with --mode service.")],
     mode: Annotated[str, typer.Option("--mode", "-m", help="gateway or service.")] = "gateway",
     rules_source: Annotated[str | None, typer.Option(
         "--rules", "-r", metavar="SOURCE", help="Rules to check conformance against "
@@ -221,26 +219,17 @@ def loadtest(
     recorded trace (--replay). It reports throughput, latency percentiles, statuses and each
     key's outcomes, and with --rules checks every answer against what the rules allow. A run
     stops by itself after --duration seconds or --requests requests (10 s or 100 by default);
-    Ctrl-C stops it early with a partial report (exit 130). `loadtest merge A.json B.json`
-    merges reports exactly.
+    Ctrl-C stops it early with a partial report (exit 130). `tokenlimit loadtest merge
+    A.json B.json` merges reports exactly (see its --help).
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
     """
     from tokenlimit.files import check_writable
     from tokenlimit.load.client import Target
     from tokenlimit.load.modes import Range, has_control
-    from tokenlimit.load.run_report import merge_reports, read_report
 
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
-    if target == "merge":
-        if not reports:
-            raise typer.BadParameter("give the reports to merge", param_hint="REPORT.json")
-        report = merge_reports([read_report(p) for p in reports])
-        _finish(report, output, plot, output_format, None, strict)
-        return
-    if reports:
-        raise typer.BadParameter(f"unexpected arguments: {' '.join(reports)}")
     rules: list[Rule] | None = None
     if rules_source is not None or config_json is not None or from_env:
         rules = list(runnable(read_rules(rules_source, config_json, from_env)).rules)
@@ -329,7 +318,3 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
             kinds = ", ".join(k for k in (kinds, codes) if k)
             raise RemoteError(f"{report.target}: every request failed ({kinds})")
         raise RemoteError(f"{report.target}: no request was answered ({kinds})")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("loadtest")(loadtest)

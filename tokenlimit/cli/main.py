@@ -6,18 +6,18 @@ stderr and exit status 1; usage errors exit 2 (click's convention); no traceback
 
 from __future__ import annotations
 
-import inspect
 import signal
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand
 
 from tokenlimit import __version__
+from tokenlimit.cli.help_layout import TidyGroup, TokenlimitCommand, reflow_help
 from tokenlimit.errors import TokenlimitError
 
 
-class TokenlimitGroup(TyperGroup):
+class TokenlimitGroup(TidyGroup):
     """Turns tokenlimit's own errors into one clear stderr line and exit status 1."""
 
     def invoke(self, ctx: Any) -> Any:
@@ -37,7 +37,9 @@ app = typer.Typer(
     name="tokenlimit",
     help="Author, test and operate LLM token rate-limiting rules (ASM / Istio).",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion and --show-completion: Typer's shell completion (bash, zsh, fish,
+    # PowerShell).
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -62,7 +64,7 @@ def _register() -> None:
     from tokenlimit.cli import (
         diff,
         gateway,
-        loadtest,
+        loadtest_merge,
         mock_llm,
         render,
         simulate,
@@ -84,29 +86,17 @@ def _register() -> None:
     gateway.register(app)
     mock_llm.register(app)
     up.register(app)
-    loadtest.register(app)
+    loadtest_merge.register(app)  # loadtest, with its merge subcommand
     render.register(app)
 
 
-
-def reflow_help(text: str) -> str:
-    r"""Join the lines of each prose paragraph of a docstring, so help wraps to the terminal.
-
-    Paragraphs whose lines are indented (examples, code) keep their line breaks.
-
-    >>> reflow_help("Do a thing\nwell.\n\n  a --b\n  c")
-    'Do a thing well.\n\n  a --b\n  c'
-    """
-    paragraphs = inspect.cleandoc(text).split("\n\n")
-    flowed = [p if any(line.startswith(" ") for line in p.splitlines()) else " ".join(
-        line.strip() for line in p.splitlines()) for p in paragraphs]
-    return "\n\n".join(flowed)
-
-
 def _reflow_commands(typer_app: typer.Typer) -> None:
+    # Also gives every command tokenlimit's help layout (tokenlimit.cli.help_layout).
     for info in typer_app.registered_commands:
         if info.help is None and info.callback is not None and info.callback.__doc__:
             info.help = reflow_help(info.callback.__doc__)
+        if info.cls in (None, TyperCommand):
+            info.cls = TokenlimitCommand
     for group in typer_app.registered_groups:
         if isinstance(group.typer_instance, typer.Typer):
             _reflow_commands(group.typer_instance)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
 
+from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.cli.options import (
     ConfigJsonOption,
     FromEnvOption,
@@ -30,6 +31,8 @@ from tokenlimit.k8s import (
     WasmPluginOptions,
     format_manifests,
     key_template_findings,
+    key_template_locations,
+    manifest_filename,
     parse_labels,
     parse_target_ref,
     password_from_env,
@@ -42,7 +45,7 @@ from tokenlimit.k8s import settings as defaults
 from tokenlimit.rules import Finding, Rule, Severity
 
 
-class RenderGroup(TyperGroup):
+class RenderGroup(TidyGroup):
     """Lets ``render --check FILE...`` stand for ``render check FILE...``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
@@ -68,9 +71,12 @@ TargetRefs = Annotated[list[str] | None, typer.Option(
     "--target-ref", metavar="[GROUP/]KIND/NAME", rich_help_panel=_P,
     help="Attach to these targets instead of a selector (repeatable).")]
 Hosts = Annotated[list[str] | None, typer.Option(
-    "--host", rich_help_panel=_P,
+    "--llm-host", metavar="HOST", rich_help_panel=_P,
     help="LLM host the plug-in limits, exact match (repeatable; default: "
     "dashscope.aliyuncs.com).")]
+# --llm-host was --host, which elsewhere is the address a command listens on; render listens on
+# nothing, so the old spelling stays as a hidden alias.
+LegacyHosts = Annotated[list[str] | None, typer.Option("--host", hidden=True)]
 KeyTemplates = Annotated[list[str] | None, typer.Option(
     "--key-template", metavar="TEMPLATE", rich_help_panel=_P,
     help="rateLimitKeys entry (repeatable; default: {{request.headers.user-type}}).")]
@@ -117,6 +123,12 @@ OutputDir = Annotated[str | None, typer.Option(
     help="Write one file per object here (default, or -: stdout).")]
 Check = Annotated[bool, typer.Option("--check", help="Check the output against the schemas "
                                      "first; write nothing if it fails.")]
+
+
+def _hosts(hosts: list[str] | None, legacy: list[str] | None) -> list[str] | None:
+    """``--llm-host`` values, then those given with the old spelling ``--host``."""
+    given = [*(hosts or []), *(legacy or [])]
+    return given or None
 
 
 def _rules(source: str | None, config_json: str | None, from_env: bool, *,
@@ -210,6 +222,22 @@ def _emit(objects: list[Manifest], output_dir: str | None, check: bool) -> None:
 def _print_findings(findings: list[Finding], *, err: bool = False) -> None:
     for finding in findings:
         typer.echo(finding.one_line(), err=err)
+        typer.echo(f"    hint: {finding.hint}", err=err)
+
+
+def _key_template_warnings(objects: list[Manifest], rules: Sequence[Rule],
+                           output_dir: str | None) -> list[Finding]:
+    """TL409 for constant rateLimitKeys no rule matches, located in the manifest written:
+    the file under ``output_dir``, or the line of the stream on stdout."""
+    plugin_at = next(i for i, obj in enumerate(objects) if obj.get("kind") == "WasmPlugin")
+    plugin = objects[plugin_at]
+    templates = plugin["spec"]["pluginConfig"]["rateLimitKeys"]
+    if output_dir is None or output_dir == "-":
+        locations = key_template_locations(format_manifests(objects), "<stdout>")
+    else:
+        path = str(Path(output_dir) / manifest_filename(plugin_at, plugin))
+        locations = key_template_locations(format_manifests([plugin]), path)
+    return key_template_findings(templates, rules, locations)
 
 
 @render_app.command("wasmplugin")
@@ -218,6 +246,7 @@ def wasmplugin(
     from_env: FromEnvOption = False,
     name: Name = defaults.PLUGIN_NAME, namespace: Namespace = defaults.DEFAULT_NAMESPACE,
     selector: Selector = None, target_ref: TargetRefs = None, host: Hosts = None,
+    legacy_host: LegacyHosts = None,
     key_template: KeyTemplates = None, match_mode: MatchMode = "CLIENT",
     match_port: MatchPorts = None, phase: Phase = "STATS", priority: Priority = 10,
     fail_strategy: FailStrategy = "FAIL_OPEN", url: Url = defaults.PLUGIN_URL,
@@ -227,15 +256,17 @@ def wasmplugin(
 ) -> None:
     """Render the WasmPlugin of the ASM guide (rules, when given, are validated first).
 
-    Example: tokenlimit render wasmplugin --host dashscope.aliyuncs.com --selector app=sleep
+    Example: tokenlimit render wasmplugin --llm-host dashscope.aliyuncs.com --selector app=sleep
     """
     found = _rules(rules, config_json, from_env, required=False)
     fqdn = rate_limit_service or defaults.DEFAULT_SERVICE_FQDN
-    plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
+    plugin = _plugin(name, namespace, selector, target_ref, _hosts(host, legacy_host),
+                     key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy, fqdn,
                      rate_limit_service_port)
-    _print_findings(key_template_findings(plugin.key_templates, found), err=True)
-    _emit([render_wasmplugin(plugin)], output_dir, check)
+    objects = [render_wasmplugin(plugin)]
+    _print_findings(_key_template_warnings(objects, found, output_dir), err=True)
+    _emit(objects, output_dir, check)
 
 
 @render_app.command("service")
@@ -267,6 +298,7 @@ def render_everything(
     from_env: FromEnvOption = False,
     name: Name = defaults.PLUGIN_NAME, namespace: Namespace = defaults.DEFAULT_NAMESPACE,
     selector: Selector = None, target_ref: TargetRefs = None, host: Hosts = None,
+    legacy_host: LegacyHosts = None,
     key_template: KeyTemplates = None, match_mode: MatchMode = "CLIENT",
     match_port: MatchPorts = None, phase: Phase = "STATS", priority: Priority = 10,
     fail_strategy: FailStrategy = "FAIL_OPEN", url: Url = defaults.PLUGIN_URL,
@@ -288,11 +320,13 @@ def render_everything(
     options, password = _service(service_name, service_namespace, image, replicas,
                                  redis_address, redis_db, redis_password_secret,
                                  redis_password_key, redis_password_env, no_redis_password)
-    plugin = _plugin(name, namespace, selector, target_ref, host, key_template, match_mode,
+    plugin = _plugin(name, namespace, selector, target_ref, _hosts(host, legacy_host),
+                     key_template, match_mode,
                      match_port, phase, priority, fail_strategy, url, image_pull_policy,
                      rate_limit_service or options.fqdn, rate_limit_service_port)
-    _print_findings(key_template_findings(plugin.key_templates, found), err=True)
-    _emit(render_all(found, plugin, options, password), output_dir, check)
+    objects = render_all(found, plugin, options, password)
+    _print_findings(_key_template_warnings(objects, found, output_dir), err=True)
+    _emit(objects, output_dir, check)
 
 
 @render_app.command("check")

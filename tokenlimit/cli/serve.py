@@ -33,7 +33,8 @@ def serve(
     rules: RulesOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 in a container.")]
     = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (the example's is 8080).")] = 8080,
+    port: Annotated[int, typer.Option(
+        "--port", "-p", metavar="PORT", help="Port to listen on (the example's is 8080).")] = 8080,
     backend: Annotated[str | None, typer.Option(
         help=f"{'|'.join(BACKENDS)}; default: redis when --redis-url or REDIS_ADDRESS is set, "
         "else memory.")] = None,

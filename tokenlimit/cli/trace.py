@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import yaml
 
+from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
 from tokenlimit.errors import ConfigError
 
 if TYPE_CHECKING:  # numpy loads when a trace is generated, not at every command's start-up
     from tokenlimit.sim.generate import Tier, TraceSpec
 
-trace_app = typer.Typer(help="Work with traces: generate synthetic ones, convert logs.",
+trace_app = typer.Typer(cls=TidyGroup, help="Work with traces: generate synthetic ones, "
+                        "convert logs.",
                         no_args_is_help=True)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -28,7 +30,49 @@ from tokenlimit.rules.formats import (
 )
 
 FORMATS = ("text", "json", "sarif", "github")
+SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+_HEADERS = ("#", "regex", "max", "fill", "every", "TTL", "tok/min", "tok/day", "to full")
+
+
+def _rule_cells(rule: Rule) -> list[str]:
+    figures = figures_of(rule)
+    numbers = [str(rule.max_tokens), str(rule.tokens_per_fill),
+               f"{rule.fill_interval_second} s", f"{rule.redis_expired_seconds} s"]
+    if figures is None:
+        derived = ["-"] * 3
+    else:
+        derived = [number(figures.tokens_per_minute), number(figures.tokens_per_day),
+                   duration(figures.seconds_to_full) if figures.refills else "never"]
+    return [str(rule.index), rule.regex, *numbers, *derived]
+
+
+def plain_rules_table(report: ValidationReport, width: int) -> str | None:
+    """``format_rules_table`` as Rich writes it without colours, or None where Rich would
+    wrap something (a line wider than ``width``, a title wider than the table).
+
+    Rich lays out a table cell by cell (two seconds for 1,000 rules); plain output (files,
+    pipes, CI logs) is the same text, so it is written directly.
+    """
+    rows = [_rule_cells(rule) for rule in report.rules]
+    if any(not cell.isprintable() for row in rows for cell in row):
+        return None
+    widths = [max(cell_len(cell) for cell in column)
+              for column in zip(_HEADERS, *rows, strict=True)]
+    widths[1] = max(widths[1], 8)  # the regex column's min_width
+    total = sum(widths) + 3 * (len(widths) - 1)
+    title = f"Rules from {report.origin}"
+    if total > width or cell_len(title) > total or not title.isprintable():
+        return None
+
+    def line(cells: Sequence[str]) -> str:
+        return "   ".join(cell + " " * (w - cell_len(cell)) if i == 1
+                          else " " * (w - cell_len(cell)) + cell
+                          for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
+
+    return "\n".join([title, line(_HEADERS), "─" * total, *(line(row) for row in rows)])
 
 
 def format_rules_table(report: ValidationReport) -> Table:
@@ -38,18 +82,11 @@ def format_rules_table(report: ValidationReport) -> Table:
     # A new bucket starts at "fill" (tokens_per_fill) and holds at most max(max, fill).
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("regex", overflow="fold", min_width=8)
-    for header in ("max", "fill", "every", "TTL", "tok/min", "tok/day", "to full"):
+    for header in _HEADERS[2:]:
         table.add_column(header, justify="right", no_wrap=True)
     for rule in report.rules:
-        figures = figures_of(rule)
-        numbers = [str(rule.max_tokens), str(rule.tokens_per_fill),
-                   f"{rule.fill_interval_second} s", f"{rule.redis_expired_seconds} s"]
-        if figures is None:
-            derived = ["-"] * 3
-        else:
-            derived = [number(figures.tokens_per_minute), number(figures.tokens_per_day),
-                       duration(figures.seconds_to_full) if figures.refills else "never"]
-        table.add_row(str(rule.index), Text(rule.regex), *numbers, *derived)
+        index, regex, *rest = _rule_cells(rule)
+        table.add_row(index, Text(regex), *rest)
     return table
 
 
@@ -61,20 +98,56 @@ def _finding_text(finding: Finding) -> Text:
     return text
 
 
+REPEATED = 4  # a code on this many rules or more is shown once, with the rules it is on
+
+
+def index_ranges(indexes: Sequence[int]) -> str:
+    """Rule numbers as ranges: ``[1, 2, 3, 7]`` -> ``'1-3, 7'``.
+
+    >>> index_ranges([1, 2, 3, 7, 9, 10])
+    '1-3, 7, 9-10'
+    """
+    spans: list[list[int]] = []
+    for index in sorted(indexes):
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 def format_findings(findings: Sequence[Finding],
                     rules: Sequence[Rule] = ()) -> RenderableType:
-    """Findings grouped by rule: the whole configuration first, then rule by rule."""
+    """Findings grouped by rule: the whole configuration first, then rule by rule.
+
+    A code found on many rules (say 1,000 tenant rules, each unanchored) is written once, in
+    full for its first rule, with the other rules' numbers after it: ``--format json`` still
+    lists every finding.
+    """
     regexes = {rule.index: rule.regex for rule in rules}
+    on_rules: dict[str, list[Finding]] = {}
+    for finding in findings:
+        if finding.rule_index is not None:
+            on_rules.setdefault(finding.code, []).append(finding)
+    repeated = {code: found for code, found in on_rules.items() if len(found) >= REPEATED}
     parts: list[RenderableType] = []
     groups: dict[int | None, list[Finding]] = {}
     for finding in findings:
-        groups.setdefault(finding.rule_index, []).append(finding)
+        if finding.code not in repeated or finding.rule_index is None:
+            groups.setdefault(finding.rule_index, []).append(finding)
     for index, group in groups.items():
         title = "All rules" if index is None else f"Rule {index}"
         if index in regexes:
             title += f" ({regexes[index]!r})"
         parts.append(Text(title, style="bold"))
         parts.extend(_finding_text(f) for f in group)
+    for code, found in repeated.items():
+        others = [f.rule_index for f in found[1:] if f.rule_index is not None]
+        parts.append(Text(f"{code} on {len(found)} rules, e.g. rule {found[0].rule_index}",
+                          style="bold"))
+        parts.append(_finding_text(found[0]))
+        parts.append(Text(f"    and likewise on rules {index_ranges(others)} (--format json lists "
+                          "each)"))
     return Group(*parts)
 
 
@@ -97,10 +170,10 @@ def format_keys(keys: Sequence[KeyMatch]) -> RenderableType:
     return Group(*lines)
 
 
-def format_text(report: ValidationReport) -> RenderableType:
-    """The whole text report: table, findings, keys, summary."""
+def format_text(report: ValidationReport, *, table: bool = True) -> RenderableType:
+    """The whole text report: table (unless ``table`` is false), findings, keys, summary."""
     parts: list[RenderableType] = []
-    if report.rules:
+    if report.rules and table:
         parts.append(format_rules_table(report))
     if report.findings:
         parts.append(format_findings(report.findings, report.rules))
@@ -126,6 +199,13 @@ def _console() -> Console:
     return console
 
 
+def at_least(report: ValidationReport, min_severity: str) -> ValidationReport:
+    """``report`` with only the findings of ``min_severity`` or worse."""
+    floor = SEVERITY_RANK[min_severity]
+    kept = tuple(f for f in report.findings if SEVERITY_RANK[f.severity.value] >= floor)
+    return dataclasses.replace(report, findings=kept)
+
+
 def print_report(report: ValidationReport, output_format: str) -> None:
     """Write ``report`` to stdout in ``output_format``."""
     if output_format == "json":
@@ -135,12 +215,17 @@ def print_report(report: ValidationReport, output_format: str) -> None:
     elif output_format == "github":
         typer.echo(format_github(report), nl=False)
     else:
-        _console().print(format_text(report), soft_wrap=True)
+        console = _console()
+        plain = None if console.is_terminal or not report.rules else plain_rules_table(
+            report, console.width)
+        if plain is not None:
+            typer.echo(plain + "\n")
+        console.print(format_text(report, table=plain is None), soft_wrap=True)
 
 
 def validate(
     source: Annotated[str | None, typer.Argument(
-        metavar="[SOURCE]", help="Rules file (JSON, YAML or a Kubernetes manifest); - for stdin.",
+        metavar="SOURCE", help="Rules file (JSON, YAML or a Kubernetes manifest); - for stdin.",
     )] = None,
     from_env: FromEnvOption = False,
     config_json: ConfigJsonOption = None,
@@ -152,6 +237,10 @@ def validate(
     keys: Annotated[list[str] | None, typer.Option(
         "--key", "-k", metavar="KEY",
         help="Show which rule KEY takes, with its figures (repeatable).")] = None,
+    min_severity: Annotated[str, typer.Option(
+        "--min-severity", metavar="info|warning|error",
+        help="Show only findings this severe or more (the exit status still counts all).",
+    )] = "info",
 ) -> None:
     """Lint RATE_LIMIT_CONFIG rules and explain what the ASM service will really do.
 
@@ -161,6 +250,9 @@ def validate(
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if min_severity not in SEVERITY_RANK:
+        raise typer.BadParameter("choose one of info, warning, error",
+                                 param_hint="--min-severity")
     wanted = list(keys or [])
     if wanted and output_format in ("sarif", "github"):
         raise typer.BadParameter("--key works with --format text or json",
@@ -172,7 +264,7 @@ def validate(
         report = validate_rules(read_rules(source, config_json, from_env), wanted)
     except RuleError as exc:
         report = failed_report(exc, wanted)
-    print_report(report, output_format)
+    print_report(at_least(report, min_severity), output_format)
     raise typer.Exit(report.exit_status(strict))
 
 

@@ -149,17 +149,24 @@ def check_texts(texts: Sequence[tuple[str, str]], *, kube_version: str | None = 
     core_checker = core.CoreChecker.create(kube_version)
     for obj in objects:
         findings.extend(_check_object(obj, core_checker))
-    if core_checker is None and any(not _is_wasmplugin(o.data) for o in objects):
+    unchecked = [o for o in objects if not _is_wasmplugin(o.data)]
+    if core_checker is None and unchecked:
         findings.append(Finding(
             "TL405", Severity.WARNING,
-            "core kinds were not checked: the kubernetes-validate package is not installed",
+            f"core kinds were not checked ({_labels(unchecked)}): the kubernetes-validate "
+            "package is not installed",
             "pip install 'tokenlimit[k8s]' to check them against Kubernetes' own schemas.",
-            None, None, None))
+            None, None, unchecked[0].where(())))
     findings.extend(_service_references(objects))
     order = {p: i for i, (_, p) in enumerate(texts)}
     return sorted(findings, key=lambda f: (
         order.get(f.location.path, -1) if f.location else len(order),
         f.location.line if f.location else 0, f.location.column if f.location else 0))
+
+
+def _labels(objects: Sequence[ManifestObject]) -> str:
+    more = f" and {len(objects) - 1} more" if len(objects) > 1 else ""
+    return f"{objects[0].label}{more}"
 
 
 def _rule_findings(text: str, path: str) -> list[Finding]:

@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from tokenlimit.k8s.settings import (
     ASM_SERVICE_IMAGE,
     CONTAINER_PORT,
@@ -19,7 +21,7 @@ from tokenlimit.k8s.settings import (
     ServiceManifestOptions,
     WasmPluginOptions,
 )
-from tokenlimit.rules import ENV_VAR, Finding, Rule, RuleMatcher, Severity
+from tokenlimit.rules import ENV_VAR, Finding, Location, Rule, RuleMatcher, Severity
 
 Manifest = dict[str, Any]
 
@@ -162,11 +164,13 @@ def render_all(rules: Sequence[Rule], plugin: WasmPluginOptions, service: Servic
     return objects
 
 
-def key_template_findings(templates: Sequence[str], rules: Sequence[Rule]) -> list[Finding]:
+def key_template_findings(templates: Sequence[str], rules: Sequence[Rule],
+                          locations: Sequence[Location] = ()) -> list[Finding]:
     """Warnings for ``rateLimitKeys`` entries that are constants no rule matches.
 
     A template without ``{{...}}`` renders to the same key for every request; if no rule's
     regex matches that key, the service never limits it (and nothing is stored for it).
+    ``locations``, when given, are where each entry stands in the rendered manifest.
 
     >>> [f.code for f in key_template_findings(["global"], [Rule(0, "user-.*", 1, 1, 1, 1)])]
     ['TL409']
@@ -179,7 +183,39 @@ def key_template_findings(templates: Sequence[str], rules: Sequence[Rule]) -> li
                 f"rateLimitKeys entry {template!r} is a constant key that no rule matches: the "
                 "service never limits it",
                 "Add a rule whose rate_limit_key_regex matches it, or use a template such as "
-                "{{request.headers.user-type}}.", None, "rateLimitKeys", None)
-        for template in templates
+                "{{request.headers.user-type}}.", None, "rateLimitKeys",
+                locations[i] if i < len(locations) else None)
+        for i, template in enumerate(templates)
         if "{{" not in template and matcher.index_for(template) is None
     ]
+
+
+def key_template_locations(text: str, path: str) -> list[Location]:
+    r"""Where each ``rateLimitKeys`` entry of the (first) WasmPlugin in ``text`` stands.
+
+    >>> text = "kind: WasmPlugin\nspec:\n  pluginConfig:\n    rateLimitKeys:\n    - a\n    - b\n"
+    >>> [str(where) for where in key_template_locations(text, "w.yaml")]
+    ['w.yaml:5:7', 'w.yaml:6:7']
+    """
+    for document in yaml.compose_all(text, Loader=yaml.SafeLoader):
+        node = document
+        if not isinstance(node, yaml.MappingNode) or _scalar(node, "kind") != "WasmPlugin":
+            continue
+        for key in ("spec", "pluginConfig", "rateLimitKeys"):
+            found = _child(node, key) if isinstance(node, yaml.MappingNode) else None
+            if found is None:
+                return []
+            node = found
+        if isinstance(node, yaml.SequenceNode):
+            return [Location(path, item.start_mark.line + 1, item.start_mark.column + 1)
+                    for item in node.value]
+    return []
+
+
+def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:
+    return next((value for name, value in node.value if name.value == key), None)
+
+
+def _scalar(node: yaml.MappingNode, key: str) -> str | None:
+    found = _child(node, key)
+    return found.value if isinstance(found, yaml.ScalarNode) else None

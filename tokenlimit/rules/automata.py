@@ -8,15 +8,15 @@ that set; ``full_dfa`` the set the regex matches as a whole (what an author usua
 All automata of one analysis share an ``Alphabet``: the code points cut into classes that
 every character set of every rule either contains whole or not at all, so products of
 automata (inclusion, intersection, "matched by none") are breadth-first searches over tuples
-of states, and the first accepting tuple found gives a shortest example key.
+of states, and the first accepting tuple found gives a shortest example key (those searches,
+and unions, are in ``tokenlimit.rules.products``).
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tokenlimit.rules.re2syntax import (
@@ -35,6 +35,13 @@ MAX_DFA_STATES = 3_000
 MAX_PRODUCT_STATES = 50_000
 # Characters an example key is best written with, most readable first.
 _NICE = "abcdefghijklmnopqrstuvwxyz0123456789-_.ABCDEFGHIJKLMNOPQRSTUVWXYZ:/@"
+
+
+_CONTROL_CUTS = (0x00, 0x20, 0x7F, 0xA0)
+
+
+def _is_control(code: int) -> bool:
+    return code < 0x20 or 0x7F <= code < 0xA0
 
 
 class TooLarge(Exception):
@@ -60,6 +67,7 @@ class Alphabet:
 
     def __init__(self, sets: Iterable[Intervals]) -> None:
         cuts = {lo for lo, _ in UNIVERSE} | {hi + 1 for _, hi in UNIVERSE}
+        cuts.update(_CONTROL_CUTS)  # so a class is all control characters or none
         for intervals in sets:
             for lo, hi in intervals:
                 cuts.update((lo, hi + 1))
@@ -72,6 +80,9 @@ class Alphabet:
         self.samples = [self._sample(s, e) for s, e in zip(self.starts, self.ends, strict=True)]
         # Breadth-first searches try classes in this order, so examples read well.
         self.order = sorted(range(len(self.starts)), key=lambda c: self._rank(self.samples[c]))
+        # What a real key can hold: HTTP header values, paths and hosts carry no control
+        # characters (no newline), so an example built only for them would mislead.
+        self.printable = [c for c in self.order if not _is_control(self.starts[c])]
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -177,14 +188,15 @@ class _Nfa:
 
 @dataclass(frozen=True, slots=True)
 class Dfa:
-    """``delta[state][class]`` is the next state; state 0 is the start."""
+    """``delta[state][class]`` is the next state; ``start`` is the start state."""
 
     delta: tuple[tuple[int, ...], ...]
     accepting: tuple[bool, ...]
+    start: int = 0
 
     def accepts(self, key: str, alphabet: Alphabet) -> bool:
         """Run the automaton on ``key`` (tests compare this with RE2)."""
-        state = 0
+        state = self.start
         for ch in key:
             c = alphabet.class_of(ch)
             if c is None:
@@ -247,90 +259,3 @@ def _determinize(nfa: _Nfa, start: int, final: int, width: int) -> Dfa:
             row.append(index[key])
         delta.append(tuple(row))
     return Dfa(tuple(delta), tuple(accepting))
-
-
-def find_word(dfas: Sequence[Dfa], alphabet: Alphabet,
-              wanted: Callable[[tuple[bool, ...]], bool]) -> str | None:
-    """A shortest key for which ``wanted(acceptance of each dfa)`` holds, or ``None``.
-
-    A breadth-first search over the product of ``dfas``; ``TooLarge`` past the bound.
-    """
-    start = (0,) * len(dfas)
-    parent: dict[tuple[int, ...], tuple[tuple[int, ...], int] | None] = {start: None}
-    queue = deque([start])
-    pair = len(dfas) == 2
-    first, second = dfas[0].delta, dfas[-1].delta
-    while queue:
-        states = queue.popleft()
-        if wanted(tuple(d.accepting[s] for d, s in zip(dfas, states, strict=True))):
-            path: list[int] = []
-            step = parent[states]
-            while step is not None:
-                states, c = step
-                path.append(c)
-                step = parent[states]
-            return alphabet.word(path[::-1])
-        row_one, row_two = first[states[0]], second[states[-1]]
-        for c in alphabet.order:
-            # Every caller compares one or two automata: spell those out, it is the hot loop.
-            if pair:
-                nxt: tuple[int, ...] = (row_one[c], row_two[c])
-            else:
-                nxt = tuple(d.delta[s][c] for d, s in zip(dfas, states, strict=True))
-            if nxt not in parent:
-                if len(parent) >= MAX_PRODUCT_STATES:
-                    raise TooLarge("the rules' product automaton is too large to analyse")
-                parent[nxt] = (states, c)
-                queue.append(nxt)
-    return None
-
-
-def empty_dfa(alphabet: Alphabet) -> Dfa:
-    """The automaton of no key at all."""
-    return Dfa(((0,) * len(alphabet),), (False,))
-
-
-def union(first: Dfa, second: Dfa, alphabet: Alphabet) -> Dfa:
-    """The minimal automaton of the keys either accepts (kept small for the next union)."""
-    index: dict[tuple[int, int], int] = {(0, 0): 0}
-    queue = [(0, 0)]
-    delta: list[tuple[int, ...]] = []
-    accepting: list[bool] = []
-    while len(delta) < len(queue):
-        a, b = queue[len(delta)]
-        accepting.append(first.accepting[a] or second.accepting[b])
-        row = []
-        for c in range(len(alphabet)):
-            pair = (first.delta[a][c], second.delta[b][c])
-            if pair not in index:
-                if len(queue) >= MAX_PRODUCT_STATES:
-                    raise TooLarge("the rules' union automaton is too large to analyse")
-                index[pair] = len(queue)
-                queue.append(pair)
-            row.append(index[pair])
-        delta.append(tuple(row))
-    return minimize(Dfa(tuple(delta), tuple(accepting)))
-
-
-def minimize(dfa: Dfa) -> Dfa:
-    """Moore's partition refinement; the start state stays state 0."""
-    block = [int(a) for a in dfa.accepting]
-    count = len(set(block))
-    while True:
-        signatures: dict[tuple[int, tuple[int, ...]], int] = {}
-        refined = [signatures.setdefault((block[s], tuple(block[t] for t in row)),
-                                         len(signatures)) for s, row in enumerate(dfa.delta)]
-        block = refined
-        if len(signatures) == count:
-            break
-        count = len(signatures)
-    renumber: dict[int, int] = {}
-    for b in block:
-        renumber.setdefault(b, len(renumber))
-    representative: dict[int, int] = {}
-    for state, b in enumerate(block):
-        representative.setdefault(renumber[b], state)
-    delta = tuple(tuple(renumber[block[t]] for t in dfa.delta[representative[new]])
-                  for new in range(len(renumber)))
-    accepting = tuple(dfa.accepting[representative[new]] for new in range(len(renumber)))
-    return Dfa(delta, accepting)

@@ -13,20 +13,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tokenlimit.rules.automata import (
-    Alphabet,
-    Dfa,
-    TooLarge,
-    char_sets,
-    empty_dfa,
-    find_word,
-    full_dfa,
-    union,
-)
+from tokenlimit.rules.automata import Alphabet, Dfa, TooLarge, char_sets, full_dfa
 from tokenlimit.rules.automata import search_dfa as _search_dfa
 from tokenlimit.rules.figures import figures_of, number
 from tokenlimit.rules.findings import Finding, Severity
 from tokenlimit.rules.model import REGEX_FIELD, Location, Rule
+from tokenlimit.rules.products import empty_dfa, find_word, union
 from tokenlimit.rules.re2syntax import Regex, Unsupported, parse_re2
 from tokenlimit.rules.regex import RuleMatcher, compile_go_regex
 
@@ -89,6 +81,28 @@ def analyse_regexes(rules: Sequence[Rule], where: Location | None,
     return findings
 
 
+def unanchored_hint(regex: str) -> str:
+    """TL304's hint: say a prefix (or suffix) rule out loud; never turn it into an exact match.
+
+    >>> unanchored_hint("^team-").split("; ")[0]
+    "A prefix rule? Write '^team-.*' to say so (the same keys, and no TL304)"
+    >>> unanchored_hint("-team$").split("; ")[0]
+    "A suffix rule? Write '^.*-team$' to say so (the same keys, and no TL304)"
+    >>> unanchored_hint("gold|silver")
+    "Start it with ^ if the key must begin with the match, e.g. '^(?:gold|silver)'."
+    """
+    plain = "|" not in regex
+    ends = regex.endswith("$") and not regex.endswith("\\$")
+    if plain and regex.startswith("^") and not ends:
+        return (f"A prefix rule? Write {regex + '.*'!r} to say so (the same keys, and no "
+                "TL304); add $ only if the key must end where the match ends.")
+    if plain and ends and not regex.startswith("^"):
+        return (f"A suffix rule? Write {'^.*' + regex!r} to say so (the same keys, and no "
+                "TL304); add ^ only if the key must begin where the match begins.")
+    grouped = f"(?:{regex})" if not plain else regex
+    return f"Start it with ^ if the key must begin with the match, e.g. {'^' + grouped!r}."
+
+
 def _skipped(rule: Rule, why: str) -> Finding:
     return Finding(
         "TL307", N,
@@ -149,7 +163,13 @@ class _Study:
             return [self.shadow(item, earlier)]
         if find_word([item.search], self.alphabet, lambda a: not a[0]) is None:
             return []  # a catch-all: overlapping every earlier rule is its purpose
-        found = [self.overlap(item, other) for other in earlier]
+        found: list[Finding | None] = []
+        if find_word([item.search, self.taken], self.alphabet,
+                     lambda a: a[0] and a[1]) is not None:
+            # Some earlier rule shares a key with this one: find which. Checking the union of
+            # the earlier rules first keeps disjoint rules (tenants, tiers) linear, not
+            # quadratic, in the number of rules.
+            found = [self.overlap(item, other) for other in earlier]
         found.append(self.unanchored(item))
         return [f for f in found if f is not None]
 
@@ -196,10 +216,13 @@ class _Study:
 
     def unanchored(self, item: _Analysed) -> Finding | None:
         rule = item.rule
-        extra = find_word([item.search, item.full], self.alphabet, lambda a: a[0] and not a[1])
+        # Only keys a request can carry: '^tenant-.*' also "takes" 'tenant-\n', but no header
+        # holds a newline, so it is matched whole in practice.
+        extra = find_word([item.search, item.full], self.alphabet, lambda a: a[0] and not a[1],
+                          printable=True)
         if extra is None:
             return None
-        whole = find_word([item.full], self.alphabet, lambda a: a[0])
+        whole = find_word([item.full], self.alphabet, lambda a: a[0], printable=True)
         pattern = compile_go_regex(rule.regex)
         candidates = []
         if whole is not None:
@@ -210,18 +233,11 @@ class _Study:
         key = next((c for c in candidates if pattern.search(c) is not None
                     and pattern.fullmatch(c) is None), extra)
         self.confirm(pattern.search(key) is not None and pattern.fullmatch(key) is None, key)
-        if rule.regex.startswith(("^", "\\A")):
-            hint = (f"End it with $ if the key must end where the match ends, e.g. "
-                    f"{rule.regex + '$'!r}.")
-        else:
-            grouped = f"(?:{rule.regex})" if "|" in rule.regex else rule.regex
-            hint = (f"Start it with ^ if the key must begin with the match, e.g. "
-                    f"{'^' + grouped!r}.")
         return Finding(
             "TL304", N,
             f"regex {rule.regex!r} is searched anywhere in the key, not matched whole: it also "
             f"takes {key!r}",
-            hint,
+            unanchored_hint(rule.regex),
             rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
 
     def global_findings(self, where: Location | None,

@@ -112,9 +112,10 @@ def failed_report(exc: RuleError, keys: Sequence[str] = ()) -> ValidationReport:
     """The report for rules that cannot be read at all: one TL100 finding."""
     origin = exc.path or "<rules>"
     where = Location(origin, exc.line, exc.column or 1) if exc.line else None
-    finding = Finding("TL100", Severity.ERROR, exc.message,
-                      "Fix it so the service can decode the configuration (it exits at "
-                      "start-up otherwise).", None, None, where or Location(origin, 1, 1))
+    hint = exc.hint or ("Fix it so the service can decode the configuration (it exits at "
+                        "start-up otherwise).")
+    finding = Finding("TL100", Severity.ERROR, exc.message, hint, None, None,
+                      where or Location(origin, 1, 1))
     return ValidationReport(origin, (), (finding,),
                             tuple(KeyMatch(key, "unknown") for key in keys))
 

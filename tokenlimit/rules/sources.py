@@ -80,7 +80,8 @@ def load_rules(
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise RuleError("no such file", path=str(path)) from exc
+        raise RuleError("no such file", path=str(path),
+                        hint="Check the path (- reads the rules from stdin).") from exc
     except IsADirectoryError as exc:
         raise RuleError("is a directory, not a rules file", path=str(path)) from exc
     except UnicodeDecodeError as exc:

@@ -107,7 +107,9 @@ def json_lines(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, A
         try:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TraceError(f"not valid JSON ({exc.msg} at column {exc.colno})",
+            # Some of json's messages end in "at" ("Unterminated string starting at").
+            raise TraceError(f"not valid JSON ({exc.msg.removesuffix(' at')} at column "
+                             f"{exc.colno})",
                              path=name, line=number) from exc
         if not isinstance(row, dict):
             raise TraceError("expected a JSON object per line", path=name, line=number)
