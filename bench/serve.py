@@ -5,8 +5,13 @@ Prints, from one run on this machine:
 2. ``wrk`` against ``/ratelimit`` (one key, never limited): requests/s and latency;
 3. ``wrk`` paced at about half that rate (each connection waits between requests, since
    wrk has no constant-rate mode): the latency percentiles there.
+4. ``wrk`` against a second service forced onto redis-py's asyncio client
+   (``--redis-client redis-py``), same key, same Redis, same run;
 and compares them with the targets: >= 10,000 checks/s, >= 1/4 of redis-benchmark, p99 < 10 ms
-at half rate. Everything is started here on free loopback ports and stopped at the end.
+at half rate. The last line says whether the hand-written pipelined Redis connection
+(``stores/resp.py``, used for plain ``redis://``) still earns its place: the issue keeps it only
+where it is at least 2x redis-py's client on the same run. Everything is started here on free
+loopback ports and stopped at the end.
 
     .venv/bin/python bench/serve.py [--seconds 5] [--connections 50] [--workers 1]
 """
@@ -126,6 +131,18 @@ def main() -> None:
         trial = wrk(url, 2, paced_connections, str(pacing))
         paced_connections = max(1, round(paced_connections * target / max(trial["rps"], 1)))
         half = wrk(url, args.seconds, paced_connections, str(pacing))
+
+        # The same service on redis-py's asyncio client, for the hand-written connection's case.
+        processes[-1].terminate()
+        processes[-1].wait(10)
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "serve", "--rules", str(rules), "--port",
+             str(http_port), "--redis-url", f"redis://127.0.0.1:{redis_port}",
+             "--redis-client", "redis-py", "--stop-after", str(2 * args.seconds + 30)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(http_port)
+        wrk(url, 1, args.connections)  # warm-up
+        redis_py = wrk(url, args.seconds, args.connections)
     finally:
         for process in reversed(processes):
             process.terminate()
@@ -145,6 +162,11 @@ def main() -> None:
           f"{half['rps']:8.0f} req/s   p50 {half['p50_ms']:.2f} ms  p90 {half['p90_ms']:.2f} ms  "
           f"p99 {half['p99_ms']:.2f} ms")
     print(f"service / redis-benchmark            : {ratio:10.2f}")
+    print(f"wrk /ratelimit on redis-py's client   : {redis_py['rps']:10.0f} req/s   "
+          f"p50 {redis_py['p50_ms']:.2f} ms  p99 {redis_py['p99_ms']:.2f} ms  "
+          f"non-2xx {redis_py['non_2xx']:.0f}")
+    own = peak["rps"] / max(redis_py["rps"], 1)
+    print(f"built-in connection / redis-py       : {own:10.2f}")
     checks = [
         (">= 10,000 checks/s", peak["rps"] >= 10_000),
         (">= 1/4 of redis-benchmark", ratio >= 0.25),
@@ -152,6 +174,9 @@ def main() -> None:
     ]
     for name, ok in checks:
         print(f"  {'met' if ok else 'MISSED'}: {name}")
+    verdict = "keep it" if own >= 2 else "below 2x: replace it with redis-py"
+    print(f"  hand-written Redis connection >= 2x redis-py: {'met' if own >= 2 else 'MISSED'}"
+          f" ({verdict})")
 
 
 if __name__ == "__main__":

@@ -90,8 +90,8 @@ def test_every_problem_is_found_with_file_line_column_and_field(tmp_path: Path) 
         "bad.yaml:25:22: error TL404 Service/svc: spec.ports[0].targetport: unknown field",
         "bad.yaml:31:13: error TL404 Deployment/d: spec.replicas: '1' is not of type "
         "'integer', 'null'",
-        "bad.yaml:41:48: error TL107 regex '(?=x)' is not valid Go (RE2) syntax: invalid perl "
-        "operator: (?=; the service exits at start-up",
+        "bad.yaml:41:48: error TL107 regex '(?=x)' is refused by Go's regexp (error parsing "
+        "regexp: invalid or unsupported Perl syntax: `(?=`): the service exits at start-up",
         "bad.yaml:43:1: info TL406 Thing/t: foo.example.com/v1 Thing is not a kind Kubernetes "
         f"{_k8s_minor()} knows; not checked",
     ]

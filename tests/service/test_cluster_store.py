@@ -15,7 +15,7 @@ from tests.service.test_redis_store import EVENTS, KEYS, RULES
 from tokenlimit.bucket.limiter import AsmLimiter
 from tokenlimit.bucket.reserve import ReserveLimiter
 from tokenlimit.service import BackendConfig, EstimatePolicy, ManualClock, running_service
-from tokenlimit.service.stores.cluster import SLOTS, ClusterNodes, ClusterStore, key_slot
+from tokenlimit.service.stores.cluster import ClusterNodes, ClusterStore, key_slot
 
 pytestmark = pytest.mark.redis
 
@@ -37,8 +37,13 @@ def test_keys_live_hash_tagged_on_the_owning_node(redis_cluster: RedisCluster) -
             assert report(client, svc.url, [key], 60).status_code == 200
             assert not allowed(check(client, svc.url, [key]))
         assert client.get(f"{svc.url}/readyz").status_code == 200
-        empty = check(client, svc.url, ["}regular-user"])  # empty hash tag: not storable
-        assert (empty.status_code, empty.content) == (400, b"")
+        for odd in ("}regular-user", "regular-user-{x}", "regular-user}{"):  # as standalone
+            assert allowed(check(client, svc.url, [odd]))
+            assert report(client, svc.url, [odd], 60).status_code == 200
+            assert not allowed(check(client, svc.url, [odd]))
+        tagged = "{\x00}\x00}regular-user"
+        owner = _owner(redis_cluster, key_slot(tagged))
+        assert run(lambda: redis_call(owner, "GET", tagged)) == b"-10"
     owners = {_owner(redis_cluster, key_slot(key)) for key in keys}
     assert len(owners) == 3  # the keys really spread over the three nodes
     for key in keys:
@@ -81,17 +86,29 @@ def test_a_stale_slot_map_follows_moved(redis_cluster: RedisCluster) -> None:
         nodes = store.nodes
         assert isinstance(nodes, ClusterNodes)
         try:
-            await nodes.refresh()
+            assert (await store.check(["regular-user-warm"])).outcome == "allow"  # map read
             key = "regular-user-moved"
-            owner = _owner(redis_cluster, key_slot(key))
+            slot = key_slot("{" + key + "}")
+            owner = _owner(redis_cluster, slot)
             wrong = next(n.port for n in redis_cluster.nodes if n.port != owner)
-            nodes.slots = [("127.0.0.1", wrong)] * SLOTS  # as if the slots had moved away
-            assert (await store.check([key])).outcome == "allow"
-            assert nodes.slots[key_slot(key)] == ("127.0.0.1", owner)  # map read again
+            manager = nodes.client.nodes_manager
+            wrong_node = manager.get_node("127.0.0.1", wrong)
+            manager.slots_cache[slot] = [wrong_node]  # as if the slot had moved away
+            assert (await store.check([key])).outcome == "allow"  # MOVED followed
+            assert manager.slots_cache[slot][0].port == owner  # map read again
+            assert run_value(redis_cluster, owner, "{" + key + "}") == b"50"
         finally:
             await store.close()
 
     run(scenario)
+
+
+def run_value(cluster: RedisCluster, port: int, name: str) -> object:
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # outside the running loop
+        return pool.submit(lambda: asyncio.run(redis_call(port, "GET", name))).result()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from tokenlimit.errors import ConfigError
 from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
 from tokenlimit.service.backends import BACKENDS
 
-if TYPE_CHECKING:  # the service (asyncio, httptools) loads when `serve` runs
+if TYPE_CHECKING:  # the service (asyncio, uvloop) loads when `serve` runs
     from tokenlimit.service.app import FailMode, Mode
 
 
@@ -63,8 +64,25 @@ def serve(
     clock_offset: Annotated[float, typer.Option(
         help="Debugging: run this many seconds ahead of the real clock (the time is passed to "
         "the scripts instead of Redis TIME).")] = 0.0,
+    stop_grace: Annotated[float, typer.Option(
+        help="On SIGTERM/SIGINT: seconds to answer requests already read before exiting.")]
+    = 5.0,
+    idle_timeout: Annotated[float, typer.Option(
+        help="Seconds an idle keep-alive connection is kept (above Envoy's 1 h default).")]
+    = 3900.0,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds a client has to send a whole request once it has begun.")] = 60.0,
+    max_in_flight: Annotated[int, typer.Option(
+        help="Requests read but not yet answered, over all connections (reading pauses "
+        "beyond; 64 per connection).")] = 2048,
+    max_memory_mb: Annotated[int, typer.Option(
+        help="Memory backend: megabytes its keys may take; past it new keys fail as Redis's "
+        "maxmemory does (checks 400, reports 500), so the process stays in its limit.")]
+    = 64,
     workers: Annotated[int, typer.Option(
         help="Processes sharing the port (Redis backends only; metrics are per worker).")] = 1,
+    redis_client: Annotated[str, typer.Option(
+        hidden=True, help="auto, builtin or redis-py (benchmarks compare the two).")] = "auto",
     stop_after: Annotated[float | None, typer.Option(
         hidden=True, help="Stop after this many seconds (tests and benchmarks).")] = None,
 ) -> None:
@@ -98,10 +116,19 @@ def serve(
                                  param_hint="--estimate")
     if workers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--workers")
+    for value, hint in ((stop_grace, "--stop-grace"), (idle_timeout, "--idle-timeout"),
+                        (request_timeout, "--request-timeout")):
+        if not (math.isfinite(value) and value >= 0):
+            raise typer.BadParameter("must be a finite number of seconds >= 0", param_hint=hint)
+    if max_memory_mb < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-memory-mb")
+    if max_in_flight < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--max-in-flight")
     import asyncio
 
     from tokenlimit.eventloop import new_event_loop
     from tokenlimit.service.app import RateLimitApp, ServiceOptions
+    from tokenlimit.service.http import Limits
     from tokenlimit.service.reuseport import run_workers
     from tokenlimit.service.runner import (
         backend_config,
@@ -117,7 +144,12 @@ def serve(
     policy = estimate_policy(estimate)
     loaded = _rules_loader(rules)
     warnings = check_rules(loaded)
-    chosen = backend_config(backend, redis_url, timeout=redis_timeout)
+    if redis_client not in ("auto", "builtin", "redis-py"):
+        raise typer.BadParameter("choose auto, builtin or redis-py", param_hint="--redis-client")
+    chosen = dataclasses.replace(
+        backend_config(backend, redis_url, timeout=redis_timeout,
+                       client="redis-py" if redis_client == "redis-py" else "auto"),
+        memory_limit=max_memory_mb << 20)
     if workers > 1 and chosen.kind == "memory":
         raise ConfigError("--workers > 1 needs a Redis backend: memory state is per process")
     log = json_logger()
@@ -138,7 +170,9 @@ def serve(
         try:
             loop.run_until_complete(serve_forever(
                 app, host, port, reload=reload, watch=watch, log=log, stop_after=stop_after,
-                reuse_port=workers > 1))
+                reuse_port=workers > 1, stop_grace=stop_grace,
+                limits=Limits(idle_timeout, request_timeout, min(64, max_in_flight),
+                              max_in_flight)))
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {listen_failure(exc)}") from exc
         finally:

@@ -28,6 +28,7 @@ from tokenlimit.rules.formats import (
     format_sarif,
     validate_rules,
 )
+from tokenlimit.rules.gomatch import go_string
 
 FORMATS = ("text", "json", "sarif", "github")
 SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2}
@@ -253,7 +254,9 @@ def validate(
     if min_severity not in SEVERITY_RANK:
         raise typer.BadParameter("choose one of info, warning, error",
                                  param_hint="--min-severity")
-    wanted = list(keys or [])
+    # A key that is not UTF-8 reaches the service inside JSON, where Go reads each bad byte
+    # as U+FFFD: show and match the key the service will see.
+    wanted = [go_string(key) for key in keys or []]
     if wanted and output_format in ("sarif", "github"):
         raise typer.BadParameter("--key works with --format text or json",
                                  param_hint="--key")

@@ -143,13 +143,14 @@ class Gateway:
         self.stats = GatewayStats()
         self.health = ServiceHealth(config.fail_open)
         self.spool = ReportSpool(self._deliver, self.stats, self._reported)
+        self._upstream: HttpClient | None = None
+        self._service: HttpClient | None = None
+        self._handling: set[asyncio.Task[object]] = set()  # requests being answered
 
     async def _deliver(self, reports: Sequence[PendingReport]) -> list[Delivery]:
         assert self._service is not None
         return await deliver_reports(self._service, reports, self.config.service_timeout,
                                      self.health)
-        self._upstream: HttpClient | None = None
-        self._service: HttpClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -157,10 +158,15 @@ class Gateway:
 
             await run_lifespan(receive, send, self.startup, self.shutdown)
         elif scope["type"] == "http":
+            task = asyncio.current_task()
+            if task is not None:
+                self._handling.add(task)
             try:
                 await self.handle(scope, receive, send)
             except ClientGone:
                 return
+            finally:
+                self._handling.discard(task)
 
     async def startup(self) -> None:
         """Make the clients (their connections open on first use, in the serving loop)."""
@@ -391,8 +397,12 @@ class Gateway:
                         200 if ok else None, detail)
 
     async def drain(self, spool: bool = True) -> None:
-        """Wait until every report made so far has been sent or spooled and, with ``spool``,
-        until the spool is empty (for tests)."""
+        """Wait until every request being answered is done (a request whose client hung up
+        is still reading the upstream's usage), then until every report made so far has been
+        sent or spooled and, with ``spool``, until the spool is empty (for tests)."""
+        others = self._handling - {asyncio.current_task()}
+        if others:
+            await asyncio.wait(others)
         await self.spool.sent()
         if spool:
             await self.spool.flush()

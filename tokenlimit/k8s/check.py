@@ -55,6 +55,9 @@ def read_objects(text: str, path: str) -> list[ManifestObject]:
                         column=mark.column + 1 if mark else None) from exc
     except yaml.YAMLError as exc:
         raise RuleError(f"invalid YAML: {exc}", path=path) from exc
+    except RecursionError as exc:
+        # PyYAML's scanner and composer recurse once per nesting level.
+        raise RuleError("invalid YAML: nested too deeply to read", path=path) from exc
     objects: list[ManifestObject] = []
     for doc in docs:
         values: dict[JsonPath, tuple[int, int]] = {}

@@ -67,9 +67,9 @@ def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
     where: dict[str, Location] = {}
     if item.kind == "null":
         findings.append(Finding(
-            "TL102", Severity.ERROR,
-            f"rule {index} is null: Go decodes it as a rule with an empty regex (matches every "
-            "key) and all numbers 0",
+            "TL111", Severity.ERROR,
+            f"rule {index} is null: the service starts, and Go decodes it as a rule with an "
+            "empty regex (matches every key) and all numbers 0",
             "Remove the null entry or write a rule object.", index, None, item.location))
     elif item.kind != "object":
         findings.append(Finding(

@@ -17,6 +17,7 @@ from tokenlimit.errors import RuleError
 from tokenlimit.rules.codes import CODES
 from tokenlimit.rules.figures import RuleFigures, figures_of
 from tokenlimit.rules.findings import Finding, Severity
+from tokenlimit.rules.gomatch import go_string
 from tokenlimit.rules.lint import lint
 from tokenlimit.rules.model import Location, Rule
 from tokenlimit.rules.regex import RuleMatcher
@@ -133,7 +134,7 @@ def _rule_dict(rule: Rule) -> dict[str, object]:
 
 def format_json(report: ValidationReport) -> str:
     """The ``--format json`` document (see the README for every field)."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+    return go_string(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
 
 
 def relative_path(path: str, root: str | None = None) -> str:
@@ -194,7 +195,7 @@ def format_sarif(report: ValidationReport, version: str, root: str | None = None
             "results": results,
         }],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return go_string(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def _escape_data(text: str) -> str:

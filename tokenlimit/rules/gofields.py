@@ -13,12 +13,18 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 def go_fold(name: str) -> str:
     """A field name folded as Go matches it: simple Unicode case folding, which also maps the
-    Kelvin sign to k and the long s to s.
+    Kelvin sign to k, the long s to s, and the dotted and dotless capital/small I to i (Go
+    folds with ``ToUpper(ToLower(r))``, where ``ToLower`` of U+0130 is a plain i).
 
-    >>> go_fold("Max_\u212aTokens") == go_fold("max_ktokens")
+    >>> go_fold("Max_\u212aTokens") == go_fold("max_ktokens") == go_fold("Max_KTokens")
+    True
+    >>> go_fold("rateL\u0130mit") == go_fold("ratel\u0131mit") == go_fold("ratelimit")
     True
     """
-    return name.replace("\u212a", "k").replace("\u017f", "s").lower()
+    return name.translate(_GO_FOLDS).lower()
+
+
+_GO_FOLDS = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0130": "i", "\u0131": "i"})
 
 
 class FieldNames:

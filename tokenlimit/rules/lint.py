@@ -96,10 +96,10 @@ def _regex_finding(rule: Rule) -> Finding | None:
     except ValueError as exc:
         return Finding(
             "TL107", E,
-            f"regex {rule.regex!r} is not valid Go (RE2) syntax: {exc}; the service exits at "
+            f"regex {rule.regex!r} is refused by Go's regexp ({exc}): the service exits at "
             "start-up",
-            "RE2 has no lookaround, backreferences or possessive quantifiers; rewrite the "
-            "pattern without them.",
+            "Go's regexp (RE2 syntax) has no lookaround, backreferences or possessive "
+            "quantifiers, and refuses repeat counts above 1000 and nesting deeper than 1000.",
             rule.index, REGEX_FIELD, rule.location_of(REGEX_FIELD))
     return None
 

@@ -20,8 +20,8 @@ import yaml
 from tokenlimit.errors import RuleError
 from tokenlimit.rules.decode import decode_rules
 from tokenlimit.rules.findings import Finding, Severity
-from tokenlimit.rules.gojson import Locator, parse_json, text_locator
-from tokenlimit.rules.model import Location, Rule
+from tokenlimit.rules.gojson import Locator, Replacement, parse_json, text_locator
+from tokenlimit.rules.model import REGEX_FIELD, Location, Rule
 from tokenlimit.rules.yamlnodes import parse_yaml_documents, to_node
 
 ENV_VAR = "RATE_LIMIT_CONFIG"
@@ -75,33 +75,76 @@ def load_rules(
     assert source is not None
     if str(source) == STDIN:
         stream = sys.stdin if stdin is None else stdin
-        return parse_rules_text(stream.read(), "<stdin>", fmt="auto")
+        raw = getattr(stream, "buffer", None)
+        text = as_go_text(raw.read()) if raw is not None else stream.read()
+        return parse_rules_text(text, "<stdin>", fmt="auto")
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise RuleError("no such file", path=str(path),
                         hint="Check the path (- reads the rules from stdin).") from exc
     except IsADirectoryError as exc:
         raise RuleError("is a directory, not a rules file", path=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise RuleError(f"not UTF-8 text (byte {exc.start})", path=str(path)) from exc
     except OSError as exc:
         raise RuleError(f"cannot read: {exc.strerror or exc}", path=str(path)) from exc
     fmt = "json" if path.suffix.lower() == ".json" else "auto"
-    return parse_rules_text(text, str(path), fmt=fmt)
+    return parse_rules_text(as_go_text(data), str(path), fmt=fmt)
+
+
+def as_go_text(data: bytes) -> str:
+    """Bytes as text that keeps every undecodable byte (as a surrogate escape).
+
+    Go reads such bytes inside JSON strings as U+FFFD and refuses them anywhere else; the
+    JSON reader decides which, so nothing is lost or refused here.
+    """
+    return data.decode("utf-8", "surrogateescape")
 
 
 def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     """Rules from text: ``json`` (Go-strict), ``yaml`` (a list of rules or manifests), or
     ``auto`` (JSON when the first non-blank character is ``[``, ``{`` or ``n``ull)."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    stripped = text.lstrip()
+    # A byte order mark is fine before YAML, but Go's JSON decoder refuses it (the service
+    # exits), so JSON keeps it and the JSON reader reports it.
+    stripped = text.removeprefix("\ufeff").lstrip()
     if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
-        decoded = decode_rules(parse_json(text, path), path)
-        return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
-    return _from_yaml(text, path)
+        replaced: list[Replacement] = []
+        decoded = decode_rules(parse_json(text, path, replaced=replaced), path)
+        findings = (*_replacement_findings(replaced, decoded.rules), *decoded.findings)
+        return LoadedRules(decoded.rules, findings, path, decoded.location)
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        offset = next(i for i, ch in enumerate(text) if "\ud800" <= ch <= "\udfff")
+        line, column = text_locator(text)(offset)
+        raise RuleError("not UTF-8 text: YAML and Kubernetes manifests must be UTF-8",
+                        path=path, line=line, column=column)
+    return _from_yaml(text.removeprefix("\ufeff"), path)
+
+
+def _replacement_findings(replaced: list[Replacement],
+                          rules: tuple[Rule, ...]) -> Iterator[Finding]:
+    for item in replaced:
+        # The rule whose object holds the string: the last one starting before it.
+        at = (item.location.line, item.location.column)
+        holder = None
+        for rule in rules:
+            if rule.location is not None and (rule.location.line, rule.location.column) <= at:
+                holder = rule
+        field = None
+        if holder is not None and holder.location_of(REGEX_FIELD) == item.location:
+            field = REGEX_FIELD
+        what = []
+        if item.bad_bytes:
+            shown = " ".join(f"{byte:02x}" for byte in item.bad_bytes[:8])
+            more = " ..." if len(item.bad_bytes) > 8 else ""
+            what.append(f"{len(item.bad_bytes)} byte(s) that are not UTF-8 ({shown}{more})")
+        if item.escapes:
+            what.append(f"{item.escapes} unpaired surrogate escape(s) (\\ud800-\\udfff)")
+        yield Finding(
+            "TL115", Severity.WARNING,
+            f"a JSON string holds {' and '.join(what)}: the service starts and reads each as "
+            f"U+FFFD, so it sees {item.value!r}",
+            "Write the text as valid UTF-8 so the file says what the service sees.",
+            None if holder is None else holder.index, field, item.location)
 
 
 def _from_yaml(text: str, path: str) -> LoadedRules:
@@ -118,9 +161,10 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
                         f"StatefulSet, DaemonSet, Pod or ConfigMap that sets {ENV_VAR}",
                         path=path, line=1, column=1)
     scalar, where_label = found[0]
-    decoded = decode_rules(parse_json(str(scalar.value), path, _scalar_locator(scalar, text)),
-                           path)
-    findings = list(decoded.findings)
+    replaced: list[Replacement] = []
+    decoded = decode_rules(parse_json(str(scalar.value), path, _scalar_locator(scalar, text),
+                                      replaced), path)
+    findings = [*_replacement_findings(replaced, decoded.rules), *decoded.findings]
     for other, label in found[1:]:
         findings.append(Finding(
             "TL113", Severity.WARNING,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from tokenlimit.errors import RuleError
@@ -9,6 +11,7 @@ from tokenlimit.rules.model import Location
 from tokenlimit.rules.nodes import Node
 
 _TAG = "tag:yaml.org,2002:"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _constructor = yaml.constructor.SafeConstructor()
 
 
@@ -28,6 +31,9 @@ def parse_yaml_documents(text: str, path: str) -> list[tuple[Node, yaml.Node]]:
         raise RuleError(f"invalid YAML: {problem}", path=path, line=line, column=column) from exc
     except yaml.YAMLError as exc:
         raise RuleError(f"invalid YAML: {exc}", path=path) from exc
+    except RecursionError as exc:
+        # PyYAML's scanner and composer recurse once per nesting level.
+        raise RuleError("invalid YAML: nested too deeply to read", path=path) from exc
     return [(to_node(doc, path, 0), doc) for doc in raw_docs]
 
 
@@ -60,4 +66,6 @@ def to_node(node: yaml.Node, path: str, depth: int) -> Node:
     except (ValueError, yaml.YAMLError) as exc:
         raise RuleError(f"invalid YAML scalar {node.value!r}", path=path, line=where.line,
                         column=where.column) from exc
-    return Node("string", str(node.value), where)
+    # A YAML escape such as "\ud800" yields a lone surrogate; the JSON the service is given
+    # carries it as an escape, which Go reads as U+FFFD.
+    return Node("string", _SURROGATE.sub("\ufffd", str(node.value)), where)

@@ -41,6 +41,7 @@ JSON = ("Content-Type", "application/json")
 NOT_FOUND = Response(404, b"404 page not found\n", (TEXT, ("X-Content-Type-Options", "nosniff")))
 BACKEND_DOWN = "rate limit backend unavailable"
 KEYS_CACHE_SIZE = 10_000
+KEYS_CACHE_QUERY_BYTES = 1024  # longer queries are decoded every time: the cache stays < 20 MB
 LOG_EVERY = 1.0  # seconds between two lines of the same repeating incident
 
 
@@ -92,7 +93,8 @@ class RateLimitApp:
         try:
             return await self.route(request)
         except Exception as exc:  # a bug, not bad input: log it, never show a traceback
-            self.log("internal_error", path=request.path, error=f"{type(exc).__name__}: {exc}")
+            self.log_noisy("internal_error", path=request.path[:200],
+                           error=f"{type(exc).__name__}: {exc}"[:500])
             return Response(500)
 
     async def route(self, request: Request) -> Response:
@@ -107,7 +109,9 @@ class RateLimitApp:
         if path == "/readyz":
             return await self.ready()
         if path == "/metrics":
-            return Response(200, self.metrics.render(self.rules).encode(),
+            keyspace = getattr(self.store, "keyspace", None)
+            memory_keys = len(keyspace.values) if keyspace is not None else None
+            return Response(200, self.metrics.render(self.rules, memory_keys).encode(),
                             (("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),))
         return NOT_FOUND
 
@@ -127,9 +131,10 @@ class RateLimitApp:
                 found = exc
         else:
             found = parse_keys_value(raw)
-        if len(self._keys_cache) >= KEYS_CACHE_SIZE:
-            self._keys_cache.clear()
-        self._keys_cache[query] = found
+        if len(query) <= KEYS_CACHE_QUERY_BYTES:
+            if len(self._keys_cache) >= KEYS_CACHE_SIZE:
+                self._keys_cache.clear()
+            self._keys_cache[query] = found
         return found
 
     async def ratelimit(self, request: Request) -> Response:

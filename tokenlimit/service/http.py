@@ -1,22 +1,45 @@
-"""A small HTTP/1.1 server: an asyncio ``Protocol`` over httptools' parser.
+"""A small HTTP/1.1 server that reads requests as Go's net/http does (see ``http_head``).
 
 Why not a framework: the check endpoint must answer tens of thousands of tiny requests a
-second on two cores. A raw protocol costs one parser callback set and one ``write`` per
-request; keep-alive and pipelining are kept, and answers go out in request order.
+second on two cores, and must accept exactly what the ASM service's Go server accepts (any
+method token, 1 MiB heads, ``#`` in the query), which llhttp-based parsers refuse. A raw
+protocol costs one ``find`` per head and one ``write`` per answer; keep-alive and pipelining
+are kept, answers go out in request order, and the work in flight is bounded per connection
+and in total (reading pauses beyond).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import errno
+import os
+import resource
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from typing import Any
 
-import httptools
+from tokenlimit.service.http_answer import (
+    EXPECTATION_FAILED,
+    OPTIONS_STAR,
+    STAR_OTHER,
+    Response,
+    encode_response,
+    redirect_response,
+)
+from tokenlimit.service.http_head import (
+    MAX_HEAD,
+    TOO_LARGE,
+    ChunkedBody,
+    Head,
+    HeadError,
+    clean_path,
+    parse_head,
+)
+
+__all__ = ["Handler", "HttpServer", "Limits", "Request", "Response", "encode_response"]
 
 
 @dataclass(slots=True)
@@ -31,136 +54,221 @@ class Request:
     too_large: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """One answer; ``headers`` are extra (Content-Length and Connection are added here)."""
-
-    status: int
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = field(default=())
-
-
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-MAX_HEAD = 1 << 20  # request line and headers, as Go's default MaxHeaderBytes
+FD_HEADROOM = 8  # descriptors short of the limit at which accepting is about to fail
+BIG_HOLDER = 64 << 10  # over the byte bound, connections holding more than this pause
 
 
-@functools.lru_cache(maxsize=4096)
-def encode_response(response: Response, keep_alive: bool) -> bytes:
-    """The bytes of an HTTP/1.1 answer (cached: most answers are one of a few)."""
-    reason = _REASONS.get(response.status, "Unknown")
-    lines = [f"HTTP/1.1 {response.status} {reason}"]
-    lines.extend(f"{name}: {value}" for name, value in response.headers)
-    lines.append(f"Content-Length: {len(response.body)}")
-    if not keep_alive:
-        lines.append("Connection: close")
-    head = "\r\n".join(lines).encode("latin-1", "replace") + b"\r\n\r\n"
-    return head + response.body
+@dataclass(slots=True)
+class Limits:
+    """Bounds on one server's connections; the defaults never cut a healthy gateway.
+
+    ``idle_timeout``: seconds a keep-alive connection may sit idle (above Envoy's one hour, so
+    the gateway always closes first). ``request_timeout``: seconds from a request's first byte
+    to its last. ``per_connection``: requests read but not yet answered on one connection
+    (reading pauses beyond). ``in_flight``: the same over all connections. ``held_bytes``:
+    bytes received and not yet answered, over all connections; beyond, connections holding
+    more than 64 KiB stop being read (small requests go on), so 1 MiB heads on many
+    connections cannot take the process past its memory limit.
+    """
+
+    idle_timeout: float = 3900.0
+    request_timeout: float = 60.0
+    per_connection: int = 64
+    in_flight: int = 2048
+    held_bytes: int = 32 << 20
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One client connection: parses requests, runs the handler, answers in order."""
+    """One client connection: reads requests as Go's server does, answers in order."""
 
-    def __init__(self, handler: Handler, max_body: int, connections: set[HttpProtocol],
-                 tasks: set[asyncio.Task[Response]]) -> None:
-        self.handler = handler
-        self.max_body = max_body
-        self.connections = connections
-        self.tasks = tasks
-        self.parser = httptools.HttpRequestParser(self)
+    def __init__(self, server: HttpServer) -> None:
+        self.server = server
+        self.handler = server.handler
+        self.max_body = server.max_body
         self.transport: asyncio.Transport | None = None
-        self.pending: deque[tuple[asyncio.Future[Response], bool, bool]] = deque()
-        self.url = b""
-        self.headers: dict[str, str] = {}
-        self.body: list[bytes] = []
-        self.body_size = 0
-        self.head_size = 0
+        # (answer, keep the connection, HEAD request, HTTP/1.0 request, bytes it came in)
+        self.pending: deque[tuple[asyncio.Future[Response], bool, bool, bool, int]] = deque()
+        self.held = 0  # bytes received and not yet answered (buffered or in flight)
+        self.buffer = bytearray()
         self.closing = False
+        self.paused = False
+        self.last_active = time.monotonic()
+        self.request_started: float | None = None
+        self.searched = 0  # where the search for the end of the head resumes
+        self.partial: tuple[Head, int] | None = None  # a parsed head waiting for its body
+        self.chunks: ChunkedBody | None = None  # its chunked body, read so far
+        self.last_words: bytes | None = None  # Go's refusal, written once earlier answers are
+        self._continued = False
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        self.connections.add(self)
+        self.server.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self)
+        self.server.connections.discard(self)
+        self.server.paused.discard(self)
         self.transport = None
         # Requests already read run to completion (a usage report half applied would be worse
         # than an answer nobody reads), as Go's server does; their answers are dropped.
+        self.server.in_flight -= len(self.pending)
         self.pending.clear()
+        self.buffer.clear()
+        self.server.held -= self.held
+        self.held = 0
+        self.server.resume_some()
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None:
-            return  # answered with an error and closing: ignore the rest
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(400)
-        except httptools.HttpParserError:
-            self._fail(400)
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        self.head_size = 0
-        self.url = b""
-        self.headers = {}
-        self.body = []
-        self.body_size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.head_size += len(url)
-        if self.head_size > MAX_HEAD:
-            self._fail(431)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value)
-        if self.head_size > MAX_HEAD:
-            self._fail(431)
-            return
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        # curl and others wait for this before sending a body over 1 KiB, as Go's server sends.
-        expect = self.headers.get("expect", "").lower() == "100-continue"
-        if expect and self.transport is not None and not self.pending:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self.body_size += len(body)
-        if self.body_size <= self.max_body:
-            self.body.append(body)
-
-    def on_message_complete(self) -> None:
         if self.transport is None or self.closing:
-            return  # gone, or a request after one that asked to close: not answered
-        try:
-            parsed = httptools.parse_url(self.url)
-        except httptools.HttpParserInvalidURLError:
-            self._fail(400)
-            return
-        request = Request(
-            self.parser.get_method().decode("latin-1"),
-            (parsed.path or b"/").decode("latin-1"),
-            parsed.query or b"",
-            self.headers,
-            b"".join(self.body),
-            self.body_size > self.max_body,
-        )
-        keep_alive = self.parser.should_keep_alive() and not request.too_large
+            return  # answered with an error, or asked to close: the rest is not read
+        self.buffer += data
+        self.held += len(data)
+        self.server.held += len(data)
+        self.last_active = time.monotonic()
+        if self.request_started is None:
+            self.request_started = self.last_active
+        self._parse()
+
+    def _parse(self) -> None:
+        server = self.server
+        while self.buffer and self.transport is not None and not self.closing:
+            # Memory short and this connection holds much: wait for its own answers to go
+            # out; or, with nothing in flight and an unfinished request, stop reading it (it
+            # then finishes later or runs into --request-timeout). Whole requests are served.
+            short = server.held > server.limits.held_bytes and self.held > BIG_HOLDER
+            if (len(self.pending) >= server.limits.per_connection
+                    or server.in_flight >= server.limits.in_flight
+                    or (short and self.pending)):
+                self._pause()
+                return
+            try:
+                taken = self._take_request()
+            except HeadError as exc:
+                self._fail(exc.answer)
+                return
+            if not taken:
+                if short and server.held > 2 * server.limits.held_bytes:
+                    self._fail(TOO_LARGE.answer)  # still growing: give up the biggest
+                elif short:
+                    self._pause()
+                return
+        if not self.buffer:
+            self.request_started = None
+
+    def _take_request(self) -> bool:
+        """Start the first complete request in the buffer; False while it is incomplete.
+
+        Work per call stays proportional to what arrived since the last one (a client
+        dripping a 1 MiB head byte by byte must not cost a rescan per byte): the search for
+        the head's end resumes where it stopped, and a parsed head is kept while its body
+        arrives."""
+        buffer = self.buffer
+        if self.partial is not None:
+            head, body_start = self.partial
+        else:
+            start = self.searched
+            end = buffer.find(b"\r\n\r\n", start)
+            bare = buffer.find(b"\n\n", start, end if end >= 0 else len(buffer))
+            if bare >= 0:
+                head_end, body_start = bare, bare + 2
+            elif end >= 0:
+                head_end, body_start = end, end + 4
+            else:
+                if len(buffer) > MAX_HEAD:
+                    raise TOO_LARGE
+                self.searched = max(0, len(buffer) - 3)
+                return False
+            if head_end > MAX_HEAD:
+                raise TOO_LARGE
+            head = parse_head(bytes(buffer[:head_end]))
+            self.partial, self.searched = (head, body_start), 0
+        too_large = False
+        if head.content_length >= 0:
+            if head.content_length > self.max_body:
+                too_large, body, consumed = True, b"", len(buffer)
+            elif len(buffer) < body_start + head.content_length:
+                self._expect_continue(head)
+                return False
+            else:
+                consumed = body_start + head.content_length
+                body = bytes(buffer[body_start:consumed])
+        else:
+            if self.chunks is None:
+                self.chunks = ChunkedBody(body_start)
+            if self.chunks.read(buffer):
+                body, consumed = self.chunks.body, self.chunks.end
+                too_large = self.chunks.size > self.max_body
+            elif len(buffer) - body_start > self.max_body + 65536:
+                too_large, body, consumed = True, b"", len(buffer)
+            else:
+                self._expect_continue(head)
+                return False
+        del buffer[:consumed]
+        self.partial, self.chunks = None, None
+        self.request_started = time.monotonic() if buffer else None
+        self._start(head, body, too_large, consumed)
+        return True
+
+    def _expect_continue(self, head: Head) -> None:
+        # curl and others wait for this before sending a body over 1 KiB, as Go's server sends.
+        if (head.headers.get("expect", "").lower() == "100-continue" and head.version >= (1, 1)
+                and self.transport is not None and not self.pending and not self._continued):
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self._continued = True
+
+    def _start(self, head: Head, body: bytes, too_large: bool, size: int) -> None:
+        self._continued = False
+        keep_alive = head.keep_alive and not too_large
+        path = head.path
+        response: Response | None = None
+        expect = head.headers.get("expect", "")
+        if expect and "100-continue" not in expect.lower():
+            response, keep_alive = EXPECTATION_FAILED, False  # Go: 417 for any other Expect
+        elif path == "*":
+            response = OPTIONS_STAR if head.method == "OPTIONS" else STAR_OTHER
+            keep_alive = keep_alive and head.method == "OPTIONS"
+        elif (cleaned := clean_path(path)) != path:
+            response = redirect_response(head.method, cleaned, head.query)
         loop = asyncio.get_running_loop()
-        task = loop.create_task(self.handler(request))
-        self.tasks.add(task)  # the loop keeps only weak references to tasks
-        task.add_done_callback(self.tasks.discard)
-        self.pending.append((task, keep_alive, request.method == "HEAD"))
-        task.add_done_callback(self._flush)
+        future: asyncio.Future[Response]
+        if response is not None:
+            future = loop.create_future()
+            future.set_result(response)
+        else:
+            request = Request(head.method, path, head.query, head.headers, body, too_large)
+            task = loop.create_task(self.handler(request))
+            self.server.tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self.server.tasks.discard)
+            future = task
+        self.pending.append((future, keep_alive, head.method == "HEAD", head.version < (1, 1),
+                             size))
+        self.server.in_flight += 1
+        future.add_done_callback(self._flush)
         if not keep_alive:
             self.closing = True
+
+    def _pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+            self.server.paused.add(self)
+
+    def resume(self) -> None:
+        """Read again after a pause for too much work in flight."""
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.server.paused.discard(self)
+            self.transport.resume_reading()
+            self._parse()
 
     # answers, in request order
     def _flush(self, _: object = None) -> None:
         while self.pending and self.pending[0][0].done():
-            future, keep_alive, head = self.pending.popleft()
+            future, keep_alive, head, http10, size = self.pending.popleft()
+            self.server.in_flight -= 1
+            self.held -= size
+            self.server.held -= size
             if self.transport is None:
                 return
             if future.cancelled():
@@ -169,59 +277,159 @@ class HttpProtocol(asyncio.Protocol):
                 response = Response(500)
             else:
                 response = future.result()
-            data = encode_response(response, keep_alive)
+            data = encode_response(response, keep_alive, http10)
             if head:  # the same head, no body (Content-Length says what GET would send)
                 data = data[:len(data) - len(response.body)]
             self.transport.write(data)
+            self.last_active = time.monotonic()
             if not keep_alive:
-                self.transport.close()
-                self.transport = None
+                self._hang_up(self.transport)
                 return
+        if self.last_words is not None and not self.pending:
+            self._write_raw(self.last_words)
+            return
+        if self.paused and len(self.pending) <= self.server.limits.per_connection // 2:
+            self.resume()
+        self.server.resume_some()
+        if self.server.draining and not self.pending and self.transport is not None:
+            self._hang_up(self.transport)
 
-    def _fail(self, status: int) -> None:
-        # Answer, half-close, and read (discarding) what the client still sends for a moment:
-        # closing at once with unread input would reset the connection and lose the answer.
+    def _fail(self, answer: bytes) -> None:
+        if self.transport is None:
+            return
+        self.closing = True
+        if self.pending:  # answer what came before first, in order
+            self.last_words = answer
+            return
+        self._write_raw(answer)
+
+    def _write_raw(self, answer: bytes) -> None:
         transport = self.transport
         if transport is None:
             return
+        transport.write(answer)
+        self._hang_up(transport)
+
+    def _hang_up(self, transport: asyncio.Transport) -> None:
+        # Half-close, and read (discarding) what the client still sends for a moment:
+        # closing at once with unread input would reset the connection and lose the answer.
         self.transport = None
-        transport.write(encode_response(Response(status), keep_alive=False))
+        self.closing = True
+        unread, self.partial, self.chunks, self.searched = len(self.buffer), None, None, 0
+        self.buffer.clear()  # what was not read as a request is not needed any more
+        self.held -= unread
+        self.server.held -= unread
+        if self.paused:
+            self.paused = False
+            self.server.paused.discard(self)
+            transport.resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
             asyncio.get_running_loop().call_later(1.0, transport.close)
         else:
             transport.close()
 
+    def expire(self, now: float) -> None:
+        """Close the connection if a request is too slow to arrive or it sat idle too long."""
+        transport, limits = self.transport, self.server.limits
+        if transport is None or self.pending:
+            return
+        if self.request_started is not None and now - self.request_started > limits.request_timeout:
+            self._fail(b"")  # Go closes a connection whose request is too slow, no answer
+        elif now - self.last_active > limits.idle_timeout:
+            self._hang_up(transport)
+
 
 class HttpServer:
     """Serves ``handler`` on a listening socket until ``close``."""
 
-    def __init__(self, handler: Handler, *, max_body: int = 1 << 20) -> None:
+    def __init__(self, handler: Handler, *, max_body: int = 1 << 20,
+                 limits: Limits | None = None, log: Callable[..., None] | None = None) -> None:
         self.handler = handler
         self.max_body = max_body
+        self.limits = limits or Limits()
+        self.log = log
         self.connections: set[HttpProtocol] = set()
+        self.paused: set[HttpProtocol] = set()
         self.tasks: set[asyncio.Task[Response]] = set()
+        self.in_flight = 0
+        self.held = 0  # bytes received and not yet answered, over all connections
+        self.draining = False
         self.server: asyncio.AbstractServer | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self.fd_warned = False
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
         """Listen; returns the bound port (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: HttpProtocol(self.handler, self.max_body, self.connections, self.tasks),
-            host, port, reuse_address=True, reuse_port=reuse_port or None, backlog=1024,
+            lambda: HttpProtocol(self), host, port, reuse_address=True,
+            reuse_port=reuse_port or None, backlog=1024,
         )
+        self._reaper = loop.create_task(self._reap())
         sockets = self.server.sockets
         return int(sockets[0].getsockname()[1]) if sockets else port
 
-    async def close(self) -> None:
-        if self.server is None:
+    def resume_some(self) -> None:
+        """Let paused connections read again once the total in flight has room (below half
+        the bound, so a connection is not paused and resumed at every answer)."""
+        room, byte_room = self.limits.in_flight // 2, self.limits.held_bytes // 2
+        if not self.paused or self.in_flight >= room or self.held >= byte_room:
             return
+        for connection in list(self.paused):
+            if self.in_flight >= room or self.held >= byte_room:
+                return
+            if len(connection.pending) <= self.limits.per_connection // 2:
+                connection.resume()
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                connection.expire(now)
+            self._watch_descriptors()
+
+    def _watch_descriptors(self) -> None:
+        # When file descriptors run out the loop cannot accept, and uvloop (libuv) then
+        # accepts and drops connections without a word: say so once per episode.
+        if self.log is None:
+            return
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if limit == resource.RLIM_INFINITY:
+            return
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError as exc:  # listing needs a descriptor too: EMFILE means none is left
+            used = limit if exc.errno == errno.EMFILE else len(self.connections)
+        if used >= limit - FD_HEADROOM and not self.fd_warned:
+            self.fd_warned = True
+            self.log("accept_failing", reason="file descriptors exhausted", open=used,
+                     limit=limit, connections=len(self.connections))
+        elif used < limit * 0.8:
+            self.fd_warned = False
+
+    async def close(self, grace: float = 5.0) -> int:
+        """Stop accepting, answer every request already read (for ``grace`` seconds at most),
+        then close every connection. Returns how many requests were still unanswered."""
+        if self.server is None:
+            return 0
         self.server.close()
+        self.draining = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for connection in list(self.connections):
+            connection.closing = True  # read no further request
+            if connection.transport is not None and not connection.pending:
+                connection._hang_up(connection.transport)
+        deadline = time.monotonic() + grace
+        while self.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        left = self.in_flight
         for connection in list(self.connections):
             if connection.transport is not None:
                 connection.transport.close()
-        if self.tasks:  # let requests already read finish (bounded)
-            await asyncio.wait(list(self.tasks), timeout=2)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.server.wait_closed(), 2)
         self.server = None
+        return max(left, 0)

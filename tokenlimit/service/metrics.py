@@ -39,8 +39,8 @@ class Metrics:
         self.reports += 1
         self.reported_tokens += tokens
 
-    def render(self, rules: Sequence[Rule]) -> str:
-        """The Prometheus exposition text."""
+    def render(self, rules: Sequence[Rule], memory_keys: int | None = None) -> str:
+        """The Prometheus exposition text; ``memory_keys``: live keys of the memory store."""
         out: list[str] = []
 
         def metric(name: str, kind: str, text: str) -> None:
@@ -74,6 +74,10 @@ class Metrics:
         out.append(f'tokenlimit_check_seconds_bucket{{le="+Inf"}} {total}')
         out.append(f"tokenlimit_check_seconds_sum {self.latency_sum:.6f}")
         out.append(f"tokenlimit_check_seconds_count {total}")
+        if memory_keys is not None:
+            metric("memory_keys", "gauge", "Keys held by the memory store (expired ones are "
+                   "freed within about 0.1 s).")
+            out.append(f"tokenlimit_memory_keys {memory_keys}")
         return "\n".join(out) + "\n"
 
 

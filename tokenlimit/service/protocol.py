@@ -5,10 +5,13 @@ strings), the body of ``/update_ratelimit_record`` (Go's ``json.Unmarshal`` into
 ``int`` fields) and the answer (Go's ``json.Marshal``: ``allow`` then ``description``, with
 ``<``, ``>``, ``&``, U+2028 and U+2029 escaped).
 
-Go quirks kept on purpose: object keys match struct fields case-insensitively (exact match
-preferred); ``null`` leaves a field as it was; a ``null`` array element is ``""``; a float, a
-quoted number or a number outside int64 is an error; unknown fields are ignored; text after the
-top-level value is an error; invalid UTF-8 and lone surrogates become U+FFFD.
+Go quirks kept on purpose (measured against the example): object keys match struct fields
+case-insensitively (exact match preferred); a field given twice is decoded twice, and a wrong
+type in either occurrence is an error; ``null`` leaves a field as it was; a ``null`` array
+element keeps what that slot held (``""`` in a fresh list); a float, a quoted number or a number
+outside int64 is an error; unknown fields are ignored; text after the top-level value is an
+error; each invalid UTF-8 byte and each lone surrogate becomes U+FFFD; nesting up to 10,000
+levels is accepted (see ``go_json``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ from urllib.parse import unquote_to_bytes
 
 from tokenlimit.bucket.types import Usage, UsageReport
 from tokenlimit.rules.gofields import INT64_MAX, INT64_MIN, FieldNames
+from tokenlimit.service.go_json import (
+    JsonNumber,
+    JsonObject,
+    JsonSyntaxError,
+    go_string,
+    load_go_json,
+)
 
 USAGE_FIELDS = ("ratelimit_keys", "prompt_tokens", "completion_tokens", "total_tokens")
 _USAGE_FIELDS = FieldNames(USAGE_FIELDS)
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _GO_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026",
                     "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_HTML_RE = re.compile("[<>&\u2028\u2029]")
@@ -33,83 +42,69 @@ class DecodeError(ValueError):
     """The input is not what Go's ``json.Unmarshal`` would accept; the text says why."""
 
 
-class _GoFloat(str):
-    """A number literal with a fraction or exponent: Go refuses it for an ``int`` field."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise DecodeError(f"invalid character {name[0]!r} looking for beginning of value")
-
-
-def _syntax(exc: json.JSONDecodeError) -> str:
-    return f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-
-
-def _go_string(text: str) -> str:
-    return _LONE_SURROGATE.sub("\ufffd", text)
-
-
 def _loads(data: bytes | str) -> Any:
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     try:
-        return json.loads(text, parse_float=_GoFloat, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise DecodeError(_syntax(exc)) from exc
-    except RecursionError as exc:
-        raise DecodeError("exceeded max depth") from exc
+        return load_go_json(data)
+    except JsonSyntaxError as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from exc
 
 
-def _string_list(value: Any, field: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
+def _fill_strings(value: Any, field: str, slots: list[str]) -> tuple[list[str], int]:
+    """Go decoding a JSON array into a ``[]string`` whose backing array holds ``slots``:
+    element i overwrites slot i, a ``null`` element keeps it (``""`` past the old end).
+    Returns the slots (kept beyond the new length, as Go's backing array) and the length."""
+    if not isinstance(value, list) or isinstance(value, JsonObject):
         raise DecodeError(f"{field}: cannot unmarshal {_kind(value)} into []string")
-    keys: list[str] = []
-    for item in value:
+    filled = list(slots)
+    for index, item in enumerate(value):
+        if index == len(filled):
+            filled.append("")
         if item is None:
-            keys.append("")  # Go: null into a string is a no-op, leaving ""
-        elif isinstance(item, str) and not isinstance(item, _GoFloat):
-            keys.append(_go_string(item))
+            continue
+        if isinstance(item, str) and not isinstance(item, JsonNumber):
+            filled[index] = go_string(item)
         else:
             raise DecodeError(f"{field}: cannot unmarshal {_kind(item)} into string")
-    return tuple(keys)
+    if not value:
+        return [], 0  # Go makes a new empty slice: the old slots are gone
+    return filled, len(value)
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, _GoFloat):
+    if isinstance(value, JsonNumber):
         return "number"
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, int):
-        return "number"
     if isinstance(value, str):
         return "string"
+    if isinstance(value, JsonObject):
+        return "object"
     if isinstance(value, list):
         return "array"
-    if isinstance(value, dict):
-        return "object"
     return "null"
 
 
 def _go_int(value: Any, field: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if INT64_MIN <= value <= INT64_MAX:
-            return value
-        raise DecodeError(f"{field}: number {value} overflows int")
-    if isinstance(value, _GoFloat):
-        raise DecodeError(f"{field}: cannot unmarshal number {value} into int")
+    if isinstance(value, JsonNumber):
+        shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} characters)"
+        if not value.is_integer:
+            raise DecodeError(f"{field}: cannot unmarshal number {shown} into int")
+        number = int(value) if len(value) <= 20 else INT64_MAX + 1
+        if INT64_MIN <= number <= INT64_MAX:
+            return number
+        raise DecodeError(f"{field}: number {shown} overflows int")
     raise DecodeError(f"{field}: cannot unmarshal {_kind(value)} into int")
 
 
-def parse_keys_value(value: str | None) -> tuple[str, ...]:
+def parse_keys_value(value: bytes | str | None) -> tuple[str, ...]:
     """The key list the example derives from the ``ratelimit_keys`` query value.
 
     Missing, empty, not JSON, or not an array of strings: the empty list (the example logs it
     and allows the request).
 
-    >>> parse_keys_value('["regular-user","x"]')
+    >>> parse_keys_value(b'["regular-user","x"]')
     ('regular-user', 'x')
-    >>> parse_keys_value('not json'), parse_keys_value('[1]'), parse_keys_value(None)
+    >>> parse_keys_value(b'not json'), parse_keys_value(b'[1]'), parse_keys_value(None)
     ((), (), ())
     """
     try:
@@ -118,12 +113,16 @@ def parse_keys_value(value: str | None) -> tuple[str, ...]:
         return ()
 
 
-def strict_keys_value(value: str | None) -> tuple[str, ...]:
+def strict_keys_value(value: bytes | str | None) -> tuple[str, ...]:
     """Like ``parse_keys_value`` but ``DecodeError`` for anything that is not a key list."""
     if not value:
         return ()
     try:
-        return _string_list(_loads(value), "ratelimit_keys")
+        document = _loads(value)
+        if document is None:
+            return ()  # null into a slice leaves it as it was: empty
+        slots, length = _fill_strings(document, "ratelimit_keys", [])
+        return tuple(slots[:length])
     except DecodeError as exc:
         message = str(exc)
         if not message.startswith("ratelimit_keys"):
@@ -131,14 +130,16 @@ def strict_keys_value(value: str | None) -> tuple[str, ...]:
         raise DecodeError(message) from exc
 
 
-def query_value(query: bytes, name: str) -> str | None:
-    """The first value of ``name`` in a raw query string, as Go's ``URL.Query().Get``.
+def query_value(query: bytes, name: str) -> bytes | None:
+    """The first value of ``name`` in a raw query string, as Go's ``URL.Query().Get``, as bytes
+    (Go keeps invalid UTF-8 until the JSON decoder replaces it, byte by byte).
 
     Pairs with a semicolon or a bad percent-escape are dropped (Go reports and skips them);
-    ``+`` is a space.
+    ``+`` is a space. Everything after ``?`` is the query, a ``#`` included (Go's server does
+    not cut a fragment from a request target).
 
     >>> query_value(b"a=1&ratelimit_keys=%5B%22u%22%5D", "ratelimit_keys")
-    '["u"]'
+    b'["u"]'
     """
     wanted = name.encode()
     for pair in query.split(b"&"):
@@ -149,7 +150,7 @@ def query_value(query: bytes, name: str) -> str | None:
             key = _unescape(raw_key)
             if key != wanted:
                 continue
-            return _unescape(raw_value).decode("utf-8", "replace")
+            return _unescape(raw_value)
         except ValueError:
             continue
     return None
@@ -174,44 +175,29 @@ def parse_usage(body: bytes) -> UsageReport:
     ...
     tokenlimit.service.protocol.DecodeError: completion_tokens: cannot unmarshal number 1.5 into int
     """
-    pairs_seen: list[list[tuple[str, Any]]] = []
-
-    def keep_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        pairs_seen.append(pairs)
-        return dict(pairs)
-
-    text = body.decode("utf-8", "replace")
-    try:
-        document = json.loads(text, parse_float=_GoFloat, parse_constant=_reject_constant,
-                              object_pairs_hook=keep_pairs)
-    except json.JSONDecodeError as exc:
-        raise DecodeError(_syntax(exc)) from exc
-    except RecursionError as exc:
-        raise DecodeError("exceeded max depth") from exc
+    document = _loads(body)
     if document is None:
         return UsageReport(())
-    if not isinstance(document, dict):
+    if not isinstance(document, JsonObject):
         raise DecodeError(f"cannot unmarshal {_kind(document)} into the usage object")
-    values: dict[str, Any] = {}
-    for key, value in pairs_seen[-1]:  # the top-level object is completed last
+    error: DecodeError | None = None
+    slots: list[str] = []
+    length = 0
+    numbers = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for key, value in document:  # every occurrence of a field is decoded, in order
         field = _USAGE_FIELDS.field_for(key)
         if field is None or value is None:
             continue  # unknown fields are ignored; null leaves the field as it was
-        values[field] = value
-    error: DecodeError | None = None
-    keys: tuple[str, ...] = ()
-    numbers = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    for field, value in values.items():
         try:
             if field == "ratelimit_keys":
-                keys = _string_list(value, field)
+                slots, length = _fill_strings(value, field, slots)
             else:
                 numbers[field] = _go_int(value, field)
         except DecodeError as exc:
             error = error or exc  # Go reports the first type error after decoding the rest
     if error is not None:
         raise error
-    return UsageReport(keys, Usage(**numbers))
+    return UsageReport(tuple(slots[:length]), Usage(**numbers))
 
 
 def go_json_string(text: str) -> str:
@@ -220,7 +206,7 @@ def go_json_string(text: str) -> str:
     >>> go_json_string("a<b")
     '"a\\\\u003cb"'
     """
-    encoded = json.dumps(_go_string(text), ensure_ascii=False)
+    encoded = json.dumps(go_string(text), ensure_ascii=False)
     return _GO_HTML_RE.sub(lambda m: _GO_HTML_ESCAPES[m.group(0)], encoded)
 
 

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal, TextIO
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
 from tokenlimit.eventloop import new_event_loop
@@ -29,14 +28,20 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
 from tokenlimit.service.backends import BACKENDS as BACKENDS  # re-exported
 from tokenlimit.service.backends import BackendKind as BackendKind  # re-exported
-from tokenlimit.service.http import HttpServer
+from tokenlimit.service.http import HttpServer, Limits
 from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore
+from tokenlimit.service.stores.redispy import RedisUrl, redis_url_settings
+
+RedisClient = Literal["auto", "builtin", "redis-py"]
 
 
 @dataclass(frozen=True, slots=True)
 class BackendConfig:
-    """Where bucket state lives. ``timeout``: seconds before a Redis call counts as failed."""
+    """Where bucket state lives. ``timeout``: seconds before a Redis call counts as failed.
+    ``client``: ``auto`` uses the built-in pipelined connection for plain ``redis://`` and
+    redis-py for TLS, sockets, ACL users and Sentinel; ``redis-py`` forces redis-py (the
+    benchmark compares the two)."""
 
     kind: BackendKind = "memory"
     host: str = "127.0.0.1"
@@ -44,31 +49,39 @@ class BackendConfig:
     password: str | None = field(default=None, repr=False)
     db: int = 0
     timeout: float = 1.0
+    url: RedisUrl | None = field(default=None, repr=False)
+    client: RedisClient = "auto"
+    # Memory backend: bytes its keys may take (--max-memory-mb).
+    memory_limit: int | None = field(default=64 << 20, repr=False)
 
     def describe(self) -> str:
         """For the start-up line: never the password."""
         if self.kind == "memory":
             return "memory (state in this process only; set REDIS_ADDRESS or --redis-url to share)"
+        if self.url is not None:
+            return f"{self.kind} at {self.url.location()}"
         auth = " with password" if self.password else ""
         return f"{self.kind} at {self.host}:{self.port} db {self.db}{auth}"
 
 
 def backend_config(kind: str | None = None, redis_url: str | None = None,
                    environ: Mapping[str, str] | None = None,
-                   timeout: float = 1.0) -> BackendConfig:
+                   timeout: float = 1.0, client: RedisClient = "auto") -> BackendConfig:
     """The backend from the options, else from the example's environment variables.
 
     ``REDIS_ADDRESS`` (host:port), ``REDIS_PASSWORD``, ``REDIS_DB_INDEX`` (0 when unset or not
     a number). No option and no ``REDIS_ADDRESS``: the memory store.
 
     >>> backend_config(environ={"REDIS_ADDRESS": "10.0.0.5:6380", "REDIS_DB_INDEX": "x"})
-    BackendConfig(kind='redis', host='10.0.0.5', port=6380, db=0, timeout=1.0)
+    BackendConfig(kind='redis', host='10.0.0.5', port=6380, db=0, timeout=1.0, client='auto')
     """
     env = os.environ if environ is None else environ
     if kind is not None and kind not in BACKENDS:
         raise ConfigError(f"--backend: choose one of {', '.join(BACKENDS)}, not {kind!r}")
+    settings: RedisUrl | None = None
     if redis_url is not None:
-        host, port, password, db = _parse_url(redis_url)
+        settings = redis_url_settings(redis_url)
+        host, port, password, db = settings.host, settings.port, settings.password, settings.db
     elif env.get("REDIS_ADDRESS"):
         host, port = _parse_address(env["REDIS_ADDRESS"], "REDIS_ADDRESS")
         password = env.get("REDIS_PASSWORD") or None
@@ -81,7 +94,10 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     chosen: BackendKind = "redis" if kind in (None, "redis") else kind
     if chosen == "memory":
         return BackendConfig("memory", timeout=timeout)
-    return BackendConfig(chosen, host, port, password, db, timeout)
+    if chosen == "redis-cluster" and settings is not None and settings.scheme != "redis":
+        raise ConfigError("--backend redis-cluster: give a redis://[USER:PASSWORD@]HOST:PORT URL "
+                          "of one node (TLS, unix sockets and Sentinel are for --backend redis)")
+    return BackendConfig(chosen, host, port, password, db, timeout, settings, client)
 
 
 def _parse_address(text: str, what: str) -> tuple[str, int]:
@@ -91,25 +107,18 @@ def _parse_address(text: str, what: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _parse_url(url: str) -> tuple[str, int, str | None, int]:
-    parts = urlsplit(url)
-    if parts.scheme != "redis":
-        raise ConfigError(f"--redis-url: expected redis://[:password@]host:port[/db], got {url!r}")
-    try:
-        port = parts.port or 6379
-    except ValueError as exc:
-        raise ConfigError(f"--redis-url: bad port in {url!r}") from exc
-    db_text = parts.path.strip("/")
-    if db_text and not db_text.isdigit():
-        raise ConfigError(f"--redis-url: the database must be a number, got {db_text!r}")
-    password = unquote(parts.password) if parts.password else None
-    return parts.hostname or "127.0.0.1", port, password, int(db_text or 0)
-
-
 def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | None = None) -> Store:
     """The store for ``backend`` (Redis stores connect lazily, on first use)."""
     if backend.kind == "memory":
-        return MemoryStore(rules, clock)
+        return MemoryStore(rules, clock, backend.memory_limit)
+    needs_redis_py = backend.url is not None and backend.url.needs_redis_py
+    if backend.kind == "redis" and (backend.client == "redis-py" or needs_redis_py):
+        from tokenlimit.service.stores.redis import RedisStore
+        from tokenlimit.service.stores.redispy import RedisPyNode
+
+        settings = backend.url or RedisUrl("redis", backend.host, backend.port, backend.db,
+                                           password=backend.password)
+        return RedisStore(rules, clock=clock, nodes=RedisPyNode(settings, backend.timeout))
     if backend.kind == "redis":
         from tokenlimit.service.stores.redis import RedisStore
 
@@ -118,7 +127,8 @@ def build_store(backend: BackendConfig, rules: Sequence[Rule], clock: Clock | No
     from tokenlimit.service.stores.cluster import ClusterStore
 
     return ClusterStore(rules, backend.host, backend.port, password=backend.password,
-                        timeout=backend.timeout, clock=clock)
+                        timeout=backend.timeout, clock=clock,
+                        username=backend.url.username if backend.url else None)
 
 
 def listen_failure(exc: BaseException) -> str:
@@ -243,10 +253,17 @@ async def serve_forever(
     log: Callable[..., None],
     stop_after: float | None = None,
     reuse_port: bool = False,
+    limits: Limits | None = None,
+    stop_grace: float = 5.0,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules."""
+    """Serve until SIGINT/SIGTERM (or ``stop_after`` seconds); SIGHUP reloads the rules.
+
+    On stop: accept no more connections, answer every request already read (within
+    ``stop_grace`` seconds), then close.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    loop.set_exception_handler(lambda _, context: _loop_trouble(app, context))
 
     def do_reload(reason: str) -> None:
         if reload is None:
@@ -267,7 +284,7 @@ async def serve_forever(
             loop.add_signal_handler(signum, stop.set)
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         loop.add_signal_handler(signal.SIGHUP, do_reload, "SIGHUP")
-    server = HttpServer(app, max_body=app.options.max_body)
+    server = HttpServer(app, max_body=app.options.max_body, limits=limits, log=log)
     bound = await server.start(host, port, reuse_port=reuse_port)
     # Start-up objects (modules, rules, compiled regexes) never die: keep them out of the
     # collector's full passes, which otherwise show up as latency spikes.
@@ -286,9 +303,18 @@ async def serve_forever(
     finally:
         if watcher is not None:
             watcher.cancel()
-        await server.close()
+        unanswered = await server.close(stop_grace)
         await app.store.close()
-        log("stopped")
+        log("stopped", unanswered=unanswered)
+
+
+def _loop_trouble(app: RateLimitApp, context: dict[str, Any]) -> None:
+    """What the event loop reports (accept failing for lack of file descriptors, a transport
+    error): one line per kind and second, never a traceback and never the peer's data."""
+    exc = context.get("exception")
+    error = f"{type(exc).__name__}: {exc}" if exc is not None else None
+    app.log_noisy("loop_error", message=str(context.get("message", ""))[:200],
+                  error=error[:300] if error else None)
 
 
 async def _watch(path: Path, reload: Callable[[str], None], stop: asyncio.Event) -> None:

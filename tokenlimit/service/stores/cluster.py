@@ -3,50 +3,40 @@
 Opt-in layout (``--backend redis-cluster``): ``{<key>}``, ``{<key>}_last_fill_time`` (and the
 reserve-mode keys with the same prefix), so every script touches one slot. This layout is not
 the example's: a service switched from a single Redis to a cluster starts with fresh buckets.
-Keys whose hash tag would be empty (the empty key, or one starting with ``}``) cannot be
-stored; their checks count as script errors.
+Keys whose hash tag would be empty (the empty key, or one starting with ``}``) are stored
+under a fixed tag (see ``hashtag_names``): the cluster accepts every key a single node does.
 
-The slot map comes from ``CLUSTER SLOTS`` on the seed node (then on any known node); a
-``MOVED`` answer refreshes it and retries once, an ``ASK`` answer retries on the named node.
+The topology (slot map, ``MOVED``/``ASK`` redirections, nodes coming and going) is redis-py's
+``RedisCluster``: well-kept code for exactly this, where a hand-written map had to be kept in
+step with Redis by us.
 """
 
 from __future__ import annotations
 
+import binascii
 from collections.abc import Sequence
 from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
 
 from tokenlimit.errors import StoreError
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.stores.base import Clock
-from tokenlimit.service.stores.redis import RedisStore, hashtag_names, setup_commands
-from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, encode_command
+from tokenlimit.service.stores.redis import RedisStore, hashtag_names
+from tokenlimit.service.stores.resp import Arg, ReplyError
 
 SLOTS = 16384
 
 
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_TABLE = _crc16_table()
-
-
 def crc16(data: bytes) -> int:
-    """CRC16-CCITT (XMODEM), as Redis Cluster uses.
+    """CRC16-CCITT (XMODEM), as Redis Cluster uses: ``binascii.crc_hqx`` computes exactly it,
+    in C.
 
     >>> hex(crc16(b"123456789"))
     '0x31c3'
     """
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    return binascii.crc_hqx(data, 0)
 
 
 def key_slot(key: str) -> int:
@@ -65,85 +55,48 @@ def key_slot(key: str) -> int:
 
 
 class ClusterNodes:
-    """Connections to the cluster's masters and the slot map."""
+    """The cluster's topology through redis-py's ``RedisCluster``: it reads the slot map,
+    routes each command by the slot of its keys, follows ``MOVED`` (reading the map again) and
+    ``ASK``, and retries on a node that went away. Commands go as arguments (``packed`` is
+    False): redis-py computes the slot from them."""
 
-    def __init__(self, host: str, port: int, *, password: str | None, timeout: float) -> None:
-        self.seeds = [(host, port)]
-        self.password = password
-        self.timeout = timeout
-        self.connections: dict[tuple[str, int], RespConnection] = {}
-        self.slots: list[tuple[str, int] | None] = [None] * SLOTS
+    packed = False
 
-    def _connection(self, address: tuple[str, int]) -> RespConnection:
-        if address not in self.connections:
-            self.connections[address] = RespConnection(
-                address[0], address[1], timeout=self.timeout,
-                setup=setup_commands(self.password, 0))
-        return self.connections[address]
+    def __init__(self, host: str, port: int, *, password: str | None, timeout: float,
+                 username: str | None = None) -> None:
+        self.address = f"{host}:{port}"
+        self.client = RedisCluster(host=host, port=port, password=password, username=username,
+                                   socket_timeout=timeout, socket_connect_timeout=timeout,
+                                   require_full_coverage=False)
 
-    async def refresh(self) -> None:
-        """Read the slot map from the first node that answers."""
-        errors = []
-        for address in [*self.seeds, *self.connections]:
-            try:
-                reply = await self._connection(address).call("CLUSTER", "SLOTS")
-            except (StoreError, ReplyError) as exc:
-                errors.append(str(exc))
-                continue
-            slots: list[tuple[str, int] | None] = [None] * SLOTS
-            for entry in reply:
-                start, end, master = int(entry[0]), int(entry[1]), entry[2]
-                host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
-                owner = (host or address[0], int(master[1]))
-                for slot in range(start, end + 1):
-                    slots[slot] = owner
-            self.slots = slots
-            return
-        raise StoreError("no cluster node answered CLUSTER SLOTS: " + "; ".join(errors[:3]))
+    def _translate(self, exc: Exception) -> Exception:
+        message = str(exc)
+        if isinstance(exc, redis_errors.NoScriptError):
+            return ReplyError(f"NOSCRIPT {message}")
+        if isinstance(exc, redis_errors.ResponseError):
+            return ReplyError(message)
+        return StoreError(f"redis cluster at {self.address}: {type(exc).__name__}: {message}")
 
+    # Errors are raised "from None": redis-py's text can quote what it was given.
     async def call(self, route: str, *args: Arg) -> Any:
-        return await self.send(route, encode_command(args))
+        try:
+            if args[:2] == ("SCRIPT", "LOAD"):  # to every primary: any of them may run it
+                return await self.client.script_load(args[2])  # type: ignore[arg-type]
+            return await self.client.execute_command(*args)
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._translate(exc) from None
 
     async def send(self, route: str, command: bytes) -> Any:
-        slot = key_slot(route)
-        if self.slots[slot] is None:
-            await self.refresh()
-        owner = self.slots[slot]
-        if owner is None:
-            raise StoreError(f"cluster slot {slot} is not served by any node")
-        try:
-            return await self._connection(owner).send(command)
-        except ReplyError as exc:
-            text = str(exc)
-            if text.startswith("MOVED"):
-                await self.refresh()
-                return await self._connection(_address(text)).send(command)
-            if text.startswith("ASK"):
-                connection = self._connection(_address(text))
-                await connection.call("ASKING")
-                return await connection.send(command)
-            raise
-        except StoreError:
-            self.slots = [None] * SLOTS  # the node may be gone: read the map again next time
-            raise
+        raise NotImplementedError("cluster commands go as arguments (packed is False)")
 
     async def ping(self) -> None:
-        await self.refresh()
-        for owner in {owner for owner in self.slots if owner is not None}:
-            try:
-                await self._connection(owner).call("PING")
-            except ReplyError as exc:
-                raise StoreError(f"cluster node {owner[0]}:{owner[1]}: {exc}") from exc
+        try:
+            await self.client.ping(target_nodes=RedisCluster.PRIMARIES)  # type: ignore[misc]
+        except (redis_errors.RedisError, OSError) as exc:
+            raise self._translate(exc) from None
 
     async def close(self) -> None:
-        for connection in self.connections.values():
-            await connection.close()
-
-
-def _address(reply: str) -> tuple[str, int]:
-    # "MOVED 3999 127.0.0.1:6381" / "ASK 3999 127.0.0.1:6381"
-    host, _, port = reply.split()[-1].rpartition(":")
-    return host, int(port)
+        await self.client.aclose()
 
 
 class ClusterStore(RedisStore):
@@ -153,6 +106,6 @@ class ClusterStore(RedisStore):
 
     def __init__(self, rules: Sequence[Rule], host: str = "127.0.0.1", port: int = 6379, *,
                  password: str | None = None, timeout: float = 1.0,
-                 clock: Clock | None = None) -> None:
-        nodes = ClusterNodes(host, port, password=password, timeout=timeout)
+                 clock: Clock | None = None, username: str | None = None) -> None:
+        nodes = ClusterNodes(host, port, password=password, timeout=timeout, username=username)
         super().__init__(rules, clock=clock, nodes=nodes, names=hashtag_names)

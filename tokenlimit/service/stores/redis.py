@@ -32,6 +32,7 @@ from tokenlimit.service.stores.resp import Arg, ReplyError, RespConnection, enco
 
 SCRIPT_NAMES = ("check", "reserve", "release", "settle", "report")
 COMMAND_CACHE_SIZE = 10_000
+COMMAND_CACHE_KEY_CHARS = 512  # longer keys are encoded every time: the cache stays < 10 MB
 SUFFIXES = ("", LAST_FILL_SUFFIX, "_reserved", "_reserved_n", "_avg_tokens")
 
 
@@ -62,15 +63,23 @@ def plain_names(key: str) -> tuple[str, ...]:
     return tuple(key + suffix for suffix in SUFFIXES)
 
 
+EMPTY_TAG_PREFIX = "{\x00}\x00"  # names of keys whose own hash tag would be empty
+
+
 def hashtag_names(key: str) -> tuple[str, ...]:
     """The cluster layout: ``{<key>}`` then the same suffixes, all in the key's slot.
 
+    A key whose tag would be empty (``""``, or one starting with ``}``) would have its names
+    hashed whole, into different slots; those go under the fixed tag ``{\\x00}`` instead
+    (``{\\x00}\\x00<key>...``), so the cluster accepts every key a single node accepts.
+
     >>> hashtag_names("u")[:2]
     ('{u}', '{u}_last_fill_time')
+    >>> hashtag_names("}u")[0]
+    '{\\x00}\\x00}u'
     """
     if not key or key.startswith("}"):
-        # The hash tag would be empty: Redis would hash each name whole, into different slots.
-        raise ReplyError(f"key {key!r} cannot be stored in a cluster (empty hash tag)")
+        return tuple(EMPTY_TAG_PREFIX + key + suffix for suffix in SUFFIXES)
     return tuple("{" + key + "}" + suffix for suffix in SUFFIXES)
 
 
@@ -163,7 +172,7 @@ class RedisStore:
     async def _check_script(self, key: str, rule: Rule, now: str) -> Any:
         # The one hot call: with Redis TIME the whole command is the same for a key and rule,
         # so its encoding is kept (bounded) instead of rebuilt on every request.
-        if now:
+        if now or not getattr(self.nodes, "packed", True):
             args: list[Arg] = [now, rule.fill_interval_second, rule.tokens_per_fill,
                                rule.max_tokens, rule.redis_expired_seconds]
             return await self._run("check", self.names(key)[:2], args)
@@ -173,9 +182,10 @@ class RedisStore:
             cached = names[0], encode_command([
                 "EVALSHA", load_script("check").sha, 2, *names, "", rule.fill_interval_second,
                 rule.tokens_per_fill, rule.max_tokens, rule.redis_expired_seconds])
-            if len(self._commands) >= COMMAND_CACHE_SIZE:
-                self._commands.clear()
-            self._commands[key] = cached
+            if len(key) <= COMMAND_CACHE_KEY_CHARS:
+                if len(self._commands) >= COMMAND_CACHE_SIZE:
+                    self._commands.clear()
+                self._commands[key] = cached
         try:
             return await self.nodes.send(*cached)
         except ReplyError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -87,6 +88,7 @@ class RespConnection:
         self.buffer: list[bytes] = []
         self.flush_scheduled = False
         self.timer: asyncio.TimerHandle | None = None
+        self.overdue = False
         self.connecting: asyncio.Future[None] | None = None
         self.last_failure = 0.0
 
@@ -113,7 +115,9 @@ class RespConnection:
         if self.transport is None:
             future.set_exception(StoreError(f"redis at {self.address} is not connected"))
             return future
-        self.pending.append((future, loop.time() + self.timeout))
+        # The deadline is set when the command is written (see _flush): time spent queued
+        # behind a busy event loop is not Redis being slow.
+        self.pending.append((future, math.inf))
         self.buffer.append(data)
         if not self.flush_scheduled:
             self.flush_scheduled = True
@@ -126,6 +130,10 @@ class RespConnection:
         self.flush_scheduled = False
         if self.transport is not None and self.buffer:
             self.transport.write(b"".join(self.buffer))
+            deadline = asyncio.get_running_loop().time() + self.timeout
+            pending = self.pending
+            for index in range(len(pending) - len(self.buffer), len(pending)):
+                pending[index] = (pending[index][0], deadline)
         self.buffer.clear()
 
     def _check_deadline(self) -> None:
@@ -134,11 +142,18 @@ class RespConnection:
             return
         loop = asyncio.get_running_loop()
         deadline = self.pending[0][1]
-        if loop.time() >= deadline:
+        if loop.time() >= deadline and self.overdue:
             self.fail(StoreError(f"redis at {self.address} did not answer within "
                                  f"{self.timeout:g} s"))
+        elif loop.time() >= deadline:
+            # After a stall, timers run before the loop reads its sockets: look once more
+            # after the next read, where a reply already received is taken first.
+            self.overdue = True
+            self.timer = loop.call_later(0.001, self._check_deadline)
         else:
-            self.timer = loop.call_later(deadline - loop.time(), self._check_deadline)
+            self.overdue = False
+            delay = min(deadline - loop.time(), self.timeout)
+            self.timer = loop.call_later(delay, self._check_deadline)
 
     async def connect(self) -> None:
         if self.connecting is not None:

@@ -1,0 +1,3 @@
+module tokenlimit/go_oracle
+
+go 1.22
