@@ -1,52 +1,31 @@
-"""The bulk JSON Lines reader gives exactly the per-line reader's trace, or its exact error."""
+"""The columnar reader gives exactly the per-row reader's trace, or its exact error."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tokenlimit.errors import TraceError
-from tokenlimit.sim import jsonlfast, readers
-from tokenlimit.sim.jsonlfast import read_jsonl_fast
-from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.columnar import read_columnar
+from tokenlimit.sim.readers import read_trace, read_trace_rows
 from tokenlimit.sim.trace_table import Trace
 
 ARRAYS = ("ts", "latency", "prompt_tokens", "completion_tokens", "total_tokens", "key_ptr",
           "key_index", "imputed")
 
 
-@contextmanager
-def _per_line_only() -> Iterator[None]:
-    saved = readers._read_jsonl_fast
-    readers._read_jsonl_fast = lambda name, seed, key_field: None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        readers._read_jsonl_fast = saved  # type: ignore[assignment]
-
-
-@contextmanager
-def _blocks(size: int) -> Iterator[None]:
-    saved = jsonlfast.BLOCK
-    jsonlfast.BLOCK = size
-    try:
-        yield
-    finally:
-        jsonlfast.BLOCK = saved
-
-
-def _outcome(path: Path, key_field: str | None) -> tuple[object, ...]:
+def _outcome(path: Path, key_field: str | None, *, rows: bool = False) -> tuple[object, ...]:
     """Every column of the trace (dtypes included), or the error's one line."""
+    read = read_trace_rows if rows else read_trace
     try:
-        trace = read_trace(path, key_field=key_field, seed=3)
+        trace = read(path, key_field=key_field, seed=3)
     except TraceError as exc:
         return ("error", str(exc))
     return _columns(trace)
@@ -132,25 +111,32 @@ def _content(draw: st.DrawFn) -> bytes:
     return (b"\xef\xbb\xbf" if draw(st.sampled_from([False] * 4 + [True])) else b"") + raw
 
 
-@settings(max_examples=400, deadline=None)
-@given(_content(), st.sampled_from([None, "session_id"]), st.sampled_from([1, 7, 64, 1 << 20]),
-       st.booleans())
-def test_the_bulk_reader_gives_the_per_line_readers_trace_or_error(
-        content: bytes, key_field: str | None, block: int, compressed: bool) -> None:
+def _compress(content: bytes, compression: str) -> bytes:
+    if compression == ".gz":
+        return gzip.compress(content)
+    if compression == ".zst":
+        return zstandard.ZstdCompressor().compress(content)
+    return content
+
+
+@settings(max_examples=300, deadline=None)
+@given(_content(), st.sampled_from([None, "session_id"]), st.sampled_from(["", ".gz", ".zst"]))
+def test_the_columnar_reader_gives_the_per_row_readers_trace_or_error(
+        content: bytes, key_field: str | None, compression: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / ("t.jsonl.gz" if compressed else "t.jsonl")
-        path.write_bytes(gzip.compress(content) if compressed else content)
-        with _per_line_only():
-            expected = _outcome(path, key_field)
-        with _blocks(block):
-            assert _outcome(path, key_field) == expected
+        path = Path(folder) / f"t.jsonl{compression}"
+        path.write_bytes(_compress(content, compression))
+        assert _outcome(path, key_field) == _outcome(path, key_field, rows=True)
 
 
-def test_the_bulk_reader_takes_the_common_shape_and_declines_to_explain_errors() -> None:
+def test_the_columnar_reader_takes_the_common_shape_and_declines_to_explain_errors(
+        tmp_path: Path) -> None:
     good = (b'{"ts": 2.5, "key": "a", "latency": 0.5, "prompt_tokens": 3, '
-            b'"completion_tokens": 4}\n\n{"ts": 1, "key": "b", "total_tokens": 9, "id": "x", '
-            b'"status": 429}\r\n{"ts": 3, "key": "a", "latency": -0.0}\n')
-    trace = read_jsonl_fast(good, "g.jsonl", 0, None)
+            b'"completion_tokens": 4, "extra": {"key": "x"}}\n\n{"ts": 1, "key": "b", '
+            b'"total_tokens": 9, "id": "x", "status": 429}\r\n{"ts": 3, "key": "a", '
+            b'"latency": -0.0}\n')
+    trace = read_columnar("g.jsonl", "jsonl", good.replace(b', "extra": {"key": "x"}', b""),
+                          key_field=None, seed=0)
     assert trace is not None
     assert (trace.ts.tolist(), trace.key_names, trace.key_index.tolist()) == (
         [2.5, 1.0, 3.0], ("a", "b"), [0, 1, 0])
@@ -161,25 +147,81 @@ def test_the_bulk_reader_takes_the_common_shape_and_declines_to_explain_errors()
     assert (trace.ids, trace.status) == ((0, "x", 2), (None, "429", None))
     assert str(trace.latency.tolist()) == "[0.5, 0.0, 0.0]"
     mooncake = b'{"timestamp": 1500, "session_id": "s", "input_length": 2, "output_length": 1}'
-    moon = read_jsonl_fast(mooncake, "m.jsonl", 0, "session_id")
+    moon = read_columnar("m.jsonl", "jsonl", mooncake, key_field="session_id", seed=0)
     assert moon is not None
     assert (moon.ts.tolist(), moon.key_names, moon.total_tokens.tolist()) == (
         [1.5], ("s",), [3])
+    ints = read_columnar("i.jsonl", "jsonl", b'{"ts": 1, "key": "a", "id": 12}\n',
+                         key_field=None, seed=0)
+    assert ints is not None and ints.ids == (12,)
     for declined in (b'{"ts": 1, "key": "a"}\n{oops\n', b'{"ts": 1, "key": 5}\n',
                      b'{"ts": 1, "key": "a", "latency": -1}\n', b'{"ts": 1}\rx\n',
-                     b'{"ts": 100000000000000000000000, "key": "a"}\n', b"[1]\n"):
-        assert read_jsonl_fast(declined, "d.jsonl", 0, None) is None, declined
+                     b'{"ts": 100000000000000000000000, "key": "a"}\n', b"[1]\n",
+                     b'{"ts": 1, "key": "a", "key": "b"}\n',
+                     b'{"ts": 1, "key": "a", "id": 1}\n{"ts": 1, "key": "a", "id": "x"}\n'):
+        assert read_columnar("d.jsonl", "jsonl", declined, key_field=None, seed=0) is None, (
+            declined)
+    nested = read_columnar("g.jsonl", "jsonl", good, key_field=None, seed=0)
+    assert nested is not None  # a "key" inside another value is not the line's key
+    assert nested.key_names == ("a", "b")
+    path = tmp_path / "g.jsonl"
+    path.write_bytes(good)
+    assert read_trace(path).key_names == read_trace_rows(path).key_names == ("a", "b")
 
 
-def test_other_shapes_in_a_block_take_the_per_line_code_and_the_rest_stays_bulk() -> None:
-    lines = [json.dumps({"ts": i, "key": f"k{i % 3}", "completion_tokens": i})
+def test_multi_key_lines_are_read_in_bulk() -> None:
+    lines = [json.dumps({"ts": i, "keys": [f"k{i % 3}"], "completion_tokens": i})
              for i in range(40)]
-    lines[25] = json.dumps({"ts": "25", "keys": ["k1", "extra"], "completion_tokens": "25"})
+    lines[25] = json.dumps({"ts": 25, "keys": ["k1", "extra"], "completion_tokens": 25})
     data = ("\n".join(lines) + "\n").encode()
-    with _blocks(64):
-        trace = read_jsonl_fast(data, "o.jsonl", 0, None)
+    trace = read_columnar("o.jsonl", "jsonl", data, key_field=None, seed=0)
     assert trace is not None
     assert trace.ts.tolist() == [float(i) for i in range(40)]
     assert trace.key_names == ("k0", "k1", "k2", "extra")
     assert trace.keys_of(25) == ("k1", "extra")
     assert np.array_equal(trace.completion_tokens, np.arange(40))
+
+
+ROWS = st.lists(st.fixed_dictionaries(
+    {"ts": st.one_of(st.integers(0, 10**6), st.floats(0, 1e9).map(lambda v: round(v, 3))),
+     "key": st.sampled_from(["a", "b,c", 'q"uote', "é", "12", " s "])},
+    optional={"latency": st.floats(0, 60).map(lambda v: round(v, 3)),
+              "prompt_tokens": st.integers(0, 999), "completion_tokens": st.integers(0, 999),
+              "total_tokens": st.integers(999, 2000), "status": st.sampled_from(["200", "429"]),
+              "model": st.sampled_from(["qwen-max", "x,y"])}), min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.sampled_from([None, "int", "str"]), st.sampled_from(["", ".gz", ".zst"]))
+def test_every_format_gives_the_same_trace_for_the_same_data(
+        rows: list[dict[str, object]], ids: str | None, compression: str) -> None:
+    import csv
+    import io
+
+    import polars as pl
+
+    if ids is not None:
+        rows = [{**r, "id": 10 + i if ids == "int" else f"r{i}"} for i, r in enumerate(rows)]
+    fields = sorted({f for r in rows for f in r})
+    for r in rows:  # one type a column, as Parquet has it
+        if "ts" in r:
+            r["ts"] = float(r["ts"])  # type: ignore[arg-type]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / f"t.jsonl{compression}", Path(folder) / f"t.csv{compression}",
+                 Path(folder) / "t.parquet"]
+        jsonl = "".join(json.dumps(r) + "\n" for r in rows).encode()
+        paths[0].write_bytes(_compress(jsonl, compression))
+        paths[1].write_bytes(_compress(text.getvalue().encode(), compression))
+        pl.DataFrame(rows, infer_schema_length=None).write_parquet(paths[2])
+        outcomes = [_outcome(p, None)[2:] for p in paths]
+        if not compression:  # the columnar reader takes every one of them itself
+            for path, fmt in zip(paths, ("jsonl", "csv", "parquet"), strict=True):
+                assert read_columnar(str(path), fmt, None, key_field=None, seed=3), fmt
+        slow = [_outcome(p, None, rows=True)[2:] for p in paths]
+    assert outcomes[0][0] != "error"
+    assert outcomes == slow
+    assert outcomes[1] == outcomes[0] == outcomes[2]
