@@ -225,3 +225,18 @@ def test_every_format_gives_the_same_trace_for_the_same_data(
     assert outcomes[0][0] != "error"
     assert outcomes == slow
     assert outcomes[1] == outcomes[0] == outcomes[2]
+
+
+def test_surrogate_escapes_in_keys_read_as_go_reads_them(tmp_path: Path) -> None:
+    # Found by the property above: polars read "\ud800" as NUL, the per-row reader kept a lone
+    # surrogate. Go's decoder (the service's) reads an unpaired half as U+FFFD and a pair as
+    # the character; both readers now give that.
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"ts": 1, "key": "\\ud800"}\n{"ts": 2, "key": "a\\ud83d\\ude00"}\n'
+                     b'{"ts": 3, "keys": ["\\udc00x", "b"]}\n')
+    trace = read_trace(str(path))
+    keys = [tuple(trace.key_names[k] for k in trace.key_index[trace.key_ptr[i]:
+                                                              trace.key_ptr[i + 1]])
+            for i in range(len(trace))]
+    assert keys == [("\ufffd",), ("a\U0001f600",), ("\ufffdx", "b")]
+    assert read_columnar(str(path), "jsonl", None, key_field=None, seed=0) is None  # declined

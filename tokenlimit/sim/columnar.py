@@ -116,14 +116,17 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     return frame
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
     import polars as pl
 
     from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
 
     raw = _bytes(name, data)
-    if raw[:3] == b"\xef\xbb\xbf":
-        raise Declined
+    if raw[:3] == b"\xef\xbb\xbf" or _SURROGATE_ESCAPE.search(raw):
+        raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
     key = key_field or "key"
     names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
              "headers"]

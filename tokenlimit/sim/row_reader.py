@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
@@ -18,6 +19,7 @@ import numpy as np
 
 from tokenlimit.bucket.key_templates import HEADER_PREFIX, KeyTemplate, header_text
 from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.rules.gomatch import go_string
 from tokenlimit.sim.imputation import MISSING, impute_completion
 from tokenlimit.sim.records import csv_id
 from tokenlimit.sim.trace_table import Trace
@@ -100,6 +102,22 @@ class TraceKeys:
         return tuple([template.render(values) for template in self.templates])
 
 
+# A \uD800-\uDFFF escape: json keeps an unpaired one as a lone surrogate, which no key can
+# hold; Go's decoder (the service's) reads it as U+FFFD.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _go_strings(value: Any) -> Any:
+    """``value`` with every string as Go decodes it (lone surrogates as U+FFFD)."""
+    if isinstance(value, str):
+        return go_string(value)
+    if isinstance(value, dict):
+        return {go_string(k): _go_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_strings(v) for v in value]
+    return value
+
+
 def json_lines(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     for number, text in enumerate(stream, start=1):
         if not text.strip():
@@ -113,6 +131,8 @@ def json_lines(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, A
                              path=name, line=number) from exc
         if not isinstance(row, dict):
             raise TraceError("expected a JSON object per line", path=name, line=number)
+        if "\\u" in text and SURROGATE_ESCAPE.search(text):
+            row = _go_strings(row)
         yield number, row
 
 
