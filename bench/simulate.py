@@ -7,11 +7,12 @@ A synthetic trace of two tiers and 10,000 individual keys over one day. Prints:
 - the event-by-event oracle on the first ``--oracle-slice`` requests of the same trace,
   requests/s (extrapolated: the oracle's cost per request does not grow with the trace),
   and the ratio engine/oracle, with a check that both decide that slice identically;
+- the replay on two partitions (`--jobs 2`) next to the engine alone, and the ratio against
+  the 1.6x target;
 - the whole CLI (`python -m tokenlimit simulate big.csv --format json`) in a subprocess,
-  wall-clock requests/s including start-up, reading and parsing the CSV and the report;
-- the same from a JSON Lines version of the first ``--jsonl-requests`` requests (2 million
-  by default: writing ten million JSON lines would take the bench a minute), next to the CSV
-  figure;
+  wall-clock requests/s including start-up, reading and parsing and the report, on the
+  trace written as a real export has it (an ``id`` and three extra string columns) in CSV,
+  JSON Lines and Parquet, each against its issue-11 target (met / not met);
 - peak resident memory of this process and of the CLI subprocess;
 - a met/not-met verdict for each target (the README's Development section): engine >= 5 M
   requests per CPU-second and >= 25x the oracle per CPU-second (measured side by side in this
@@ -38,11 +39,10 @@ from tokenlimit.sim import replay_oracle
 from tokenlimit.sim.engine import OUTCOME_NAMES, replay_asm
 from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
 from tokenlimit.sim.trace_table import Trace
-from tokenlimit.sim.writers import write_trace
 
 RULES = [Rule(0, "regular-user.*", 200, 50, 30, 300), Rule(1, "subscriber.*", 1000, 100, 60, 600)]
 RULES_JSON = json.dumps([r.to_config() for r in RULES])
-_CLI_WRAPPER = """
+CLI_WRAPPER = """
 import runpy, sys
 sys.argv = ["tokenlimit", *sys.argv[1:]]
 try:
@@ -75,7 +75,7 @@ def _cli(trace_path: Path, rules_path: Path, label: str) -> CliRun:
     """Run the whole CLI on ``trace_path`` in a subprocess; print and return its figures."""
     # The child reports its own peak memory: RUSAGE_CHILDREN would count what it inherited
     # from this (large) process at fork.
-    command = [sys.executable, "-c", _CLI_WRAPPER, "simulate", str(trace_path), "-r",
+    command = [sys.executable, "-c", CLI_WRAPPER, "simulate", str(trace_path), "-r",
                str(rules_path), "--format", "json"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -97,8 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=10_000_000)
     parser.add_argument("--oracle-slice", type=int, default=200_000)
-    parser.add_argument("--jsonl-requests", type=int, default=2_000_000)
-    parser.add_argument("--workdir", default=None, help="keep the CSV here between runs")
+    parser.add_argument("--workdir", default=None, help="keep the exports here between runs")
     args = parser.parse_args()
     rate = args.requests / 86400.0
     spec = TraceSpec(duration=86400.0, seed=1, tiers=(
@@ -120,6 +119,17 @@ def main() -> None:
           f"({engine_cpu:.2f} s of CPU: {len(trace) / engine_cpu / 1e6:.2f} M requests per "
           f"CPU-second; {float(np.mean(fast.outcome == 1)) * 100:.1f}% limited)")
 
+    from tokenlimit.sim.partition import replay_partitioned
+
+    started = time.perf_counter()
+    parallel = replay_partitioned(RULES, trace, jobs=2)
+    jobs_s = time.perf_counter() - started
+    same_jobs = bool(np.array_equal(parallel.outcome, fast.outcome))
+    ratio = engine_s / jobs_s
+    print(f"replay on 2 partitions (--jobs 2, processes): {jobs_s:.2f} s wall, "
+          f"{ratio:.2f}x --jobs 1 (target >= 1.6x: {'met' if ratio >= 1.6 else 'not met'}); "
+          f"identical decisions: {same_jobs}")
+
     part = _slice(trace, min(args.oracle_slice, len(trace)))
     requests = part.requests()
     started, cpu = time.perf_counter(), time.process_time()
@@ -139,25 +149,19 @@ def main() -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="tokenlimit-bench-"))
-    csv_path = workdir / f"trace-{len(trace)}.csv"
-    if not csv_path.exists():
-        started = time.perf_counter()
-        write_trace(trace, csv_path)
-        print(f"wrote {csv_path} ({csv_path.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - started:.1f} s")
-    jsonl_n = min(args.jsonl_requests, len(trace))
-    jsonl_path = workdir / f"trace-{len(trace)}-first-{jsonl_n}.jsonl"
-    if not jsonl_path.exists():
-        started = time.perf_counter()
-        write_trace(_slice(trace, jsonl_n), jsonl_path)
-        print(f"wrote {jsonl_path} ({jsonl_path.stat().st_size / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - started:.1f} s")
+    paths = _write_exports(trace, workdir)
     del trace, fast, part, requests, slow
     rules_path = workdir / "rules.json"
     rules_path.write_text(RULES_JSON)
-    csv_run = _cli(csv_path, rules_path, "CSV")
-    jsonl_run = _cli(jsonl_path, rules_path, f"JSONL (the first {jsonl_n:,} requests)")
-    print(f"JSONL / CSV: {jsonl_run.rate / csv_run.rate:.2f}x the CSV requests/s")
+    print(f"targets (id and three extra string columns, whole CLI): "
+          f"{', '.join(f'{fmt} >= {t:g} M/s' for fmt, t in TARGETS.items())}")
+    runs = {}
+    for fmt, path in paths.items():
+        runs[fmt] = _cli(path, rules_path, fmt)
+        rate = runs[fmt].rate
+        verdict = "met" if rate / 1e6 >= TARGETS[fmt] else "not met"
+        print(f"  {fmt}: {rate / 1e6:.2f} M requests/s, target {TARGETS[fmt]:g} M/s: {verdict}")
+    csv_run = runs["CSV"]
     checks = [
         (f"engine >= 5 M requests per CPU-second ({engine_cpu_rate / 1e6:.2f} M)",
          engine_cpu_rate >= 5e6),
@@ -170,11 +174,45 @@ def main() -> None:
     for name, ok in checks:
         print(f"  {'met' if ok else 'NOT met'}: {name}")
     if not args.workdir:
-        csv_path.unlink()
-        jsonl_path.unlink()
+        for path in paths.values():
+            path.unlink()
         rules_path.unlink()
         workdir.rmdir()
 
+
+TARGETS = {"CSV": 3.0, "JSON Lines": 1.0, "Parquet": 6.0}
+
+
+def _write_exports(trace: Trace, workdir: Path) -> dict[str, Path]:
+    """The trace as a real export has it: an ``id`` and three extra string columns, as CSV,
+    JSON Lines and Parquet (kept in ``workdir`` between runs)."""
+    import polars as pl
+
+    n = len(trace)
+    paths = {fmt: workdir / f"trace-{n}.{suffix}"
+             for fmt, suffix in (("CSV", "csv"), ("JSON Lines", "jsonl"),
+                                 ("Parquet", "parquet"))}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    started = time.perf_counter()
+    names = pl.Series(trace.key_names)
+    rng = np.random.default_rng(5)
+    frame = pl.DataFrame({
+        "id": np.arange(n, dtype=np.int64),
+        "ts": trace.ts, "key": names.gather(trace.key_index),
+        "latency": trace.latency, "prompt_tokens": trace.prompt_tokens,
+        "completion_tokens": trace.completion_tokens, "total_tokens": trace.total_tokens,
+        "model": np.array(["qwen-max", "qwen-plus", "qwen-turbo"])[rng.integers(0, 3, n)],
+        "route": np.array(["/v1/chat/completions", "/v1/completions"])[rng.integers(0, 2, n)],
+        "region": np.array(["cn-hangzhou", "cn-beijing", "us-west-1"])[rng.integers(0, 3, n)],
+    })
+    frame.write_csv(paths["CSV"])
+    frame.write_ndjson(paths["JSON Lines"])
+    frame.write_parquet(paths["Parquet"])
+    sizes = ", ".join(f"{p.stat().st_size / 2**20:.0f} MiB" for p in paths.values())
+    print(f"wrote CSV, JSON Lines and Parquet ({sizes}) in "
+          f"{time.perf_counter() - started:.1f} s")
+    return paths
 
 if __name__ == "__main__":
     main()

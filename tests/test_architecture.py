@@ -55,3 +55,4 @@ def test_every_command_is_in_the_readme() -> None:
     assert names, "no commands registered"
     missing = [n for n in names if not re.search(rf"tokenlimit {re.escape(n)}\b", readme)]
     assert missing == []
+

@@ -51,8 +51,18 @@ def test_json_and_decisions_agree_with_the_oracle(tmp_path: Path) -> None:
     assert report["totals"]["requests"] == len(expected) == 1823
     assert report["totals"]["limited"] == limited
     assert sum(r["requests"] for r in report["rules"]) == len(expected)
-    assert set(report) == {"trace", "semantics", "charge", "engine", "imputed", "totals",
-                           "rules", "keys", "spend"}
+    assert set(report) == {"trace", "recorded_429", "semantics", "charge", "engine", "imputed",
+                           "totals", "rules", "keys", "spend"}
+    assert report["recorded_429"] == 0
+    for suffix in (".parquet", ".csv"):
+        table = tmp_path / f"decisions{suffix}"
+        again = _run("simulate", TRACE, "-r", RULES, "--format", "json",
+                     "--decisions", str(table))
+        assert again.exit_code == 0, again.output
+        import polars as pl
+
+        frame = pl.read_parquet(table) if suffix == ".parquet" else pl.read_csv(table)
+        assert frame.to_dicts() == lines, suffix
 
 
 def test_every_semantics_runs_and_charge_total_limits_more() -> None:

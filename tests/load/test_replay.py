@@ -129,3 +129,25 @@ def test_key_template_without_replay_is_a_usage_error() -> None:
     assert result.exit_code == 2
     assert "Invalid value for --key-template/--key-field: only with --replay" in usage_text(
         result.stderr)
+
+
+def test_a_gateway_log_and_a_parquet_trace_are_replayed(tmp_path: Path) -> None:
+    from tests.conftest import SAMPLES
+
+    log = SAMPLES / "logs" / "kong-ai-audit.jsonl"
+    with serve(AdmitAllHandler, RULES) as (url, calls):
+        data = _replay(url, log, "--from", "kong")
+    # Four lines, one answered 429 when recorded: still sent, as demand.
+    assert calls.count("check") == 4
+    assert data["requests"] == {"sent": 4, "completed": 4, "answered": 4, "allowed": 4,
+                                "limited": 0, "errors": 0}
+    assert {k: v["requests"] for k, v in data["keys"].items()} == {"alice": 2, "bob": 2}
+    import polars as pl
+
+    parquet = tmp_path / "t.parquet"
+    pl.DataFrame({"ts": [1.0, 1.1, 1.2], "key": ["regular-user"] * 3,
+                  "completion_tokens": [5, 6, 7], "model": ["m"] * 3}).write_parquet(parquet)
+    with serve(AdmitAllHandler, RULES) as (url, calls):
+        data = _replay(url, parquet)
+    assert calls.count("check") == 3 and calls.count("report") == 3
+    assert data["keys"]["regular-user"]["tokens_admitted"] == 18

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
 from tokenlimit.cli.main import app
-from tokenlimit.sim.readers import _mapped
 
 runner = CliRunner()
 RULES = str(SAMPLES / "rules.json")
@@ -29,18 +28,6 @@ def _error(result: Any) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     return str(lines[0])
-
-
-def test_an_error_while_a_csv_map_is_viewed_is_not_replaced_by_buffer_error(
-        tmp_path: Path) -> None:
-    # Ctrl-C while the fast CSV reader held a numpy view of the map raised BufferError
-    # (with a traceback) instead of the interrupt.
-    path = tmp_path / "t.csv"
-    path.write_bytes(b"ts,key\n1,a\n")
-    with pytest.raises(KeyboardInterrupt), _mapped(str(path)) as data:
-        view = np.frombuffer(data, dtype=np.uint8)
-        assert view.size == 11
-        raise KeyboardInterrupt
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -389,7 +376,7 @@ def test_simulate_negative_seed_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_imputing_with_a_negative_seed_is_a_config_error() -> None:
     from tokenlimit.errors import ConfigError
-    from tokenlimit.sim.readers import MISSING, impute_completion
+    from tokenlimit.sim.imputation import MISSING, impute_completion
 
     completion = np.array([MISSING], dtype=np.int64)
     with pytest.raises(ConfigError, match=r"^seed must be a whole number >= 0, got -1$"):

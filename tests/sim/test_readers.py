@@ -191,19 +191,17 @@ def test_templates_need_what_the_trace_carries(tmp_path: Path) -> None:
                                 "headers (for --key-template)")
 
 
-def test_the_compiled_csv_reader_takes_simple_files_and_declines_the_rest() -> None:
-    from tokenlimit.sim.csvfast import read_simple_csv
-
-    simple = b"key,ts,completion_tokens\r\nk1,1.25,3\r\nk2,-0.5,4\r\nk1,2,0\r\n"
-    trace = read_simple_csv(simple, "s.csv", 0)
-    assert trace is not None
-    assert (trace.ts.tolist(), trace.key_names, trace.key_index.tolist()) == (
-        [1.25, -0.5, 2.0], ("k1", "k2"), [0, 1, 0])
-    assert trace.total_tokens.tolist() == [3, 4, 0]
-    for declined in (b'ts,key\n1,"k"\n', b"ts,key\n1e3,k\n", b"ts,key\n1,\n",
-                     b"ts,key,latency\n1,k,-1\n", b"ts,key\n1,k,extra\n", b"ts,user\n1,k\n",
-                     b"ts,key\n1234567890.1234567,k\n"):
-        assert read_simple_csv(declined, "d.csv", 0) is None, declined
+def test_csv_with_an_id_quotes_and_extra_columns_keeps_integer_ids(tmp_path: Path) -> None:
+    rows = ["id,ts,key,latency,model,prompt_tokens,completion_tokens,note",
+            '7,1.25,k1,0.5,qwen-max,3,4,"a, ""quoted"" note"', "8,2,k2,0,qwen-plus,1,2,",
+            "9,3,k1,0,,0,5,x"]
+    trace = read_trace(_write(tmp_path / "t.csv", rows))
+    assert _columns(trace) == [(7, 1.25, ("k1",), 0.5, 3, 4, 7), (8, 2.0, ("k2",), 0.0, 1, 2, 3),
+                               (9, 3.0, ("k1",), 0.0, 0, 5, 5)]
+    text = read_trace(_write(tmp_path / "s.csv", [rows[0], rows[1].replace("7", "r7", 1)]))
+    assert text.ids == ("r7",)
+    padded = read_trace(_write(tmp_path / "p.csv", ["id,ts,key", "007,1,a"]))
+    assert padded.ids == ("007",)  # not a plain integer: kept as written
 
 
 def test_the_readme_table_names_every_attribute_and_what_traces_carry() -> None:
@@ -222,3 +220,27 @@ def test_the_readme_table_names_every_attribute_and_what_traces_carry() -> None:
     for attribute in set(ATTRIBUTES) - carried.keys():
         with pytest.raises(ConfigError, match="a trace does not carry"):
             TraceKeys([KeyTemplate.parse("{{" + attribute + "}}")])
+
+
+def test_parquet_and_zstd_traces_read_and_locate_a_bad_row(tmp_path: Path) -> None:
+    import polars as pl
+    import zstandard
+
+    frame = pl.DataFrame({"id": [5, 6, 7], "ts": [1.0, 2.0, 3.0], "key": ["a", "b", "a"],
+                          "latency": [0.5, 0.0, -1.0], "completion_tokens": [1, 2, 3],
+                          "model": ["m", "m", "n"]})
+    frame.head(2).write_parquet(tmp_path / "good.parquet")
+    assert _columns(read_trace(tmp_path / "good.parquet")) == [
+        (5, 1.0, ("a",), 0.5, 0, 1, 1), (6, 2.0, ("b",), 0.0, 0, 2, 2)]
+    frame.write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(TraceError) as caught:
+        read_trace(tmp_path / "bad.parquet")
+    assert str(caught.value) == f"{tmp_path}/bad.parquet:3: field 'latency': must be >= 0 seconds"
+    packed = tmp_path / "t.csv.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(b"ts,key\n1,a\n2,x,y\n"))
+    with pytest.raises(TraceError) as ragged:
+        read_trace(packed)
+    assert str(ragged.value) == f"{packed}:3: 3 columns where the header has 2"
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(TraceError, match=r"junk\.parquet: not a readable Parquet file"):
+        read_trace(tmp_path / "junk.parquet")

@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.text import Text
 
 from tokenlimit.bucket.key_templates import parse_key_templates
-from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, read_rules, runnable
+from tokenlimit.cli.options import (
+    ConfigJsonOption,
+    FieldMapOption,
+    FromEnvOption,
+    LogPresetOption,
+    read_field_map,
+    read_rules,
+    runnable,
+)
 from tokenlimit.errors import ConfigError, RemoteError
 from tokenlimit.rules import Rule
 from tokenlimit.sim.records import TraceRequest
@@ -26,6 +34,7 @@ if TYPE_CHECKING:  # the load machinery (asyncio, numpy) loads when a run starts
     from tokenlimit.load.run_report import LoadReport
     from tokenlimit.load.run_stats import RunStats
     from tokenlimit.load.schedule import Schedule
+    from tokenlimit.sim.log_fields import FieldMap
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -52,7 +61,7 @@ def _positive(value: float, option: str) -> None:
 
 
 def _read_replay(path: str, templates: list[str], key_field: str | None,
-                 seed: int) -> tuple[TraceRequest, ...]:
+                 seed: int, fields: FieldMap | None = None) -> tuple[TraceRequest, ...]:
     """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
     from tokenlimit.load.loadtest import replay_requests
     from tokenlimit.sim.readers import TraceKeys, read_trace
@@ -62,7 +71,8 @@ def _read_replay(path: str, templates: list[str], key_field: str | None,
         TraceKeys(parsed)  # refuses, before reading, an attribute no trace line carries
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
-    trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed)
+    trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed,
+                       fields=fields)
     return replay_requests(trace)
 
 
@@ -90,8 +100,11 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
     suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
     specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
+    fields = rest.pop("fields", None)
     if (templates or key_field) and not replay:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
+    if fields is not None and not replay:
+        raise typer.BadParameter("only with --replay", param_hint="--from/--map")
     schedule: Schedule | None = None
     shape: Shape = "open"
     replayed = None
@@ -103,7 +116,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay:
         _positive(speed, "--speed")
-        replayed = _read_replay(replay, templates, key_field, rest["seed"])
+        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields)
         if suffix:  # --unique-keys: the trace's keys too
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
@@ -152,13 +165,16 @@ def loadtest(
         "(R per second for S seconds).")] = None,
     replay: Annotated[str | None, typer.Option(
         "--replay", metavar="TRACE", help="Send a trace's requests at its times (any trace "
-        "simulate reads: JSON Lines or CSV, .gz too, canonical or Mooncake/AIPerf).")] = None,
+        "simulate reads: JSON Lines, CSV or Parquet, .gz or .zst too; a gateway log with "
+        "--from).")] = None,
     key_template: Annotated[list[str] | None, typer.Option(
         "--key-template", metavar="TEMPLATE", help="With --replay: render each line's key from "
         "its headers (and path, host, method), e.g. '{{request.headers.user-type}}'.")] = None,
     key_field: Annotated[str | None, typer.Option(
         "--key-field", metavar="FIELD", help="With --replay: take the key from this field "
         "(e.g. for Mooncake traces).")] = None,
+    preset: LogPresetOption = None,
+    mapping: FieldMapOption = None,
     speed: Annotated[float, typer.Option(
         "--speed", help="With --replay: play the trace N times faster; in service mode its "
         "recorded latencies (when usage is reported) are divided by N too.")] = 1.0,
@@ -245,8 +261,9 @@ def loadtest(
                                      param_hint="--insecure/--ca-cert")
         if insecure and ca_cert:
             raise typer.BadParameter("give one of them", param_hint="--insecure/--ca-cert")
+        fields = read_field_map(preset, mapping, bool(key_field or key_template))
         plan = _plan(target, mode, keys or [], concurrency, rate, poisson, ramp, replay,
-                     speed, duration, requests, key_template or [], key_field,
+                     speed, duration, requests, key_template or [], key_field, fields=fields,
                      timeout=timeout, connections=connections, seed=seed, stream=stream,
                      model=model, host_header=host_header, unique_keys=unique_keys,
                      tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tokenlimit.bucket.reserve import EstimatePolicy, parse_estimate_policy
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import LoadedRules, Severity, load_rules, require_valid
+
+if TYPE_CHECKING:
+    from tokenlimit.sim.log_fields import FieldMap
 
 RulesOption = Annotated[
     str | None,
@@ -61,3 +64,35 @@ def runnable(loaded: LoadedRules) -> LoadedRules:
         if finding.severity is Severity.WARNING:
             typer.echo(finding.one_line(), err=True)
     return loaded
+
+
+LogPresetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from", metavar="PRESET",
+        help="Read a gateway's log: asm (or istio), higress, envoy-ai-gateway, litellm, kong.",
+    ),
+]
+FieldMapOption = Annotated[
+    str | None,
+    typer.Option(
+        "--map", metavar="ts=FIELD,key=FIELD,...",
+        help="Which log field holds each trace field (over --from's), e.g. "
+        "key=user_type or ts=started_at:ms,latency=duration:ms.",
+    ),
+]
+
+
+def read_field_map(preset: str | None, mapping: str | None,
+                   key_options: bool) -> FieldMap | None:
+    """The ``--from`` / ``--map`` field map; usage errors (exit 2) for bad ones."""
+    from tokenlimit.sim.log_fields import field_map
+
+    try:
+        fields = field_map(preset, mapping)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--from/--map") from None
+    if fields is not None and key_options:
+        raise typer.BadParameter("a log's key comes from --map key=FIELD, not --key-field or "
+                                 "--key-template", param_hint="--from/--map")
+    return fields

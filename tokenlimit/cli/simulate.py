@@ -18,9 +18,12 @@ from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli.options import (
     ConfigJsonOption,
     EstimateOption,
+    FieldMapOption,
     FromEnvOption,
+    LogPresetOption,
     RulesOption,
     estimate_policy,
+    read_field_map,
     read_rules,
     runnable,
 )
@@ -30,6 +33,7 @@ from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
 if TYPE_CHECKING:  # numpy loads when a trace is read, not at every command's start-up
+    from tokenlimit.sim.partition import Parallelism
     from tokenlimit.sim.replay_stats import Row, Summary
     from tokenlimit.sim.trace_table import Trace
 
@@ -88,7 +92,7 @@ def _table(title: str, first: Sequence[str]) -> Table:
     return table
 
 
-def format_summary(summary: Summary, trace: Trace) -> Group:
+def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
     rules = _table("Per rule", ("rule", "regex"))
     for index, regex, row in summary.rules:
@@ -98,7 +102,7 @@ def format_summary(summary: Summary, trace: Trace) -> Group:
     for key, rule, row in summary.keys:
         keys.add_row(key, "-" if rule is None else str(rule), *_row_cells(row))
     totals = _table("Totals", ("trace",))
-    totals.add_row(trace.path, *_row_cells(summary.totals))
+    totals.add_row(path, *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
              f"{summary.imputed:,} requests had completion tokens imputed"]
     spend = summary.spend()
@@ -122,7 +126,8 @@ def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
 
 def simulate(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
-        "Trace file: JSON Lines or CSV (.gz too); canonical or Mooncake/AIPerf shape."))],
+        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too); canonical or "
+        "Mooncake/AIPerf shape."))],
     rules_source: RulesOption = None,
     config_json: ConfigJsonOption = None,
     from_env: FromEnvOption = False,
@@ -137,9 +142,12 @@ def simulate(
         "'{{request.headers.user-type}}' (repeatable, in rateLimitKeys order).")] = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field (e.g. for Mooncake traces).")] = None,
+    preset: LogPresetOption = None,
+    mapping: FieldMapOption = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     decisions: Annotated[str | None, typer.Option(
-        metavar="FILE", help="Write one JSON line per request: id, outcome, rule.")] = None,
+        metavar="FILE", help="Write id, outcome and rule per request: .parquet, .csv, else "
+        "JSON Lines.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
     plot: Annotated[str | None, typer.Option(metavar="FILE.png", help="Write a chart.")] = None,
     setting: Annotated[list[str] | None, typer.Option(
@@ -150,6 +158,18 @@ def simulate(
     speed: Annotated[float, typer.Option(
         help="Decide as `loadtest --replay --speed N` against a live service does: times "
         "and latencies divided by N.")] = 1.0,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
+        "request stay together); default 1, or every core with --executor dask.")
+    ] = None,
+    executor: Annotated[str, typer.Option(
+        help="Where partitions run: local (processes) or dask.")] = "local",
+    scheduler: Annotated[str | None, typer.Option(
+        metavar="ADDRESS", help="With --executor dask: the scheduler (default: a local "
+        "cluster).")] = None,
+    chunk_rows: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Stream a trace larger than memory (Parquet: a file, folder "
+        "or glob; CSV; JSON Lines) in batches of about N requests.")] = None,
 ) -> None:
     """Replay a recorded trace through rules and report who would be limited, and when.
 
@@ -157,6 +177,10 @@ def simulate(
     """
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
+    if executor not in ("local", "dask"):
+        raise typer.BadParameter("choose one of local, dask", param_hint="--executor")
+    if scheduler is not None and executor != "dask":
+        raise typer.BadParameter("only with --executor dask", param_hint="--scheduler")
     if semantics not in SEMANTICS:
         raise typer.BadParameter(f"choose one of {', '.join(SEMANTICS)}",
                                  param_hint="--semantics")
@@ -178,6 +202,7 @@ def simulate(
     if key_field is not None and key_template:
         raise typer.BadParameter("give --key-field or --key-template, not both",
                                  param_hint="--key-field")
+    fields = read_field_map(preset, mapping, bool(key_field or key_template))
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
@@ -205,16 +230,24 @@ def simulate(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
     console = Console(width=None if sys.stdout.isatty() else 160)
+    if chunk_rows is not None:
+        _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions,
+                            speed)
+        _simulate_in_chunks(console, trace_path, loaded.rules, chunk_rows, charged, key_field,
+                            seed, top, price, decisions, output_format)
+        return
     with _progress(max(len(settings), 1) + 2) as step:
-        trace = read_trace(trace_path, key_templates=templates, key_field=key_field,
-                           seed=seed).at_speed(speed)
+        trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
+                           fields=fields).at_speed(speed)
         if len(trace) == 0:
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)
         step("replaying")
+        parallel = _parallelism(jobs, executor, scheduler)
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
-                                origin=loaded.origin, estimate=policy, on_step=step)
+                                origin=loaded.origin, estimate=policy, on_step=step,
+                                parallel=parallel)
     if settings:
         _report_sweep(console, list(result.summaries), output_format, plot)
         return
@@ -227,10 +260,80 @@ def simulate(
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged, rules_origin=loaded.origin, top=top)
+    _print_report(console, summary, trace.path, recorded_429(trace), output_format)
+
+
+def _print_report(console: Console, summary: Summary, path: str, limited: int,
+                  output_format: str) -> None:
     if output_format == "json":
-        typer.echo(json.dumps({"trace": trace.path, **summary.to_dict()}, indent=2))
+        typer.echo(json.dumps({"trace": path, "recorded_429": limited,
+                               **summary.to_dict()}, indent=2))
     else:
-        console.print(format_summary(summary, trace))
+        console.print(format_summary(summary, path))
+        if limited:
+            console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
+                          "as demand, their usage imputed")
+
+
+def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
+    """``--jobs``: 1 by default here (bench/simulate.py measured splitting a replay into
+    partitions on this machine as slower than the one compiled scan: the partitioning costs
+    more than the scan it spreads); every core by default on a Dask cluster."""
+    import os
+
+    from tokenlimit.sim.partition import Parallelism
+
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if executor == "dask" else 1
+    return Parallelism(jobs, executor, scheduler)
+
+
+def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: str | None,
+                        templates: Sequence[Any], fields: Any,
+                        decisions: str | None, speed: float = 1.0) -> None:
+    """Usage errors for what a streamed replay does not do (yet)."""
+    refused = [(semantics != "asm", "--semantics", "streams the asm semantics only"),
+               (bool(settings), "--set", "a sweep replays the trace whole"),
+               (plot is not None, "--plot", "a chart needs the whole replay"),
+               (bool(templates) or fields is not None, "--key-template/--from/--map",
+                "streams canonical traces: convert logs with tokenlimit trace convert first"),
+               (speed != 1.0, "--speed", "streams the trace at its own pace"),
+               (decisions is not None and decisions.lower().endswith(
+                   (".parquet", ".pq", ".csv", ".gz")), "--decisions",
+                "streamed decisions are written as plain JSON Lines")]
+    for bad, hint, message in refused:
+        if bad:
+            raise typer.BadParameter(f"--chunk-rows {message}", param_hint=hint)
+
+
+def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, charge: Charge,
+                        key_field: str | None, seed: int, top: int, price: float | None,
+                        decisions: str | None, output_format: str) -> None:
+    from tokenlimit.files import atomic_writer
+    from tokenlimit.sim.chunked import simulate_in_chunks
+
+    options: dict[str, Any] = {"rows": rows, "charge": charge, "key_field": key_field,
+                               "seed": seed, "top": top, "price_per_1k": price}
+    if decisions:
+        with atomic_writer(decisions) as handle:
+            result = simulate_in_chunks(path, rules, decisions=handle, **options)
+            _refuse_empty(result.requests, path)  # before the file is published
+    else:
+        result = simulate_in_chunks(path, rules, **options)
+        _refuse_empty(result.requests, path)
+    _print_report(console, result.summary, path, result.recorded_429, output_format)
+
+
+def _refuse_empty(requests: int, path: str) -> None:
+    if requests == 0:
+        raise TraceError("no requests in the trace", path=path)
+
+
+def recorded_429(trace: Trace) -> int:
+    """How many requests the gateway answered 429 when the log was written."""
+    from tokenlimit.sim.log_reader import limited_count
+
+    return limited_count(trace)
 
 
 def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,

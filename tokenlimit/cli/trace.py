@@ -9,12 +9,14 @@ import typer
 import yaml
 
 from tokenlimit.cli.help_layout import TidyGroup
+from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
 from tokenlimit.errors import ConfigError
 
 if TYPE_CHECKING:  # numpy loads when a trace is generated, not at every command's start-up
     from tokenlimit.sim.generate import Tier, TraceSpec
 
-trace_app = typer.Typer(cls=TidyGroup, help="Work with traces: generate synthetic ones.",
+trace_app = typer.Typer(cls=TidyGroup, help="Work with traces: generate synthetic ones, "
+                        "convert logs.",
                         no_args_is_help=True)
 
 
@@ -88,6 +90,35 @@ def generate(
         output = "stdout"
     else:
         write_trace(trace, output)
+    typer.echo(f"wrote {len(trace):,} requests for {len(trace.key_names):,} keys to {output}",
+               err=True)
+
+
+@trace_app.command("convert")
+def convert(
+    source: Annotated[str, typer.Argument(metavar="LOG", help=(
+        "A trace or gateway log: JSON Lines, CSV or Parquet (.gz or .zst too)."))],
+    output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
+                                        help="Where to write: .parquet, else JSON Lines.")],
+    preset: LogPresetOption = None,
+    mapping: FieldMapOption = None,
+    key_field: Annotated[str | None, typer.Option(
+        help="Take the key from this field (e.g. for Mooncake traces).")] = None,
+) -> None:
+    """Convert a gateway log (or any trace) into a canonical trace: Parquet or JSON Lines.
+
+    Usage the log does not have (lines answered 429) stays absent, so each replay imputes it.
+
+    Example: tokenlimit trace convert samples/logs/kong-ai-audit.jsonl --from kong -o kong.parquet
+    """
+    from tokenlimit.sim.readers import read_trace
+    from tokenlimit.sim.writers import trace_frame, write_table
+
+    if output == "-" or output.lower().endswith((".csv", ".csv.gz")):
+        raise typer.BadParameter("write a .parquet or .jsonl file", param_hint="--output")
+    fields = read_field_map(preset, mapping, key_field is not None)
+    trace = read_trace(source, key_field=key_field, fields=fields)
+    write_table(output, trace_frame(trace))
     typer.echo(f"wrote {len(trace):,} requests for {len(trace.key_names):,} keys to {output}",
                err=True)
 

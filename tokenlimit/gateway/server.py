@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import signal
 import socket
-import threading
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import uvicorn
 
 from tokenlimit.errors import ConfigError
-from tokenlimit.eventloop import new_event_loop
+from tokenlimit.eventloop import LoopThread, new_event_loop
 from tokenlimit.gateway.addresses import LOOPBACK as LOOPBACK  # re-exported
 
 
@@ -150,47 +149,29 @@ class BackgroundServers:
 
     def __init__(self, listeners: Sequence[Listener]) -> None:
         self.listeners = list(listeners)
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._error: BaseException | None = None
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            await serve_all(self.listeners, self._stop, self._ready.set)
-
-        try:
-            with asyncio.Runner(loop_factory=new_event_loop) as runner:
-                runner.run(main())
-        except BaseException as exc:  # handed to the starting thread
-            self._error = exc
-        finally:
-            self._ready.set()
+        self._thread = LoopThread("tokenlimit-servers")
 
     def start(self, timeout: float = 10.0) -> BackgroundServers:
         """Start serving; :class:`ConfigError` when the servers do not come up."""
-        self._thread = threading.Thread(target=self._run, name="tokenlimit-servers", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._error is not None:
+
+        async def main(ready: Callable[[], None], stop: asyncio.Event) -> None:
+            await serve_all(self.listeners, stop, ready)
+
+        try:
+            self._thread.start(main, timeout)
+        except Exception as exc:
             self.stop()
-            raise ConfigError(f"servers did not start: {self._error or 'timeout'}")
+            reason = "timeout" if isinstance(exc, TimeoutError) else exc
+            raise ConfigError(f"servers did not start: {reason}") from None
         return self
 
     def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 10.0) -> Any:
         """Run a coroutine on the servers' event loop (e.g. ``gateway.drain()``)."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        return self._thread.call(coroutine, timeout)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop every listener (in reverse order) and wait for the thread to end."""
-        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._thread.stop(timeout)
         for listener in self.listeners:
             listener.sock.close()
 

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from tokenlimit.errors import ConfigError, StoreError, TokenlimitError
-from tokenlimit.eventloop import new_event_loop
+from tokenlimit.eventloop import LoopThread
 from tokenlimit.rules import Finding, LoadedRules, Severity, require_valid
 from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
@@ -191,44 +190,28 @@ def running_service(
     store = build_store(backend or BackendConfig(), rule_list, clock)
     app = RateLimitApp(store, rule_list, options, log=log or (lambda *a, **k: None))
     server = HttpServer(app, max_body=app.options.max_body)
-    loop = new_event_loop()
-    started = threading.Event()
-    stop = asyncio.Event()
-    failure: list[BaseException] = []
+    thread = LoopThread("tokenlimit-serve")
     bound: list[int] = []
 
-    async def main() -> None:
-        try:
-            bound.append(await server.start(host, port))
-        except OSError as exc:
-            failure.append(exc)
-            started.set()
-            return
-        started.set()
+    async def main(ready: Callable[[], None], stop: asyncio.Event) -> None:
+        bound.append(await server.start(host, port))
+        ready()
         await stop.wait()
         await server.close()
         await store.close()
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(main())
-        finally:
-            loop.close()
-
-    thread = threading.Thread(target=run, name="tokenlimit-serve", daemon=True)
-    thread.start()
-    started.wait(10)
-    if failure or not bound:
-        thread.join(5)
-        raise ConfigError(f"cannot listen on {host}:{port}: "
-                          f"{listen_failure(failure[0]) if failure else 'timeout'}")
+    try:
+        thread.start(main)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {listen_failure(exc)}") from None
+    except TimeoutError:
+        raise ConfigError(f"cannot listen on {host}:{port}: timeout") from None
+    assert thread.loop is not None
     url_host = f"[{host}]" if ":" in host else host
     try:
-        yield RunningService(f"http://{url_host}:{bound[0]}", bound[0], app, loop)
+        yield RunningService(f"http://{url_host}:{bound[0]}", bound[0], app, thread.loop)
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+        thread.stop(10)
 
 
 def check_rules(loaded: LoadedRules) -> list[Finding]:

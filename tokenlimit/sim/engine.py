@@ -25,8 +25,10 @@ rules leave the cases the scan models: a key that is another key plus ``_last_fi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -68,7 +70,14 @@ class Replay:
 
 
 def key_rules(rules: Sequence[Rule], names: Sequence[str]) -> IntArray:
-    """The rule index of each distinct key (-1: no rule), matched once per key."""
+    """The rule index of each distinct key (-1: no rule), matched once per key (and once per
+    rules and keys: the replay and its statistics both ask, for tens of thousands of keys)."""
+    found = _matched(tuple(rules), tuple(names))
+    return found.copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _matched(rules: tuple[Rule, ...], names: tuple[str, ...]) -> IntArray:
     matcher = RuleMatcher(rules)
     found = [matcher.index_for(name) for name in names]
     return np.array([-1 if f is None else f for f in found], dtype=np.int64)
@@ -94,15 +103,35 @@ def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) 
     return None
 
 
-def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion") -> Replay:
-    """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle)."""
+def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
+               rule_of_key: IntArray | None = None) -> Replay:
+    """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle).
+    ``rule_of_key``: ``key_rules(rules, trace.key_names)`` when the caller has it."""
     from tokenlimit.sim.scan import asm_scan  # numba loads only when a replay runs
 
-    rule_of_key = key_rules(rules, trace.key_names)
+    if rule_of_key is None:
+        rule_of_key = key_rules(rules, trace.key_names)
     if fallback_reason(rules, trace, rule_of_key) is not None:
         return replay_asm_oracle(rules, trace, charge, rule_of_key)
+    order, t, latency, charged, ptr, keys = replay_order(trace, charge)
+    out_outcome, out_rule, out_key, out_balance, deepest = asm_scan(
+        t, latency, charged, ptr, keys, rule_of_key, rule_params(rules),
+        len(trace.key_names))
+    return in_file_order(order, out_outcome, out_rule, out_key, out_balance, deepest)
+
+
+def rule_params(rules: Sequence[Rule]) -> IntArray:
+    """Per rule: max_tokens, tokens_per_fill, fill_interval_second, redis_expired_seconds."""
+    return np.array([[r.max_tokens, r.tokens_per_fill, r.fill_interval_second,
+                      r.redis_expired_seconds] for r in rules] or [[0, 0, 1, 1]],
+                    dtype=np.int64)
+
+
+def replay_order(trace: Trace, charge: Charge) -> tuple[IntArray | None, Any, Any, Any,
+                                                         IntArray, IntArray]:
+    """(the time order or ``None``, then ts, latency, charged tokens and the keys (CSR)
+    in that order)."""
     order = trace.time_order()
-    identity = order is None
     n = len(trace)
     t = trace.ts if order is None else trace.ts[order]
     latency = trace.latency if order is None else trace.latency[order]
@@ -115,13 +144,15 @@ def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion
         np.cumsum(lengths, out=ptr[1:])
         starts = trace.key_ptr[:-1][order]
         keys = trace.key_index[np.repeat(starts - ptr[:-1], lengths) + np.arange(ptr[-1])]
-    params = np.array([[r.max_tokens, r.tokens_per_fill, r.fill_interval_second,
-                        r.redis_expired_seconds] for r in rules] or [[0, 0, 1, 1]],
-                      dtype=np.int64)
-    out_outcome, out_rule, out_key, out_balance, deepest = asm_scan(
-        t, latency, charged, ptr, keys, rule_of_key, params, len(trace.key_names))
-    if identity:
+    return order, t, latency, charged, ptr, keys
+
+
+def in_file_order(order: IntArray | None, out_outcome: Any, out_rule: Any, out_key: Any,
+                  out_balance: Any, deepest: Any) -> Replay:
+    """The scan's results (in replay order) as a ``Replay`` in file order."""
+    if order is None:
         return Replay(out_outcome, out_rule, out_key, out_balance, deepest, "scan")
+    n = order.shape[0]
     outcome = np.empty(n, dtype=np.int8)
     rule = np.empty(n, dtype=np.int64)
     key = np.empty(n, dtype=np.int64)

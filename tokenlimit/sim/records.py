@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tokenlimit.bucket.types import Charge, Outcome, Usage
+
+# A CSV cell that is a plain integer id (no sign but minus, no leading zero, fits int64).
+CSV_INTEGER_ID = r"^-?(0|[1-9][0-9]{0,17})$"
+_CSV_INTEGER_ID = re.compile(CSV_INTEGER_ID)
+
+
+def csv_id(text: str) -> str | int:
+    """A CSV ``id`` cell as the id it stands for: an integer when written as one.
+
+    >>> csv_id("42"), csv_id("007"), csv_id("r-1")
+    (42, '007', 'r-1')
+    """
+    return int(text) if _CSV_INTEGER_ID.match(text) else text
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,23 +113,41 @@ def _rows(counts: Any, first: Any, debt: Any) -> list[Row]:
             for c, f, d in zip(counts.tolist(), first.tolist(), debt.tolist(), strict=True)]
 
 
+def key_figures(trace: Trace, replay: Replay, charge: Charge, n_keys: int) -> tuple[Any, Any]:
+    """Per deciding key (index ``n_keys``: no rule), counts (requests, admitted, limited,
+    errors, tokens admitted, total tokens admitted) and the first limited time. Figures of
+    consecutive chunks add up (counts) and take the minimum (times)."""
+    key_group = np.where(replay.key >= 0, replay.key, n_keys)
+    counts, first = _compiled_figures()(
+        key_group, n_keys + 1, replay.outcome.astype(np.int64), trace.charged(charge),
+        trace.total_tokens, trace.ts)
+    return counts, first
+
+
 def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics: str = "asm",
               charge: Charge = "completion", top: int = 20,
               price_per_1k: float | None = None) -> Summary:
     """Figures per rule, per key (the ``top`` keys by requests) and in total."""
-    charged = trace.charged(charge)
-    n_rules, n_keys = len(rules), len(trace.key_names)
-    key_group = np.where(replay.key >= 0, replay.key, n_keys)
+    counts, first = key_figures(trace, replay, charge, len(trace.key_names))
+    return summary_from_figures(rules, trace.key_names, counts, first, replay.deepest,
+                                engine=replay.engine, imputed=trace.imputed_count,
+                                semantics=semantics, charge=charge, top=top,
+                                price_per_1k=price_per_1k)
+
+
+def summary_from_figures(rules: Sequence[Rule], key_names: Sequence[str], counts: Any,
+                         first: Any, deepest: Any, *, engine: str, imputed: int,
+                         semantics: str = "asm", charge: Charge = "completion", top: int = 20,
+                         price_per_1k: float | None = None) -> Summary:
+    """The report from ``key_figures`` (summed over chunks) and each key's deepest debt."""
+    n_rules, n_keys = len(rules), len(key_names)
     # Every key's own rule (not only of keys that decided a request): a second key of a
     # multi-key request runs into debt under its rule too.
-    matched = key_rules(rules, trace.key_names)
+    matched = key_rules(rules, key_names)
     key_rule = np.append(np.where(matched >= 0, matched, n_rules), n_rules)
-    key_debt = np.append(replay.deepest, 0)
+    key_debt = np.append(deepest, 0)
     rule_debt = np.zeros(n_rules + 1, dtype=np.int64)
     np.minimum.at(rule_debt, key_rule, key_debt)
-    counts, first = _compiled_figures()(
-        key_group, n_keys + 1, replay.outcome.astype(np.int64), charged, trace.total_tokens,
-        trace.ts)
     # A key's requests all belong to its rule, so rules and totals add up key rows.
     rule_counts = np.zeros((n_rules + 1, 6), dtype=np.int64)
     np.add.at(rule_counts, key_rule, counts)
@@ -138,14 +156,14 @@ def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics:
     by_rule = _rows(rule_counts, rule_first, rule_debt)
     by_key = _rows(counts, first, key_debt)
     totals = _rows(counts.sum(axis=0, keepdims=True), first.min(keepdims=True),
-                   np.array([min(0, int(replay.deepest.min(initial=0)))]))[0]
+                   np.array([min(0, int(np.min(deepest, initial=0)))]))[0]
     rule_rows: list[tuple[int | None, str | None, Row]] = [
         (i, rules[i].regex, by_rule[i]) for i in range(n_rules)]
     if by_rule[n_rules].requests:
         rule_rows.append((None, None, by_rule[n_rules]))
     ranked = sorted((k for k in range(n_keys) if by_key[k].requests),
-                    key=lambda k: (-by_key[k].requests, trace.key_names[k]))[:max(top, 0)]
-    key_rows = [(trace.key_names[k], int(key_rule[k]) if key_rule[k] < n_rules else None,
+                    key=lambda k: (-by_key[k].requests, key_names[k]))[:max(top, 0)]
+    key_rows = [(key_names[k], int(key_rule[k]) if key_rule[k] < n_rules else None,
                  by_key[k]) for k in ranked]
-    return Summary(semantics, charge, replay.engine, trace.imputed_count, totals,
-                   tuple(rule_rows), tuple(key_rows), price_per_1k)
+    return Summary(semantics, charge, engine, imputed, totals, tuple(rule_rows),
+                   tuple(key_rows), price_per_1k)

@@ -25,6 +25,7 @@ from tokenlimit.rules import LoadedRules, Severity, lint
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.algorithms import ALGORITHMS
 from tokenlimit.sim.engine import Replay
+from tokenlimit.sim.partition import Parallelism
 from tokenlimit.sim.replay_stats import Summary, summarize
 from tokenlimit.sim.sweep import Setting, sweep_rules
 from tokenlimit.sim.trace_table import Trace
@@ -45,10 +46,12 @@ def simulate_trace(trace: Trace, rules: Sequence[Rule], *, semantics: str = "asm
                    charge: Charge = "completion", settings: Sequence[Setting] = (),
                    top: int = 10, price_per_1k: float | None = None,
                    origin: str = "<rules>", estimate: EstimatePolicy | None = None,
-                   on_step: Callable[[str], None] | None = None) -> SimulationResult:
+                   on_step: Callable[[str], None] | None = None,
+                   parallel: Parallelism | None = None) -> SimulationResult:
     """Replay ``trace`` through ``rules`` (each sweep setting in turn) and summarize.
 
     ``estimate``: the reservation policy of ``asm-reserve`` (serve's ``--estimate``).
+    ``parallel``: replay ``asm`` on several partitions (``sim/partition.py``).
     ``ConfigError`` for an unknown semantics or a sweep setting the service would refuse.
     """
     if semantics not in ALGORITHMS:
@@ -64,7 +67,13 @@ def simulate_trace(trace: Trace, rules: Sequence[Rule], *, semantics: str = "asm
     summaries = []
     replay: Replay | None = None
     for label, variant in variants:
-        replay = algorithm.replay(variant, trace, charge, estimate)
+        if semantics == "asm" and parallel is not None and parallel.jobs > 1:
+            from tokenlimit.sim.partition import replay_partitioned
+
+            replay = replay_partitioned(variant, trace, charge, parallel.jobs,
+                                        parallel.executor, parallel.scheduler)
+        else:
+            replay = algorithm.replay(variant, trace, charge, estimate)
         summaries.append((label, summarize(variant, trace, replay, semantics=semantics,
                                            charge=charge, top=top,
                                            price_per_1k=price_per_1k)))

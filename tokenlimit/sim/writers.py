@@ -110,10 +110,14 @@ def write_trace(trace: Trace, path: str | Path) -> None:
 
 
 def write_decisions(path: str | Path, trace: Trace, outcome: Any, rule: Any) -> None:
-    """One JSON line per request in file order: ``{"id", "outcome", "rule"}``, atomically.
+    """One record per request in file order: ``id``, ``outcome``, ``rule``, atomically:
+    Parquet or CSV by suffix (written by polars), JSON Lines otherwise (``.gz`` too).
 
     ``outcome``: codes 0 allow, 1 deny, 2 error; ``rule``: index or -1 (written as null).
     """
+    if str(path).lower().endswith((".parquet", ".pq", ".csv")):
+        write_table(path, decisions_frame(trace, outcome, rule))
+        return
     names = ('"allow"', '"deny"', '"error"')
 
     def write(stream: IO[str]) -> None:
@@ -136,3 +140,65 @@ def write_decisions(path: str | Path, trace: Trace, outcome: Any, rule: Any) -> 
                 for i, o, r in zip(ids, codes, rules, strict=True)]))
 
     write_atomically(path, write)
+
+
+def trace_frame(trace: Trace) -> Any:
+    """The trace as a polars frame of canonical columns, usage left out (null) where the
+    recording had none, so that a later read imputes it again."""
+    import polars as pl
+
+    single = bool(np.array_equal(trace.key_ptr, np.arange(len(trace) + 1)))
+    names = pl.Series(trace.key_names, dtype=pl.String)
+    columns: dict[str, Any] = {}
+    if trace.ids is not None:
+        columns["id"] = _id_column(trace)
+    columns["ts"] = trace.ts
+    if single:
+        columns["key"] = names.gather(trace.key_index) if len(trace) else names.clear()
+    else:
+        columns["keys"] = [list(trace.keys_of(i)) for i in range(len(trace))]
+    columns["latency"] = trace.latency
+    columns["prompt_tokens"] = trace.prompt_tokens
+    unknown = trace.imputed
+    columns["completion_tokens"] = pl.Series(trace.completion_tokens).set(
+        pl.Series(unknown), None) if unknown.any() else trace.completion_tokens
+    columns["total_tokens"] = pl.Series(trace.total_tokens).set(
+        pl.Series(unknown), None) if unknown.any() else trace.total_tokens
+    if trace.status is not None:
+        columns["status"] = pl.Series(list(trace.status), dtype=pl.String)
+    return pl.DataFrame(columns)
+
+
+def write_table(path: str | Path, frame: Any) -> None:
+    """Write a polars frame as Parquet, CSV or JSON Lines (by suffix), whole or not at all."""
+    suffix = Path(path).name.lower()
+    with atomic_writer(path) as handle:
+        if suffix.endswith((".parquet", ".pq")):
+            frame.write_parquet(handle)
+        elif suffix.endswith(".csv"):
+            frame.write_csv(handle)
+        else:
+            frame.write_ndjson(handle)
+
+
+def decisions_frame(trace: Trace, outcome: Any, rule: Any) -> Any:
+    """``id``, ``outcome`` (allow, deny, error) and ``rule`` (null for none) per request."""
+    import polars as pl
+
+    ids: Any = np.arange(len(trace), dtype=np.int64) if trace.ids is None else (
+        _id_column(trace))
+    names = pl.Series(["allow", "deny", "error"], dtype=pl.String)
+    codes = pl.Series(np.asarray(outcome, dtype=np.int64))
+    rules = pl.Series(np.asarray(rule, dtype=np.int64))
+    return pl.DataFrame({"id": ids, "outcome": names.gather(codes),
+                         "rule": pl.select(pl.when(rules >= 0).then(rules)).to_series()})
+
+
+def _id_column(trace: Trace) -> Any:
+    """Integer ids as integers; any string id makes the column text (a column has one type)."""
+    import polars as pl
+
+    ids = trace.ids or ()
+    if all(type(i) is int for i in ids):
+        return pl.Series(list(ids), dtype=pl.Int64)
+    return pl.Series([str(i) for i in ids], dtype=pl.String)

@@ -1,0 +1,146 @@
+"""simulate --chunk-rows: a Parquet trace streamed in batches gives the whole replay's report
+and decisions, exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLES
+from tokenlimit.cli.main import app
+from tokenlimit.errors import TraceError
+from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
+from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.writers import trace_frame
+
+runner = CliRunner()
+RULES = str(SAMPLES / "rules.json")
+
+
+def _run(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated trace as a folder of three Parquet files, in time order, with ids."""
+    trace = generate_trace(TraceSpec(duration=600.0, seed=3, tiers=(
+        Tier("regular-user", users=40, rate=20.0), Tier("subscriber", users=10, rate=5.0))))
+    frame = trace_frame(trace).with_columns(pl.Series("id", np.arange(len(trace)) * 7))
+    folder = tmp_path_factory.mktemp("dataset")
+    third = frame.height // 3
+    for n, part in enumerate((frame[:third], frame[third:2 * third], frame[2 * third:])):
+        part.write_parquet(folder / f"part-{n}.parquet")
+    frame.write_parquet(folder.parent / "whole.parquet")
+    return folder
+
+
+@pytest.mark.parametrize("rows", [1, 997, 4096, 1_000_000])
+def test_streamed_report_and_decisions_equal_the_whole_replay(dataset: Path, tmp_path: Path,
+                                                              rows: int) -> None:
+    whole = dataset.parent / "whole.parquet"
+    expected = _run("simulate", str(whole), "-r", RULES, "-f", "json", "--decisions",
+                    str(tmp_path / "whole.jsonl"))
+    assert expected.exit_code == 0, expected.output
+    streamed = _run("simulate", str(dataset), "-r", RULES, "-f", "json", "--chunk-rows",
+                    str(rows), "--decisions", str(tmp_path / "streamed.jsonl"))
+    assert streamed.exit_code == 0, streamed.output
+    report, again = json.loads(expected.stdout), json.loads(streamed.stdout)
+    assert again.pop("trace") == str(dataset)
+    report.pop("trace")
+    assert again == report
+    assert report["totals"]["limited"] > 0
+    lines = (tmp_path / "streamed.jsonl").read_text().splitlines()
+    assert lines == (tmp_path / "whole.jsonl").read_text().splitlines()
+    assert json.loads(lines[3])["id"] == 21
+
+
+def test_a_trace_out_of_time_order_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"ts": [2.0, 1.0], "key": ["a", "a"]}).write_parquet(path)
+    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "1",
+                  "--decisions", str(tmp_path / "d.jsonl"))
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {path}: not in time order: a chunk starts before the "
+                             "previous one ended (sort the trace, or replay it whole)\n")
+    assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_a_bad_row_in_a_later_batch_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"ts": [1.0, 2.0, 3.0], "key": ["a", "b", "a"],
+                  "latency": [0.0, 0.0, -1.0]}).write_parquet(path)
+    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "2")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}:3: field 'latency': must be >= 0 seconds\n"
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--semantics", "gcra"], "streams the asm semantics only"),
+    (["--set", "rules[0].max_tokens=1,2"], "a sweep replays the trace whole"),
+    (["--decisions", "d.parquet"], "streamed decisions are written as plain JSON Lines"),
+])
+def test_what_streaming_does_not_do_is_a_usage_error(dataset: Path, args: list[str],
+                                                     hint: str) -> None:
+    result = _run("simulate", str(dataset), "-r", RULES, "--chunk-rows", "10", *args)
+    assert result.exit_code == 2
+    assert hint in " ".join(result.stderr.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "jsonl.gz", "csv.zst"])
+def test_csv_and_json_lines_stream_like_the_whole_replay(dataset: Path, tmp_path: Path,
+                                                         suffix: str) -> None:
+    import gzip
+
+    import zstandard
+
+    frame = pl.read_parquet(dataset.parent / "whole.parquet")
+    plain = tmp_path / f"t.{suffix.split('.')[0]}"
+    if suffix.startswith("csv"):
+        text = frame.with_columns(pl.col("key").map_elements(
+            lambda k: f"{k},x" if k.endswith("7") else k, return_dtype=pl.String)).write_csv()
+    else:
+        text = frame.write_ndjson()
+    plain.write_text(text)  # some CSV keys hold a comma: quoted
+    path = tmp_path / f"t.{suffix}"
+    if suffix.endswith(".gz"):
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+    elif suffix.endswith(".zst"):
+        path.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+    whole = _run("simulate", str(plain), "-r", RULES, "-f", "json", "--decisions",
+                 str(tmp_path / "whole.jsonl"))
+    assert whole.exit_code == 0, whole.output
+    streamed = _run("simulate", str(path), "-r", RULES, "-f", "json", "--chunk-rows", "1000",
+                    "--decisions", str(tmp_path / "streamed.jsonl"))
+    assert streamed.exit_code == 0, streamed.output
+    report, again = json.loads(whole.stdout), json.loads(streamed.stdout)
+    report.pop("trace"), again.pop("trace")
+    assert again == report
+    assert ((tmp_path / "streamed.jsonl").read_text()
+            == (tmp_path / "whole.jsonl").read_text())
+
+
+def test_a_bad_line_in_a_later_block_names_its_line_in_the_file(tmp_path: Path) -> None:
+    lines = [json.dumps({"ts": i, "key": "a", "completion_tokens": 1}) for i in range(50)]
+    lines[37] = json.dumps({"ts": 37, "key": "a", "latency": "slow"})
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "5")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}:38: field 'latency': 'slow' is not a number\n"
+    rows = ["ts,key,latency"] + [f"{i},a,0" for i in range(30)]
+    rows[21] = '20,"a\nb",x'
+    csv = tmp_path / "t.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    result = _run("simulate", str(csv), "-r", RULES, "--chunk-rows", "4")
+    assert result.exit_code == 1
+    # The record spans lines 22 and 23; the whole-file reader names its last line too.
+    assert result.stderr == f"error: {csv}:23: field 'latency': 'x' is not a number\n"
+    with pytest.raises(TraceError, match=r"t\.csv:23: field 'latency'"):
+        read_trace(csv)

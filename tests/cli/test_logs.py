@@ -1,0 +1,159 @@
+"""Gateway logs as traces: every preset on its sample, --map, trace convert, located errors."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLES
+from tokenlimit.cli.main import app
+from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.sim.log_fields import PRESETS, field_map, parse_map
+from tokenlimit.sim.log_reader import limited_count
+from tokenlimit.sim.readers import read_trace
+from tokenlimit.sim.trace_table import Trace
+
+runner = CliRunner()
+LOGS = SAMPLES / "logs"
+RULES = str(SAMPLES / "rules.json")
+
+
+def _rows(trace: Trace) -> list[tuple[Any, ...]]:
+    """Each request with its usage (``None`` where the log had none: imputed)."""
+    return [(trace.id_of(i), round(float(trace.ts[i]), 3), trace.keys_of(i),
+             round(float(trace.latency[i]), 3), int(trace.prompt_tokens[i]),
+             None if trace.imputed[i] else int(trace.completion_tokens[i]),
+             None if trace.imputed[i] else int(trace.total_tokens[i]))
+            for i in range(len(trace))]
+
+
+T0 = 1793610000.0  # 2026-11-02T09:00:00Z
+EXPECTED = {
+    ("asm-access.jsonl", "asm", "key=user_type"): [
+        ("7f1c0a3e-0001", T0 + 0.12, ("subscriber",), 1.84, 412, 230, 642),
+        ("7f1c0a3e-0002", T0 + 0.48, ("regular-user",), 0.95, 96, 61, 157),
+        ("7f1c0a3e-0003", T0 + 1.01, ("regular-user",), 0.003, 0, None, None),
+        ("7f1c0a3e-0004", T0 + 1.73, ("subscriber",), 2.21, 1280, 402, 1682),
+        ("7f1c0a3e-0005", T0 + 2.3, ("regular-user",), 0.64, 54, 38, 92)],
+    ("higress-ai-statistics.jsonl", "higress", "key=x-mse-consumer"): [
+        ("5895f5a9-0001", T0 + 0.078, ("team-a",), 1.543, 21, 17, 38),
+        ("5895f5a9-0002", T0 + 0.95, ("team-b",), 2.214, 388, 129, 517),
+        ("5895f5a9-0003", T0 + 1.4, ("team-a",), 0.0, 0, None, None),
+        ("5895f5a9-0004", T0 + 2.12, ("team-b",), 0.851, 64, 40, 104)],
+    ("envoy-ai-gateway.jsonl", "envoy-ai-gateway", None): [
+        ("c2a1-0001", T0 + 0.2, ("alice",), 1.21, 150, 88, 238),
+        ("c2a1-0002", T0 + 0.9, ("bob",), 2.48, 900, 310, 1210),
+        ("c2a1-0003", T0 + 1.3, ("bob",), 0.001, 0, None, None),
+        ("c2a1-0004", T0 + 2.05, ("alice",), 0.73, 42, 19, 61)],
+    ("litellm-spend-logs.csv", "litellm", "key=user"): [
+        ("chatcmpl-0001", T0 + 0.1, ("alice",), 1.8, 200, 110, 310),
+        ("chatcmpl-0002", T0 + 0.7, ("bob",), 3.4, 1200, 260, 1460),
+        ("chatcmpl-0003", T0 + 2.25, ("alice",), 0.75, 80, 51, 131)],
+    ("kong-ai-audit.jsonl", "kong", None): [
+        ("9ec9264afbbbad5f0001", T0 + 0.15, ("alice",), 1.42, 28, 20, 48),
+        ("9ec9264afbbbad5f0002", T0 + 0.89, ("bob",), 2.91, 89, 56, 145),
+        ("9ec9264afbbbad5f0003", T0 + 1.4, ("bob",), 0.001, 0, None, None),
+        ("9ec9264afbbbad5f0004", T0 + 2.01, ("alice",), 0.64, 12, 9, 21)],
+}
+
+
+@pytest.mark.parametrize(("log", "preset", "mapping"), list(EXPECTED))
+def test_every_preset_reads_its_sample_exactly(log: str, preset: str,
+                                               mapping: str | None) -> None:
+    trace = read_trace(LOGS / log, fields=field_map(preset, mapping))
+    assert _rows(trace) == EXPECTED[(log, preset, mapping)]
+    assert limited_count(trace) == (0 if preset == "litellm" else 1)
+    assert trace.imputed_count == limited_count(trace)  # 429 lines: demand, usage unknown
+
+
+def test_the_cli_reports_the_429_lines_and_converts_logs(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["simulate", str(LOGS / "asm-access.jsonl"), "-r", RULES,
+                                 "--from", "asm", "--map", "key=user_type", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["recorded_429"], report["imputed"], report["totals"]["requests"]) == (1, 1, 5)
+    text = runner.invoke(app, ["simulate", str(LOGS / "asm-access.jsonl"), "-r", RULES,
+                               "--from", "istio", "--map", "key=user_type"])
+    assert text.exit_code == 0, text.output
+    assert ("1 requests were answered 429 when recorded: replayed as demand, their usage "
+            "imputed") in text.stdout
+    for suffix in ("parquet", "jsonl"):
+        out = tmp_path / f"kong.{suffix}"
+        converted = runner.invoke(app, ["trace", "convert", str(LOGS / "kong-ai-audit.jsonl"),
+                                        "--from", "kong", "-o", str(out)])
+        assert converted.exit_code == 0, converted.output
+        assert converted.stderr == f"wrote 4 requests for 2 keys to {out}\n"
+        again = read_trace(out)
+        assert _rows(again) == EXPECTED[("kong-ai-audit.jsonl", "kong", None)]
+        assert limited_count(again) == 1
+
+
+def test_a_generic_map_reads_any_log_with_nested_fields_and_compression(
+        tmp_path: Path) -> None:
+    lines = [{"when": "2026-11-02T09:00:00+08:00", "who": {"team": "t1"}, "ms": 250,
+              "usage": {"in": 3, "out": "4"}},
+             {"when": "2026-11-02T01:00:01Z", "who": {"team": "t2"}, "ms": "-",
+              "usage": {"in": 1, "out": 2}}]
+    path = tmp_path / "any.jsonl.gz"
+    path.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in lines).encode()))
+    fields = parse_map("ts=when,key=who.team,latency=ms:ms,prompt_tokens=usage.in,"
+                       "completion_tokens=usage.out")
+    trace = read_trace(path, fields=fields)
+    assert _rows(trace) == [(0, T0 - 8 * 3600, ("t1",), 0.25, 3, 4, 7),
+                            (1, T0 - 8 * 3600 + 1, ("t2",), 0.0, 1, 2, 3)]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('{"start_time": "yesterday", "authority": "a"}',
+     "field 'start_time': 'yesterday' is not a time (ISO-8601 or Unix seconds)"),
+    ('{"start_time": "2026-11-02T09:00:00Z", "authority": "a", "duration": "soon"}',
+     "field 'duration': 'soon' is not a number"),
+    ('{"start_time": "2026-11-02T09:00:00Z", "authority": "a", '
+     '"request_completion_tokens": 1.5}',
+     "field 'request_completion_tokens': token counts are whole numbers from 0 to 10**15"),
+    ('{"start_time": "2026-11-02T09:00:00Z"}', "field 'authority': missing"),
+    ("{oops", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
+              "column 2 (char 1))"),
+])
+def test_a_bad_log_line_is_located(tmp_path: Path, line: str, message: str) -> None:
+    good = '{"start_time": "2026-11-02T09:00:00Z", "authority": "a", "duration": 5}'
+    path = tmp_path / "log.jsonl"
+    path.write_text(f"{good}\n\n{line}\n", encoding="utf-8")
+    with pytest.raises(TraceError) as caught:
+        read_trace(path, fields=PRESETS["asm"])
+    assert str(caught.value) == f"{path}:3: {message}"
+    result = runner.invoke(app, ["simulate", str(path), "-r", RULES, "--from", "asm"])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}:3: {message}\n"
+
+
+@pytest.mark.parametrize(("args", "hint"), [
+    (["--from", "nginx"], "--from 'nginx': choose one of asm, envoy-ai-gateway, higress, "
+                          "istio, kong, litellm"),
+    (["--map", "ts=a"], "--map needs key (or --from PRESET)"),
+    (["--map", "when=a,key=b"], "'when' is not one of"),
+    (["--map", "ts=a:hours,key=b"], "a unit (s or ms) is for ts and latency"),
+    (["--from", "asm", "--key-field", "x"], "not --key-field or --key-template"),
+])
+def test_bad_log_options_are_usage_errors(args: list[str], hint: str) -> None:
+    result = runner.invoke(app, ["simulate", str(LOGS / "asm-access.jsonl"), "-r", RULES,
+                                 *args])
+    assert result.exit_code == 2
+    assert hint in " ".join(result.stderr.replace("│", " ").split())
+
+
+def test_loadtest_takes_log_options_only_with_replay() -> None:
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:9", "--from", "kong",
+                                 "-n", "1"])
+    assert result.exit_code == 2
+    assert "only with --replay" in result.stderr
+
+
+def test_parse_map_refuses_a_part_without_a_field() -> None:
+    with pytest.raises(ConfigError, match="expected TRACE_FIELD=LOG_FIELD"):
+        parse_map("ts=,key=a")

@@ -1,0 +1,102 @@
+"""Partitioned replays (processes, a Dask cluster) equal the sequential one, exactly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from typer.testing import CliRunner
+
+from tests.conftest import SAMPLES
+from tests.sim.test_engine import rule_sets, traces
+from tokenlimit.cli.main import app
+from tokenlimit.rules.model import Rule
+from tokenlimit.sim import TraceRequest
+from tokenlimit.sim.engine import Replay, replay_asm
+from tokenlimit.sim.partition import key_components, partition_requests, replay_partitioned
+from tokenlimit.sim.trace_table import trace_from_requests
+
+RULES = str(SAMPLES / "rules.json")
+
+
+def _same(a: Replay, b: Replay) -> None:
+    for field in ("outcome", "rule", "key", "balance", "deepest"):
+        assert getattr(a, field).tolist() == getattr(b, field).tolist(), field
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_sets(), traces())
+def test_partitioned_replay_equals_the_sequential_one(rules: list[Rule],
+                                                      requests: list[TraceRequest]) -> None:
+    trace = trace_from_requests(requests)
+    _same(replay_partitioned(rules, trace, jobs=3), replay_asm(rules, trace))
+
+
+def test_keys_that_share_a_request_stay_in_one_partition() -> None:
+    requests = [TraceRequest(0, 0.0, ("a", "b")), TraceRequest(1, 1.0, ("c",)),
+                TraceRequest(2, 2.0, ("b", "d")), TraceRequest(3, 3.0, ("e",)),
+                TraceRequest(4, 4.0, ("c",)), TraceRequest(5, 5.0, ())]
+    trace = trace_from_requests(requests)
+    assert key_components(trace).tolist() == [0, 0, 2, 0, 4]  # a b c d e: {a,b,d} {c} {e}
+    # Largest component first, each to the lightest partition: {a,b,d} (2 requests) to the
+    # first, {c} (2) to the second, the keyless request and {e} then fill up evenly.
+    assert [p.tolist() for p in partition_requests(trace, 2)] == [[0, 2, 5], [1, 3, 4]]
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler() -> Iterator[str]:
+    """A local Dask cluster (two worker processes) for the test module."""
+    distributed = pytest.importorskip("distributed")
+    cluster: Any = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                            dashboard_address=None)
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()
+
+
+def test_the_cli_on_two_processes_and_on_a_dask_cluster_decides_like_one(
+        tmp_path: Path, dask_scheduler: str) -> None:
+    runner = CliRunner()
+    outputs = {}
+    for name, extra in (("one", ["--jobs", "1"]), ("two", ["--jobs", "2"]),
+                        ("dask", ["--jobs", "2", "--executor", "dask", "--scheduler",
+                                  dask_scheduler])):
+        out = tmp_path / f"{name}.jsonl"
+        result = runner.invoke(app, ["simulate", str(SAMPLES / "trace.jsonl"), "-r", RULES,
+                                     "-f", "json", "--decisions", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        outputs[name] = (json.loads(result.stdout), out.read_text())
+    assert outputs["two"] == outputs["one"] == outputs["dask"]
+    assert outputs["one"][0]["totals"]["limited"] == 847
+
+
+def test_scheduler_without_dask_is_a_usage_error() -> None:
+    result = CliRunner().invoke(app, ["simulate", str(SAMPLES / "trace.jsonl"), "-r", RULES,
+                                      "--scheduler", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "only with --executor dask" in result.stderr
+
+
+def test_partitions_are_balanced_by_requests() -> None:
+    requests = [TraceRequest(i, float(i), (f"k{i % 10}",)) for i in range(1000)]
+    parts = partition_requests(trace_from_requests(requests), 2)
+    assert [p.size for p in parts] == [500, 500]
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(1000))
+
+
+def test_dask_partitions_equal_the_sequential_replay_on_many_traces(dask_scheduler: str) -> None:
+    @settings(max_examples=15, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(rule_sets(), traces())
+    def check(rules: list[Rule], requests: list[TraceRequest]) -> None:
+        trace = trace_from_requests(requests)
+        _same(replay_partitioned(rules, trace, jobs=2, executor="dask",
+                                 scheduler=dask_scheduler), replay_asm(rules, trace))
+
+    check()

@@ -1,0 +1,320 @@
+"""The fast reader for every trace: CSV, JSON Lines and Parquet, read by polars.
+
+polars parses the file in parallel into typed columns (bench/trace_engines.py measured it
+against pyarrow on this kind of machine: faster for JSON Lines and Parquet, level for CSV);
+what remains here is array work: checks, key factorization, derived token counts.
+
+Extra columns are ignored (JSON Lines and Parquet are read with only the trace's fields; a
+CSV's other columns are never converted). The result is, column for column, the per-row
+reader's in ``readers.py``; whenever that cannot be certain (a cell that is not a plain
+value, a value polars would quietly coerce, a bad line) ``read_columnar`` returns ``None``
+and the per-row reader reads the file again: it gives the same trace or the located error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tokenlimit.sim.imputation import MISSING, impute_completion
+from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
+from tokenlimit.sim.trace_table import Trace
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_MAX_TOKENS = 10**15
+_MAX_INT = 2.0**62  # the per-row reader refuses integers this large
+_TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_length",
+                 "output_length")
+_NUMBER_FIELDS = ("ts", "timestamp", "latency")
+# A JSON array of plain strings (no escapes that could hide a quote).
+_STRING_LIST = rb'\[\s*(?:"(?:[^"\\]|\\.)*"\s*(?:,\s*"(?:[^"\\]|\\.)*"\s*)*)?\]'
+
+
+class Declined(Exception):
+    """The per-row reader must read this file (for its exact result or its located error)."""
+
+
+def read_columnar(name: str, fmt: str, data: bytes | None, *, key_field: str | None,
+                  seed: int, first_row: int = 0) -> Trace | None:
+    """The trace in ``name`` (``fmt``: ``csv``, ``jsonl`` or ``parquet``), or ``None`` when
+    the per-row reader must read it. ``data``: the decompressed bytes of a compressed file
+    (or one block of a file, whose first request is the file's ``first_row``), ``None`` to
+    read ``name`` itself."""
+    import polars as pl
+
+    try:
+        if fmt == "parquet":
+            frame = _parquet_frame(name, key_field)
+        elif fmt == "csv":
+            frame = _csv_frame(name, data, key_field)
+        else:
+            frame = _jsonl_frame(name, data, key_field)
+        return _trace(frame, name, key_field, seed, fmt == "csv", first_row)
+    except (Declined, pl.exceptions.PolarsError, OSError, ValueError, OverflowError):
+        return None
+
+
+def _bytes(name: str, data: bytes | None) -> bytes:
+    """The file's bytes: the raw checks below count patterns in them, and polars parses
+    the same bytes (the file is read once)."""
+    if data is not None:
+        return data
+    with open(name, "rb") as stream:
+        return stream.read()
+
+
+def _parquet_frame(name: str, key_field: str | None) -> pl.DataFrame:
+    import polars as pl
+
+    columns = pl.read_parquet_schema(name)
+    wanted = {*_NUMBER_FIELDS, *_TOKEN_FIELDS, "key", "keys", "id", "status", "headers"}
+    if key_field is not None:
+        wanted.add(key_field)
+    return pl.read_parquet(name, columns=[c for c in columns if c in wanted])
+
+
+def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
+    import polars as pl
+
+    csv_types = {**{f: pl.Float64 for f in (*_NUMBER_FIELDS, *_TOKEN_FIELDS)},
+                  "key": pl.String, "id": pl.String, "status": pl.String}
+    raw = _bytes(name, data)
+    newline = raw.find(b"\n")
+    header = bytes(raw[:newline if newline >= 0 else len(raw)])
+    if header.startswith(b"\xef\xbb\xbf"):
+        header = header[3:]
+    if b'"' in header or not header.isascii():
+        raise Declined
+    names = header.decode().rstrip("\r").split(",")
+    if (len(set(names)) != len(names) or any(n != n.strip() for n in names)
+            or not {"ts", "timestamp"} & set(names) or "keys" in names
+            or any(n.startswith("headers.") for n in names)):
+        raise Declined  # the per-row reader's header errors, JSON arrays and headers
+    # polars fills a row with too few cells with empty values; the per-row reader refuses
+    # it. Every comma of the file is a separator or inside a quoted value, so counting
+    # tells: without quotes, every comma separates; with quotes, every column is read (as
+    # text) to count the commas inside values.
+    commas = raw.count(b",")
+    if raw.find(b'"') < 0:
+        wanted = [n for n in names if n in csv_types or n == key_field]
+        schema = {n: csv_types.get(n, pl.String) for n in wanted}
+        frame = pl.read_csv(raw, columns=wanted, schema_overrides=schema,
+                            raise_if_empty=False)
+        inside = 0
+    else:
+        frame = pl.read_csv(raw, infer_schema=False, raise_if_empty=False)
+        if frame.columns != names:
+            raise Declined
+        inside = sum(int(frame[c].str.count_matches(",", literal=True).sum() or 0)
+                     for c in frame.columns)
+    if commas != (frame.height + 1) * (len(names) - 1) + inside:
+        raise Declined
+    return frame
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
+    import polars as pl
+
+    from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
+
+    raw = _bytes(name, data)
+    if raw[:3] == b"\xef\xbb\xbf" or _SURROGATE_ESCAPE.search(raw):
+        raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
+    key = key_field or "key"
+    names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
+             "headers"]
+    kinds = dict(zip(names, field_kinds(raw, names).tolist(), strict=True))
+    present = [n for n in names if kinds[n][TOTAL]]
+    # polars turns a number, object or list into its text where a string is expected;
+    # the per-row reader refuses those: every such field must be a string in the file.
+    schema: dict[str, Any] = {}
+    for field in present:
+        counts = kinds[field]
+        if field in ("ts", "timestamp", "latency"):
+            schema[field] = pl.Float64  # strict: a string or bool makes polars fail
+        elif field in _TOKEN_FIELDS:
+            schema[field] = pl.Int64
+        elif field == key:
+            if counts[STRING] != counts[TOTAL]:
+                raise Declined
+            schema[key] = pl.String
+        elif field == "keys":
+            if key_field is not None or counts[NESTED] != counts[TOTAL]:
+                raise Declined
+            lists = len(re.findall(rb'"keys"\s*:\s*' + _STRING_LIST, raw))
+            if raw.count(b'"keys"') != lists:
+                raise Declined  # a list with something else than strings
+            schema["keys"] = pl.List(pl.String)
+        elif field == "id":
+            if counts[STRING] == counts[TOTAL]:
+                schema["id"] = pl.String
+            elif counts[NUMBER] == counts[TOTAL]:
+                schema["id"] = pl.Int64  # strict: a float makes polars fail
+            else:
+                raise Declined
+        elif field == "status":
+            if counts[BOOLEAN] or counts[NESTED]:
+                raise Declined  # true would read as "true", where the per-row reader has "True"
+            schema["status"] = pl.String
+        else:  # headers: key templates are for the per-row reader
+            raise Declined
+    if "ts" not in schema and "timestamp" not in schema:
+        raise Declined
+    frame = pl.read_ndjson(raw, schema=schema)
+    # Each field once per line that has it: a field named twice in one object (the per-row
+    # reader keeps the last, polars the first) makes the counts differ.
+    for field in schema:
+        if kinds[field][TOTAL] != frame[field].count() + kinds[field][NULL]:
+            raise Declined
+    return frame
+
+
+def _floats(frame: pl.DataFrame, field: str) -> tuple[Any, Any] | None:
+    """(values as float64, mask of absent values), or ``None`` without the column."""
+    import polars as pl
+
+    if field not in frame.columns:
+        return None
+    series = frame[field]
+    if series.dtype == pl.String:
+        series = series.cast(pl.Float64, strict=True)
+    elif not series.dtype.is_numeric() or series.dtype == pl.Decimal:
+        raise Declined
+    values = series.cast(pl.Float64).to_numpy()  # NaN where absent
+    if series.null_count():
+        absent = series.is_null().to_numpy()
+        values = np.where(absent, 0.0, values)
+    else:
+        absent = np.zeros(values.shape[0], dtype=np.bool_)
+    # One pass: NaN, infinities and integers the per-row reader refuses all fail this.
+    if not np.all(np.abs(values) < _MAX_INT):
+        raise Declined
+    return np.ascontiguousarray(values, dtype=np.float64), absent
+
+
+def _tokens(frame: pl.DataFrame, field: str, n: int) -> Any:
+    """Token counts as int64, ``MISSING`` where absent."""
+    found = _floats(frame, field)
+    if found is None:
+        return np.full(n, MISSING, dtype=np.int64)
+    values, absent = found
+    given = values[~absent]
+    if np.any((given < 0) | (given > _MAX_TOKENS) | (given != np.floor(given))):
+        raise Declined
+    tokens = values.astype(np.int64)
+    tokens[absent] = MISSING
+    return tokens
+
+
+def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[str, ...]]:
+    """(key_ptr, key_index, key names in first-appearance order)."""
+    import polars as pl
+
+    n = frame.height
+    field = key_field or "key"
+    has_keys = key_field is None and "keys" in frame.columns
+    if field in frame.columns and not has_keys:
+        series = frame[field]
+        if series.dtype == pl.Categorical or (key_field is not None
+                                              and series.dtype.is_integer()):
+            series = series.cast(pl.String)
+        if series.dtype != pl.String or series.null_count():
+            raise Declined
+        ptr = np.arange(n + 1, dtype=np.int64)
+        flat = series
+    elif has_keys and field not in frame.columns:
+        lists = frame["keys"]
+        if lists.dtype != pl.List(pl.String) or lists.null_count():
+            raise Declined
+        flat = lists.explode(empty_as_null=False) if n else lists.explode()
+        if flat.null_count():
+            raise Declined
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lists.list.len().to_numpy(), out=ptr[1:])
+    else:
+        raise Declined
+    names = flat.unique(maintain_order=True)
+    index = flat.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
+    return ptr, np.ascontiguousarray(index, dtype=np.int64), tuple(names.to_list())
+
+
+def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
+                first_row: int = 0) -> Trace:
+    """The trace in a frame of canonical columns (``ts``, ``key`` or ``keys``, ``latency``,
+    token counts, ``id``, ``status``); ``Declined`` for values a trace cannot hold.
+    ``first_row``: the frame's first row's position in its file (a request without an id
+    has its position as its id; ``ids`` is ``None`` when every id is that position)."""
+    return _trace(frame, name, key_field, seed, False, first_row)
+
+
+def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
+           csv: bool, first_row: int = 0) -> Trace:
+    import polars as pl
+
+    n = frame.height
+    if "ts" in frame.columns:
+        if "timestamp" in frame.columns:
+            raise Declined  # the per-row reader decides line by line
+        found = _floats(frame, "ts")
+        prompt_field, completion_field, scale = "prompt_tokens", "completion_tokens", 1.0
+    else:
+        found = _floats(frame, "timestamp")
+        prompt_field, completion_field, scale = "input_length", "output_length", 1000.0
+    if found is None or found[1].any():
+        raise Declined
+    ts = found[0] / scale if scale != 1.0 else found[0]
+    latency_found = _floats(frame, "latency")
+    latency = np.zeros(n) if latency_found is None else latency_found[0]
+    if np.any(latency < 0):
+        raise Declined
+    latency = latency + 0.0  # -0.0 becomes 0.0, as ``value or 0.0`` makes it per row
+    prompt = _tokens(frame, prompt_field, n)
+    completion = _tokens(frame, completion_field, n)
+    total = _tokens(frame, "total_tokens", n)
+    prompt[prompt == MISSING] = 0
+    derive = (completion == MISSING) & (total != MISSING)
+    completion[derive] = np.maximum(total[derive] - prompt[derive], 0)
+    fill = (completion != MISSING) & (total == MISSING)
+    total[fill] = prompt[fill] + completion[fill]
+    ptr, index, names = _keys(frame, key_field)
+    ids: tuple[str | int, ...] | None = None
+    if "id" in frame.columns and frame["id"].null_count() < n:
+        column = frame["id"]
+        if not (column.dtype == pl.String or column.dtype.is_integer()):
+            raise Declined
+        if column.dtype == pl.String and csv:
+            integer = column.str.contains(CSV_INTEGER_ID)
+            if integer.all():
+                column = column.cast(pl.Int64)
+            elif integer.any():
+                column = pl.Series([csv_id(v) if v is not None else None
+                                    for v in column.to_list()], dtype=pl.Object)
+        if column.dtype.is_integer() and not column.null_count() and column.equals(
+                pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
+                .cast(column.dtype), check_names=False):
+            values: list[Any] | None = None  # every id is its line's position
+        else:
+            values = column.to_list()
+        if values is not None and None in values:  # no id: the line's position is its id
+            values = [i if v is None else v for i, v in enumerate(values, start=first_row)]
+            if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
+                values = None
+        ids = None if values is None else tuple(values)
+    status = None
+    if "status" in frame.columns and frame["status"].null_count() < n:
+        column = frame["status"]
+        if column.dtype.is_float():
+            raise Declined
+        status = tuple(column.cast(pl.String).to_list())
+    imputed = impute_completion(completion, ptr, index, seed)
+    total[imputed] = prompt[imputed] + completion[imputed]
+    return Trace(path=name, ts=np.ascontiguousarray(ts), latency=latency, prompt_tokens=prompt,
+                 completion_tokens=completion, total_tokens=total, key_ptr=ptr,
+                 key_index=index, key_names=names, imputed=imputed, ids=ids, status=status)

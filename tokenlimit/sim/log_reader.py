@@ -1,0 +1,236 @@
+"""Gateway logs as traces: a ``FieldMap`` (``--from PRESET`` / ``--map``) applied with polars.
+
+The log is read whole into columns (JSON Lines with nested objects, CSV, Parquet), each trace
+field is taken from its log field and converted: ISO-8601 or numeric times, milliseconds,
+token counts written as text, ``-`` (Envoy's "no value") as absent. A line answered 429 is
+kept as demand with its usage unknown. The first value that does not convert is reported
+with its file, line (Parquet: row) and log field.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tokenlimit.errors import TraceError
+from tokenlimit.sim.columnar import Declined, build_trace
+from tokenlimit.sim.log_fields import FieldMap
+
+if TYPE_CHECKING:
+    import polars as pl
+
+ABSENT = ("", "-")  # Envoy prints "-" for a field it has no value for
+LIMITED_STATUS = "429"
+
+
+def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int) -> Any:
+    """The trace in a gateway log (``data``: the file's decompressed bytes)."""
+    import polars as pl
+
+    frame = _frame(name, fmt, data)
+    located = _Locator(name, fmt, data)
+    columns: dict[str, tuple[str, pl.Series]] = {}
+    for trace_field, log_field in fields.sources().items():
+        expression = _column(frame, log_field)
+        if expression is None:
+            if trace_field in ("ts", "key"):
+                raise TraceError("missing from every line", path=name,
+                                 line=located.line(0), field=log_field)
+            continue
+        columns[trace_field] = (log_field, frame.select(expression.alias("v")).to_series())
+    n = frame.height
+    ts = _times(columns["ts"][0], columns["ts"][1], fields.ts_unit, located)
+    if ts.null_count():
+        raise TraceError("missing", path=name, line=located.line(_first(ts.is_null())),
+                         field=fields.ts)
+    canonical: dict[str, Any] = {"ts": ts}
+    key_field, keys = columns["key"]
+    keys = keys.cast(pl.String)
+    if keys.null_count():
+        raise TraceError("missing", path=name, line=located.line(_first(keys.is_null())),
+                         field=key_field)
+    canonical["key"] = keys
+    if "latency" in columns:
+        seconds = _numbers(columns["latency"][0], columns["latency"][1], located)
+        canonical["latency"] = seconds / 1000.0 if fields.latency_unit == "ms" else seconds
+    elif "end" in columns:
+        canonical["latency"] = _times(columns["end"][0], columns["end"][1], fields.ts_unit,
+                                      located) - ts
+    if "latency" in canonical:
+        latency = canonical["latency"]
+        negative = (latency < 0).fill_null(False)
+        if negative.any():
+            source = fields.latency or fields.end or "latency"
+            raise TraceError("the request ends before it starts" if fields.end and not
+                             fields.latency else "must be >= 0",
+                             path=name, line=located.line(_first(negative)), field=source)
+    status = None
+    if "status" in columns:
+        status = _as_text_or_number(columns["status"][1].cast(pl.String))
+        canonical["status"] = status
+    limited = (status == LIMITED_STATUS).fill_null(False) if status is not None else None
+    for trace_field in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        if trace_field not in columns:
+            continue
+        log_field, values = columns[trace_field]
+        tokens = _numbers(log_field, values, located)
+        bad = ((tokens < 0) | (tokens > 10**15) | (tokens != tokens.floor())).fill_null(False)
+        if bad.any():
+            raise TraceError("token counts are whole numbers from 0 to 10**15", path=name,
+                             line=located.line(_first(bad)), field=log_field)
+        if limited is not None and trace_field != "prompt_tokens":
+            tokens = pl.select(pl.when(limited).then(None).otherwise(tokens)).to_series()
+        canonical[trace_field] = tokens
+    if "id" in columns:
+        ids = columns["id"][1]
+        canonical["id"] = ids if ids.dtype.is_integer() else ids.cast(pl.String)
+    table = pl.DataFrame(canonical, height=n) if n else pl.DataFrame(
+        {k: v for k, v in canonical.items()})
+    try:
+        return build_trace(table, name, seed)
+    except Declined:
+        raise TraceError("could not be read as a trace", path=name) from None
+
+
+def limited_count(trace: Any) -> int:
+    """How many of a trace's requests the gateway answered 429 when they were recorded."""
+    if trace.status is None:
+        return 0
+    return sum(1 for s in trace.status if s == LIMITED_STATUS)
+
+
+class _Locator:
+    """Line numbers of frame rows (the slow pass is taken only for an error)."""
+
+    def __init__(self, name: str, fmt: str, data: bytes) -> None:
+        self.name, self.fmt, self.data = name, fmt, data
+
+    def line(self, row: int) -> int:
+        if self.fmt == "parquet":
+            return row + 1
+        if self.fmt == "csv":
+            return row + 2  # after the header (a quoted line break would shift this)
+        seen = -1
+        for number, text in enumerate(io.BytesIO(self.data), start=1):
+            if text.strip():
+                seen += 1
+                if seen == row:
+                    return number
+        return row + 1
+
+
+def _first(mask: pl.Series) -> int:
+    return int(np.flatnonzero(mask.to_numpy())[0])
+
+
+def _frame(name: str, fmt: str, data: bytes) -> pl.DataFrame:
+    import polars as pl
+
+    try:
+        if fmt == "parquet":
+            return pl.read_parquet(io.BytesIO(data))
+        if fmt == "csv":
+            return pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+        return pl.read_ndjson(data, infer_schema_length=None)
+    except pl.exceptions.PolarsError as exc:
+        if fmt == "jsonl":
+            _locate_json_error(name, data)
+        raise TraceError(f"not a readable {fmt} log ({exc})".splitlines()[0],
+                         path=name) from exc
+
+
+def _locate_json_error(name: str, data: bytes) -> None:
+    for number, raw in enumerate(io.BytesIO(data), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise TraceError(f"not valid JSON ({exc})", path=name, line=number) from exc
+        if not isinstance(row, dict):
+            raise TraceError("expected a JSON object per line", path=name, line=number)
+
+
+def _column(frame: pl.DataFrame, path: str) -> pl.Expr | None:
+    """The expression for a (dotted) field, or ``None`` when the log has no such field."""
+    import polars as pl
+
+    if path in frame.columns:
+        return pl.col(path)
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        head = ".".join(parts[:split])
+        if head not in frame.columns:
+            continue
+        expression = pl.col(head)
+        dtype: Any = frame.schema[head]
+        for part in parts[split:]:
+            if not isinstance(dtype, pl.Struct):
+                return None
+            names = {f.name: f.dtype for f in dtype.fields}
+            if part not in names:
+                return None
+            expression, dtype = expression.struct.field(part), names[part]
+        return expression
+    return None
+
+
+def _as_text_or_number(values: pl.Series) -> pl.Series:
+    import polars as pl
+
+    if values.dtype == pl.String:
+        return pl.select(pl.when(values.is_in(ABSENT)).then(None).otherwise(values)).to_series()
+    return values
+
+
+def _numbers(field: str, values: pl.Series, located: _Locator) -> pl.Series:
+    """Float64 values (text such as "21" converted; absent as null)."""
+    import polars as pl
+
+    values = _as_text_or_number(values)
+    if values.dtype == pl.Boolean or not (values.dtype == pl.String or
+                                          values.dtype.is_numeric()):
+        raise TraceError(f"expected numbers, the log has {values.dtype}", path=located.name,
+                         line=located.line(0), field=field)
+    converted = values.cast(pl.Float64, strict=False)
+    bad = (converted.is_null() & values.is_not_null()) | ~converted.is_finite().fill_null(True)
+    if bad.any():
+        row = _first(bad)
+        raise TraceError(f"{values[row]!r} is not a number", path=located.name,
+                         line=located.line(row), field=field)
+    return converted
+
+
+def _times(field: str, values: pl.Series, unit: str, located: _Locator) -> pl.Series:
+    """Unix seconds from epoch numbers (``unit`` s or ms), ISO-8601 text or timestamps."""
+    import polars as pl
+
+    values = _as_text_or_number(values)
+    if values.dtype == pl.String:
+        numeric = values.cast(pl.Float64, strict=False)
+        if numeric.is_null().sum() == values.is_null().sum():
+            values = numeric
+        else:
+            try:
+                parsed = values.str.to_datetime(time_zone="UTC", strict=False)
+            except pl.exceptions.PolarsError:
+                parsed = pl.Series([None] * values.len(), dtype=pl.Datetime("us", "UTC"))
+            bad = parsed.is_null() & values.is_not_null()
+            if bad.any():
+                row = _first(bad)
+                raise TraceError(f"{values[row]!r} is not a time (ISO-8601 or Unix "
+                                 f"{'milliseconds' if unit == 'ms' else 'seconds'})",
+                                 path=located.name, line=located.line(row), field=field)
+            return parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+    if isinstance(values.dtype, pl.Datetime):
+        if values.dtype.time_zone is None:
+            values = values.dt.replace_time_zone("UTC")
+        return values.dt.epoch("us").cast(pl.Float64) / 1e6
+    seconds = _numbers(field, values, located)
+    if seconds.null_count():
+        raise TraceError("missing", path=located.name,
+                         line=located.line(_first(seconds.is_null())), field=field)
+    return seconds / 1000.0 if unit == "ms" else seconds

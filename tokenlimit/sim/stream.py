@@ -1,0 +1,154 @@
+"""The ASM replay in chunks: a trace larger than memory, decided exactly, one chunk at a time.
+
+Bucket state is per key and small (balance, last refill second, expiry, deepest debt), so it
+is carried from chunk to chunk, together with the usage reports still pending at a chunk's end
+(admitted requests whose report is due after the chunk's last check). The next chunk's scan
+merges those with its own reports by due time. Memory is the number of keys plus one chunk
+plus the pending reports, not the trace's length; the decisions are the whole-trace
+``replay_asm``'s, whatever the chunk boundaries (tests put them on ties, on report instants
+and on expiry instants).
+
+Chunks must come in time order (each chunk's first request no earlier than the previous
+chunk's last): a recorded log is. Within a chunk, order does not matter.
+
+>>> from tokenlimit.rules.model import Rule
+>>> from tokenlimit.sim.records import TraceRequest
+>>> from tokenlimit.sim.trace_table import trace_from_requests
+>>> stream = StreamingReplay([Rule(0, "u", 10, 5, 60, 600)])
+>>> first = stream.feed(trace_from_requests([TraceRequest(0, 0.0, ("u",), 1.0, 0, 12, 12)]))
+>>> second = stream.feed(trace_from_requests([TraceRequest(1, 2.0, ("u",), 0.0, 0, 1, 1)]))
+>>> first.outcome.tolist(), second.outcome.tolist(), stream.finish().tolist()
+([0], [1], [-7])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
+from tokenlimit.bucket.types import Charge
+from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.rules.model import Rule
+from tokenlimit.rules.regex import RuleMatcher
+from tokenlimit.sim.engine import Replay, in_file_order, replay_order, rule_params
+from tokenlimit.sim.trace_table import IntArray, Trace
+
+
+class StreamingReplay:
+    """Feed time-ordered chunks; each ``feed`` returns that chunk's decisions (``Replay``,
+    key indices into ``key_names``, the keys of every chunk so far); ``finish`` applies the
+    reports still pending and returns each key's deepest debt."""
+
+    def __init__(self, rules: Sequence[Rule], charge: Charge = "completion") -> None:
+        for index, rule in enumerate(rules):
+            if (rule.fill_interval_second <= 0 or rule.redis_expired_seconds <= 0
+                    or rule.max_tokens < 0 or rule.tokens_per_fill < 0):
+                raise ConfigError(f"rule {index} has a non-positive interval or TTL, or "
+                                  "negative tokens: replay the trace whole")
+        self.charge: Charge = charge
+        self.matcher = RuleMatcher(rules)
+        self.params = rule_params(rules)
+        self.names: dict[str, int] = {}
+        self.rule_of_key = np.zeros(0, dtype=np.int64)
+        self.state = np.zeros((0, 3), dtype=np.int64)
+        self.expires = np.zeros(0)
+        self.last_ts = -np.inf
+        # Reports pending from earlier chunks, by due time: when, tokens, keys (CSR).
+        self.carry_at = np.zeros(0)
+        self.carry_charged = np.zeros(0, dtype=np.int64)
+        self.carry_ptr = np.zeros(1, dtype=np.int64)
+        self.carry_keys = np.zeros(0, dtype=np.int64)
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        return tuple(self.names)
+
+    def _global_keys(self, chunk: Trace) -> IntArray:
+        """This chunk's key indices mapped to the stream's (new keys get state)."""
+        known = len(self.names)
+        mapping = np.array([self.names.setdefault(k, len(self.names))
+                            for k in chunk.key_names], dtype=np.int64)
+        added = list(self.names)[known:]
+        for name in added:
+            base = name[: -len(LAST_FILL_SUFFIX)] if name.endswith(LAST_FILL_SUFFIX) else None
+            if (base is not None and base in self.names) or name + LAST_FILL_SUFFIX in self.names:
+                raise ConfigError(f"key {name!r} collides with another key's refill-time "
+                                  "entry: replay the trace whole")
+        if added:
+            found = [self.matcher.index_for(name) for name in added]
+            self.rule_of_key = np.append(
+                self.rule_of_key, np.array([-1 if f is None else f for f in found],
+                                           dtype=np.int64))
+            self.state = np.vstack((self.state, np.zeros((len(added), 3), dtype=np.int64)))
+            self.expires = np.append(self.expires, np.full(len(added), -np.inf))
+        return mapping[chunk.key_index] if chunk.key_index.size else chunk.key_index
+
+    def feed(self, chunk: Trace) -> Replay:
+        """Decide one chunk (``TraceError`` when it starts before the previous one ended)."""
+        from tokenlimit.sim.scan import compiled_scan, pending_reports
+
+        if len(chunk) == 0:
+            none = np.zeros(0, dtype=np.int64)
+            return in_file_order(None, np.zeros(0, dtype=np.int8), none, none, none,
+                                 self.state[:, 2].copy())
+        if float(chunk.ts.min()) < self.last_ts:
+            raise TraceError("not in time order: a chunk starts before the previous one "
+                             "ended (sort the trace, or replay it whole)", path=chunk.path)
+        keys_global = self._global_keys(chunk)
+        local = Trace(chunk.path, chunk.ts, chunk.latency, chunk.prompt_tokens,
+                      chunk.completion_tokens, chunk.total_tokens, chunk.key_ptr,
+                      keys_global, chunk.key_names, chunk.imputed)
+        order, t, latency, charged, ptr, keys = replay_order(local, self.charge)
+        t = np.ascontiguousarray(t, dtype=np.float64)
+        report_at, delayed = pending_reports(t, latency)
+        charged = np.ascontiguousarray(charged, dtype=np.int64)
+        outcome, rule, key, balance, cursor, carried = compiled_scan(
+            t, report_at, delayed, charged, np.ascontiguousarray(ptr, dtype=np.int64),
+            np.ascontiguousarray(keys, dtype=np.int64), self.rule_of_key, self.params,
+            self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
+            self.carry_charged, False)
+        self.last_ts = float(t[-1])
+        left = delayed[cursor:]
+        left = left[(outcome[left] == 0) & (key[left] >= 0)]  # only these report
+        self._carry(carried, report_at[left], charged[left], ptr, keys, left)
+        return in_file_order(order, outcome, rule, key, balance, self.state[:, 2].copy())
+
+    def _carry(self, carried: int, at: np.ndarray, charged: np.ndarray, ptr: IntArray,
+               keys: IntArray, rows: IntArray) -> None:
+        """Pending reports: the earlier ones not yet due, then this chunk's, by due time."""
+        old_lengths = np.diff(self.carry_ptr)[carried:]
+        old_keys = self.carry_keys[self.carry_ptr[carried]:]
+        lengths = ptr[rows + 1] - ptr[rows]
+        new_keys = (keys[np.repeat(ptr[rows] - np.cumsum(np.append(0, lengths[:-1])), lengths)
+                         + np.arange(int(lengths.sum()))] if rows.size else
+                    np.zeros(0, dtype=np.int64))
+        all_at = np.concatenate((self.carry_at[carried:], at))
+        all_charged = np.concatenate((self.carry_charged[carried:], charged))
+        all_lengths = np.concatenate((old_lengths, lengths)).astype(np.int64)
+        all_keys = np.concatenate((old_keys, new_keys)).astype(np.int64)
+        order = np.argsort(all_at, kind="stable")
+        starts = np.zeros(all_lengths.size + 1, dtype=np.int64)
+        np.cumsum(all_lengths, out=starts[1:])
+        lengths_sorted = all_lengths[order]
+        self.carry_ptr = np.zeros(order.size + 1, dtype=np.int64)
+        np.cumsum(lengths_sorted, out=self.carry_ptr[1:])
+        self.carry_keys = all_keys[np.repeat(starts[:-1][order] - self.carry_ptr[:-1],
+                                             lengths_sorted) + np.arange(self.carry_ptr[-1])]
+        self.carry_at = np.ascontiguousarray(all_at[order], dtype=np.float64)
+        self.carry_charged = np.ascontiguousarray(all_charged[order], dtype=np.int64)
+
+    def finish(self) -> IntArray:
+        """Apply every pending report; each key's deepest debt (index: ``key_names``)."""
+        from tokenlimit.sim.scan import compiled_scan
+
+        empty_i = np.zeros(0, dtype=np.int64)
+        compiled_scan(np.zeros(0), np.zeros(0), empty_i, empty_i, np.zeros(1, dtype=np.int64),
+                      empty_i, self.rule_of_key, self.params, self.state, self.expires,
+                      self.carry_at, self.carry_ptr, self.carry_keys, self.carry_charged, True)
+        self.carry_at = np.zeros(0)
+        self.carry_charged = empty_i
+        self.carry_ptr = np.zeros(1, dtype=np.int64)
+        self.carry_keys = empty_i
+        return self.state[:, 2].copy()
