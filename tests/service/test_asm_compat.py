@@ -643,3 +643,22 @@ def _gorilla(location: bytes) -> bytes:
 def test_redirects_as_go_s_two_routers(target: Target, request_bytes: bytes,
                                        answer: bytes) -> None:
     assert undated(target.exchange(request_bytes)) == answer
+
+
+def _connect(target: bytes) -> bytes:
+    return b"CONNECT " + target + b" HTTP/1.1\r\nHost: rl\r\nConnection: close\r\n\r\n"
+
+
+@pytest.mark.parametrize(("request_bytes", "answer"), [
+    # Go reads an authority-form target as "http://" + target; its ServeMux sends an empty
+    # path to "/", gorilla/mux cleans the rest and keeps the authority
+    (_connect(b"rl:443?k=1"), _gorilla(b"/?k=1")),
+    (_connect(b"rl:443/./ratelimit?k=1"), _gorilla(b"//rl:443/ratelimit?k=1")),
+    (_connect(b"http://x/ratelimit"), _gorilla(b"//http:/x/ratelimit")),
+    (_connect(b"rl:443/%2e/x"), _gorilla(b"//rl:443/x")),
+    (_connect(b"/./x"), _gorilla(b"/x")),
+    (_connect(b"rl:443" + KEYS), ALLOW_ANSWER),
+    (_connect(b"rl:abc/x"), GO_400),
+])
+def test_connect_as_go(target: Target, request_bytes: bytes, answer: bytes) -> None:
+    assert undated(target.exchange(request_bytes)) == answer

@@ -40,7 +40,7 @@ from tokenlimit.service.http_head import (
     Head,
     HeadError,
     check_lines,
-    clean_path,
+    connect_redirect,
     expects_continue,
     go_error,
     go_redirect,
@@ -341,8 +341,8 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 response = STAR_OTHER_HTTP10
         elif head.method == "CONNECT":
-            if (cleaned := clean_path(path)) != path:
-                response = redirect_response(head.method, cleaned, head.query)
+            if (location := connect_redirect(head.target, path)) is not None:
+                response = gorilla_redirect(location, head.query)
         elif (redirect := go_redirect(head.target, path)) is not None:
             by_serve_mux, location = redirect
             response = (redirect_response(head.method, location, head.query) if by_serve_mux

@@ -248,7 +248,7 @@ def expects_continue(expect: str) -> bool:
 def _target(method: bytes, target: bytes) -> tuple[str, bytes]:
     """(decoded path, raw query) as Go's ``url.ParseRequestURI`` gives them."""
     if method == b"CONNECT" and not target.startswith(b"/"):
-        return "", b""  # authority form: an empty path
+        target = b"http://" + target  # authority form, read as Go does: "http://" put before
     if not target or _CTL.search(target):
         raise go_error(BAD_REQUEST)
     if target == b"*":
@@ -333,6 +333,21 @@ def _go_redirect(target: bytes, path: str) -> tuple[bool, str] | None:
 
 
 _go_redirect_cached = functools.lru_cache(maxsize=4096)(_go_redirect)
+
+
+def connect_redirect(target: bytes, path: str) -> str | None:
+    """Where the Go service redirects a CONNECT request (``None``: served). Its ServeMux
+    does not clean CONNECT paths; it only sends an empty one to ``/``. gorilla/mux cleans
+    the decoded path and keeps the authority: ``CONNECT h:1/./x`` goes to ``//h:1/x``."""
+    if not path:
+        return "/"
+    cleaned = clean_path(path)
+    if cleaned == path:
+        return None
+    authority = b""
+    if not target.startswith(b"/"):
+        authority = b"//" + target.partition(b"?")[0].partition(b"/")[0]
+    return authority.decode("latin-1") + go_escape_path(cleaned.encode("latin-1"))
 
 
 def _valid_authority(authority: bytes) -> bool:
