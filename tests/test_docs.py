@@ -127,3 +127,24 @@ def test_example_is_the_real_output(page: str, line: int, steps: list[tuple[str,
         result = CliRunner().invoke(app, args[1:], env={"NO_COLOR": "1", "COLUMNS": "100"})
         output = "".join(line.rstrip() + "\n" for line in result.output.splitlines())
         assert output == shown, f"{page}:{line}: {command}"
+
+
+def test_every_command_of_the_readme_tour_parses() -> None:
+    # The tour's commands start servers or need a cluster, so they are parsed, not run: a
+    # renamed or removed option fails here.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    tour = readme[readme.index("## A tour"):]
+    block = tour[tour.index("```bash\n") + 8:]
+    block = block[:block.index("```")]
+    commands = _commands()
+    lines = [line.split(" | ")[0] for line in block.splitlines()
+             if line.startswith("tokenlimit ")]
+    assert len(lines) >= 9
+    for line in lines:
+        args = shlex.split(line)[1:]
+        name = args[0]
+        if len(args) > 1 and f"{name} {args[1]}" in commands:
+            name = f"{name} {args.pop(1)}"
+        command = commands[name]
+        context = command.make_context(f"tokenlimit {name}", args[1:])
+        assert context.params, line
