@@ -16,7 +16,8 @@ from tokenlimit.sim.engine import ALLOW, DENY, Replay
 from tokenlimit.sim.trace_table import Trace
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, imported when a chart is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,7 +26,8 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: str | Path) -> None:
+def save_png(figure: Any, path: str | Path) -> None:
+    """Write ``figure`` to ``path`` as PNG, whole or not at all."""
     with atomic_writer(path) as handle:
         figure.savefig(handle, format="png", dpi=110)
 
@@ -42,7 +44,7 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
     ``rules_origin``; one legend above the panels, none on the data; a note when fewer keys
     are drawn than ``top`` (the ``--top`` asked for) or than ``keys``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     index = {name: i for i, name in enumerate(trace.key_names)}
     shown = [k for k in keys if k in index][:MAX_KEYS] or list(trace.key_names[:1])
     rows = max(len(shown), 1)
@@ -103,17 +105,17 @@ def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: R
                 keys: Sequence[str], charge: Charge = "completion", *,
                 rules_origin: str = "the rules", top: int | None = None) -> None:
     """Write ``replay_figure`` as a PNG at ``path`` (atomically)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure = replay_figure(rules, trace, replay, keys, charge, rules_origin=rules_origin,
                            top=top)
-    _save(figure, path)
+    save_png(figure, path)
     plt.close(figure)
 
 
 def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[float],
                tokens: Sequence[int]) -> None:
     """Limited % and tokens admitted for each setting of a sweep (one bar row per setting)."""
-    plt = _pyplot()
+    plt = pyplot()
     height = 1.2 + 0.45 * len(labels)
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, height), sharey=True)
     positions = np.arange(len(labels))
@@ -130,5 +132,5 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
         axis.margins(x=0.15)
     figure.suptitle("sweep: the same trace under each setting", fontsize=10)
     figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)
     plt.close(figure)

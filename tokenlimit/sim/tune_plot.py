@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenlimit.sim.conditions import Condition
-from tokenlimit.sim.replay_plot import _pyplot, _save
+from tokenlimit.sim.replay_plot import pyplot, save_png
 from tokenlimit.sim.tune_goals import Scores
 from tokenlimit.sim.tuning import Candidate, TuneResult
 
@@ -36,7 +36,7 @@ def _value(scores: Scores, index: int | None, want_limited: bool) -> float:
 
 def plot_tradeoff(path: str | Path, result: TuneResult, trace_name: str) -> None:
     """Limited share against spend for each candidate; goals as dashed lines."""
-    plt = _pyplot()
+    plt = pyplot()
     y_goal, y_label = _axis(result.goals, True)
     x_goal, x_label = _axis(result.goals, False)
     figure, axis = plt.subplots(figsize=(10, 5.5))
@@ -71,5 +71,5 @@ def plot_tradeoff(path: str | Path, result: TuneResult, trace_name: str) -> None
     axis.grid(True, alpha=0.3)
     axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     figure.tight_layout()
-    _save(figure, path)
+    save_png(figure, path)
     plt.close(figure)
