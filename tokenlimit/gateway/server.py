@@ -1,7 +1,8 @@
-"""Serving raw ASGI apps with uvicorn on loopback: in the foreground or in a background thread.
+"""Serving raw ASGI apps on loopback (:mod:`tokenlimit.gateway.http_server`): in the foreground or
+in a background thread.
 
 Sockets are bound before the server starts, so port 0 works and the real port is known at once.
-Signal handling is ours, not uvicorn's, so that one Ctrl-C stops several servers in order.
+One Ctrl-C stops several servers in order.
 """
 
 from __future__ import annotations
@@ -10,23 +11,14 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import uvicorn
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.eventloop import LoopThread, new_event_loop
 from tokenlimit.gateway.addresses import LOOPBACK as LOOPBACK  # re-exported
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server without its own signal handlers."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
+from tokenlimit.gateway.http_server import AsgiServer
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -51,7 +43,7 @@ class Listener:
     name: str
     app: Any
     sock: socket.socket
-    server: _Server = field(init=False)
+    server: AsgiServer = field(init=False)
     address: tuple[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,12 +51,7 @@ class Listener:
         self.address = (str(name[0]), int(name[1]))  # still known once the socket is closed
         # An app that writes its own Date header (the gateway passes the upstream's on) is
         # served without the server's, so that an answer carries one Date, not two.
-        config = uvicorn.Config(self.app, lifespan="on", log_level="warning",
-                                access_log=False, http="httptools",
-                                date_header=not getattr(self.app, "writes_date_header", False),
-                                proxy_headers=False,  # loopback tools: no X-Forwarded-* to trust
-                                timeout_graceful_shutdown=10, server_header=False)
-        self.server = _Server(config)
+        self.server = AsgiServer(self.app, graceful_seconds=10)
 
     @property
     def port(self) -> int:

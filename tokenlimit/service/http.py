@@ -383,6 +383,8 @@ class HttpProtocol(asyncio.Protocol):
 
     # answers, in request order
     def _flush(self, _: object = None) -> None:
+        # The answers ready now go out in one write (a gateway pipelines its reports).
+        ready: list[bytes] = []
         while self.pending and self.pending[0][0].done():
             future, keep_alive, head, http10, size, prefix = self.pending.popleft()
             self.server.in_flight -= 1
@@ -396,12 +398,16 @@ class HttpProtocol(asyncio.Protocol):
                 response = Response(500)
             else:
                 response = future.result()
-            data = encode_response(response, keep_alive, http10, head)
-            self.transport.write(prefix + data if prefix else data)
-            self.last_active = time.monotonic()
+            if prefix:
+                ready.append(prefix)
+            ready.append(encode_response(response, keep_alive, http10, head))
             if not keep_alive:
+                self.transport.write(b"".join(ready))
                 self._hang_up(self.transport)
                 return
+        if ready and self.transport is not None:
+            self.transport.write(ready[0] if len(ready) == 1 else b"".join(ready))
+            self.last_active = time.monotonic()
         if self.last_words is not None and not self.pending:
             self._write_raw(self.last_words)
             return
