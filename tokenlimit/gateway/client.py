@@ -46,7 +46,28 @@ class ConnectFailed(ClientFailure):
 
 
 class ExchangeFailed(ClientFailure):
-    """The connection broke once the request was (maybe partly) sent."""
+    """The connection broke once the request was (maybe partly) sent; ``answered``: after the
+    answer had begun."""
+
+    answered = False
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+async def _within(future: asyncio.Future[None], timeout: float | None) -> None:
+    """Wait for ``future``; ``TimeoutError`` after ``timeout`` seconds (``None``: no limit).
+    A timer on the future itself: ``asyncio.timeout`` costs several times more per wait."""
+    if timeout is None or future.done():
+        await future
+        return
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+    try:
+        await future
+    finally:
+        timer.cancel()
 
 
 class _Connection(asyncio.Protocol):
@@ -68,6 +89,7 @@ class _Connection(asyncio.Protocol):
         self.no_body = False  # an answer to HEAD: complete with its head
         self.status = 0
         self.keep_alive = False
+        self.whole: asyncio.Future[None] | None = None  # set when the answer has ended (fetch)
         self.pipelined: list[tuple[int, bool]] | None = None  # (status, keep-alive) per answer
         self.pipeline_done: asyncio.Future[None] | None = None
         self.pipeline_size = 0
@@ -132,6 +154,8 @@ class _Connection(asyncio.Protocol):
             return
         self.complete = True
         self.readable.set()
+        if self.whole is not None and not self.whole.done():
+            self.whole.set_result(None)
 
     def _fail(self, error: Exception) -> None:
         self.error = error
@@ -139,19 +163,28 @@ class _Connection(asyncio.Protocol):
             self.pipeline_done.set_result(None)
         if self.head is not None and not self.head.done():
             self.head.set_exception(error)
+        if self.whole is not None and not self.whole.done():
+            self.whole.set_exception(error)
         self.readable.set()
 
     def start(self, method: str) -> asyncio.Future[None]:
-        """Ready the connection for the next exchange."""
+        """Ready the connection for the next exchange; a future set when the answer's head
+        has arrived."""
+        self.reset(method)
+        self.head = asyncio.get_running_loop().create_future()
+        return self.head
+
+    def reset(self, method: str) -> None:
+        """Ready the connection for the next exchange, whose head nobody waits for."""
         self.no_body = method == "HEAD"
+        self.status = 0
         self.headers = []
         self.chunks.clear()
         self.buffered = 0
         self.complete = False
         self.error = None
         self.readable.clear()
-        self.head = asyncio.get_running_loop().create_future()
-        return self.head
+        self.head = None
 
     async def drain(self) -> None:
         if self.writable is not None:
@@ -213,6 +246,10 @@ class Answer:
                 return
             elif error is not None:
                 raise error
+
+    def received(self) -> bytes:
+        """The body bytes received and not handed out yet (the whole body once ``arrived``)."""
+        return self._connection.take() if self._connection is not None else b""
 
     async def read(self) -> bytes:
         """The whole body."""
@@ -315,15 +352,42 @@ class HttpClient:
             if body is not None:
                 await self._send_stream(connection, body, chunked, head)
         try:
-            if self.read_timeout is None:
-                await head
-            else:
-                async with asyncio.timeout(self.read_timeout):
-                    await head
+            await _within(head, self.read_timeout)
         except BaseException:
             transport.close()
             raise
         return Answer(self, connection)
+
+    async def fetch(self, method: str, target: bytes, timeout: float) -> tuple[
+            int, list[tuple[bytes, bytes]], bytes]:
+        """A small request without a body, its answer read whole: (status, headers, body).
+
+        ``TimeoutError`` after ``timeout`` seconds; :class:`ExchangeFailed` carries whether an
+        answer had begun (``answered``). This is the check's path: one write, one future and
+        one timer, where ``request`` and ``Answer.read`` cost an async iteration and more.
+        """
+        connection = await self._connection()
+        connection.reset(method)
+        whole = connection.whole = asyncio.get_running_loop().create_future()
+        transport = connection.transport
+        assert transport is not None
+        transport.write(method.encode("latin-1") + b" " + target + b" HTTP/1.1\r\nhost: "
+                        + self.authority + b"\r\n\r\n")
+        try:
+            await _within(whole, timeout)
+        except BaseException as exc:
+            transport.close()
+            if isinstance(exc, ExchangeFailed):
+                exc.answered = connection.status != 0
+            raise
+        finally:
+            connection.whole = None
+        body = connection.take()
+        if connection.keep_alive and not connection.closed:
+            self.idle(connection)
+        else:
+            transport.close()
+        return connection.status, connection.headers, body
 
     async def pipeline(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                        bodies: list[bytes]) -> list[int | None]:
@@ -333,7 +397,7 @@ class HttpClient:
         :class:`ConnectFailed` when no connection could be opened (nothing was sent).
         """
         connection = await self._connection()
-        connection.start(method)
+        connection.reset(method)
         connection.pipelined, connection.pipeline_size = [], len(bodies)
         done = connection.pipeline_done = asyncio.get_running_loop().create_future()
         head = [method.encode("latin-1") + b" " + target + b" HTTP/1.1", b"host: " + self.authority]

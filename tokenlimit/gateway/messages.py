@@ -6,6 +6,7 @@ b'/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D'
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -76,8 +77,19 @@ def forwarded_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, b
 
 def check_target(keys: Sequence[str]) -> bytes:
     """The request target of the check for ``keys``: the JSON array, percent-encoded."""
+    keys = tuple(keys)
+    if sum(len(key) for key in keys) <= CACHED_KEYS_CHARACTERS:
+        return _check_target_cached(keys)  # the same few keys come again and again
+    return _check_target(keys)
+
+
+def _check_target(keys: tuple[str, ...]) -> bytes:
     keys_json = quote(json.dumps(list(keys), ensure_ascii=False, separators=(",", ":")), safe="")
     return b"/ratelimit?ratelimit_keys=" + keys_json.encode("ascii")
+
+
+CACHED_KEYS_CHARACTERS = 512
+_check_target_cached = functools.lru_cache(maxsize=4096)(_check_target)
 
 
 _date_cache: tuple[int, bytes] = (0, b"")

@@ -62,6 +62,7 @@ TOO_LARGE_BODY = b"request header fields too large"
 TWO_HOSTS_BODY = b"more than one Host header"
 REPORT_DRAIN_SECONDS = 10.0
 PEEK_BYTES = 1024 * 1024  # a request body this small is read whole to add include_usage
+MAX_KEPT_VERDICTS = 1024  # distinct check answers kept parsed (descriptions name keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +147,8 @@ class Gateway:
         self._upstream: HttpClient | None = None
         self._service: HttpClient | None = None
         self._handling: set[asyncio.Task[object]] = set()  # requests being answered
+        # the service's answers repeat ({"allow":true,"description":"ok"}): each parsed once
+        self._verdicts: dict[bytes, Verdict] = {}
 
     async def _deliver(self, reports: Sequence[PendingReport]) -> list[Delivery]:
         assert self._service is not None
@@ -241,37 +244,36 @@ class Gateway:
     async def check(self, target: bytes) -> Verdict:
         """Ask the service (``target``: see :func:`check_target`)."""
         assert self._service is not None
-        answer: Answer | None = None
-        content = b""
         for attempt in (1, 2):
-            answer = None
             try:
-                async with asyncio.timeout(self.config.service_timeout):
-                    answer = await self._service.request("GET", target)
-                    content = await answer.read()
-                answer.release()
+                status, raw_headers, content = await self._service.fetch(
+                    "GET", target, self.config.service_timeout)
                 break
             except (ClientFailure, TimeoutError) as exc:
-                if answer is not None:
-                    answer.close()
-                if attempt == 1 and isinstance(exc, ExchangeFailed) and answer is None:
+                if attempt == 1 and isinstance(exc, ExchangeFailed) and not exc.answered:
                     continue  # a kept-alive connection the service had just closed: once more
                 self.stats.service_errors += 1
                 self.health.failure(f"unreachable at {self.config.service} "
                                     f"({type(exc).__name__})")
                 return Verdict(None)
-        assert answer is not None
-        verdict = self._verdict(answer.status, content, answer.raw_headers)
+        verdict = self._verdicts.get(content) if status == 200 else None
         if verdict is None:
-            self.stats.service_errors += 1
-            self.health.failure(f"answered {answer.status} to /ratelimit")
-            return Verdict(None, status=answer.status)
-        self.health.success()
+            verdict = self._verdict(status, content)
+            if verdict is None:
+                self.stats.service_errors += 1
+                self.health.failure(f"answered {status} to /ratelimit")
+                return Verdict(None, status=status)
+            if len(self._verdicts) < MAX_KEPT_VERDICTS:
+                self._verdicts[content] = verdict
+        if self.health.failing:
+            self.health.success()
+        if verdict.allow is False and raw_headers:
+            headers = tuple((k.lower(), v) for k, v in raw_headers if _passed_on(k))
+            return Verdict(False, verdict.description, headers, status)
         return verdict
 
     @staticmethod
-    def _verdict(status: int, content: bytes,
-                 raw_headers: list[tuple[bytes, bytes]]) -> Verdict | None:
+    def _verdict(status: int, content: bytes) -> Verdict | None:
         if status != 200:
             return None
         try:
@@ -280,8 +282,7 @@ class Gateway:
             return None
         if not isinstance(body, dict) or not isinstance(body.get("allow"), bool):
             return None
-        headers = tuple((k.lower(), v) for k, v in raw_headers if _passed_on(k))
-        return Verdict(body["allow"], str(body.get("description", "")), headers, status)
+        return Verdict(body["allow"], str(body.get("description", "")), (), status)
 
     async def forward(self, scope: Scope, body: RequestBody, receive: Receive, send: Send,
                       keys: Sequence[str] | None,
@@ -345,6 +346,12 @@ class Gateway:
         if not any(k.lower() == b"date" for k, _ in out):
             out.append((b"date", http_date()))
         await send({"type": "http.response.start", "status": answer.status, "headers": out})
+        if answer.arrived and chunk_filter is None:  # most JSON answers: whole already
+            body = answer.received()
+            if reader is not None:
+                reader.feed(body)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return self._learnt(reader, client_gone=False)
         drained = 0
         try:
             async for chunk in answer.chunks():
