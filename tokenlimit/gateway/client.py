@@ -123,7 +123,7 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.headers.append((name.lower(), value))  # looked up by name, and forwarded
 
     def on_headers_complete(self) -> None:
         # read here: once the message has ended the parser forgets it
@@ -224,7 +224,7 @@ class Answer:
     def header(self, name: bytes) -> str:
         """A header's first value ('' when absent); ``name`` in lower case."""
         for key, value in self.raw_headers:
-            if key.lower() == name:
+            if key == name:
                 return value.decode("latin-1")
         return ""
 

@@ -15,6 +15,7 @@ The manifest is the one ASM applies (see ``samples/wasmplugin.yaml``)::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def host_name(host: str) -> str:
     return name.rstrip(".")
 
 
+_host_name_cached = functools.lru_cache(maxsize=1024)(host_name)  # clients repeat their Host
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Everything the gateway needs. ``hosts`` empty: every request is limited."""
@@ -76,7 +80,7 @@ class GatewayConfig:
     def matches(self, host: str) -> bool:
         """Whether requests to ``host`` are limited: the names compared without case, a port or
         a trailing dot (``Dashscope.Aliyuncs.com.:80`` is ``dashscope.aliyuncs.com``)."""
-        return not self.hosts or host_name(host) in self.hosts
+        return not self.hosts or _host_name_cached(host) in self.hosts
 
     @property
     def key_templates(self) -> list[str]:

@@ -7,6 +7,7 @@ b'/ratelimit?ratelimit_keys=%5B%22regular-user%22%5D'
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -34,8 +35,9 @@ def header_text(value: bytes) -> str:
 
 
 def request_attributes(scope: Scope) -> RequestAttributes:
-    """The attributes key templates read, from an ASGI scope (header names in lower case)."""
-    headers = tuple((k.decode("latin-1").lower(), header_text(v)) for k, v in scope["headers"])
+    """The attributes key templates read, from an ASGI scope (header names in lower case, as
+    ASGI gives them)."""
+    headers = tuple([(k.decode("latin-1"), header_text(v)) for k, v in scope["headers"]])
     host = next((v for k, v in headers if k == "host"), "")
     query = scope.get("query_string", b"").decode("latin-1")
     path = scope.get("raw_path") or scope["path"].encode()
@@ -58,21 +60,24 @@ def request_target(scope: Scope) -> bytes:
 
 def head_size(scope: Scope) -> int:
     """The request line and headers' size, about as the client sent them."""
+    headers = scope["headers"]
     return (len(scope["method"]) + len(request_target(scope)) + 12
-            + sum(len(k) + len(v) + 4 for k, v in scope["headers"]))
+            + sum(map(len, itertools.chain.from_iterable(headers))) + 4 * len(headers))
 
 
 def host_count(scope: Scope) -> int:
-    """How many Host headers the request carries."""
-    return sum(1 for k, _ in scope["headers"] if k.lower() == b"host")
+    """How many Host headers the request carries (names in lower case, as ASGI gives them)."""
+    return [k for k, _ in scope["headers"]].count(b"host")
 
 
 def forwarded_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     """The request headers that go upstream: all but hop-by-hop ones and those ``Connection``
-    names (and ``Expect``), byte for byte."""
-    named = {t.strip().lower() for k, v in raw if k.lower() == b"connection"
-             for t in v.split(b",")}
-    return [(k, v) for k, v in raw if k.lower() not in NOT_FORWARDED and k.lower() not in named]
+    names (and ``Expect``), byte for byte (names in lower case, as ASGI gives them)."""
+    dropped = NOT_FORWARDED
+    for name, value in raw:
+        if name == b"connection":
+            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
+    return [(k, v) for k, v in raw if k not in dropped]
 
 
 def check_target(keys: Sequence[str]) -> bytes:

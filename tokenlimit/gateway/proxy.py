@@ -76,7 +76,6 @@ class Verdict:
 
 
 def _passed_on(name: bytes) -> bool:
-    name = name.lower()
     return name.startswith(b"x-ratelimit-") or name == b"retry-after"
 
 
@@ -268,7 +267,7 @@ class Gateway:
         if self.health.failing:
             self.health.success()
         if verdict.allow is False and raw_headers:
-            headers = tuple((k.lower(), v) for k, v in raw_headers if _passed_on(k))
+            headers = tuple((k, v) for k, v in raw_headers if _passed_on(k))
             return Verdict(False, verdict.description, headers, status)
         return verdict
 
@@ -300,7 +299,7 @@ class Gateway:
             asked = ask_for_usage(head, request.headers) if request is not None else None
             hide_usage = asked is not None
             data = asked if asked is not None else head
-            outgoing = [(k, v) for k, v in outgoing if k.lower() != b"content-length"]
+            outgoing = [(k, v) for k, v in outgoing if k != b"content-length"]
             if not data and scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 data = None
         try:
@@ -342,8 +341,8 @@ class Gateway:
         chunk_filter = UsageChunkFilter() if hide_usage and reader is not None and (
             reader.sse and reader.decompress is None) else None
         dropped = HOP_BY_HOP | ({b"content-length"} if chunk_filter else set())
-        out = [(k, v) for k, v in answer.raw_headers if k.lower() not in dropped]
-        if not any(k.lower() == b"date" for k, _ in out):
+        out = [(k, v) for k, v in answer.raw_headers if k not in dropped]
+        if not any(k == b"date" for k, _ in out):
             out.append((b"date", http_date()))
         await send({"type": "http.response.start", "status": answer.status, "headers": out})
         if answer.arrived and chunk_filter is None:  # most JSON answers: whole already
