@@ -1,7 +1,7 @@
 """Lazy package namespaces (PEP 562): a package's public names, imported on first use.
 
 ``tokenlimit.gateway``, ``load``, ``k8s`` and ``service`` export names from modules that import
-aiohttp, uvicorn, numpy or jsonschema. Importing those modules only when a name is first used
+httptools, redis, numpy or jsonschema. Importing those modules only when a name is first used
 keeps every command's start-up (``tokenlimit --version``, ``validate``) free of them.
 """
 

@@ -73,9 +73,9 @@ def test_validate_loads_no_heavy_package() -> None:
 
 
 def test_the_probe_sees_a_heavy_import() -> None:
-    # The checks above must be able to fail: modules that import httptools and uvicorn are seen.
+    # The checks above must be able to fail: modules that import httptools are seen.
     heavy, done = _heavy_after("import tokenlimit.gateway.proxy, tokenlimit.gateway.server")
-    assert (heavy, done.returncode) == (["httptools", "uvicorn"], 0), done.stderr
+    assert (heavy, done.returncode) == (["httptools"], 0), done.stderr
 
 
 def test_a_command_that_needs_numpy_still_loads_it() -> None:
@@ -123,4 +123,4 @@ def test_from_imports_of_lazy_names_work_in_a_fresh_interpreter() -> None:
             "assert settings.__name__ == 'tokenlimit.k8s.settings'\n")
     heavy, done = _heavy_after(code)
     assert done.returncode == 0, done.stderr
-    assert {"httptools", "uvicorn", "jsonschema", "numpy"} <= set(heavy)
+    assert {"httptools", "jsonschema", "numpy"} <= set(heavy)

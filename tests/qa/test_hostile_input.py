@@ -288,7 +288,7 @@ def test_mock_llm_refuses_infinite_delays(option: str) -> None:
 
 def test_a_second_ctrl_c_stops_a_server_with_answers_in_flight_at_once(tmp_path: Path) -> None:
     # The first Ctrl-C waits for answers in flight (here a 60 s first token); the second one
-    # did nothing, so the user waited for uvicorn's 10 s graceful timeout.
+    # did nothing, so the user waited for the server's 10 s graceful timeout.
     import signal
     import socket
     import subprocess

@@ -16,7 +16,7 @@ from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import GatewayConfig, build_config, load_plugin
 from tokenlimit.gateway.health import GatewayEvent
 
-if TYPE_CHECKING:  # httptools and uvicorn load when the gateway runs, not at every start-up
+if TYPE_CHECKING:  # httptools loads when the gateway runs, not at every start-up
     from tokenlimit.gateway.proxy import Gateway
 
 KeyTemplateOption = Annotated[list[str] | None, typer.Option(

@@ -10,7 +10,7 @@ import typer
 
 from tokenlimit.gateway.addresses import LOOPBACK
 
-if TYPE_CHECKING:  # asyncio and uvicorn load when a server runs, not at every start-up
+if TYPE_CHECKING:  # asyncio and httptools load when a server runs, not at every start-up
     from tokenlimit.gateway.mock_llm import MockLLM, MockSettings
 
 FORMATS = ("text", "json")

@@ -1,9 +1,10 @@
 """The plug-in's behaviour (check, forward, report) and a mock OpenAI-style upstream.
 
-``Gateway`` and ``MockLLM`` are raw ASGI apps; ``server`` serves them on loopback with uvicorn,
-in the foreground (``run_foreground``) or in a background thread (``BackgroundServers``).
+``Gateway`` and ``MockLLM`` are raw ASGI apps; ``server`` serves them on loopback with the
+package's own HTTP server (``http_server``), in the foreground (``run_foreground``) or in a
+background thread (``BackgroundServers``).
 
-The names below are imported on first use (httptools and uvicorn load only when needed).
+The names below are imported on first use (httptools loads only when needed).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Light constants of the gateway package (option defaults need them without uvicorn)."""
+"""Light constants of the gateway package (option defaults need them without httptools)."""
 
 from __future__ import annotations
 

@@ -10,10 +10,7 @@ separate processes, wrk with 16 connections; py-spy on the gateway):
   connections alive and pipelines reports. Side by side in one run: 0.13x -> 0.24x the direct
   throughput, 0.94 -> 0.61 ms added to the median latency. It also tells "could not connect"
   (nothing was sent) from "broke after sending", which the exactly-once report spool needs.
-- server: uvicorn (httptools), kept. The raw server of the rate-limit service
-  (tokenlimit/service/http.py) reads whole requests and writes whole answers, and the gateway
-  must stream both; most of what is left of the gateway's time is ``write`` system calls
-  (uvicorn writes an answer's head and body separately) and the event loop.
+- server: :mod:`tokenlimit.gateway.http_server` (it was uvicorn): see its docstring.
 
 It does what the gateway needs and no more: one origin per client (the service, or the
 upstream), requests with a bytes or streamed body, answers streamed back chunk by chunk,
