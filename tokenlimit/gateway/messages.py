@@ -22,6 +22,7 @@ HOP_BY_HOP = frozenset({
     b"proxy-connection", b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
 })
 NOT_FORWARDED = HOP_BY_HOP | {b"expect"}  # 100-continue is the gateway's business with its client
+NOT_FORWARDED_SIZED = NOT_FORWARDED | {b"content-length"}
 MAX_REQUEST_HEAD = 60 * 1024  # Envoy's default max_request_headers_kb: larger heads get 431
 MAX_CHECK_TARGET = 512 * 1024  # well inside the service's 1 MiB request head (Go's default)
 
@@ -70,10 +71,12 @@ def host_count(scope: Scope) -> int:
     return [k for k, _ in scope["headers"]].count(b"host")
 
 
-def forwarded_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def forwarded_headers(raw: Sequence[tuple[bytes, bytes]],
+                      drop_length: bool = False) -> list[tuple[bytes, bytes]]:
     """The request headers that go upstream: all but hop-by-hop ones and those ``Connection``
-    names (and ``Expect``), byte for byte (names in lower case, as ASGI gives them)."""
-    dropped = NOT_FORWARDED
+    names (and ``Expect``; ``drop_length``: and ``Content-Length``), byte for byte (names in
+    lower case, as ASGI gives them)."""
+    dropped = NOT_FORWARDED_SIZED if drop_length else NOT_FORWARDED
     for name, value in raw:
         if name == b"connection":
             dropped = dropped | {t.strip().lower() for t in value.split(b",")}

@@ -62,6 +62,7 @@ TOO_LARGE_BODY = b"request header fields too large"
 TWO_HOSTS_BODY = b"more than one Host header"
 REPORT_DRAIN_SECONDS = 10.0
 PEEK_BYTES = 1024 * 1024  # a request body this small is read whole to add include_usage
+_HOP_BY_HOP_AND_LENGTH = HOP_BY_HOP | {b"content-length"}
 MAX_KEPT_VERDICTS = 1024  # distinct check answers kept parsed (descriptions name keys)
 
 
@@ -291,17 +292,19 @@ class Gateway:
         Returns the status the client got (``None``: the client hung up mid-answer).
         """
         assert self._upstream is not None
-        outgoing = forwarded_headers(scope["headers"])
         head = await body.peek(PEEK_BYTES if keys is not None else 0)
-        data: bytes | Any = body.stream()
+        data: bytes | Any
         hide_usage = False
-        if body.complete:
+        if body.complete:  # the body goes whole, with its length (include_usage may change it)
+            outgoing = forwarded_headers(scope["headers"], drop_length=True)
             asked = ask_for_usage(head, request.headers) if request is not None else None
             hide_usage = asked is not None
             data = asked if asked is not None else head
-            outgoing = [(k, v) for k, v in outgoing if k != b"content-length"]
             if not data and scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
                 data = None
+        else:
+            outgoing = forwarded_headers(scope["headers"])
+            data = body.stream()
         try:
             answer = await self._upstream.request(scope["method"], request_target(scope),
                                                   outgoing, data, host=False)
@@ -340,7 +343,7 @@ class Gateway:
                              answer.header(b"content-encoding")) if read_usage else None
         chunk_filter = UsageChunkFilter() if hide_usage and reader is not None and (
             reader.sse and reader.decompress is None) else None
-        dropped = HOP_BY_HOP | ({b"content-length"} if chunk_filter else set())
+        dropped = _HOP_BY_HOP_AND_LENGTH if chunk_filter else HOP_BY_HOP
         out = [(k, v) for k, v in answer.raw_headers if k not in dropped]
         if not any(k == b"date" for k, _ in out):
             out.append((b"date", http_date()))
