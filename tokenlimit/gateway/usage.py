@@ -39,10 +39,10 @@ def usage_from_json(value: Any) -> Usage | None:
     """A ``usage`` object with integer counts, or ``None`` for anything else."""
     if not isinstance(value, dict):
         return None
-    counts = [value.get(name) for name in ("prompt_tokens", "completion_tokens")]
-    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    if not (isinstance(prompt, int) and isinstance(completion, int)) or (
+            isinstance(prompt, bool) or isinstance(completion, bool)):
         return None
-    prompt, completion = int(counts[0]), int(counts[1])  # type: ignore[arg-type]
     total = value.get("total_tokens")
     if not isinstance(total, int) or isinstance(total, bool):
         total = prompt + completion
@@ -250,10 +250,10 @@ def ask_for_usage(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes
     >>> ask_for_usage(b'{"stream": true, "stream_options": {"include_usage": true}}') is None
     True
     """
+    if b'"stream"' not in body:
+        return None
     if any(k == "content-encoding" and v.strip().lower() not in ("", "identity")
            for k, v in headers):
-        return None
-    if b'"stream"' not in body:
         return None
     try:
         request = json.loads(body)
