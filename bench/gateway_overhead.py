@@ -11,6 +11,12 @@ throughput ratio and the median latency the gateway adds, and a verdict against 
 - throughput through the gateway >= 0.5x direct (16 connections);
 - median latency added by the gateway <= 0.5 ms (1 connection).
 
+It also prints the CPU time each server process spent per request (user + system, read from
+/proc on Linux): unlike throughput, it hardly depends on what else the machine runs, so it
+shows where a request's cost goes even when the verdict is blurred by other work (a request
+through the gateway wakes four processes in turn where a direct one wakes two, and on a
+machine whose cores are taken by others every wake-up waits for a core).
+
 The load comes from ``wrk`` (a C client measures the servers, not the client) when it is
 installed, else from an aiohttp client in this process. Every server binds to 127.0.0.1 and
 stops by itself; about a minute in all.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import signal
 import socket
@@ -64,6 +71,15 @@ def wait_listening(port: int, deadline: float) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"nothing listens on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk_run(url: str, connections: int, seconds: float, script: Path) -> tuple[float, float]:
@@ -135,12 +151,21 @@ def main() -> None:
             print(f"load from {'wrk' if use_wrk else 'an aiohttp client'}, "
                   f"{args.rounds} alternating rounds of {args.seconds:g} s; medians over rounds")
             results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+            servers = {"gateway": gateway.pid, "service": service.pid, "mock": mock.pid}
+            cpu: dict[str, dict[str, float]] = {"direct": {}, "gateway": {}}
+            handled = {"direct": 0.0, "gateway": 0.0}
             for connections in (1, 16):
                 for _ in range(args.rounds):
                     for name, url in urls.items():
+                        before = {s: cpu_seconds(pid) for s, pid in servers.items()}
                         run = wrk_run(url, connections, args.seconds, script) if use_wrk else (
                             asyncio.run(client_run(url, connections, args.seconds)))
                         results.setdefault((name, connections), []).append(run)
+                        if connections == 16:
+                            handled[name] += run[0] * args.seconds
+                            for server, pid in servers.items():
+                                cpu[name][server] = cpu[name].get(server, 0.0) + (
+                                    cpu_seconds(pid) - before[server])
             figures = {key: (statistics.median(r for r, _ in runs),
                              statistics.median(m for _, m in runs))
                        for key, runs in results.items()}
@@ -149,6 +174,12 @@ def main() -> None:
                 for name in urls:
                     rate, median = figures[(name, connections)]
                     print(f"  {name:<8} {rate:8.0f} req/s   median {median:6.2f} ms")
+            print("CPU time per request (16 connections; us, user + system):")
+            for name in urls:
+                spent = {s: 1e6 * t / max(handled[name], 1.0) for s, t in cpu[name].items()
+                         if t > 0.01 * sum(cpu[name].values())}
+                print(f"  {name:<8} " + ", ".join(f"{s} {us:.0f}" for s, us in spent.items())
+                      + f" (total {sum(spent.values()):.0f})")
         finally:  # the gateway first: its last reports still reach the service
             gateway.send_signal(signal.SIGTERM)
             out, _ = gateway.communicate(timeout=30)
