@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -158,13 +159,27 @@ class ReportSpool:
         self.outbox.clear()
 
 
+def report_body(keys: tuple[str, ...], usage: Usage) -> bytes:
+    """The ``/update_ratelimit_record`` body, as ``json.dumps`` writes it (the keys' JSON made
+    once per key list: the same few lists come again and again).
+
+    >>> report_body(("u",), Usage(5, 60, 65)).decode()
+    '{"ratelimit_keys": ["u"], "prompt_tokens": 5, "completion_tokens": 60, "total_tokens": 65}'
+    """
+    return b'{"ratelimit_keys": %s, "prompt_tokens": %d, "completion_tokens": %d, ' \
+           b'"total_tokens": %d}' % (_keys_json(keys), usage.prompt_tokens,
+                                     usage.completion_tokens, usage.total_tokens)
+
+
+@functools.lru_cache(maxsize=4096)
+def _keys_json(keys: tuple[str, ...]) -> bytes:
+    return json.dumps(list(keys), ensure_ascii=False).encode()
+
+
 async def deliver_reports(service: HttpClient, reports: Sequence[PendingReport], timeout: float,
                           health: ServiceHealth) -> list[Delivery]:
     """Send ``reports`` to the service, pipelined on one connection; what became of each."""
-    bodies = [json.dumps({"ratelimit_keys": list(r.keys), "prompt_tokens": r.usage.prompt_tokens,
-                          "completion_tokens": r.usage.completion_tokens,
-                          "total_tokens": r.usage.total_tokens},
-                         ensure_ascii=False).encode() for r in reports]
+    bodies = [report_body(r.keys, r.usage) for r in reports]
     try:
         async with asyncio.timeout(timeout):
             statuses = await service.pipeline("POST", REPORT_PATH, JSON_TYPE, bodies)
