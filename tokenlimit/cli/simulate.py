@@ -160,10 +160,9 @@ def simulate(
         "and latencies divided by N.")] = 1.0,
     jobs: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
-        "request stay together); default 1, or every core with --executor dask.")
-    ] = None,
+        "request stay together); default: every core.")] = None,
     executor: Annotated[str, typer.Option(
-        help="Where partitions run: local (processes) or dask.")] = "local",
+        help="Where partitions run: local (threads) or dask.")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="ADDRESS", help="With --executor dask: the scheduler (default: a local "
         "cluster).")] = None,
@@ -276,15 +275,14 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
 
 
 def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
-    """``--jobs``: 1 by default here (bench/simulate.py measured splitting a replay into
-    partitions on this machine as slower than the one compiled scan: the partitioning costs
-    more than the scan it spreads); every core by default on a Dask cluster."""
+    """``--jobs``: every core this process may run on, by default."""
     import os
 
     from tokenlimit.sim.partition import Parallelism
 
     if jobs is None:
-        jobs = (os.cpu_count() or 1) if executor == "dask" else 1
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
     return Parallelism(jobs, executor, scheduler)
 
 
