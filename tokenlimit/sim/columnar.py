@@ -225,7 +225,7 @@ def _numbers(frame: pl.DataFrame, time_field: str, token_fields: tuple[str, ...]
 
     for field in present:
         low, high = figure(f"{field}.min", 0.0), figure(f"{field}.max", 0.0)
-        if figure(f"{field}.nan", False) or not (-_MAX_INT < low and high < _MAX_INT):
+        if figure(f"{field}.nan", False) or not (low > -_MAX_INT and high < _MAX_INT):
             raise Declined
         if field in token_fields and (low < 0 or high > _MAX_TOKENS
                                       or figure(f"{field}.fraction", False)):
