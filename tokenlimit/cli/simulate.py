@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -235,6 +236,8 @@ def simulate(
         _simulate_in_chunks(console, trace_path, loaded.rules, chunk_rows, charged, key_field,
                             seed, top, price, decisions, output_format)
         return
+    if semantics == "asm":
+        _load_engine_meanwhile()
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                            fields=fields).at_speed(speed)
@@ -272,6 +275,20 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
         if limited:
             console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
                           "as demand, their usage imputed")
+
+
+def _load_engine_meanwhile() -> None:
+    """Load the compiled replay on a thread while the trace is read (about a third of a
+    second that reading, mostly outside Python, can hide)."""
+    import threading
+
+    def load() -> None:
+        from tokenlimit.sim.scan import warm_up
+
+        with contextlib.suppress(Exception):  # the replay loads it again and says what fails
+            warm_up()
+
+    threading.Thread(target=load, name="load-replay", daemon=True).start()
 
 
 def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:

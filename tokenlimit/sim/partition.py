@@ -45,7 +45,11 @@ class Parallelism:
 
 def key_components(trace: Trace) -> IntArray:
     """Each key's component: the smallest key index it is linked to through requests."""
+    from tokenlimit.sim.scan import shares_a_request
+
     label = np.arange(len(trace.key_names), dtype=np.int64)
+    if not shares_a_request(trace.key_ptr):
+        return label
     lengths = np.diff(trace.key_ptr)
     multi = np.flatnonzero(lengths > 1)
     if multi.size == 0:

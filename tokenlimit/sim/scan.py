@@ -45,11 +45,11 @@ def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, key
                out_balance: Any) -> Any:
     """Decide the checks ``t`` (one chunk of the replay, or all of it) from the per-key
     ``state`` (balance, last refill second, deepest) and ``expires`` left by the checks
-    before, updated in place; decisions go to ``outcome`` ... ``out_balance`` (filled with
-    0, -1, -1, 0 by the caller). ``carry_*``: reports still pending from earlier chunks (due
-    time order), merged with this chunk's own reports by due time. ``drain``: apply every
-    report left at the end (the last chunk); otherwise the caller carries what is left
-    (the returned cursors say how far each queue got).
+    before, updated in place; decisions go to ``outcome`` ... ``out_balance`` (written for
+    every check decided here, so they may come uninitialized). ``carry_*``: reports still
+    pending from earlier chunks (due time order), merged with this chunk's own reports by
+    due time. ``drain``: apply every report left at the end (the last chunk); otherwise the
+    caller carries what is left (the returned cursors say how far each queue got).
 
     ``owner``: empty, or each key's partition; then only the checks of partition ``part``
     are decided (``_in_part``), and ``delayed`` must hold only that partition's reports.
@@ -86,6 +86,7 @@ def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, key
             break
         if partitioned and not _in_part(j, ptr, keys, owner, part):
             continue
+        outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
         now_s = np.int64(np.floor(now))
         matched = False
         for p in range(ptr[j], ptr[j + 1]):
@@ -136,10 +137,10 @@ def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: An
           carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool) -> Any:
     """``_scan_into`` deciding every check, into new arrays."""
     n = t.shape[0]
-    outcome = np.zeros(n, dtype=np.int8)
-    out_rule = np.full(n, -1, dtype=np.int64)
-    out_key = np.full(n, -1, dtype=np.int64)
-    out_balance = np.zeros(n, dtype=np.int64)
+    outcome = np.empty(n, dtype=np.int8)
+    out_rule = np.empty(n, dtype=np.int64)
+    out_key = np.empty(n, dtype=np.int64)
+    out_balance = np.empty(n, dtype=np.int64)
     cursor, carried = _scan_into(t, report_at, delayed, charged, ptr, keys, rule_of_key,
                                  params, state, expires, carry_at, carry_ptr, carry_keys,
                                  carry_charged, drain, np.zeros(0, dtype=np.int64), 0,
@@ -171,6 +172,14 @@ def _delayed_of(t: Any, report_at: Any, ptr: Any, keys: Any, owner: Any, part: i
     return found
 
 
+def _shares_a_request(ptr: Any) -> bool:
+    """Whether any check has more than one key."""
+    for j in range(ptr.shape[0] - 1):  # noqa: SIM110 - compiled: a loop, not a generator
+        if ptr[j + 1] - ptr[j] > 1:
+            return True
+    return False
+
+
 def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
     """How many checks have their keys in each component (indexed like ``component``)."""
     counts = np.zeros(component.shape[0], dtype=np.int64)
@@ -188,6 +197,7 @@ _compiled_scan = njit(_scan, error_model="numpy", nogil=True)
 compiled_scan = _compiled_scan  # the chunked replay (stream.py) calls it with carried state
 _delayed_of = njit(_delayed_of, error_model="numpy", nogil=True)
 requests_per_component = njit(_requests_per_component, error_model="numpy", nogil=True)
+shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 
 
 def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
@@ -208,8 +218,9 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
               np.ascontiguousarray(keys, dtype=np.int64),
               np.ascontiguousarray(rule_of_key, dtype=np.int64),
               np.ascontiguousarray(params, dtype=np.int64))
-    decided = (np.zeros(n, dtype=np.int8), np.full(n, -1, dtype=np.int64),
-               np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64))
+    # Written by the scans (every check by exactly one partition), in parallel.
+    decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
+               np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
     partitioned = owner is not None and parts > 1
     owned = (np.ascontiguousarray(owner, dtype=np.int64) if partitioned
              else np.zeros(0, dtype=np.int64))
@@ -246,3 +257,18 @@ def pending_reports(t: Any, latency: Any) -> tuple[Any, Any]:
     t = np.ascontiguousarray(t, dtype=np.float64)
     report_at = t + np.maximum(latency, 0.0)
     return report_at, _by_due_time(report_at, np.flatnonzero(report_at > t))
+
+
+def warm_up() -> None:
+    """Load every compiled function of the replay from numba's cache (or compile it), on a
+    two-request trace: a caller can do this on a thread while it reads the trace (loading
+    is mostly Python, reading mostly not)."""
+    ones = np.ones(2, dtype=np.int64)
+    ptr = np.arange(3, dtype=np.int64)
+    keys = np.arange(2, dtype=np.int64)
+    params = np.ones((1, 4), dtype=np.int64)
+    asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2)
+    asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2,
+             keys, 2)
+    requests_per_component(ptr, keys, keys)
+    shares_a_request(ptr)
