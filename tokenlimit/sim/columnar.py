@@ -13,6 +13,7 @@ and the per-row reader reads the file again: it gives the same trace or the loca
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,12 @@ _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_le
 _NUMBER_FIELDS = ("ts", "timestamp", "latency")
 # A JSON array of plain strings (no escapes that could hide a quote).
 _STRING_LIST = rb'\[\s*(?:"(?:[^"\\]|\\.)*"\s*(?:,\s*"(?:[^"\\]|\\.)*"\s*)*)?\]'
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 class Declined(Exception):
@@ -123,21 +130,36 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     return frame
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
 def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
+    if data is not None:
+        return _jsonl_frame_of(name, data, data, key_field)
+    import mmap
+
+    with open(name, "rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            return _jsonl_frame_of(name, b"", b"", key_field)
+        # Closed when collected (closing it here would fail while an error's traceback
+        # still holds a view of it).
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    return _jsonl_frame_of(name, mapped, name, key_field)
+
+
+def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> pl.DataFrame:
+    """The frame of JSON Lines ``raw`` (bytes or a memory map of the file), which polars
+    reads from ``source`` (the same bytes, or the file's name)."""
     import polars as pl
 
     from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
 
-    raw = _bytes(name, data)
-    if raw[:3] == b"\xef\xbb\xbf" or _SURROGATE_ESCAPE.search(raw):
-        raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
+    if raw[:3] == b"\xef\xbb\xbf":
+        raise Declined  # the per-row reader's error
     key = key_field or "key"
     names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
              "headers"]
-    kinds = dict(zip(names, field_kinds(raw, names).tolist(), strict=True))
+    counts = field_kinds(raw, names, parts=_cores()).tolist()
+    if counts[-1][0]:
+        raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
+    kinds = dict(zip(names, counts, strict=False))
     present = [n for n in names if kinds[n][TOTAL]]
     # polars turns a number, object or list into its text where a string is expected;
     # the per-row reader refuses those: every such field must be a string in the file.
@@ -156,7 +178,7 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
             if key_field is not None or counts[NESTED] != counts[TOTAL]:
                 raise Declined
             lists = len(re.findall(rb'"keys"\s*:\s*' + _STRING_LIST, raw))
-            if raw.count(b'"keys"') != lists:
+            if len(re.findall(rb'"keys"', raw)) != lists:
                 raise Declined  # a list with something else than strings
             schema["keys"] = pl.List(pl.String)
         elif field == "id":
@@ -174,7 +196,7 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
             raise Declined
     if "ts" not in schema and "timestamp" not in schema:
         raise Declined
-    frame = pl.read_ndjson(raw, schema=schema)
+    frame = pl.read_ndjson(source, schema=schema)
     # Each field once per line that has it: a field named twice in one object (the per-row
     # reader keeps the last, polars the first) makes the counts differ.
     for field in schema:
