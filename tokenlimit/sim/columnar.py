@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tokenlimit.sim.imputation import MISSING, impute_completion
 from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
-from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.trace_table import IdColumn, Trace
 
 if TYPE_CHECKING:
     import polars as pl
@@ -306,6 +307,36 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
     return ptr, rank[categorical.to_physical().to_numpy()], names
 
 
+def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str | int] | None:
+    """The requests' ids (``None``: each is its line's position), kept as the frame's column
+    (``IdColumn``) unless some are missing."""
+    import polars as pl
+
+    if "id" not in frame.columns or frame["id"].null_count() == n:
+        return None
+    column = frame["id"]
+    if not (column.dtype == pl.String or column.dtype.is_integer()):
+        raise Declined
+    if column.dtype == pl.String and csv:
+        integer = column.str.contains(CSV_INTEGER_ID)
+        if integer.all():
+            column = column.cast(pl.Int64)
+        elif integer.any():
+            column = pl.Series([csv_id(v) if v is not None else None
+                                for v in column.to_list()], dtype=pl.Object)
+    if column.dtype.is_integer() and not column.null_count() and column.equals(
+            pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
+            .cast(column.dtype), check_names=False):
+        return None  # every id is its line's position
+    if not column.null_count():
+        return IdColumn(column.cast(pl.Int64) if column.dtype.is_integer() else column)
+    # No id: the line's position is its id.
+    values = [i if v is None else v for i, v in enumerate(column.to_list(), start=first_row)]
+    if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
+        return None
+    return tuple(values)
+
+
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
                 first_row: int = 0) -> Trace:
     """The trace in a frame of canonical columns (``ts``, ``key`` or ``keys``, ``latency``,
@@ -340,29 +371,7 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
     fill = (completion != MISSING) & (total == MISSING)
     total[fill] = prompt[fill] + completion[fill]
     ptr, index, names = _keys(frame, key_field)
-    ids: tuple[str | int, ...] | None = None
-    if "id" in frame.columns and frame["id"].null_count() < n:
-        column = frame["id"]
-        if not (column.dtype == pl.String or column.dtype.is_integer()):
-            raise Declined
-        if column.dtype == pl.String and csv:
-            integer = column.str.contains(CSV_INTEGER_ID)
-            if integer.all():
-                column = column.cast(pl.Int64)
-            elif integer.any():
-                column = pl.Series([csv_id(v) if v is not None else None
-                                    for v in column.to_list()], dtype=pl.Object)
-        if column.dtype.is_integer() and not column.null_count() and column.equals(
-                pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
-                .cast(column.dtype), check_names=False):
-            values: list[Any] | None = None  # every id is its line's position
-        else:
-            values = column.to_list()
-        if values is not None and None in values:  # no id: the line's position is its id
-            values = [i if v is None else v for i, v in enumerate(values, start=first_row)]
-            if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
-                values = None
-        ids = None if values is None else tuple(values)
+    ids = _ids(frame, n, csv, first_row)
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:
         column = frame["status"]
