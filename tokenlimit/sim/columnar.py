@@ -79,7 +79,9 @@ def _mapped(name: str, data: bytes | None) -> Any:
             return b""
         # Closed when collected (closing it here would fail while an error's traceback
         # still holds a view of it).
-        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+        # MAP_POPULATE (Linux): the pages are mapped in one call, not one fault each.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        return mmap.mmap(stream.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
 
 
 def _unmap(raw: Any) -> None:
