@@ -28,186 +28,25 @@ from collections import deque
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import httptools
+from tokenlimit.gateway.client_connection import (
+    ClientConnection,
+    ClientFailure,
+    ConnectFailed,
+    ExchangeFailed,
+    within,
+)
 
-HIGH_WATER = 256 * 1024  # answer bytes buffered before the connection stops reading
+__all__ = ["Answer", "ClientFailure", "ConnectFailed", "ExchangeFailed", "HttpClient"]
+
 MAX_IDLE = 256  # idle connections kept per client
-
-
-class ClientFailure(Exception):
-    """A request that did not get a complete answer."""
-
-
-class ConnectFailed(ClientFailure):
-    """The connection could not be opened: the request was not sent."""
-
-
-class ExchangeFailed(ClientFailure):
-    """The connection broke once the request was (maybe partly) sent; ``answered``: after the
-    answer had begun."""
-
-    answered = False
-
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
-async def _within(future: asyncio.Future[None], timeout: float | None) -> None:
-    """Wait for ``future``; ``TimeoutError`` after ``timeout`` seconds (``None``: no limit).
-    A timer on the future itself: ``asyncio.timeout`` costs several times more per wait."""
-    if timeout is None or future.done():
-        await future
-        return
-    timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
-    try:
-        await future
-    finally:
-        timer.cancel()
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection; one exchange at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.head: asyncio.Future[None] | None = None
-        self.chunks: deque[bytes] = deque()
-        self.buffered = 0
-        self.complete = False
-        self.readable = asyncio.Event()
-        self.writable: asyncio.Future[None] | None = None
-        self.reading_paused = False
-        self.error: Exception | None = None
-        self.no_body = False  # an answer to HEAD: complete with its head
-        self.status = 0
-        self.keep_alive = False
-        self.whole: asyncio.Future[None] | None = None  # set when the answer has ended (fetch)
-        self.pipelined: list[tuple[int, bool]] | None = None  # (status, keep-alive) per answer
-        self.pipeline_done: asyncio.Future[None] | None = None
-        self.pipeline_size = 0
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ExchangeFailed(f"bad answer: {exc}"))
-            if self.transport is not None:
-                self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self.complete:
-            self._fail(ExchangeFailed("connection closed before the answer ended"))
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
-
-    def pause_writing(self) -> None:
-        self.writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
-        self.writable = None
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))  # looked up by name, and forwarded
-
-    def on_headers_complete(self) -> None:
-        # read here: once the message has ended the parser forgets it
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive() and not self.no_body
-        if self.no_body:  # the parser would wait for a body that never comes
-            self.complete = True
-            self.readable.set()
-        if self.head is not None and not self.head.done():
-            self.head.set_result(None)
-
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        self.readable.set()
-        if self.buffered > HIGH_WATER and self.transport is not None:
-            self.reading_paused = True
-            self.transport.pause_reading()
-
-    def on_message_complete(self) -> None:
-        if self.pipelined is not None:
-            self.pipelined.append((self.status, self.keep_alive))
-            self.chunks.clear()
-            if len(self.pipelined) == self.pipeline_size and self.pipeline_done is not None:
-                self.complete = True
-                if not self.pipeline_done.done():
-                    self.pipeline_done.set_result(None)
-            return
-        self.complete = True
-        self.readable.set()
-        if self.whole is not None and not self.whole.done():
-            self.whole.set_result(None)
-
-    def _fail(self, error: Exception) -> None:
-        self.error = error
-        if self.pipeline_done is not None and not self.pipeline_done.done():
-            self.pipeline_done.set_result(None)
-        if self.head is not None and not self.head.done():
-            self.head.set_exception(error)
-        if self.whole is not None and not self.whole.done():
-            self.whole.set_exception(error)
-        self.readable.set()
-
-    def start(self, method: str) -> asyncio.Future[None]:
-        """Ready the connection for the next exchange; a future set when the answer's head
-        has arrived."""
-        self.reset(method)
-        self.head = asyncio.get_running_loop().create_future()
-        return self.head
-
-    def reset(self, method: str) -> None:
-        """Ready the connection for the next exchange, whose head nobody waits for."""
-        self.no_body = method == "HEAD"
-        self.status = 0
-        self.headers = []
-        self.chunks.clear()
-        self.buffered = 0
-        self.complete = False
-        self.error = None
-        self.readable.clear()
-        self.head = None
-
-    async def drain(self) -> None:
-        if self.writable is not None:
-            await self.writable
-        if self.closed:
-            raise ExchangeFailed("connection closed while sending")
-
-    def take(self) -> bytes:
-        """The body bytes received so far (empty at the end)."""
-        data = b"".join(self.chunks)
-        self.chunks.clear()
-        self.buffered = 0
-        if self.reading_paused and self.transport is not None and not self.closed:
-            self.reading_paused = False
-            self.transport.resume_reading()
-        if not self.complete:
-            self.readable.clear()
-        return data
 
 
 class Answer:
     """An answer whose body is read as it arrives; ``release`` returns the connection."""
 
-    def __init__(self, client: HttpClient, connection: _Connection) -> None:
+    def __init__(self, client: HttpClient, connection: ClientConnection) -> None:
         self._client = client
-        self._connection: _Connection | None = connection
+        self._connection: ClientConnection | None = connection
         self.status = connection.status
         self.raw_headers = connection.headers
         self.keep_alive = connection.keep_alive
@@ -288,15 +127,15 @@ class HttpClient:
         self.authority = parts.netloc.encode("idna")
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout  # the longest wait for the next bytes of an answer
-        self._idle: deque[_Connection] = deque()
+        self._idle: deque[ClientConnection] = deque()
 
-    def idle(self, connection: _Connection) -> None:
+    def idle(self, connection: ClientConnection) -> None:
         if len(self._idle) < MAX_IDLE:
             self._idle.append(connection)
         elif connection.transport is not None:
             connection.transport.close()
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self) -> ClientConnection:
         while self._idle:
             connection = self._idle.pop()
             if not connection.closed and connection.transport is not None and (
@@ -306,7 +145,7 @@ class HttpClient:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, protocol = await loop.create_connection(
-                    _Connection, self.host, self.port, ssl=self.tls,
+                    ClientConnection, self.host, self.port, ssl=self.tls,
                     server_hostname=self.host if self.tls else None)
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: "
@@ -349,7 +188,7 @@ class HttpClient:
             if body is not None:
                 await self._send_stream(connection, body, chunked, head)
         try:
-            await _within(head, self.read_timeout)
+            await within(head, self.read_timeout)
         except BaseException:
             transport.close()
             raise
@@ -371,7 +210,7 @@ class HttpClient:
         transport.write(method.encode("latin-1") + b" " + target + b" HTTP/1.1\r\nhost: "
                         + self.authority + b"\r\n\r\n")
         try:
-            await _within(whole, timeout)
+            await within(whole, timeout)
         except BaseException as exc:
             transport.close()
             if isinstance(exc, ExchangeFailed):
@@ -422,7 +261,7 @@ class HttpClient:
         return statuses + [None] * (len(bodies) - len(statuses))
 
     @staticmethod
-    async def _send_stream(connection: _Connection, body: AsyncIterator[bytes], chunked: bool,
+    async def _send_stream(connection: ClientConnection, body: AsyncIterator[bytes], chunked: bool,
                            head: asyncio.Future[None]) -> None:
         transport = connection.transport
         assert transport is not None

@@ -20,191 +20,22 @@ What it does not do: TLS, HTTP/2, WebSocket upgrades (served as plain requests),
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import socket
 import time
 from collections import deque
 from collections.abc import Sequence
-from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import httptools
 
 from tokenlimit.gateway.asgi import Message, Scope
-
-log = logging.getLogger("tokenlimit.server")
+from tokenlimit.gateway.http_exchange import ASGI_VERSION, Exchange
 
 HIGH_WATER = 64 * 1024  # request body bytes buffered for the app before reading pauses
 KEEP_ALIVE_SECONDS = 5.0  # an idle connection is closed after this long (as uvicorn's default)
-_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
-_DISCONNECT: Message = {"type": "http.disconnect"}
 _BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
                 b"content-length: 29\r\nconnection: close\r\n\r\nInvalid HTTP request received.")
-_SERVER_ERROR: Sequence[Message] = (
-    {"type": "http.response.start", "status": 500, "headers": [
-        (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"),
-        (b"connection", b"close")]},
-    {"type": "http.response.body", "body": b"Internal Server Error"})
-
-_date: tuple[int, bytes] = (0, b"")
-
-
-def _date_line() -> bytes:
-    """``date: <now>`` and CRLF, formatted once a second."""
-    global _date
-    now = int(time.time())
-    if now != _date[0]:
-        _date = (now, b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n")
-    return _date[1]
-
-
-def _status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    return line if line is not None else b"HTTP/1.1 %d \r\n" % status
-
-
-class _Exchange:
-    """One request and its answer: the ASGI ``receive`` and ``send`` of one app call."""
-
-    __slots__ = ("body", "chunked", "complete", "connection", "continue_wanted",
-                 "disconnected", "head", "keep_alive", "length_left", "more_body", "no_body",
-                 "read_all", "scope", "started", "waiter")
-
-    def __init__(self, connection: _HttpConnection, scope: Scope, keep_alive: bool,
-                 continue_wanted: bool) -> None:
-        self.connection = connection
-        self.scope = scope
-        self.keep_alive = keep_alive
-        self.continue_wanted = continue_wanted
-        self.no_body = scope["method"] == "HEAD"
-        self.body: list[bytes] = []
-        self.more_body = True
-        self.read_all = False  # the app has received the whole body
-        self.disconnected = False
-        self.started = False
-        self.complete = False  # the answer was written whole
-        self.head = b""  # the answer's head, written with its first body bytes
-        self.chunked = False
-        self.length_left = -1
-        self.waiter: asyncio.Future[None] | None = None
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def receive(self) -> Message:
-        connection = self.connection
-        if self.continue_wanted and not self.started and connection.transport is not None:
-            self.continue_wanted = False
-            connection.transport.write(_CONTINUE)
-        # once the body is all read, a receive waits for the client to hang up (or the answer)
-        while ((not self.body and self.more_body) or self.read_all) and not (
-                self.disconnected or self.complete):
-            connection.resume_reading()
-            self.waiter = asyncio.get_running_loop().create_future()
-            await self.waiter
-        if self.disconnected or self.complete:
-            return _DISCONNECT
-        data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
-        self.body.clear()
-        connection.buffered = 0
-        connection.resume_reading()
-        self.read_all = not self.more_body
-        return {"type": "http.request", "body": data, "more_body": self.more_body}
-
-    async def send(self, message: Message) -> None:
-        connection = self.connection
-        if connection.write_paused is not None and not self.disconnected:
-            await connection.write_paused
-        if self.disconnected:
-            return
-        if not self.started:
-            if message["type"] != "http.response.start":
-                raise RuntimeError(f"expected http.response.start, got {message['type']}")
-            self.started = True
-            self.head = self._head(message["status"], message.get("headers", ()))
-            return
-        if self.complete:
-            raise RuntimeError(f"{message['type']} after the answer was complete")
-        if message["type"] != "http.response.body":
-            raise RuntimeError(f"expected http.response.body, got {message['type']}")
-        body: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        if self.no_body:
-            body = b""
-        elif self.chunked:
-            body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + (
-                b"" if more else b"0\r\n\r\n")
-        elif self.length_left >= 0:
-            self.length_left -= len(body)
-            if self.length_left < 0:
-                raise RuntimeError("answer longer than its Content-Length")
-        if self.head:
-            body, self.head = self.head + body, b""
-        transport = connection.transport
-        if body and transport is not None:
-            transport.write(body)
-        if not more:
-            if self.length_left > 0 and not self.no_body:
-                raise RuntimeError("answer shorter than its Content-Length")
-            self.complete = True
-            self.wake()
-            connection.answered(self)
-
-    def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-        parts = [_status_line(status)]
-        if self.connection.server.date_header:
-            parts.append(_date_line())
-        for name, value in headers:
-            lower = name.lower()
-            if lower == b"content-length":
-                self.length_left = int(value)
-            elif lower == b"transfer-encoding" and value.lower() == b"chunked":
-                self.chunked = True
-            elif lower == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                raise RuntimeError("a header with a line break")
-            parts.append(name + b": " + value + b"\r\n")
-        if not self.keep_alive and not any(n.lower() == b"connection" for n, _ in headers):
-            parts.append(b"connection: close\r\n")
-        if (self.length_left < 0 and not self.chunked and not self.no_body
-                and status not in (204, 304)):
-            self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
-
-    async def run(self, app: Any) -> None:
-        try:
-            await app(self.scope, self.receive, self.send)
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                log.error("exception in ASGI application", exc_info=exc)
-            if not self.started and not self.disconnected:
-                with contextlib.suppress(Exception):
-                    for message in _SERVER_ERROR:
-                        await self.send(message)
-            elif not self.complete:
-                self.connection.close()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        else:
-            if not self.complete and not self.disconnected:
-                if not self.started:
-                    log.error("ASGI application returned without answering")
-                    for message in _SERVER_ERROR:
-                        await self.send(message)
-                else:
-                    log.error("ASGI application returned without completing its answer")
-                    self.connection.close()
-
 
 class _HttpConnection(asyncio.Protocol):
     """One client connection; its requests are answered one at a time, in order."""
@@ -218,9 +49,9 @@ class _HttpConnection(asyncio.Protocol):
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.continue_wanted = False
-        self.exchange: _Exchange | None = None  # the one whose body is being read
-        self.current: _Exchange | None = None  # the one being answered
-        self.queued: deque[_Exchange] = deque()
+        self.exchange: Exchange | None = None  # the one whose body is being read
+        self.current: Exchange | None = None  # the one being answered
+        self.queued: deque[Exchange] = deque()
         self.buffered = 0
         self.reading_paused = False
         self.write_paused: asyncio.Future[None] | None = None
@@ -289,14 +120,14 @@ class _HttpConnection(asyncio.Protocol):
         if "%" in path:
             path = unquote(path, encoding="latin-1")
         scope: Scope = {
-            "type": "http", "asgi": _ASGI, "http_version": version,
+            "type": "http", "asgi": ASGI_VERSION, "http_version": version,
             "server": self.local, "client": self.client, "scheme": "http",
             "method": parser.get_method().decode("ascii"), "root_path": "",
             "path": path, "raw_path": raw_path, "query_string": url.query or b"",
             "headers": self.headers,
         }
         keep_alive = version != "1.0" and parser.should_keep_alive()
-        exchange = _Exchange(self, scope, keep_alive, self.continue_wanted)
+        exchange = Exchange(self, scope, keep_alive, self.continue_wanted)
         self.exchange = exchange
         if self.current is None:
             self._start(exchange)
@@ -321,13 +152,13 @@ class _HttpConnection(asyncio.Protocol):
             exchange.wake()
 
     # flow
-    def _start(self, exchange: _Exchange) -> None:
+    def _start(self, exchange: Exchange) -> None:
         self.current = exchange
         task = asyncio.get_running_loop().create_task(exchange.run(self.server.app))
         self.server.tasks.add(task)
         task.add_done_callback(self.server.tasks.discard)
 
-    def answered(self, exchange: _Exchange) -> None:
+    def answered(self, exchange: Exchange) -> None:
         """``exchange``'s answer was written whole: go on with the next request."""
         if exchange is not self.current:
             return
@@ -392,10 +223,13 @@ class AsgiServer:
         servers = [await loop.create_server(lambda: _HttpConnection(self), sock=sock,
                                             backlog=2048) for sock in sockets]
         self.started = True
+        swept = time.monotonic()
         try:
             while not self.should_exit:
                 await asyncio.sleep(0.05)
-                self._close_idle(time.monotonic())
+                if time.monotonic() - swept >= 1.0:  # idle connections: looked at once a second
+                    swept = time.monotonic()
+                    self._close_idle(swept)
         finally:
             for server in servers:
                 server.close()
@@ -431,7 +265,7 @@ class _Lifespan:
         self.task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
-        scope = {"type": "lifespan", "asgi": _ASGI, "state": {}}
+        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": {}}
         await self.app(scope, self.inbox.get, self.outbox.put)
 
     async def _ask(self, message: str) -> None:
