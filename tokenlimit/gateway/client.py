@@ -33,12 +33,15 @@ from tokenlimit.gateway.client_connection import (
     ClientFailure,
     ConnectFailed,
     ExchangeFailed,
+    Fetched,
+    PipelinedConnection,
     within,
 )
 
 __all__ = ["Answer", "ClientFailure", "ConnectFailed", "ExchangeFailed", "HttpClient"]
 
 MAX_IDLE = 256  # idle connections kept per client
+PIPELINE_DEPTH = 8  # checks in flight on one pipelined connection before another is opened
 
 
 class Answer:
@@ -128,6 +131,7 @@ class HttpClient:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout  # the longest wait for the next bytes of an answer
         self._idle: deque[ClientConnection] = deque()
+        self._pipes: list[PipelinedConnection] = []
 
     def idle(self, connection: ClientConnection) -> None:
         if len(self._idle) < MAX_IDLE:
@@ -194,71 +198,72 @@ class HttpClient:
             raise
         return Answer(self, connection)
 
-    async def fetch(self, method: str, target: bytes, timeout: float) -> tuple[
-            int, list[tuple[bytes, bytes]], bytes]:
+    async def fetch(self, method: str, target: bytes, timeout: float) -> Fetched:
         """A small request without a body, its answer read whole: (status, headers, body).
 
-        ``TimeoutError`` after ``timeout`` seconds; :class:`ExchangeFailed` carries whether an
-        answer had begun (``answered``). This is the check's path: one write, one future and
-        one timer, where ``request`` and ``Answer.read`` cost an async iteration and more.
+        ``TimeoutError`` after ``timeout`` seconds; :class:`ExchangeFailed` carries whether it
+        may have been served (``answered``; when not, a retry cannot do it twice). This is the
+        check's path: pipelined (:class:`PipelinedConnection`), one future and one timer, where
+        ``request`` and ``Answer.read`` cost an async iteration and more.
         """
-        connection = await self._connection()
-        connection.reset(method)
-        whole = connection.whole = asyncio.get_running_loop().create_future()
-        transport = connection.transport
-        assert transport is not None
-        transport.write(method.encode("latin-1") + b" " + target + b" HTTP/1.1\r\nhost: "
-                        + self.authority + b"\r\n\r\n")
+        pipe = await self._pipe()
+        answer = pipe.send(method.encode("latin-1") + b" " + target + b" HTTP/1.1\r\nhost: "
+                           + self.authority + b"\r\n\r\n")
         try:
-            await within(whole, timeout)
-        except BaseException as exc:
-            transport.close()
-            if isinstance(exc, ExchangeFailed):
-                exc.answered = connection.status != 0
+            await within(answer, timeout)
+        except TimeoutError:
+            pipe.expire()
             raise
-        finally:
-            connection.whole = None
-        body = connection.take()
-        if connection.keep_alive and not connection.closed:
-            self.idle(connection)
-        else:
-            transport.close()
-        return connection.status, connection.headers, body
+        except asyncio.CancelledError:
+            pipe.close()  # its answer would be taken for the next request's
+            raise
+        return answer.result()
+
+    async def _pipe(self) -> PipelinedConnection:
+        """A pipelined connection with room for one more request (opened if none has)."""
+        pipes = self._pipes
+        for pipe in pipes:
+            if len(pipe.waiting) < PIPELINE_DEPTH and not pipe.closed and pipe.reusable:
+                return pipe
+        self._pipes = pipes = [p for p in pipes if not p.closed and p.reusable]
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, pipe = await loop.create_connection(
+                    PipelinedConnection, self.host, self.port, ssl=self.tls,
+                    server_hostname=self.host if self.tls else None)
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: "
+                                f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
+                                ) from exc
+        pipes.append(pipe)
+        return pipe
 
     async def pipeline(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                        bodies: list[bytes]) -> list[int | None]:
-        """Send several small requests in one write on one connection (HTTP/1.1 pipelining)
+        """Send several small requests in one write on one connection (HTTP/1.1 pipelining,
+        behind the checks already on it, so a report goes before the checks made after it)
         and wait for their answers (bodies ignored): each answer's status, in order, or
         ``None`` for a request whose answer did not come (the connection broke first).
         :class:`ConnectFailed` when no connection could be opened (nothing was sent).
         """
-        connection = await self._connection()
-        connection.reset(method)
-        connection.pipelined, connection.pipeline_size = [], len(bodies)
-        done = connection.pipeline_done = asyncio.get_running_loop().create_future()
+        pipe = await self._pipe()
         head = [method.encode("latin-1") + b" " + target + b" HTTP/1.1", b"host: " + self.authority]
         head += [name + b": " + value for name, value in headers]
         prefix = b"\r\n".join(head) + b"\r\n"
-        transport = connection.transport
-        assert transport is not None
-        transport.write(b"".join(prefix + b"content-length: %d\r\n\r\n" % len(body) + body
-                                 for body in bodies))
+        answers = [pipe.send(prefix + b"content-length: %d\r\n\r\n" % len(body) + body)
+                   for body in bodies]
         try:
-            await done
+            for answer in answers:
+                with contextlib.suppress(ExchangeFailed):
+                    await answer
         except BaseException:  # cancelled (a timeout): the answers are not waited for
-            transport.close()
+            pipe.expire()
+            for answer in answers:
+                if answer.done() and not answer.cancelled():
+                    answer.exception()  # looked at: asyncio does not warn of it
             raise
-        finally:
-            answers = connection.pipelined
-            connection.pipelined, connection.pipeline_done = None, None
-        statuses: list[int | None] = [status for status, _ in answers]
-        if len(answers) == len(bodies) and all(alive for _, alive in answers) and (
-                not connection.closed):
-            connection.complete = True
-            self.idle(connection)
-        else:
-            transport.close()
-        return statuses + [None] * (len(bodies) - len(statuses))
+        return [a.result()[0] if a.done() and not a.exception() else None for a in answers]
 
     @staticmethod
     async def _send_stream(connection: ClientConnection, body: AsyncIterator[bytes], chunked: bool,
@@ -284,7 +289,10 @@ class HttpClient:
             transport.write(b"0\r\n\r\n")
 
     async def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections (and the pipelined ones)."""
+        for pipe in self._pipes:
+            pipe.close()
+        self._pipes = []
         while self._idle:
             connection = self._idle.pop()
             if connection.transport is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Any
 
 import httptools
 
@@ -26,12 +27,12 @@ class ExchangeFailed(ClientFailure):
     answered = False
 
 
-def _expire(future: asyncio.Future[None]) -> None:
+def _expire(future: asyncio.Future[Any]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
 
 
-async def within(future: asyncio.Future[None], timeout: float | None) -> None:
+async def within(future: asyncio.Future[Any], timeout: float | None) -> None:
     """Wait for ``future``; ``TimeoutError`` after ``timeout`` seconds (``None``: no limit).
     A timer on the future itself: ``asyncio.timeout`` costs several times more per wait."""
     if timeout is None or future.done():
@@ -63,10 +64,6 @@ class ClientConnection(asyncio.Protocol):
         self.no_body = False  # an answer to HEAD: complete with its head
         self.status = 0
         self.keep_alive = False
-        self.whole: asyncio.Future[None] | None = None  # set when the answer has ended (fetch)
-        self.pipelined: list[tuple[int, bool]] | None = None  # (status, keep-alive) per answer
-        self.pipeline_done: asyncio.Future[None] | None = None
-        self.pipeline_size = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -118,27 +115,13 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self.pipelined is not None:
-            self.pipelined.append((self.status, self.keep_alive))
-            self.chunks.clear()
-            if len(self.pipelined) == self.pipeline_size and self.pipeline_done is not None:
-                self.complete = True
-                if not self.pipeline_done.done():
-                    self.pipeline_done.set_result(None)
-            return
         self.complete = True
         self.readable.set()
-        if self.whole is not None and not self.whole.done():
-            self.whole.set_result(None)
 
     def _fail(self, error: Exception) -> None:
         self.error = error
-        if self.pipeline_done is not None and not self.pipeline_done.done():
-            self.pipeline_done.set_result(None)
         if self.head is not None and not self.head.done():
             self.head.set_exception(error)
-        if self.whole is not None and not self.whole.done():
-            self.whole.set_exception(error)
         self.readable.set()
 
     def start(self, method: str) -> asyncio.Future[None]:
@@ -177,3 +160,102 @@ class ClientConnection(asyncio.Protocol):
         if not self.complete:
             self.readable.clear()
         return data
+
+
+Fetched = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
+class PipelinedConnection(asyncio.Protocol):
+    """A connection for small requests without a body, sent without waiting for the answers
+    before them (HTTP/1.1 pipelining) and answered in order: the check's path.
+
+    Requests made in the same turn of the event loop go out in one write, and the service
+    answers those it has in one write too, so under load each side wakes once for several
+    checks instead of once for each.
+    """
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reusable = True  # no answer said the connection ends
+        self.waiting: deque[asyncio.Future[Fetched]] = deque()
+        self.outgoing: list[bytes] = []
+        self.answering = False  # an answer has begun and not ended
+        self.timed_out = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.parts: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(f"bad answer: {exc}")
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail("connection closed before the answer ended")
+
+    def on_message_begin(self) -> None:
+        self.answering = True
+        self.headers = []
+        self.parts = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if not self.parser.should_keep_alive():
+            self.reusable = False
+
+    def on_body(self, body: bytes) -> None:
+        self.parts.append(body)
+
+    def on_message_complete(self) -> None:
+        self.answering = False
+        if self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result((self.status, self.headers, b"".join(self.parts)))
+
+    def send(self, request: bytes) -> asyncio.Future[Fetched]:
+        """Queue ``request``; a future set to its answer."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Fetched] = loop.create_future()
+        self.waiting.append(waiter)
+        if not self.outgoing:
+            loop.call_soon(self._write)
+        self.outgoing.append(request)
+        return waiter
+
+    def _write(self) -> None:
+        data, self.outgoing = b"".join(self.outgoing), []
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def expire(self) -> None:
+        """An answer took too long: the connection is closed, and every request still on it
+        fails without a retry (the service is stalled; a retry would wait as long again)."""
+        self.timed_out = True
+        self.close()
+
+    def _fail(self, reason: str) -> None:
+        first = True
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            error = ExchangeFailed(reason)
+            # the first had its answer begun; the others were maybe never read by the server
+            error.answered = self.timed_out or (first and self.answering)
+            first = False
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
