@@ -13,8 +13,10 @@ separate processes, wrk with 16 connections; py-spy on the gateway):
 - server: :mod:`tokenlimit.gateway.http_server` (it was uvicorn): see its docstring.
 
 It does what the gateway needs and no more: one origin per client (the service, or the
-upstream), requests with a bytes or streamed body, answers streamed back chunk by chunk,
-pipelined small requests. Errors: :class:`ConnectFailed` (nothing was sent, so a retry cannot
+upstream), requests with a bytes or streamed body, answers streamed back chunk by chunk, small
+requests (checks, reports) pipelined on a few shared connections (``fetch``, ``pipeline``):
+side by side, that took the gateway from about 140 to 110 us of CPU per request and the
+service from about 69 to 50. Errors: :class:`ConnectFailed` (nothing was sent, so a retry cannot
 double anything) and :class:`ExchangeFailed` (the connection broke once the request was sent),
 both :class:`ClientFailure`, and ``TimeoutError``.
 """
