@@ -86,3 +86,37 @@ def test_an_answer_to_head_ends_with_its_head_and_a_chunked_upload_is_framed() -
     assert asyncio.run(main()) == (200, b"", 201, b"abc")
     assert server.received[1].endswith(b"transfer-encoding: chunked\r\n\r\n"
                                        b"6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n")
+
+
+def test_concurrent_fetches_share_a_few_connections_and_each_gets_its_own_answer() -> None:
+    # Checks are pipelined: 20 at once go out on ceil(20 / 8) connections, in as few writes,
+    # and each answer goes back to the request it answers (a server answering in order; the
+    # first request on each connection is answered last of its batch only after a delay).
+    from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind
+
+    ports: list[int] = []
+
+    async def app(scope: dict[str, object], receive: object, send: object) -> None:
+        if scope["type"] != "http":
+            return
+        client = scope["client"]
+        assert isinstance(client, tuple)
+        ports.append(client[1])
+        if scope["path"] == "/0":
+            await asyncio.sleep(0.05)  # the others queue behind it
+        body = str(scope["path"]).encode()
+        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})  # type: ignore[operator]
+
+    async def main(port: int) -> list[bytes]:
+        client = HttpClient(f"http://{LOOPBACK}:{port}")
+        answers = await asyncio.gather(*(client.fetch("GET", f"/{i}".encode(), 5.0)
+                                         for i in range(20)))
+        await client.close()
+        return [body for _, _, body in answers]
+
+    with BackgroundServers([Listener("echo", app, bind(LOOPBACK, 0))]) as servers:
+        bodies = asyncio.run(main(servers.listeners[0].port))
+    assert bodies == [f"/{i}".encode() for i in range(20)]
+    assert len(ports) == 20 and len(set(ports)) == 3

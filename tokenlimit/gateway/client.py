@@ -134,6 +134,9 @@ class HttpClient:
         self.read_timeout = read_timeout  # the longest wait for the next bytes of an answer
         self._idle: deque[ClientConnection] = deque()
         self._pipes: list[PipelinedConnection] = []
+        self._opening = asyncio.Lock()
+        self._connect_failures = 0
+        self._connect_failure = ""
 
     def idle(self, connection: ClientConnection) -> None:
         if len(self._idle) < MAX_IDLE:
@@ -221,25 +224,41 @@ class HttpClient:
             raise
         return answer.result()
 
-    async def _pipe(self) -> PipelinedConnection:
-        """A pipelined connection with room for one more request (opened if none has)."""
-        pipes = self._pipes
-        for pipe in pipes:
+    def _roomy_pipe(self) -> PipelinedConnection | None:
+        for pipe in self._pipes:
             if len(pipe.waiting) < PIPELINE_DEPTH and not pipe.closed and pipe.reusable:
                 return pipe
-        self._pipes = pipes = [p for p in pipes if not p.closed and p.reusable]
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                _, pipe = await loop.create_connection(
-                    PipelinedConnection, self.host, self.port, ssl=self.tls,
-                    server_hostname=self.host if self.tls else None)
-        except (OSError, TimeoutError) as exc:
-            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: "
-                                f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
-                                ) from exc
-        pipes.append(pipe)
-        return pipe
+        return None
+
+    async def _pipe(self) -> PipelinedConnection:
+        """A pipelined connection with room for one more request, opened if none has. One
+        is opened at a time (a burst of calls shares it); when opening fails, the calls that
+        waited for it fail at once too (nothing was sent), instead of each trying in turn."""
+        pipe = self._roomy_pipe()
+        if pipe is not None:
+            return pipe
+        failures = self._connect_failures
+        async with self._opening:
+            pipe = self._roomy_pipe()
+            if pipe is not None:
+                return pipe
+            if self._connect_failures != failures:
+                raise ConnectFailed(self._connect_failure)
+            self._pipes = [p for p in self._pipes if not p.closed and p.reusable]
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    _, pipe = await loop.create_connection(
+                        PipelinedConnection, self.host, self.port, ssl=self.tls,
+                        server_hostname=self.host if self.tls else None)
+            except (OSError, TimeoutError) as exc:
+                self._connect_failures += 1
+                self._connect_failure = (
+                    f"cannot connect to {self.host}:{self.port}: "
+                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}")
+                raise ConnectFailed(self._connect_failure) from exc
+            self._pipes.append(pipe)
+            return pipe
 
     async def pipeline(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
                        bodies: list[bytes]) -> list[int | None]:
