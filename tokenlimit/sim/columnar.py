@@ -156,8 +156,13 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
         schema = {n: csv_types.get(n, pl.String) for n in wanted}
         if (key_field or "key") in schema:  # factorized as it is parsed (``_keys``)
             schema[key_field or "key"] = pl.Categorical
-        frame = pl.read_csv(source, columns=wanted, schema_overrides=schema,
-                            raise_if_empty=False)
+        try:  # whole token counts parse as integers (no float checks and casts later)
+            frame = pl.read_csv(source, columns=wanted, raise_if_empty=False,
+                                schema_overrides={**schema, **{
+                                    n: pl.Int64 for n in wanted if n in _TOKEN_FIELDS}})
+        except pl.exceptions.PolarsError:  # 12.0 or 1e3: read as numbers, checked later
+            frame = pl.read_csv(source, columns=wanted, schema_overrides=schema,
+                                raise_if_empty=False)
         inside = 0
     else:
         frame = pl.read_csv(source, infer_schema=False, raise_if_empty=False)
@@ -350,12 +355,9 @@ def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str
     if not (column.dtype == pl.String or column.dtype.is_integer()):
         raise Declined
     if column.dtype == pl.String and csv:
-        integer = column.str.contains(CSV_INTEGER_ID)
-        if integer.all():
-            column = column.cast(pl.Int64)
-        elif integer.any():
-            column = pl.Series([csv_id(v) if v is not None else None
-                                for v in column.to_list()], dtype=pl.Object)
+        if _positions_as_text(column, first_row):
+            return None  # every id is its line's position, written plainly
+        column = _csv_ids(column)
     if column.dtype.is_integer() and not column.null_count() and column.equals(
             pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
             .cast(column.dtype), check_names=False):
@@ -367,6 +369,50 @@ def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str
     if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
         return None
     return tuple(values)
+
+
+def _positions_as_text(column: pl.Series, first_row: int) -> bool:
+    """Whether CSV ``id`` cells are each line's position written plainly (``records.csv_id``
+    reads them as those integers): as numbers they are the positions, and together they have
+    exactly the positions' digits (a leading zero or sign would add bytes)."""
+    import polars as pl
+
+    n = column.len()
+    if n == 0 or column.null_count():
+        return False
+    numbers = column.cast(pl.Int64, strict=False)
+    if numbers.null_count() or not numbers.equals(
+            pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True),
+            check_names=False):
+        return False
+    return bool(column.str.len_bytes().sum() == _digits(first_row, first_row + n))
+
+
+def _digits(start: int, stop: int) -> int:
+    """How many decimal digits the numbers ``start`` .. ``stop - 1`` (>= 0) have in all.
+
+    >>> _digits(0, 10), _digits(8, 12), _digits(0, 101)
+    (10, 6, 193)
+    """
+    total, width, low = 0, 1, 0
+    while low < stop:
+        high = 10**width
+        total += width * max(0, min(stop, high) - max(start, low))
+        low, width = high, width + 1
+    return total
+
+
+def _csv_ids(column: pl.Series) -> pl.Series:
+    """CSV ``id`` cells as ids: integers where written as one (``records.csv_id``)."""
+    import polars as pl
+
+    integer = column.str.contains(CSV_INTEGER_ID)
+    if integer.all():
+        return column.cast(pl.Int64)
+    if integer.any():
+        return pl.Series([csv_id(v) if v is not None else None for v in column.to_list()],
+                         dtype=pl.Object)
+    return column
 
 
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
