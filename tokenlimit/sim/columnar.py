@@ -79,9 +79,7 @@ def _mapped(name: str, data: bytes | None) -> Any:
             return b""
         # Closed when collected (closing it here would fail while an error's traceback
         # still holds a view of it).
-        # MAP_POPULATE (Linux): the pages are mapped in one call, not one fault each.
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        return mmap.mmap(stream.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _unmap(raw: Any) -> None:
@@ -180,28 +178,66 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
     return _jsonl_frame_of(name, raw, name if data is None and len(raw) else raw, key_field)
 
 
+_HEAD = 1 << 20  # bytes of lines whose field kinds guess the schema
+
+
 def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> pl.DataFrame:
     """The frame of JSON Lines ``raw`` (bytes or a memory map of the file), which polars
-    reads from ``source`` (the same bytes, or the file's name)."""
+    reads from ``source`` (the same bytes, or the file's name).
+
+    polars parses with the schema of the first lines while the whole file's field kinds are
+    counted on a thread beside it; if the whole file calls for another schema (an id that
+    turns from numbers to strings), polars parses again with that one."""
     import polars as pl
 
-    from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
+    from tokenlimit.sim.json_fields import NULL, TOTAL, field_kinds
 
     if raw[:3] == b"\xef\xbb\xbf":
         raise Declined  # the per-row reader's error
     key = key_field or "key"
     names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
              "headers"]
-    counts = field_kinds(raw, names, parts=_cores()).tolist()
+    end = raw.rfind(b"\n", 0, _HEAD) + 1 if len(raw) > _HEAD else len(raw)
+    head = bytes(raw[:end])  # empty when the first line is longer: no guess
+    guess = _jsonl_schema(dict(zip(names, field_kinds(head, names).tolist(), strict=False)),
+                          head, key_field) if head else None
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame: pl.DataFrame | None = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counting = pool.submit(field_kinds, raw, names)
+        if guess is not None:
+            with contextlib.suppress(pl.exceptions.PolarsError):  # a later line differs
+                frame = pl.read_ndjson(source, schema=guess)
+        counts = counting.result().tolist()
     if counts[-1][0]:
         raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
     kinds = dict(zip(names, counts, strict=False))
-    present = [n for n in names if kinds[n][TOTAL]]
-    # polars turns a number, object or list into its text where a string is expected;
-    # the per-row reader refuses those: every such field must be a string in the file.
+    schema = _jsonl_schema(kinds, raw, key_field)
+    if frame is None or schema != guess:
+        frame = pl.read_ndjson(source, schema=schema)
+    # Each field once per line that has it: a field named twice in one object (the per-row
+    # reader keeps the last, polars the first) makes the counts differ.
+    for field in schema:
+        if kinds[field][TOTAL] != frame[field].count() + kinds[field][NULL]:
+            raise Declined
+    return frame
+
+
+def _jsonl_schema(kinds: dict[str, list[int]], raw: Any, key_field: str | None
+                  ) -> dict[str, Any]:
+    """The polars schema for fields of these kinds (counts per field from ``field_kinds``),
+    or ``Declined``: polars turns a number, object or list into its text where a string is
+    expected, and the per-row reader refuses those, so every such field must be a string."""
+    import polars as pl
+
+    from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NUMBER, STRING, TOTAL
+
+    key = key_field or "key"
     schema: dict[str, Any] = {}
-    for field in present:
-        counts = kinds[field]
+    for field, counts in kinds.items():
+        if not counts[TOTAL]:
+            continue
         if field in ("ts", "timestamp", "latency"):
             schema[field] = pl.Float64  # strict: a string or bool makes polars fail
         elif field in _TOKEN_FIELDS:
@@ -232,15 +268,7 @@ def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> 
             raise Declined
     if "ts" not in schema and "timestamp" not in schema:
         raise Declined
-    if source is not raw:
-        _unmap(raw)  # polars maps the file itself; two maps would count its pages twice
-    frame = pl.read_ndjson(source, schema=schema)
-    # Each field once per line that has it: a field named twice in one object (the per-row
-    # reader keeps the last, polars the first) makes the counts differ.
-    for field in schema:
-        if kinds[field][TOTAL] != frame[field].count() + kinds[field][NULL]:
-            raise Declined
-    return frame
+    return schema
 
 
 def _number(frame: pl.DataFrame, field: str) -> pl.Series:
