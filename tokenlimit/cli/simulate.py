@@ -234,7 +234,7 @@ def simulate(
         _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions,
                             speed)
         _simulate_in_chunks(console, trace_path, loaded.rules, chunk_rows, charged, key_field,
-                            seed, top, price, decisions, output_format)
+                            seed, top, price, decisions, output_format, fields)
         return
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
@@ -294,9 +294,11 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
     """Usage errors for what a streamed replay does not do (yet)."""
     refused = [(semantics != "asm", "--semantics", "streams the asm semantics only"),
                (bool(settings), "--set", "a sweep replays the trace whole"),
-               (plot is not None, "--plot", "a chart needs the whole replay"),
-               (bool(templates) or fields is not None, "--key-template/--from/--map",
-                "streams canonical traces: convert logs with tokenlimit trace convert first"),
+               (plot is not None, "--plot", "draws no chart: a chart draws every check of "
+                "its keys, which are known only once the whole trace is replayed (replay "
+                "whole for a chart)"),
+               (bool(templates), "--key-template", "reads keys from a key field or a log's "
+                "--map key=FIELD, not from templates"),
                (speed != 1.0, "--speed", "streams the trace at its own pace"),
                (decisions is not None and decisions.lower().endswith(
                    (".parquet", ".pq", ".csv", ".gz")), "--decisions",
@@ -308,12 +310,13 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
 
 def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, charge: Charge,
                         key_field: str | None, seed: int, top: int, price: float | None,
-                        decisions: str | None, output_format: str) -> None:
+                        decisions: str | None, output_format: str, fields: Any = None) -> None:
     from tokenlimit.files import atomic_writer
     from tokenlimit.sim.chunked import simulate_in_chunks
 
     options: dict[str, Any] = {"rows": rows, "charge": charge, "key_field": key_field,
-                               "seed": seed, "top": top, "price_per_1k": price}
+                               "seed": seed, "top": top, "price_per_1k": price,
+                               "fields": fields}
     if decisions:
         with atomic_writer(decisions) as handle:
             result = simulate_in_chunks(path, rules, decisions=handle, **options)
