@@ -127,7 +127,8 @@ def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
 def simulate(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
         "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too); canonical or "
-        "Mooncake/AIPerf shape."))],
+        "Mooncake/AIPerf shape. A path or a URL (s3://, gs://, https://, file://, ...); "
+        "Parquet also a folder or glob."))],
     rules_source: RulesOption = None,
     config_json: ConfigJsonOption = None,
     from_env: FromEnvOption = False,

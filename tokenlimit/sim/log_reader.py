@@ -31,7 +31,7 @@ def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int,
     """The trace in a gateway log (``data``: the file's decompressed bytes, or one block of
     its lines, the CSV header in front, whose first request is the file's ``first_row``).
     Errors name the line in ``data``."""
-    return log_trace(_frame(name, fmt, data), _Locator(name, fmt, data), fields, seed,
+    return log_trace(_frame(name, fmt, data), Locator(name, fmt, data), fields, seed,
                      first_row)
 
 
@@ -39,7 +39,7 @@ def read_log_batch(name: str, frame: pl.DataFrame, fields: FieldMap, seed: int,
                    first_row: int) -> Any:
     """The trace in one batch of a Parquet log, whose first row is the file's ``first_row``
     (errors name the row in the file)."""
-    return log_trace(frame, _Locator(name, "parquet", b"", first_row), fields, seed,
+    return log_trace(frame, Locator(name, "parquet", b"", first_row), fields, seed,
                      first_row)
 
 
@@ -49,7 +49,7 @@ def log_columns(names: list[str], fields: FieldMap) -> list[str]:
     return [n for n in names if any(w == n or w.startswith(n + ".") for w in wanted)]
 
 
-def log_trace(frame: pl.DataFrame, located: _Locator, fields: FieldMap, seed: int,
+def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int,
               first_row: int = 0) -> Any:
     """The trace in a log's ``frame``, each trace field converted from its log field."""
     import polars as pl
@@ -125,7 +125,7 @@ def limited_count(trace: Any) -> int:
     return sum(1 for s in trace.status if s == LIMITED_STATUS)
 
 
-class _Locator:
+class Locator:
     """Line numbers of frame rows (the slow pass is taken only for an error)."""
 
     def __init__(self, name: str, fmt: str, data: bytes, first_row: int = 0) -> None:
@@ -209,7 +209,7 @@ def _as_text_or_number(values: pl.Series) -> pl.Series:
     return values
 
 
-def _numbers(field: str, values: pl.Series, located: _Locator) -> pl.Series:
+def _numbers(field: str, values: pl.Series, located: Locator) -> pl.Series:
     """Float64 values (text such as "21" converted; absent as null)."""
     import polars as pl
 
@@ -227,7 +227,7 @@ def _numbers(field: str, values: pl.Series, located: _Locator) -> pl.Series:
     return converted
 
 
-def _times(field: str, values: pl.Series, unit: str, located: _Locator) -> pl.Series:
+def _times(field: str, values: pl.Series, unit: str, located: Locator) -> pl.Series:
     """Unix seconds from epoch numbers (``unit`` s or ms), ISO-8601 text or timestamps."""
     import polars as pl
 

@@ -14,6 +14,7 @@ file) or as a stream (``--chunk-rows``); a remote dataset file by file.
 from __future__ import annotations
 
 import glob
+import io
 import re
 from pathlib import Path
 from typing import IO, Any
@@ -103,7 +104,8 @@ def open_raw(path: str) -> IO[bytes]:
         return open(path, "rb")
     fs, inner = _filesystem(path)
     try:
-        stream: IO[bytes] = fs.open(inner, "rb")
+        stream = fs.open(inner, "rb")
     except (OSError, ValueError) as exc:
         raise _cannot_read(path, exc) from exc
-    return stream
+    # A standard buffered stream: fsspec's files lack ``readlines(hint)``, which batches use.
+    return io.BufferedReader(stream)
