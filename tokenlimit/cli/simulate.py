@@ -234,8 +234,8 @@ def simulate(
     if chunk_rows is not None:
         _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions,
                             speed)
-        _simulate_in_chunks(console, trace_path, loaded.rules, chunk_rows, charged, key_field,
-                            seed, top, price, decisions, output_format, fields)
+        _simulate_in_chunks(console, trace_path, loaded, chunk_rows, charged, key_field,
+                            seed, top, price, decisions, output_format, fields, speed, plot)
         return
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
@@ -295,12 +295,8 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
     """Usage errors for what a streamed replay does not do (yet)."""
     refused = [(semantics != "asm", "--semantics", "streams the asm semantics only"),
                (bool(settings), "--set", "a sweep replays the trace whole"),
-               (plot is not None, "--plot", "draws no chart: a chart draws every check of "
-                "its keys, which are known only once the whole trace is replayed (replay "
-                "whole for a chart)"),
                (bool(templates), "--key-template", "reads keys from a key field or a log's "
                 "--map key=FIELD, not from templates"),
-               (speed != 1.0, "--speed", "streams the trace at its own pace"),
                (decisions is not None and decisions.lower().endswith(
                    (".parquet", ".pq", ".csv", ".gz")), "--decisions",
                 "streamed decisions are written as plain JSON Lines")]
@@ -309,15 +305,17 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
             raise typer.BadParameter(f"--chunk-rows {message}", param_hint=hint)
 
 
-def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, charge: Charge,
+def _simulate_in_chunks(console: Console, path: str, loaded: Any, rows: int, charge: Charge,
                         key_field: str | None, seed: int, top: int, price: float | None,
-                        decisions: str | None, output_format: str, fields: Any = None) -> None:
+                        decisions: str | None, output_format: str, fields: Any,
+                        speed: float, plot: str | None) -> None:
     from tokenlimit.files import atomic_writer
     from tokenlimit.sim.chunked import simulate_in_chunks
 
+    rules = loaded.rules
     options: dict[str, Any] = {"rows": rows, "charge": charge, "key_field": key_field,
                                "seed": seed, "top": top, "price_per_1k": price,
-                               "fields": fields}
+                               "fields": fields, "speed": speed, "chart": plot is not None}
     if decisions:
         with atomic_writer(decisions) as handle:
             result = simulate_in_chunks(path, rules, decisions=handle, **options)
@@ -325,6 +323,12 @@ def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, char
     else:
         result = simulate_in_chunks(path, rules, **options)
         _refuse_empty(result.requests, path)
+    if plot and result.chart is not None:
+        from tokenlimit.sim.replay_plot import plot_replay
+
+        trace, replay = result.chart
+        plot_replay(plot, rules, trace, replay, [k for k, _, _ in result.summary.keys],
+                    charge, rules_origin=loaded.origin, top=top)
     _print_report(console, result.summary, path, result.recorded_429, output_format)
 
 

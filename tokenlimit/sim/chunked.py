@@ -15,6 +15,7 @@ get exactly the whole replay's imputed usage, at the price of reading the trace 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -27,11 +28,13 @@ from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import TraceError
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.columnar import Declined, build_trace
+from tokenlimit.sim.engine import Replay
 from tokenlimit.sim.log_fields import FieldMap
 from tokenlimit.sim.log_reader import limited_count, log_columns, read_log, read_log_batch
 from tokenlimit.sim.replay_stats import Summary, key_figures, summary_from_figures
 from tokenlimit.sim.stream import StreamingReplay
 from tokenlimit.sim.stream_imputation import ImputationTally
+from tokenlimit.sim.stream_plot import ChartRequests
 from tokenlimit.sim.trace_sources import (
     PARQUET_SUFFIXES,
     is_dataset,
@@ -47,11 +50,14 @@ _COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens", "compl
 
 @dataclass(frozen=True, slots=True)
 class ChunkedResult:
-    """The report, and how many requests had usage imputed or were recorded as 429."""
+    """The report, how many requests there were and how many were recorded as 429, every
+    key (first-appearance order) and, when asked for, the chart's requests."""
 
     summary: Summary
     requests: int
     recorded_429: int
+    key_names: tuple[str, ...] = ()
+    chart: tuple[Trace, Replay] | None = None  # what the replay chart draws
 
 
 def parquet_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
@@ -187,41 +193,63 @@ def _locate(path: str, batch: Any, first: int, key_field: str | None) -> None:
 def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,
                        charge: Charge = "completion", key_field: str | None = None,
                        seed: int = 0, top: int = 10, price_per_1k: float | None = None,
-                       decisions: IO[bytes] | None = None,
-                       fields: FieldMap | None = None) -> ChunkedResult:
+                       decisions: IO[bytes] | None = None, fields: FieldMap | None = None,
+                       speed: float = 1.0, chart: bool = False) -> ChunkedResult:
     """Replay a trace (or a gateway log, with ``fields``) batch by batch; decisions as JSON
-    Lines to ``decisions`` (a seekable stream: rewritten when usage had to be imputed)."""
+    Lines to ``decisions`` (a seekable stream: rewritten when usage had to be imputed).
+    ``speed``: as ``Trace.at_speed``. ``chart``: also gather what the replay chart draws
+    (``ChunkedResult.chart``; one more pass)."""
     def batches() -> Iterator[tuple[int, Trace]]:
         return trace_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
 
     tally = ImputationTally()
-    options: dict[str, Any] = {"charge": charge, "top": top, "price_per_1k": price_per_1k}
+    options: dict[str, Any] = {"charge": charge, "top": top, "price_per_1k": price_per_1k,
+                               "speed": speed}
     result = _replay_pass(batches(), rules, decisions, tally.add, **options)
-    if tally.total_missing == 0:
+    fill: Callable[[Trace], None] = _as_read
+    if tally.total_missing:
+        # Requests without usage: draw theirs from the whole trace's, as the whole replay does.
+        draws = tally.draws(seed)
+        for _, chunk in batches():
+            draws.collect(chunk)
+        if decisions is not None:
+            decisions.seek(0)
+            decisions.truncate()
+        result = _replay_pass(batches(), rules, decisions, draws.fill, **options)
+        draws.rewind()
+        fill = draws.fill
+    if not chart:
         return result
-    # Requests without usage: draw theirs from the whole trace's, as the whole replay does.
-    draws = tally.draws(seed)
-    for _, chunk in batches():
-        draws.collect(chunk)
-    if decisions is not None:
-        decisions.seek(0)
-        decisions.truncate()
-    return _replay_pass(batches(), rules, decisions, draws.fill, **options)
+    wanted = ChartRequests(result.key_names, [k for k, _, _ in result.summary.keys], charge)
+    _replay_pass(batches(), rules, None, fill, on_replay=wanted.add, **options)
+    return dataclasses.replace(result, chart=wanted.trace_and_replay(path))
+
+
+def _as_read(chunk: Trace) -> None:
+    """Nothing to complete in a batch."""
 
 
 def _replay_pass(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
                  decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
-                 charge: Charge, top: int, price_per_1k: float | None) -> ChunkedResult:
-    """One streamed replay; ``on_batch`` sees (and may complete) each batch first."""
+                 charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
+                 on_replay: Callable[[Trace, Replay], None] | None = None) -> ChunkedResult:
+    """One streamed replay; ``on_batch`` sees (and may complete) each batch first,
+    ``on_replay`` each batch with its decisions."""
     stream = StreamingReplay(rules, charge)
     counts = np.zeros((0, 6), dtype=np.int64)
     first_limited = np.zeros(0)
     unmatched = np.zeros(6, dtype=np.int64)
     unmatched_first = np.inf
     imputed = requests = limited = 0
+    origin = None  # the first request's time (batches come in time order)
     for start, chunk in batches:
         on_batch(chunk)
+        if speed != 1.0:
+            origin = float(chunk.ts.min()) if origin is None else origin
+            chunk = chunk.at_speed(speed, origin)
         replay = stream.feed(chunk, start)
+        if on_replay is not None:
+            on_replay(chunk, replay)
         n_keys = len(stream.names)
         chunk_counts, chunk_first = key_figures(chunk, replay, charge, n_keys)
         grow = n_keys - counts.shape[0]
@@ -241,7 +269,7 @@ def _replay_pass(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
         rules, stream.key_names, np.vstack((counts, unmatched)),
         np.append(first_limited, unmatched_first), deepest, engine="scan", imputed=imputed,
         charge=charge, top=top, price_per_1k=price_per_1k)
-    return ChunkedResult(summary, requests, limited)
+    return ChunkedResult(summary, requests, limited, stream.key_names)
 
 
 def _decision_lines(start: int, chunk: Trace, outcome: Any, rule: Any) -> bytes:

@@ -133,6 +133,10 @@ class ImputedDraws:
                 match[inside] = wanted[hit[inside]] == positions[inside]
                 found[hit[match]] = values[match]
 
+    def rewind(self) -> None:
+        """Ready ``fill`` for another pass over the same batches."""
+        self._seen_missing[:] = 0
+
     def fill(self, chunk: Trace) -> None:
         """Give this batch's requests without usage their drawn completion tokens (in place)."""
         missing = np.flatnonzero(chunk.imputed)
