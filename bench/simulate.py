@@ -121,13 +121,22 @@ def main() -> None:
 
     from tokenlimit.sim.partition import replay_partitioned
 
-    started = time.perf_counter()
-    parallel = replay_partitioned(RULES, trace, jobs=2)
-    jobs_s = time.perf_counter() - started
-    same_jobs = bool(np.array_equal(parallel.outcome, fast.outcome))
-    ratio = engine_s / jobs_s
-    print(f"replay on 2 partitions (--jobs 2, processes): {jobs_s:.2f} s wall, "
-          f"{ratio:.2f}x --jobs 1 (target >= 1.6x: {'met' if ratio >= 1.6 else 'not met'}); "
+    # --jobs 1 and --jobs 2 in alternating rounds, best of each: on a shared machine other
+    # work steals a core now and then, and would decide the ratio.
+    one_s, two_s = [engine_s], []
+    for _ in range(3):
+        started = time.perf_counter()
+        parallel = replay_partitioned(RULES, trace, jobs=2)
+        two_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        replay_asm(RULES, trace)
+        one_s.append(time.perf_counter() - started)
+    same_jobs = all(bool(np.array_equal(getattr(parallel, f), getattr(fast, f)))
+                    for f in ("outcome", "rule", "key", "balance", "deepest"))
+    ratio = min(one_s) / min(two_s)
+    print(f"replay on 2 partitions (--jobs 2, threads): {min(two_s):.2f} s wall vs "
+          f"{min(one_s):.2f} s for --jobs 1 (best of {len(two_s)} alternating rounds): "
+          f"{ratio:.2f}x (target >= 1.6x: {'met' if ratio >= 1.6 else 'not met'}); "
           f"identical decisions: {same_jobs}")
 
     part = _slice(trace, min(args.oracle_slice, len(trace)))

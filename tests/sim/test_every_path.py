@@ -50,7 +50,7 @@ def test_each_reader_chunking_and_partitioning_decides_like_the_oracle(
     with tempfile.TemporaryDirectory() as folder:
         path = _write(Path(folder), ordered, fmt)
         trace = read_trace(path)
-        partitioned = replay_partitioned(rules, trace, jobs=2)
+        partitioned = replay_partitioned(rules, trace, jobs=2, min_rows=0)
         stream = StreamingReplay(rules)
         streamed: list[tuple[str, int | None]] = []
         for _, chunk in trace_chunks(str(path), rows):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -161,10 +162,9 @@ def simulate(
         "and latencies divided by N.")] = 1.0,
     jobs: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
-        "request stay together); default 1, or every core with --executor dask.")
-    ] = None,
+        "request stay together); default: every core.")] = None,
     executor: Annotated[str, typer.Option(
-        help="Where partitions run: local (processes) or dask.")] = "local",
+        help="Where partitions run: local (threads) or dask.")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="ADDRESS", help="With --executor dask: the scheduler (default: a local "
         "cluster).")] = None,
@@ -237,6 +237,8 @@ def simulate(
         _simulate_in_chunks(console, trace_path, loaded, chunk_rows, charged, key_field,
                             seed, top, price, decisions, output_format, fields, speed, plot)
         return
+    if semantics == "asm":
+        _load_engine_meanwhile()
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                            fields=fields).at_speed(speed)
@@ -276,16 +278,29 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
                           "as demand, their usage imputed")
 
 
+def _load_engine_meanwhile() -> None:
+    """Load the compiled replay on a thread while the trace is read (about a third of a
+    second that reading, mostly outside Python, can hide)."""
+    import threading
+
+    def load() -> None:
+        from tokenlimit.sim.scan import warm_up
+
+        with contextlib.suppress(Exception):  # the replay loads it again and says what fails
+            warm_up()
+
+    threading.Thread(target=load, name="load-replay", daemon=True).start()
+
+
 def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
-    """``--jobs``: 1 by default here (bench/simulate.py measured splitting a replay into
-    partitions on this machine as slower than the one compiled scan: the partitioning costs
-    more than the scan it spreads); every core by default on a Dask cluster."""
+    """``--jobs``: every core this process may run on, by default."""
     import os
 
     from tokenlimit.sim.partition import Parallelism
 
     if jobs is None:
-        jobs = (os.cpu_count() or 1) if executor == "dask" else 1
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
     return Parallelism(jobs, executor, scheduler)
 
 

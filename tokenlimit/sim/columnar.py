@@ -13,6 +13,7 @@ and the per-row reader reads the file again: it gives the same trace or the loca
 
 from __future__ import annotations
 
+import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,12 @@ _TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "input_le
 _NUMBER_FIELDS = ("ts", "timestamp", "latency")
 # A JSON array of plain strings (no escapes that could hide a quote).
 _STRING_LIST = rb'\[\s*(?:"(?:[^"\\]|\\.)*"\s*(?:,\s*"(?:[^"\\]|\\.)*"\s*)*)?\]'
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 class Declined(Exception):
@@ -74,7 +81,12 @@ def _parquet_frame(name: str, key_field: str | None) -> pl.DataFrame:
     wanted = {*_NUMBER_FIELDS, *_TOKEN_FIELDS, "key", "keys", "id", "status", "headers"}
     if key_field is not None:
         wanted.add(key_field)
-    return pl.read_parquet(name, columns=[c for c in columns if c in wanted])
+    key = key_field or "key"
+    chosen = [c for c in columns if c in wanted]
+    if columns.get(key) == pl.String:  # factorized as it is decoded (``_keys``)
+        return pl.scan_parquet(name).select(chosen).with_columns(
+            pl.col(key).cast(pl.Categorical)).collect()
+    return pl.read_parquet(name, columns=chosen)
 
 
 def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
@@ -102,6 +114,8 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     if raw.find(b'"') < 0:
         wanted = [n for n in names if n in csv_types or n == key_field]
         schema = {n: csv_types.get(n, pl.String) for n in wanted}
+        if (key_field or "key") in schema:  # factorized as it is parsed (``_keys``)
+            schema[key_field or "key"] = pl.Categorical
         frame = pl.read_csv(raw, columns=wanted, schema_overrides=schema,
                             raise_if_empty=False)
         inside = 0
@@ -116,21 +130,36 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     return frame
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
 def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
+    if data is not None:
+        return _jsonl_frame_of(name, data, data, key_field)
+    import mmap
+
+    with open(name, "rb") as stream:
+        if os.fstat(stream.fileno()).st_size == 0:
+            return _jsonl_frame_of(name, b"", b"", key_field)
+        # Closed when collected (closing it here would fail while an error's traceback
+        # still holds a view of it).
+        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    return _jsonl_frame_of(name, mapped, name, key_field)
+
+
+def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> pl.DataFrame:
+    """The frame of JSON Lines ``raw`` (bytes or a memory map of the file), which polars
+    reads from ``source`` (the same bytes, or the file's name)."""
     import polars as pl
 
     from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
 
-    raw = _bytes(name, data)
-    if raw[:3] == b"\xef\xbb\xbf" or _SURROGATE_ESCAPE.search(raw):
-        raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
+    if raw[:3] == b"\xef\xbb\xbf":
+        raise Declined  # the per-row reader's error
     key = key_field or "key"
     names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
              "headers"]
-    kinds = dict(zip(names, field_kinds(raw, names).tolist(), strict=True))
+    counts = field_kinds(raw, names, parts=_cores()).tolist()
+    if counts[-1][0]:
+        raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
+    kinds = dict(zip(names, counts, strict=False))
     present = [n for n in names if kinds[n][TOTAL]]
     # polars turns a number, object or list into its text where a string is expected;
     # the per-row reader refuses those: every such field must be a string in the file.
@@ -149,7 +178,7 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
             if key_field is not None or counts[NESTED] != counts[TOTAL]:
                 raise Declined
             lists = len(re.findall(rb'"keys"\s*:\s*' + _STRING_LIST, raw))
-            if raw.count(b'"keys"') != lists:
+            if len(re.findall(rb'"keys"', raw)) != lists:
                 raise Declined  # a list with something else than strings
             schema["keys"] = pl.List(pl.String)
         elif field == "id":
@@ -167,7 +196,7 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
             raise Declined
     if "ts" not in schema and "timestamp" not in schema:
         raise Declined
-    frame = pl.read_ndjson(raw, schema=schema)
+    frame = pl.read_ndjson(source, schema=schema)
     # Each field once per line that has it: a field named twice in one object (the per-row
     # reader keeps the last, polars the first) makes the counts differ.
     for field in schema:
@@ -176,41 +205,66 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
     return frame
 
 
-def _floats(frame: pl.DataFrame, field: str) -> tuple[Any, Any] | None:
-    """(values as float64, mask of absent values), or ``None`` without the column."""
+def _number(frame: pl.DataFrame, field: str) -> pl.Series:
+    """The column ``field`` as float64 or int64 (``Declined`` for a type the per-row reader
+    refuses)."""
     import polars as pl
 
-    if field not in frame.columns:
-        return None
     series = frame[field]
     if series.dtype == pl.String:
-        series = series.cast(pl.Float64, strict=True)
-    elif not series.dtype.is_numeric() or series.dtype == pl.Decimal:
+        return series.cast(pl.Float64, strict=True)
+    if not series.dtype.is_numeric() or series.dtype == pl.Decimal:
         raise Declined
-    values = series.cast(pl.Float64).to_numpy()  # NaN where absent
-    if series.null_count():
-        absent = series.is_null().to_numpy()
-        values = np.where(absent, 0.0, values)
+    if series.dtype.is_float():
+        return series.cast(pl.Float64)
+    return series.cast(pl.Int64)
+
+
+def _numbers(frame: pl.DataFrame, time_field: str, token_fields: tuple[str, ...]
+             ) -> dict[str, Any]:
+    """The time, latency and token columns as numpy arrays: time float64 (no gaps), latency
+    float64 (0 where absent), tokens int64 (``MISSING`` where absent). Checked with one
+    parallel pass of reductions; ``Declined`` for anything the per-row reader would refuse
+    or read differently (NaN, infinities, huge integers, negative or fractional tokens)."""
+    import polars as pl
+
+    present = [f for f in (time_field, "latency", *token_fields) if f in frame.columns]
+    values = pl.DataFrame([_number(frame, f).alias(f) for f in present])
+    reductions = []
+    for field in present:
+        column = pl.col(field)
+        reductions += [column.min().cast(pl.Float64).alias(f"{field}.min"),
+                       column.max().cast(pl.Float64).alias(f"{field}.max"),
+                       column.null_count().alias(f"{field}.nulls")]
+        if values[field].dtype == pl.Float64:
+            reductions += [column.is_nan().any().alias(f"{field}.nan"),
+                           (column != column.floor()).any().alias(f"{field}.fraction")]
+    figures = values.select(reductions).row(0, named=True)
+
+    def figure(name: str, default: Any) -> Any:
+        value = figures.get(name, default)
+        return default if value is None else value
+
+    for field in present:
+        low, high = figure(f"{field}.min", 0.0), figure(f"{field}.max", 0.0)
+        if figure(f"{field}.nan", False) or not (low > -_MAX_INT and high < _MAX_INT):
+            raise Declined
+        if field in token_fields and (low < 0 or high > _MAX_TOKENS
+                                      or figure(f"{field}.fraction", False)):
+            raise Declined
+    if figure(f"{time_field}.nulls", 0) or ("latency" in present
+                                            and figure("latency.min", 0.0) < 0):
+        raise Declined
+    n = frame.height
+    out: dict[str, Any] = {time_field: values[time_field].cast(pl.Float64).to_numpy()}
+    if "latency" in present:  # + 0.0: -0.0 becomes 0.0, as per row
+        out["latency"] = values["latency"].cast(pl.Float64).fill_null(0.0).to_numpy() + 0.0
     else:
-        absent = np.zeros(values.shape[0], dtype=np.bool_)
-    # One pass: NaN, infinities and integers the per-row reader refuses all fail this.
-    if not np.all(np.abs(values) < _MAX_INT):
-        raise Declined
-    return np.ascontiguousarray(values, dtype=np.float64), absent
-
-
-def _tokens(frame: pl.DataFrame, field: str, n: int) -> Any:
-    """Token counts as int64, ``MISSING`` where absent."""
-    found = _floats(frame, field)
-    if found is None:
-        return np.full(n, MISSING, dtype=np.int64)
-    values, absent = found
-    given = values[~absent]
-    if np.any((given < 0) | (given > _MAX_TOKENS) | (given != np.floor(given))):
-        raise Declined
-    tokens = values.astype(np.int64)
-    tokens[absent] = MISSING
-    return tokens
+        out["latency"] = np.zeros(n)
+    for field in token_fields:
+        out[field] = (values[field].cast(pl.Int64).fill_null(MISSING).to_numpy(writable=True)
+                      if field in present else np.full(n, MISSING, dtype=np.int64))
+    return out
 
 
 def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[str, ...]]:
@@ -222,10 +276,9 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
     has_keys = key_field is None and "keys" in frame.columns
     if field in frame.columns and not has_keys:
         series = frame[field]
-        if series.dtype == pl.Categorical or (key_field is not None
-                                              and series.dtype.is_integer()):
+        if key_field is not None and series.dtype.is_integer():
             series = series.cast(pl.String)
-        if series.dtype != pl.String or series.null_count():
+        if series.dtype not in (pl.String, pl.Categorical) or series.null_count():
             raise Declined
         ptr = np.arange(n + 1, dtype=np.int64)
         flat = series
@@ -240,9 +293,17 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
         np.cumsum(lists.list.len().to_numpy(), out=ptr[1:])
     else:
         raise Declined
-    names = flat.unique(maintain_order=True)
-    index = flat.cast(pl.Enum(names)).to_physical().cast(pl.Int64).to_numpy()
-    return ptr, np.ascontiguousarray(index, dtype=np.int64), tuple(names.to_list())
+    # Factorized through polars' categorical codes (hashed in parallel), then renumbered in
+    # order of first appearance, as the per-row reader numbers keys.
+    categorical = flat.cast(pl.Categorical)
+    first_seen = categorical.unique(maintain_order=True)
+    if first_seen.len() == 0:
+        return ptr, np.zeros(0, dtype=np.int64), ()
+    seen = first_seen.to_physical().to_numpy()
+    rank = np.zeros(int(seen.max()) + 1, dtype=np.int64)
+    rank[seen] = np.arange(seen.size, dtype=np.int64)
+    names = tuple(first_seen.cast(pl.String).to_list())
+    return ptr, rank[categorical.to_physical().to_numpy()], names
 
 
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
@@ -262,22 +323,17 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
     if "ts" in frame.columns:
         if "timestamp" in frame.columns:
             raise Declined  # the per-row reader decides line by line
-        found = _floats(frame, "ts")
-        prompt_field, completion_field, scale = "prompt_tokens", "completion_tokens", 1.0
+        time_field, prompt_field, completion_field = "ts", "prompt_tokens", "completion_tokens"
+    elif "timestamp" in frame.columns:
+        time_field, prompt_field, completion_field = "timestamp", "input_length", "output_length"
     else:
-        found = _floats(frame, "timestamp")
-        prompt_field, completion_field, scale = "input_length", "output_length", 1000.0
-    if found is None or found[1].any():
         raise Declined
-    ts = found[0] / scale if scale != 1.0 else found[0]
-    latency_found = _floats(frame, "latency")
-    latency = np.zeros(n) if latency_found is None else latency_found[0]
-    if np.any(latency < 0):
-        raise Declined
-    latency = latency + 0.0  # -0.0 becomes 0.0, as ``value or 0.0`` makes it per row
-    prompt = _tokens(frame, prompt_field, n)
-    completion = _tokens(frame, completion_field, n)
-    total = _tokens(frame, "total_tokens", n)
+    numbers = _numbers(frame, time_field, (prompt_field, completion_field, "total_tokens"))
+    ts = numbers[time_field] / 1000.0 if time_field == "timestamp" else numbers[time_field]
+    latency = numbers["latency"]
+    prompt = numbers[prompt_field]
+    completion = numbers[completion_field]
+    total = numbers["total_tokens"]
     prompt[prompt == MISSING] = 0
     derive = (completion == MISSING) & (total != MISSING)
     completion[derive] = np.maximum(total[derive] - prompt[derive], 0)

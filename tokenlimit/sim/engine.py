@@ -104,9 +104,12 @@ def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) 
 
 
 def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
-               rule_of_key: IntArray | None = None) -> Replay:
+               rule_of_key: IntArray | None = None, *, owner: Any = None,
+               parts: int = 1) -> Replay:
     """Replay ``trace`` through the ASM service's arithmetic (fast scan, or the oracle).
-    ``rule_of_key``: ``key_rules(rules, trace.key_names)`` when the caller has it."""
+    ``rule_of_key``: ``key_rules(rules, trace.key_names)`` when the caller has it.
+    ``owner`` and ``parts``: scan ``parts`` partitions on as many threads, ``owner`` giving
+    each key's partition, where no request has keys in two (``partition.key_partitions``)."""
     from tokenlimit.sim.scan import asm_scan  # numba loads only when a replay runs
 
     if rule_of_key is None:
@@ -116,7 +119,7 @@ def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion
     order, t, latency, charged, ptr, keys = replay_order(trace, charge)
     out_outcome, out_rule, out_key, out_balance, deepest = asm_scan(
         t, latency, charged, ptr, keys, rule_of_key, rule_params(rules),
-        len(trace.key_names))
+        len(trace.key_names), owner, parts)
     return in_file_order(order, out_outcome, out_rule, out_key, out_balance, deepest)
 
 

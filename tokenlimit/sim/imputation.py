@@ -30,9 +30,22 @@ def impute_completion(completion: Any, ptr: Any, index: Any, seed: int) -> Any:
     first = np.full(n, -1, dtype=np.int64)
     first[has_key] = index[ptr[:-1][has_key]]
     recorded = completion[~missing]
-    for key in np.unique(first[missing]).tolist():
-        rows = np.flatnonzero(missing & (first == key))
-        pool = completion[(first == key) & ~missing]
+    # Rows grouped by first key (stable: file order within a key), once: one pass per key
+    # over the whole trace would cost keys x requests on a log with many limited keys.
+    wanting = np.flatnonzero(missing)
+    wanting = wanting[np.argsort(first[wanting], kind="stable")]
+    pools = np.flatnonzero(~missing)
+    pools = pools[np.argsort(first[pools], kind="stable")]
+    pool_keys = first[pools]
+    keys, starts = np.unique(first[wanting], return_index=True)
+    stops = np.append(starts[1:], wanting.size)
+    pool_starts = np.searchsorted(pool_keys, keys, side="left")
+    pool_stops = np.searchsorted(pool_keys, keys, side="right")
+    for start, stop, pool_start, pool_stop in zip(starts.tolist(), stops.tolist(),
+                                                  pool_starts.tolist(), pool_stops.tolist(),
+                                                  strict=True):
+        rows = wanting[start:stop]
+        pool = completion[pools[pool_start:pool_stop]]
         if pool.size == 0:
             pool = recorded
         completion[rows] = rng.choice(pool, size=rows.size) if pool.size else 0

@@ -8,12 +8,13 @@ objects or lists. The columnar reader compares these counts with what polars rea
 
 >>> kinds = field_kinds(b'{"key": "a", "id": 7, "x": {"key": 1}}\\n{"key": null}', ("key", "id"))
 >>> kinds.tolist()
-[[2, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0]]
+[[2, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,10 @@ _KEY, _IN_KEY, _AFTER_KEY, _VALUE, _IN_VALUE = range(5)
 
 
 def _scan_fields(buf: Any, names: Any, starts: Any, lengths: Any) -> Any:
-    counts = np.zeros((lengths.shape[0], 6), dtype=np.int64)
+    """Counts per field (rows) and kind (columns); the last row counts ``\\uD800`` to
+    ``\\uDFFF`` escapes anywhere (surrogate halves, which polars reads differently)."""
+    counts = np.zeros((lengths.shape[0] + 1, 6), dtype=np.int64)
+    surrogates = lengths.shape[0]
     depth = 0
     in_string = False
     escaped = False
@@ -36,6 +40,10 @@ def _scan_fields(buf: Any, names: Any, starts: Any, lengths: Any) -> Any:
         if in_string:
             if escaped:
                 escaped = False
+                if c == 117 and i + 2 < buf.shape[0] and (buf[i + 1] | 32) == 100:  # \ud
+                    d = buf[i + 2] | 32
+                    if d == 56 or d == 57 or (97 <= d <= 102):  # 8, 9, a-f
+                        counts[surrogates, TOTAL] += 1
             elif c == 92:  # backslash
                 escaped = True
             elif c == 34:  # the closing quote
@@ -99,12 +107,37 @@ def _compiled() -> Any:
     return njit(_scan_fields, nogil=True)
 
 
-def field_kinds(data: bytes, names: Sequence[str]) -> Any:
-    """Per name in ``names``: counts of (total, string, number, null, boolean, nested)."""
+def _pieces(data: Any, parts: int) -> list[Any]:
+    """``data`` (bytes or a memory map) as uint8 arrays of ``parts`` runs of whole lines."""
+    size = len(data)
+    cuts = [0]
+    for p in range(1, parts):
+        newline = data.find(b"\n", max(size * p // parts, cuts[-1]))
+        if newline < 0:
+            break
+        cuts.append(newline + 1)
+    cuts.append(size)
+    whole = np.frombuffer(data, dtype=np.uint8)
+    return [whole[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+
+
+def field_kinds(data: Any, names: Sequence[str], *, parts: int = 1) -> Any:
+    """Per name in ``names``: counts of (total, string, number, null, boolean, nested); then
+    a last row whose first count is the number of surrogate-half escapes (``\\uD83D``).
+    ``data``: bytes or a buffer (a memory map); ``parts``: lines cut into that many runs,
+    scanned on as many threads (each line is a JSON value of its own)."""
     encoded = [n.encode() for n in names]
     blob = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
     lengths = np.array([len(e) for e in encoded], dtype=np.int64)
     starts = np.zeros(len(encoded), dtype=np.int64)
     if len(encoded) > 1:
         starts[1:] = np.cumsum(lengths)[:-1]
-    return _compiled()(np.frombuffer(data, dtype=np.uint8), blob, starts, lengths)
+    scan = _compiled()
+    pieces = _pieces(data, parts)
+    if len(pieces) <= 1:
+        return scan(np.frombuffer(data, dtype=np.uint8), blob, starts, lengths)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(pieces)) as pool:
+        counts = list(pool.map(lambda piece: scan(piece, blob, starts, lengths), pieces))
+    return np.sum(counts, axis=0)

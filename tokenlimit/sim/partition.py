@@ -4,13 +4,15 @@ Requests on different keys never interact: a check reads and writes its own keys
 report deducts from its own keys. Keys that share a request (a multi-key check) are coupled, so
 keys are grouped into connected components (keys linked through any request), components are
 dealt to partitions (largest first, each to the least loaded partition), and each partition's
-requests (in file order) are replayed on their own by ``replay_asm``. Scattering the decisions
-back by request index and taking each key's deepest debt from its own partition gives exactly
-the sequential replay; a test compares them on hypothesis-generated traces.
+requests are replayed on their own. That gives exactly the sequential replay; a test compares
+them on hypothesis-generated traces.
 
-``executor``: ``local`` (threads here: the compiled scan releases the GIL) or ``dask`` (the
-optional ``[dask]`` extra: a ``distributed.Client`` on ``scheduler``, an address such as
-``tcp://10.0.0.5:8786``, or a local cluster when none is given).
+``executor``: ``local`` (threads here: each scans the whole trace's arrays in place, deciding
+only its partition's checks, with the GIL released by the compiled scan) or ``dask`` (the
+optional ``[dask]`` extra: each partition's requests are copied out and sent to a worker of a
+``distributed.Client`` on ``scheduler``, an address such as ``tcp://10.0.0.5:8786``, or of a
+local cluster when none is given; the decisions are scattered back by request index, and each
+key's deepest debt comes from its own partition).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from tokenlimit.sim.engine import Replay, fallback_reason, key_rules, replay_asm
 from tokenlimit.sim.trace_table import IntArray, Trace
 
 EXECUTORS = ("local", "dask")
+# Below this many requests one scan takes milliseconds: threads would cost more than they save.
+SMALL_TRACE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +45,11 @@ class Parallelism:
 
 def key_components(trace: Trace) -> IntArray:
     """Each key's component: the smallest key index it is linked to through requests."""
+    from tokenlimit.sim.scan import shares_a_request
+
     label = np.arange(len(trace.key_names), dtype=np.int64)
+    if not shares_a_request(trace.key_ptr):
+        return label
     lengths = np.diff(trace.key_ptr)
     multi = np.flatnonzero(lengths > 1)
     if multi.size == 0:
@@ -60,23 +68,39 @@ def key_components(trace: Trace) -> IntArray:
             return label
 
 
+def key_partitions(trace: Trace, parts: int) -> tuple[IntArray, int]:
+    """(each key's partition, how many partitions have requests): keys coupled through a
+    request are in one partition, partitions hold similar request counts."""
+    from tokenlimit.sim.scan import requests_per_component
+
+    component = key_components(trace)
+    sizes = requests_per_component(trace.key_ptr, trace.key_index, component)
+    groups = np.flatnonzero(sizes)
+    part_of_group = np.zeros(sizes.size, dtype=np.int64)
+    biggest_first = groups[np.argsort(-sizes[groups], kind="stable")]
+    if biggest_first.size <= 4096:
+        load = np.zeros(parts, dtype=np.int64)
+        for g in biggest_first.tolist():
+            target = int(np.argmin(load))  # largest first, each to the lightest partition
+            part_of_group[g] = target
+            load[target] += sizes[g]
+    else:  # many groups: deal them largest first in a snake (0 1 .. 1 0 0 1 ..)
+        turn = np.arange(biggest_first.size) % (2 * parts)
+        part_of_group[biggest_first] = np.where(turn < parts, turn, 2 * parts - 1 - turn)
+    used = np.unique(part_of_group[biggest_first])
+    renumber = np.zeros(parts, dtype=np.int64)  # the partitions with requests: 0 .. used - 1
+    renumber[used] = np.arange(used.size)
+    return renumber[part_of_group[component]], int(used.size)
+
+
 def partition_requests(trace: Trace, parts: int) -> list[IntArray]:
     """Request indices (file order) of each of ``parts`` partitions; coupled keys together."""
-    n = len(trace)
-    component = key_components(trace)
-    has_key = np.diff(trace.key_ptr) > 0
-    owner = np.zeros(n, dtype=np.int64)  # a request's component + 1 (0: no key)
-    owner[has_key] = component[trace.key_index[trace.key_ptr[:-1][has_key]]] + 1
-    sizes = np.bincount(owner, minlength=len(trace.key_names) + 1)
-    groups = np.flatnonzero(sizes)
-    load = np.zeros(parts, dtype=np.int64)
-    part_of_group = np.zeros(sizes.size, dtype=np.int64)
-    for g in groups[np.argsort(-sizes[groups], kind="stable")].tolist():
-        target = int(np.argmin(load))  # largest first, each to the lightest partition
-        part_of_group[g] = target
-        load[target] += sizes[g]
-    part_of = part_of_group[owner]
-    return [np.flatnonzero(part_of == p) for p in range(parts) if load[p]]
+    owner, used = key_partitions(trace, parts)
+    has_key = trace.key_ptr[1:] > trace.key_ptr[:-1]
+    of_request = np.full(len(trace), -1, dtype=np.int64)
+    of_request[has_key] = owner[trace.key_index[trace.key_ptr[:-1][has_key]]]
+    of_request[~has_key] = 0  # no key, no bucket: any partition decides it
+    return [np.flatnonzero(of_request == p) for p in range(used)]
 
 
 def sub_trace(trace: Trace, rows: IntArray) -> Trace:
@@ -98,27 +122,27 @@ def _replay_part(rules: Sequence[Rule], part: Trace, charge: Charge,
 
 def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
                        jobs: int = 2, executor: str = "local",
-                       scheduler: str | None = None) -> Replay:
-    """``replay_asm``'s result, computed on ``jobs`` partitions in parallel."""
+                       scheduler: str | None = None, min_rows: int = SMALL_TRACE) -> Replay:
+    """``replay_asm``'s result, computed on ``jobs`` partitions in parallel (local: for
+    traces of ``min_rows`` requests or more)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     rule_of_key = key_rules(rules, trace.key_names)  # once, not once a partition
-    if jobs <= 1 or len(trace) < 2 or fallback_reason(rules, trace, rule_of_key) is not None:
+    small = executor == "local" and len(trace) < min_rows
+    if (jobs <= 1 or small or len(trace) < 2
+            or fallback_reason(rules, trace, rule_of_key) is not None):
         return replay_asm(rules, trace, charge, rule_of_key)
+    if executor == "local":
+        # Threads over the same arrays: the compiled scan releases the GIL (nogil), and
+        # each thread decides only its partition's checks (no copies, no gathering).
+        owner, used = key_partitions(trace, jobs)
+        if used <= 1:
+            return replay_asm(rules, trace, charge, rule_of_key)
+        return replay_asm(rules, trace, charge, rule_of_key, owner=owner, parts=used)
     rows = partition_requests(trace, jobs)
     if len(rows) <= 1:
         return replay_asm(rules, trace, charge, rule_of_key)
-    parts = [sub_trace(trace, r) for r in rows]
-    if executor == "dask":
-        replays = _on_dask(rules, parts, charge, scheduler, jobs)
-    else:
-        # Threads, not processes: the compiled scan releases the GIL (nogil), and threads
-        # share the trace and numba's compiled code instead of copying and reloading them.
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(jobs, len(parts))) as pool:
-            replays = list(pool.map(_replay_part, [rules] * len(parts), parts,
-                                    [charge] * len(parts), [rule_of_key] * len(parts)))
+    replays = _on_dask(rules, [sub_trace(trace, r) for r in rows], charge, scheduler, jobs)
     n = len(trace)
     outcome = np.zeros(n, dtype=np.int8)
     rule = np.zeros(n, dtype=np.int64)

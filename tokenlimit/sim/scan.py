@@ -38,20 +38,25 @@ def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged:
                 state[k, 2] = b
 
 
-def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
-          rule_of_key: Any, params: Any, state: Any, expires: Any, carry_at: Any,
-          carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool) -> Any:
+def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
+               rule_of_key: Any, params: Any, state: Any, expires: Any, carry_at: Any,
+               carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool,
+               owner: Any, part: int, outcome: Any, out_rule: Any, out_key: Any,
+               out_balance: Any) -> Any:
     """Decide the checks ``t`` (one chunk of the replay, or all of it) from the per-key
     ``state`` (balance, last refill second, deepest) and ``expires`` left by the checks
-    before, updated in place. ``carry_*``: reports still pending from earlier chunks (due
-    time order), merged with this chunk's own reports by due time. ``drain``: apply every
-    report left at the end (the last chunk); otherwise the caller carries what is left
-    (the returned cursors say how far each queue got)."""
+    before, updated in place; decisions go to ``outcome`` ... ``out_balance`` (written for
+    every check decided here, so they may come uninitialized). ``carry_*``: reports still
+    pending from earlier chunks (due time order), merged with this chunk's own reports by
+    due time. ``drain``: apply every report left at the end (the last chunk); otherwise the
+    caller carries what is left (the returned cursors say how far each queue got).
+
+    ``owner``: empty, or each key's partition; then only the checks of partition ``part``
+    are decided (``_in_part``), and ``delayed`` must hold only that partition's reports.
+    Partitions own disjoint keys, so they can run at the same time over the same arrays
+    (``nogil``), each with its own ``state`` and ``expires``."""
     n = t.shape[0]
-    outcome = np.zeros(n, dtype=np.int8)
-    out_rule = np.full(n, -1, dtype=np.int64)
-    out_key = np.full(n, -1, dtype=np.int64)
-    out_balance = np.zeros(n, dtype=np.int64)
+    partitioned = owner.shape[0] > 0
     cursor = 0
     carried = 0
     for j in range(n + 1):
@@ -79,6 +84,9 @@ def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: An
                 carried += 1
         if j == n:
             break
+        if partitioned and not _in_part(j, ptr, keys, owner, part):
+            continue
+        outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
         now_s = np.int64(np.floor(now))
         matched = False
         for p in range(ptr[j], ptr[j + 1]):
@@ -121,40 +129,146 @@ def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: An
             # Zero latency: due at this very instant, before the next check (which is at
             # now or later); reports due at one instant commute.
             _report(j, now, ptr, keys, rule_of_key, charged, state, expires)
+    return cursor, carried
+
+
+def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
+          rule_of_key: Any, params: Any, state: Any, expires: Any, carry_at: Any,
+          carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool) -> Any:
+    """``_scan_into`` deciding every check, into new arrays."""
+    n = t.shape[0]
+    outcome = np.empty(n, dtype=np.int8)
+    out_rule = np.empty(n, dtype=np.int64)
+    out_key = np.empty(n, dtype=np.int64)
+    out_balance = np.empty(n, dtype=np.int64)
+    cursor, carried = _scan_into(t, report_at, delayed, charged, ptr, keys, rule_of_key,
+                                 params, state, expires, carry_at, carry_ptr, carry_keys,
+                                 carry_charged, drain, np.zeros(0, dtype=np.int64), 0,
+                                 outcome, out_rule, out_key, out_balance)
     return outcome, out_rule, out_key, out_balance, cursor, carried
 
 
+def _in_part(j: int, ptr: Any, keys: Any, owner: Any, part: int) -> bool:
+    """Whether check ``j`` is partition ``part``'s: its keys are (a check's keys are all in
+    one partition); a check without keys decides nothing and goes to partition 0."""
+    if ptr[j] == ptr[j + 1]:
+        return part == 0
+    return owner[keys[ptr[j]]] == part  # type: ignore[no-any-return]
+
+
+def _delayed_of(t: Any, report_at: Any, ptr: Any, keys: Any, owner: Any, part: int) -> Any:
+    """The ranks of partition ``part`` whose report is due strictly after their check."""
+    n = t.shape[0]
+    count = 0
+    for j in range(n):
+        if report_at[j] > t[j] and _in_part(j, ptr, keys, owner, part):
+            count += 1
+    found = np.empty(count, dtype=np.int64)
+    m = 0
+    for j in range(n):
+        if report_at[j] > t[j] and _in_part(j, ptr, keys, owner, part):
+            found[m] = j
+            m += 1
+    return found
+
+
+def _shares_a_request(ptr: Any) -> bool:
+    """Whether any check has more than one key."""
+    for j in range(ptr.shape[0] - 1):  # noqa: SIM110 - compiled: a loop, not a generator
+        if ptr[j + 1] - ptr[j] > 1:
+            return True
+    return False
+
+
+def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
+    """How many checks have their keys in each component (indexed like ``component``)."""
+    counts = np.zeros(component.shape[0], dtype=np.int64)
+    for j in range(ptr.shape[0] - 1):
+        if ptr[j] < ptr[j + 1]:
+            counts[component[keys[ptr[j]]]] += 1
+    return counts
+
+
+# nogil: the partitions of one replay scan on threads at the same time.
 _report = njit(_report, error_model="numpy", nogil=True)
-# nogil: partitions of one replay (sim/partition.py) scan on threads at the same time.
+_in_part = njit(_in_part, error_model="numpy", nogil=True)
+_scan_into = njit(_scan_into, error_model="numpy", nogil=True)
 _compiled_scan = njit(_scan, error_model="numpy", nogil=True)
 compiled_scan = _compiled_scan  # the chunked replay (stream.py) calls it with carried state
+_delayed_of = njit(_delayed_of, error_model="numpy", nogil=True)
+requests_per_component = njit(_requests_per_component, error_model="numpy", nogil=True)
+shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 
 
 def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
-             rule_of_key: Any, params: Any, n_keys: int) -> tuple[Any, Any, Any, Any, Any]:
-    """Run the compiled scan; arrays in replay order (see the module docstring)."""
+             rule_of_key: Any, params: Any, n_keys: int, owner: Any = None,
+             parts: int = 1) -> tuple[Any, Any, Any, Any, Any]:
+    """Run the compiled scan; arrays in replay order (see the module docstring).
+
+    ``owner`` (with ``parts`` > 1): each key's partition, ``0 .. parts - 1``, such that no
+    request has keys in two partitions. The partitions are scanned on a thread each over the
+    same arrays, each with bucket state of its own (threads writing the buckets of keys next
+    to each other in one array would fight over cache lines); their decisions are exactly
+    one scan's."""
     t = np.ascontiguousarray(t, dtype=np.float64)
-    # Reports strictly after their check, ordered by due time. Ties need no order: reports
-    # due at one instant commute (the same expiry verdict, and DECRBY adds up), so numpy's
-    # fast unstable sort will do.
-    report_at, delayed = pending_reports(t, latency)
-    state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
-    expires = np.full(n_keys, -np.inf)
+    n = t.shape[0]
+    report_at = t + np.maximum(latency, 0.0)
+    arrays = (np.ascontiguousarray(charged, dtype=np.int64),
+              np.ascontiguousarray(ptr, dtype=np.int64),
+              np.ascontiguousarray(keys, dtype=np.int64),
+              np.ascontiguousarray(rule_of_key, dtype=np.int64),
+              np.ascontiguousarray(params, dtype=np.int64))
+    # Written by the scans (every check by exactly one partition), in parallel.
+    decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
+               np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+    partitioned = owner is not None and parts > 1
+    owned = (np.ascontiguousarray(owner, dtype=np.int64) if partitioned
+             else np.zeros(0, dtype=np.int64))
     nothing = np.zeros(0, dtype=np.int64)
-    outcome, out_rule, out_key, out_balance, _, _ = _compiled_scan(
-        t, report_at, delayed,
-        np.ascontiguousarray(charged, dtype=np.int64),
-        np.ascontiguousarray(ptr, dtype=np.int64),
-        np.ascontiguousarray(keys, dtype=np.int64),
-        np.ascontiguousarray(rule_of_key, dtype=np.int64),
-        np.ascontiguousarray(params, dtype=np.int64),
-        state, expires, np.zeros(0), np.zeros(1, dtype=np.int64), nothing, nothing, True)
-    return outcome, out_rule, out_key, out_balance, state[:, 2].copy()
+
+    def scan_part(part: int) -> Any:
+        state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
+        expires = np.full(n_keys, -np.inf)
+        delayed = (_delayed_of(t, report_at, arrays[1], arrays[2], owned, part)
+                   if partitioned else np.flatnonzero(report_at > t))
+        _scan_into(t, report_at, _by_due_time(report_at, delayed), *arrays, state, expires,
+                   np.zeros(0), np.zeros(1, dtype=np.int64), nothing, nothing, True, owned,
+                   part, *decided)
+        return state[:, 2]
+
+    if not partitioned:
+        return (*decided, scan_part(0).copy())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        deepest = np.minimum.reduce(list(pool.map(scan_part, range(parts))))
+    return (*decided, deepest)
+
+
+def _by_due_time(report_at: Any, delayed: Any) -> Any:
+    """``delayed`` ordered by due time. Ties need no order: reports due at one instant
+    commute (the same expiry verdict, and DECRBY adds up), so numpy's fast unstable sort
+    will do."""
+    return delayed[np.argsort(report_at[delayed])].astype(np.int64)
 
 
 def pending_reports(t: Any, latency: Any) -> tuple[Any, Any]:
     """(due times, the ranks of reports strictly after their check, by due time)."""
     t = np.ascontiguousarray(t, dtype=np.float64)
     report_at = t + np.maximum(latency, 0.0)
-    delayed = np.flatnonzero(report_at > t)
-    return report_at, delayed[np.argsort(report_at[delayed])].astype(np.int64)
+    return report_at, _by_due_time(report_at, np.flatnonzero(report_at > t))
+
+
+def warm_up() -> None:
+    """Load every compiled function of the replay from numba's cache (or compile it), on a
+    two-request trace: a caller can do this on a thread while it reads the trace (loading
+    is mostly Python, reading mostly not)."""
+    ones = np.ones(2, dtype=np.int64)
+    ptr = np.arange(3, dtype=np.int64)
+    keys = np.arange(2, dtype=np.int64)
+    params = np.ones((1, 4), dtype=np.int64)
+    asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2)
+    asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2,
+             keys, 2)
+    requests_per_component(ptr, keys, keys)
+    shares_a_request(ptr)
