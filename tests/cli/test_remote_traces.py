@@ -92,6 +92,16 @@ def test_a_trace_over_http_replays_like_the_local_file(served: tuple[Path, str],
     assert local[0]["totals"]["requests"] == len(local[1].splitlines()) > 0
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "250"]])
+def test_a_presigned_url_with_a_query_is_a_file_of_its_suffix(served: tuple[Path, str],
+                                                              tmp_path: Path,
+                                                              chunks: list[str]) -> None:
+    root, url = served
+    local = _replay(str(root / "trace.jsonl.gz"), tmp_path, "local")
+    source = f"{url}/trace.jsonl.gz?X-Amz-Expires=3600&X-Amz-Signature=0f3a*"
+    assert _replay(source, tmp_path, "presigned", *chunks) == local
+
+
 @pytest.mark.parametrize("form", ["http-folder", "file-glob", "file-folder", "local-folder"])
 @pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "333"]])
 def test_a_parquet_dataset_at_a_url_replays_like_its_single_file(

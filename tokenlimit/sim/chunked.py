@@ -37,6 +37,7 @@ from tokenlimit.sim.stream_imputation import ImputationTally
 from tokenlimit.sim.stream_plot import ChartRequests
 from tokenlimit.sim.trace_sources import (
     PARQUET_SUFFIXES,
+    file_name,
     is_dataset,
     is_url,
     open_raw,
@@ -285,4 +286,4 @@ def _decision_lines(start: int, chunk: Trace, outcome: Any, rule: Any) -> bytes:
 
 def is_parquet(path: str) -> bool:
     """A Parquet file, or a folder (or glob) of them, local or at a URL."""
-    return path.lower().endswith(PARQUET_SUFFIXES) or is_dataset(path)
+    return file_name(path).lower().endswith(PARQUET_SUFFIXES) or is_dataset(path)

@@ -40,7 +40,13 @@ from tokenlimit.sim.row_reader import (
     finish_rows,
     json_lines,
 )
-from tokenlimit.sim.trace_sources import is_dataset, is_url, parquet_files, read_raw
+from tokenlimit.sim.trace_sources import (
+    file_name,
+    is_dataset,
+    is_url,
+    parquet_files,
+    read_raw,
+)
 from tokenlimit.sim.trace_table import Trace
 
 __all__ = ["MISSING", "TRACE_FIELDS", "TraceKeys", "impute_completion", "read_trace",
@@ -54,7 +60,7 @@ def trace_format(name: str) -> tuple[str, str | None]:
     >>> trace_format("day.csv.zst"), trace_format("t.jsonl"), trace_format("a.PARQUET")
     (('csv', 'zstd'), ('jsonl', None), ('parquet', None))
     """
-    lower = name.lower()
+    lower = file_name(name).lower()
     compression = None
     for suffix, kind in COMPRESSIONS.items():
         if lower.endswith(suffix):

@@ -53,10 +53,24 @@ def _cannot_read(path: str, exc: Exception) -> TraceError:
     return TraceError(f"cannot read: {reason}".splitlines()[0], path=path)
 
 
+# A name ending so is a file: no need to ask a remote store (an HTTP server would send it).
+_FILE_SUFFIXES = (*PARQUET_SUFFIXES, ".csv", ".jsonl", ".json", ".ndjson", ".gz", ".zst",
+                  ".zstd")
+
+
+def file_name(path: str) -> str:
+    """The path without an HTTP(S) URL's query (a presigned URL's signature, say)."""
+    if path.lower().startswith(("http://", "https://")):
+        return path.split("?", 1)[0].split("#", 1)[0]
+    return path
+
+
 def is_dataset(path: str) -> bool:
-    """A folder or a glob (of Parquet files), local or remote."""
-    if "*" in path or "?" in path:
+    """A folder or a glob (``*``) of Parquet files, local or remote."""
+    if "*" in file_name(path):
         return True
+    if file_name(path).lower().endswith(_FILE_SUFFIXES):
+        return False
     if not is_url(path):
         return Path(path).is_dir()
     fs, inner = _filesystem(path)
@@ -72,12 +86,12 @@ def parquet_files(path: str) -> list[str]:
     if is_url(path):
         fs, inner = _filesystem(path)
         try:
-            found = fs.glob(inner) if ("*" in inner or "?" in inner) else fs.find(inner)
+            found = fs.glob(inner) if "*" in inner else fs.find(inner)
         except (OSError, ValueError) as exc:
             raise _cannot_read(path, exc) from exc
         names = sorted(str(f) for f in found if str(f).lower().endswith(PARQUET_SUFFIXES))
         files = [fs.unstrip_protocol(n) if not is_url(n) else n for n in names]
-    elif "*" in path or "?" in path:
+    elif "*" in path:
         files = sorted(f for f in glob.glob(path, recursive=True)
                        if f.lower().endswith(PARQUET_SUFFIXES))
     else:
