@@ -3,6 +3,7 @@ the whole replay's report and decisions, 429 lines and their imputed usage inclu
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +96,30 @@ def test_a_log_with_429_lines_streams_exactly_on_ties(tmp_path: Path, seed: int,
     assert report["imputed"] == report["recorded_429"] > 0
     assert report["totals"]["limited"] > 0
     for rows in (1, 7):
+        assert _replay(path, tmp_path, "streamed", *options, "--chunk-rows", str(rows)) == whole
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_a_log_written_at_response_end_streams_exactly(tmp_path: Path, suffix: str) -> None:
+    """Gateways write a line when the response ends: start times run back across batch
+    boundaries by up to the longest request, and the streamed replay is still exact."""
+    log = _asm_log(5, 600)
+    ends = (pl.col("start_time").str.to_datetime(time_zone="UTC").dt.epoch("ms")
+            + pl.col("duration"))
+    log = log.with_columns(ends.alias("end")).sort("end", maintain_order=True).drop("end")
+    starts = log["start_time"].to_list()
+    assert sum(b < a for a, b in itertools.pairwise(starts)) > 100  # out of order
+    path = tmp_path / f"access.{suffix}"
+    if suffix == "parquet":
+        log.write_parquet(path)
+    else:
+        path.write_text(log.write_ndjson())
+    options = ["--from", "asm", "--map", "key=user_type"]
+    whole = _replay(path, tmp_path, "whole", *options)
+    assert whole[0]["imputed"] > 0 and whole[0]["totals"]["limited"] > 0
+    # Batches of 50 lines span more time than the longest request (4 s): each line's
+    # disorder stays within a batch.
+    for rows in (50, 120):
         assert _replay(path, tmp_path, "streamed", *options, "--chunk-rows", str(rows)) == whole
 
 

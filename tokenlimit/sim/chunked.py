@@ -5,10 +5,10 @@ batches of ``N`` rows (only the trace's columns); a CSV or JSON Lines file (plai
 zstd) in blocks of about ``N`` lines, each read like a whole file. A gateway log (``--from`` /
 ``--map``) is read the same way, each batch through the log's field map. Each batch becomes
 a ``Trace`` and goes through ``StreamingReplay``, whose decisions are the whole replay's. The
-report's figures add up over batches; decisions are written as they come. Memory is the keys
-plus one batch. One thing differs from reading the file whole: the file must be in time order
-(each batch no earlier than the previous one). Requests without usage (lines answered 429)
-get exactly the whole replay's imputed usage, at the price of reading the trace three times
+report's figures add up over batches; decisions are written (in file order) as they come.
+Memory is the keys plus two batches. One thing differs from reading the file whole: the file
+must be in time order up to less than a batch (``stream_order.py``: a log written at response
+end is). Requests without usage (lines answered 429) get exactly the whole replay's imputed usage, at the price of reading the trace three times
 (``stream_imputation.py``); a trace where every request has its usage is read once.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -34,6 +33,7 @@ from tokenlimit.sim.log_reader import limited_count, log_columns, read_log, read
 from tokenlimit.sim.replay_stats import Summary, key_figures, summary_from_figures
 from tokenlimit.sim.stream import StreamingReplay
 from tokenlimit.sim.stream_imputation import ImputationTally
+from tokenlimit.sim.stream_order import FileOrderDecisions, TimeOrder
 from tokenlimit.sim.stream_plot import ChartRequests
 from tokenlimit.sim.trace_sources import (
     PARQUET_SUFFIXES,
@@ -43,7 +43,7 @@ from tokenlimit.sim.trace_sources import (
     open_raw,
     parquet_files,
 )
-from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.trace_table import IntArray, Trace
 
 _COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens", "completion_tokens",
             "total_tokens", "input_length", "output_length", "id", "status")
@@ -233,55 +233,71 @@ def _as_read(chunk: Trace) -> None:
 def _replay_pass(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
                  decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
                  charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
-                 on_replay: Callable[[Trace, Replay], None] | None = None) -> ChunkedResult:
-    """One streamed replay; ``on_batch`` sees (and may complete) each batch first,
-    ``on_replay`` each batch with its decisions."""
-    stream = StreamingReplay(rules, charge)
-    counts = np.zeros((0, 6), dtype=np.int64)
-    first_limited = np.zeros(0)
-    unmatched = np.zeros(6, dtype=np.int64)
-    unmatched_first = np.inf
-    imputed = requests = limited = 0
-    origin = None  # the first request's time (batches come in time order)
-    for start, chunk in batches:
-        on_batch(chunk)
+                 on_replay: Callable[[IntArray, Trace, Replay], None] | None = None
+                 ) -> ChunkedResult:
+    """One streamed replay; ``on_batch`` sees (and may complete) each batch as read,
+    ``on_replay`` each part replayed (in time order) with its file positions and decisions."""
+    figures = _Figures(rules, charge)
+    order = TimeOrder()
+    written = FileOrderDecisions(decisions)
+    origin = None  # the first request's time (parts come in time order)
+
+    def replay(rows: IntArray, part: Trace) -> None:
+        nonlocal origin
         if speed != 1.0:
-            origin = float(chunk.ts.min()) if origin is None else origin
-            chunk = chunk.at_speed(speed, origin)
-        replay = stream.feed(chunk, start)
+            origin = float(part.ts.min()) if origin is None else origin
+            part = part.at_speed(speed, origin)
+        decided = figures.add(rows, part)
         if on_replay is not None:
-            on_replay(chunk, replay)
-        n_keys = len(stream.names)
-        chunk_counts, chunk_first = key_figures(chunk, replay, charge, n_keys)
-        grow = n_keys - counts.shape[0]
-        counts = np.vstack((counts, np.zeros((grow, 6), dtype=np.int64)))
-        first_limited = np.append(first_limited, np.full(grow, np.inf))
-        counts += chunk_counts[:n_keys]
-        np.minimum(first_limited, chunk_first[:n_keys], out=first_limited)
-        unmatched += chunk_counts[n_keys]
-        unmatched_first = min(unmatched_first, float(chunk_first[n_keys]))
-        imputed += chunk.imputed_count
-        requests += len(chunk)
-        limited += limited_count(chunk)
-        if decisions is not None:
-            decisions.write(_decision_lines(start, chunk, replay.outcome, replay.rule))
-    deepest = stream.finish()
-    summary = summary_from_figures(
-        rules, stream.key_names, np.vstack((counts, unmatched)),
-        np.append(first_limited, unmatched_first), deepest, engine="scan", imputed=imputed,
-        charge=charge, top=top, price_per_1k=price_per_1k)
-    return ChunkedResult(summary, requests, limited, stream.key_names)
+            on_replay(rows, part, decided)
+        written.add(rows, part, decided.outcome, decided.rule)
+
+    for start, batch in batches:
+        on_batch(batch)
+        for rows, part in order.push(start, batch):
+            replay(rows, part)
+        written.flush(order.first_waiting())
+    for rows, part in order.finish():
+        replay(rows, part)
+    written.flush(None)
+    return figures.result(top, price_per_1k)
 
 
-def _decision_lines(start: int, chunk: Trace, outcome: Any, rule: Any) -> bytes:
-    if chunk.ids is None:
-        from tokenlimit.sim.csvwrite import decision_lines
+class _Figures:
+    """The streamed replay and the report's figures, added up part by part."""
 
-        return decision_lines(start, outcome, rule)
-    names = ('"allow"', '"deny"', '"error"')
-    return "".join(
-        f'{{"id": {json.dumps(i)}, "outcome": {names[o]}, "rule": {"null" if r < 0 else r}}}\n'
-        for i, o, r in zip(chunk.ids, outcome.tolist(), rule.tolist(), strict=True)).encode()
+    def __init__(self, rules: Sequence[Rule], charge: Charge) -> None:
+        self.rules, self.charge = rules, charge
+        self.stream = StreamingReplay(rules, charge)
+        self.counts = np.zeros((0, 6), dtype=np.int64)
+        self.first_limited = np.zeros(0)
+        self.unmatched = np.zeros(6, dtype=np.int64)
+        self.unmatched_first = np.inf
+        self.imputed = self.requests = self.limited = 0
+
+    def add(self, rows: IntArray, part: Trace) -> Replay:
+        replay = self.stream.feed(part, rows)
+        n_keys = len(self.stream.names)
+        counts, first = key_figures(part, replay, self.charge, n_keys)
+        grow = n_keys - self.counts.shape[0]
+        self.counts = np.vstack((self.counts, np.zeros((grow, 6), dtype=np.int64)))
+        self.first_limited = np.append(self.first_limited, np.full(grow, np.inf))
+        self.counts += counts[:n_keys]
+        np.minimum(self.first_limited, first[:n_keys], out=self.first_limited)
+        self.unmatched += counts[n_keys]
+        self.unmatched_first = min(self.unmatched_first, float(first[n_keys]))
+        self.imputed += part.imputed_count
+        self.requests += len(part)
+        self.limited += limited_count(part)
+        return replay
+
+    def result(self, top: int, price_per_1k: float | None) -> ChunkedResult:
+        deepest = self.stream.finish()
+        summary = summary_from_figures(
+            self.rules, self.stream.key_names, np.vstack((self.counts, self.unmatched)),
+            np.append(self.first_limited, self.unmatched_first), deepest, engine="scan",
+            imputed=self.imputed, charge=self.charge, top=top, price_per_1k=price_per_1k)
+        return ChunkedResult(summary, self.requests, self.limited, self.stream.key_names)
 
 
 def is_parquet(path: str) -> bool:

@@ -86,10 +86,13 @@ class StreamingReplay:
             self.expires = np.append(self.expires, np.full(len(added), -np.inf))
         return mapping[chunk.key_index] if chunk.key_index.size else chunk.key_index
 
-    def feed(self, chunk: Trace, first_row: int = 0) -> Replay:
+    def feed(self, chunk: Trace, rows: IntArray | int = 0) -> Replay:
         """Decide one chunk (``TraceError`` naming the first request earlier than a request
-        of a previous chunk; ``first_row``: the chunk's first request's position in its
-        file, from 0)."""
+        of a previous chunk). ``rows``: the requests' positions in their file (from 0), or
+        the first one's when they follow one another."""
+        def position(i: int) -> int:
+            return rows + i if isinstance(rows, int) else int(rows[i])
+
         from tokenlimit.sim.scan import compiled_scan, pending_reports
 
         if len(chunk) == 0:
@@ -99,7 +102,7 @@ class StreamingReplay:
         if float(chunk.ts.min()) < self.last_ts:
             early = int(np.argmax(chunk.ts < self.last_ts))
             raise TraceError(
-                f"not in time order: request {first_row + early + 1} (ts "
+                f"not in time order: request {position(early) + 1} (ts "
                 f"{float(chunk.ts[early])!r}) is earlier than request {self.last_row + 1} (ts "
                 f"{self.last_ts!r}) of a previous batch; --chunk-rows needs a trace sorted by "
                 "ts (sort it, or replay it whole)", path=chunk.path)
@@ -117,7 +120,7 @@ class StreamingReplay:
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
             self.carry_charged, False)
         self.last_ts = float(t[-1])
-        self.last_row = first_row + (len(chunk) - 1 if order is None else int(order[-1]))
+        self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
         left = delayed[cursor:]
         left = left[(outcome[left] == 0) & (key[left] >= 0)]  # only these report
         self._carry(carried, report_at[left], charged[left], ptr, keys, left)

@@ -17,7 +17,7 @@ import numpy as np
 from tokenlimit.bucket.types import Charge
 from tokenlimit.sim.engine import Replay
 from tokenlimit.sim.replay_plot import MAX_KEYS
-from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.trace_table import IntArray, Trace
 
 
 class ChartRequests:
@@ -32,22 +32,26 @@ class ChartRequests:
         self.first, self.last = np.inf, -np.inf
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, chunk: Trace, replay: Replay) -> None:
-        """Keep this batch's requests decided by a drawn key, and its time span."""
+    def add(self, rows: IntArray, chunk: Trace, replay: Replay) -> None:
+        """Keep this part's requests decided by a drawn key (``rows``: their positions in the
+        file), and its time span."""
         if len(chunk) == 0:
             return
         self.first = min(self.first, float(chunk.ts.min()))
         self.last = max(self.last, float(chunk.ts.max()))
         mine = np.flatnonzero(np.isin(replay.key, self.drawn))
-        self.parts.append((chunk.ts[mine], chunk.charged(self.charge)[mine],
+        self.parts.append((rows[mine], chunk.ts[mine], chunk.charged(self.charge)[mine],
                            replay.outcome[mine], replay.rule[mine], replay.key[mine],
                            replay.balance[mine]))
 
     def trace_and_replay(self, path: str) -> tuple[Trace, Replay]:
         """A trace of the kept requests plus two keyless ones at the first and last instants
         (the chart's time axis), and its replay: what ``replay_figure`` draws."""
+        rows, ts, charged, outcome, rule, key, balance = (
+            np.concatenate([part[i] for part in self.parts]) for i in range(7))
+        order = np.argsort(rows, kind="stable")  # the whole replay's: file order
         ts, charged, outcome, rule, key, balance = (
-            np.concatenate([part[i] for part in self.parts]) for i in range(6))
+            a[order] for a in (ts, charged, outcome, rule, key, balance))
         ts = np.append(ts, [self.first, self.last])
         charged = np.append(charged, [0, 0]).astype(np.int64)
         n = ts.size
