@@ -8,8 +8,9 @@ a ``Trace`` and goes through ``StreamingReplay``, whose decisions are the whole 
 report's figures add up over batches; decisions are written (in file order) as they come.
 Memory is the keys plus two batches. One thing differs from reading the file whole: the file
 must be in time order up to less than a batch (``stream_order.py``: a log written at response
-end is). Requests without usage (lines answered 429) get exactly the whole replay's imputed usage, at the price of reading the trace three times
-(``stream_imputation.py``); a trace where every request has its usage is read once.
+end is). Requests without usage (lines answered 429) get exactly the whole replay's imputed
+usage, at the price of reading the trace three times (``stream_imputation.py``); a trace
+where every request has its usage is read once.
 """
 
 from __future__ import annotations
