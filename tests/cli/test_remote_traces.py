@@ -175,17 +175,6 @@ def test_without_fsspec_a_url_names_the_extra_to_install(monkeypatch: pytest.Mon
     assert local.exit_code == 0, local.output  # a local trace never needs it
 
 
-@pytest.fixture(scope="module")
-def dask_scheduler() -> Iterator[str]:
-    distributed: Any = pytest.importorskip("distributed")
-    cluster: Any = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                            dashboard_address=None)
-    try:
-        yield str(cluster.scheduler_address)
-    finally:
-        cluster.close()
-
-
 def test_dask_replays_a_dataset_at_a_url_like_one_process(served: tuple[Path, str],
                                                           tmp_path: Path,
                                                           dask_scheduler: str) -> None:

@@ -30,6 +30,15 @@ def _ranks(group: IntArray, size: int) -> IntArray:
     return ranks
 
 
+def first_key_groups(chunk: Trace, mapping: IntArray) -> IntArray:
+    """Each request's group: ``mapping`` of its first key's index, 0 without a key."""
+    ptr = chunk.key_ptr
+    has_key = ptr[1:] > ptr[:-1]
+    group = np.zeros(len(chunk), dtype=np.int64)
+    group[has_key] = mapping[chunk.key_index[ptr[:-1][has_key]]]
+    return group
+
+
 class ImputationTally:
     """Requests without usage and with it, per first key, over a stream of batches.
 
@@ -50,11 +59,7 @@ class ImputationTally:
         if grow > 0:
             self.missing = np.append(self.missing, np.zeros(grow, dtype=np.int64))
             self.recorded = np.append(self.recorded, np.zeros(grow, dtype=np.int64))
-        ptr = chunk.key_ptr
-        has_key = ptr[1:] > ptr[:-1]
-        group = np.zeros(len(chunk), dtype=np.int64)
-        group[has_key] = mapping[chunk.key_index[ptr[:-1][has_key]]]
-        return group
+        return first_key_groups(chunk, mapping)
 
     def add(self, chunk: Trace) -> None:
         group = self.groups(chunk)
@@ -108,11 +113,7 @@ class ImputedDraws:
     def _groups(self, chunk: Trace) -> IntArray:
         """Group numbers as the tally's (the same batches come in the same order)."""
         mapping = np.array([self.tally.names[k] + 1 for k in chunk.key_names], dtype=np.int64)
-        ptr = chunk.key_ptr
-        has_key = ptr[1:] > ptr[:-1]
-        group = np.zeros(len(chunk), dtype=np.int64)
-        group[has_key] = mapping[chunk.key_index[ptr[:-1][has_key]]]
-        return group
+        return first_key_groups(chunk, mapping)
 
     def collect(self, chunk: Trace) -> None:
         """Note the recorded completion tokens this batch holds at drawn positions."""
