@@ -207,7 +207,7 @@ def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,
     tally = ImputationTally()
     options: dict[str, Any] = {"charge": charge, "top": top, "price_per_1k": price_per_1k,
                                "speed": speed}
-    result = _replay_pass(batches(), rules, decisions, tally.add, **options)
+    result = replay_batches(batches(), rules, decisions, tally.add, **options)
     fill: Callable[[Trace], None] = _as_read
     if tally.total_missing:
         # Requests without usage: draw theirs from the whole trace's, as the whole replay does.
@@ -217,13 +217,13 @@ def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,
         if decisions is not None:
             decisions.seek(0)
             decisions.truncate()
-        result = _replay_pass(batches(), rules, decisions, draws.fill, **options)
+        result = replay_batches(batches(), rules, decisions, draws.fill, **options)
         draws.rewind()
         fill = draws.fill
     if not chart:
         return result
     wanted = ChartRequests(result.key_names, [k for k, _, _ in result.summary.keys], charge)
-    _replay_pass(batches(), rules, None, fill, on_replay=wanted.add, **options)
+    replay_batches(batches(), rules, None, fill, on_replay=wanted.add, **options)
     return dataclasses.replace(result, chart=wanted.trace_and_replay(path))
 
 
@@ -231,7 +231,7 @@ def _as_read(chunk: Trace) -> None:
     """Nothing to complete in a batch."""
 
 
-def _replay_pass(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
+def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
                  decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
                  charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
                  on_replay: Callable[[IntArray, Trace, Replay], None] | None = None
