@@ -232,10 +232,10 @@ def _as_read(chunk: Trace) -> None:
 
 
 def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
-                 decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
-                 charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
-                 on_replay: Callable[[IntArray, Trace, Replay], None] | None = None
-                 ) -> ChunkedResult:
+                   decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
+                   charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
+                   on_replay: Callable[[IntArray, Trace, Replay], None] | None = None
+                   ) -> ChunkedResult:
     """One streamed replay; ``on_batch`` sees (and may complete) each batch as read,
     ``on_replay`` each part replayed (in time order) with its file positions and decisions."""
     figures = _Figures(rules, charge)
