@@ -284,10 +284,11 @@ def _load_engine_meanwhile() -> None:
     import threading
 
     def load() -> None:
-        from tokenlimit.sim.scan import warm_up
+        from tokenlimit.sim import replay_stats, scan
 
         with contextlib.suppress(Exception):  # the replay loads it again and says what fails
-            warm_up()
+            scan.warm_up()
+            replay_stats.warm_up()
 
     threading.Thread(target=load, name="load-replay", daemon=True).start()
 

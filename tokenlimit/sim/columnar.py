@@ -13,15 +13,17 @@ and the per-row reader reads the file again: it gives the same trace or the loca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tokenlimit.sim.imputation import MISSING, impute_completion
 from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
-from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.trace_table import IdColumn, Trace
 
 if TYPE_CHECKING:
     import polars as pl
@@ -65,13 +67,49 @@ def read_columnar(name: str, fmt: str, data: bytes | None, *, key_field: str | N
         return None
 
 
-def _bytes(name: str, data: bytes | None) -> bytes:
-    """The file's bytes: the raw checks below count patterns in them, and polars parses
-    the same bytes (the file is read once)."""
+def _mapped(name: str, data: bytes | None) -> Any:
+    """The file's bytes to check (``data`` when given, else a read-only memory map of the
+    file: the checks read it where it lies, and polars maps the file itself)."""
     if data is not None:
         return data
+    import mmap
+
     with open(name, "rb") as stream:
-        return stream.read()
+        if os.fstat(stream.fileno()).st_size == 0:
+            return b""
+        # Closed when collected (closing it here would fail while an error's traceback
+        # still holds a view of it).
+        # MAP_POPULATE (Linux): the pages are mapped in one call, not one fault each.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        return mmap.mmap(stream.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+
+
+def _unmap(raw: Any) -> None:
+    """Close ``raw`` if it is a memory map no array still views."""
+    import mmap
+
+    if isinstance(raw, mmap.mmap):
+        with contextlib.suppress(BufferError):
+            raw.close()
+
+
+def _byte_counts(raw: Any, values: tuple[int, ...]) -> list[int]:
+    """How many times each byte of ``values`` occurs in ``raw``, counted by numpy in blocks
+    on every core."""
+    whole = np.frombuffer(raw, dtype=np.uint8) if len(raw) else np.zeros(0, dtype=np.uint8)
+    block = 1 << 24
+
+    def count(start: int) -> list[int]:
+        part = whole[start:start + block]
+        return [int(np.count_nonzero(part == v)) for v in values]
+
+    starts = range(0, whole.shape[0], block)
+    if len(starts) <= 1:
+        return count(0)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_cores()) as pool:
+        return [sum(c) for c in zip(*pool.map(count, starts), strict=True)]
 
 
 def _parquet_frame(name: str, key_field: str | None) -> pl.DataFrame:
@@ -94,7 +132,8 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
 
     csv_types = {**{f: pl.Float64 for f in (*_NUMBER_FIELDS, *_TOKEN_FIELDS)},
                   "key": pl.String, "id": pl.String, "status": pl.String}
-    raw = _bytes(name, data)
+    raw = _mapped(name, data)
+    source = name if data is None else data  # what polars parses
     newline = raw.find(b"\n")
     header = bytes(raw[:newline if newline >= 0 else len(raw)])
     if header.startswith(b"\xef\xbb\xbf"):
@@ -110,17 +149,18 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     # it. Every comma of the file is a separator or inside a quoted value, so counting
     # tells: without quotes, every comma separates; with quotes, every column is read (as
     # text) to count the commas inside values.
-    commas = raw.count(b",")
-    if raw.find(b'"') < 0:
+    commas, quotes = _byte_counts(raw, (44, 34))
+    _unmap(raw)  # polars maps the file itself; two maps would count its pages twice
+    if quotes == 0:
         wanted = [n for n in names if n in csv_types or n == key_field]
         schema = {n: csv_types.get(n, pl.String) for n in wanted}
         if (key_field or "key") in schema:  # factorized as it is parsed (``_keys``)
             schema[key_field or "key"] = pl.Categorical
-        frame = pl.read_csv(raw, columns=wanted, schema_overrides=schema,
+        frame = pl.read_csv(source, columns=wanted, schema_overrides=schema,
                             raise_if_empty=False)
         inside = 0
     else:
-        frame = pl.read_csv(raw, infer_schema=False, raise_if_empty=False)
+        frame = pl.read_csv(source, infer_schema=False, raise_if_empty=False)
         if frame.columns != names:
             raise Declined
         inside = sum(int(frame[c].str.count_matches(",", literal=True).sum() or 0)
@@ -131,17 +171,8 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
 
 
 def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
-    if data is not None:
-        return _jsonl_frame_of(name, data, data, key_field)
-    import mmap
-
-    with open(name, "rb") as stream:
-        if os.fstat(stream.fileno()).st_size == 0:
-            return _jsonl_frame_of(name, b"", b"", key_field)
-        # Closed when collected (closing it here would fail while an error's traceback
-        # still holds a view of it).
-        mapped = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
-    return _jsonl_frame_of(name, mapped, name, key_field)
+    raw = _mapped(name, data)
+    return _jsonl_frame_of(name, raw, name if data is None and len(raw) else raw, key_field)
 
 
 def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> pl.DataFrame:
@@ -196,6 +227,8 @@ def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> 
             raise Declined
     if "ts" not in schema and "timestamp" not in schema:
         raise Declined
+    if source is not raw:
+        _unmap(raw)  # polars maps the file itself; two maps would count its pages twice
     frame = pl.read_ndjson(source, schema=schema)
     # Each field once per line that has it: a field named twice in one object (the per-row
     # reader keeps the last, polars the first) makes the counts differ.
@@ -306,6 +339,36 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
     return ptr, rank[categorical.to_physical().to_numpy()], names
 
 
+def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str | int] | None:
+    """The requests' ids (``None``: each is its line's position), kept as the frame's column
+    (``IdColumn``) unless some are missing."""
+    import polars as pl
+
+    if "id" not in frame.columns or frame["id"].null_count() == n:
+        return None
+    column = frame["id"]
+    if not (column.dtype == pl.String or column.dtype.is_integer()):
+        raise Declined
+    if column.dtype == pl.String and csv:
+        integer = column.str.contains(CSV_INTEGER_ID)
+        if integer.all():
+            column = column.cast(pl.Int64)
+        elif integer.any():
+            column = pl.Series([csv_id(v) if v is not None else None
+                                for v in column.to_list()], dtype=pl.Object)
+    if column.dtype.is_integer() and not column.null_count() and column.equals(
+            pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
+            .cast(column.dtype), check_names=False):
+        return None  # every id is its line's position
+    if not column.null_count():
+        return IdColumn(column.cast(pl.Int64) if column.dtype.is_integer() else column)
+    # No id: the line's position is its id.
+    values = [i if v is None else v for i, v in enumerate(column.to_list(), start=first_row)]
+    if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
+        return None
+    return tuple(values)
+
+
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
                 first_row: int = 0) -> Trace:
     """The trace in a frame of canonical columns (``ts``, ``key`` or ``keys``, ``latency``,
@@ -340,29 +403,7 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
     fill = (completion != MISSING) & (total == MISSING)
     total[fill] = prompt[fill] + completion[fill]
     ptr, index, names = _keys(frame, key_field)
-    ids: tuple[str | int, ...] | None = None
-    if "id" in frame.columns and frame["id"].null_count() < n:
-        column = frame["id"]
-        if not (column.dtype == pl.String or column.dtype.is_integer()):
-            raise Declined
-        if column.dtype == pl.String and csv:
-            integer = column.str.contains(CSV_INTEGER_ID)
-            if integer.all():
-                column = column.cast(pl.Int64)
-            elif integer.any():
-                column = pl.Series([csv_id(v) if v is not None else None
-                                    for v in column.to_list()], dtype=pl.Object)
-        if column.dtype.is_integer() and not column.null_count() and column.equals(
-                pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
-                .cast(column.dtype), check_names=False):
-            values: list[Any] | None = None  # every id is its line's position
-        else:
-            values = column.to_list()
-        if values is not None and None in values:  # no id: the line's position is its id
-            values = [i if v is None else v for i, v in enumerate(values, start=first_row)]
-            if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
-                values = None
-        ids = None if values is None else tuple(values)
+    ids = _ids(frame, n, csv, first_row)
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:
         column = frame["status"]

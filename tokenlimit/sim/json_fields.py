@@ -29,64 +29,57 @@ def _scan_fields(buf: Any, names: Any, starts: Any, lengths: Any) -> Any:
     ``\\uDFFF`` escapes anywhere (surrogate halves, which polars reads differently)."""
     counts = np.zeros((lengths.shape[0] + 1, 6), dtype=np.int64)
     surrogates = lengths.shape[0]
+    # Bytes that end a run of plain bytes: outside strings, structure and white space;
+    # inside strings, the quote and the backslash.
+    plain = np.ones(256, dtype=np.bool_)
+    for c in (34, 44, 58, 123, 125, 91, 93, 32, 9, 10, 13):
+        plain[c] = False
     depth = 0
-    in_string = False
-    escaped = False
     state = _KEY
-    key_start = 0
     field = -1
-    for i in range(buf.shape[0]):
+    n = buf.shape[0]
+    i = 0
+    while i < n:
         c = buf[i]
-        if in_string:
-            if escaped:
-                escaped = False
-                if c == 117 and i + 2 < buf.shape[0] and (buf[i + 1] | 32) == 100:  # \ud
-                    d = buf[i + 2] | 32
-                    if d == 56 or d == 57 or (97 <= d <= 102):  # 8, 9, a-f
-                        counts[surrogates, TOTAL] += 1
-            elif c == 92:  # backslash
-                escaped = True
-            elif c == 34:  # the closing quote
-                in_string = False
-                if depth == 1 and state == _IN_KEY:
-                    field = -1
-                    size = i - key_start
-                    for f in range(lengths.shape[0]):
-                        if lengths[f] != size:
-                            continue
-                        same = True
-                        for b in range(size):
-                            if buf[key_start + b] != names[starts[f] + b]:
-                                same = False
-                                break
-                        if same:
-                            field = f
-                            break
-                    state = _AFTER_KEY
-            continue
         if c == 32 or c == 9 or c == 10 or c == 13:
+            i += 1
             continue
-        at_value = depth == 1 and state == _VALUE
-        if at_value and field >= 0:
-            counts[field, TOTAL] += 1
-            if c == 34:
-                counts[field, STRING] += 1
-            elif c == 123 or c == 91:
-                counts[field, NESTED] += 1
-            elif c == 110:
-                counts[field, NULL] += 1
-            elif c == 116 or c == 102:
-                counts[field, BOOLEAN] += 1
-            else:
-                counts[field, NUMBER] += 1
-        if at_value:
+        if depth == 1 and state == _VALUE:
+            if field >= 0:
+                counts[field, TOTAL] += 1
+                if c == 34:
+                    counts[field, STRING] += 1
+                elif c == 123 or c == 91:
+                    counts[field, NESTED] += 1
+                elif c == 110:
+                    counts[field, NULL] += 1
+                elif c == 116 or c == 102:
+                    counts[field, BOOLEAN] += 1
+                else:
+                    counts[field, NUMBER] += 1
             state = _IN_VALUE
-        if c == 34:
-            in_string = True
-            if depth == 1 and state == _KEY:
-                key_start = i + 1
-                state = _IN_KEY
-        elif c == 123 or c == 91:  # { [
+        if c == 34:  # a string: to its closing quote, escapes skipped
+            is_key = depth == 1 and state == _KEY
+            start = i + 1
+            i += 1
+            while i < n:
+                d = buf[i]
+                if d == 34:
+                    break
+                if d == 92:
+                    if i + 3 < n and buf[i + 1] == 117 and (buf[i + 2] | 32) == 100:  # \ud
+                        e = buf[i + 3] | 32
+                        if e == 56 or e == 57 or (97 <= e <= 102):  # 8, 9, a-f
+                            counts[surrogates, TOTAL] += 1
+                    i += 2
+                    continue
+                i += 1
+            if is_key:
+                field = _field_named(buf, start, i, names, starts, lengths)
+                state = _AFTER_KEY
+            i += 1
+            continue
+        if c == 123 or c == 91:  # { [
             depth += 1
             if depth == 1:
                 state = _KEY
@@ -95,15 +88,41 @@ def _scan_fields(buf: Any, names: Any, starts: Any, lengths: Any) -> Any:
         elif c == 58:  # :
             if depth == 1 and state == _AFTER_KEY:
                 state = _VALUE
-        elif c == 44 and depth == 1:  # ,
-            state = _KEY
+        elif c == 44:  # ,
+            if depth == 1:
+                state = _KEY
+        else:  # a number or a literal: to the next structural byte
+            i += 1
+            while i < n and plain[buf[i]]:
+                i += 1
+            continue
+        i += 1
     return counts
+
+
+def _field_named(buf: Any, start: int, stop: int, names: Any, starts: Any,
+                 lengths: Any) -> int:
+    """The index of the name ``buf[start:stop]`` among ``names`` (-1: none)."""
+    size = stop - start
+    for f in range(lengths.shape[0]):
+        if lengths[f] != size:
+            continue
+        same = True
+        for b in range(size):
+            if buf[start + b] != names[starts[f] + b]:
+                same = False
+                break
+        if same:
+            return f
+    return -1
 
 
 @functools.cache
 def _compiled() -> Any:
     from tokenlimit.sim.jit import njit
 
+    global _field_named
+    _field_named = njit(_field_named, nogil=True)
     return njit(_scan_fields, nogil=True)
 
 

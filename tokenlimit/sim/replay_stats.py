@@ -83,12 +83,13 @@ class Summary:
 
 def _group_figures(group: Any, size: int, outcome: Any, charged: Any, total: Any,
                    ts: Any) -> Any:
-    """One pass: per group, counts by outcome, tokens admitted and first limited time."""
+    """One pass: per group, counts by outcome, tokens admitted and first limited time.
+    A negative group counts as the last (``size - 1``)."""
     counts = np.zeros((size, 6), dtype=np.int64)
     first = np.full(size, np.inf)
     for i in range(group.shape[0]):
-        g = group[i]
-        o = outcome[i]
+        g = group[i] if group[i] >= 0 else size - 1
+        o = np.int64(outcome[i])
         counts[g, 0] += 1
         counts[g, 1 + o] += 1
         if o == 0:
@@ -117,11 +118,27 @@ def key_figures(trace: Trace, replay: Replay, charge: Charge, n_keys: int) -> tu
     """Per deciding key (index ``n_keys``: no rule), counts (requests, admitted, limited,
     errors, tokens admitted, total tokens admitted) and the first limited time. Figures of
     consecutive chunks add up (counts) and take the minimum (times)."""
-    key_group = np.where(replay.key >= 0, replay.key, n_keys)
     counts, first = _compiled_figures()(
-        key_group, n_keys + 1, replay.outcome.astype(np.int64), trace.charged(charge),
-        trace.total_tokens, trace.ts)
+        replay.key, n_keys + 1, replay.outcome, trace.charged(charge), trace.total_tokens,
+        trace.ts)
     return counts, first
+
+
+def _top_keys(requests: Any, key_names: Sequence[str], top: int) -> Any:
+    """The ``top`` keys with requests, most requests first, ties by name (only the keys that
+    can make the cut are sorted: a trace may have millions)."""
+    used = np.flatnonzero(requests > 0)
+    if used.size > top > 0:
+        cut = -np.partition(-requests[used], top - 1)[top - 1]
+        used = used[requests[used] >= cut]
+    ranked = sorted(used.tolist(), key=lambda k: (-int(requests[k]), key_names[k]))[:top]
+    return np.array(ranked, dtype=np.int64)
+
+
+def warm_up() -> None:
+    """Load the compiled per-key figures from numba's cache (see ``scan.warm_up``)."""
+    one = np.zeros(1, dtype=np.int64)
+    _compiled_figures()(one, 1, np.zeros(1, dtype=np.int8), one, one, np.zeros(1))
 
 
 def summarize(rules: Sequence[Rule], trace: Trace, replay: Replay, *, semantics: str = "asm",
@@ -154,16 +171,15 @@ def summary_from_figures(rules: Sequence[Rule], key_names: Sequence[str], counts
     rule_first = np.full(n_rules + 1, np.inf)
     np.minimum.at(rule_first, key_rule, first)
     by_rule = _rows(rule_counts, rule_first, rule_debt)
-    by_key = _rows(counts, first, key_debt)
     totals = _rows(counts.sum(axis=0, keepdims=True), first.min(keepdims=True),
                    np.array([min(0, int(np.min(deepest, initial=0)))]))[0]
     rule_rows: list[tuple[int | None, str | None, Row]] = [
         (i, rules[i].regex, by_rule[i]) for i in range(n_rules)]
     if by_rule[n_rules].requests:
         rule_rows.append((None, None, by_rule[n_rules]))
-    ranked = sorted((k for k in range(n_keys) if by_key[k].requests),
-                    key=lambda k: (-by_key[k].requests, key_names[k]))[:max(top, 0)]
-    key_rows = [(key_names[k], int(key_rule[k]) if key_rule[k] < n_rules else None,
-                 by_key[k]) for k in ranked]
+    ranked = _top_keys(counts[:n_keys, 0], key_names, max(top, 0))
+    by_key = _rows(counts[ranked], first[ranked], key_debt[ranked])
+    key_rows = [(key_names[k], int(key_rule[k]) if key_rule[k] < n_rules else None, row)
+                for k, row in zip(ranked.tolist(), by_key, strict=True)]
     return Summary(semantics, charge, engine, imputed, totals, tuple(rule_rows),
                    tuple(key_rows), price_per_1k)

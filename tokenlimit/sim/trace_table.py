@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,48 @@ from tokenlimit.sim.records import TraceRequest
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+class IdColumn(Sequence[str | int]):
+    """Request ids as the reader's column (``column``: a polars Series of Int64, String or
+    Object values), turned into Python values only when they are asked for one by one: a
+    replay never needs them, and ten million string ids cost seconds and gigabytes.
+
+    >>> ids = IdColumn(["a", "b"])
+    >>> len(ids), ids[1], list(ids) == ["a", "b"], ids == ("a", "b")
+    (2, 'b', True, True)
+    """
+
+    __slots__ = ("_values", "column")
+
+    def __init__(self, column: Any) -> None:
+        self.column = column
+        self._values: list[str | int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.column)
+
+    def _list(self) -> list[str | int]:
+        if self._values is None:
+            self._values = list(self.column) if isinstance(self.column, list) else (
+                self.column.to_list())
+        return self._values
+
+    @overload
+    def __getitem__(self, index: int) -> str | int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str | int]: ...
+
+    def __getitem__(self, index: int | slice) -> str | int | list[str | int]:
+        return self._list()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, IdColumn | tuple | list):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -39,7 +82,7 @@ class Trace:
     key_index: IntArray
     key_names: tuple[str, ...]
     imputed: BoolArray
-    ids: tuple[str | int, ...] | None = None
+    ids: Sequence[str | int] | None = None
     status: tuple[str | None, ...] | None = None
 
     def __len__(self) -> int:

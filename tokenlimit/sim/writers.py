@@ -198,6 +198,11 @@ def _id_column(trace: Trace) -> Any:
     """Integer ids as integers; any string id makes the column text (a column has one type)."""
     import polars as pl
 
+    from tokenlimit.sim.trace_table import IdColumn
+
+    if isinstance(trace.ids, IdColumn) and isinstance(trace.ids.column, pl.Series) and (
+            trace.ids.column.dtype in (pl.Int64, pl.String)):
+        return trace.ids.column  # as read, without a Python value per request
     ids = trace.ids or ()
     if all(type(i) is int for i in ids):
         return pl.Series(list(ids), dtype=pl.Int64)
