@@ -27,6 +27,7 @@ complete.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -51,7 +52,7 @@ def take(trace: Trace, rows: IntArray) -> Trace:
 
 def _ids(trace: Trace, rows: IntArray) -> tuple[str | int, ...]:
     """Each request's id (a request without one: its position in the file)."""
-    return trace.ids if trace.ids is not None else tuple(rows.tolist())
+    return tuple(trace.ids) if trace.ids is not None else tuple(rows.tolist())
 
 
 def concat(first: Trace, rows_first: IntArray, second: Trace, rows_second: IntArray) -> Trace:
@@ -124,7 +125,7 @@ class FileOrderDecisions:
 
     def __init__(self, out: IO[bytes] | None) -> None:
         self.out = out
-        self.parts: list[tuple[IntArray, tuple[Any, ...] | None, Any, Any]] = []
+        self.parts: list[tuple[IntArray, Sequence[Any] | None, Any, Any]] = []
 
     def add(self, rows: IntArray, part: Trace, outcome: Any, rule: Any) -> None:
         if self.out is not None:
