@@ -11,7 +11,9 @@ and ``output_length`` are the prompt and completion tokens, and the key comes fr
 and header columns are named ``headers.<name>``.
 
 ``read_trace`` tries the columnar reader (``columnar.py``) and, where it declines, reads
-the file again one row at a time (``row_reader.py``), which also locates errors.
+the file again one row at a time (``row_reader.py``), which also locates errors. A trace may
+be at a URL (``trace_sources.py``: fetched whole) and a Parquet trace may be a dataset (a
+folder or glob of files, read as one trace).
 
 A request recorded without usage (no completion and no total tokens: it was limited when
 recorded) gets completion tokens drawn, with a seeded generator, from the completion tokens
