@@ -152,6 +152,15 @@ def test_key_templates_with_chunk_rows_are_refused_saying_why() -> None:
             "templates") in " ".join(result.stderr.replace("│", " ").split())
 
 
+@pytest.mark.parametrize("args", [["--jobs", "2"], ["--executor", "dask"]])
+def test_partitions_with_chunk_rows_are_refused_saying_why(args: list[str]) -> None:
+    result = runner.invoke(app, ["simulate", str(SAMPLES / "trace.csv"), "-r", RULES,
+                                 "--chunk-rows", "100", *args])
+    assert result.exit_code == 2
+    assert ("--chunk-rows replays on one process: every key's state goes from batch to batch"
+            in " ".join(result.stderr.replace("│", " ").split()))
+
+
 @pytest.mark.parametrize(("source", "options"), [
     (str(SAMPLES / "trace.jsonl"), ["--speed", "7"]),
     (str(SAMPLES / "trace.csv"), ["--top", "2", "--charge", "total"]),

@@ -233,7 +233,7 @@ def simulate(
     console = Console(width=None if sys.stdout.isatty() else 160)
     if chunk_rows is not None:
         _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions,
-                            speed)
+                            speed, jobs, executor)
         _simulate_in_chunks(console, trace_path, loaded, chunk_rows, charged, key_field,
                             seed, top, price, decisions, output_format, fields, speed, plot)
         return
@@ -307,9 +307,12 @@ def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Para
 
 def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: str | None,
                         templates: Sequence[Any], fields: Any,
-                        decisions: str | None, speed: float = 1.0) -> None:
+                        decisions: str | None, speed: float = 1.0, jobs: int | None = None,
+                        executor: str = "local") -> None:
     """Usage errors for what a streamed replay does not do (yet)."""
     refused = [(semantics != "asm", "--semantics", "streams the asm semantics only"),
+               ((jobs or 1) > 1 or executor != "local", "--jobs/--executor",
+                "replays on one process: every key's state goes from batch to batch"),
                (bool(settings), "--set", "a sweep replays the trace whole"),
                (bool(templates), "--key-template", "reads keys from a key field or a log's "
                 "--map key=FIELD, not from templates"),
