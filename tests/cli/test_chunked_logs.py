@@ -99,6 +99,24 @@ def test_a_log_with_429_lines_streams_exactly_on_ties(tmp_path: Path, seed: int,
         assert _replay(path, tmp_path, "streamed", *options, "--chunk-rows", str(rows)) == whole
 
 
+def test_a_folder_of_parquet_logs_reads_as_its_single_file(tmp_path: Path) -> None:
+    log = _asm_log(6, 300)
+    log.write_parquet(tmp_path / "whole.parquet")
+    folder = tmp_path / "logs" / "day=2026-11-02"  # files at any depth, in name order
+    folder.mkdir(parents=True)
+    for n, start in enumerate(range(0, 300, 100)):
+        log[start:start + 100].write_parquet(folder / f"part-{n}.parquet")
+    options = ["--from", "asm", "--map", "key=user_type"]
+    report, decisions = _replay(tmp_path / "whole.parquet", tmp_path, "whole", *options)
+    assert report.pop("trace") == str(tmp_path / "whole.parquet")
+    assert report["recorded_429"] > 0
+    for chunks in ([], ["--chunk-rows", "40"]):
+        again, again_decisions = _replay(tmp_path / "logs", tmp_path, "folder", *options,
+                                         *chunks)
+        assert again.pop("trace") == str(tmp_path / "logs")
+        assert (again, again_decisions) == (report, decisions)
+
+
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
 def test_a_log_written_at_response_end_streams_exactly(tmp_path: Path, suffix: str) -> None:
     """Gateways write a line when the response ends: start times run back across batch
