@@ -77,6 +77,21 @@ def test_the_one_key_matcher_matches_every_pair_as_go_does() -> None:
     assert wrong == []
 
 
+def test_matching_many_keys_at_once_matches_every_pair_as_go_does() -> None:
+    verdicts = _verdicts()
+    regexes = verdicts["regexes"]
+    keys_of: dict[int, list[tuple[str, bool]]] = {}
+    for index, key, match in verdicts["pairs"]:
+        keys_of.setdefault(index, []).append((key, bool(match)))
+    wrong = []
+    for index, pairs in keys_of.items():
+        matcher = RuleMatcher([Rule(0, regexes[index][0], 1, 1, 1, 1)])
+        found = matcher.indices_for([key for key, _ in pairs])
+        wrong += [(regexes[index][0][:60], key[:30], match)
+                  for (key, match), f in zip(pairs, found, strict=True) if (f == 0) != match]
+    assert wrong == []
+
+
 def test_the_pike_vm_alone_matches_every_pair_as_go_does() -> None:
     # The matcher's fallback (\\B with non-ASCII keys, patterns beyond RE2's budget), on all.
     verdicts = _verdicts()

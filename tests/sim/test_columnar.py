@@ -240,3 +240,27 @@ def test_surrogate_escapes_in_keys_read_as_go_reads_them(tmp_path: Path) -> None
             for i in range(len(trace))]
     assert keys == [("\ufffd",), ("a\U0001f600",), ("\ufffdx", "b")]
     assert read_columnar(str(path), "jsonl", None, key_field=None, seed=0) is None  # declined
+
+
+def test_csv_shapes_real_exports_have_are_read_as_columns(tmp_path: Path) -> None:
+    """Token counts written as 12.0, ids that are line positions or strings, and a file
+    mapped from disk: all read by the columnar reader, with the per-row reader's trace."""
+    header = b"id,ts,key,latency,prompt_tokens,completion_tokens,total_tokens,model\n"
+    rows = [b"0,1.5,a,0.5,3,4.0,7,m\n", b"1,2.5,b,0,2,,9,m\n", b"2,3,a,1,1,2,,m\n"]
+    cases = {
+        "floats.csv": header + b"".join(rows),
+        "ints.csv": header + b"".join(rows).replace(b"4.0", b"4"),
+        "padded.csv": header + b"".join(rows).replace(b"\n1,", b"\n01,"),
+        "strings.csv": header + b"".join(rows).replace(b"\n1,", b"\nreq-1,"),
+    }
+    found = {}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        fast = read_columnar(str(path), "csv", None, key_field=None, seed=0)
+        assert fast is not None, name
+        assert _columns(fast)[2:] == _outcome(path, None, rows=True)[2:], name
+        found[name] = (fast.ids, fast.completion_tokens.tolist(), fast.total_tokens.tolist())
+    assert found["floats.csv"] == found["ints.csv"] == (None, [4, 7, 2], [7, 9, 3])
+    assert found["padded.csv"][0] == (0, "01", 2)  # not a plain integer: kept as written
+    assert found["strings.csv"][0] == (0, "req-1", 2)

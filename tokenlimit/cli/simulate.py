@@ -162,7 +162,7 @@ def simulate(
         "and latencies divided by N.")] = 1.0,
     jobs: Annotated[int | None, typer.Option(
         min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
-        "request stay together); default: every core.")] = None,
+        "request stay together); default: every core (up to 8 locally).")] = None,
     executor: Annotated[str, typer.Option(
         help="Where partitions run: local (threads) or dask.")] = "local",
     scheduler: Annotated[str | None, typer.Option(
@@ -294,14 +294,16 @@ def _load_engine_meanwhile() -> None:
 
 
 def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
-    """``--jobs``: every core this process may run on, by default."""
+    """``--jobs``: by default every core this process may run on, up to 8 locally (each
+    thread keeps bucket state for every key and passes over the whole trace)."""
     import os
 
     from tokenlimit.sim.partition import Parallelism
 
     if jobs is None:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
+        jobs = cores if executor == "dask" else min(cores, 8)
     return Parallelism(jobs, executor, scheduler)
 
 

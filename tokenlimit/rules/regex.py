@@ -68,6 +68,24 @@ class RuleMatcher:
             self._cache[key] = found
         return found
 
+    def indices_for(self, keys: Sequence[str]) -> list[int]:
+        """``index_for`` of each of ``keys`` (-1 for none), many at once: each rule's pattern
+        against the keys no earlier rule matched, without the per-key cache."""
+        found = [-1] * len(keys)
+        left = list(range(len(keys)))
+        for index, pattern in enumerate(self._patterns):
+            if not left:
+                break
+            matches = pattern.matches
+            missed = []
+            for i in left:
+                if matches(keys[i]):
+                    found[i] = index
+                else:
+                    missed.append(i)
+            left = missed
+        return found
+
     def rule_for(self, key: str) -> Rule | None:
         index = self.index_for(key)
         return None if index is None else self.rules[index]

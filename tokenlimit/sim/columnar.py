@@ -79,9 +79,7 @@ def _mapped(name: str, data: bytes | None) -> Any:
             return b""
         # Closed when collected (closing it here would fail while an error's traceback
         # still holds a view of it).
-        # MAP_POPULATE (Linux): the pages are mapped in one call, not one fault each.
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        return mmap.mmap(stream.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+        return mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def _unmap(raw: Any) -> None:
@@ -156,8 +154,13 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
         schema = {n: csv_types.get(n, pl.String) for n in wanted}
         if (key_field or "key") in schema:  # factorized as it is parsed (``_keys``)
             schema[key_field or "key"] = pl.Categorical
-        frame = pl.read_csv(source, columns=wanted, schema_overrides=schema,
-                            raise_if_empty=False)
+        try:  # whole token counts parse as integers (no float checks and casts later)
+            frame = pl.read_csv(source, columns=wanted, raise_if_empty=False,
+                                schema_overrides={**schema, **{
+                                    n: pl.Int64 for n in wanted if n in _TOKEN_FIELDS}})
+        except pl.exceptions.PolarsError:  # 12.0 or 1e3: read as numbers, checked later
+            frame = pl.read_csv(source, columns=wanted, schema_overrides=schema,
+                                raise_if_empty=False)
         inside = 0
     else:
         frame = pl.read_csv(source, infer_schema=False, raise_if_empty=False)
@@ -175,28 +178,66 @@ def _jsonl_frame(name: str, data: bytes | None, key_field: str | None) -> pl.Dat
     return _jsonl_frame_of(name, raw, name if data is None and len(raw) else raw, key_field)
 
 
+_HEAD = 1 << 20  # bytes of lines whose field kinds guess the schema
+
+
 def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> pl.DataFrame:
     """The frame of JSON Lines ``raw`` (bytes or a memory map of the file), which polars
-    reads from ``source`` (the same bytes, or the file's name)."""
+    reads from ``source`` (the same bytes, or the file's name).
+
+    polars parses with the schema of the first lines while the whole file's field kinds are
+    counted on a thread beside it; if the whole file calls for another schema (an id that
+    turns from numbers to strings), polars parses again with that one."""
     import polars as pl
 
-    from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NULL, NUMBER, STRING, TOTAL, field_kinds
+    from tokenlimit.sim.json_fields import NULL, TOTAL, field_kinds
 
     if raw[:3] == b"\xef\xbb\xbf":
         raise Declined  # the per-row reader's error
     key = key_field or "key"
     names = ["ts", "timestamp", "latency", *_TOKEN_FIELDS, key, "keys", "id", "status",
              "headers"]
-    counts = field_kinds(raw, names, parts=_cores()).tolist()
+    end = raw.rfind(b"\n", 0, _HEAD) + 1 if len(raw) > _HEAD else len(raw)
+    head = bytes(raw[:end])  # empty when the first line is longer: no guess
+    guess = _jsonl_schema(dict(zip(names, field_kinds(head, names).tolist(), strict=False)),
+                          head, key_field) if head else None
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame: pl.DataFrame | None = None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counting = pool.submit(field_kinds, raw, names)
+        if guess is not None:
+            with contextlib.suppress(pl.exceptions.PolarsError):  # a later line differs
+                frame = pl.read_ndjson(source, schema=guess)
+        counts = counting.result().tolist()
     if counts[-1][0]:
         raise Declined  # polars reads a lone surrogate escape as NUL; the row reader as Go does
     kinds = dict(zip(names, counts, strict=False))
-    present = [n for n in names if kinds[n][TOTAL]]
-    # polars turns a number, object or list into its text where a string is expected;
-    # the per-row reader refuses those: every such field must be a string in the file.
+    schema = _jsonl_schema(kinds, raw, key_field)
+    if frame is None or schema != guess:
+        frame = pl.read_ndjson(source, schema=schema)
+    # Each field once per line that has it: a field named twice in one object (the per-row
+    # reader keeps the last, polars the first) makes the counts differ.
+    for field in schema:
+        if kinds[field][TOTAL] != frame[field].count() + kinds[field][NULL]:
+            raise Declined
+    return frame
+
+
+def _jsonl_schema(kinds: dict[str, list[int]], raw: Any, key_field: str | None
+                  ) -> dict[str, Any]:
+    """The polars schema for fields of these kinds (counts per field from ``field_kinds``),
+    or ``Declined``: polars turns a number, object or list into its text where a string is
+    expected, and the per-row reader refuses those, so every such field must be a string."""
+    import polars as pl
+
+    from tokenlimit.sim.json_fields import BOOLEAN, NESTED, NUMBER, STRING, TOTAL
+
+    key = key_field or "key"
     schema: dict[str, Any] = {}
-    for field in present:
-        counts = kinds[field]
+    for field, counts in kinds.items():
+        if not counts[TOTAL]:
+            continue
         if field in ("ts", "timestamp", "latency"):
             schema[field] = pl.Float64  # strict: a string or bool makes polars fail
         elif field in _TOKEN_FIELDS:
@@ -227,15 +268,7 @@ def _jsonl_frame_of(name: str, raw: Any, source: Any, key_field: str | None) -> 
             raise Declined
     if "ts" not in schema and "timestamp" not in schema:
         raise Declined
-    if source is not raw:
-        _unmap(raw)  # polars maps the file itself; two maps would count its pages twice
-    frame = pl.read_ndjson(source, schema=schema)
-    # Each field once per line that has it: a field named twice in one object (the per-row
-    # reader keeps the last, polars the first) makes the counts differ.
-    for field in schema:
-        if kinds[field][TOTAL] != frame[field].count() + kinds[field][NULL]:
-            raise Declined
-    return frame
+    return schema
 
 
 def _number(frame: pl.DataFrame, field: str) -> pl.Series:
@@ -350,12 +383,9 @@ def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str
     if not (column.dtype == pl.String or column.dtype.is_integer()):
         raise Declined
     if column.dtype == pl.String and csv:
-        integer = column.str.contains(CSV_INTEGER_ID)
-        if integer.all():
-            column = column.cast(pl.Int64)
-        elif integer.any():
-            column = pl.Series([csv_id(v) if v is not None else None
-                                for v in column.to_list()], dtype=pl.Object)
+        if _positions_as_text(column, first_row):
+            return None  # every id is its line's position, written plainly
+        column = _csv_ids(column)
     if column.dtype.is_integer() and not column.null_count() and column.equals(
             pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True)
             .cast(column.dtype), check_names=False):
@@ -367,6 +397,50 @@ def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str
     if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
         return None
     return tuple(values)
+
+
+def _positions_as_text(column: pl.Series, first_row: int) -> bool:
+    """Whether CSV ``id`` cells are each line's position written plainly (``records.csv_id``
+    reads them as those integers): as numbers they are the positions, and together they have
+    exactly the positions' digits (a leading zero or sign would add bytes)."""
+    import polars as pl
+
+    n = column.len()
+    if n == 0 or column.null_count():
+        return False
+    numbers = column.cast(pl.Int64, strict=False)
+    if numbers.null_count() or not numbers.equals(
+            pl.int_range(first_row, first_row + n, dtype=pl.Int64, eager=True),
+            check_names=False):
+        return False
+    return bool(column.str.len_bytes().sum() == _digits(first_row, first_row + n))
+
+
+def _digits(start: int, stop: int) -> int:
+    """How many decimal digits the numbers ``start`` .. ``stop - 1`` (>= 0) have in all.
+
+    >>> _digits(0, 10), _digits(8, 12), _digits(0, 101)
+    (10, 6, 193)
+    """
+    total, width, low = 0, 1, 0
+    while low < stop:
+        high = 10**width
+        total += width * max(0, min(stop, high) - max(start, low))
+        low, width = high, width + 1
+    return total
+
+
+def _csv_ids(column: pl.Series) -> pl.Series:
+    """CSV ``id`` cells as ids: integers where written as one (``records.csv_id``)."""
+    import polars as pl
+
+    integer = column.str.contains(CSV_INTEGER_ID)
+    if integer.all():
+        return column.cast(pl.Int64)
+    if integer.any():
+        return pl.Series([csv_id(v) if v is not None else None for v in column.to_list()],
+                         dtype=pl.Object)
+    return column
 
 
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,

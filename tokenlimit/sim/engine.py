@@ -78,16 +78,21 @@ def key_rules(rules: Sequence[Rule], names: Sequence[str]) -> IntArray:
 
 @functools.lru_cache(maxsize=4)
 def _matched(rules: tuple[Rule, ...], names: tuple[str, ...]) -> IntArray:
-    matcher = RuleMatcher(rules)
-    found = [matcher.index_for(name) for name in names]
-    return np.array([-1 if f is None else f for f in found], dtype=np.int64)
+    return np.array(RuleMatcher(rules).indices_for(names), dtype=np.int64)
 
 
 def colliding_keys(names: Sequence[str]) -> list[str]:
     """Keys that are another trace key plus ``_last_fill_time`` (they share Redis state)."""
+    return list(_colliding(tuple(names)))
+
+
+@functools.lru_cache(maxsize=4)
+def _colliding(names: tuple[str, ...]) -> tuple[str, ...]:
+    suffixed = [n for n in names if n.endswith(LAST_FILL_SUFFIX)]  # rare: test them alone
+    if not suffixed:
+        return ()
     present = set(names)
-    return [n for n in names
-            if n.endswith(LAST_FILL_SUFFIX) and n[: -len(LAST_FILL_SUFFIX)] in present]
+    return tuple(n for n in suffixed if n[: -len(LAST_FILL_SUFFIX)] in present)
 
 
 def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) -> str | None:
@@ -95,7 +100,7 @@ def fallback_reason(rules: Sequence[Rule], trace: Trace, rule_of_key: IntArray) 
     collisions = colliding_keys(trace.key_names)
     if collisions:
         return f"key {collisions[0]!r} collides with another key's refill-time entry"
-    for index in sorted({int(r) for r in rule_of_key if r >= 0}):
+    for index in np.unique(rule_of_key[rule_of_key >= 0]).tolist():
         rule = rules[index]
         if (rule.fill_interval_second <= 0 or rule.redis_expired_seconds <= 0
                 or rule.max_tokens < 0 or rule.tokens_per_fill < 0):

@@ -13,6 +13,7 @@ objects or lists. The columnar reader compares these counts with what polars rea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections.abc import Sequence
@@ -126,25 +127,33 @@ def _compiled() -> Any:
     return njit(_scan_fields, nogil=True)
 
 
-def _pieces(data: Any, parts: int) -> list[Any]:
-    """``data`` (bytes or a memory map) as uint8 arrays of ``parts`` runs of whole lines."""
+_BLOCK = 1 << 26  # bytes of lines scanned at a time
+
+
+def _cuts(data: Any, parts: int) -> list[int]:
+    """Offsets cutting ``data`` into runs of whole lines: at least ``parts`` of them, none
+    (much) longer than ``_BLOCK``."""
     size = len(data)
+    count = max(parts, -(-size // _BLOCK))
     cuts = [0]
-    for p in range(1, parts):
-        newline = data.find(b"\n", max(size * p // parts, cuts[-1]))
+    for p in range(1, count):
+        newline = data.find(b"\n", max(size * p // count, cuts[-1]))
         if newline < 0:
             break
-        cuts.append(newline + 1)
+        if newline + 1 > cuts[-1]:
+            cuts.append(newline + 1)
     cuts.append(size)
-    whole = np.frombuffer(data, dtype=np.uint8)
-    return [whole[a:b] for a, b in itertools.pairwise(cuts) if b > a]
+    return cuts
 
 
 def field_kinds(data: Any, names: Sequence[str], *, parts: int = 1) -> Any:
     """Per name in ``names``: counts of (total, string, number, null, boolean, nested); then
     a last row whose first count is the number of surrogate-half escapes (``\\uD83D``).
-    ``data``: bytes or a buffer (a memory map); ``parts``: lines cut into that many runs,
-    scanned on as many threads (each line is a JSON value of its own)."""
+    ``data``: bytes or a memory map; its lines are scanned in runs on ``parts`` threads
+    (each line is a JSON value of its own). A memory map's pages are let go once scanned
+    (``MADV_DONTNEED``): the file does not stay counted in this process's memory."""
+    import mmap
+
     encoded = [n.encode() for n in names]
     blob = np.frombuffer(b"".join(encoded) or b"\0", dtype=np.uint8)
     lengths = np.array([len(e) for e in encoded], dtype=np.int64)
@@ -152,11 +161,24 @@ def field_kinds(data: Any, names: Sequence[str], *, parts: int = 1) -> Any:
     if len(encoded) > 1:
         starts[1:] = np.cumsum(lengths)[:-1]
     scan = _compiled()
-    pieces = _pieces(data, parts)
-    if len(pieces) <= 1:
-        return scan(np.frombuffer(data, dtype=np.uint8), blob, starts, lengths)
+    whole = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(0, dtype=np.uint8)
+    release = (getattr(mmap, "MADV_DONTNEED", None) if isinstance(data, mmap.mmap)
+               else None)
+
+    def run(span: tuple[int, int]) -> Any:
+        start, stop = span
+        counts = scan(whole[start:stop], blob, starts, lengths)
+        if release is not None:
+            page = start - start % mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError):
+                data.madvise(release, page, stop - page)
+        return counts
+
+    spans = list(itertools.pairwise(_cuts(data, parts)))
+    if len(spans) <= 1 or parts <= 1:
+        return np.sum([run(span) for span in spans], axis=0) if spans else scan(
+            whole, blob, starts, lengths)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=len(pieces)) as pool:
-        counts = list(pool.map(lambda piece: scan(piece, blob, starts, lengths), pieces))
-    return np.sum(counts, axis=0)
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        return np.sum(list(pool.map(run, spans)), axis=0)
