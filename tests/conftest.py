@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -101,3 +102,15 @@ def redis_server() -> Iterator[RedisServer]:
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dask_scheduler() -> Iterator[str]:
+    """A local Dask cluster (two worker processes) for the test module: its address."""
+    distributed = pytest.importorskip("distributed")
+    cluster: Any = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                            dashboard_address=None)
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()

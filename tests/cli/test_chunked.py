@@ -61,15 +61,43 @@ def test_streamed_report_and_decisions_equal_the_whole_replay(dataset: Path, tmp
     assert json.loads(lines[3])["id"] == 21
 
 
-def test_a_trace_out_of_time_order_is_refused(tmp_path: Path) -> None:
+def test_a_trace_out_of_order_by_more_than_a_batch_is_refused_naming_the_request(
+        tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
-    pl.DataFrame({"ts": [2.0, 1.0], "key": ["a", "a"]}).write_parquet(path)
-    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "1",
+    pl.DataFrame({"ts": [1.0, 3.0, 5.0, 6.0, 2.0, 7.0], "key": ["a"] * 6}).write_parquet(path)
+    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "2",
                   "--decisions", str(tmp_path / "d.jsonl"))
     assert result.exit_code == 1
-    assert result.stderr == (f"error: {path}: not in time order: a chunk starts before the "
-                             "previous one ended (sort the trace, or replay it whole)\n")
+    # Requests 1 and 2 were replayed once the second batch was read (they are no later than
+    # its first instant); request 5 comes after them but is earlier than request 2.
+    assert result.stderr == (f"error: {path}: not in time order: request 5 (ts 2.0) is "
+                             "earlier than request 2 (ts 3.0) of a previous batch; "
+                             "--chunk-rows needs a trace sorted by ts (sort it, or replay it "
+                             "whole)\n")
     assert not (tmp_path / "d.jsonl").exists()
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "csv.gz"])
+def test_a_text_trace_out_of_order_by_more_than_a_batch_is_refused_naming_the_request(
+        tmp_path: Path, suffix: str) -> None:
+    import gzip
+    import re
+
+    ts = [float(i) for i in range(300)]
+    ts[249] = 5.0  # request 250: earlier than requests replayed batches before
+    frame = pl.DataFrame({"ts": ts, "key": ["a"] * 300})
+    text = (frame.write_csv() if suffix.startswith("csv") else frame.write_ndjson()).encode()
+    path = tmp_path / f"t.{suffix}"
+    path.write_bytes(gzip.compress(text) if suffix.endswith(".gz") else text)
+    result = _run("simulate", str(path), "-r", RULES, "--chunk-rows", "10")
+    assert result.exit_code == 1
+    found = re.fullmatch(rf"error: {re.escape(str(path))}: not in time order: request 250 "
+                         r"\(ts 5\.0\) is earlier than request (\d+) \(ts (\d+\.0)\) of a "
+                         r"previous batch; --chunk-rows needs a trace sorted by ts \(sort it, "
+                         r"or replay it whole\)\n", result.stderr)
+    assert found, result.stderr
+    named = int(found.group(1))  # the latest request replayed before
+    assert 200 < named < 250 and ts[named - 1] == float(found.group(2))
 
 
 def test_a_bad_row_in_a_later_batch_is_located(tmp_path: Path) -> None:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from typer.testing import CliRunner
 
@@ -48,17 +45,6 @@ def test_keys_that_share_a_request_stay_in_one_partition() -> None:
     # nothing and goes to the first.
     assert [p.tolist() for p in partition_requests(trace, 2)] == [[0, 2, 3, 5], [1, 4]]
 
-
-@pytest.fixture(scope="module")
-def dask_scheduler() -> Iterator[str]:
-    """A local Dask cluster (two worker processes) for the test module."""
-    distributed = pytest.importorskip("distributed")
-    cluster: Any = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                            dashboard_address=None)
-    try:
-        yield str(cluster.scheduler_address)
-    finally:
-        cluster.close()
 
 
 def test_the_cli_on_two_processes_and_on_a_dask_cluster_decides_like_one(

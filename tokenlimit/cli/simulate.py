@@ -128,7 +128,8 @@ def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
 def simulate(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
         "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too); canonical or "
-        "Mooncake/AIPerf shape."))],
+        "Mooncake/AIPerf shape. A path or a URL (s3://, gs://, https://, file://, ...); "
+        "Parquet also a folder or glob."))],
     rules_source: RulesOption = None,
     config_json: ConfigJsonOption = None,
     from_env: FromEnvOption = False,
@@ -232,9 +233,9 @@ def simulate(
     console = Console(width=None if sys.stdout.isatty() else 160)
     if chunk_rows is not None:
         _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions,
-                            speed)
-        _simulate_in_chunks(console, trace_path, loaded.rules, chunk_rows, charged, key_field,
-                            seed, top, price, decisions, output_format)
+                            speed, jobs, executor)
+        _simulate_in_chunks(console, trace_path, loaded, chunk_rows, charged, key_field,
+                            seed, top, price, decisions, output_format, fields, speed, plot)
         return
     if semantics == "asm":
         _load_engine_meanwhile()
@@ -308,14 +309,15 @@ def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Para
 
 def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: str | None,
                         templates: Sequence[Any], fields: Any,
-                        decisions: str | None, speed: float = 1.0) -> None:
+                        decisions: str | None, speed: float = 1.0, jobs: int | None = None,
+                        executor: str = "local") -> None:
     """Usage errors for what a streamed replay does not do (yet)."""
     refused = [(semantics != "asm", "--semantics", "streams the asm semantics only"),
+               ((jobs or 1) > 1 or executor != "local", "--jobs/--executor",
+                "replays on one process: every key's state goes from batch to batch"),
                (bool(settings), "--set", "a sweep replays the trace whole"),
-               (plot is not None, "--plot", "a chart needs the whole replay"),
-               (bool(templates) or fields is not None, "--key-template/--from/--map",
-                "streams canonical traces: convert logs with tokenlimit trace convert first"),
-               (speed != 1.0, "--speed", "streams the trace at its own pace"),
+               (bool(templates), "--key-template", "reads keys from a key field or a log's "
+                "--map key=FIELD, not from templates"),
                (decisions is not None and decisions.lower().endswith(
                    (".parquet", ".pq", ".csv", ".gz")), "--decisions",
                 "streamed decisions are written as plain JSON Lines")]
@@ -324,14 +326,17 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
             raise typer.BadParameter(f"--chunk-rows {message}", param_hint=hint)
 
 
-def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, charge: Charge,
+def _simulate_in_chunks(console: Console, path: str, loaded: Any, rows: int, charge: Charge,
                         key_field: str | None, seed: int, top: int, price: float | None,
-                        decisions: str | None, output_format: str) -> None:
+                        decisions: str | None, output_format: str, fields: Any,
+                        speed: float, plot: str | None) -> None:
     from tokenlimit.files import atomic_writer
     from tokenlimit.sim.chunked import simulate_in_chunks
 
+    rules = loaded.rules
     options: dict[str, Any] = {"rows": rows, "charge": charge, "key_field": key_field,
-                               "seed": seed, "top": top, "price_per_1k": price}
+                               "seed": seed, "top": top, "price_per_1k": price,
+                               "fields": fields, "speed": speed, "chart": plot is not None}
     if decisions:
         with atomic_writer(decisions) as handle:
             result = simulate_in_chunks(path, rules, decisions=handle, **options)
@@ -339,6 +344,12 @@ def _simulate_in_chunks(console: Console, path: str, rules: Any, rows: int, char
     else:
         result = simulate_in_chunks(path, rules, **options)
         _refuse_empty(result.requests, path)
+    if plot and result.chart is not None:
+        from tokenlimit.sim.replay_plot import plot_replay
+
+        trace, replay = result.chart
+        plot_replay(plot, rules, trace, replay, [k for k, _, _ in result.summary.keys],
+                    charge, rules_origin=loaded.origin, top=top)
     _print_report(console, result.summary, path, result.recorded_429, output_format)
 
 

@@ -97,7 +97,8 @@ def generate(
 @trace_app.command("convert")
 def convert(
     source: Annotated[str, typer.Argument(metavar="LOG", help=(
-        "A trace or gateway log: JSON Lines, CSV or Parquet (.gz or .zst too)."))],
+        "A trace or gateway log: JSON Lines, CSV or Parquet (.gz or .zst too); a path or "
+        "a URL (s3://, gs://, https://, file://, ...); Parquet also a folder or glob."))],
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
                                         help="Where to write: .parquet, else JSON Lines.")],
     preset: LogPresetOption = None,

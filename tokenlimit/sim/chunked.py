@@ -1,22 +1,25 @@
 """``simulate --chunk-rows N``: a trace larger than memory, replayed in one streaming pass.
 
-A Parquet trace (a file, a folder of files or a glob) is read by polars in batches of ``N``
-rows (only the trace's columns); a CSV or JSON Lines file (plain, gzip or zstd) in blocks of
-about ``N`` lines, each read like a whole file. Each batch becomes a ``Trace`` and goes
-through ``StreamingReplay``, whose decisions are the whole replay's. The
-report's figures add up over batches; decisions are written as they come. Memory is the keys
-plus one batch. Two things differ from reading the file whole, and are said in the README:
-the file must be in time order, and a request without usage has its completion tokens drawn
-from its batch's recorded usage (the whole-file reader draws from the whole file's).
+A Parquet trace (a file, a folder of files or a glob; local or at a URL) is read by polars in
+batches of ``N`` rows (only the trace's columns); a CSV or JSON Lines file (plain, gzip or
+zstd) in blocks of about ``N`` lines, each read like a whole file. A gateway log (``--from`` /
+``--map``) is read the same way, each batch through the log's field map. Each batch becomes
+a ``Trace`` and goes through ``StreamingReplay``, whose decisions are the whole replay's. The
+report's figures add up over batches; decisions are written (in file order) as they come.
+Memory is the keys plus two batches. One thing differs from reading the file whole: the file
+must be in time order up to less than a batch (``stream_order.py``: a log written at response
+end is). Requests without usage (lines answered 429) get exactly the whole replay's imputed
+usage, at the price of reading the trace three times (``stream_imputation.py``); a trace
+where every request has its usage is read once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
@@ -25,9 +28,23 @@ from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import TraceError
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.columnar import Declined, build_trace
+from tokenlimit.sim.engine import Replay
+from tokenlimit.sim.log_fields import FieldMap
+from tokenlimit.sim.log_reader import limited_count, log_columns, read_log, read_log_batch
 from tokenlimit.sim.replay_stats import Summary, key_figures, summary_from_figures
 from tokenlimit.sim.stream import StreamingReplay
-from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.stream_imputation import ImputationTally
+from tokenlimit.sim.stream_order import FileOrderDecisions, TimeOrder
+from tokenlimit.sim.stream_plot import ChartRequests
+from tokenlimit.sim.trace_sources import (
+    PARQUET_SUFFIXES,
+    file_name,
+    is_dataset,
+    is_url,
+    open_raw,
+    parquet_files,
+)
+from tokenlimit.sim.trace_table import IntArray, Trace
 
 _COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens", "completion_tokens",
             "total_tokens", "input_length", "output_length", "id", "status")
@@ -35,50 +52,74 @@ _COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens", "compl
 
 @dataclass(frozen=True, slots=True)
 class ChunkedResult:
-    """The report, and how many requests had usage imputed or were recorded as 429."""
+    """The report, how many requests there were and how many were recorded as 429, every
+    key (first-appearance order) and, when asked for, the chart's requests."""
 
     summary: Summary
     requests: int
     recorded_429: int
+    key_names: tuple[str, ...] = ()
+    chart: tuple[Trace, Replay] | None = None  # what the replay chart draws
 
 
-def parquet_chunks(path: str, rows: int, *, key_field: str | None = None,
-                   seed: int = 0) -> Iterator[tuple[int, Trace]]:
-    """(first row, trace) for each batch of ``rows`` rows of a Parquet trace, in order."""
+def parquet_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
+                   fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
+    """(first row, trace) for each batch of ``rows`` rows of a Parquet trace or log (a file,
+    folder or glob; a URL's dataset is read file by file), in order."""
+    if not is_url(path):
+        yield from _parquet_batches(path, path, rows, key_field, seed, fields, 0)
+        return
+    first = 0
+    for url in parquet_files(path) if is_dataset(path) else [path]:
+        with open_raw(url) as stream:
+            for start, trace in _parquet_batches(path, stream, rows, key_field, seed, fields,
+                                                 first):
+                yield start, trace
+                first = start + len(trace)
+
+
+def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, seed: int,
+                     fields: FieldMap | None, first: int) -> Iterator[tuple[int, Trace]]:
     import polars as pl
 
     try:
-        frame = pl.scan_parquet(path)
+        frame = pl.scan_parquet(source)
         schema = frame.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise TraceError(f"not a readable Parquet trace ({exc})".splitlines()[0],
                          path=path) from exc
-    wanted = [c for c in schema if c in _COLUMNS or c == key_field]
-    first = 0
+    if fields is not None:
+        wanted = log_columns(list(schema), fields)
+    else:
+        wanted = [c for c in schema if c in _COLUMNS or c == key_field]
     for batch in frame.select(wanted).collect_batches(chunk_size=rows):
         if batch.height == 0:
             continue
-        try:
-            trace = build_trace(batch, path, seed, key_field, first)
-        except Declined:
-            _locate(path, batch, first, key_field)
-            raise TraceError("could not be read as a trace", path=path,
-                             line=first + 1) from None
+        if fields is not None:
+            trace = read_log_batch(path, batch, fields, seed, first)
+        else:
+            try:
+                trace = build_trace(batch, path, seed, key_field, first)
+            except Declined:
+                _locate(path, batch, first, key_field)
+                raise TraceError("could not be read as a trace", path=path,
+                                 line=first + 1) from None
         yield first, trace
         first += batch.height
 
 
-def trace_chunks(path: str, rows: int, *, key_field: str | None = None,
-                 seed: int = 0) -> Iterator[tuple[int, Trace]]:
-    """(first row, trace) for each batch of about ``rows`` requests of any trace file."""
+def trace_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
+                 fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
+    """(first row, trace) for each batch of about ``rows`` requests of any trace file (or
+    gateway log, with ``fields``), local or at a URL."""
     if is_parquet(path):
-        yield from parquet_chunks(path, rows, key_field=key_field, seed=seed)
+        yield from parquet_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
     else:
-        yield from text_chunks(path, rows, key_field=key_field, seed=seed)
+        yield from text_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
 
 
-def text_chunks(path: str, rows: int, *, key_field: str | None = None,
-                seed: int = 0) -> Iterator[tuple[int, Trace]]:
+def text_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
+                fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
     """Batches of about ``rows`` lines of a CSV or JSON Lines file (plain, gzip or zstd),
     cut at line ends (a CSV line break inside quotes stays in its record); each batch is
     read like a whole file (the CSV header in front), errors name the file's line."""
@@ -86,10 +127,10 @@ def text_chunks(path: str, rows: int, *, key_field: str | None = None,
 
     fmt, compression = trace_format(path)
     try:
-        stream = _open_binary(path, compression)
+        raw = open_raw(path)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=path) from exc
-    with stream:
+    with raw, _decompressing(raw, compression) as stream:
         header = stream.readline() if fmt == "csv" else b""
         first_row, first_line = 0, 2 if fmt == "csv" else 1
         hint = rows * 64  # bytes; adjusted to the lines seen
@@ -105,26 +146,42 @@ def text_chunks(path: str, rows: int, *, key_field: str | None = None,
                     lines.append(more)
             data = b"".join(lines)
             hint = max(1, int(len(data) / len(lines) * rows))
-            trace = read_block(path, fmt, header + data, key_field=key_field, seed=seed,
-                               first_row=first_row, first_line=first_line)
+            if fields is None:
+                trace = read_block(path, fmt, header + data, key_field=key_field, seed=seed,
+                                   first_row=first_row, first_line=first_line)
+            else:
+                trace = _log_block(path, fmt, header + data, fields, seed, first_row,
+                                   first_line)
             if len(trace):
                 yield first_row, trace
             first_row += len(trace)
             first_line += data.count(b"\n")
 
 
-def _open_binary(path: str, compression: str | None) -> Any:
+def _log_block(path: str, fmt: str, data: bytes, fields: FieldMap, seed: int, first_row: int,
+               first_line: int) -> Trace:
+    """One block of a gateway log; errors name the line in the file."""
+    shift = first_line - (2 if fmt == "csv" else 1)  # block lines after its header
+    try:
+        trace: Trace = read_log(path, fmt, data, fields, seed, first_row)
+    except TraceError as exc:
+        where = None if exc.line is None else exc.line + shift
+        raise TraceError(exc.message, path=path, line=where, field=exc.field) from None
+    return trace
+
+
+def _decompressing(raw: IO[bytes], compression: str | None) -> Any:
+    """A stream of ``raw``'s decompressed bytes (closing it leaves ``raw`` to its owner)."""
     if compression == "gzip":
         import gzip
 
-        return gzip.open(path, "rb")
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     if compression == "zstd":
         import zstandard
 
-        raw = open(path, "rb")  # noqa: SIM115 (closed with the reader)
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
         return io.BufferedReader(reader)  # lines, which the decompressor does not give
-    return open(path, "rb")
+    return contextlib.nullcontext(raw)
 
 
 def _locate(path: str, batch: Any, first: int, key_field: str | None) -> None:
@@ -138,51 +195,112 @@ def _locate(path: str, batch: Any, first: int, key_field: str | None) -> None:
 def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,
                        charge: Charge = "completion", key_field: str | None = None,
                        seed: int = 0, top: int = 10, price_per_1k: float | None = None,
-                       decisions: IO[bytes] | None = None) -> ChunkedResult:
-    """Replay a trace batch by batch; decisions as JSON Lines to ``decisions``."""
-    stream = StreamingReplay(rules, charge)
-    counts = np.zeros((0, 6), dtype=np.int64)
-    first_limited = np.zeros(0)
-    unmatched = np.zeros(6, dtype=np.int64)
-    unmatched_first = np.inf
-    imputed = requests = limited = 0
-    for start, chunk in trace_chunks(path, rows, key_field=key_field, seed=seed):
-        replay = stream.feed(chunk)
-        n_keys = len(stream.names)
-        chunk_counts, chunk_first = key_figures(chunk, replay, charge, n_keys)
-        grow = n_keys - counts.shape[0]
-        counts = np.vstack((counts, np.zeros((grow, 6), dtype=np.int64)))
-        first_limited = np.append(first_limited, np.full(grow, np.inf))
-        counts += chunk_counts[:n_keys]
-        np.minimum(first_limited, chunk_first[:n_keys], out=first_limited)
-        unmatched += chunk_counts[n_keys]
-        unmatched_first = min(unmatched_first, float(chunk_first[n_keys]))
-        imputed += chunk.imputed_count
-        requests += len(chunk)
-        if chunk.status is not None:
-            limited += sum(1 for s in chunk.status if s == "429")
+                       decisions: IO[bytes] | None = None, fields: FieldMap | None = None,
+                       speed: float = 1.0, chart: bool = False) -> ChunkedResult:
+    """Replay a trace (or a gateway log, with ``fields``) batch by batch; decisions as JSON
+    Lines to ``decisions`` (a seekable stream: rewritten when usage had to be imputed).
+    ``speed``: as ``Trace.at_speed``. ``chart``: also gather what the replay chart draws
+    (``ChunkedResult.chart``; one more pass)."""
+    def batches() -> Iterator[tuple[int, Trace]]:
+        return trace_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
+
+    tally = ImputationTally()
+    options: dict[str, Any] = {"charge": charge, "top": top, "price_per_1k": price_per_1k,
+                               "speed": speed}
+    result = replay_batches(batches(), rules, decisions, tally.add, **options)
+    fill: Callable[[Trace], None] = _as_read
+    if tally.total_missing:
+        # Requests without usage: draw theirs from the whole trace's, as the whole replay does.
+        draws = tally.draws(seed)
+        for _, chunk in batches():
+            draws.collect(chunk)
         if decisions is not None:
-            decisions.write(_decision_lines(start, chunk, replay.outcome, replay.rule))
-    deepest = stream.finish()
-    summary = summary_from_figures(
-        rules, stream.key_names, np.vstack((counts, unmatched)),
-        np.append(first_limited, unmatched_first), deepest, engine="scan", imputed=imputed,
-        charge=charge, top=top, price_per_1k=price_per_1k)
-    return ChunkedResult(summary, requests, limited)
+            decisions.seek(0)
+            decisions.truncate()
+        result = replay_batches(batches(), rules, decisions, draws.fill, **options)
+        draws.rewind()
+        fill = draws.fill
+    if not chart:
+        return result
+    wanted = ChartRequests(result.key_names, [k for k, _, _ in result.summary.keys], charge)
+    replay_batches(batches(), rules, None, fill, on_replay=wanted.add, **options)
+    return dataclasses.replace(result, chart=wanted.trace_and_replay(path))
 
 
-def _decision_lines(start: int, chunk: Trace, outcome: Any, rule: Any) -> bytes:
-    if chunk.ids is None:
-        from tokenlimit.sim.csvwrite import decision_lines
+def _as_read(chunk: Trace) -> None:
+    """Nothing to complete in a batch."""
 
-        return decision_lines(start, outcome, rule)
-    names = ('"allow"', '"deny"', '"error"')
-    return "".join(
-        f'{{"id": {json.dumps(i)}, "outcome": {names[o]}, "rule": {"null" if r < 0 else r}}}\n'
-        for i, o, r in zip(chunk.ids, outcome.tolist(), rule.tolist(), strict=True)).encode()
+
+def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
+                   decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
+                   charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
+                   on_replay: Callable[[IntArray, Trace, Replay], None] | None = None
+                   ) -> ChunkedResult:
+    """One streamed replay; ``on_batch`` sees (and may complete) each batch as read,
+    ``on_replay`` each part replayed (in time order) with its file positions and decisions."""
+    figures = _Figures(rules, charge)
+    order = TimeOrder()
+    written = FileOrderDecisions(decisions)
+    origin = None  # the first request's time (parts come in time order)
+
+    def replay(rows: IntArray, part: Trace) -> None:
+        nonlocal origin
+        if speed != 1.0:
+            origin = float(part.ts.min()) if origin is None else origin
+            part = part.at_speed(speed, origin)
+        decided = figures.add(rows, part)
+        if on_replay is not None:
+            on_replay(rows, part, decided)
+        written.add(rows, part, decided.outcome, decided.rule)
+
+    for start, batch in batches:
+        on_batch(batch)
+        for rows, part in order.push(start, batch):
+            replay(rows, part)
+        written.flush(order.first_waiting())
+    for rows, part in order.finish():
+        replay(rows, part)
+    written.flush(None)
+    return figures.result(top, price_per_1k)
+
+
+class _Figures:
+    """The streamed replay and the report's figures, added up part by part."""
+
+    def __init__(self, rules: Sequence[Rule], charge: Charge) -> None:
+        self.rules, self.charge = rules, charge
+        self.stream = StreamingReplay(rules, charge)
+        self.counts = np.zeros((0, 6), dtype=np.int64)
+        self.first_limited = np.zeros(0)
+        self.unmatched = np.zeros(6, dtype=np.int64)
+        self.unmatched_first = np.inf
+        self.imputed = self.requests = self.limited = 0
+
+    def add(self, rows: IntArray, part: Trace) -> Replay:
+        replay = self.stream.feed(part, rows)
+        n_keys = len(self.stream.names)
+        counts, first = key_figures(part, replay, self.charge, n_keys)
+        grow = n_keys - self.counts.shape[0]
+        self.counts = np.vstack((self.counts, np.zeros((grow, 6), dtype=np.int64)))
+        self.first_limited = np.append(self.first_limited, np.full(grow, np.inf))
+        self.counts += counts[:n_keys]
+        np.minimum(self.first_limited, first[:n_keys], out=self.first_limited)
+        self.unmatched += counts[n_keys]
+        self.unmatched_first = min(self.unmatched_first, float(first[n_keys]))
+        self.imputed += part.imputed_count
+        self.requests += len(part)
+        self.limited += limited_count(part)
+        return replay
+
+    def result(self, top: int, price_per_1k: float | None) -> ChunkedResult:
+        deepest = self.stream.finish()
+        summary = summary_from_figures(
+            self.rules, self.stream.key_names, np.vstack((self.counts, self.unmatched)),
+            np.append(self.first_limited, self.unmatched_first), deepest, engine="scan",
+            imputed=self.imputed, charge=self.charge, top=top, price_per_1k=price_per_1k)
+        return ChunkedResult(summary, self.requests, self.limited, self.stream.key_names)
 
 
 def is_parquet(path: str) -> bool:
-    """A Parquet file, or a folder (or glob) of them."""
-    lower = path.lower()
-    return lower.endswith((".parquet", ".pq")) or Path(path).is_dir() or "*" in path
+    """A Parquet file, or a folder (or glob) of them, local or at a URL."""
+    return file_name(path).lower().endswith(PARQUET_SUFFIXES) or is_dataset(path)

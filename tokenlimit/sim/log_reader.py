@@ -26,12 +26,35 @@ ABSENT = ("", "-")  # Envoy prints "-" for a field it has no value for
 LIMITED_STATUS = "429"
 
 
-def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int) -> Any:
-    """The trace in a gateway log (``data``: the file's decompressed bytes)."""
+def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int,
+             first_row: int = 0) -> Any:
+    """The trace in a gateway log (``data``: the file's decompressed bytes, or one block of
+    its lines, the CSV header in front, whose first request is the file's ``first_row``).
+    Errors name the line in ``data``."""
+    return log_trace(_frame(name, fmt, data), Locator(name, fmt, data), fields, seed,
+                     first_row)
+
+
+def read_log_batch(name: str, frame: pl.DataFrame, fields: FieldMap, seed: int,
+                   first_row: int) -> Any:
+    """The trace in one batch of a Parquet log, whose first row is the file's ``first_row``
+    (errors name the row in the file)."""
+    return log_trace(frame, Locator(name, "parquet", b"", first_row), fields, seed,
+                     first_row)
+
+
+def log_columns(names: list[str], fields: FieldMap) -> list[str]:
+    """The columns of a log (``names``) that ``fields`` reads (a dotted field: its object)."""
+    wanted = fields.sources().values()
+    return [n for n in names if any(w == n or w.startswith(n + ".") for w in wanted)]
+
+
+def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int,
+              first_row: int = 0) -> Any:
+    """The trace in a log's ``frame``, each trace field converted from its log field."""
     import polars as pl
 
-    frame = _frame(name, fmt, data)
-    located = _Locator(name, fmt, data)
+    name = located.name
     columns: dict[str, tuple[str, pl.Series]] = {}
     for trace_field, log_field in fields.sources().items():
         expression = _column(frame, log_field)
@@ -90,7 +113,7 @@ def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int) -> A
     table = pl.DataFrame(canonical, height=n) if n else pl.DataFrame(
         {k: v for k, v in canonical.items()})
     try:
-        return build_trace(table, name, seed)
+        return build_trace(table, name, seed, first_row=first_row)
     except Declined:
         raise TraceError("could not be read as a trace", path=name) from None
 
@@ -102,15 +125,15 @@ def limited_count(trace: Any) -> int:
     return sum(1 for s in trace.status if s == LIMITED_STATUS)
 
 
-class _Locator:
+class Locator:
     """Line numbers of frame rows (the slow pass is taken only for an error)."""
 
-    def __init__(self, name: str, fmt: str, data: bytes) -> None:
-        self.name, self.fmt, self.data = name, fmt, data
+    def __init__(self, name: str, fmt: str, data: bytes, first_row: int = 0) -> None:
+        self.name, self.fmt, self.data, self.first_row = name, fmt, data, first_row
 
     def line(self, row: int) -> int:
         if self.fmt == "parquet":
-            return row + 1
+            return self.first_row + row + 1
         if self.fmt == "csv":
             return row + 2  # after the header (a quoted line break would shift this)
         seen = -1
@@ -186,7 +209,7 @@ def _as_text_or_number(values: pl.Series) -> pl.Series:
     return values
 
 
-def _numbers(field: str, values: pl.Series, located: _Locator) -> pl.Series:
+def _numbers(field: str, values: pl.Series, located: Locator) -> pl.Series:
     """Float64 values (text such as "21" converted; absent as null)."""
     import polars as pl
 
@@ -204,7 +227,7 @@ def _numbers(field: str, values: pl.Series, located: _Locator) -> pl.Series:
     return converted
 
 
-def _times(field: str, values: pl.Series, unit: str, located: _Locator) -> pl.Series:
+def _times(field: str, values: pl.Series, unit: str, located: Locator) -> pl.Series:
     """Unix seconds from epoch numbers (``unit`` s or ms), ISO-8601 text or timestamps."""
     import polars as pl
 

@@ -11,7 +11,9 @@ and ``output_length`` are the prompt and completion tokens, and the key comes fr
 and header columns are named ``headers.<name>``.
 
 ``read_trace`` tries the columnar reader (``columnar.py``) and, where it declines, reads
-the file again one row at a time (``row_reader.py``), which also locates errors.
+the file again one row at a time (``row_reader.py``), which also locates errors. A trace may
+be at a URL (``trace_sources.py``: fetched whole) and a Parquet trace may be a dataset (a
+folder or glob of files, read as one trace).
 
 A request recorded without usage (no completion and no total tokens: it was limited when
 recorded) gets completion tokens drawn, with a seeded generator, from the completion tokens
@@ -23,7 +25,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +42,13 @@ from tokenlimit.sim.row_reader import (
     finish_rows,
     json_lines,
 )
+from tokenlimit.sim.trace_sources import (
+    file_name,
+    is_dataset,
+    is_url,
+    parquet_files,
+    read_raw,
+)
 from tokenlimit.sim.trace_table import Trace
 
 __all__ = ["MISSING", "TRACE_FIELDS", "TraceKeys", "impute_completion", "read_trace",
@@ -53,7 +62,7 @@ def trace_format(name: str) -> tuple[str, str | None]:
     >>> trace_format("day.csv.zst"), trace_format("t.jsonl"), trace_format("a.PARQUET")
     (('csv', 'zstd'), ('jsonl', None), ('parquet', None))
     """
-    lower = name.lower()
+    lower = file_name(name).lower()
     compression = None
     for suffix, kind in COMPRESSIONS.items():
         if lower.endswith(suffix):
@@ -67,6 +76,10 @@ def trace_format(name: str) -> tuple[str, str | None]:
 
 
 COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+# The columns a trace's reader reads (others are ignored): canonical, Mooncake/AIPerf.
+TRACE_COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens",
+                 "completion_tokens", "total_tokens", "input_length", "output_length", "id",
+                 "status", "headers")
 
 
 def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
@@ -82,9 +95,17 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     """
     name = str(path)
     fmt, compression = trace_format(name)
+    if _read_as_dataset(name, fmt):
+        return _read_parquet_dataset(name, key_templates, key_field, seed, fields)
     if fields is not None:
         return _read_log(name, fmt, fields, seed)
-    if not key_templates:
+    if is_url(name) and not key_templates:
+        from tokenlimit.sim.columnar import read_columnar
+
+        fast = read_columnar(name, fmt, _read_bytes(name), key_field=key_field, seed=seed)
+        if fast is not None:
+            return fast
+    elif not key_templates:
         from tokenlimit.sim.columnar import read_columnar
 
         try:
@@ -95,6 +116,59 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
             fast = read_columnar(name, fmt, data, key_field=key_field, seed=seed)
             if fast is not None:
                 return fast
+    return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
+
+
+def _read_as_dataset(name: str, fmt: str) -> bool:
+    """Read through ``_read_parquet_dataset``: a Parquet file at a URL, or a folder (local or
+    remote) or a remote glob of Parquet files. A local Parquet file or glob is polars' own."""
+    if is_url(name):
+        return fmt == "parquet" or is_dataset(name)
+    return Path(name).is_dir()
+
+
+def _parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = None) -> Any:
+    """One frame of a Parquet file at a URL, or of a dataset's files (``columns``: those
+    wanted of each file's columns; the files' types are reconciled as polars can)."""
+    import polars as pl
+
+    files = parquet_files(name) if is_dataset(name) else [name]
+    frames = []
+    for file in files:
+        try:
+            raw = read_raw(file) if is_url(file) else Path(file).read_bytes()
+            schema = pl.read_parquet_schema(io.BytesIO(raw))
+            wanted = list(schema) if columns is None else columns(list(schema))
+            frames.append(pl.read_parquet(io.BytesIO(raw), columns=wanted))
+        except OSError as exc:
+            raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
+        except pl.exceptions.PolarsError as exc:
+            raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
+                             path=file) from exc
+    try:
+        return pl.concat(frames, how="diagonal_relaxed")
+    except pl.exceptions.PolarsError as exc:
+        raise TraceError(f"the dataset's files do not fit together ({exc})".splitlines()[0],
+                         path=name) from exc
+
+
+def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
+                          key_field: str | None, seed: int, fields: FieldMap | None) -> Trace:
+    from tokenlimit.sim.columnar import Declined, build_trace
+
+    if fields is not None:
+        from tokenlimit.sim.log_reader import Locator, log_columns, log_trace
+
+        frame = _parquet_frame(name, lambda names: log_columns(names, fields))
+        log: Trace = log_trace(frame, Locator(name, "parquet", b""), fields, seed)
+        return log
+    if not key_templates:
+        frame = _parquet_frame(name, lambda names: [n for n in names
+                                                    if n in TRACE_COLUMNS or n == key_field])
+        try:
+            return build_trace(frame, name, seed, key_field)
+        except Declined:
+            pass  # the per-row reader gives the same trace, or the located error
     return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
 
 
@@ -145,20 +219,32 @@ def check_rows(name: str, rows: Iterable[tuple[int, Mapping[str, Any]]],
 
 
 def _read_bytes(name: str) -> bytes:
+    """The file's decompressed bytes (a local path or a URL)."""
     compression = trace_format(name)[1]
+    if is_url(name):
+        raw = read_raw(name)
+        if compression == "gzip":
+            return gzip.decompress(raw)
+        if compression == "zstd":
+            import zstandard
+
+            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as stream:
+                return stream.read()
+        return raw
     if compression == "gzip":
         with gzip.open(name, "rb") as stream:
             return stream.read()
     if compression == "zstd":
         import zstandard
 
-        with open(name, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
+        with open(name, "rb") as raw_file, \
+                zstandard.ZstdDecompressor().stream_reader(raw_file) as stream:
             return stream.read()
     return Path(name).read_bytes()
 
 
 def _open_text(name: str) -> IO[str]:
-    if trace_format(name)[1] is not None:
+    if trace_format(name)[1] is not None or is_url(name):
         return io.TextIOWrapper(io.BytesIO(_read_bytes(name)), encoding="utf-8-sig",
                                 newline="")
     return open(name, encoding="utf-8-sig", newline="")
@@ -168,11 +254,14 @@ def _parquet_rows(name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     """A Parquet file's rows as mappings (row numbers from 1); absent values left out."""
     import polars as pl
 
-    try:
-        frame = pl.read_parquet(name)
-    except pl.exceptions.PolarsError as exc:
-        raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
-                         path=name) from exc
+    if _read_as_dataset(name, "parquet"):
+        frame = _parquet_frame(name)
+    else:
+        try:
+            frame = pl.read_parquet(name)
+        except pl.exceptions.PolarsError as exc:
+            raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
+                             path=name) from exc
     for number, row in enumerate(frame.iter_rows(named=True), start=1):
         yield number, {k: v for k, v in row.items() if v is not None}
 

@@ -55,6 +55,7 @@ class StreamingReplay:
         self.state = np.zeros((0, 3), dtype=np.int64)
         self.expires = np.zeros(0)
         self.last_ts = -np.inf
+        self.last_row = -1  # the position in its file of the request at ``last_ts``
         # Reports pending from earlier chunks, by due time: when, tokens, keys (CSR).
         self.carry_at = np.zeros(0)
         self.carry_charged = np.zeros(0, dtype=np.int64)
@@ -85,8 +86,13 @@ class StreamingReplay:
             self.expires = np.append(self.expires, np.full(len(added), -np.inf))
         return mapping[chunk.key_index] if chunk.key_index.size else chunk.key_index
 
-    def feed(self, chunk: Trace) -> Replay:
-        """Decide one chunk (``TraceError`` when it starts before the previous one ended)."""
+    def feed(self, chunk: Trace, rows: IntArray | int = 0) -> Replay:
+        """Decide one chunk (``TraceError`` naming the first request earlier than a request
+        of a previous chunk). ``rows``: the requests' positions in their file (from 0), or
+        the first one's when they follow one another."""
+        def position(i: int) -> int:
+            return rows + i if isinstance(rows, int) else int(rows[i])
+
         from tokenlimit.sim.scan import compiled_scan, pending_reports
 
         if len(chunk) == 0:
@@ -94,8 +100,12 @@ class StreamingReplay:
             return in_file_order(None, np.zeros(0, dtype=np.int8), none, none, none,
                                  self.state[:, 2].copy())
         if float(chunk.ts.min()) < self.last_ts:
-            raise TraceError("not in time order: a chunk starts before the previous one "
-                             "ended (sort the trace, or replay it whole)", path=chunk.path)
+            early = int(np.argmax(chunk.ts < self.last_ts))
+            raise TraceError(
+                f"not in time order: request {position(early) + 1} (ts "
+                f"{float(chunk.ts[early])!r}) is earlier than request {self.last_row + 1} (ts "
+                f"{self.last_ts!r}) of a previous batch; --chunk-rows needs a trace sorted by "
+                "ts (sort it, or replay it whole)", path=chunk.path)
         keys_global = self._global_keys(chunk)
         local = Trace(chunk.path, chunk.ts, chunk.latency, chunk.prompt_tokens,
                       chunk.completion_tokens, chunk.total_tokens, chunk.key_ptr,
@@ -110,6 +120,7 @@ class StreamingReplay:
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
             self.carry_charged, False)
         self.last_ts = float(t[-1])
+        self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
         left = delayed[cursor:]
         left = left[(outcome[left] == 0) & (key[left] >= 0)]  # only these report
         self._carry(carried, report_at[left], charged[left], ptr, keys, left)

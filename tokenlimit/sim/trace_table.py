@@ -100,8 +100,9 @@ class Trace:
         start, stop = int(self.key_ptr[i]), int(self.key_ptr[i + 1])
         return tuple(self.key_names[k] for k in self.key_index[start:stop])
 
-    def at_speed(self, speed: float) -> Trace:
-        """The trace played ``speed`` times faster: start times (from the first request) and
+    def at_speed(self, speed: float, origin: float | None = None) -> Trace:
+        """The trace played ``speed`` times faster: start times (from the first request, or
+        from ``origin``: the whole trace's first request, for one batch of it) and
         latencies divided by ``speed``, the first request where it was.
 
         What a live service on the real clock sees from ``loadtest --replay --speed``: its
@@ -115,7 +116,7 @@ class Trace:
         """
         if speed == 1 or len(self) == 0:
             return self
-        first = float(self.ts.min())
+        first = float(self.ts.min()) if origin is None else origin
         return dataclasses.replace(self, ts=first + (self.ts - first) / speed,
                                    latency=self.latency / speed)
 
