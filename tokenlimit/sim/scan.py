@@ -41,7 +41,7 @@ def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged:
 def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
                rule_of_key: Any, params: Any, state: Any, expires: Any, carry_at: Any,
                carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool,
-               owner: Any, part: int, outcome: Any, out_rule: Any, out_key: Any,
+               rows: Any, partitioned: bool, outcome: Any, out_rule: Any, out_key: Any,
                out_balance: Any) -> Any:
     """Decide the checks ``t`` (one chunk of the replay, or all of it) from the per-key
     ``state`` (balance, last refill second, deepest) and ``expires`` left by the checks
@@ -51,17 +51,18 @@ def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, key
     due time. ``drain``: apply every report left at the end (the last chunk); otherwise the
     caller carries what is left (the returned cursors say how far each queue got).
 
-    ``owner``: empty, or each key's partition; then only the checks of partition ``part``
-    are decided (``_in_part``), and ``delayed`` must hold only that partition's reports.
-    Partitions own disjoint keys, so they can run at the same time over the same arrays
-    (``nogil``), each with its own ``state`` and ``expires``."""
+    ``partitioned``: decide only the checks ``rows`` (ranks, ascending: one partition's,
+    from ``_part_rows``), and ``delayed`` holds only their reports. Partitions own disjoint
+    keys, so they can run at the same time over the same arrays (``nogil``), each with its
+    own ``state`` and ``expires``."""
     n = t.shape[0]
-    partitioned = owner.shape[0] > 0
+    m = rows.shape[0] if partitioned else n
     cursor = 0
     carried = 0
-    for j in range(n + 1):
-        now = t[j] if j < n else np.inf
-        if j == n and not drain:
+    for r in range(m + 1):
+        j = (rows[r] if partitioned else r) if r < m else n
+        now = t[j] if r < m else np.inf
+        if r == m and not drain:
             break
         # Reports due by now, in due-time order from both queues. Each is from an earlier,
         # decided request (its time is strictly after its own check); only admitted
@@ -82,10 +83,8 @@ def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, key
                 _report(carried, theirs, carry_ptr, carry_keys, rule_of_key, carry_charged,
                         state, expires)
                 carried += 1
-        if j == n:
+        if r == m:
             break
-        if partitioned and not _in_part(j, ptr, keys, owner, part):
-            continue
         outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
         now_s = np.int64(np.floor(now))
         matched = False
@@ -143,33 +142,34 @@ def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: An
     out_balance = np.empty(n, dtype=np.int64)
     cursor, carried = _scan_into(t, report_at, delayed, charged, ptr, keys, rule_of_key,
                                  params, state, expires, carry_at, carry_ptr, carry_keys,
-                                 carry_charged, drain, np.zeros(0, dtype=np.int64), 0,
+                                 carry_charged, drain, np.zeros(0, dtype=np.int64), False,
                                  outcome, out_rule, out_key, out_balance)
     return outcome, out_rule, out_key, out_balance, cursor, carried
 
 
-def _in_part(j: int, ptr: Any, keys: Any, owner: Any, part: int) -> bool:
-    """Whether check ``j`` is partition ``part``'s: its keys are (a check's keys are all in
-    one partition); a check without keys decides nothing and goes to partition 0."""
-    if ptr[j] == ptr[j + 1]:
-        return part == 0
-    return owner[keys[ptr[j]]] == part  # type: ignore[no-any-return]
-
-
-def _delayed_of(t: Any, report_at: Any, ptr: Any, keys: Any, owner: Any, part: int) -> Any:
-    """The ranks of partition ``part`` whose report is due strictly after their check."""
+def _part_rows(t: Any, report_at: Any, ptr: Any, keys: Any, owner: Any,
+               part: int) -> tuple[Any, Any]:
+    """(the ranks of partition ``part``'s checks, those of them whose report is due strictly
+    after their check), in one pass. A check's keys are all in one partition (``owner``:
+    each key's); a check without keys decides nothing and goes to partition 0. Only the
+    entries written are touched, so the trace-long buffers cost what they hold."""
     n = t.shape[0]
-    count = 0
-    for j in range(n):
-        if report_at[j] > t[j] and _in_part(j, ptr, keys, owner, part):
-            count += 1
-    found = np.empty(count, dtype=np.int64)
+    rows = np.empty(n, dtype=np.int64)
+    delayed = np.empty(n, dtype=np.int64)
     m = 0
+    d = 0
     for j in range(n):
-        if report_at[j] > t[j] and _in_part(j, ptr, keys, owner, part):
-            found[m] = j
-            m += 1
-    return found
+        if ptr[j] == ptr[j + 1]:
+            if part != 0:
+                continue
+        elif owner[keys[ptr[j]]] != part:
+            continue
+        rows[m] = j
+        m += 1
+        if report_at[j] > t[j]:
+            delayed[d] = j
+            d += 1
+    return rows[:m], delayed[:d]
 
 
 def _shares_a_request(ptr: Any) -> bool:
@@ -191,11 +191,10 @@ def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
 
 # nogil: the partitions of one replay scan on threads at the same time.
 _report = njit(_report, error_model="numpy", nogil=True)
-_in_part = njit(_in_part, error_model="numpy", nogil=True)
 _scan_into = njit(_scan_into, error_model="numpy", nogil=True)
 _compiled_scan = njit(_scan, error_model="numpy", nogil=True)
 compiled_scan = _compiled_scan  # the chunked replay (stream.py) calls it with carried state
-_delayed_of = njit(_delayed_of, error_model="numpy", nogil=True)
+_part_rows = njit(_part_rows, error_model="numpy", nogil=True)
 requests_per_component = njit(_requests_per_component, error_model="numpy", nogil=True)
 shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 
@@ -229,11 +228,13 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     def scan_part(part: int) -> Any:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
         expires = np.full(n_keys, -np.inf)
-        delayed = (_delayed_of(t, report_at, arrays[1], arrays[2], owned, part)
-                   if partitioned else np.flatnonzero(report_at > t))
+        if partitioned:
+            rows, delayed = _part_rows(t, report_at, arrays[1], arrays[2], owned, part)
+        else:
+            rows, delayed = nothing, np.flatnonzero(report_at > t)
         _scan_into(t, report_at, _by_due_time(report_at, delayed), *arrays, state, expires,
-                   np.zeros(0), np.zeros(1, dtype=np.int64), nothing, nothing, True, owned,
-                   part, *decided)
+                   np.zeros(0), np.zeros(1, dtype=np.int64), nothing, nothing, True, rows,
+                   partitioned, *decided)
         return state[:, 2]
 
     if not partitioned:
