@@ -296,14 +296,10 @@ def _load_engine_meanwhile() -> None:
 def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
     """``--jobs``: by default every core this process may run on, up to 8 locally (each
     thread keeps bucket state for every key and passes over the whole trace)."""
-    import os
-
-    from tokenlimit.sim.partition import Parallelism
+    from tokenlimit.sim.partition import Parallelism, usable_cores
 
     if jobs is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
-        jobs = cores if executor == "dask" else min(cores, 8)
+        jobs = usable_cores() if executor == "dask" else min(usable_cores(), 8)
     return Parallelism(jobs, executor, scheduler)
 
 

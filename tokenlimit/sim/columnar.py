@@ -37,12 +37,6 @@ _NUMBER_FIELDS = ("ts", "timestamp", "latency")
 _STRING_LIST = rb'\[\s*(?:"(?:[^"\\]|\\.)*"\s*(?:,\s*"(?:[^"\\]|\\.)*"\s*)*)?\]'
 
 
-def _cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
-
-
 class Declined(Exception):
     """The per-row reader must read this file (for its exact result or its located error)."""
 
@@ -106,7 +100,9 @@ def _byte_counts(raw: Any, values: tuple[int, ...]) -> list[int]:
         return count(0)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=_cores()) as pool:
+    from tokenlimit.sim.partition import usable_cores
+
+    with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         return [sum(c) for c in zip(*pool.map(count, starts), strict=True)]
 
 

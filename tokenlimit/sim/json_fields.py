@@ -130,28 +130,26 @@ def _compiled() -> Any:
 _BLOCK = 1 << 26  # bytes of lines scanned at a time
 
 
-def _cuts(data: Any, parts: int) -> list[int]:
-    """Offsets cutting ``data`` into runs of whole lines: at least ``parts`` of them, none
-    (much) longer than ``_BLOCK``."""
+def _cuts(data: Any) -> list[int]:
+    """Offsets cutting ``data`` into runs of whole lines of about ``_BLOCK`` bytes."""
     size = len(data)
-    count = max(parts, -(-size // _BLOCK))
+    count = -(-size // _BLOCK)
     cuts = [0]
     for p in range(1, count):
         newline = data.find(b"\n", max(size * p // count, cuts[-1]))
         if newline < 0:
             break
-        if newline + 1 > cuts[-1]:
-            cuts.append(newline + 1)
+        cuts.append(newline + 1)
     cuts.append(size)
     return cuts
 
 
-def field_kinds(data: Any, names: Sequence[str], *, parts: int = 1) -> Any:
+def field_kinds(data: Any, names: Sequence[str]) -> Any:
     """Per name in ``names``: counts of (total, string, number, null, boolean, nested); then
     a last row whose first count is the number of surrogate-half escapes (``\\uD83D``).
-    ``data``: bytes or a memory map; its lines are scanned in runs on ``parts`` threads
-    (each line is a JSON value of its own). A memory map's pages are let go once scanned
-    (``MADV_DONTNEED``): the file does not stay counted in this process's memory."""
+    ``data``: bytes or a memory map, scanned a run of whole lines at a time (each line is a
+    JSON value of its own); a memory map's pages are let go once scanned (``MADV_DONTNEED``),
+    so the file does not stay counted in this process's memory."""
     import mmap
 
     encoded = [n.encode() for n in names]
@@ -164,21 +162,11 @@ def field_kinds(data: Any, names: Sequence[str], *, parts: int = 1) -> Any:
     whole = np.frombuffer(data, dtype=np.uint8) if len(data) else np.zeros(0, dtype=np.uint8)
     release = (getattr(mmap, "MADV_DONTNEED", None) if isinstance(data, mmap.mmap)
                else None)
-
-    def run(span: tuple[int, int]) -> Any:
-        start, stop = span
-        counts = scan(whole[start:stop], blob, starts, lengths)
+    counts = np.zeros((len(names) + 1, 6), dtype=np.int64)
+    for start, stop in itertools.pairwise(_cuts(data)):
+        counts += scan(whole[start:stop], blob, starts, lengths)
         if release is not None:
             page = start - start % mmap.PAGESIZE
             with contextlib.suppress(OSError, ValueError):
                 data.madvise(release, page, stop - page)
-        return counts
-
-    spans = list(itertools.pairwise(_cuts(data, parts)))
-    if len(spans) <= 1 or parts <= 1:
-        return np.sum([run(span) for span in spans], axis=0) if spans else scan(
-            whole, blob, starts, lengths)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=parts) as pool:
-        return np.sum(list(pool.map(run, spans)), axis=0)
+    return counts

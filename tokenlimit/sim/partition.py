@@ -34,6 +34,14 @@ EXECUTORS = ("local", "dask")
 SMALL_TRACE = 100_000
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 @dataclass(frozen=True, slots=True)
 class Parallelism:
     """How to spread a replay: ``jobs`` partitions, on ``executor`` (at ``scheduler``)."""

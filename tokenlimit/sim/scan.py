@@ -212,24 +212,23 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     t = np.ascontiguousarray(t, dtype=np.float64)
     n = t.shape[0]
     report_at = t + np.maximum(latency, 0.0)
-    arrays = (np.ascontiguousarray(charged, dtype=np.int64),
-              np.ascontiguousarray(ptr, dtype=np.int64),
-              np.ascontiguousarray(keys, dtype=np.int64),
+    ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    arrays = (np.ascontiguousarray(charged, dtype=np.int64), ptr, keys,
               np.ascontiguousarray(rule_of_key, dtype=np.int64),
               np.ascontiguousarray(params, dtype=np.int64))
     # Written by the scans (every check by exactly one partition), in parallel.
     decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
                np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
-    partitioned = owner is not None and parts > 1
-    owned = (np.ascontiguousarray(owner, dtype=np.int64) if partitioned
-             else np.zeros(0, dtype=np.int64))
     nothing = np.zeros(0, dtype=np.int64)
+    partitioned = owner is not None and parts > 1
+    owned = np.ascontiguousarray(owner, dtype=np.int64) if partitioned else nothing
 
     def scan_part(part: int) -> Any:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
         expires = np.full(n_keys, -np.inf)
         if partitioned:
-            rows, delayed = _part_rows(t, report_at, arrays[1], arrays[2], owned, part)
+            rows, delayed = _part_rows(t, report_at, ptr, keys, owned, part)
         else:
             rows, delayed = nothing, np.flatnonzero(report_at > t)
         _scan_into(t, report_at, _by_due_time(report_at, delayed), *arrays, state, expires,
