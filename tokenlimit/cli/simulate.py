@@ -241,7 +241,7 @@ def simulate(
         _load_engine_meanwhile()
     with _progress(max(len(settings), 1) + 2) as step:
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
-                           fields=fields).at_speed(speed)
+                           fields=fields, ids=decisions is not None).at_speed(speed)
         if len(trace) == 0:
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)

@@ -42,21 +42,23 @@ class Declined(Exception):
 
 
 def read_columnar(name: str, fmt: str, data: bytes | None, *, key_field: str | None,
-                  seed: int, first_row: int = 0) -> Trace | None:
+                  seed: int, first_row: int = 0, ids: bool = True) -> Trace | None:
     """The trace in ``name`` (``fmt``: ``csv``, ``jsonl`` or ``parquet``), or ``None`` when
     the per-row reader must read it. ``data``: the decompressed bytes of a compressed file
     (or one block of a file, whose first request is the file's ``first_row``), ``None`` to
-    read ``name`` itself."""
+    read ``name`` itself. ``ids=False``: the caller never looks at the requests' ids, so a
+    CSV's or Parquet file's are not read (any CSV cell is a valid id, a Parquet column's
+    type is checked from the schema); the trace's ``ids`` is then ``None``."""
     import polars as pl
 
     try:
         if fmt == "parquet":
-            frame = _parquet_frame(name, key_field)
+            frame = _parquet_frame(name, key_field, ids)
         elif fmt == "csv":
-            frame = _csv_frame(name, data, key_field)
+            frame = _csv_frame(name, data, key_field, ids)
         else:
             frame = _jsonl_frame(name, data, key_field)
-        return _trace(frame, name, key_field, seed, fmt == "csv", first_row)
+        return _trace(frame, name, key_field, seed, fmt == "csv", first_row, ids)
     except (Declined, pl.exceptions.PolarsError, OSError, ValueError, OverflowError):
         return None
 
@@ -106,11 +108,15 @@ def _byte_counts(raw: Any, values: tuple[int, ...]) -> list[int]:
         return [sum(c) for c in zip(*pool.map(count, starts), strict=True)]
 
 
-def _parquet_frame(name: str, key_field: str | None) -> pl.DataFrame:
+def _parquet_frame(name: str, key_field: str | None, ids: bool) -> pl.DataFrame:
     import polars as pl
 
     columns = pl.read_parquet_schema(name)
-    wanted = {*_NUMBER_FIELDS, *_TOKEN_FIELDS, "key", "keys", "id", "status", "headers"}
+    wanted = {*_NUMBER_FIELDS, *_TOKEN_FIELDS, "key", "keys", "status", "headers"}
+    if ids:
+        wanted.add("id")
+    elif "id" in columns and not (columns["id"] == pl.String or columns["id"].is_integer()):
+        raise Declined  # the per-row reader names the bad id
     if key_field is not None:
         wanted.add(key_field)
     key = key_field or "key"
@@ -121,7 +127,8 @@ def _parquet_frame(name: str, key_field: str | None) -> pl.DataFrame:
     return pl.read_parquet(name, columns=chosen)
 
 
-def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataFrame:
+def _csv_frame(name: str, data: bytes | None, key_field: str | None, ids: bool
+               ) -> pl.DataFrame:
     import polars as pl
 
     csv_types = {**{f: pl.Float64 for f in (*_NUMBER_FIELDS, *_TOKEN_FIELDS)},
@@ -146,7 +153,8 @@ def _csv_frame(name: str, data: bytes | None, key_field: str | None) -> pl.DataF
     commas, quotes = _byte_counts(raw, (44, 34))
     _unmap(raw)  # polars maps the file itself; two maps would count its pages twice
     if quotes == 0:
-        wanted = [n for n in names if n in csv_types or n == key_field]
+        wanted = [n for n in names if (n in csv_types and (ids or n != "id"))
+                  or n == key_field]
         schema = {n: csv_types.get(n, pl.String) for n in wanted}
         if (key_field or "key") in schema:  # factorized as it is parsed (``_keys``)
             schema[key_field or "key"] = pl.Categorical
@@ -283,50 +291,59 @@ def _number(frame: pl.DataFrame, field: str) -> pl.Series:
 
 
 def _numbers(frame: pl.DataFrame, time_field: str, token_fields: tuple[str, ...]
-             ) -> dict[str, Any]:
+             ) -> tuple[dict[str, Any], set[str]]:
     """The time, latency and token columns as numpy arrays: time float64 (no gaps), latency
-    float64 (0 where absent), tokens int64 (``MISSING`` where absent). Checked with one
-    parallel pass of reductions; ``Declined`` for anything the per-row reader would refuse
-    or read differently (NaN, infinities, huge integers, negative or fractional tokens)."""
+    float64 (0 where absent), tokens int64 (``MISSING`` where absent), and the fields with
+    gaps (absent or null somewhere: only their arrays are writable copies). A column without
+    gaps is the frame's own memory, read-only: a fresh copy of every column cost more than
+    the rest of the conversion on a virtual machine, where each new page is expensive.
+
+    ``Declined`` for anything the per-row reader would refuse or read differently (NaN,
+    infinities, huge integers, negative or fractional tokens)."""
     import polars as pl
 
-    present = [f for f in (time_field, "latency", *token_fields) if f in frame.columns]
-    values = pl.DataFrame([_number(frame, f).alias(f) for f in present])
-    reductions = []
-    for field in present:
-        column = pl.col(field)
-        reductions += [column.min().cast(pl.Float64).alias(f"{field}.min"),
-                       column.max().cast(pl.Float64).alias(f"{field}.max"),
-                       column.null_count().alias(f"{field}.nulls")]
-        if values[field].dtype == pl.Float64:
-            reductions += [column.is_nan().any().alias(f"{field}.nan"),
-                           (column != column.floor()).any().alias(f"{field}.fraction")]
-    figures = values.select(reductions).row(0, named=True)
-
-    def figure(name: str, default: Any) -> Any:
-        value = figures.get(name, default)
-        return default if value is None else value
-
-    for field in present:
-        low, high = figure(f"{field}.min", 0.0), figure(f"{field}.max", 0.0)
-        if figure(f"{field}.nan", False) or not (low > -_MAX_INT and high < _MAX_INT):
-            raise Declined
-        if field in token_fields and (low < 0 or high > _MAX_TOKENS
-                                      or figure(f"{field}.fraction", False)):
-            raise Declined
-    if figure(f"{time_field}.nulls", 0) or ("latency" in present
-                                            and figure("latency.min", 0.0) < 0):
-        raise Declined
     n = frame.height
-    out: dict[str, Any] = {time_field: values[time_field].cast(pl.Float64).to_numpy()}
-    if "latency" in present:  # + 0.0: -0.0 becomes 0.0, as per row
-        out["latency"] = values["latency"].cast(pl.Float64).fill_null(0.0).to_numpy() + 0.0
-    else:
-        out["latency"] = np.zeros(n)
-    for field in token_fields:
-        out[field] = (values[field].cast(pl.Int64).fill_null(MISSING).to_numpy(writable=True)
-                      if field in present else np.full(n, MISSING, dtype=np.int64))
-    return out
+    out: dict[str, Any] = {}
+    gaps: set[str] = set()
+    for field in (time_field, "latency", *token_fields):
+        if field not in frame.columns:
+            gaps.add(field)
+            out[field] = (np.zeros(n) if field == "latency"
+                          else np.full(n, MISSING, dtype=np.int64))
+            continue
+        series = _number(frame, field)
+        whole = not series.null_count()
+        if not whole and field == time_field:
+            raise Declined
+        present = (series if whole else series.drop_nulls()).to_numpy()
+        _check_numbers(present, field in token_fields, field == "latency")
+        series = series.cast(pl.Int64 if field in token_fields else pl.Float64)
+        if whole:
+            out[field] = series.to_numpy()
+        else:
+            gaps.add(field)
+            out[field] = series.fill_null(0.0 if field == "latency" else MISSING).to_numpy(
+                writable=True)
+    latency = out["latency"]
+    if latency.size and latency.view(np.int64).min() < 0:  # -0.0 (no value is below 0)
+        out["latency"] = latency + 0.0
+    return out, gaps
+
+
+def _check_numbers(values: Any, tokens: bool, latency: bool) -> None:
+    """``Declined`` unless every one of ``values`` (float64 or int64) is a number the per-row
+    reader reads the same: finite, below 2**62 in size, and for token counts whole and from 0
+    to 10**15, for latencies not negative. One pass for the extremes (NaN makes both NaN)."""
+    if not values.size:
+        return
+    low, high = float(values.min()), float(values.max())
+    if not (low > -_MAX_INT and high < _MAX_INT):
+        raise Declined
+    if tokens and (low < 0 or high > _MAX_TOKENS or (
+            values.dtype.kind == "f" and bool((values != np.floor(values)).any()))):
+        raise Declined
+    if latency and low < 0:
+        raise Declined
 
 
 def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[str, ...]]:
@@ -449,7 +466,7 @@ def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None
 
 
 def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
-           csv: bool, first_row: int = 0) -> Trace:
+           csv: bool, first_row: int = 0, ids: bool = True) -> Trace:
     import polars as pl
 
     n = frame.height
@@ -461,19 +478,24 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
         time_field, prompt_field, completion_field = "timestamp", "input_length", "output_length"
     else:
         raise Declined
-    numbers = _numbers(frame, time_field, (prompt_field, completion_field, "total_tokens"))
+    numbers, gaps = _numbers(frame, time_field,
+                             (prompt_field, completion_field, "total_tokens"))
     ts = numbers[time_field] / 1000.0 if time_field == "timestamp" else numbers[time_field]
     latency = numbers["latency"]
     prompt = numbers[prompt_field]
     completion = numbers[completion_field]
     total = numbers["total_tokens"]
-    prompt[prompt == MISSING] = 0
-    derive = (completion == MISSING) & (total != MISSING)
-    completion[derive] = np.maximum(total[derive] - prompt[derive], 0)
-    fill = (completion != MISSING) & (total == MISSING)
-    total[fill] = prompt[fill] + completion[fill]
+    # Only columns with gaps hold MISSING (and only they are writable).
+    if prompt_field in gaps:
+        prompt[prompt == MISSING] = 0
+    if completion_field in gaps:
+        derive = (completion == MISSING) & (total != MISSING)
+        completion[derive] = np.maximum(total[derive] - prompt[derive], 0)
+    if "total_tokens" in gaps:
+        fill = (completion != MISSING) & (total == MISSING)
+        total[fill] = prompt[fill] + completion[fill]
     ptr, index, names = _keys(frame, key_field)
-    ids = _ids(frame, n, csv, first_row)
+    request_ids = _ids(frame, n, csv, first_row) if ids else None
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:
         column = frame["status"]
@@ -481,7 +503,9 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
             raise Declined
         status = tuple(column.cast(pl.String).to_list())
     imputed = impute_completion(completion, ptr, index, seed)
-    total[imputed] = prompt[imputed] + completion[imputed]
+    if imputed.any():  # an imputed request had no total either: ``total`` has gaps
+        total[imputed] = prompt[imputed] + completion[imputed]
     return Trace(path=name, ts=np.ascontiguousarray(ts), latency=latency, prompt_tokens=prompt,
                  completion_tokens=completion, total_tokens=total, key_ptr=ptr,
-                 key_index=index, key_names=names, imputed=imputed, ids=ids, status=status)
+                 key_index=index, key_names=names, imputed=imputed, ids=request_ids,
+                 status=status)

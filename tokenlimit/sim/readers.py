@@ -84,12 +84,14 @@ TRACE_COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens",
 
 def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
                key_field: str | None = None, seed: int = 0,
-               fields: FieldMap | None = None) -> Trace:
+               fields: FieldMap | None = None, ids: bool = True) -> Trace:
     """Read a trace file: CSV, JSON Lines or Parquet, by suffix (``.gz`` or ``.zst`` after
     it for compressed text), with the columnar reader; the per-row reader below reads what
     the columnar one declines and locates errors.
 
     ``fields`` (``--from`` / ``--map``) reads a gateway's log instead of a trace.
+    ``ids=False``: the caller never looks at the requests' ids (``simulate`` without
+    ``--decisions``), so the columnar reader may skip them (``Trace.ids`` is then ``None``).
     Raises ``TraceError`` naming the file, the 1-based line (Parquet: row) and the field
     for bad input.
     """
@@ -102,7 +104,8 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     if is_url(name) and not key_templates:
         from tokenlimit.sim.columnar import read_columnar
 
-        fast = read_columnar(name, fmt, _read_bytes(name), key_field=key_field, seed=seed)
+        fast = read_columnar(name, fmt, _read_bytes(name), key_field=key_field, seed=seed,
+                             ids=ids)
         if fast is not None:
             return fast
     elif not key_templates:
@@ -113,7 +116,7 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
         except (OSError, EOFError, zlib.error, ValueError):
             data = b""  # the per-row reader meets the same problem and names it
         if data != b"" or compression is None:
-            fast = read_columnar(name, fmt, data, key_field=key_field, seed=seed)
+            fast = read_columnar(name, fmt, data, key_field=key_field, seed=seed, ids=ids)
             if fast is not None:
                 return fast
     return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)

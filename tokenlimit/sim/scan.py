@@ -38,138 +38,126 @@ def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged:
                 state[k, 2] = b
 
 
-def _scan_into(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
-               rule_of_key: Any, params: Any, state: Any, expires: Any, carry_at: Any,
-               carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool,
-               rows: Any, partitioned: bool, outcome: Any, out_rule: Any, out_key: Any,
-               out_balance: Any) -> Any:
-    """Decide the checks ``t`` (one chunk of the replay, or all of it) from the per-key
-    ``state`` (balance, last refill second, deepest) and ``expires`` left by the checks
-    before, updated in place; decisions go to ``outcome`` ... ``out_balance`` (written for
-    every check decided here, so they may come uninitialized). ``carry_*``: reports still
-    pending from earlier chunks (due time order), merged with this chunk's own reports by
-    due time. ``drain``: apply every report left at the end (the last chunk); otherwise the
-    caller carries what is left (the returned cursors say how far each queue got).
+def _scan(t: Any, report_at: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: Any,
+          params: Any, state: Any, expires: Any, carry_at: Any, carry_ptr: Any,
+          carry_keys: Any, carry_charged: Any, drain: bool, owner: Any, part: int,
+          partitioned: bool, outcome: Any, out_rule: Any, out_key: Any,
+          out_balance: Any) -> tuple[Any, Any]:
+    """Decide the checks ``t`` (a whole replay, or one chunk of a streamed one) from the
+    per-key ``state`` (balance, last refill second, deepest) and ``expires`` left by the
+    checks before, updated in place, into ``outcome`` ... ``out_balance`` (written for every
+    check decided here, so they may come uninitialized).
 
-    ``partitioned``: decide only the checks ``rows`` (ranks, ascending: one partition's,
-    from ``_part_rows``), and ``delayed`` holds only their reports. Partitions own disjoint
-    keys, so they can run at the same time over the same arrays (``nogil``), each with its
-    own ``state`` and ``expires``."""
+    Each admitted request's report waits in a binary heap by due time until the first check
+    at or after it. The heap holds only the reports in flight (a few hundred on a real
+    trace), so it stays in the cache, where a trace-long queue sorted by due time cost a
+    sort, a read of memory per report and, per partition, a pass to find its rows. Reports
+    due at one instant commute (the same expiry verdict, and DECRBY adds up): ties need no
+    order. ``carry_*``: reports still pending from earlier chunks, queued first. ``drain``:
+    apply every report left at the end (the last chunk); otherwise the reports still
+    pending are returned (due times, and rows: this chunk's rank, or ``-1 - i`` for the
+    ``i``-th carried report).
+
+    ``partitioned``: decide only the checks whose keys ``owner`` gives to ``part`` (a check
+    without keys belongs to partition 0). Partitions own disjoint keys, so they run at the
+    same time over the same arrays (``nogil``), each with its own ``state`` and
+    ``expires``."""
     n = t.shape[0]
-    m = rows.shape[0] if partitioned else n
-    cursor = 0
-    carried = 0
-    for r in range(m + 1):
-        j = (rows[r] if partitioned else r) if r < m else n
-        now = t[j] if r < m else np.inf
-        if r == m and not drain:
-            break
-        # Reports due by now, in due-time order from both queues. Each is from an earlier,
-        # decided request (its time is strictly after its own check); only admitted
-        # requests with a rule report.
-        while True:
-            mine = report_at[delayed[cursor]] if cursor < delayed.shape[0] else np.inf
-            theirs = carry_at[carried] if carried < carry_at.shape[0] else np.inf
-            if mine <= theirs:
-                if mine > now or mine == np.inf:
-                    break
-                i = delayed[cursor]
-                cursor += 1
-                if outcome[i] == 0 and out_key[i] >= 0:
-                    _report(i, report_at[i], ptr, keys, rule_of_key, charged, state, expires)
-            else:
-                if theirs > now:
-                    break
-                _report(carried, theirs, carry_ptr, carry_keys, rule_of_key, carry_charged,
-                        state, expires)
-                carried += 1
-        if r == m:
-            break
-        outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
-        now_s = np.int64(np.floor(now))
-        matched = False
-        for p in range(ptr[j], ptr[j + 1]):
-            k = keys[p]
-            r = rule_of_key[k]
-            if r < 0:
-                continue
-            if now > expires[k]:
-                b = params[r, 1]
-                state[k, 0] = b
-                state[k, 1] = now_s
-                expires[k] = now + params[r, 3]
-            else:
-                b = state[k, 0]
-                intervals = (now_s - state[k, 1]) // params[r, 2]
-                if intervals > 0:
-                    top, per_fill = params[r, 0], params[r, 1]
-                    if b >= top:
-                        b = top
-                    elif per_fill > 0:
-                        if intervals >= (top - b + per_fill - 1) // per_fill:
-                            b = top
-                        else:
-                            b = b + per_fill * intervals
+    heap_at = np.empty(n + carry_at.shape[0], dtype=np.float64)  # pages touched only as
+    heap_row = np.empty(n + carry_at.shape[0], dtype=np.int64)  # deep as the heap grows
+    size = 0
+    for j in range(-carry_at.shape[0], n + 1):
+        if j < 0:  # a carried report joins the queue
+            due, row = carry_at[-1 - j], j
+        else:
+            now = t[j] if j < n else np.inf
+            if j < n and partitioned:
+                if ptr[j] == ptr[j + 1]:
+                    if part != 0:
+                        continue
+                elif owner[keys[ptr[j]]] != part:
+                    continue
+            if j == n and not drain:
+                break
+            while size > 0 and heap_at[0] <= now:  # reports due by now, earliest first
+                i = heap_row[0]
+                if i >= 0:
+                    _report(i, heap_at[0], ptr, keys, rule_of_key, charged, state, expires)
+                else:
+                    _report(-1 - i, heap_at[0], carry_ptr, carry_keys, rule_of_key,
+                            carry_charged, state, expires)
+                size -= 1
+                at, i = heap_at[size], heap_row[size]  # the last entry sinks from the top
+                hole = 0
+                while True:
+                    child = 2 * hole + 1
+                    if child >= size:
+                        break
+                    if child + 1 < size and heap_at[child + 1] < heap_at[child]:
+                        child += 1
+                    if heap_at[child] >= at:
+                        break
+                    heap_at[hole], heap_row[hole] = heap_at[child], heap_row[child]
+                    hole = child
+                heap_at[hole], heap_row[hole] = at, i
+            if j == n:
+                break
+            # The check: its keys in order, as ``multi_key_check``.
+            outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
+            now_s = np.int64(np.floor(now))
+            matched = False
+            for p in range(ptr[j], ptr[j + 1]):
+                k = keys[p]
+                r = rule_of_key[k]
+                if r < 0:
+                    continue
+                if now > expires[k]:
+                    b = params[r, 1]
                     state[k, 0] = b
                     state[k, 1] = now_s
                     expires[k] = now + params[r, 3]
-            if b <= 0:
-                outcome[j] = 1
-                out_rule[j] = r
-                out_key[j] = k
-                out_balance[j] = b
-                break
-            if not matched:
-                matched = True
-                out_rule[j] = r
-                out_key[j] = k
-                out_balance[j] = b
-        if outcome[j] == 0 and matched and report_at[j] == now:
-            # Zero latency: due at this very instant, before the next check (which is at
-            # now or later); reports due at one instant commute.
-            _report(j, now, ptr, keys, rule_of_key, charged, state, expires)
-    return cursor, carried
-
-
-def _scan(t: Any, report_at: Any, delayed: Any, charged: Any, ptr: Any, keys: Any,
-          rule_of_key: Any, params: Any, state: Any, expires: Any, carry_at: Any,
-          carry_ptr: Any, carry_keys: Any, carry_charged: Any, drain: bool) -> Any:
-    """``_scan_into`` deciding every check, into new arrays."""
-    n = t.shape[0]
-    outcome = np.empty(n, dtype=np.int8)
-    out_rule = np.empty(n, dtype=np.int64)
-    out_key = np.empty(n, dtype=np.int64)
-    out_balance = np.empty(n, dtype=np.int64)
-    cursor, carried = _scan_into(t, report_at, delayed, charged, ptr, keys, rule_of_key,
-                                 params, state, expires, carry_at, carry_ptr, carry_keys,
-                                 carry_charged, drain, np.zeros(0, dtype=np.int64), False,
-                                 outcome, out_rule, out_key, out_balance)
-    return outcome, out_rule, out_key, out_balance, cursor, carried
-
-
-def _part_rows(t: Any, report_at: Any, ptr: Any, keys: Any, owner: Any,
-               part: int) -> tuple[Any, Any]:
-    """(the ranks of partition ``part``'s checks, those of them whose report is due strictly
-    after their check), in one pass. A check's keys are all in one partition (``owner``:
-    each key's); a check without keys decides nothing and goes to partition 0. Only the
-    entries written are touched, so the trace-long buffers cost what they hold."""
-    n = t.shape[0]
-    rows = np.empty(n, dtype=np.int64)
-    delayed = np.empty(n, dtype=np.int64)
-    m = 0
-    d = 0
-    for j in range(n):
-        if ptr[j] == ptr[j + 1]:
-            if part != 0:
+                else:
+                    b = state[k, 0]
+                    intervals = (now_s - state[k, 1]) // params[r, 2]
+                    if intervals > 0:
+                        top, per_fill = params[r, 0], params[r, 1]
+                        if b >= top:
+                            b = top
+                        elif per_fill > 0:
+                            if intervals >= (top - b + per_fill - 1) // per_fill:
+                                b = top
+                            else:
+                                b = b + per_fill * intervals
+                        state[k, 0] = b
+                        state[k, 1] = now_s
+                        expires[k] = now + params[r, 3]
+                if b <= 0:
+                    outcome[j] = 1
+                    out_rule[j] = r
+                    out_key[j] = k
+                    out_balance[j] = b
+                    break
+                if not matched:
+                    matched = True
+                    out_rule[j] = r
+                    out_key[j] = k
+                    out_balance[j] = b
+            if outcome[j] != 0 or not matched:
+                continue  # only admitted requests with a rule report
+            due, row = report_at[j], j
+            if due == now:  # zero latency: due before the next check (at now or later)
+                _report(j, now, ptr, keys, rule_of_key, charged, state, expires)
                 continue
-        elif owner[keys[ptr[j]]] != part:
-            continue
-        rows[m] = j
-        m += 1
-        if report_at[j] > t[j]:
-            delayed[d] = j
-            d += 1
-    return rows[:m], delayed[:d]
+        hole = size  # the new entry rises from the bottom
+        size += 1
+        while hole > 0:
+            parent = (hole - 1) >> 1
+            if heap_at[parent] <= due:
+                break
+            heap_at[hole], heap_row[hole] = heap_at[parent], heap_row[parent]
+            hole = parent
+        heap_at[hole], heap_row[hole] = due, row
+    return heap_at[:size], heap_row[:size]
 
 
 def _shares_a_request(ptr: Any) -> bool:
@@ -191,10 +179,7 @@ def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
 
 # nogil: the partitions of one replay scan on threads at the same time.
 _report = njit(_report, error_model="numpy", nogil=True)
-_scan_into = njit(_scan_into, error_model="numpy", nogil=True)
-_compiled_scan = njit(_scan, error_model="numpy", nogil=True)
-compiled_scan = _compiled_scan  # the chunked replay (stream.py) calls it with carried state
-_part_rows = njit(_part_rows, error_model="numpy", nogil=True)
+compiled_scan = njit(_scan, error_model="numpy", nogil=True)
 requests_per_component = njit(_requests_per_component, error_model="numpy", nogil=True)
 shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 
@@ -211,7 +196,7 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     one scan's."""
     t = np.ascontiguousarray(t, dtype=np.float64)
     n = t.shape[0]
-    report_at = t + np.maximum(latency, 0.0)
+    report_at = due_times(t, latency)
     ptr = np.ascontiguousarray(ptr, dtype=np.int64)
     keys = np.ascontiguousarray(keys, dtype=np.int64)
     arrays = (np.ascontiguousarray(charged, dtype=np.int64), ptr, keys,
@@ -227,13 +212,9 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     def scan_part(part: int) -> Any:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
         expires = np.full(n_keys, -np.inf)
-        if partitioned:
-            rows, delayed = _part_rows(t, report_at, ptr, keys, owned, part)
-        else:
-            rows, delayed = nothing, np.flatnonzero(report_at > t)
-        _scan_into(t, report_at, _by_due_time(report_at, delayed), *arrays, state, expires,
-                   np.zeros(0), np.zeros(1, dtype=np.int64), nothing, nothing, True, rows,
-                   partitioned, *decided)
+        compiled_scan(t, report_at, *arrays, state, expires, np.zeros(0),
+                      np.zeros(1, dtype=np.int64), nothing, nothing, True, owned, part,
+                      partitioned, *decided)
         return state[:, 2]
 
     if not partitioned:
@@ -245,18 +226,12 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     return (*decided, deepest)
 
 
-def _by_due_time(report_at: Any, delayed: Any) -> Any:
-    """``delayed`` ordered by due time. Ties need no order: reports due at one instant
-    commute (the same expiry verdict, and DECRBY adds up), so numpy's fast unstable sort
-    will do."""
-    return delayed[np.argsort(report_at[delayed])].astype(np.int64)
-
-
-def pending_reports(t: Any, latency: Any) -> tuple[Any, Any]:
-    """(due times, the ranks of reports strictly after their check, by due time)."""
-    t = np.ascontiguousarray(t, dtype=np.float64)
-    report_at = t + np.maximum(latency, 0.0)
-    return report_at, _by_due_time(report_at, np.flatnonzero(report_at > t))
+def due_times(t: Any, latency: Any) -> Any:
+    """When each report is due: ``t + max(latency, 0)``, as ``max(t + latency, t)`` (the
+    same numbers, NaN included) in one new array instead of two: on a virtual machine every
+    new page costs."""
+    report_at = np.add(t, latency, dtype=np.float64)
+    return np.maximum(report_at, t, out=report_at)
 
 
 def warm_up() -> None:

@@ -93,7 +93,7 @@ class StreamingReplay:
         def position(i: int) -> int:
             return rows + i if isinstance(rows, int) else int(rows[i])
 
-        from tokenlimit.sim.scan import compiled_scan, pending_reports
+        from tokenlimit.sim.scan import compiled_scan, due_times
 
         if len(chunk) == 0:
             none = np.zeros(0, dtype=np.int64)
@@ -112,54 +112,60 @@ class StreamingReplay:
                       keys_global, chunk.key_names, chunk.imputed)
         order, t, latency, charged, ptr, keys = replay_order(local, self.charge)
         t = np.ascontiguousarray(t, dtype=np.float64)
-        report_at, delayed = pending_reports(t, latency)
         charged = np.ascontiguousarray(charged, dtype=np.int64)
-        outcome, rule, key, balance, cursor, carried = compiled_scan(
-            t, report_at, delayed, charged, np.ascontiguousarray(ptr, dtype=np.int64),
-            np.ascontiguousarray(keys, dtype=np.int64), self.rule_of_key, self.params,
+        ptr = np.ascontiguousarray(ptr, dtype=np.int64)
+        keys = np.ascontiguousarray(keys, dtype=np.int64)
+        n = t.shape[0]
+        decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
+                   np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+        nothing = np.zeros(0, dtype=np.int64)
+        pending_at, pending_rows = compiled_scan(
+            t, due_times(t, latency), charged, ptr, keys, self.rule_of_key, self.params,
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
-            self.carry_charged, False)
+            self.carry_charged, False, nothing, 0, False, *decided)
         self.last_ts = float(t[-1])
         self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
-        left = delayed[cursor:]
-        left = left[(outcome[left] == 0) & (key[left] >= 0)]  # only these report
-        self._carry(carried, report_at[left], charged[left], ptr, keys, left)
-        return in_file_order(order, outcome, rule, key, balance, self.state[:, 2].copy())
+        self._carry(pending_at, pending_rows, charged, ptr, keys)
+        return in_file_order(order, *decided, self.state[:, 2].copy())
 
-    def _carry(self, carried: int, at: np.ndarray, charged: np.ndarray, ptr: IntArray,
-               keys: IntArray, rows: IntArray) -> None:
-        """Pending reports: the earlier ones not yet due, then this chunk's, by due time."""
-        old_lengths = np.diff(self.carry_ptr)[carried:]
-        old_keys = self.carry_keys[self.carry_ptr[carried]:]
-        lengths = ptr[rows + 1] - ptr[rows]
-        new_keys = (keys[np.repeat(ptr[rows] - np.cumsum(np.append(0, lengths[:-1])), lengths)
-                         + np.arange(int(lengths.sum()))] if rows.size else
-                    np.zeros(0, dtype=np.int64))
-        all_at = np.concatenate((self.carry_at[carried:], at))
-        all_charged = np.concatenate((self.carry_charged[carried:], charged))
-        all_lengths = np.concatenate((old_lengths, lengths)).astype(np.int64)
-        all_keys = np.concatenate((old_keys, new_keys)).astype(np.int64)
-        order = np.argsort(all_at, kind="stable")
-        starts = np.zeros(all_lengths.size + 1, dtype=np.int64)
-        np.cumsum(all_lengths, out=starts[1:])
-        lengths_sorted = all_lengths[order]
-        self.carry_ptr = np.zeros(order.size + 1, dtype=np.int64)
-        np.cumsum(lengths_sorted, out=self.carry_ptr[1:])
-        self.carry_keys = all_keys[np.repeat(starts[:-1][order] - self.carry_ptr[:-1],
-                                             lengths_sorted) + np.arange(self.carry_ptr[-1])]
-        self.carry_at = np.ascontiguousarray(all_at[order], dtype=np.float64)
-        self.carry_charged = np.ascontiguousarray(all_charged[order], dtype=np.int64)
+    def _carry(self, at: np.ndarray, rows: IntArray, charged: IntArray, ptr: IntArray,
+               keys: IntArray) -> None:
+        """The reports still pending after a chunk (due times ``at``; ``rows``: the chunk's
+        rank, or ``-1 - i`` for the ``i``-th report carried into it), carried into the
+        next (the scan queues them by due time)."""
+        mine, theirs = rows[rows >= 0], -1 - rows[rows < 0]
+        old_lengths, old_keys = _lists(self.carry_ptr, self.carry_keys, theirs)
+        new_lengths, new_keys = _lists(ptr, keys, mine)
+        lengths = np.concatenate((old_lengths, new_lengths))
+        self.carry_ptr = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=self.carry_ptr[1:])
+        self.carry_keys = np.concatenate((old_keys, new_keys)).astype(np.int64)
+        self.carry_at = np.ascontiguousarray(np.concatenate((at[rows < 0], at[rows >= 0])),
+                                             dtype=np.float64)
+        self.carry_charged = np.concatenate((self.carry_charged[theirs], charged[mine])
+                                            ).astype(np.int64)
 
     def finish(self) -> IntArray:
         """Apply every pending report; each key's deepest debt (index: ``key_names``)."""
         from tokenlimit.sim.scan import compiled_scan
 
         empty_i = np.zeros(0, dtype=np.int64)
-        compiled_scan(np.zeros(0), np.zeros(0), empty_i, empty_i, np.zeros(1, dtype=np.int64),
-                      empty_i, self.rule_of_key, self.params, self.state, self.expires,
-                      self.carry_at, self.carry_ptr, self.carry_keys, self.carry_charged, True)
+        compiled_scan(np.zeros(0), np.zeros(0), empty_i, np.zeros(1, dtype=np.int64), empty_i,
+                      self.rule_of_key, self.params, self.state, self.expires, self.carry_at,
+                      self.carry_ptr, self.carry_keys, self.carry_charged, True, empty_i, 0,
+                      False, np.zeros(0, dtype=np.int8), empty_i, empty_i, empty_i)
         self.carry_at = np.zeros(0)
         self.carry_charged = empty_i
         self.carry_ptr = np.zeros(1, dtype=np.int64)
         self.carry_keys = empty_i
         return self.state[:, 2].copy()
+
+
+def _lists(ptr: IntArray, keys: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
+    """(the key-list lengths of ``rows``, their keys one list after another) of the key
+    lists ``ptr``/``keys`` (CSR)."""
+    lengths = (ptr[rows + 1] - ptr[rows]).astype(np.int64)
+    starts = np.zeros(lengths.size, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    flat = keys[np.repeat(ptr[rows] - starts, lengths) + np.arange(int(lengths.sum()))]
+    return lengths, flat.astype(np.int64)
