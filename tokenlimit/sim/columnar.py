@@ -305,13 +305,17 @@ def _numbers(frame: pl.DataFrame, time_field: str, token_fields: tuple[str, ...]
     n = frame.height
     out: dict[str, Any] = {}
     gaps: set[str] = set()
-    for field in (time_field, "latency", *token_fields):
-        if field not in frame.columns:
+    fields = (time_field, "latency", *token_fields)
+    # One contiguous array a column, copied from the reader's chunks on every core.
+    columns = pl.DataFrame([_number(frame, f).alias(f) for f in fields
+                            if f in frame.columns]).rechunk()
+    for field in fields:
+        if field not in columns.columns:
             gaps.add(field)
             out[field] = (np.zeros(n) if field == "latency"
                           else np.full(n, MISSING, dtype=np.int64))
             continue
-        series = _number(frame, field)
+        series = columns[field]
         whole = not series.null_count()
         if not whole and field == time_field:
             raise Declined

@@ -38,7 +38,7 @@ def _report(i: int, when: float, ptr: Any, keys: Any, rule_of_key: Any, charged:
                 state[k, 2] = b
 
 
-def _scan(t: Any, report_at: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: Any,
+def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: Any,
           params: Any, state: Any, expires: Any, carry_at: Any, carry_ptr: Any,
           carry_keys: Any, carry_charged: Any, drain: bool, owner: Any, part: int,
           partitioned: bool, outcome: Any, out_rule: Any, out_key: Any,
@@ -144,7 +144,8 @@ def _scan(t: Any, report_at: Any, charged: Any, ptr: Any, keys: Any, rule_of_key
                     out_balance[j] = b
             if outcome[j] != 0 or not matched:
                 continue  # only admitted requests with a rule report
-            due, row = report_at[j], j
+            wait = latency[j]
+            due, row = now + (0.0 if wait < 0 else wait), j  # t + max(latency, 0)
             if due == now:  # zero latency: due before the next check (at now or later)
                 _report(j, now, ptr, keys, rule_of_key, charged, state, expires)
                 continue
@@ -196,7 +197,7 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     one scan's."""
     t = np.ascontiguousarray(t, dtype=np.float64)
     n = t.shape[0]
-    report_at = due_times(t, latency)
+    latency = np.ascontiguousarray(latency, dtype=np.float64)
     ptr = np.ascontiguousarray(ptr, dtype=np.int64)
     keys = np.ascontiguousarray(keys, dtype=np.int64)
     arrays = (np.ascontiguousarray(charged, dtype=np.int64), ptr, keys,
@@ -212,7 +213,7 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     def scan_part(part: int) -> Any:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
         expires = np.full(n_keys, -np.inf)
-        compiled_scan(t, report_at, *arrays, state, expires, np.zeros(0),
+        compiled_scan(t, latency, *arrays, state, expires, np.zeros(0),
                       np.zeros(1, dtype=np.int64), nothing, nothing, True, owned, part,
                       partitioned, *decided)
         return state[:, 2]
@@ -224,14 +225,6 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     with ThreadPoolExecutor(max_workers=parts) as pool:
         deepest = np.minimum.reduce(list(pool.map(scan_part, range(parts))))
     return (*decided, deepest)
-
-
-def due_times(t: Any, latency: Any) -> Any:
-    """When each report is due: ``t + max(latency, 0)``, as ``max(t + latency, t)`` (the
-    same numbers, NaN included) in one new array instead of two: on a virtual machine every
-    new page costs."""
-    report_at = np.add(t, latency, dtype=np.float64)
-    return np.maximum(report_at, t, out=report_at)
 
 
 def warm_up() -> None:

@@ -93,7 +93,7 @@ class StreamingReplay:
         def position(i: int) -> int:
             return rows + i if isinstance(rows, int) else int(rows[i])
 
-        from tokenlimit.sim.scan import compiled_scan, due_times
+        from tokenlimit.sim.scan import compiled_scan
 
         if len(chunk) == 0:
             none = np.zeros(0, dtype=np.int64)
@@ -112,6 +112,7 @@ class StreamingReplay:
                       keys_global, chunk.key_names, chunk.imputed)
         order, t, latency, charged, ptr, keys = replay_order(local, self.charge)
         t = np.ascontiguousarray(t, dtype=np.float64)
+        latency = np.ascontiguousarray(latency, dtype=np.float64)
         charged = np.ascontiguousarray(charged, dtype=np.int64)
         ptr = np.ascontiguousarray(ptr, dtype=np.int64)
         keys = np.ascontiguousarray(keys, dtype=np.int64)
@@ -120,7 +121,7 @@ class StreamingReplay:
                    np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
         nothing = np.zeros(0, dtype=np.int64)
         pending_at, pending_rows = compiled_scan(
-            t, due_times(t, latency), charged, ptr, keys, self.rule_of_key, self.params,
+            t, latency, charged, ptr, keys, self.rule_of_key, self.params,
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
             self.carry_charged, False, nothing, 0, False, *decided)
         self.last_ts = float(t[-1])
