@@ -249,7 +249,7 @@ def _jsonl_schema(kinds: dict[str, list[int]], raw: Any, key_field: str | None
         elif field == key:
             if counts[STRING] != counts[TOTAL]:
                 raise Declined
-            schema[key] = pl.String
+            schema[key] = pl.Categorical  # factorized as it is parsed (``_keys``)
         elif field == "keys":
             if key_field is not None or counts[NESTED] != counts[TOTAL]:
                 raise Declined
