@@ -119,11 +119,10 @@ class StreamingReplay:
         n = t.shape[0]
         decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
                    np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
-        nothing = np.zeros(0, dtype=np.int64)
         pending_at, pending_rows = compiled_scan(
             t, latency, charged, ptr, keys, self.rule_of_key, self.params,
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
-            self.carry_charged, False, nothing, 0, False, *decided)
+            self.carry_charged, False, np.zeros(0, dtype=np.int8), 0, False, *decided)
         self.last_ts = float(t[-1])
         self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
         self._carry(pending_at, pending_rows, charged, ptr, keys)
@@ -153,8 +152,9 @@ class StreamingReplay:
         empty_i = np.zeros(0, dtype=np.int64)
         compiled_scan(np.zeros(0), np.zeros(0), empty_i, np.zeros(1, dtype=np.int64), empty_i,
                       self.rule_of_key, self.params, self.state, self.expires, self.carry_at,
-                      self.carry_ptr, self.carry_keys, self.carry_charged, True, empty_i, 0,
-                      False, np.zeros(0, dtype=np.int8), empty_i, empty_i, empty_i)
+                      self.carry_ptr, self.carry_keys, self.carry_charged, True,
+                      np.zeros(0, dtype=np.int8), 0, False, np.zeros(0, dtype=np.int8),
+                      empty_i, empty_i, empty_i)
         self.carry_at = np.zeros(0)
         self.carry_charged = empty_i
         self.carry_ptr = np.zeros(1, dtype=np.int64)
