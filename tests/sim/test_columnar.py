@@ -264,3 +264,51 @@ def test_csv_shapes_real_exports_have_are_read_as_columns(tmp_path: Path) -> Non
     assert found["floats.csv"] == found["ints.csv"] == (None, [4, 7, 2], [7, 9, 3])
     assert found["padded.csv"][0] == (0, "01", 2)  # not a plain integer: kept as written
     assert found["strings.csv"][0] == (0, "req-1", 2)
+
+
+def test_ids_nobody_asked_for_are_not_read_but_a_bad_id_column_is_still_refused(
+        tmp_path: Path) -> None:
+    """``simulate`` without ``--decisions`` reads a trace with ``ids=False``: a CSV's and a
+    Parquet file's ids are skipped (everything else is the same trace), but a Parquet id
+    column of a type no id has is still the per-row reader's located error."""
+    import polars as pl
+
+    header = b"id,ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
+    csv = tmp_path / "t.csv"
+    csv.write_bytes(header + b"req-7,1.5,a,0.5,3,4,7\n9,2.5,b,0,2,,9\n")
+    table = pl.read_csv(csv, schema_overrides={"id": pl.String})
+    table.write_parquet(tmp_path / "t.parquet")
+    for path in (csv, tmp_path / "t.parquet"):
+        wanted, skipped = read_trace(path), read_trace(path, ids=False)
+        assert list(wanted.ids or ()) == ["req-7", 9 if path == csv else "9"], path
+        assert skipped.ids is None, path
+        assert _columns(skipped)[:3] + _columns(skipped)[4:] == (
+            _columns(wanted)[:3] + _columns(wanted)[4:]), path
+    table.with_columns(pl.Series("id", [1.5, 2.5])).write_parquet(tmp_path / "f.parquet")
+    for ids in (True, False):
+        try:
+            read_trace(tmp_path / "f.parquet", ids=ids)
+        except TraceError as exc:
+            assert str(exc) == (f"{tmp_path / 'f.parquet'}:1: field 'id': expected a string or "
+                                "an integer")
+        else:
+            raise AssertionError("a float id column was read")
+
+
+def test_columns_without_gaps_are_the_readers_memory_and_gaps_are_mended(
+        tmp_path: Path) -> None:
+    """A number column without gaps comes back read-only (the frame's own memory, not a
+    copy), and a column with gaps comes back mended: prompt 0, completion from the total,
+    the total from the other two, and imputed usage."""
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"ts": 1, "key": "a", "prompt_tokens": 3, "completion_tokens": 4}\n'
+                    '{"ts": 2, "key": "a", "total_tokens": 9, "prompt_tokens": 2}\n'
+                    '{"ts": 3, "key": "a", "prompt_tokens": 5}\n')
+    trace = read_columnar(str(path), "jsonl", None, key_field=None, seed=3)
+    assert trace is not None
+    assert not trace.ts.flags.writeable and not trace.prompt_tokens.flags.writeable
+    assert _columns(trace) == _outcome(path, None, rows=True)  # seed 3 both
+    completion, total = trace.completion_tokens.tolist(), trace.total_tokens.tolist()
+    assert completion[:2] == [4, 7] and total[:2] == [7, 9]  # recorded, then derived
+    assert completion[2] in (4, 7) and total[2] == 5 + completion[2]  # drawn from a's
+    assert trace.imputed.tolist() == [False, False, True]
