@@ -183,3 +183,32 @@ def test_dask_replays_a_dataset_at_a_url_like_one_process(served: tuple[Path, st
     for source in (f"{url}/dataset/", f"file://{root}/dataset/*.parquet"):
         assert _replay(source, tmp_path, "dask", "--executor", "dask", "--jobs", "2",
                        "--scheduler", dask_scheduler) == whole
+
+
+def test_dask_workers_read_a_dataset_themselves(served: tuple[Path, str], tmp_path: Path,
+                                                dask_scheduler: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --decisions or --plot, each worker reads the files (over HTTP, through a
+    ``file://`` glob, or a local folder) and the client only adds up figures: the report is
+    the one-process replay's, and the client never reads a request."""
+    root, url = served
+    whole = runner.invoke(app, ["simulate", str(root / "whole.parquet"), "-r", RULES, "-f",
+                                "json"])
+    assert whole.exit_code == 0, whole.output
+    expected = json.loads(whole.stdout)
+    expected.pop("trace")
+
+    def no_reading_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the client read the trace")
+
+    monkeypatch.setattr("tokenlimit.cli.simulate.read_trace", no_reading_here)
+    for source in (f"{url}/dataset/", f"file://{root}/dataset/*.parquet",
+                   str(root / "dataset")):
+        result = runner.invoke(app, ["simulate", source, "-r", RULES, "-f", "json",
+                                     "--executor", "dask", "--jobs", "3",
+                                     "--scheduler", dask_scheduler])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report.pop("trace") == source
+        assert report == expected
+    assert expected["totals"]["limited"] > 0

@@ -233,8 +233,9 @@ def simulate(
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
                                  "--from-env", param_hint="--rules")
     loaded = runnable(read_rules(rules_source, config_json, from_env))
-    from tokenlimit.sim.readers import TraceKeys
-    from tokenlimit.sim.simulation import simulate_trace
+    from tokenlimit.sim.readers import TraceKeys, trace_format
+    from tokenlimit.sim.simulation import simulate_on_workers, simulate_trace
+    from tokenlimit.sim.trace_sources import is_dataset
     from tokenlimit.sim.writers import write_decisions
 
     try:
@@ -253,6 +254,17 @@ def simulate(
         _simulate_in_chunks(console, trace_path, loaded, chunk_rows, charged, key_field,
                             seed, top, price, decisions, output_format, fields, speed, plot)
         return
+    parallel = _parallelism(jobs, executor, scheduler)
+    if (parallel.executor == "dask" and parallel.jobs > 1 and semantics == "asm"
+            and not (settings or decisions or plot or templates or fields) and speed == 1
+            and (trace_format(trace_path)[0] == "parquet" or is_dataset(trace_path))):
+        on_workers = simulate_on_workers(trace_path, loaded.rules, parallel, charge=charged,
+                                         top=top, price_per_1k=price, key_field=key_field,
+                                         seed=seed)
+        if on_workers is not None:  # else read here, below, and shipped to the workers
+            summary, limited = on_workers
+            _print_report(console, summary, trace_path, limited, output_format)
+            return
     with _collector_paused(), _progress(max(len(settings), 1) + 2) as step:
         if semantics == "asm":
             _load_engine_meanwhile()
@@ -262,7 +274,6 @@ def simulate(
             raise TraceError("no requests in the trace (empty file, or only a header or blank "
                              "lines)", path=trace_path)
         step("replaying")
-        parallel = _parallelism(jobs, executor, scheduler)
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
                                 origin=loaded.origin, estimate=policy, on_step=step,

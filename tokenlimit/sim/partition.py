@@ -17,7 +17,8 @@ key's deepest debt comes from its own partition).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,6 +167,17 @@ def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "co
 
 def _on_dask(rules: Sequence[Rule], parts: list[Trace], charge: Charge,
              scheduler: str | None, jobs: int) -> list[Replay]:
+    with dask_client(scheduler, jobs) as client:
+        futures = client.map(_replay_part, [rules] * len(parts), parts, [charge] * len(parts),
+                             pure=False)
+        result: list[Any] = client.gather(futures)
+        return result
+
+
+@contextmanager
+def dask_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
+    """A Dask client of the scheduler at ``scheduler``, or of a local cluster of ``jobs``
+    worker processes started for the replay (``ConfigError`` without the dask extra)."""
     import importlib
 
     try:
@@ -176,11 +188,8 @@ def _on_dask(rules: Sequence[Rule], parts: list[Trace], charge: Charge,
     Client, LocalCluster = distributed.Client, distributed.LocalCluster
     if scheduler is not None:
         with Client(scheduler) as client:
-            return list(client.gather(client.map(_replay_part, [rules] * len(parts), parts,
-                                                 [charge] * len(parts), pure=False)))
+            yield client
+        return
     with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        futures = client.map(_replay_part, [rules] * len(parts), parts, [charge] * len(parts),
-                             pure=False)
-        result: list[Any] = client.gather(futures)
-        return result
+        yield client

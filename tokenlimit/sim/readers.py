@@ -130,7 +130,7 @@ def _read_as_dataset(name: str, fmt: str) -> bool:
     return Path(name).is_dir()
 
 
-def _parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = None) -> Any:
+def parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = None) -> Any:
     """One frame of a Parquet file at a URL, or of a dataset's files (``columns``: those
     wanted of each file's columns; the files' types are reconciled as polars can)."""
     import polars as pl
@@ -162,11 +162,11 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
     if fields is not None:
         from tokenlimit.sim.log_reader import Locator, log_columns, log_trace
 
-        frame = _parquet_frame(name, lambda names: log_columns(names, fields))
+        frame = parquet_frame(name, lambda names: log_columns(names, fields))
         log: Trace = log_trace(frame, Locator(name, "parquet", b""), fields, seed)
         return log
     if not key_templates:
-        frame = _parquet_frame(name, lambda names: [n for n in names
+        frame = parquet_frame(name, lambda names: [n for n in names
                                                     if n in TRACE_COLUMNS or n == key_field])
         try:
             return build_trace(frame, name, seed, key_field)
@@ -258,7 +258,7 @@ def _parquet_rows(name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     import polars as pl
 
     if _read_as_dataset(name, "parquet"):
-        frame = _parquet_frame(name)
+        frame = parquet_frame(name)
     else:
         try:
             frame = pl.read_parquet(name)

@@ -82,3 +82,25 @@ def simulate_trace(trace: Trace, rules: Sequence[Rule], *, semantics: str = "asm
         if on_step is not None:
             on_step("replaying")
     return SimulationResult(tuple(rules), replay, tuple(summaries))
+
+
+def simulate_on_workers(path: str, rules: Sequence[Rule], parallel: Parallelism, *,
+                        charge: Charge = "completion", top: int = 10,
+                        price_per_1k: float | None = None, key_field: str | None = None,
+                        seed: int = 0) -> tuple[Summary, int] | None:
+    """(the report, how many requests were answered 429 when recorded) of the Parquet trace
+    at ``path`` replayed by Dask workers that read it themselves (``worker_replay.py``), or
+    ``None`` when the trace must be read whole and shipped (``simulate_trace``)."""
+    from tokenlimit.sim.partition import dask_client
+    from tokenlimit.sim.replay_stats import summary_from_figures
+    from tokenlimit.sim.worker_replay import replay_on_workers
+
+    with dask_client(parallel.scheduler, parallel.jobs) as client:
+        figures = replay_on_workers(path, rules, charge, parallel.jobs, client,
+                                    key_field=key_field, seed=seed)
+    if figures is None or figures.requests == 0:
+        return None  # the whole trace's reader says what is wrong
+    summary = summary_from_figures(rules, figures.key_names, figures.counts, figures.first,
+                                   figures.deepest, engine=figures.engine, imputed=0,
+                                   charge=charge, top=top, price_per_1k=price_per_1k)
+    return summary, figures.recorded_429
