@@ -180,7 +180,8 @@ def simulate(
         min=1, metavar="N", help="Replay on N partitions in parallel (keys that share a "
         "request stay together); default: every core (up to 8 locally).")] = None,
     executor: Annotated[str, typer.Option(
-        help="Where partitions run: local (threads) or dask.")] = "local",
+        help="Where partitions run: local (threads) or dask (workers read a Parquet trace "
+        "themselves when no decisions or plot are asked for).")] = "local",
     scheduler: Annotated[str | None, typer.Option(
         metavar="ADDRESS", help="With --executor dask: the scheduler (default: a local "
         "cluster).")] = None,
