@@ -41,7 +41,7 @@ from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
 from tokenlimit.sim.oracle import replay_oracle
-from tokenlimit.sim.trace_table import IntArray, Trace
+from tokenlimit.sim.trace_table import IntArray, Trace, take_key_lists
 
 ALLOW, DENY, ERROR = 0, 1, 2
 OUTCOME_NAMES = ("allow", "deny", "error")
@@ -140,18 +140,13 @@ def replay_order(trace: Trace, charge: Charge) -> tuple[IntArray | None, Any, An
     """(the time order or ``None``, then ts, latency, charged tokens and the keys (CSR)
     in that order)."""
     order = trace.time_order()
-    n = len(trace)
     t = trace.ts if order is None else trace.ts[order]
     latency = trace.latency if order is None else trace.latency[order]
     charged = trace.charged(charge)
     ptr, keys = trace.key_ptr, trace.key_index
     if order is not None:
         charged = charged[order]
-        lengths = np.diff(trace.key_ptr)[order]
-        ptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=ptr[1:])
-        starts = trace.key_ptr[:-1][order]
-        keys = trace.key_index[np.repeat(starts - ptr[:-1], lengths) + np.arange(ptr[-1])]
+        ptr, keys = take_key_lists(trace.key_ptr, trace.key_index, order)
     return order, t, latency, charged, ptr, keys
 
 

@@ -28,7 +28,7 @@ from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import Replay, fallback_reason, key_rules, replay_asm
-from tokenlimit.sim.trace_table import IntArray, Trace
+from tokenlimit.sim.trace_table import IntArray, Trace, take_key_lists
 
 EXECUTORS = ("local", "dask")
 # Below this many requests one scan takes milliseconds: threads would cost more than they save.
@@ -114,11 +114,7 @@ def partition_requests(trace: Trace, parts: int) -> list[IntArray]:
 
 def sub_trace(trace: Trace, rows: IntArray) -> Trace:
     """The requests ``rows`` of ``trace`` (key indices and names kept)."""
-    lengths = np.diff(trace.key_ptr)[rows]
-    ptr = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(lengths, out=ptr[1:])
-    starts = trace.key_ptr[:-1][rows]
-    index = trace.key_index[np.repeat(starts - ptr[:-1], lengths) + np.arange(ptr[-1])]
+    ptr, index = take_key_lists(trace.key_ptr, trace.key_index, rows)
     return Trace(trace.path, trace.ts[rows], trace.latency[rows], trace.prompt_tokens[rows],
                  trace.completion_tokens[rows], trace.total_tokens[rows], ptr, index,
                  trace.key_names, trace.imputed[rows])

@@ -33,7 +33,7 @@ from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules.model import Rule
 from tokenlimit.rules.regex import RuleMatcher
 from tokenlimit.sim.engine import Replay, in_file_order, replay_order, rule_params
-from tokenlimit.sim.trace_table import IntArray, Trace
+from tokenlimit.sim.trace_table import IntArray, Trace, take_key_lists
 
 
 class StreamingReplay:
@@ -134,12 +134,10 @@ class StreamingReplay:
         rank, or ``-1 - i`` for the ``i``-th report carried into it), carried into the
         next (the scan queues them by due time)."""
         mine, theirs = rows[rows >= 0], -1 - rows[rows < 0]
-        old_lengths, old_keys = _lists(self.carry_ptr, self.carry_keys, theirs)
-        new_lengths, new_keys = _lists(ptr, keys, mine)
-        lengths = np.concatenate((old_lengths, new_lengths))
-        self.carry_ptr = np.zeros(lengths.size + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self.carry_ptr[1:])
-        self.carry_keys = np.concatenate((old_keys, new_keys)).astype(np.int64)
+        old_ptr, old_keys = take_key_lists(self.carry_ptr, self.carry_keys, theirs)
+        new_ptr, new_keys = take_key_lists(ptr, keys, mine)
+        self.carry_ptr = np.concatenate((old_ptr, new_ptr[1:] + old_ptr[-1]))
+        self.carry_keys = np.concatenate((old_keys, new_keys))
         self.carry_at = np.ascontiguousarray(np.concatenate((at[rows < 0], at[rows >= 0])),
                                              dtype=np.float64)
         self.carry_charged = np.concatenate((self.carry_charged[theirs], charged[mine])
@@ -161,12 +159,3 @@ class StreamingReplay:
         self.carry_keys = empty_i
         return self.state[:, 2].copy()
 
-
-def _lists(ptr: IntArray, keys: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
-    """(the key-list lengths of ``rows``, their keys one list after another) of the key
-    lists ``ptr``/``keys`` (CSR)."""
-    lengths = (ptr[rows + 1] - ptr[rows]).astype(np.int64)
-    starts = np.zeros(lengths.size, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    flat = keys[np.repeat(ptr[rows] - starts, lengths) + np.arange(int(lengths.sum()))]
-    return lengths, flat.astype(np.int64)

@@ -32,17 +32,13 @@ from typing import IO, Any
 
 import numpy as np
 
-from tokenlimit.sim.trace_table import IntArray, Trace
+from tokenlimit.sim.trace_table import IntArray, Trace, take_key_lists
 
 
 def take(trace: Trace, rows: IntArray) -> Trace:
     """The requests ``rows`` of ``trace`` (in that order), ids and statuses with them
     (positional ids become explicit when the rows are not a prefix)."""
-    lengths = np.diff(trace.key_ptr)[rows]
-    ptr = np.zeros(rows.size + 1, dtype=np.int64)
-    np.cumsum(lengths, out=ptr[1:])
-    starts = trace.key_ptr[:-1][rows]
-    index = trace.key_index[np.repeat(starts - ptr[:-1], lengths) + np.arange(ptr[-1])]
+    ptr, index = take_key_lists(trace.key_ptr, trace.key_index, rows)
     ids = None if trace.ids is None else tuple(trace.ids[i] for i in rows.tolist())
     status = None if trace.status is None else tuple(trace.status[i] for i in rows.tolist())
     return Trace(trace.path, trace.ts[rows], trace.latency[rows], trace.prompt_tokens[rows],

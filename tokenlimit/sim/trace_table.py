@@ -149,6 +149,22 @@ class Trace:
         return np.argsort(ts, kind="stable").astype(np.int64)
 
 
+def take_key_lists(ptr: IntArray, keys: IntArray, rows: IntArray) -> tuple[IntArray, IntArray]:
+    """The key lists of ``rows`` (in that order) of the key lists ``ptr``/``keys`` (CSR: row
+    ``i``'s keys are ``keys[ptr[i]:ptr[i + 1]]``), as a new ``ptr``/``keys``.
+
+    >>> [a.tolist() for a in take_key_lists(np.array([0, 1, 3]), np.array([7, 8, 9]),
+    ...                                      np.array([1, 0]))]
+    [[0, 2, 3], [8, 9, 7]]
+    """
+    lengths = (ptr[1:] - ptr[:-1])[rows]
+    new_ptr = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_ptr[1:])
+    starts = ptr[:-1][rows]
+    taken = keys[np.repeat(starts - new_ptr[:-1], lengths) + np.arange(new_ptr[-1])]
+    return new_ptr, taken.astype(np.int64, copy=False)
+
+
 def trace_from_requests(requests: Sequence[TraceRequest], path: str = "<memory>") -> Trace:
     """A columnar trace from ``TraceRequest`` values (ids kept as given).
 
