@@ -83,6 +83,45 @@ def _bytes_search(compiled: Any) -> Callable[[bytes], bool] | None:
     return search
 
 
+def _literal_search(tree: GoRegexp) -> Callable[[str], bool] | None:
+    """For a pattern that is an ASCII literal, maybe with ``^``/``$`` (Go's begin and end of
+    text) or with ``.*`` on either side (which may match nothing), the same answer as a
+    string test: ``rule-a.*`` matches a key exactly when ``rule-a`` is in it. ``None`` for
+    any other pattern. Most rule regexes have this shape, and a string test is about 40
+    times faster than RE2 for a key (``simulate`` matches every distinct key of a trace:
+    millions on a log keyed by user). ASCII only: an ASCII character of a key is the same
+    byte to Go, whatever else the key holds (a byte that is not UTF-8 is no ASCII byte)."""
+    parts = list(tree.sub) if tree.op == CONCAT else [tree]
+    stars = 0
+    while parts and _any_run(parts[0]):
+        parts.pop(0)
+        stars += 1
+    while parts and _any_run(parts[-1]):
+        parts.pop()
+        stars += 1
+    begin = bool(parts) and parts[0].op == BEGIN_TEXT
+    end = bool(parts) and parts[-1].op == END_TEXT
+    core = parts[begin:len(parts) - end]
+    if (stars and (begin or end)) or len(core) != 1:  # ^.*a: a on the first line only
+        return None
+    if (core[0].op != LITERAL or core[0].flags & FOLD_CASE
+            or any(r > 0x7F for r in core[0].rune)):
+        return None
+    literal = "".join(map(chr, core[0].rune))
+    if begin and end:
+        return literal.__eq__
+    if begin:
+        return lambda key: key.startswith(literal)
+    if end:
+        return lambda key: key.endswith(literal)
+    return lambda key: literal in key
+
+
+def _any_run(node: GoRegexp) -> bool:
+    """``.*`` (with or without ``s``, greedy or not): it may match nothing."""
+    return node.op == STAR and node.sub[0].op in (ANY_CHAR, ANY_CHAR_NOT_NL)
+
+
 class GoPattern:
     """A compiled rule regex that answers ``matches(key)`` as Go's ``MatchString``.
 
@@ -90,14 +129,15 @@ class GoPattern:
     (False, False)
     """
 
-    __slots__ = ("_has_no_boundary", "_nfa", "_re2", "_re2_search", "_re2_whole", "_tree",
-                 "pattern")
+    __slots__ = ("_has_no_boundary", "_literal", "_nfa", "_re2", "_re2_search", "_re2_whole",
+                 "_tree", "pattern")
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         tree = parse(go_string(pattern))
         self._tree = tree
         self._has_no_boundary = _contains(tree, NO_WORD_BOUNDARY)
+        self._literal = _literal_search(tree)
         self._nfa: Program | None = None
         self._re2: Any = _re2_or_none(_write(tree))
         self._re2_search = _bytes_search(self._re2)
@@ -113,6 +153,8 @@ class GoPattern:
 
     def matches(self, key: str) -> bool:
         """Whether the pattern matches anywhere in ``key`` (Go's ``MatchString``)."""
+        if self._literal is not None:
+            return self._literal(key)
         if key.isascii():  # the common case: no surrogate to replace, RE2 agrees with Go
             if self._re2_search is not None:
                 return self._re2_search(key.encode())
