@@ -5,9 +5,9 @@ Why it can be fast: whether a check refills or resets a bucket depends only on t
 times (whole seconds, interval boundaries, TTL deadlines), never on balances, so parsing,
 sorting, key factorization and rule matching (once per distinct key) are array operations.
 What remains is inherently sequential, because admissions feed back into balances through
-usage reports; it is a single pass over the checks in time order, merged with the reports
-sorted by due time (by numpy, before the pass), compiled with numba (plain Python would run
-at the oracle's speed).
+usage reports; it is a single pass over the checks in time order, each report waiting in a
+small heap until it falls due, compiled with numba (plain Python would run at the oracle's
+speed).
 
 Ordering is the oracle's: a report at ``r`` of the request ranked ``i`` goes before the check
 ranked ``j`` at ``t`` iff ``r < t`` or (``r == t`` and ``i < j``). A report due strictly after

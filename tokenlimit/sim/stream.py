@@ -56,7 +56,8 @@ class StreamingReplay:
         self.expires = np.zeros(0)
         self.last_ts = -np.inf
         self.last_row = -1  # the position in its file of the request at ``last_ts``
-        # Reports pending from earlier chunks, by due time: when, tokens, keys (CSR).
+        # Reports pending from earlier chunks (the scan queues them by due time): when,
+        # tokens, keys (CSR).
         self.carry_at = np.zeros(0)
         self.carry_charged = np.zeros(0, dtype=np.int64)
         self.carry_ptr = np.zeros(1, dtype=np.int64)
