@@ -297,9 +297,9 @@ def test_ids_nobody_asked_for_are_not_read_but_a_bad_id_column_is_still_refused(
 
 def test_columns_without_gaps_are_the_readers_memory_and_gaps_are_mended(
         tmp_path: Path) -> None:
-    """A number column without gaps comes back read-only (the frame's own memory, not a
-    copy), and a column with gaps comes back mended: prompt 0, completion from the total,
-    the total from the other two, and imputed usage."""
+    """A number column without gaps comes back read-only (polars' memory, no numpy copy),
+    and a column with gaps comes back mended: prompt 0, completion from the total, the total
+    from the other two, and imputed usage."""
     path = tmp_path / "t.jsonl"
     path.write_text('{"ts": 1, "key": "a", "prompt_tokens": 3, "completion_tokens": 4}\n'
                     '{"ts": 2, "key": "a", "total_tokens": 9, "prompt_tokens": 2}\n'

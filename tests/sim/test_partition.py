@@ -15,6 +15,7 @@ from tokenlimit.cli.main import app
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim import TraceRequest
 from tokenlimit.sim.engine import Replay, replay_asm
+from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
 from tokenlimit.sim.partition import key_components, partition_requests, replay_partitioned
 from tokenlimit.sim.trace_table import trace_from_requests
 
@@ -87,3 +88,12 @@ def test_dask_partitions_equal_the_sequential_replay_on_many_traces(dask_schedul
                                  scheduler=dask_scheduler), replay_asm(rules, trace))
 
     check()
+
+
+def test_more_partitions_than_a_byte_counts_replay_exactly() -> None:
+    """200 threads over 400 keys: each check's partition is held in 16 bits (in 8, partitions
+    128 and up wrapped to negative numbers and their checks were never decided)."""
+    trace = generate_trace(TraceSpec(duration=120.0, seed=3, tiers=(
+        Tier("regular-user", users=400, rate=20.0),)))
+    rules = [Rule(0, "regular-user.*", 200, 50, 30, 300)]
+    _same(replay_partitioned(rules, trace, jobs=200, min_rows=0), replay_asm(rules, trace))

@@ -61,3 +61,18 @@ def test_workers_decline_what_only_the_whole_trace_decides(tmp_path: Path,
     for name, data in (("missing", missing), ("coupled", coupled)):
         folder = _dataset(tmp_path / name, data)
         assert simulate_on_workers(str(folder), rules, parallel) is None, name
+
+
+def test_workers_without_keys_of_their_own_add_nothing(tmp_path: Path,
+                                                       dask_scheduler: str) -> None:
+    """One key, three workers: two replay nothing, and the report is still the whole one."""
+    rules = load_rules(SAMPLES / "rules.json").rules
+    frame = pl.read_csv(SAMPLES / "trace.csv")
+    frame = frame.filter(pl.col("key") == frame["key"][0])
+    frame.write_parquet(tmp_path / "whole.parquet")
+    folder = _dataset(tmp_path / "dataset", frame, files=2)
+    whole = simulate_trace(read_trace(tmp_path / "whole.parquet"), rules)
+    on_workers = simulate_on_workers(str(folder), rules, Parallelism(3, "dask", dask_scheduler))
+    assert on_workers is not None
+    assert on_workers[0].to_dict() == whole.summaries[0][1].to_dict()
+    assert on_workers[0].totals.requests == frame.height > 1

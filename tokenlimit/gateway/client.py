@@ -27,7 +27,8 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from tokenlimit.gateway.client_connection import (
@@ -44,6 +45,7 @@ __all__ = ["Answer", "ClientFailure", "ConnectFailed", "ExchangeFailed", "HttpCl
 
 MAX_IDLE = 256  # idle connections kept per client
 PIPELINE_DEPTH = 8  # checks in flight on one pipelined connection before another is opened
+Opened = TypeVar("Opened", ClientConnection, PipelinedConnection)
 
 
 class Answer:
@@ -150,17 +152,21 @@ class HttpClient:
             if not connection.closed and connection.transport is not None and (
                     not connection.transport.is_closing()):
                 return connection
+        return await self._open(ClientConnection)
+
+    async def _open(self, protocol: Callable[[], Opened]) -> Opened:
+        """A new connection to the origin (``ConnectFailed`` saying why not)."""
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, protocol = await loop.create_connection(
-                    ClientConnection, self.host, self.port, ssl=self.tls,
+                _, opened = await loop.create_connection(
+                    protocol, self.host, self.port, ssl=self.tls,
                     server_hostname=self.host if self.tls else None)
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: "
                                 f"{getattr(exc, 'strerror', None) or type(exc).__name__}"
                                 ) from exc
-        return protocol
+        return opened
 
     async def request(self, method: str, target: bytes,
                       headers: list[tuple[bytes, bytes]] | None = None,
@@ -245,18 +251,12 @@ class HttpClient:
             if self._connect_failures != failures:
                 raise ConnectFailed(self._connect_failure)
             self._pipes = [p for p in self._pipes if not p.closed and p.reusable]
-            loop = asyncio.get_running_loop()
             try:
-                async with asyncio.timeout(self.connect_timeout):
-                    _, pipe = await loop.create_connection(
-                        PipelinedConnection, self.host, self.port, ssl=self.tls,
-                        server_hostname=self.host if self.tls else None)
-            except (OSError, TimeoutError) as exc:
+                pipe = await self._open(PipelinedConnection)
+            except ConnectFailed as exc:
                 self._connect_failures += 1
-                self._connect_failure = (
-                    f"cannot connect to {self.host}:{self.port}: "
-                    f"{getattr(exc, 'strerror', None) or type(exc).__name__}")
-                raise ConnectFailed(self._connect_failure) from exc
+                self._connect_failure = str(exc)
+                raise
             self._pipes.append(pipe)
             return pipe
 

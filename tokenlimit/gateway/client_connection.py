@@ -45,14 +45,39 @@ async def within(future: asyncio.Future[Any], timeout: float | None) -> None:
         timer.cancel()
 
 
-class ClientConnection(asyncio.Protocol):
-    """One keep-alive connection; one exchange at a time."""
+class _AnswerReader(asyncio.Protocol):
+    """A connection whose answers httptools parses (the parser calls the ``on_*`` methods);
+    ``_bad_answer`` is told of bytes that are no HTTP answer."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False
         self.headers: list[tuple[bytes, bytes]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._bad_answer(f"bad answer: {exc}")
+            if self.transport is not None:
+                self.transport.close()
+
+    def _bad_answer(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))  # looked up by name, and forwarded
+
+
+class ClientConnection(_AnswerReader):
+    """One keep-alive connection; one exchange at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.head: asyncio.Future[None] | None = None
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
@@ -66,17 +91,6 @@ class ClientConnection(asyncio.Protocol):
         self.keep_alive = False
 
     # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(ExchangeFailed(f"bad answer: {exc}"))
-            if self.transport is not None:
-                self.transport.close()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.complete:
@@ -93,9 +107,6 @@ class ClientConnection(asyncio.Protocol):
         self.writable = None
 
     # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))  # looked up by name, and forwarded
-
     def on_headers_complete(self) -> None:
         # read here: once the message has ended the parser forgets it
         self.status = self.parser.get_status_code()
@@ -117,6 +128,9 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.complete = True
         self.readable.set()
+
+    def _bad_answer(self, reason: str) -> None:
+        self._fail(ExchangeFailed(reason))
 
     def _fail(self, error: Exception) -> None:
         self.error = error
@@ -165,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
 Fetched = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
 
-class PipelinedConnection(asyncio.Protocol):
+class PipelinedConnection(_AnswerReader):
     """A connection for small requests without a body, sent without waiting for the answers
     before them (HTTP/1.1 pipelining) and answered in order: the check's path.
 
@@ -175,27 +189,14 @@ class PipelinedConnection(asyncio.Protocol):
     """
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
+        super().__init__()
         self.reusable = True  # no answer said the connection ends
         self.waiting: deque[asyncio.Future[Fetched]] = deque()
         self.outgoing: list[bytes] = []
         self.answering = False  # an answer has begun and not ended
         self.timed_out = False
         self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
         self.parts: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(f"bad answer: {exc}")
-            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -205,9 +206,6 @@ class PipelinedConnection(asyncio.Protocol):
         self.answering = True
         self.headers = []
         self.parts = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -244,6 +242,9 @@ class PipelinedConnection(asyncio.Protocol):
         fails without a retry (the service is stalled; a retry would wait as long again)."""
         self.timed_out = True
         self.close()
+
+    def _bad_answer(self, reason: str) -> None:
+        self._fail(reason)
 
     def _fail(self, reason: str) -> None:
         first = True

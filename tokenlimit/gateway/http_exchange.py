@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from tokenlimit.gateway.asgi import Message, Scope
+from tokenlimit.gateway.messages import http_date
 
 if TYPE_CHECKING:
     from tokenlimit.gateway.http_server import _HttpConnection
@@ -31,18 +30,6 @@ _SERVER_ERROR: Sequence[Message] = (
         (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21"),
         (b"connection", b"close")]},
     {"type": "http.response.body", "body": b"Internal Server Error"})
-
-_date: tuple[int, bytes] = (0, b"")
-
-
-def _date_line() -> bytes:
-    """``date: <now>`` and CRLF, formatted once a second."""
-    global _date
-    now = int(time.time())
-    if now != _date[0]:
-        _date = (now, b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n")
-    return _date[1]
-
 
 def _status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
@@ -141,7 +128,7 @@ class Exchange:
     def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
         parts = [_status_line(status)]
         if self.connection.server.date_header:
-            parts.append(_date_line())
+            parts.append(b"date: %s\r\n" % http_date())
         for name, value in headers:
             lower = name.lower()
             if lower == b"content-length":

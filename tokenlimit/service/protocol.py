@@ -167,7 +167,7 @@ def _unescape(raw: bytes) -> bytes:
 
 # The body a plug-in (and the gateway) sends, in its usual form: the four fields in order, keys
 # of printable ASCII without escapes, integers that fit int64. Go decodes it the plain way, so
-# it is read with one regular expression instead of the Go-exact decoder (16 us -> 2 us a
+# it is read with one regular expression instead of the Go-exact decoder (9 us -> 2.6 us a
 # report); anything else takes the exact path. tests/service/test_protocol.py holds the two
 # paths equal (property test).
 _KEY = rb'"[ !#-\[\]-~]*"'

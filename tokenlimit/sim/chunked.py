@@ -46,9 +46,6 @@ from tokenlimit.sim.trace_sources import (
 )
 from tokenlimit.sim.trace_table import IntArray, Trace
 
-_COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens", "completion_tokens",
-            "total_tokens", "input_length", "output_length", "id", "status")
-
 
 @dataclass(frozen=True, slots=True)
 class ChunkedResult:
@@ -82,6 +79,8 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
                      fields: FieldMap | None, first: int) -> Iterator[tuple[int, Trace]]:
     import polars as pl
 
+    from tokenlimit.sim.readers import trace_columns
+
     try:
         frame = pl.scan_parquet(source)
         schema = frame.collect_schema()
@@ -91,7 +90,7 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
     if fields is not None:
         wanted = log_columns(list(schema), fields)
     else:
-        wanted = [c for c in schema if c in _COLUMNS or c == key_field]
+        wanted = trace_columns(list(schema), key_field)
     for batch in frame.select(wanted).collect_batches(chunk_size=rows):
         if batch.height == 0:
             continue

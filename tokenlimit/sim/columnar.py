@@ -295,8 +295,10 @@ def _numbers(frame: pl.DataFrame, time_field: str, token_fields: tuple[str, ...]
     """The time, latency and token columns as numpy arrays: time float64 (no gaps), latency
     float64 (0 where absent), tokens int64 (``MISSING`` where absent), and the fields with
     gaps (absent or null somewhere: only their arrays are writable copies). A column without
-    gaps is the frame's own memory, read-only: a fresh copy of every column cost more than
-    the rest of the conversion on a virtual machine, where each new page is expensive.
+    gaps is polars' memory, read-only: the reader's chunks made contiguous in one copy by
+    polars on every core (a numpy copy of each column after another, then another to make it
+    writable, cost more than the rest of the conversion on a virtual machine, where each new
+    page is expensive).
 
     ``Declined`` for anything the per-row reader would refuse or read differently (NaN,
     infinities, huge integers, negative or fractional tokens)."""

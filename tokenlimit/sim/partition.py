@@ -140,7 +140,9 @@ def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "co
     if executor == "local":
         # Threads over the same arrays: the compiled scan releases the GIL (nogil), and
         # each thread decides only its partition's checks (no copies, no gathering).
-        owner, used = key_partitions(trace, jobs)
+        from tokenlimit.sim.scan import MAX_PARTS
+
+        owner, used = key_partitions(trace, min(jobs, MAX_PARTS))
         if used <= 1:
             return replay_asm(rules, trace, charge, rule_of_key)
         return replay_asm(rules, trace, charge, rule_of_key, owner=owner, parts=used)

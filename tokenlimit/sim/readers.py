@@ -122,6 +122,15 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
 
 
+def trace_columns(names: Sequence[str], key_field: str | None) -> list[str]:
+    """Those of a file's column ``names`` a trace's reader reads.
+
+    >>> trace_columns(["id", "ts", "user", "model"], "user")
+    ['id', 'ts', 'user']
+    """
+    return [n for n in names if n in TRACE_COLUMNS or n == key_field]
+
+
 def _read_as_dataset(name: str, fmt: str) -> bool:
     """Read through ``_read_parquet_dataset``: a Parquet file at a URL, or a folder (local or
     remote) or a remote glob of Parquet files. A local Parquet file or glob is polars' own."""
@@ -139,10 +148,12 @@ def parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = 
     frames = []
     for file in files:
         try:
-            raw = read_raw(file) if is_url(file) else Path(file).read_bytes()
-            schema = pl.read_parquet_schema(io.BytesIO(raw))
+            # A local file is read by polars itself: only the wanted columns' bytes.
+            raw = read_raw(file) if is_url(file) else None
+            schema = pl.read_parquet_schema(file if raw is None else io.BytesIO(raw))
             wanted = list(schema) if columns is None else columns(list(schema))
-            frames.append(pl.read_parquet(io.BytesIO(raw), columns=wanted))
+            frames.append(pl.read_parquet(file if raw is None else io.BytesIO(raw),
+                                          columns=wanted))
         except OSError as exc:
             raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
         except pl.exceptions.PolarsError as exc:
@@ -166,8 +177,7 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
         log: Trace = log_trace(frame, Locator(name, "parquet", b""), fields, seed)
         return log
     if not key_templates:
-        frame = parquet_frame(name, lambda names: [n for n in names
-                                                    if n in TRACE_COLUMNS or n == key_field])
+        frame = parquet_frame(name, lambda names: trace_columns(names, key_field))
         try:
             return build_trace(frame, name, seed, key_field)
         except Declined:

@@ -49,9 +49,9 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: 
     check decided here, so they may come uninitialized).
 
     Each admitted request's report waits in a heap by due time until the first check at or
-    after it. The heap holds only the reports in flight (a few hundred on a real trace), so
-    it stays in the cache, where a trace-long queue sorted by due time cost a sort, a read
-    of memory per report and, per partition, a pass to find its rows. Queueing is still
+    after it. The heap holds only the reports in flight (those due after the check at hand), so
+    it stays small, where a trace-long queue sorted by due time cost a sort, a read of
+    memory per report and, per partition, a pass to find its rows. Queueing is still
     most of the scan's time, so the heap is four-way: half the levels of a binary heap for
     an entry to sink through (the scan 20% faster on bench/simulate.py's trace; eight-way
     was no faster). Reports due at one instant commute (the same expiry verdict, and DECRBY
@@ -174,7 +174,7 @@ def _request_parts(ptr: Any, keys: Any, owner: Any) -> Any:
     """Each check's partition: its first key's (``owner``: each key's; a check's keys are
     all in one partition), 0 for a check without keys (it decides nothing)."""
     n = ptr.shape[0] - 1
-    part_of = np.zeros(n, dtype=np.int8)
+    part_of = np.zeros(n, dtype=np.int16)  # MAX_PARTS
     for j in range(n):
         if ptr[j] < ptr[j + 1]:
             part_of[j] = owner[keys[ptr[j]]]
@@ -189,6 +189,9 @@ def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
             counts[component[keys[ptr[j]]]] += 1
     return counts
 
+
+MAX_PARTS = 2**15 - 1  # partitions of one scan: each check's is an int16
+NO_PARTS = np.zeros(0, dtype=np.int16)  # ``part_of`` of a scan that is not partitioned
 
 # nogil: the partitions of one replay scan on threads at the same time.
 _report = njit(_report, error_model="numpy", nogil=True)
@@ -221,8 +224,10 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
                np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
     nothing = np.zeros(0, dtype=np.int64)
     partitioned = owner is not None and parts > 1
+    if partitioned and parts > MAX_PARTS:
+        raise ValueError(f"at most {MAX_PARTS} partitions, not {parts}")
     part_of = (request_parts(ptr, keys, np.ascontiguousarray(owner, dtype=np.int64))
-               if partitioned else np.zeros(0, dtype=np.int8))
+               if partitioned else NO_PARTS)
 
     def scan_part(part: int) -> Any:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest

@@ -34,7 +34,7 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.sim.columnar import Declined, build_trace
 from tokenlimit.sim.engine import replay_asm
 from tokenlimit.sim.log_reader import limited_count
-from tokenlimit.sim.readers import TRACE_COLUMNS, parquet_frame
+from tokenlimit.sim.readers import parquet_frame, trace_columns
 from tokenlimit.sim.replay_stats import key_figures
 from tokenlimit.sim.trace_sources import is_dataset, parquet_files
 
@@ -88,8 +88,7 @@ def worker_figures(files: Sequence[str], worker: int, workers: int, rules: Seque
     frames = []
     for file in files:
         try:
-            frame = parquet_frame(file, lambda names: [n for n in names
-                                                       if n in TRACE_COLUMNS or n == key_field])
+            frame = parquet_frame(file, lambda names: trace_columns(names, key_field))
         except TraceError:
             return None  # the client reads it and names the problem
         if key not in frame.columns or (key_field is None and "keys" in frame.columns):
