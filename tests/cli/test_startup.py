@@ -26,11 +26,15 @@ LAZY_PACKAGES = ("tokenlimit.gateway", "tokenlimit.k8s", "tokenlimit.load",
 
 # Prints, as JSON, the heavy top-level packages loaded once the code given has run (at exit,
 # so that a command's own run counts too).
+# A batch command ends the process with os._exit (tokenlimit.cli.quick_exit): report there too.
 _PROBE = """
-import atexit, json, sys
+import atexit, json, os, sys
 heavy = set(json.loads(sys.argv[1]))
-atexit.register(lambda: print("HEAVY=" + json.dumps(
-    sorted({m.split(".")[0] for m in sys.modules} & heavy)), file=sys.stderr))
+def report():
+    print("HEAVY=" + json.dumps(sorted({m.split(".")[0] for m in sys.modules} & heavy)),
+          file=sys.stderr, flush=True)
+atexit.register(report)
+os._exit = lambda code, leave=os._exit: (report(), leave(code))
 """
 
 

@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperCommand
 
 from tokenlimit import __version__
+from tokenlimit.cli import quick_exit
 from tokenlimit.cli.help_layout import TidyGroup, TokenlimitCommand, reflow_help
 from tokenlimit.errors import TokenlimitError
 
@@ -111,4 +112,9 @@ def run() -> None:
     # tokenlimit.cli let Ctrl-C end the process while modules loaded; from here on it is a
     # KeyboardInterrupt again, which TokenlimitGroup turns into "interrupted" and exit 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    app()
+    quick_exit.forget()
+    try:
+        app()
+    except SystemExit as exc:
+        quick_exit.leave_if_asked(exc.code)
+        raise

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
+from tokenlimit.cli import quick_exit
 from tokenlimit.cli.options import (
     ConfigJsonOption,
     EstimateOption,
@@ -193,6 +194,7 @@ def simulate(
 
     Example: tokenlimit simulate samples/trace.jsonl --rules samples/rules.json
     """
+    quick_exit.after_this_command()
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     if executor not in ("local", "dask"):
@@ -310,6 +312,10 @@ def _load_engine_meanwhile() -> None:
     """Load the compiled replay on a thread while the trace is read (about a third of a
     second that reading, mostly outside Python, can hide)."""
     import threading
+
+    # Both imports hold the GIL most of the time: polars first, for the reader waits on it,
+    # while loading numba fits in the time polars reads without the GIL.
+    import polars  # noqa: F401
 
     def load() -> None:
         from tokenlimit.sim import replay_stats, scan

@@ -1,0 +1,66 @@
+"""A batch command ends its process without Python's teardown, losing nothing.
+
+The console-script entry point (``main.run``) ends the process as soon as ``simulate``,
+``diff``, ``tune`` or ``trace`` returns. These run it in a fresh interpreter, with an
+``atexit`` hook that says whether Python's teardown ran, and check that the report, the
+decisions file and the exit status are all there.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+# Runs the command as the console script does, with a hook that marks Python's teardown.
+_RUN = """
+import atexit, sys
+atexit.register(lambda: print("TEARDOWN", file=sys.stderr))
+sys.argv = ["tokenlimit", *sys.argv[1:]]
+from tokenlimit.cli.main import run
+run()
+"""
+
+
+def _run(*argv: str, code: str = _RUN) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_simulate_skips_teardown_and_loses_no_output(tmp_path: Path) -> None:
+    decisions = tmp_path / "decisions.csv"
+    done = _run("simulate", "samples/trace.csv", "-r", "samples/rules.json", "--format",
+                "json", "--decisions", str(decisions))
+    assert (done.returncode, done.stderr) == (0, "")
+    report = json.loads(done.stdout)
+    assert report["totals"]["requests"] == 1823
+    assert len(decisions.read_text().splitlines()) == 1 + 1823
+
+
+def test_a_failing_simulate_keeps_its_error_and_status() -> None:
+    done = _run("simulate", "no-such-trace.csv", "-r", "samples/rules.json")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and "no-such-trace.csv" in done.stderr
+    assert "TEARDOWN" not in done.stderr
+
+
+def test_other_commands_tear_down_as_usual() -> None:
+    done = _run("validate", "samples/rules.json")
+    assert (done.returncode, done.stderr) == (0, "TEARDOWN\n")
+
+
+def test_an_earlier_in_process_command_does_not_carry_over() -> None:
+    # The CLI runner runs simulate in-process (which asks for a quick exit) and must not end
+    # the process; the console script's next command then tears down as usual.
+    code = _RUN.replace("run()", """
+from typer.testing import CliRunner
+from tokenlimit.cli.main import app
+result = CliRunner().invoke(app, ["simulate", "samples/trace.csv", "-r", "samples/rules.json",
+                                  "--format", "json"])
+print("IN-PROCESS", result.exit_code, file=sys.stderr)
+run()""")
+    done = _run("validate", "samples/rules.json", code=code)
+    assert (done.returncode, done.stderr) == (0, "IN-PROCESS 0\nTEARDOWN\n")
