@@ -63,7 +63,7 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: 
     carried report).
 
     ``partitioned``: decide only the checks that ``part_of`` gives to ``part``
-    (``request_parts``). Partitions own disjoint keys, so they run at the same time over
+    (``prepare_parts``). Partitions own disjoint keys, so they run at the same time over
     the same arrays (``nogil``), each with its own ``state`` and ``expires``."""
     n = t.shape[0]
     heap_at = np.empty(n + carry_at.shape[0], dtype=np.float64)  # pages touched only as
@@ -170,15 +170,17 @@ def _shares_a_request(ptr: Any) -> bool:
     return False
 
 
-def _request_parts(ptr: Any, keys: Any, owner: Any) -> Any:
-    """Each check's partition: its first key's (``owner``: each key's; a check's keys are
-    all in one partition), 0 for a check without keys (it decides nothing)."""
-    n = ptr.shape[0] - 1
-    part_of = np.zeros(n, dtype=np.int16)  # MAX_PARTS
-    for j in range(n):
-        if ptr[j] < ptr[j + 1]:
-            part_of[j] = owner[keys[ptr[j]]]
-    return part_of
+def _prepare_parts(ptr: Any, keys: Any, owner: Any, part_of: Any, start: int, stop: int,
+                   outcome: Any, out_rule: Any, out_key: Any, out_balance: Any) -> None:
+    """For the checks ``start .. stop - 1``: each one's partition into ``part_of``, its first
+    key's (``owner``: each key's; a check's keys are all in one partition; 0 for a check
+    without keys, which decides nothing), and a first write to the outputs. The partitions'
+    threads each prepare a block of checks at the same time: the outputs' fresh pages are
+    then touched once, by one thread (the scans, writing checks of every block, made both
+    threads fault on the same pages at once), and the pass is not serial."""
+    for j in range(start, stop):
+        part_of[j] = owner[keys[ptr[j]]] if ptr[j] < ptr[j + 1] else 0
+        outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
 
 
 def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
@@ -196,7 +198,7 @@ NO_PARTS = np.zeros(0, dtype=np.int16)  # ``part_of`` of a scan that is not part
 # nogil: the partitions of one replay scan on threads at the same time.
 _report = njit(_report, error_model="numpy", nogil=True)
 compiled_scan = njit(_scan, error_model="numpy", nogil=True)
-request_parts = njit(_request_parts, error_model="numpy", nogil=True)
+prepare_parts = njit(_prepare_parts, error_model="numpy", nogil=True)
 requests_per_component = njit(_requests_per_component, error_model="numpy", nogil=True)
 shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 
@@ -226,8 +228,12 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     partitioned = owner is not None and parts > 1
     if partitioned and parts > MAX_PARTS:
         raise ValueError(f"at most {MAX_PARTS} partitions, not {parts}")
-    part_of = (request_parts(ptr, keys, np.ascontiguousarray(owner, dtype=np.int64))
-               if partitioned else NO_PARTS)
+    part_of = np.empty(n, dtype=np.int16) if partitioned else NO_PARTS  # MAX_PARTS
+    owners = np.ascontiguousarray(owner, dtype=np.int64) if partitioned else nothing
+
+    def prepare(block: int) -> None:
+        start, stop = n * block // parts, n * (block + 1) // parts
+        prepare_parts(ptr, keys, owners, part_of, start, stop, *decided)
 
     def scan_part(part: int) -> Any:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
@@ -242,6 +248,7 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=parts) as pool:
+        list(pool.map(prepare, range(parts)))  # every block prepared before any scan starts
         deepest = np.minimum.reduce(list(pool.map(scan_part, range(parts))))
     return (*decided, deepest)
 
