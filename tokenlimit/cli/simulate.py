@@ -318,9 +318,10 @@ def _load_engine_meanwhile() -> None:
     import polars  # noqa: F401
 
     def load() -> None:
-        from tokenlimit.sim import replay_stats, scan
+        from tokenlimit.sim import key_numbers, replay_stats, scan
 
         with contextlib.suppress(Exception):  # the replay loads it again and says what fails
+            key_numbers.warm_up()  # the reader's last step needs it first
             scan.warm_up()
             replay_stats.warm_up()
 

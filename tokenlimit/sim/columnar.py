@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tokenlimit.sim.imputation import MISSING, impute_completion
+from tokenlimit.sim.key_numbers import number_keys
 from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
 from tokenlimit.sim.trace_table import IdColumn, Trace
 
@@ -378,17 +379,10 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
         np.cumsum(lists.list.len().to_numpy(), out=ptr[1:])
     else:
         raise Declined
-    # Factorized through polars' categorical codes (hashed in parallel), then renumbered in
+    # Factorized through polars' categorical codes (hashed in parallel), then numbered in
     # order of first appearance, as the per-row reader numbers keys.
-    categorical = flat.cast(pl.Categorical)
-    first_seen = categorical.unique(maintain_order=True)
-    if first_seen.len() == 0:
-        return ptr, np.zeros(0, dtype=np.int64), ()
-    seen = first_seen.to_physical().to_numpy()
-    rank = np.zeros(int(seen.max()) + 1, dtype=np.int64)
-    rank[seen] = np.arange(seen.size, dtype=np.int64)
-    names = tuple(first_seen.cast(pl.String).to_list())
-    return ptr, rank[categorical.to_physical().to_numpy()], names
+    index, names = number_keys(flat.cast(pl.Categorical))
+    return ptr, index, names
 
 
 def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str | int] | None:
