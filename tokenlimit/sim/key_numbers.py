@@ -41,10 +41,10 @@ def numbered_compiled(categorical: pl.Series) -> tuple[IntArray, tuple[str, ...]
     """``number_keys`` in one compiled pass over the codes."""
     import polars as pl
 
-    codes = categorical.to_physical()
-    if codes.len() == 0:
+    codes = categorical.to_physical().to_numpy()
+    if codes.size == 0:
         return np.zeros(0, dtype=np.int64), ()
-    index, first_rows = _compiled_first_appearance()(codes.to_numpy(), int(codes.max()) + 1)
+    index, first_rows = _compiled_first_appearance()(codes, int(codes.max()) + 1)
     return index, tuple(categorical.gather(first_rows).cast(pl.String).to_list())
 
 
