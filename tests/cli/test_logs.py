@@ -157,3 +157,50 @@ def test_loadtest_takes_log_options_only_with_replay() -> None:
 def test_parse_map_refuses_a_part_without_a_field() -> None:
     with pytest.raises(ConfigError, match="expected TRACE_FIELD=LOG_FIELD"):
         parse_map("ts=,key=a")
+
+
+AUTHORITY_WARNING = (
+    "warning: no request has a key that a rule matches (keys such as 'llm.example.com'): the "
+    "keys came from the log's 'authority' field; name the field that holds the rate-limit key "
+    "with --map key=FIELD\n")
+
+
+@pytest.mark.parametrize("extra", [[], ["--chunk-rows", "2"]])
+def test_a_log_whose_keys_match_no_rule_says_which_field_to_map(extra: list[str]) -> None:
+    # The asm preset's default key is the authority; the sample's rate-limit key is user_type.
+    args = ["simulate", str(LOGS / "asm-access.jsonl"), "--from", "asm", "-r", RULES,
+            "--format", "json", *extra]
+    result = runner.invoke(app, args)
+    assert (result.exit_code, result.stderr) == (0, AUTHORITY_WARNING)
+    assert json.loads(result.stdout)["rules"][-1]["requests"] == 5
+    mapped = runner.invoke(app, [*args, "--map", "key=user_type"])
+    assert (mapped.exit_code, mapped.stderr) == (0, "")
+
+
+def test_a_trace_whose_keys_match_no_rule_points_at_validate(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("ts,key,completion_tokens\n1,tenant-a,5\n2,tenant-b,5\n3,tenant-a,5\n")
+    result = runner.invoke(app, ["simulate", str(trace), "-r", RULES])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: no request has a key that a rule matches (keys such as 'tenant-a', "
+        "'tenant-b'): `tokenlimit validate RULES --key KEY` shows which rule a key takes\n")
+
+
+@pytest.mark.parametrize(("log", "preset", "first"), [
+    # ISO-8601 start: the nearest double to the written time (polars' division by 1e6 as a
+    # product with the reciprocal gave 1793610000.0779998); latency in ms, divided exactly.
+    ("higress-ai-statistics.jsonl", "higress", (T0 + 0.078, 1.543)),
+    # end - start from the two ISO-8601 times in microseconds: 1.8 s, not 1.7999999523.
+    ("litellm-spend-logs.csv", "litellm", (1793610000.1, 1.8)),
+    ("kong-ai-audit.jsonl", "kong", (1793610000.15, 1.42)),
+])
+def test_converted_times_are_the_written_ones(log: str, preset: str, first: tuple[float, float],
+                                              tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(LOGS / log), "--from", preset,
+                                 "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    line = json.loads(out.read_text().splitlines()[0])
+    assert (line["ts"], line["latency"]) == first
+    assert repr(line["ts"]) == repr(first[0])

@@ -29,6 +29,7 @@ from tokenlimit.cli.options import (
     read_rules,
     runnable,
 )
+from tokenlimit.cli.simulate_hints import no_rule_matched
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
 from tokenlimit.sim.semantics import SEMANTICS
@@ -266,7 +267,8 @@ def simulate(
                                          seed=seed)
         if on_workers is not None:  # else read here, below, and shipped to the workers
             summary, limited = on_workers
-            _print_report(console, summary, trace_path, limited, output_format)
+            _print_report(console, summary, trace_path, limited, output_format,
+                          no_rule_matched(summary, (), fields, key_field))
             return
     with _collector_paused(), _progress(max(len(settings), 1) + 2) as step:
         if semantics == "asm":
@@ -293,11 +295,14 @@ def simulate(
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged, rules_origin=loaded.origin, top=top)
-    _print_report(console, summary, trace.path, recorded_429(trace), output_format)
+    _print_report(console, summary, trace.path, recorded_429(trace), output_format,
+                  no_rule_matched(summary, trace.key_names, fields, key_field))
 
 
 def _print_report(console: Console, summary: Summary, path: str, limited: int,
-                  output_format: str) -> None:
+                  output_format: str, warning: str | None = None) -> None:
+    if warning:
+        typer.echo(warning, err=True)
     if output_format == "json":
         typer.echo(json.dumps({"trace": path, "recorded_429": limited,
                                **summary.to_dict()}, indent=2))
@@ -381,7 +386,8 @@ def _simulate_in_chunks(console: Console, path: str, loaded: Any, rows: int, cha
         trace, replay = result.chart
         plot_replay(plot, rules, trace, replay, [k for k, _, _ in result.summary.keys],
                     charge, rules_origin=loaded.origin, top=top)
-    _print_report(console, result.summary, path, result.recorded_429, output_format)
+    _print_report(console, result.summary, path, result.recorded_429, output_format,
+                  no_rule_matched(result.summary, result.key_names, fields, key_field))
 
 
 def _refuse_empty(requests: int, path: str) -> None:

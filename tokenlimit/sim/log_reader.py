@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,7 +66,8 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
             continue
         columns[trace_field] = (log_field, frame.select(expression.alias("v")).to_series())
     n = frame.height
-    ts = _times(columns["ts"][0], columns["ts"][1], fields.ts_unit, located)
+    start = _instants(columns["ts"][0], columns["ts"][1], fields.ts_unit, located)
+    ts = start.seconds()
     if ts.null_count():
         raise TraceError("missing", path=name, line=located.line(_first(ts.is_null())),
                          field=fields.ts)
@@ -78,10 +80,11 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     canonical["key"] = keys
     if "latency" in columns:
         seconds = _numbers(columns["latency"][0], columns["latency"][1], located)
-        canonical["latency"] = seconds / 1000.0 if fields.latency_unit == "ms" else seconds
+        canonical["latency"] = (exact_quotient(seconds, 1000.0) if fields.latency_unit == "ms"
+                                else seconds)
     elif "end" in columns:
-        canonical["latency"] = _times(columns["end"][0], columns["end"][1], fields.ts_unit,
-                                      located) - ts
+        end = _instants(columns["end"][0], columns["end"][1], fields.ts_unit, located)
+        canonical["latency"] = end.since(start)
     if "latency" in canonical:
         latency = canonical["latency"]
         negative = (latency < 0).fill_null(False)
@@ -227,8 +230,46 @@ def _numbers(field: str, values: pl.Series, located: Locator) -> pl.Series:
     return converted
 
 
-def _times(field: str, values: pl.Series, unit: str, located: Locator) -> pl.Series:
-    """Unix seconds from epoch numbers (``unit`` s or ms), ISO-8601 text or timestamps."""
+@dataclass(frozen=True, slots=True)
+class Instants:
+    """A log's times as it has them: ``values`` in ``per_second`` units since the epoch
+    (integer microseconds for ISO-8601 text and timestamps; seconds or milliseconds, as
+    numbers, otherwise). Kept apart from seconds so that a duration from two of them is
+    their difference in those units: Unix seconds near 1.8e9 as doubles are 2.4e-7 apart,
+    and end - start as seconds turned 1.8 s into 1.7999999523 s."""
+
+    values: pl.Series
+    per_second: float
+
+    def seconds(self) -> pl.Series:
+        """Unix seconds, each the double nearest the exact value."""
+        return (exact_quotient(self.values, self.per_second) if self.per_second != 1
+                else self.values)
+
+    def since(self, start: Instants) -> pl.Series:
+        """Seconds from ``start`` to these instants, row by row."""
+        if self.per_second == start.per_second:
+            return Instants(self.values - start.values, self.per_second).seconds()
+        return self.seconds() - start.seconds()
+
+
+def exact_quotient(values: pl.Series, divisor: float) -> pl.Series:
+    """``values / divisor`` as float64, each quotient correctly rounded (polars divides a
+    column by a number as a product with its reciprocal: 1793610000078000 / 1e6 gave
+    1793610000.0779998, where 1793610000.078 is the nearest double).
+
+    >>> import polars as pl
+    >>> exact_quotient(pl.Series([1793610000078000, None]), 1e6).to_list()
+    [1793610000.078, None]
+    """
+    import polars as pl
+
+    return values.cast(pl.Float64) / pl.repeat(float(divisor), values.len(), eager=True)
+
+
+def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Instants:
+    """The times in a log field: epoch numbers (``unit`` s or ms), ISO-8601 text or
+    timestamps."""
     import polars as pl
 
     values = _as_text_or_number(values)
@@ -247,13 +288,13 @@ def _times(field: str, values: pl.Series, unit: str, located: Locator) -> pl.Ser
                 raise TraceError(f"{values[row]!r} is not a time (ISO-8601 or Unix "
                                  f"{'milliseconds' if unit == 'ms' else 'seconds'})",
                                  path=located.name, line=located.line(row), field=field)
-            return parsed.dt.epoch("us").cast(pl.Float64) / 1e6
+            return Instants(parsed.dt.epoch("us"), 1e6)
     if isinstance(values.dtype, pl.Datetime):
         if values.dtype.time_zone is None:
             values = values.dt.replace_time_zone("UTC")
-        return values.dt.epoch("us").cast(pl.Float64) / 1e6
-    seconds = _numbers(field, values, located)
-    if seconds.null_count():
+        return Instants(values.dt.epoch("us"), 1e6)
+    numbers = _numbers(field, values, located)
+    if numbers.null_count():
         raise TraceError("missing", path=located.name,
-                         line=located.line(_first(seconds.is_null())), field=field)
-    return seconds / 1000.0 if unit == "ms" else seconds
+                         line=located.line(_first(numbers.is_null())), field=field)
+    return Instants(numbers, 1000.0 if unit == "ms" else 1.0)

@@ -1,0 +1,43 @@
+"""What ``simulate`` tells a user whose trace and rules do not meet: no key matches a rule.
+
+A gateway log read with ``--from`` takes its key from the preset's field (``authority`` for
+ASM), which is rarely the rate-limit key; every request then lands in "no rule: never
+limited" and the report alone does not say why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy loads when a replay runs, not at every command's start-up
+    from tokenlimit.sim.log_fields import FieldMap
+    from tokenlimit.sim.replay_stats import Summary
+
+
+def no_rule_matched(summary: Summary, key_names: Sequence[str], fields: FieldMap | None,
+                    key_field: str | None) -> str | None:
+    """A one-line warning when requests were replayed and none has a key a rule matches
+    (``None`` otherwise). ``key_names``: some of the trace's keys, for the message.
+
+    >>> from tokenlimit.sim.replay_stats import Row, Summary
+    >>> row = Row(2, 2, 0, 0, 10, 10, 0, None)
+    >>> summary = Summary("asm", "completion", "scan", 0, row, ((None, None, row),), (), None)
+    >>> print(no_rule_matched(summary, ["llm.example.com"], None, "host"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    warning: no request has a key that a rule matches (keys such as 'llm.example.com'): the
+    keys came from the 'host' field; `tokenlimit validate RULES --key KEY` shows which rule
+    a key takes
+    """
+    replayed = summary.totals.requests
+    unmatched = sum(row.requests for index, _, row in summary.rules if index is None)
+    if replayed == 0 or unmatched < replayed:
+        return None
+    examples = ", ".join(repr(name) for name in key_names[:3])
+    message = "warning: no request has a key that a rule matches" + (
+        f" (keys such as {examples})" if examples else "")
+    if fields is not None:
+        return (f"{message}: the keys came from the log's {fields.key!r} field; name the field "
+                "that holds the rate-limit key with --map key=FIELD")
+    source = f"the keys came from the {key_field!r} field; " if key_field else ""
+    return f"{message}: {source}`tokenlimit validate RULES --key KEY` shows which rule a key takes"
