@@ -204,3 +204,24 @@ def test_converted_times_are_the_written_ones(log: str, preset: str, first: tupl
     line = json.loads(out.read_text().splitlines()[0])
     assert (line["ts"], line["latency"]) == first
     assert repr(line["ts"]) == repr(first[0])
+
+
+def test_a_trace_export_with_iso_times_reads_with_a_map_of_ts_and_key(tmp_path: Path) -> None:
+    # A canonical trace whose ts is ISO-8601 text: the per-row reader's error says how to read
+    # it, and --map ts=ts,key=key keeps the latency, usage and ids of the same-named columns.
+    trace = tmp_path / "iso.csv"
+    trace.write_text("id,ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
+                     "r1,2026-11-02T09:00:00.100Z,regular-user-1,1.5,100,20,120\n"
+                     "r2,2026-11-02T09:00:01.200Z,regular-user-1,0.5,100,,130\n")
+    refused = runner.invoke(app, ["simulate", str(trace), "-r", RULES])
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"error: {trace}:2: field 'ts': '2026-11-02T09:00:00.100Z' is not a number (Unix "
+        "seconds: a file with ISO-8601 times reads as a log, with --map ts=ts,key=key)\n")
+    assert _rows(read_trace(trace, fields=parse_map("ts=ts,key=key"))) == [
+        ("r1", T0 + 0.1, ("regular-user-1",), 1.5, 100, 20, 120),
+        ("r2", T0 + 1.2, ("regular-user-1",), 0.5, 100, 30, 130)]
+    # Named otherwise, a field is read from the column named; with end=, latency is not read.
+    ends = parse_map("ts=ts,key=key,end=done,completion_tokens=out")
+    assert (ends.latency, ends.end, ends.completion_tokens, ends.prompt_tokens) == (
+        None, "done", "out", "prompt_tokens")

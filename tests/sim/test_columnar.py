@@ -312,3 +312,59 @@ def test_columns_without_gaps_are_the_readers_memory_and_gaps_are_mended(
     assert completion[:2] == [4, 7] and total[:2] == [7, 9]  # recorded, then derived
     assert completion[2] in (4, 7) and total[2] == 5 + completion[2]  # drawn from a's
     assert trace.imputed.tolist() == [False, False, True]
+
+
+def test_parquet_timestamps_and_durations_are_seconds_for_both_readers(
+        tmp_path: Path) -> None:
+    """A warehouse export keeps ``ts`` as a timestamp (with or without a time zone, in any
+    unit) and may keep ``latency`` as a duration, tokens as 32-bit integers: the columnar
+    and the per-row reader read them as the Unix seconds and seconds a CSV of the same
+    requests gives."""
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    csv = tmp_path / "t.csv"
+    csv.write_bytes(b"ts,key,latency,prompt_tokens,completion_tokens\n"
+                    b"1793610000.078,a,1.543,3,4\n1793610001.2,b,0.25,2,\n"
+                    b"1793610001.2,a,0,1,2\n")
+    starts = [datetime(2026, 11, 2, 9, 0, 0, 78000, tzinfo=UTC),
+              datetime(2026, 11, 2, 9, 0, 1, 200000, tzinfo=UTC),
+              datetime(2026, 11, 2, 9, 0, 1, 200000, tzinfo=UTC)]
+    latencies = [timedelta(seconds=1.543), timedelta(seconds=0.25), timedelta(0)]
+    frame = pl.DataFrame({"ts": starts, "key": ["a", "b", "a"], "latency": latencies,
+                          "prompt_tokens": pl.Series([3, 2, 1], dtype=pl.Int32),
+                          "completion_tokens": pl.Series([4, None, 2], dtype=pl.UInt32)})
+    shapes = {
+        "aware.parquet": frame,
+        "naive.parquet": frame.with_columns(pl.col("ts").dt.replace_time_zone(None)),
+        "ms.parquet": frame.with_columns(pl.col("ts").dt.cast_time_unit("ms"),
+                                         pl.col("latency").dt.cast_time_unit("ms")),
+        "offset.parquet": frame.with_columns(pl.col("ts").dt.convert_time_zone("Asia/Shanghai")),
+        "float-latency.parquet": frame.with_columns(pl.Series("latency", [1.543, 0.25, 0.0])),
+    }
+    expected = _columns(read_trace(csv, seed=3))[2:]
+    for name, shape in shapes.items():
+        path = tmp_path / name
+        shape.write_parquet(path)
+        assert read_columnar(str(path), "parquet", None, key_field=None, seed=3) is not None
+        assert _outcome(path, None)[2:] == expected, name
+        assert _outcome(path, None, rows=True)[2:] == expected, name
+
+
+def test_a_parquet_column_of_a_type_no_trace_field_has_is_a_located_error(
+        tmp_path: Path) -> None:
+    from datetime import date
+
+    import polars as pl
+
+    base = {"ts": [1.5], "key": ["a"], "completion_tokens": [4]}
+    cases = {
+        "ts": ([date(2026, 11, 2)], "expected a number, got \"2026-11-02\""),
+        "completion_tokens": ([[1, 2]], "expected a number, got [1, 2]"),
+        "latency": ([{"ms": 5}], "expected a number, got {\"ms\": 5}"),
+    }
+    for field, (values, message) in cases.items():
+        path = tmp_path / f"{field}.parquet"
+        pl.DataFrame({**base, field: values}).write_parquet(path)
+        assert _outcome(path, None) == ("error", f"{path}:1: field '{field}': {message}")

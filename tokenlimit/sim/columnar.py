@@ -278,10 +278,17 @@ def _jsonl_schema(kinds: dict[str, list[int]], raw: Any, key_field: str | None
 
 def _number(frame: pl.DataFrame, field: str) -> pl.Series:
     """The column ``field`` as float64 or int64 (``Declined`` for a type the per-row reader
-    refuses)."""
+    refuses). A timestamp ``ts`` is Unix seconds, a duration ``latency`` seconds (as the
+    per-row reader reads them: ``row_reader.moment_seconds``)."""
     import polars as pl
 
     series = frame[field]
+    if isinstance(series.dtype, pl.Datetime) and field == "ts":
+        if series.dtype.time_zone is None:  # a naive timestamp is UTC
+            series = series.dt.replace_time_zone("UTC")
+        return exact_quotient(series.dt.epoch("us"), 1e6)
+    if isinstance(series.dtype, pl.Duration) and field == "latency":
+        return exact_quotient(series.dt.total_microseconds(), 1e6)
     if series.dtype == pl.String:
         return series.cast(pl.Float64, strict=True)
     if not series.dtype.is_numeric() or series.dtype == pl.Decimal:
@@ -289,6 +296,20 @@ def _number(frame: pl.DataFrame, field: str) -> pl.Series:
     if series.dtype.is_float():
         return series.cast(pl.Float64)
     return series.cast(pl.Int64)
+
+
+def exact_quotient(values: pl.Series, divisor: float) -> pl.Series:
+    """``values / divisor`` as float64, each quotient correctly rounded (polars divides a
+    column by a number as a product with its reciprocal: 1793610000078000 / 1e6 gave
+    1793610000.0779998, where 1793610000.078 is the nearest double).
+
+    >>> import polars as pl
+    >>> exact_quotient(pl.Series([1793610000078000, None]), 1e6).to_list()
+    [1793610000.078, None]
+    """
+    import polars as pl
+
+    return values.cast(pl.Float64) / pl.repeat(float(divisor), values.len(), eager=True)
 
 
 def _numbers(frame: pl.DataFrame, time_field: str, token_fields: tuple[str, ...]

@@ -75,6 +75,8 @@ PRESETS["istio"] = PRESETS["asm"]
 
 _MAPPABLE = ("ts", "key", "latency", "end", "prompt_tokens", "completion_tokens",
              "total_tokens", "id", "status")
+# Read, without a preset, from the log's columns of the same names unless --map names others.
+_CANONICAL = ("latency", "prompt_tokens", "completion_tokens", "total_tokens", "id", "status")
 
 
 def parse_map(text: str, base: FieldMap | None = None) -> FieldMap:
@@ -101,7 +103,10 @@ def parse_map(text: str, base: FieldMap | None = None) -> FieldMap:
         missing = [n for n in ("ts", "key") if n not in given]
         if missing:
             raise ConfigError(f"--map needs {' and '.join(missing)} (or --from PRESET)")
-        return FieldMap(**given)
+        # The trace fields not named are read from columns of their own names, where the
+        # log has them (a trace export with ISO-8601 times keeps its latency and usage).
+        same = {n: n for n in _CANONICAL if not (n == "latency" and "end" in given)}
+        return FieldMap(**{**same, **given})
     return replace(base, **given)
 
 

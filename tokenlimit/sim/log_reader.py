@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tokenlimit.errors import TraceError
-from tokenlimit.sim.columnar import Declined, build_trace
+from tokenlimit.sim.columnar import Declined, build_trace, exact_quotient
 from tokenlimit.sim.log_fields import FieldMap
 
 if TYPE_CHECKING:
@@ -251,20 +251,6 @@ class Instants:
         if self.per_second == start.per_second:
             return Instants(self.values - start.values, self.per_second).seconds()
         return self.seconds() - start.seconds()
-
-
-def exact_quotient(values: pl.Series, divisor: float) -> pl.Series:
-    """``values / divisor`` as float64, each quotient correctly rounded (polars divides a
-    column by a number as a product with its reciprocal: 1793610000078000 / 1e6 gave
-    1793610000.0779998, where 1793610000.078 is the nearest double).
-
-    >>> import polars as pl
-    >>> exact_quotient(pl.Series([1793610000078000, None]), 1e6).to_list()
-    [1793610000.078, None]
-    """
-    import polars as pl
-
-    return values.cast(pl.Float64) / pl.repeat(float(divisor), values.len(), eager=True)
 
 
 def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Instants:

@@ -13,6 +13,7 @@ import math
 import re
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import numpy as np
@@ -182,7 +183,31 @@ _MAX_TOKENS = 10**15  # beyond any real usage, and exact in the float64 the engi
 _MAX_INT = 2**62
 
 
-def _number(row: Mapping[str, Any], field: str, name: str, line: int) -> float | None:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d[T ]")
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def moment_seconds(value: Any) -> float | None:
+    """Unix seconds of a timestamp (a naive one is UTC) or the seconds of a duration (a
+    Parquet ``ts`` or ``latency`` column of those types), from whole microseconds by one
+    correctly rounded division, as the columnar reader computes them; ``None`` for any
+    other value.
+
+    >>> moment_seconds(datetime(2026, 11, 2, 9, 0, 0, 78000)), moment_seconds(1.5)
+    (1793610000.078, None)
+    """
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return ((moment - _EPOCH) // _MICROSECOND) / 1e6
+    if isinstance(value, timedelta):
+        return (value // _MICROSECOND) / 1e6
+    return None
+
+
+def _number(row: Mapping[str, Any], field: str, name: str, line: int,
+            times: bool = False) -> float | None:
+    """The number in ``field``; ``times``: a timestamp or a duration is one too, in seconds."""
     value: Any = row.get(field)
     kind = type(value)
     if kind is float:
@@ -192,15 +217,19 @@ def _number(row: Mapping[str, Any], field: str, name: str, line: int) -> float |
         return float(value)
     if value is None:
         return None
+    if times and (seconds := moment_seconds(value)) is not None:
+        return seconds
     if isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise TraceError(f"{value!r} is not a number", path=name, line=line,
+            hint = (" (Unix seconds: a file with ISO-8601 times reads as a log, with --map "
+                    "ts=ts,key=key)" if field == "ts" and _ISO_DATE.match(value) else "")
+            raise TraceError(f"{value!r} is not a number{hint}", path=name, line=line,
                              field=field) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TraceError(f"expected a number, got {json.dumps(value)}", path=name, line=line,
-                         field=field)
+        raise TraceError(f"expected a number, got {json.dumps(value, default=str)}",
+                         path=name, line=line, field=field)
     if isinstance(value, int) and not -_MAX_INT < value < _MAX_INT:
         raise TraceError("is out of range", path=name, line=line, field=field)
     if not math.isfinite(value):
@@ -250,7 +279,7 @@ def _keys(row: Mapping[str, Any], name: str, line: int, plan: TraceKeys | None,
 def add_row(c: RowColumns, row: Mapping[str, Any], name: str, line: int,
          plan: TraceKeys | None, key_field: str | None) -> None:
     if "ts" in row:
-        ts = _number(row, "ts", name, line)
+        ts = _number(row, "ts", name, line, times=True)
         prompt = _tokens(row, "prompt_tokens", name, line)
         completion = _tokens(row, "completion_tokens", name, line)
     elif "timestamp" in row:  # Mooncake / AIPerf: milliseconds, input/output lengths
@@ -263,7 +292,7 @@ def add_row(c: RowColumns, row: Mapping[str, Any], name: str, line: int,
                          field="ts")
     if ts is None:
         raise TraceError("must be a number", path=name, line=line, field="ts")
-    latency = _number(row, "latency", name, line) or 0.0
+    latency = _number(row, "latency", name, line, times=True) or 0.0
     if latency < 0:
         raise TraceError("must be >= 0 seconds", path=name, line=line, field="latency")
     total = _tokens(row, "total_tokens", name, line)
