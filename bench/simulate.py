@@ -45,7 +45,7 @@ RULES = [Rule(0, "regular-user.*", 200, 50, 30, 300), Rule(1, "subscriber.*", 10
 RULES_JSON = json.dumps([r.to_config() for r in RULES])
 CLI_WRAPPER = """
 import runpy, sys
-import tokenlimit.cli.quick_exit as quick_exit
+import tokenlimit.cli.batch as batch
 
 def peak():
     # VmHWM belongs to this program's address space (ru_maxrss would carry the parent's
@@ -54,13 +54,13 @@ def peak():
         found = [line.split()[1] for line in status if line.startswith("VmHWM")][0]
     print(f"{int(found) / 1024:.0f} MiB", file=sys.stderr)
 
-leave = quick_exit.leave_if_asked
+leave = batch.leave_if_asked
 
-def leave_after_peak(code):  # the command ends the process itself (quick_exit)
+def leave_after_peak(code):  # the command ends the process itself (batch)
     peak()
     leave(code)
 
-quick_exit.leave_if_asked = leave_after_peak
+batch.leave_if_asked = leave_after_peak
 sys.argv = ["tokenlimit", *sys.argv[1:]]
 runpy.run_module("tokenlimit", run_name="__main__")
 """

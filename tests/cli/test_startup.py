@@ -26,7 +26,7 @@ LAZY_PACKAGES = ("tokenlimit.gateway", "tokenlimit.k8s", "tokenlimit.load",
 
 # Prints, as JSON, the heavy top-level packages loaded once the code given has run (at exit,
 # so that a command's own run counts too).
-# A batch command ends the process with os._exit (tokenlimit.cli.quick_exit): report there too.
+# A batch command ends the process with os._exit (tokenlimit.cli.batch): report there too.
 _PROBE = """
 import atexit, json, os, sys
 heavy = set(json.loads(sys.argv[1]))

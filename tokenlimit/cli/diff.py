@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
-from tokenlimit.cli import quick_exit
+from tokenlimit.cli import batch
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import compile_go_regex, require_valid
 from tokenlimit.rules.figures import figures_of, number
@@ -162,7 +162,7 @@ def diff(
     Example: tokenlimit diff origin/main:rules.json rules.json --trace trace.jsonl
     --class 'subscriber.*' --fail-if 'subscriber.*: newly_limited > 1%' --format markdown
     """
-    quick_exit.after_this_command()
+    batch.begin()
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     if charge not in CHARGES:

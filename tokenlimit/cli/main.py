@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperCommand
 
 from tokenlimit import __version__
-from tokenlimit.cli import quick_exit
+from tokenlimit.cli import batch
 from tokenlimit.cli.help_layout import TidyGroup, TokenlimitCommand, reflow_help
 from tokenlimit.errors import TokenlimitError
 
@@ -112,9 +112,9 @@ def run() -> None:
     # tokenlimit.cli let Ctrl-C end the process while modules loaded; from here on it is a
     # KeyboardInterrupt again, which TokenlimitGroup turns into "interrupted" and exit 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    quick_exit.forget()
+    batch.forget()
     try:
         app()
     except SystemExit as exc:
-        quick_exit.leave_if_asked(exc.code)
+        batch.leave_if_asked(exc.code)
         raise

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
-from tokenlimit.cli import quick_exit
+from tokenlimit.cli import batch
 from tokenlimit.cli.options import (
     ConfigJsonOption,
     EstimateOption,
@@ -195,7 +195,7 @@ def simulate(
 
     Example: tokenlimit simulate samples/trace.jsonl --rules samples/rules.json
     """
-    quick_exit.after_this_command()
+    batch.begin()
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     if executor not in ("local", "dask"):

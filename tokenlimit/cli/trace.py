@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 import yaml
 
-from tokenlimit.cli import quick_exit
+from tokenlimit.cli import batch
 from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
 from tokenlimit.errors import ConfigError
@@ -75,7 +75,7 @@ def generate(
 
     Example: tokenlimit trace generate -o trace.jsonl --tier regular-user:50:2 --seed 7
     """
-    quick_exit.after_this_command()
+    batch.begin()
     from tokenlimit.sim.generate import DEFAULT_TIERS, TraceSpec, generate_trace
     from tokenlimit.sim.writers import trace_lines, write_trace
 
@@ -114,7 +114,7 @@ def convert(
 
     Example: tokenlimit trace convert samples/logs/kong-ai-audit.jsonl --from kong -o kong.parquet
     """
-    quick_exit.after_this_command()
+    batch.begin()
     from tokenlimit.sim.readers import read_trace
     from tokenlimit.sim.writers import trace_frame, write_table
 

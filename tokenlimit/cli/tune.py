@@ -15,7 +15,7 @@ from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
-from tokenlimit.cli import quick_exit
+from tokenlimit.cli import batch
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
@@ -194,7 +194,7 @@ def tune(
     --rule 'subscriber.*' --goal 'subscriber.*: limited <= 2%'
     --goal 'subscriber.*: key_tokens_per_hour <= 12000' --prefer less-spend -o tuned.json
     """
-    quick_exit.after_this_command()
+    batch.begin()
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     if charge not in CHARGES:

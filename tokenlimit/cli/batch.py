@@ -1,6 +1,11 @@
-"""Ending a batch command's process without Python's teardown.
+"""How a batch command's process starts and ends (``simulate``, ``diff``, ``tune``, ``trace``).
 
-A ``simulate`` of ten million requests leaves a gigabyte of arrays, polars' and numba's
+Start: numpy's OpenBLAS starts a thread per core as numpy loads, and the threads spin a while
+waiting for work: about a tenth of a CPU-second a run, taken from the trace reader and the
+replay on a two-core machine. tokenlimit never multiplies matrices, so a batch command asks
+for one BLAS thread (``OPENBLAS_NUM_THREADS``, unless the user set it) before numpy loads.
+
+End: a ``simulate`` of ten million requests leaves a gigabyte of arrays, polars' and numba's
 state and thousands of modules behind; Python takes a fifth of a second to free them one by
 one at exit, after the report is printed. A command that has nothing left to clean up
 (files closed, threads and clusters stopped by its own ``with`` blocks) asks for a quick
@@ -23,9 +28,11 @@ def forget() -> None:
     _asked = False
 
 
-def after_this_command() -> None:
-    """End the process as soon as the running command returns (``main.run``)."""
+def begin() -> None:
+    """A batch command starts: one BLAS thread, and the process ends as soon as the command
+    returns (``main.run``)."""
     global _asked
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _asked = True
 
 

@@ -1,4 +1,5 @@
-"""A batch command ends its process without Python's teardown, losing nothing.
+"""A batch command starts with one BLAS thread and ends its process without Python's
+teardown, losing nothing.
 
 The console-script entry point (``main.run``) ends the process as soon as ``simulate``,
 ``diff``, ``tune`` or ``trace`` returns. These run it in a fresh interpreter, with an
@@ -9,6 +10,7 @@ decisions file and the exit status are all there.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +66,25 @@ print("IN-PROCESS", result.exit_code, file=sys.stderr)
 run()""")
     done = _run("validate", "samples/rules.json", code=code)
     assert (done.returncode, done.stderr) == (0, "IN-PROCESS 0\nTEARDOWN\n")
+
+
+def test_numpy_loads_after_a_batch_command_asks_for_one_blas_thread() -> None:
+    # OpenBLAS reads OPENBLAS_NUM_THREADS once, as numpy loads: begin() must come first.
+    probe = _RUN.replace("from tokenlimit.cli.main import run", """
+import tokenlimit.cli.batch as batch
+begin = batch.begin
+def probed_begin():
+    print("NUMPY-LOADED", "numpy" in sys.modules, file=sys.stderr)
+    begin()
+    print("BLAS", os.environ.get("OPENBLAS_NUM_THREADS"), file=sys.stderr)
+batch.begin = probed_begin
+from tokenlimit.cli.main import run""").replace("import atexit, sys", "import atexit, os, sys")
+    argv = ("simulate", "samples/trace.csv", "-r", "samples/rules.json", "--format", "json")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False, env=env)
+    assert (done.returncode, done.stderr) == (0, "NUMPY-LOADED False\nBLAS 1\n")
+    mine = subprocess.run([sys.executable, "-c", probe, *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={**env, "OPENBLAS_NUM_THREADS": "3"})
+    assert (mine.returncode, mine.stderr) == (0, "NUMPY-LOADED False\nBLAS 3\n")
