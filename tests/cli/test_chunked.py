@@ -172,3 +172,29 @@ def test_a_bad_line_in_a_later_block_names_its_line_in_the_file(tmp_path: Path) 
     assert result.stderr == f"error: {csv}:23: field 'latency': 'x' is not a number\n"
     with pytest.raises(TraceError, match=r"t\.csv:23: field 'latency'"):
         read_trace(csv)
+
+
+@pytest.mark.parametrize("suffix", ["jsonl.gz", "csv.gz", "jsonl.zst", "csv.zst"])
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_cut_short_compressed_trace_says_so(suffix: str, chunked: bool,
+                                              tmp_path: Path) -> None:
+    # An interrupted download: half the compressed bytes. zstandard's reader stopped quietly
+    # (the trace read as empty), and a stream cut short ended the chunked replay with
+    # click's "Aborted."; both are now the file's one-line error.
+    import gzip
+
+    import zstandard
+
+    plain = (SAMPLES / f"trace.{suffix.split('.')[0]}").read_bytes()
+    packed = (gzip.compress(plain) if suffix.endswith(".gz")
+              else zstandard.ZstdCompressor().compress(plain))
+    path = tmp_path / f"cut.{suffix}"
+    path.write_bytes(packed[:len(packed) // 2])
+    args = ["simulate", str(path), "-r", str(SAMPLES / "rules.json")]
+    result = runner.invoke(app, [*args, "--chunk-rows", "100"] if chunked else args)
+    reason = ("Compressed file ended before the end-of-stream marker was reached"
+              if suffix.endswith(".gz") else
+              "the zstd stream ends inside a frame (the file was cut short)")
+    kind = ("gzip" if suffix.endswith(".gz") else "zstd") if chunked else "text, gzip or zstd"
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {path}: not a readable {kind} file ({reason})\n")

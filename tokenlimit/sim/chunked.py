@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import io
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -122,13 +124,24 @@ def text_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int
     """Batches of about ``rows`` lines of a CSV or JSON Lines file (plain, gzip or zstd),
     cut at line ends (a CSV line break inside quotes stays in its record); each batch is
     read like a whole file (the CSV header in front), errors name the file's line."""
-    from tokenlimit.sim.readers import read_block, trace_format
+    from tokenlimit.sim.readers import trace_format
 
     fmt, compression = trace_format(path)
     try:
         raw = open_raw(path)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=path) from exc
+    try:
+        yield from _text_batches(path, fmt, raw, compression, rows, key_field, seed, fields)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a cut-short or damaged file
+        raise TraceError(f"not a readable {compression} file ({exc})", path=path) from exc
+
+
+def _text_batches(path: str, fmt: str, raw: IO[bytes], compression: str | None, rows: int,
+                  key_field: str | None, seed: int, fields: FieldMap | None
+                  ) -> Iterator[tuple[int, Trace]]:
+    from tokenlimit.sim.readers import read_block
+
     with raw, _decompressing(raw, compression) as stream:
         header = stream.readline() if fmt == "csv" else b""
         first_row, first_line = 0, 2 if fmt == "csv" else 1
@@ -172,14 +185,11 @@ def _log_block(path: str, fmt: str, data: bytes, fields: FieldMap, seed: int, fi
 def _decompressing(raw: IO[bytes], compression: str | None) -> Any:
     """A stream of ``raw``'s decompressed bytes (closing it leaves ``raw`` to its owner)."""
     if compression == "gzip":
-        import gzip
-
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if compression == "zstd":
-        import zstandard
+        from tokenlimit.sim.zstd_stream import ZstdStream
 
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, closefd=False)
-        return io.BufferedReader(reader)  # lines, which the decompressor does not give
+        return io.BufferedReader(ZstdStream(raw))  # lines, which the decompressor does not give
     return contextlib.nullcontext(raw)
 
 

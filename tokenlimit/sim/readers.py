@@ -50,6 +50,7 @@ from tokenlimit.sim.trace_sources import (
     read_raw,
 )
 from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.zstd_stream import ZstdStream
 
 __all__ = ["MISSING", "TRACE_FIELDS", "TraceKeys", "impute_completion", "read_trace",
            "read_trace_rows", "trace_format"]
@@ -239,20 +240,14 @@ def _read_bytes(name: str) -> bytes:
         if compression == "gzip":
             return gzip.decompress(raw)
         if compression == "zstd":
-            import zstandard
-
-            with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)) as stream:
-                return stream.read()
+            return ZstdStream(io.BytesIO(raw)).readall()
         return raw
     if compression == "gzip":
         with gzip.open(name, "rb") as stream:
             return stream.read()
     if compression == "zstd":
-        import zstandard
-
-        with open(name, "rb") as raw_file, \
-                zstandard.ZstdDecompressor().stream_reader(raw_file) as stream:
-            return stream.read()
+        with open(name, "rb") as raw_file:
+            return ZstdStream(raw_file).readall()
     return Path(name).read_bytes()
 
 
