@@ -198,3 +198,26 @@ def test_a_cut_short_compressed_trace_says_so(suffix: str, chunked: bool,
     kind = ("gzip" if suffix.endswith(".gz") else "zstd") if chunked else "text, gzip or zstd"
     assert (result.exit_code, result.stderr) == (
         1, f"error: {path}: not a readable {kind} file ({reason})\n")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("pattern", ["", "*.parquet"])
+def test_a_dataset_whose_files_differ_in_types_reads_as_one_trace(
+        chunked: bool, pattern: str, tmp_path: Path) -> None:
+    # Files written on different days: one stores prompt_tokens as Int32 and has an extra
+    # column. One scan of them all refused the glob (a traceback with --chunk-rows).
+    whole = pl.read_csv(SAMPLES / "trace.csv")
+    folder = tmp_path / "days"
+    folder.mkdir()
+    whole[:900].write_parquet(folder / "day-1.parquet")
+    whole[900:].with_columns(pl.col("prompt_tokens").cast(pl.Int32),
+                             pl.lit("qwen-max").alias("model")).write_parquet(
+        folder / "day-2.parquet")
+    extra = ["--chunk-rows", "500"] if chunked else []
+    report = runner.invoke(app, ["simulate", str(folder / pattern), "-r", RULES, "--format",
+                                 "json", *extra])
+    single = runner.invoke(app, ["simulate", str(SAMPLES / "trace.csv"), "-r", RULES,
+                                 "--format", "json"])
+    assert report.exit_code == 0, report.output
+    assert ({k: v for k, v in json.loads(report.stdout).items() if k != "trace"}
+            == {k: v for k, v in json.loads(single.stdout).items() if k != "trace"})

@@ -64,14 +64,12 @@ class ChunkedResult:
 def parquet_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
                    fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
     """(first row, trace) for each batch of ``rows`` rows of a Parquet trace or log (a file,
-    folder or glob; a URL's dataset is read file by file), in order."""
-    if not is_url(path):
-        yield from _parquet_batches(path, path, rows, key_field, seed, fields, 0)
-        return
+    folder or glob), in order. A dataset is read file by file: its files may store a column
+    in different types (Int32 here, Int64 there), which one scan of them all refuses."""
     first = 0
-    for url in parquet_files(path) if is_dataset(path) else [path]:
-        with open_raw(url) as stream:
-            for start, trace in _parquet_batches(path, stream, rows, key_field, seed, fields,
+    for file in parquet_files(path) if is_dataset(path) else [path]:
+        with contextlib.nullcontext(file) if not is_url(file) else open_raw(file) as source:
+            for start, trace in _parquet_batches(path, source, rows, key_field, seed, fields,
                                                  first):
                 yield start, trace
                 first = start + len(trace)
@@ -93,7 +91,15 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
         wanted = log_columns(list(schema), fields)
     else:
         wanted = trace_columns(list(schema), key_field)
-    for batch in frame.select(wanted).collect_batches(chunk_size=rows):
+    batches = frame.select(wanted).collect_batches(chunk_size=rows)
+    while True:
+        try:
+            batch = next(batches, None)
+        except pl.exceptions.PolarsError as exc:
+            raise TraceError(f"not a readable Parquet trace ({exc})".splitlines()[0],
+                             path=path) from exc
+        if batch is None:
+            break
         if batch.height == 0:
             continue
         if fields is not None:

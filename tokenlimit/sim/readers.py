@@ -120,6 +120,8 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
             fast = read_columnar(name, fmt, data, key_field=key_field, seed=seed, ids=ids)
             if fast is not None:
                 return fast
+        if fmt == "parquet" and is_dataset(name):  # a glob of files whose types differ
+            return _read_parquet_dataset(name, key_templates, key_field, seed, fields)
     return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
 
 
@@ -262,7 +264,7 @@ def _parquet_rows(name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     """A Parquet file's rows as mappings (row numbers from 1); absent values left out."""
     import polars as pl
 
-    if _read_as_dataset(name, "parquet"):
+    if _read_as_dataset(name, "parquet") or is_dataset(name):  # file by file
         frame = parquet_frame(name)
     else:
         try:
