@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -368,3 +369,24 @@ def test_a_parquet_column_of_a_type_no_trace_field_has_is_a_located_error(
         path = tmp_path / f"{field}.parquet"
         pl.DataFrame({**base, field: values}).write_parquet(path)
         assert _outcome(path, None) == ("error", f"{path}:1: field '{field}': {message}")
+
+
+def test_keys_numbered_on_a_thread_give_the_same_trace_and_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large frame's keys are numbered on a thread beside the number columns: the same
+    trace as in line, and a key column the columnar reader declines (a missing key) still
+    ends in the per-row reader's located error."""
+    from tokenlimit.sim import columnar
+
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"ts": 1, "key": "b", "completion_tokens": 3}\n'
+                    '{"ts": 2, "key": "a", "completion_tokens": 4}\n'
+                    '{"ts": 3, "key": "b"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"ts": 1, "key": "b", "completion_tokens": 3}\n'
+                   '{"ts": 2, "completion_tokens": 4}\n')
+    in_line = [_outcome(good, None), _outcome(bad, None)]
+    monkeypatch.setattr(columnar, "_MEANWHILE", 0)
+    assert [_outcome(good, None), _outcome(bad, None)] == in_line
+    assert in_line[1] == ("error", f"{bad}:2: field 'key': no rate-limit key: give key, keys, "
+                                   "or headers with --key-template")

@@ -27,6 +27,8 @@ from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
 from tokenlimit.sim.trace_table import IdColumn, Trace
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import polars as pl
 
 _MAX_TOKENS = 10**15
@@ -477,6 +479,29 @@ def _csv_ids(column: pl.Series) -> pl.Series:
     return column
 
 
+_MEANWHILE = 1_000_000  # requests from which keys are numbered on a thread of their own
+
+
+def _keys_meanwhile(frame: pl.DataFrame, key_field: str | None) -> Future[Any]:
+    """``_keys(frame, key_field)``, on a thread while the numbers are converted for a large
+    frame (both are mostly outside the GIL: polars, numpy and the compiled numbering),
+    here for a small one."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    if frame.height < _MEANWHILE:
+        done: Future[Any] = Future()
+        try:
+            done.set_result(_keys(frame, key_field))
+        except Exception as exc:  # raised again by result(), as from a thread
+            done.set_exception(exc)
+        return done
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keys")
+    try:
+        return pool.submit(_keys, frame, key_field)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
                 first_row: int = 0) -> Trace:
     """The trace in a frame of canonical columns (``ts``, ``key`` or ``keys``, ``latency``,
@@ -499,6 +524,7 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
         time_field, prompt_field, completion_field = "timestamp", "input_length", "output_length"
     else:
         raise Declined
+    keys = _keys_meanwhile(frame, key_field)
     numbers, gaps = _numbers(frame, time_field,
                              (prompt_field, completion_field, "total_tokens"))
     ts = numbers[time_field] / 1000.0 if time_field == "timestamp" else numbers[time_field]
@@ -515,7 +541,7 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
     if "total_tokens" in gaps:
         fill = (completion != MISSING) & (total == MISSING)
         total[fill] = prompt[fill] + completion[fill]
-    ptr, index, names = _keys(frame, key_field)
+    ptr, index, names = keys.result()
     request_ids = _ids(frame, n, csv, first_row) if ids else None
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:
