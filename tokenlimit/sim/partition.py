@@ -82,8 +82,12 @@ def key_partitions(trace: Trace, parts: int) -> tuple[IntArray, int]:
     request are in one partition, partitions hold similar request counts."""
     from tokenlimit.sim.scan import requests_per_component
 
-    component = key_components(trace)
-    sizes = requests_per_component(trace.key_ptr, trace.key_index, component)
+    sizes, shared = _first_key_counts(trace, parts)
+    if shared:  # keys coupled through requests: one group each set of them
+        component = key_components(trace)
+        sizes = requests_per_component(trace.key_ptr, trace.key_index, component)
+    else:
+        component = np.arange(len(trace.key_names), dtype=np.int64)
     groups = np.flatnonzero(sizes)
     part_of_group = np.zeros(sizes.size, dtype=np.int64)
     biggest_first = groups[np.argsort(-sizes[groups], kind="stable")]
@@ -100,6 +104,30 @@ def key_partitions(trace: Trace, parts: int) -> tuple[IntArray, int]:
     renumber = np.zeros(parts, dtype=np.int64)  # the partitions with requests: 0 .. used - 1
     renumber[used] = np.arange(used.size)
     return renumber[part_of_group[component]], int(used.size)
+
+
+def _first_key_counts(trace: Trace, threads: int) -> tuple[IntArray, bool]:
+    """(per key, the requests whose first key it is; whether any request has two keys),
+    counted in blocks of requests on up to ``threads`` threads (the pass is on the way to
+    every partitioned replay, before its threads start)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tokenlimit.sim.scan import first_key_counts
+
+    n, keys = len(trace), len(trace.key_names)
+    blocks = max(1, min(threads, usable_cores(), n // SMALL_TRACE))
+
+    def count(block: int) -> tuple[IntArray, bool]:
+        counts = np.zeros(keys, dtype=np.int64)
+        shared = first_key_counts(trace.key_ptr, trace.key_index, n * block // blocks,
+                                  n * (block + 1) // blocks, counts)
+        return counts, shared
+
+    if blocks == 1:
+        return count(0)
+    with ThreadPoolExecutor(max_workers=blocks) as pool:
+        found = list(pool.map(count, range(blocks)))
+    return np.sum([c for c, _ in found], axis=0), any(s for _, s in found)
 
 
 def partition_requests(trace: Trace, parts: int) -> list[IntArray]:

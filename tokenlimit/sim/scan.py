@@ -183,6 +183,19 @@ def _prepare_parts(ptr: Any, keys: Any, owner: Any, part_of: Any, start: int, st
         outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
 
 
+def _first_key_counts(ptr: Any, keys: Any, start: int, stop: int, counts: Any) -> bool:
+    """Add to ``counts`` (per key) the checks ``start .. stop - 1`` whose first key it is;
+    whether any of them has more than one key."""
+    shared = False
+    for j in range(start, stop):
+        first, end = ptr[j], ptr[j + 1]
+        if first < end:
+            counts[keys[first]] += 1
+            if end - first > 1:
+                shared = True
+    return shared
+
+
 def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
     """How many checks have their keys in each component (indexed like ``component``)."""
     counts = np.zeros(component.shape[0], dtype=np.int64)
@@ -200,6 +213,7 @@ _report = njit(_report, error_model="numpy", nogil=True)
 compiled_scan = njit(_scan, error_model="numpy", nogil=True)
 prepare_parts = njit(_prepare_parts, error_model="numpy", nogil=True)
 requests_per_component = njit(_requests_per_component, error_model="numpy", nogil=True)
+first_key_counts = njit(_first_key_counts, error_model="numpy", nogil=True)
 shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 
 
@@ -265,4 +279,5 @@ def warm_up() -> None:
     asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2,
              keys, 2)
     requests_per_component(ptr, keys, keys)
+    first_key_counts(ptr, keys, 0, 2, np.zeros(2, dtype=np.int64))
     shares_a_request(ptr)
