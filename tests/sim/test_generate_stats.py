@@ -126,3 +126,25 @@ def test_sweep_settings_combine_as_a_product() -> None:
         sweep_rules(RULES, [parse_setting("rules[7].max_tokens=1")])
     with pytest.raises(ConfigError, match="'speed' is not one of"):
         parse_setting("rules[0].speed=1")
+
+
+def test_per_key_figures_counted_in_blocks_on_threads_are_one_passes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """key_figures splits a long trace into blocks of requests, one a thread: counts add up
+    and first limited times take the minimum, exactly as in one pass."""
+    from tokenlimit.sim import replay_stats
+
+    spec = TraceSpec(duration=3600.0, seed=4, tiers=(
+        Tier("regular-user", users=20, rate=2.0, arrival="bursty", completion_mean=60.0),))
+    trace = generate_trace(spec)
+    rules = [Rule(0, "regular-user.*", 200, 50, 30, 300)]
+    replay = replay_asm(rules, trace)
+    n_keys = len(trace.key_names)
+    assert len(trace) > 16 * (n_keys + 1) and (replay.outcome == 1).any()
+    monkeypatch.setattr(replay_stats, "_BLOCK", 10**12)
+    counts, first = replay_stats.key_figures(trace, replay, "completion", n_keys)
+    monkeypatch.setattr(replay_stats, "_BLOCK", 1)
+    monkeypatch.setattr(replay_stats, "usable_cores", lambda: 3)
+    in_blocks = replay_stats.key_figures(trace, replay, "completion", n_keys)
+    assert counts.tolist() == in_blocks[0].tolist()
+    assert first.tolist() == in_blocks[1].tolist()

@@ -21,6 +21,7 @@ import numpy as np
 from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import Replay, key_rules
+from tokenlimit.sim.partition import usable_cores
 from tokenlimit.sim.trace_table import Trace
 
 
@@ -105,7 +106,7 @@ def _compiled_figures() -> Any:
     # numba is loaded when figures are first needed, not with the command line
     from tokenlimit.sim.jit import njit
 
-    return njit(_group_figures)
+    return njit(_group_figures, nogil=True)
 
 
 def _rows(counts: Any, first: Any, debt: Any) -> list[Row]:
@@ -118,10 +119,31 @@ def key_figures(trace: Trace, replay: Replay, charge: Charge, n_keys: int) -> tu
     """Per deciding key (index ``n_keys``: no rule), counts (requests, admitted, limited,
     errors, tokens admitted, total tokens admitted) and the first limited time. Figures of
     consecutive chunks add up (counts) and take the minimum (times)."""
-    counts, first = _compiled_figures()(
-        replay.key, n_keys + 1, replay.outcome, trace.charged(charge), trace.total_tokens,
-        trace.ts)
-    return counts, first
+    figures = _compiled_figures()
+    columns = (replay.key, replay.outcome, trace.charged(charge), trace.total_tokens, trace.ts)
+    n = replay.key.shape[0]
+    # Blocks of requests on every core, when each block's table of keys is small beside it.
+    blocks = min(usable_cores(), n // _BLOCK) if (n_keys + 1) * 16 < n else 1
+    if blocks <= 1:
+        key, *rest = columns
+        whole: tuple[Any, Any] = figures(key, n_keys + 1, *rest)
+        return whole
+
+    def block_figures(block: int) -> tuple[Any, Any]:
+        start, stop = n * block // blocks, n * (block + 1) // blocks
+        key, *rest = (column[start:stop] for column in columns)
+        part: tuple[Any, Any] = figures(key, n_keys + 1, *rest)
+        return part
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=blocks) as pool:
+        found = list(pool.map(block_figures, range(blocks)))
+    return (np.sum([c for c, _ in found], axis=0),
+            np.minimum.reduce([f for _, f in found]))
+
+
+_BLOCK = 1_000_000  # requests at least in each block of key_figures'
 
 
 def _per_rule(key_rule: Any, size: int, counts: Any, first: Any, debt: Any
