@@ -78,7 +78,8 @@ FieldMapOption = Annotated[
     typer.Option(
         "--map", metavar="ts=FIELD,key=FIELD,...",
         help="Which log field holds each trace field (over --from's), e.g. "
-        "key=user_type or ts=started_at:ms,latency=duration:ms.",
+        "key=user_type or ts=started_at:ms,latency=duration:ms. Alone it needs ts and key; "
+        "other fields come from columns of their own names.",
     ),
 ]
 
