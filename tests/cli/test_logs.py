@@ -225,3 +225,19 @@ def test_a_trace_export_with_iso_times_reads_with_a_map_of_ts_and_key(tmp_path: 
     ends = parse_map("ts=ts,key=key,end=done,completion_tokens=out")
     assert (ends.latency, ends.end, ends.completion_tokens, ends.prompt_tokens) == (
         None, "done", "out", "prompt_tokens")
+
+
+def test_a_csv_logs_ids_read_as_a_csv_traces(tmp_path: Path) -> None:
+    # An id written as an integer is an integer (in --decisions too), cell by cell, as in a
+    # CSV trace; a log read with --map used to turn every id into text.
+    log = tmp_path / "log.csv"
+    log.write_text("id,ts,key,completion_tokens\n7,2026-11-02T09:00:00Z,a,5\n"
+                   "007,2026-11-02T09:00:01Z,b,5\nr-9,2026-11-02T09:00:02Z,a,5\n")
+    trace = read_trace(log, fields=parse_map("ts=ts,key=key"))
+    assert [trace.id_of(i) for i in range(3)] == [7, "007", "r-9"]
+    decisions = tmp_path / "d.jsonl"
+    result = runner.invoke(app, ["simulate", str(log), "--map", "ts=ts,key=key", "-r", RULES,
+                                 "--decisions", str(decisions), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in decisions.read_text().splitlines()] == [
+        7, "007", "r-9"]

@@ -503,12 +503,13 @@ def _keys_meanwhile(frame: pl.DataFrame, key_field: str | None) -> Future[Any]:
 
 
 def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None = None,
-                first_row: int = 0) -> Trace:
+                first_row: int = 0, *, csv: bool = False) -> Trace:
     """The trace in a frame of canonical columns (``ts``, ``key`` or ``keys``, ``latency``,
     token counts, ``id``, ``status``); ``Declined`` for values a trace cannot hold.
     ``first_row``: the frame's first row's position in its file (a request without an id
-    has its position as its id; ``ids`` is ``None`` when every id is that position)."""
-    return _trace(frame, name, key_field, seed, False, first_row)
+    has its position as its id; ``ids`` is ``None`` when every id is that position).
+    ``csv``: the ids are CSV cells, an integer where written as one (``records.csv_id``)."""
+    return _trace(frame, name, key_field, seed, csv, first_row)
 
 
 def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,

@@ -116,7 +116,8 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     table = pl.DataFrame(canonical, height=n) if n else pl.DataFrame(
         {k: v for k, v in canonical.items()})
     try:
-        return build_trace(table, name, seed, first_row=first_row)
+        # A CSV log's ids read as a CSV trace's: an integer where written as one.
+        return build_trace(table, name, seed, first_row=first_row, csv=located.fmt == "csv")
     except Declined:
         raise TraceError("could not be read as a trace", path=name) from None
 
