@@ -355,18 +355,22 @@ def test_parquet_timestamps_and_durations_are_seconds_for_both_readers(
 
 def test_a_parquet_column_of_a_type_no_trace_field_has_is_a_located_error(
         tmp_path: Path) -> None:
-    from datetime import date
+    from datetime import date, datetime, timedelta
 
     import polars as pl
 
     base = {"ts": [1.5], "key": ["a"], "completion_tokens": [4]}
-    cases = {
-        "ts": ([date(2026, 11, 2)], "expected a number, got \"2026-11-02\""),
-        "completion_tokens": ([[1, 2]], "expected a number, got [1, 2]"),
-        "latency": ([{"ms": 5}], "expected a number, got {\"ms\": 5}"),
-    }
-    for field, (values, message) in cases.items():
-        path = tmp_path / f"{field}.parquet"
+    cases = [
+        ("ts", [date(2026, 11, 2)], "expected a number, got \"2026-11-02\""),
+        ("completion_tokens", [[1, 2]], "expected a number, got [1, 2]"),
+        ("latency", [{"ms": 5}], "expected a number, got {\"ms\": 5}"),
+        # A start time is a timestamp and a latency a duration, not the other way round.
+        ("ts", [timedelta(seconds=2)], "expected a number, got \"0:00:02\""),
+        ("latency", [datetime(2026, 11, 2, 9)],
+         "expected a number, got \"2026-11-02 09:00:00\""),
+    ]
+    for number, (field, values, message) in enumerate(cases):
+        path = tmp_path / f"{number}-{field}.parquet"
         pl.DataFrame({**base, field: values}).write_parquet(path)
         assert _outcome(path, None) == ("error", f"{path}:1: field '{field}': {message}")
 

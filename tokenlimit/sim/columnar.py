@@ -14,9 +14,10 @@ and the per-row reader reads the file again: it gives the same trace or the loca
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,8 +28,6 @@ from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
 from tokenlimit.sim.trace_table import IdColumn, Trace
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     import polars as pl
 
 _MAX_TOKENS = 10**15
@@ -482,22 +481,18 @@ def _csv_ids(column: pl.Series) -> pl.Series:
 _MEANWHILE = 1_000_000  # requests from which keys are numbered on a thread of their own
 
 
-def _keys_meanwhile(frame: pl.DataFrame, key_field: str | None) -> Future[Any]:
-    """``_keys(frame, key_field)``, on a thread while the numbers are converted for a large
-    frame (both are mostly outside the GIL: polars, numpy and the compiled numbering),
-    here for a small one."""
-    from concurrent.futures import Future, ThreadPoolExecutor
-
+def _keys_meanwhile(frame: pl.DataFrame, key_field: str | None
+                    ) -> Callable[[], tuple[Any, Any, tuple[str, ...]]]:
+    """``_keys(frame, key_field)`` when the returned function is called: for a large frame
+    computed meanwhile, on a thread, while the number columns are converted (both are mostly
+    outside the GIL: polars, numpy and the compiled numbering); for a small one, then."""
     if frame.height < _MEANWHILE:
-        done: Future[Any] = Future()
-        try:
-            done.set_result(_keys(frame, key_field))
-        except Exception as exc:  # raised again by result(), as from a thread
-            done.set_exception(exc)
-        return done
+        return functools.partial(_keys, frame, key_field)
+    from concurrent.futures import ThreadPoolExecutor
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keys")
     try:
-        return pool.submit(_keys, frame, key_field)
+        return pool.submit(_keys, frame, key_field).result
     finally:
         pool.shutdown(wait=False)  # the thread ends with its one task
 
@@ -542,7 +537,7 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
     if "total_tokens" in gaps:
         fill = (completion != MISSING) & (total == MISSING)
         total[fill] = prompt[fill] + completion[fill]
-    ptr, index, names = keys.result()
+    ptr, index, names = keys()
     request_ids = _ids(frame, n, csv, first_row) if ids else None
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:

@@ -17,10 +17,10 @@ key's deepest debt comes from its own partition).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from tokenlimit.sim.trace_table import IntArray, Trace, take_key_lists
 EXECUTORS = ("local", "dask")
 # Below this many requests one scan takes milliseconds: threads would cost more than they save.
 SMALL_TRACE = 100_000
+T = TypeVar("T")
 
 
 def usable_cores() -> int:
@@ -41,6 +42,23 @@ def usable_cores() -> int:
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
+
+
+def map_blocks(n: int, blocks: int, work: Callable[[int, int], T]) -> list[T]:
+    """``work(start, stop)`` for ``blocks`` consecutive blocks of ``range(n)``, a thread each
+    (in line for one block): for compiled passes that release the GIL.
+
+    >>> map_blocks(10, 3, lambda start, stop: (start, stop)), map_blocks(10, 0, max)
+    ([(0, 3), (3, 6), (6, 10)], [10])
+    """
+    blocks = max(blocks, 1)
+    bounds = [(n * b // blocks, n * (b + 1) // blocks) for b in range(blocks)]
+    if len(bounds) == 1:
+        return [work(*bounds[0])]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
+        return list(pool.map(lambda bound: work(*bound), bounds))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,23 +128,16 @@ def _first_key_counts(trace: Trace, threads: int) -> tuple[IntArray, bool]:
     """(per key, the requests whose first key it is; whether any request has two keys),
     counted in blocks of requests on up to ``threads`` threads (the pass is on the way to
     every partitioned replay, before its threads start)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from tokenlimit.sim.scan import first_key_counts
 
     n, keys = len(trace), len(trace.key_names)
-    blocks = max(1, min(threads, usable_cores(), n // SMALL_TRACE))
 
-    def count(block: int) -> tuple[IntArray, bool]:
+    def count(start: int, stop: int) -> tuple[IntArray, bool]:
         counts = np.zeros(keys, dtype=np.int64)
-        shared = first_key_counts(trace.key_ptr, trace.key_index, n * block // blocks,
-                                  n * (block + 1) // blocks, counts)
+        shared = first_key_counts(trace.key_ptr, trace.key_index, start, stop, counts)
         return counts, shared
 
-    if blocks == 1:
-        return count(0)
-    with ThreadPoolExecutor(max_workers=blocks) as pool:
-        found = list(pool.map(count, range(blocks)))
+    found = map_blocks(n, min(threads, usable_cores(), n // SMALL_TRACE), count)
     return np.sum([c for c, _ in found], axis=0), any(s for _, s in found)
 
 

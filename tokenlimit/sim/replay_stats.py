@@ -21,7 +21,7 @@ import numpy as np
 from tokenlimit.bucket.types import Charge
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import Replay, key_rules
-from tokenlimit.sim.partition import usable_cores
+from tokenlimit.sim.partition import map_blocks, usable_cores
 from tokenlimit.sim.trace_table import Trace
 
 
@@ -122,23 +122,15 @@ def key_figures(trace: Trace, replay: Replay, charge: Charge, n_keys: int) -> tu
     figures = _compiled_figures()
     columns = (replay.key, replay.outcome, trace.charged(charge), trace.total_tokens, trace.ts)
     n = replay.key.shape[0]
-    # Blocks of requests on every core, when each block's table of keys is small beside it.
-    blocks = min(usable_cores(), n // _BLOCK) if (n_keys + 1) * 16 < n else 1
-    if blocks <= 1:
-        key, *rest = columns
-        whole: tuple[Any, Any] = figures(key, n_keys + 1, *rest)
-        return whole
 
-    def block_figures(block: int) -> tuple[Any, Any]:
-        start, stop = n * block // blocks, n * (block + 1) // blocks
+    def block_figures(start: int, stop: int) -> tuple[Any, Any]:
         key, *rest = (column[start:stop] for column in columns)
         part: tuple[Any, Any] = figures(key, n_keys + 1, *rest)
         return part
 
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=blocks) as pool:
-        found = list(pool.map(block_figures, range(blocks)))
+    # Blocks of requests on every core, when each block's table of keys is small beside it.
+    blocks = min(usable_cores(), n // _BLOCK) if (n_keys + 1) * 16 < n else 1
+    found = map_blocks(n, blocks, block_figures)
     return (np.sum([c for c, _ in found], axis=0),
             np.minimum.reduce([f for _, f in found]))
 

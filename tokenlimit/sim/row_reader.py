@@ -188,26 +188,28 @@ _ISO_DATE = re.compile(r"\d{4}-\d\d-\d\d[T ]")
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def moment_seconds(value: Any) -> float | None:
-    """Unix seconds of a timestamp (a naive one is UTC) or the seconds of a duration (a
-    Parquet ``ts`` or ``latency`` column of those types), from whole microseconds by one
-    correctly rounded division, as the columnar reader computes them; ``None`` for any
-    other value.
+def moment_seconds(value: Any, kind: type[datetime] | type[timedelta]) -> float | None:
+    """Unix seconds of a timestamp (a naive one is UTC) or the seconds of a duration, for a
+    ``value`` of ``kind`` (a Parquet ``ts`` or ``latency`` column of those types), from whole
+    microseconds by one correctly rounded division, as the columnar reader computes them;
+    ``None`` for any other value.
 
-    >>> moment_seconds(datetime(2026, 11, 2, 9, 0, 0, 78000)), moment_seconds(1.5)
-    (1793610000.078, None)
+    >>> moment_seconds(datetime(2026, 11, 2, 9, 0, 0, 78000), datetime)
+    1793610000.078
+    >>> moment_seconds(timedelta(seconds=1.5), datetime), moment_seconds(1.5, timedelta)
+    (None, None)
     """
+    if not isinstance(value, kind):
+        return None
     if isinstance(value, datetime):
         moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
         return ((moment - _EPOCH) // _MICROSECOND) / 1e6
-    if isinstance(value, timedelta):
-        return (value // _MICROSECOND) / 1e6
-    return None
+    return (value // _MICROSECOND) / 1e6
 
 
 def _number(row: Mapping[str, Any], field: str, name: str, line: int,
-            times: bool = False) -> float | None:
-    """The number in ``field``; ``times``: a timestamp or a duration is one too, in seconds."""
+            moment: type[datetime] | type[timedelta] | None = None) -> float | None:
+    """The number in ``field``; ``moment``: a value of that type is one too, in seconds."""
     value: Any = row.get(field)
     kind = type(value)
     if kind is float:
@@ -217,7 +219,7 @@ def _number(row: Mapping[str, Any], field: str, name: str, line: int,
         return float(value)
     if value is None:
         return None
-    if times and (seconds := moment_seconds(value)) is not None:
+    if moment is not None and (seconds := moment_seconds(value, moment)) is not None:
         return seconds
     if isinstance(value, str):
         try:
@@ -279,7 +281,7 @@ def _keys(row: Mapping[str, Any], name: str, line: int, plan: TraceKeys | None,
 def add_row(c: RowColumns, row: Mapping[str, Any], name: str, line: int,
          plan: TraceKeys | None, key_field: str | None) -> None:
     if "ts" in row:
-        ts = _number(row, "ts", name, line, times=True)
+        ts = _number(row, "ts", name, line, datetime)
         prompt = _tokens(row, "prompt_tokens", name, line)
         completion = _tokens(row, "completion_tokens", name, line)
     elif "timestamp" in row:  # Mooncake / AIPerf: milliseconds, input/output lengths
@@ -292,7 +294,7 @@ def add_row(c: RowColumns, row: Mapping[str, Any], name: str, line: int,
                          field="ts")
     if ts is None:
         raise TraceError("must be a number", path=name, line=line, field="ts")
-    latency = _number(row, "latency", name, line, times=True) or 0.0
+    latency = _number(row, "latency", name, line, timedelta) or 0.0
     if latency < 0:
         raise TraceError("must be >= 0 seconds", path=name, line=line, field="latency")
     total = _tokens(row, "total_tokens", name, line)
