@@ -19,7 +19,8 @@ from tokenlimit.errors import TokenlimitError
 
 
 class TokenlimitGroup(TidyGroup):
-    """Turns tokenlimit's own errors into one clear stderr line and exit status 1."""
+    """Turns tokenlimit's own errors (and running out of memory) into one clear stderr line
+    and exit status 1."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -31,6 +32,9 @@ class TokenlimitGroup(TidyGroup):
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except MemoryError:
+            typer.echo("error: out of memory", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

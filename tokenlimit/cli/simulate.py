@@ -29,7 +29,7 @@ from tokenlimit.cli.options import (
     read_rules,
     runnable,
 )
-from tokenlimit.cli.simulate_hints import no_rule_matched
+from tokenlimit.cli.simulate_hints import no_rule_matched, out_of_memory, too_large
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
 from tokenlimit.sim.semantics import SEMANTICS
@@ -270,9 +270,11 @@ def simulate(
             _print_report(console, summary, trace_path, limited, output_format,
                           no_rule_matched(summary, (), fields, key_field))
             return
-    with _collector_paused(), _progress(max(len(settings), 1) + 2) as step:
+    with _collector_paused(), _out_of_memory(trace_path), _progress(
+            max(len(settings), 1) + 2) as step:
         if semantics == "asm":
             _load_engine_meanwhile()
+        _warn_if_too_large(trace_path)
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                            fields=fields, ids=decisions is not None).at_speed(speed)
         if len(trace) == 0:
@@ -289,7 +291,8 @@ def simulate(
     replay, summary = result.replay, result.summaries[0][1]
     assert replay is not None
     if decisions:
-        write_decisions(decisions, trace, replay.outcome, replay.rule)
+        with _out_of_memory(trace_path):
+            write_decisions(decisions, trace, replay.outcome, replay.rule)
     if plot:
         from tokenlimit.sim.replay_plot import plot_replay
 
@@ -311,6 +314,25 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
         if limited:
             console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
                           "as demand, their usage imputed")
+
+
+@contextmanager
+def _out_of_memory(trace_path: str) -> Iterator[None]:
+    """A whole-trace replay that runs out of memory ends with one line naming
+    ``--chunk-rows`` (``TraceError``), not numpy's ``MemoryError``."""
+    try:
+        yield
+    except MemoryError:
+        raise TraceError(out_of_memory(), path=trace_path) from None
+
+
+def _warn_if_too_large(trace_path: str) -> None:
+    """Warn (stderr) before reading a trace that will likely not fit in memory."""
+    from tokenlimit.sim.trace_size import memory_shortfall
+
+    shortfall = memory_shortfall(trace_path)
+    if shortfall is not None:
+        typer.echo(too_large(trace_path, *shortfall), err=True)
 
 
 def _load_engine_meanwhile() -> None:

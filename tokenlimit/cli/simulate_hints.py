@@ -1,4 +1,5 @@
-"""What ``simulate`` tells a user whose trace and rules do not meet: no key matches a rule.
+"""What ``simulate`` tells a user whose trace and rules do not meet: no key matches a rule;
+and whose trace will not fit in memory.
 
 A gateway log read with ``--from`` takes its key from the preset's field (``authority`` for
 ASM), which is rarely the rate-limit key; every request then lands in "no rule: never
@@ -41,3 +42,34 @@ def no_rule_matched(summary: Summary, key_names: Sequence[str], fields: FieldMap
                 "that holds the rate-limit key with --map key=FIELD")
     source = f"the keys came from the {key_field!r} field; " if key_field else ""
     return f"{message}: {source}`tokenlimit validate RULES --key KEY` shows which rule a key takes"
+
+
+def _size(size: int) -> str:
+    """A memory size for a message.
+
+    >>> _size(3 * 2**20), _size(7 * 2**30 + 2**29)
+    ('3 MiB', '7.5 GiB')
+    """
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size // 2**20:,} MiB"
+
+
+def too_large(path: str, requests: int, needed: int, available: int) -> str:
+    """The warning for a trace that will likely not fit in memory (``trace_size``).
+
+    >>> print(too_large("day.parquet", 200_000_000, 32 * 2**30, 7 * 2**30))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    warning: day.parquet: about 200,000,000 requests need about 32.0 GiB of memory to replay
+    whole, and 7.0 GiB is available: --chunk-rows 2000000 streams them in batches instead
+    """
+    return (f"warning: {path}: about {requests:,} requests need about {_size(needed)} of "
+            f"memory to replay whole, and {_size(available)} is available: --chunk-rows "
+            f"{STREAM_BATCH} streams them in batches instead")
+
+
+def out_of_memory() -> str:
+    """The error for a whole-trace replay that ran out of memory."""
+    return (f"out of memory reading and replaying the whole trace: --chunk-rows {STREAM_BATCH} "
+            "streams it in batches instead")
+
+
+STREAM_BATCH = 2_000_000  # the batch size docs/simulate.md measures (bench/simulate_stream.py)
