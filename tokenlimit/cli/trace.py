@@ -107,6 +107,9 @@ def convert(
     mapping: FieldMapOption = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field (e.g. for Mooncake traces).")] = None,
+    chunk_rows: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help="Stream a log larger than memory in batches of about N "
+        "requests (parts kept on disk beside the output until it is complete).")] = None,
 ) -> None:
     """Convert a gateway log (or any trace) into a canonical trace: Parquet or JSON Lines.
 
@@ -115,16 +118,19 @@ def convert(
     Example: tokenlimit trace convert samples/logs/kong-ai-audit.jsonl --from kong -o kong.parquet
     """
     batch.begin()
-    from tokenlimit.sim.readers import read_trace
-    from tokenlimit.sim.writers import trace_frame, write_table
+    from tokenlimit.files import check_writable
+    from tokenlimit.sim.convert import convert_in_chunks, convert_whole
 
     if output == "-" or output.lower().endswith((".csv", ".csv.gz")):
         raise typer.BadParameter("write a .parquet or .jsonl file", param_hint="--output")
     fields = read_field_map(preset, mapping, key_field is not None)
-    trace = read_trace(source, key_field=key_field, fields=fields)
-    write_table(output, trace_frame(trace))
-    typer.echo(f"wrote {len(trace):,} requests for {len(trace.key_names):,} keys to {output}",
-               err=True)
+    check_writable(output)
+    if chunk_rows is None:
+        requests, keys = convert_whole(source, output, key_field=key_field, fields=fields)
+    else:
+        requests, keys = convert_in_chunks(source, output, chunk_rows, key_field=key_field,
+                                           fields=fields)
+    typer.echo(f"wrote {requests:,} requests for {keys:,} keys to {output}", err=True)
 
 
 def register(app: typer.Typer) -> None:
