@@ -69,3 +69,20 @@ def test_any_command_out_of_memory_is_one_line(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("tokenlimit.cli.validate.validate_rules", _no_memory)
     result = runner.invoke(app, ["validate", RULES])
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", "error: out of memory\n")
+
+
+def test_converting_a_log_larger_than_the_memory_left_is_warned_of_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trace = _trace(tmp_path, 20_000)
+    monkeypatch.setattr("tokenlimit.sim.trace_size.available_memory", lambda root="/": 2**20)
+    out = tmp_path / "t.parquet"
+    result = runner.invoke(app, ["trace", "convert", trace, "-o", str(out)])
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"warning: {trace}: about 20,001 requests need about 3 MiB of memory to convert "
+        "whole, and 1 MiB is available: --chunk-rows 2000000 streams them in batches "
+        f"instead\nwrote 20,000 requests for 7 keys to {out}\n")
+    streamed = runner.invoke(app, ["trace", "convert", trace, "-o", str(out), "--chunk-rows",
+                                   "5000"])
+    assert (streamed.exit_code, streamed.stderr) == (
+        0, f"wrote 20,000 requests for 7 keys to {out}\n")

@@ -29,7 +29,7 @@ from tokenlimit.cli.options import (
     read_rules,
     runnable,
 )
-from tokenlimit.cli.simulate_hints import no_rule_matched, out_of_memory, too_large
+from tokenlimit.cli.simulate_hints import no_rule_matched, out_of_memory, warn_if_too_large
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
 from tokenlimit.sim.semantics import SEMANTICS
@@ -274,7 +274,7 @@ def simulate(
             max(len(settings), 1) + 2) as step:
         if semantics == "asm":
             _load_engine_meanwhile()
-        _warn_if_too_large(trace_path)
+        warn_if_too_large(trace_path)
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                            fields=fields, ids=decisions is not None).at_speed(speed)
         if len(trace) == 0:
@@ -324,15 +324,6 @@ def _out_of_memory(trace_path: str) -> Iterator[None]:
         yield
     except MemoryError:
         raise TraceError(out_of_memory(), path=trace_path) from None
-
-
-def _warn_if_too_large(trace_path: str) -> None:
-    """Warn (stderr) before reading a trace that will likely not fit in memory."""
-    from tokenlimit.sim.trace_size import memory_shortfall
-
-    shortfall = memory_shortfall(trace_path)
-    if shortfall is not None:
-        typer.echo(too_large(trace_path, *shortfall), err=True)
 
 
 def _load_engine_meanwhile() -> None:

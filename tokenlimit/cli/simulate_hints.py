@@ -8,6 +8,7 @@ limited" and the report alone does not say why.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -53,8 +54,10 @@ def _size(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size // 2**20:,} MiB"
 
 
-def too_large(path: str, requests: int, needed: int, available: int) -> str:
-    """The warning for a trace that will likely not fit in memory (``trace_size``).
+def too_large(path: str, requests: int, needed: int, available: int,
+              doing: str = "replay") -> str:
+    """The warning for a trace that will likely not fit in memory (``trace_size``) to
+    ``doing`` (replay, convert) whole.
 
     >>> print(too_large("day.parquet", 200_000_000, 32 * 2**30, 7 * 2**30))
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -62,8 +65,18 @@ def too_large(path: str, requests: int, needed: int, available: int) -> str:
     whole, and 7.0 GiB is available: --chunk-rows 2000000 streams them in batches instead
     """
     return (f"warning: {path}: about {requests:,} requests need about {_size(needed)} of "
-            f"memory to replay whole, and {_size(available)} is available: --chunk-rows "
+            f"memory to {doing} whole, and {_size(available)} is available: --chunk-rows "
             f"{STREAM_BATCH} streams them in batches instead")
+
+
+def warn_if_too_large(path: str, doing: str = "replay") -> None:
+    """Say on stderr, before reading, that the trace at ``path`` will likely not fit in
+    memory to ``doing`` whole."""
+    from tokenlimit.sim.trace_size import memory_shortfall
+
+    shortfall = memory_shortfall(path)
+    if shortfall is not None:
+        print(too_large(path, *shortfall, doing=doing), file=sys.stderr)
 
 
 def out_of_memory() -> str:

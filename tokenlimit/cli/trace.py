@@ -11,6 +11,7 @@ import yaml
 from tokenlimit.cli import batch
 from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
+from tokenlimit.cli.simulate_hints import warn_if_too_large
 from tokenlimit.errors import ConfigError
 
 if TYPE_CHECKING:  # numpy loads when a trace is generated, not at every command's start-up
@@ -126,6 +127,7 @@ def convert(
     fields = read_field_map(preset, mapping, key_field is not None)
     check_writable(output)
     if chunk_rows is None:
+        warn_if_too_large(source, "convert")
         requests, keys = convert_whole(source, output, key_field=key_field, fields=fields)
     else:
         requests, keys = convert_in_chunks(source, output, chunk_rows, key_field=key_field,
