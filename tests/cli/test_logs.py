@@ -80,7 +80,7 @@ def test_the_cli_reports_the_429_lines_and_converts_logs(tmp_path: Path) -> None
     text = runner.invoke(app, ["simulate", str(LOGS / "asm-access.jsonl"), "-r", RULES,
                                "--from", "istio", "--map", "key=user_type"])
     assert text.exit_code == 0, text.output
-    assert ("1 requests were answered 429 when recorded: replayed as demand, their usage "
+    assert ("1 request was answered 429 when recorded: replayed as demand, its usage "
             "imputed") in text.stdout
     for suffix in ("parquet", "jsonl"):
         out = tmp_path / f"kong.{suffix}"

@@ -111,6 +111,15 @@ def _table(title: str, first: Sequence[str]) -> Table:
     return table
 
 
+def _requests(count: int) -> str:
+    """A count of requests.
+
+    >>> _requests(1), _requests(1200)
+    ('1 request', '1,200 requests')
+    """
+    return f"{count:,} request{'' if count == 1 else 's'}"
+
+
 def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
     rules = _table("Per rule", ("rule", "regex"))
@@ -123,7 +132,7 @@ def format_summary(summary: Summary, path: str) -> Group:
     totals = _table("Totals", ("trace",))
     totals.add_row(path, *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
-             f"{summary.imputed:,} requests had completion tokens imputed"]
+             f"{_requests(summary.imputed)} had completion tokens imputed"]
     spend = summary.spend()
     if spend is not None:
         lines.append(f"estimated spend of admitted requests: ${spend['admitted_usd']:,.2f} "
@@ -312,8 +321,9 @@ def _print_report(console: Console, summary: Summary, path: str, limited: int,
     else:
         console.print(format_summary(summary, path))
         if limited:
-            console.print(f"{limited:,} requests were answered 429 when recorded: replayed "
-                          "as demand, their usage imputed")
+            were, their = ("was", "its") if limited == 1 else ("were", "their")
+            console.print(f"{_requests(limited)} {were} answered 429 when recorded: replayed "
+                          f"as demand, {their} usage imputed")
 
 
 @contextmanager
