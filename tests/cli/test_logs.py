@@ -241,3 +241,27 @@ def test_a_csv_logs_ids_read_as_a_csv_traces(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in decisions.read_text().splitlines()] == [
         7, "007", "r-9"]
+
+
+@pytest.mark.parametrize(("command", "replayed"), [
+    (["diff", RULES, str(SAMPLES / "rules-proposed.json"), "--format", "json"],
+     '"requests": 5,'),
+    (["tune", "--rules", RULES, "--rule", "0", "--goal", "limited <= 20%", "--format", "json"],
+     '"replayed": 60,'),
+])
+def test_diff_and_tune_read_a_gateway_log_as_simulate_does(command: list[str], replayed: str,
+                                                           tmp_path: Path) -> None:
+    # The log read through --from/--map gives what its converted trace gives.
+    log = str(LOGS / "asm-access.jsonl")
+    mapped = ["--from", "asm", "--map", "key=user_type"]
+    converted = tmp_path / "asm.parquet"
+    assert runner.invoke(app, ["trace", "convert", log, *mapped, "-o",
+                               str(converted)]).exit_code == 0
+    from_log = runner.invoke(app, [*command, "--trace", log, *mapped])
+    from_trace = runner.invoke(app, [*command, "--trace", str(converted)])
+    assert (from_log.exit_code, from_trace.exit_code) == (0, 0), from_log.output
+    assert from_log.stdout.replace(log, "T") == from_trace.stdout.replace(str(converted), "T")
+    assert replayed in from_log.stdout
+    both = runner.invoke(app, [*command, "--trace", log, *mapped, "--key-field", "user"])
+    assert both.exit_code == 2
+    assert "not --key-field or --key-template" in " ".join(both.stderr.replace("│", " ").split())

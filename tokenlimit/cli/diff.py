@@ -14,6 +14,7 @@ from rich.table import Table
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli import batch
+from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import compile_go_regex, require_valid
 from tokenlimit.rules.figures import figures_of, number
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # numpy loads when a diff runs, not at every command's start-
     from tokenlimit.bucket.key_templates import KeyTemplate
     from tokenlimit.rules.model import Rule
     from tokenlimit.sim.conditions import Condition
+    from tokenlimit.sim.log_fields import FieldMap
     from tokenlimit.sim.rule_diff import GroupDiff, TraceDiff
 
 FORMATS = ("text", "json", "markdown")
@@ -148,6 +150,8 @@ def diff(
         help="Render keys from each line's headers, as simulate does (repeatable).")] = None,
     key_field: Annotated[str | None, typer.Option(
         help="Take the key from this field.")] = None,
+    preset: LogPresetOption = None,
+    mapping: FieldMapOption = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     top: Annotated[int, typer.Option(min=0, help="Keys shown in the keys table.")] = 10,
     output_format: Annotated[str, typer.Option(
@@ -174,6 +178,7 @@ def diff(
     if key_field is not None and key_template:
         raise typer.BadParameter("give --key-field or --key-template, not both",
                                  param_hint="--key-field")
+    log_fields = read_field_map(preset, mapping, bool(key_field or key_template))
     from tokenlimit.sim.conditions import parse_condition
     from tokenlimit.sim.rule_diff import METRICS
 
@@ -192,7 +197,7 @@ def diff(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
     charged: Charge = "total" if charge == "total" else "completion"
-    result = _run(old_source, new_source, trace_path, templates, key_field, seed,
+    result = _run(old_source, new_source, trace_path, templates, key_field, log_fields, seed,
                   classes or [], charged, top)
     if output_format == "json":
         body = result.to_dict()
@@ -207,8 +212,8 @@ def diff(
 
 
 def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[KeyTemplate],
-         key_field: str | None, seed: int, classes: Sequence[str], charge: Charge,
-         top: int) -> TraceDiff:
+         key_field: str | None, log_fields: FieldMap | None, seed: int,
+         classes: Sequence[str], charge: Charge, top: int) -> TraceDiff:
     from tokenlimit.cli.simulate import read_trace
     from tokenlimit.rules.revisions import load_rules_source
     from tokenlimit.sim.rule_diff import diff_rules
@@ -217,7 +222,8 @@ def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[
     new = load_rules_source(new_source)
     require_valid(old)
     require_valid(new)
-    trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+    trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
+                       fields=log_fields)
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace_path)
     return diff_rules(trace, old.rules, new.rules, classes=classes, charge=charge, top=top)

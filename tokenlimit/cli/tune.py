@@ -16,7 +16,15 @@ from rich.table import Table
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli import batch
-from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
+from tokenlimit.cli.options import (
+    ConfigJsonOption,
+    FieldMapOption,
+    FromEnvOption,
+    LogPresetOption,
+    RulesOption,
+    read_field_map,
+    read_rules,
+)
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
 from tokenlimit.rules import RuleMatcher, require_valid
@@ -173,6 +181,8 @@ def tune(
         "--key-template", metavar="TEMPLATE",
         help="Render keys from each line's headers, as simulate does (repeatable).")] = None,
     key_field: Annotated[str | None, typer.Option(help="Take the key from this field.")] = None,
+    preset: LogPresetOption = None,
+    mapping: FieldMapOption = None,
     seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     plot: Annotated[str | None, typer.Option(
         metavar="FILE.png", help="Chart the trade-off between the goals.")] = None,
@@ -223,6 +233,10 @@ def tune(
         templates = parse_key_templates(key_template or [])
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
+    if key_field is not None and key_template:
+        raise typer.BadParameter("give --key-field or --key-template, not both",
+                                 param_hint="--key-field")
+    log_fields = read_field_map(preset, mapping, bool(key_field or key_template))
     loaded = read_rules(rules_source, config_json, from_env)
     require_valid(loaded)
     rules = loaded.rules
@@ -239,7 +253,8 @@ def tune(
         dimensions = dimensions_for(rules, chosen, searched, bounds)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--field") from None
-    trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed)
+    trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
+                       fields=log_fields)
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace_path)
     charged: Charge = "total" if charge == "total" else "completion"
