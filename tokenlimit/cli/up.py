@@ -33,7 +33,7 @@ from tokenlimit.cli.mock_llm import (
 from tokenlimit.cli.options import RulesOption, runnable
 from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import build_config, load_plugin
-from tokenlimit.rules import LoadedRules, load_rules
+from tokenlimit.rules import LoadedRules, load_rules, parse_rules_text
 
 if TYPE_CHECKING:  # the servers' libraries load when `up` runs, not at every start-up
     from tokenlimit.service.runner import BackendConfig
@@ -49,6 +49,7 @@ GUIDE_RULES = json.dumps([
      "fill_interval_second": 60, "tokens_per_fill": 100, "max_tokens": 1000},
 ])
 SAMPLE_RULES = Path(__file__).resolve().parents[2] / "samples" / "rules.json"
+BUILT_IN_ORIGIN = "<built-in: the ASM guide's rules>"
 
 PortOption = Annotated[int, typer.Option(min=0, max=65535)]
 
@@ -59,8 +60,8 @@ def guide_rules(source: str | None) -> LoadedRules:
         loaded = load_rules(source)
     elif SAMPLE_RULES.is_file():
         loaded = load_rules(str(SAMPLE_RULES))
-    else:
-        loaded = load_rules(config_json=GUIDE_RULES)
+    else:  # a user who never wrote --config-json must not be told the rules came from it
+        loaded = parse_rules_text(GUIDE_RULES, BUILT_IN_ORIGIN, fmt="json")
     return runnable(loaded)
 
 
