@@ -151,3 +151,17 @@ def test_every_option_help_is_shown_whole(path: tuple[str, ...]) -> None:
                if param.help and not getattr(param, "hidden", False)
                and " ".join(param.help.split()) not in flat]
     assert missing == []
+
+
+@pytest.mark.parametrize(("command", "default"), [
+    ("up", "default: samples/rules.json, else the ASM guide's rules built in."),
+    ("serve", "default: the RATE_LIMIT_CONFIG environment variable, as the example reads it."),
+])
+def test_rules_help_says_what_runs_without_it(command: str, default: str) -> None:
+    # Both run without --rules (up: the guide's rules; serve: the environment, as the example),
+    # yet their --rules help read as validate's, where a source is required.
+    text = runner.invoke(app, [command, "--help"], env=WIDE).output
+    rules_line = next(line for line in text.splitlines() if line.startswith("│ --rules"))
+    assert rules_line.split("│")[1].split("SOURCE", 1)[1].strip() == (
+        "Rules: a JSON or YAML file, a Kubernetes manifest that sets RATE_LIMIT_CONFIG, or - "
+        f"for stdin; {default}")

@@ -30,7 +30,7 @@ from tokenlimit.cli.mock_llm import (
     mock_settings,
     mock_summary,
 )
-from tokenlimit.cli.options import RulesOption, runnable
+from tokenlimit.cli.options import rules_option_with_default, runnable
 from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import build_config, load_plugin
 from tokenlimit.rules import LoadedRules, load_rules, parse_rules_text
@@ -104,7 +104,8 @@ def format_guide(urls: dict[str, str], backend: str, loaded: LoadedRules,
 
 
 def up(
-    rules: RulesOption = None,
+    rules: Annotated[str | None, rules_option_with_default(
+        "samples/rules.json, else the ASM guide's rules built in.")] = None,
     redis_url: Annotated[str | None, typer.Option(
         "--redis-url", metavar="URL",
         help="Keep buckets in Redis (redis://:PASSWORD@HOST:PORT/DB); default: memory.")]
