@@ -170,3 +170,25 @@ def test_the_readme_tour_inspect_command_runs(redis_server: RedisServer,
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert (shown["redis"], shown["keys"]) == (redis_server.url, [])
+
+
+def test_the_readme_tour_loadtest_command_agrees_with_the_rules_when_run_again(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Conformance assumes keys the service has no state for; run twice against one service
+    # (or after up and the guide's curls), the tour's line reported "FINDING under-admission"
+    # of a correct service until it had --unique-keys.
+    from tokenlimit.rules import load_rules
+    from tokenlimit.service import running_service
+
+    (line,) = [line for line in _tour_lines() if line.startswith("tokenlimit loadtest ")]
+    rules = load_rules(REPO / "samples" / "rules.json").rules
+    (tmp_path / "samples").symlink_to(REPO / "samples")
+    monkeypatch.chdir(tmp_path)
+    with running_service(rules, port=0) as service:
+        args = shlex.split(line.replace("http://127.0.0.1:8080", service.url)
+                           .replace("--duration 10", "--duration 1"))[1:]
+        for _ in range(2):
+            result = CliRunner().invoke(app, [*args, "--strict", "--format", "json"])
+            assert result.exit_code == 0, result.output
+            conformance = json.loads(result.stdout)["conformance"]
+            assert (conformance["over_admitted"], conformance["under_admitted"]) == (0, 0)
