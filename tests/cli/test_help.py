@@ -165,3 +165,14 @@ def test_rules_help_says_what_runs_without_it(command: str, default: str) -> Non
     assert rules_line.split("│")[1].split("SOURCE", 1)[1].strip() == (
         "Rules: a JSON or YAML file, a Kubernetes manifest that sets RATE_LIMIT_CONFIG, or - "
         f"for stdin; {default}")
+
+
+@pytest.mark.parametrize("command", ["diff", "tune"])
+def test_trace_help_names_every_format_simulate_reads(command: str) -> None:
+    # diff and tune read traces with simulate's reader (Parquet and .zst included), yet their
+    # help said "JSON Lines or CSV (.gz too)".
+    text = runner.invoke(app, [command, "--help"], env=WIDE).output
+    trace_line = next(line for line in text.splitlines() if line.startswith("│ *  --trace"))
+    assert trace_line.split("TRACE", 1)[1].split("│")[0].strip() == (
+        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads. "
+        "[required]")
