@@ -176,3 +176,23 @@ def test_trace_help_names_every_format_simulate_reads(command: str) -> None:
     assert trace_line.split("TRACE", 1)[1].split("│")[0].strip() == (
         "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads. "
         "[required]")
+
+
+def test_trace_generate_help_gives_the_units_and_defaults() -> None:
+    # RATE's unit (per tier, per second) and what runs without --tier, --duration, --start
+    # or --seed were only in docs/simulate.md; a reader guessed requests per user.
+    from tokenlimit.sim.generate import DEFAULT_TIERS, TraceSpec
+
+    text = runner.invoke(app, ["trace", "generate", "--help"], env=WIDE).output
+    flat = " ".join(text.replace("│", " ").split())
+    regular, subscriber = DEFAULT_TIERS
+    spec = TraceSpec()
+    for shown in (
+            "RATE is requests/s for the whole tier; ARRIVAL is poisson (the default), bursty or "
+            f"diurnal. Default: the spec's, else {regular.users} {regular.name} keys at "
+            f"{regular.rate}/s and {subscriber.users} {subscriber.name} keys, "
+            f"{subscriber.arrival}, at {subscriber.rate}/s.",
+            f"Seconds of traffic (default: the spec's, else {spec.duration:.0f}).",
+            f"Unix time of the start (default: the spec's, else {spec.start:.0f}).",
+            f"Random seed, same seed same file (default: the spec's, else {spec.seed})."):
+        assert shown in flat
