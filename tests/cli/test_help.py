@@ -151,3 +151,48 @@ def test_every_option_help_is_shown_whole(path: tuple[str, ...]) -> None:
                if param.help and not getattr(param, "hidden", False)
                and " ".join(param.help.split()) not in flat]
     assert missing == []
+
+
+@pytest.mark.parametrize(("command", "default"), [
+    ("up", "default: samples/rules.json, else the ASM guide's rules built in."),
+    ("serve", "default: the RATE_LIMIT_CONFIG environment variable, as the example reads it."),
+])
+def test_rules_help_says_what_runs_without_it(command: str, default: str) -> None:
+    # Both run without --rules (up: the guide's rules; serve: the environment, as the example),
+    # yet their --rules help read as validate's, where a source is required.
+    text = runner.invoke(app, [command, "--help"], env=WIDE).output
+    rules_line = next(line for line in text.splitlines() if line.startswith("│ --rules"))
+    assert rules_line.split("│")[1].split("SOURCE", 1)[1].strip() == (
+        "Rules: a JSON or YAML file, a Kubernetes manifest that sets RATE_LIMIT_CONFIG, or - "
+        f"for stdin; {default}")
+
+
+@pytest.mark.parametrize("command", ["diff", "tune"])
+def test_trace_help_names_every_format_simulate_reads(command: str) -> None:
+    # diff and tune read traces with simulate's reader (Parquet and .zst included), yet their
+    # help said "JSON Lines or CSV (.gz too)".
+    text = runner.invoke(app, [command, "--help"], env=WIDE).output
+    trace_line = next(line for line in text.splitlines() if line.startswith("│ *  --trace"))
+    assert trace_line.split("TRACE", 1)[1].split("│")[0].strip() == (
+        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads. "
+        "[required]")
+
+
+def test_trace_generate_help_gives_the_units_and_defaults() -> None:
+    # RATE's unit (per tier, per second) and what runs without --tier, --duration, --start
+    # or --seed were only in docs/simulate.md; a reader guessed requests per user.
+    from tokenlimit.sim.generate import DEFAULT_TIERS, TraceSpec
+
+    text = runner.invoke(app, ["trace", "generate", "--help"], env=WIDE).output
+    flat = " ".join(text.replace("│", " ").split())
+    regular, subscriber = DEFAULT_TIERS
+    spec = TraceSpec()
+    for shown in (
+            "RATE is requests/s for the whole tier; ARRIVAL is poisson (the default), bursty or "
+            f"diurnal. Default: the spec's, else {regular.users} {regular.name} keys at "
+            f"{regular.rate}/s and {subscriber.users} {subscriber.name} keys, "
+            f"{subscriber.arrival}, at {subscriber.rate}/s.",
+            f"Seconds of traffic (default: the spec's, else {spec.duration:.0f}).",
+            f"Unix time of the start (default: the spec's, else {spec.start:.0f}).",
+            f"Random seed, same seed same file (default: the spec's, else {spec.seed})."):
+        assert shown in flat

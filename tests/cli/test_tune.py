@@ -142,6 +142,17 @@ def test_bad_options_are_usage_errors(args: list[str], hint: str) -> None:
     assert hint in result.stderr
 
 
+def test_a_malformed_goal_is_answered_with_an_example_of_a_goal() -> None:
+    # The example was diff's gate ('limited > 1%'): as a goal it asks for more limiting.
+    result = _tune("--trace", TRACE, "--rules", RULES, "--rule", "0", "--goal",
+                   "limited <<= 20%")
+    assert result.exit_code == 2
+    flat = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())
+    assert flat.endswith(
+        "Error Invalid value for --goal: 'limited <<= 20%': expected [CLASS: ]METRIC OP "
+        "VALUE[%] with OP one of <, <=, >, >= (e.g. 'subscriber.*: limited <= 1%')")
+
+
 def test_an_unknown_rule_is_a_usage_error() -> None:
     result = _tune("--trace", TRACE, "--rules", RULES, "--rule", "premium", "--goal",
                    "limited <= 1%")

@@ -305,6 +305,17 @@ def test_up_with_duration_stops_by_itself() -> None:
     assert last["stopped"] is True and last["gateway"]["requests"] == 0
 
 
+def test_up_without_the_samples_names_its_built_in_rules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `pip install .` installs no samples/: up then runs the guide's rules built in, and said
+    # they came "from <config-json>", an option the user never gave.
+    monkeypatch.setattr("tokenlimit.cli.up.SAMPLE_RULES", tmp_path / "no-samples.json")
+    result = runner.invoke(app, ["up", "--duration", "0.2", "--gateway-port", "0",
+                                 "--service-port", "0", "--mock-port", "0"])
+    assert result.exit_code == 0, result.output
+    assert "  (memory store; 2 rules from <built-in: the ASM guide's rules>)\n" in result.output
+
+
 def test_up_with_a_wasmplugin_uses_its_hosts_keys_and_fail_strategy(tmp_path: Path) -> None:
     manifest = tmp_path / "wasm.yaml"
     manifest.write_text(

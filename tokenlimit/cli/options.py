@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,14 +13,19 @@ from tokenlimit.rules import LoadedRules, Severity, load_rules, require_valid
 if TYPE_CHECKING:
     from tokenlimit.sim.log_fields import FieldMap
 
+RULES_HELP = ("Rules: a JSON or YAML file, a Kubernetes manifest that sets RATE_LIMIT_CONFIG, "
+              "or - for stdin.")
 RulesOption = Annotated[
-    str | None,
-    typer.Option(
-        "--rules", "-r", metavar="SOURCE",
-        help="Rules: a JSON or YAML file, a Kubernetes manifest that sets RATE_LIMIT_CONFIG, "
-        "or - for stdin.",
-    ),
+    str | None, typer.Option("--rules", "-r", metavar="SOURCE", help=RULES_HELP),
 ]
+
+
+def rules_option_with_default(default: str) -> Any:
+    """``--rules`` for a command that has rules without it: the help says which."""
+    return typer.Option("--rules", "-r", metavar="SOURCE",
+                        help=f"{RULES_HELP.removesuffix('.')}; default: {default}")
+
+
 ConfigJsonOption = Annotated[
     str | None,
     typer.Option("--config-json", metavar="TEXT", help="Rules as a raw JSON string."),

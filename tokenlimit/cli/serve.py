@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tokenlimit.bucket.types import Charge
-from tokenlimit.cli.options import EstimateOption, RulesOption, estimate_policy
+from tokenlimit.cli.options import EstimateOption, estimate_policy, rules_option_with_default
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules import ENV_VAR, LoadedRules, load_rules
 from tokenlimit.service.backends import BACKENDS
@@ -31,7 +31,8 @@ def _rules_loader(source: str | None) -> LoadedRules:
 
 
 def serve(
-    rules: RulesOption = None,
+    rules: Annotated[str | None, rules_option_with_default(
+        f"the {ENV_VAR} environment variable, as the example reads it.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 in a container.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(

@@ -67,10 +67,15 @@ def generate(
         "--spec", metavar="FILE.yaml", help="A YAML spec: duration, start, seed, tiers.")] = None,
     tier: Annotated[list[str] | None, typer.Option(
         metavar="NAME:USERS:RATE[:ARRIVAL]",
-        help="A tier (repeatable); ARRIVAL is poisson, bursty or diurnal.")] = None,
-    duration: Annotated[float | None, typer.Option(help="Seconds of traffic.")] = None,
-    start: Annotated[float | None, typer.Option(help="Unix time of the start.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same file).")] = None,
+        help="A tier (repeatable): RATE is requests/s for the whole tier; ARRIVAL is poisson "
+        "(the default), bursty or diurnal. Default: the spec's, else 20 regular-user keys at "
+        "0.4/s and 5 subscriber keys, bursty, at 0.1/s.")] = None,
+    duration: Annotated[float | None, typer.Option(
+        help="Seconds of traffic (default: the spec's, else 3600).")] = None,
+    start: Annotated[float | None, typer.Option(
+        help="Unix time of the start (default: the spec's, else 1700000000).")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Random seed, same seed same file (default: the spec's, else 0).")] = None,
 ) -> None:
     """Generate a synthetic trace: tiers of users with their own arrivals and token sizes.
 

@@ -148,7 +148,7 @@ def _write_rules(path: str, rules: Sequence[Rule]) -> None:
 
 def tune(
     trace_path: Annotated[str, typer.Option("--trace", "-t", metavar="TRACE", help=(
-        "Trace file: JSON Lines or CSV (.gz too), as simulate reads."))],
+        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads."))],
     goals: Annotated[list[str], typer.Option(
         "--goal", "-g", metavar="[CLASS: ]METRIC OP N[%]",
         help="A goal every printed candidate meets (repeatable): limited (requests; % of the "

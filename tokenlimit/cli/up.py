@@ -30,10 +30,10 @@ from tokenlimit.cli.mock_llm import (
     mock_settings,
     mock_summary,
 )
-from tokenlimit.cli.options import RulesOption, runnable
+from tokenlimit.cli.options import rules_option_with_default, runnable
 from tokenlimit.gateway.addresses import LOOPBACK
 from tokenlimit.gateway.config import build_config, load_plugin
-from tokenlimit.rules import LoadedRules, load_rules
+from tokenlimit.rules import LoadedRules, load_rules, parse_rules_text
 
 if TYPE_CHECKING:  # the servers' libraries load when `up` runs, not at every start-up
     from tokenlimit.service.runner import BackendConfig
@@ -49,6 +49,7 @@ GUIDE_RULES = json.dumps([
      "fill_interval_second": 60, "tokens_per_fill": 100, "max_tokens": 1000},
 ])
 SAMPLE_RULES = Path(__file__).resolve().parents[2] / "samples" / "rules.json"
+BUILT_IN_ORIGIN = "<built-in: the ASM guide's rules>"
 
 PortOption = Annotated[int, typer.Option(min=0, max=65535)]
 
@@ -59,8 +60,8 @@ def guide_rules(source: str | None) -> LoadedRules:
         loaded = load_rules(source)
     elif SAMPLE_RULES.is_file():
         loaded = load_rules(str(SAMPLE_RULES))
-    else:
-        loaded = load_rules(config_json=GUIDE_RULES)
+    else:  # a user who never wrote --config-json must not be told the rules came from it
+        loaded = parse_rules_text(GUIDE_RULES, BUILT_IN_ORIGIN, fmt="json")
     return runnable(loaded)
 
 
@@ -103,7 +104,8 @@ def format_guide(urls: dict[str, str], backend: str, loaded: LoadedRules,
 
 
 def up(
-    rules: RulesOption = None,
+    rules: Annotated[str | None, rules_option_with_default(
+        "samples/rules.json, else the ASM guide's rules built in.")] = None,
     redis_url: Annotated[str | None, typer.Option(
         "--redis-url", metavar="URL",
         help="Keep buckets in Redis (redis://:PASSWORD@HOST:PORT/DB); default: memory.")]

@@ -57,8 +57,10 @@ class Condition:
 
 
 def parse_condition(text: str, metrics: Sequence[str],
-                    percent_metrics: Sequence[str] | None = None) -> Condition:
-    """Parse one condition; ``ConfigError`` says what is wrong and what is allowed."""
+                    percent_metrics: Sequence[str] | None = None,
+                    example_op: str = ">") -> Condition:
+    """Parse one condition; ``ConfigError`` says what is wrong and what is allowed, with an
+    example using ``example_op`` (a gate fails when its condition holds; a goal is met)."""
     group: str | None = None
     body = text
     if ": " in text:
@@ -74,7 +76,7 @@ def parse_condition(text: str, metrics: Sequence[str],
     match = _CONDITION.match(body)
     if not match:
         raise ConfigError(f"{text!r}: expected [CLASS: ]METRIC OP VALUE[%] with OP one of "
-                          f"<, <=, >, >= (e.g. 'subscriber.*: {metrics[0]} > 1%')")
+                          f"<, <=, >, >= (e.g. 'subscriber.*: {metrics[0]} {example_op} 1%')")
     metric, op, value, percent = match.groups()
     if metric not in metrics:
         raise ConfigError(f"{text!r}: unknown metric {metric!r}; choose one of "

@@ -33,7 +33,7 @@ _WINDOW = {"key_tokens_per_hour": 3600, "key_tokens_per_day": 86400, "key_usd_pe
 
 def parse_goal(text: str, price_per_1k: float | None) -> Condition:
     """One ``--goal``; ``ConfigError`` for bad syntax or a price goal without a price."""
-    goal = parse_condition(text, GOAL_METRICS, percent_metrics=("limited",))
+    goal = parse_condition(text, GOAL_METRICS, percent_metrics=("limited",), example_op="<=")
     if goal.metric == "key_usd_per_day" and price_per_1k is None:
         raise ConfigError(f"{text!r}: key_usd_per_day needs --price")
     return goal
