@@ -196,3 +196,21 @@ def test_trace_generate_help_gives_the_units_and_defaults() -> None:
             f"Unix time of the start (default: the spec's, else {spec.start:.0f}).",
             f"Random seed, same seed same file (default: the spec's, else {spec.seed})."):
         assert shown in flat
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: " ".join(p) or "tokenlimit")
+def test_nothing_is_cut_in_a_narrow_terminal(path: tuple[str, ...], columns: str) -> None:
+    # Typer's own panel cut option names and help at 80 columns ("--service-time…",
+    # "'{{request.headers.user-typ…"): every option's names and help are shown whole.
+    text = runner.invoke(app, [*path, "--help"],
+                         env={"COLUMNS": columns, "NO_COLOR": "1", "TERM": "dumb"}).output
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= int(columns)
+    words = " ".join(text.replace("│", " ").split()).split()
+    for param in _command(path).params:
+        if getattr(param, "hidden", False):
+            continue
+        for name in (*param.opts, *param.secondary_opts):
+            if name.startswith("--"):
+                assert any(word.strip(",") == name for word in words), name

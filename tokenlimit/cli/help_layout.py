@@ -10,7 +10,14 @@ Typer 0.29 (the version pyproject.toml pins) writes a type column of its own: ``
   (``TEXT``, ``INTEGER``, ``FLOAT``), a list by its element;
 - the usage line lists arguments as ``NAME`` (required) or ``[NAME]`` (optional).
 
-``tests/cli/test_help.py`` renders every command's help and fails on any ``<...>`` left.
+Typer's options panel gives each of option, short option, negative option, type and help a
+column of its own, and at 80 or 100 columns cut option names and help text with "…"
+(``--service-time…``, ``'{{request.headers.user-typ…``). ``options_panel`` takes its place:
+one column names the option (its negative form and value below it when the line would be
+long), the other holds the help, folded where a word is longer than the column; nothing is cut.
+
+``tests/cli/test_help.py`` renders every command's help and fails on any ``<...>`` left, and on
+any "…" at 80 columns.
 """
 
 from __future__ import annotations
@@ -61,10 +68,88 @@ def usage_name(param: TyperArgument) -> str:
     return f"[{name}]"
 
 
+_OPTION_LINE = 30  # characters of an option's names and value on one line, at most
+
+
+def _option_cell(param: Any, ctx: Any) -> Any:
+    """The option's names (``--long, -s``; ``--no-long`` below), then its value."""
+    from rich.text import Text
+    from typer import rich_utils
+
+    if isinstance(param, TyperArgument):
+        names = [param.metavar or param.display_name_raw]
+    else:
+        names = [", ".join([o for o in param.opts if o.startswith("--")]
+                           + [o for o in param.opts if not o.startswith("--")])]
+    negative = ", ".join(param.secondary_opts)
+    value = param.display_type_rich(ctx=ctx) or ""
+    value += "" if not (span := param._get_number_range_help_str()) else (
+        rich_utils.RANGE_STRING.format(span))
+    cell = rich_utils.highlighter(Text(names[0]))
+    if negative:
+        joined = len(names[0]) + 3 + len(negative) <= _OPTION_LINE
+        cell.append(" / " if joined else "\n")
+        cell.append_text(rich_utils.negative_highlighter(Text(negative)))
+    if value:
+        last = cell.plain.split("\n")[-1]
+        cell.append(" " if len(last) + 1 + len(value) <= _OPTION_LINE else "\n  ")
+        cell.append(value, style=rich_utils.STYLE_TYPES)
+    return cell
+
+
+def _help_cell(param: Any, ctx: Any, markup_mode: Any) -> Any:
+    """Typer's help of the option (text, env var, default, required) as one text that
+    folds a long word instead of cutting it (Typer lays the parts out as columns)."""
+    from rich.text import Text
+    from typer import rich_utils
+
+    columns = rich_utils._get_parameter_help(param=param, ctx=ctx, markup_mode=markup_mode)
+    parts = [part for part in columns.renderables if isinstance(part, Text)]
+    if len(parts) < len(columns.renderables):
+        return columns  # Markdown help (not tokenlimit's): Typer's own layout
+    text = Text(" ").join(parts)
+    text.overflow = "fold"
+    return text
+
+
+def options_panel(*, name: str, params: Any, ctx: Any, markup_mode: Any,
+                  console: Any) -> None:
+    """An options (or arguments) panel of ``--help`` that cuts nothing (module docstring);
+    it takes the place of Typer 0.29's ``rich_utils._print_options_panel``."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+    from typer import rich_utils
+
+    if not params:
+        return
+    table = Table(highlight=True, show_header=False, expand=True, box=None, pad_edge=False,
+                  padding=rich_utils.STYLE_OPTIONS_TABLE_PADDING)
+    required = any(param.required for param in params)
+    if required:
+        table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, overflow="fold")
+    table.add_column(ratio=1, overflow="fold")
+    for param in params:
+        row = [_option_cell(param, ctx), _help_cell(param, ctx, markup_mode)]
+        if required:
+            mark = rich_utils.REQUIRED_SHORT_STRING if param.required else ""
+            row.insert(0, Text(mark, style=rich_utils.STYLE_REQUIRED_SHORT))
+        table.add_row(*row)
+    console.print(Panel(table, border_style=rich_utils.STYLE_OPTIONS_PANEL_BORDER, title=name,
+                        title_align=rich_utils.ALIGN_OPTIONS_PANEL))
+
+
 class TidyHelp:
     """Mixed into tokenlimit's command and group classes (before Typer's)."""
 
     options_metavar: str | None
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from typer import rich_utils
+
+        rich_utils._print_options_panel = options_panel
+        super().format_help(ctx, formatter)  # type: ignore[misc]
 
     def get_params(self, ctx: Any) -> list[Any]:
         # Every parameter passes here before help is written, the help option and the

@@ -67,7 +67,8 @@ def mock_llm(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Serve a mock OpenAI-style chat-completion API with seeded token usage until Ctrl-C.
+    """Serve a mock OpenAI-style chat-completion API with seeded token usage until Ctrl-C
+    (or --duration).
 
     Paths: POST /v1/chat/completions, / and /compatible-mode/v1/chat/completions; GET /__stats.
 

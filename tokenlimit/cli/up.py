@@ -135,7 +135,8 @@ def up(
     duration: DurationOption = None,
     output_format: FormatOption = "text",
 ) -> None:
-    """Run the rate-limit service, a mock LLM and the gateway on loopback until Ctrl-C.
+    """Run the rate-limit service, a mock LLM and the gateway on loopback until Ctrl-C (or
+    --duration).
 
     Prints the ASM guide's two curl commands, aimed at the local gateway.
 
