@@ -241,3 +241,37 @@ def test_a_csv_logs_ids_read_as_a_csv_traces(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in decisions.read_text().splitlines()] == [
         7, "007", "r-9"]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl.gz", "jsonl.zst"])
+def test_trace_convert_compresses_as_the_name_says(suffix: str, tmp_path: Path) -> None:
+    # -o kong.jsonl.gz wrote plain JSON Lines, which simulate then refused: 'cannot read:
+    # Not a gzipped file'.
+    out = tmp_path / f"kong.{suffix}"
+    converted = runner.invoke(app, ["trace", "convert", str(LOGS / "kong-ai-audit.jsonl"),
+                                    "--from", "kong", "-o", str(out)])
+    assert converted.exit_code == 0, converted.output
+    assert out.read_bytes()[:4] == (b"\x1f\x8b\x08\x00" if suffix.endswith("gz")
+                                    else b"\x28\xb5\x2f\xfd")
+    assert _rows(read_trace(out)) == EXPECTED[("kong-ai-audit.jsonl", "kong", None)]
+
+
+def test_compressed_decisions_keep_the_format_their_name_says(tmp_path: Path) -> None:
+    # --decisions d.csv.gz wrote JSON Lines; d.jsonl.zst wrote plain text.
+    args = ["simulate", str(LOGS / "kong-ai-audit.jsonl"), "--from", "kong", "-r", RULES]
+    assert runner.invoke(app, [*args, "--decisions", str(tmp_path / "d.csv.gz")]).exit_code == 0
+    assert gzip.decompress((tmp_path / "d.csv.gz").read_bytes()).decode().splitlines() == [
+        "id,outcome,rule", "9ec9264afbbbad5f0001,allow,", "9ec9264afbbbad5f0002,allow,",
+        "9ec9264afbbbad5f0003,allow,", "9ec9264afbbbad5f0004,allow,"]
+    assert runner.invoke(app, [*args, "--decisions", str(tmp_path / "d.jsonl.zst")]
+                         ).exit_code == 0
+    import zstandard
+
+    assert zstandard.ZstdDecompressor().stream_reader(
+        (tmp_path / "d.jsonl.zst").read_bytes()).read().decode().splitlines()[0] == (
+        '{"id": "9ec9264afbbbad5f0001", "outcome": "allow", "rule": null}')
+    refused = runner.invoke(app, [*args, "--decisions", str(tmp_path / "d.parquet.gz")])
+    assert (refused.exit_code, refused.stderr) == (
+        1, f"error: {tmp_path / 'd.parquet.gz'}: cannot write: Parquet is compressed inside; "
+        "name it without the .gz\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv.gz", "d.jsonl.zst"]

@@ -60,8 +60,8 @@ def _load_spec(path: str) -> TraceSpec:
 @trace_app.command("generate")
 def generate(
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
-                                        help="Where to write: .jsonl or .csv, .gz to "
-                                        "compress; - for JSON Lines on stdout.")],
+                                        help="Where to write: .jsonl or .csv, .gz or .zst "
+                                        "to compress; - for JSON Lines on stdout.")],
     spec_path: Annotated[str | None, typer.Option(
         "--spec", metavar="FILE.yaml", help="A YAML spec: duration, start, seed, tiers.")] = None,
     tier: Annotated[list[str] | None, typer.Option(
@@ -102,7 +102,8 @@ def convert(
         "A trace or gateway log: JSON Lines, CSV or Parquet (.gz or .zst too); a path or "
         "a URL (s3://, gs://, https://, file://, ...); Parquet also a folder or glob."))],
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
-                                        help="Where to write: .parquet, else JSON Lines.")],
+                                        help="Where to write: .parquet, else JSON Lines "
+                                        "(.gz or .zst compresses).")],
     preset: LogPresetOption = None,
     mapping: FieldMapOption = None,
     key_field: Annotated[str | None, typer.Option(
@@ -115,10 +116,10 @@ def convert(
     Example: tokenlimit trace convert samples/logs/kong-ai-audit.jsonl --from kong -o kong.parquet
     """
     batch.begin()
-    from tokenlimit.sim.readers import read_trace
+    from tokenlimit.sim.readers import read_trace, trace_format
     from tokenlimit.sim.writers import trace_frame, write_table
 
-    if output == "-" or output.lower().endswith((".csv", ".csv.gz")):
+    if output == "-" or trace_format(output)[0] == "csv":
         raise typer.BadParameter("write a .parquet or .jsonl file", param_hint="--output")
     fields = read_field_map(preset, mapping, key_field is not None)
     trace = read_trace(source, key_field=key_field, fields=fields)
