@@ -275,3 +275,34 @@ def test_compressed_decisions_keep_the_format_their_name_says(tmp_path: Path) ->
         1, f"error: {tmp_path / 'd.parquet.gz'}: cannot write: Parquet is compressed inside; "
         "name it without the .gz\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv.gz", "d.jsonl.zst"]
+
+
+LITELLM_EXPORT = (  # as psql's \copy writes LiteLLM_SpendLogs: a reply over two lines
+    "request_id,api_key,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,"
+    "response\r\n"
+    "c-1,k1,30,10,20,2026-11-30 05:41:35.123+00,2026-11-30 05:41:36.5+00,\"{\"\"a\"\": 1}\"\r\n"
+    "c-2,k2,7,3,4,2026-11-30 05:41:36+00,2026-11-30 05:41:37+00,\"line one,\r\nline two\"\r\n"
+    "\r\n"
+    "c-3,k1,5,2,3,2026-11-30 05:41:37.5+00,2026-11-30 05:41:38+00,{}\r\n"
+    "\r\n")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_csv_log_with_blank_lines_and_line_breaks_in_cells(chunked: bool,
+                                                            tmp_path: Path) -> None:
+    # The export's last (blank) line was 'error: spend.csv:5: field 'startTime': missing',
+    # and a bad value after a cell with a line break was named a line too early.
+    path = tmp_path / "spend.csv"
+    path.write_bytes(LITELLM_EXPORT.encode())
+    extra = ["--chunk-rows", "1"] if chunked else []
+    decisions = tmp_path / "d.jsonl"
+    result = runner.invoke(app, ["simulate", str(path), "--from", "litellm", "-r", RULES,
+                                 "-f", "json", "--decisions", str(decisions), *extra])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["requests"] == 3
+    assert [json.loads(line)["id"] for line in decisions.read_text().splitlines()] == [
+        "c-1", "c-2", "c-3"]
+    path.write_bytes(LITELLM_EXPORT.replace(",5,2,3,", ",5,x,3,").encode())
+    bad = runner.invoke(app, ["simulate", str(path), "--from", "litellm", "-r", RULES, *extra])
+    assert (bad.exit_code, bad.stderr) == (
+        1, f"error: {path}:6: field 'prompt_tokens': 'x' is not a number\n")

@@ -139,7 +139,7 @@ class Locator:
         if self.fmt == "parquet":
             return self.first_row + row + 1
         if self.fmt == "csv":
-            return row + 2  # after the header (a quoted line break would shift this)
+            return _csv_line(self.data, row)
         seen = -1
         for number, text in enumerate(io.BytesIO(self.data), start=1):
             if text.strip():
@@ -147,6 +147,23 @@ class Locator:
                 if seen == row:
                     return number
         return row + 1
+
+
+def _csv_line(data: bytes, row: int) -> int:
+    """The line of CSV record ``row`` (from 0, after the header; blank lines skipped, as
+    ``_frame`` drops them), named as the trace reader names a row: where the record ends (a
+    line break inside quotes belongs to its record)."""
+    import csv
+
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+    next(reader, None)
+    seen = -1
+    for record in reader:
+        if any(record):
+            seen += 1
+            if seen == row:
+                return reader.line_num
+    return row + 2
 
 
 def _first(mask: pl.Series) -> int:
@@ -160,7 +177,11 @@ def _frame(name: str, fmt: str, data: bytes) -> pl.DataFrame:
         if fmt == "parquet":
             return pl.read_parquet(io.BytesIO(data))
         if fmt == "csv":
-            return pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+            frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+            # polars reads a blank line (an export's last line, too) as a row of nulls
+            blank = pl.all_horizontal(pl.all().is_null())
+            return frame.filter(~blank) if frame.width and frame.select(blank.any()).item() \
+                else frame
         return pl.read_ndjson(data, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
         if fmt == "jsonl":
