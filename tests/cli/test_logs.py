@@ -306,3 +306,26 @@ def test_a_csv_log_with_blank_lines_and_line_breaks_in_cells(chunked: bool,
     bad = runner.invoke(app, ["simulate", str(path), "--from", "litellm", "-r", RULES, *extra])
     assert (bad.exit_code, bad.stderr) == (
         1, f"error: {path}:6: field 'prompt_tokens': 'x' is not a number\n")
+
+
+def test_a_json_lines_log_ending_in_blank_lines_streams_and_an_empty_log_has_no_requests(
+        tmp_path: Path) -> None:
+    # A block of only blank lines was 'not a readable jsonl log (could not infer data-type)'
+    # with --chunk-rows; an empty log was polars' message ('Cannot infer NDJSON types on
+    # empty reader ...'), an empty CSV log 'empty.csv:2: field 'start_time': missing ...'.
+    path = tmp_path / "access.jsonl"
+    path.write_bytes((LOGS / "asm-access.jsonl").read_bytes() + b"\n\r\n\n\n")
+    args = ["simulate", str(path), "--from", "asm", "--map", "key=user_type", "-r", RULES,
+            "-f", "json"]
+    whole, streamed = (runner.invoke(app, args + extra) for extra in
+                       ([], ["--chunk-rows", "1"]))
+    assert (whole.exit_code, streamed.exit_code) == (0, 0), streamed.output
+    assert json.loads(streamed.stdout) == json.loads(whole.stdout)
+    assert json.loads(whole.stdout)["totals"]["requests"] == 5
+    for name in ("empty.jsonl", "empty.csv"):
+        empty = tmp_path / name
+        empty.write_bytes(b"\n")
+        result = runner.invoke(app, ["simulate", str(empty), "--from", "asm", "-r", RULES])
+        assert (result.exit_code, result.stderr) == (
+            1, f"error: {empty}: no requests in the trace (empty file, or only a header or "
+            "blank lines)\n")

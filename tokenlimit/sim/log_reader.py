@@ -23,6 +23,8 @@ from tokenlimit.sim.log_fields import FieldMap
 if TYPE_CHECKING:
     import polars as pl
 
+    from tokenlimit.sim.trace_table import Trace
+
 ABSENT = ("", "-")  # Envoy prints "-" for a field it has no value for
 LIMITED_STATUS = "429"
 
@@ -56,6 +58,11 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     import polars as pl
 
     name = located.name
+    if frame.height == 0:  # an empty log, or a block of its blank lines: no requests
+        from tokenlimit.sim.row_reader import RowColumns, finish_rows
+
+        empty: Trace = finish_rows(RowColumns(), name, seed)
+        return empty
     columns: dict[str, tuple[str, pl.Series]] = {}
     for trace_field, log_field in fields.sources().items():
         expression = _column(frame, log_field)
@@ -182,6 +189,8 @@ def _frame(name: str, fmt: str, data: bytes) -> pl.DataFrame:
             blank = pl.all_horizontal(pl.all().is_null())
             return frame.filter(~blank) if frame.width and frame.select(blank.any()).item() \
                 else frame
+        if not data.strip():
+            return pl.DataFrame()  # polars cannot infer a schema from blank lines
         return pl.read_ndjson(data, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
         if fmt == "jsonl":
