@@ -329,3 +329,29 @@ def test_a_json_lines_log_ending_in_blank_lines_streams_and_an_empty_log_has_no_
         assert (result.exit_code, result.stderr) == (
             1, f"error: {empty}: no requests in the trace (empty file, or only a header or "
             "blank lines)\n")
+
+
+HIGRESS_ACCESS = (  # Higress's documented access log: ai-statistics' fields in ai_log's text
+    '{"ai_log":"{\\"model\\":\\"qwen-turbo\\",\\"input_token\\":\\"10\\",\\"output_token\\":'
+    '\\"69\\",\\"llm_first_token_duration\\":\\"309\\",\\"llm_service_duration\\":\\"1955\\",'
+    '\\"consumer\\":\\"team-a\\"}","authority":"dashscope.aliyuncs.com","duration":"1960",'
+    '"request_id":"h-1","response_code":"200","start_time":"2026-11-02T09:00:00.078Z"}\n'
+    '{"ai_log":"-","authority":"dashscope.aliyuncs.com","duration":"2","request_id":"h-2",'
+    '"response_code":"429","start_time":"2026-11-02T09:00:01.400Z"}\n')
+
+
+def test_higress_reads_ai_statistics_fields_inside_ai_log(tmp_path: Path) -> None:
+    # --from higress read only fields of their own: on Higress's own log format every
+    # request had latency 0 and imputed usage, and nothing said so.
+    path = tmp_path / "access.jsonl"
+    path.write_text(HIGRESS_ACCESS)
+    trace = read_trace(path, fields=field_map("higress", None))
+    assert _rows(trace) == [("h-1", T0 + 0.078, ("dashscope.aliyuncs.com",), 1.955, 10, 69, 79),
+                            ("h-2", T0 + 1.4, ("dashscope.aliyuncs.com",), 0.0, 0, None, None)]
+    path.write_text(HIGRESS_ACCESS.splitlines(keepends=True)[0])
+    consumers = read_trace(path, fields=field_map("higress", "key=ai_log.consumer"))
+    assert consumers.keys_of(0) == ("team-a",)
+    path.write_text(HIGRESS_ACCESS.replace('"ai_log":"-"', '"ai_log":"{cut"'))
+    with pytest.raises(TraceError) as error:
+        read_trace(path, fields=field_map("higress", None))
+    assert str(error.value) == f"{path}:2: field 'ai_log': '{{cut' is not a JSON object"
