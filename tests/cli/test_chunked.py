@@ -221,3 +221,27 @@ def test_a_dataset_whose_files_differ_in_types_reads_as_one_trace(
     assert report.exit_code == 0, report.output
     assert ({k: v for k, v in json.loads(report.stdout).items() if k != "trace"}
             == {k: v for k, v in json.loads(single.stdout).items() if k != "trace"})
+
+
+@pytest.mark.parametrize("column", [
+    pl.col("id").cast(pl.Categorical),  # pyarrow's dictionary-encoded strings
+    pl.col("key").cast(pl.Enum(["a", "b"])),
+    pl.col("status").cast(pl.Float64),  # pandas' integers with a gap
+])
+def test_a_batch_the_columnar_reader_declines_streams_as_the_whole_file_reads(
+        column: pl.Expr, tmp_path: Path) -> None:
+    # Each was 'error: t.parquet:1: could not be read as a trace' with --chunk-rows, while
+    # the whole file was read (by the per-row reader).
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"id": ["r1", "r2", "r3"], "ts": [1.0, 2.0, 3.0], "key": ["a", "b", "a"],
+                  "completion_tokens": [30, 20, 10], "status": [200, 200, 200]}).with_columns(
+        column).write_parquet(path)
+    whole = _run("simulate", str(path), "-r", RULES, "-f", "json", "--decisions",
+                 str(tmp_path / "whole.jsonl"))
+    streamed = _run("simulate", str(path), "-r", RULES, "-f", "json", "--chunk-rows", "2",
+                    "--decisions", str(tmp_path / "streamed.jsonl"))
+    assert (whole.exit_code, streamed.exit_code) == (0, 0), streamed.output
+    assert json.loads(streamed.stdout) == json.loads(whole.stdout)
+    assert (tmp_path / "streamed.jsonl").read_text() == (
+        tmp_path / "whole.jsonl").read_text() == "".join(
+        f'{{"id": "r{n}", "outcome": "allow", "rule": null}}\n' for n in (1, 2, 3))

@@ -3,11 +3,14 @@ the same as the whole conversion (the real CLI, in process)."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
+import zstandard
 from typer.testing import CliRunner
 
 from tests.conftest import SAMPLES
@@ -16,6 +19,16 @@ from tokenlimit.cli.main import app
 runner = CliRunner()
 LOGS = SAMPLES / "logs"
 RULES = str(SAMPLES / "rules.json")
+
+
+def _text(path: Path) -> bytes:
+    """A written JSON Lines file's bytes, decompressed as its name says."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    return data
 
 
 def _convert(source: Path, out: Path, *args: str) -> str:
@@ -33,7 +46,7 @@ def _convert(source: Path, out: Path, *args: str) -> str:
     (LOGS / "litellm-spend-logs.csv", ["--from", "litellm"]),
     (LOGS / "kong-ai-audit.jsonl", ["--from", "kong"]),
 ])
-@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst"])
 def test_streamed_conversion_writes_what_the_whole_one_does(
         source: Path, args: list[str], suffix: str, tmp_path: Path) -> None:
     whole, streamed = tmp_path / f"whole{suffix}", tmp_path / f"streamed{suffix}"
@@ -43,7 +56,7 @@ def test_streamed_conversion_writes_what_the_whole_one_does(
     if suffix == ".parquet":
         assert pl.read_parquet(streamed).equals(pl.read_parquet(whole))
     else:
-        assert streamed.read_bytes() == whole.read_bytes()
+        assert _text(streamed) == _text(whole)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([whole.name, streamed.name])
 
 
@@ -92,3 +105,15 @@ def test_a_bad_line_in_a_later_batch_leaves_nothing_behind(tmp_path: Path) -> No
     assert result.exit_code == 1
     assert result.stderr == f"error: {source}:4: field 'ts': 'soon' is not a number\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.jsonl"]
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+def test_a_compressed_parquet_name_is_refused_before_the_work(tmp_path: Path,
+                                                              chunks: list[str]) -> None:
+    out = tmp_path / "t.parquet.gz"
+    result = runner.invoke(app, ["trace", "convert", str(SAMPLES / "trace.jsonl"), "-o",
+                                 str(out), *chunks])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {out}: cannot write: Parquet is compressed inside; name it without the "
+           ".gz\n")
+    assert list(tmp_path.iterdir()) == []

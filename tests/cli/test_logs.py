@@ -265,3 +265,117 @@ def test_diff_and_tune_read_a_gateway_log_as_simulate_does(command: list[str], r
     both = runner.invoke(app, [*command, "--trace", log, *mapped, "--key-field", "user"])
     assert both.exit_code == 2
     assert "not --key-field or --key-template" in " ".join(both.stderr.replace("│", " ").split())
+
+
+@pytest.mark.parametrize("suffix", ["jsonl.gz", "jsonl.zst"])
+def test_trace_convert_compresses_as_the_name_says(suffix: str, tmp_path: Path) -> None:
+    # -o kong.jsonl.gz wrote plain JSON Lines, which simulate then refused: 'cannot read:
+    # Not a gzipped file'.
+    out = tmp_path / f"kong.{suffix}"
+    converted = runner.invoke(app, ["trace", "convert", str(LOGS / "kong-ai-audit.jsonl"),
+                                    "--from", "kong", "-o", str(out)])
+    assert converted.exit_code == 0, converted.output
+    assert out.read_bytes()[:4] == (b"\x1f\x8b\x08\x00" if suffix.endswith("gz")
+                                    else b"\x28\xb5\x2f\xfd")
+    assert _rows(read_trace(out)) == EXPECTED[("kong-ai-audit.jsonl", "kong", None)]
+
+
+def test_compressed_decisions_keep_the_format_their_name_says(tmp_path: Path) -> None:
+    # --decisions d.csv.gz wrote JSON Lines; d.jsonl.zst wrote plain text.
+    args = ["simulate", str(LOGS / "kong-ai-audit.jsonl"), "--from", "kong", "-r", RULES]
+    assert runner.invoke(app, [*args, "--decisions", str(tmp_path / "d.csv.gz")]).exit_code == 0
+    assert gzip.decompress((tmp_path / "d.csv.gz").read_bytes()).decode().splitlines() == [
+        "id,outcome,rule", "9ec9264afbbbad5f0001,allow,", "9ec9264afbbbad5f0002,allow,",
+        "9ec9264afbbbad5f0003,allow,", "9ec9264afbbbad5f0004,allow,"]
+    assert runner.invoke(app, [*args, "--decisions", str(tmp_path / "d.jsonl.zst")]
+                         ).exit_code == 0
+    import zstandard
+
+    assert zstandard.ZstdDecompressor().stream_reader(
+        (tmp_path / "d.jsonl.zst").read_bytes()).read().decode().splitlines()[0] == (
+        '{"id": "9ec9264afbbbad5f0001", "outcome": "allow", "rule": null}')
+    refused = runner.invoke(app, [*args, "--decisions", str(tmp_path / "d.parquet.gz")])
+    assert (refused.exit_code, refused.stderr) == (
+        1, f"error: {tmp_path / 'd.parquet.gz'}: cannot write: Parquet is compressed inside; "
+        "name it without the .gz\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv.gz", "d.jsonl.zst"]
+
+
+LITELLM_EXPORT = (  # as psql's \copy writes LiteLLM_SpendLogs: a reply over two lines
+    "request_id,api_key,total_tokens,prompt_tokens,completion_tokens,startTime,endTime,"
+    "response\r\n"
+    "c-1,k1,30,10,20,2026-11-30 05:41:35.123+00,2026-11-30 05:41:36.5+00,\"{\"\"a\"\": 1}\"\r\n"
+    "c-2,k2,7,3,4,2026-11-30 05:41:36+00,2026-11-30 05:41:37+00,\"line one,\r\nline two\"\r\n"
+    "\r\n"
+    "c-3,k1,5,2,3,2026-11-30 05:41:37.5+00,2026-11-30 05:41:38+00,{}\r\n"
+    "\r\n")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_csv_log_with_blank_lines_and_line_breaks_in_cells(chunked: bool,
+                                                            tmp_path: Path) -> None:
+    # The export's last (blank) line was 'error: spend.csv:5: field 'startTime': missing',
+    # and a bad value after a cell with a line break was named a line too early.
+    path = tmp_path / "spend.csv"
+    path.write_bytes(LITELLM_EXPORT.encode())
+    extra = ["--chunk-rows", "1"] if chunked else []
+    decisions = tmp_path / "d.jsonl"
+    result = runner.invoke(app, ["simulate", str(path), "--from", "litellm", "-r", RULES,
+                                 "-f", "json", "--decisions", str(decisions), *extra])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["totals"]["requests"] == 3
+    assert [json.loads(line)["id"] for line in decisions.read_text().splitlines()] == [
+        "c-1", "c-2", "c-3"]
+    path.write_bytes(LITELLM_EXPORT.replace(",5,2,3,", ",5,x,3,").encode())
+    bad = runner.invoke(app, ["simulate", str(path), "--from", "litellm", "-r", RULES, *extra])
+    assert (bad.exit_code, bad.stderr) == (
+        1, f"error: {path}:6: field 'prompt_tokens': 'x' is not a number\n")
+
+
+def test_a_json_lines_log_ending_in_blank_lines_streams_and_an_empty_log_has_no_requests(
+        tmp_path: Path) -> None:
+    # A block of only blank lines was 'not a readable jsonl log (could not infer data-type)'
+    # with --chunk-rows; an empty log was polars' message ('Cannot infer NDJSON types on
+    # empty reader ...'), an empty CSV log 'empty.csv:2: field 'start_time': missing ...'.
+    path = tmp_path / "access.jsonl"
+    path.write_bytes((LOGS / "asm-access.jsonl").read_bytes() + b"\n\r\n\n\n")
+    args = ["simulate", str(path), "--from", "asm", "--map", "key=user_type", "-r", RULES,
+            "-f", "json"]
+    whole, streamed = (runner.invoke(app, args + extra) for extra in
+                       ([], ["--chunk-rows", "1"]))
+    assert (whole.exit_code, streamed.exit_code) == (0, 0), streamed.output
+    assert json.loads(streamed.stdout) == json.loads(whole.stdout)
+    assert json.loads(whole.stdout)["totals"]["requests"] == 5
+    for name in ("empty.jsonl", "empty.csv"):
+        empty = tmp_path / name
+        empty.write_bytes(b"\n")
+        result = runner.invoke(app, ["simulate", str(empty), "--from", "asm", "-r", RULES])
+        assert (result.exit_code, result.stderr) == (
+            1, f"error: {empty}: no requests in the trace (empty file, or only a header or "
+            "blank lines)\n")
+
+
+HIGRESS_ACCESS = (  # Higress's documented access log: ai-statistics' fields in ai_log's text
+    '{"ai_log":"{\\"model\\":\\"qwen-turbo\\",\\"input_token\\":\\"10\\",\\"output_token\\":'
+    '\\"69\\",\\"llm_first_token_duration\\":\\"309\\",\\"llm_service_duration\\":\\"1955\\",'
+    '\\"consumer\\":\\"team-a\\"}","authority":"dashscope.aliyuncs.com","duration":"1960",'
+    '"request_id":"h-1","response_code":"200","start_time":"2026-11-02T09:00:00.078Z"}\n'
+    '{"ai_log":"-","authority":"dashscope.aliyuncs.com","duration":"2","request_id":"h-2",'
+    '"response_code":"429","start_time":"2026-11-02T09:00:01.400Z"}\n')
+
+
+def test_higress_reads_ai_statistics_fields_inside_ai_log(tmp_path: Path) -> None:
+    # --from higress read only fields of their own: on Higress's own log format every
+    # request had latency 0 and imputed usage, and nothing said so.
+    path = tmp_path / "access.jsonl"
+    path.write_text(HIGRESS_ACCESS)
+    trace = read_trace(path, fields=field_map("higress", None))
+    assert _rows(trace) == [("h-1", T0 + 0.078, ("dashscope.aliyuncs.com",), 1.955, 10, 69, 79),
+                            ("h-2", T0 + 1.4, ("dashscope.aliyuncs.com",), 0.0, 0, None, None)]
+    path.write_text(HIGRESS_ACCESS.splitlines(keepends=True)[0])
+    consumers = read_trace(path, fields=field_map("higress", "key=ai_log.consumer"))
+    assert consumers.keys_of(0) == ("team-a",)
+    path.write_text(HIGRESS_ACCESS.replace('"ai_log":"-"', '"ai_log":"{cut"'))
+    with pytest.raises(TraceError) as error:
+        read_trace(path, fields=field_map("higress", None))
+    assert str(error.value) == f"{path}:2: field 'ai_log': '{{cut' is not a JSON object"

@@ -378,7 +378,7 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
                (bool(templates), "--key-template", "reads keys from a key field or a log's "
                 "--map key=FIELD, not from templates"),
                (decisions is not None and decisions.lower().endswith(
-                   (".parquet", ".pq", ".csv", ".gz")), "--decisions",
+                   (".parquet", ".pq", ".csv", ".gz", ".zst", ".zstd")), "--decisions",
                 "streamed decisions are written as plain JSON Lines")]
     for bad, hint, message in refused:
         if bad:

@@ -61,8 +61,8 @@ def _load_spec(path: str) -> TraceSpec:
 @trace_app.command("generate")
 def generate(
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
-                                        help="Where to write: .jsonl or .csv, .gz to "
-                                        "compress; - for JSON Lines on stdout.")],
+                                        help="Where to write: .jsonl or .csv, .gz or .zst "
+                                        "to compress; - for JSON Lines on stdout.")],
     spec_path: Annotated[str | None, typer.Option(
         "--spec", metavar="FILE.yaml", help="A YAML spec: duration, start, seed, tiers.")] = None,
     tier: Annotated[list[str] | None, typer.Option(
@@ -108,7 +108,8 @@ def convert(
         "A trace or gateway log: JSON Lines, CSV or Parquet (.gz or .zst too); a path or "
         "a URL (s3://, gs://, https://, file://, ...); Parquet also a folder or glob."))],
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
-                                        help="Where to write: .parquet, else JSON Lines.")],
+                                        help="Where to write: .parquet, else JSON Lines "
+                                        "(.gz or .zst compresses).")],
     preset: LogPresetOption = None,
     mapping: FieldMapOption = None,
     key_field: Annotated[str | None, typer.Option(
@@ -126,8 +127,9 @@ def convert(
     batch.begin()
     from tokenlimit.files import check_writable
     from tokenlimit.sim.convert import convert_in_chunks, convert_whole
+    from tokenlimit.sim.writers import output_format
 
-    if output == "-" or output.lower().endswith((".csv", ".csv.gz")):
+    if output == "-" or output_format(output) == "csv":
         raise typer.BadParameter("write a .parquet or .jsonl file", param_hint="--output")
     fields = read_field_map(preset, mapping, key_field is not None)
     check_writable(output)

@@ -107,10 +107,8 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
         else:
             try:
                 trace = build_trace(batch, path, seed, key_field, first)
-            except Declined:
-                _locate(path, batch, first, key_field)
-                raise TraceError("could not be read as a trace", path=path,
-                                 line=first + 1) from None
+            except Declined:  # as for a whole file: the per-row reader's trace, or its error
+                trace = _batch_rows(path, batch, first, key_field, seed)
         yield first, trace
         first += batch.height
 
@@ -199,12 +197,18 @@ def _decompressing(raw: IO[bytes], compression: str | None) -> Any:
     return contextlib.nullcontext(raw)
 
 
-def _locate(path: str, batch: Any, first: int, key_field: str | None) -> None:
-    from tokenlimit.sim.readers import check_rows
+def _batch_rows(path: str, batch: Any, first: int, key_field: str | None, seed: int
+                ) -> Trace:
+    """A Parquet batch the columnar reader declines (a dictionary-encoded id, a status
+    stored as floats), read one row at a time as the whole file is; errors name the row."""
+    from tokenlimit.sim.row_reader import RowColumns, add_row, finish_rows
 
-    check_rows(path, ((first + n, {k: v for k, v in row.items() if v is not None})
-                      for n, row in enumerate(batch.iter_rows(named=True), start=1)),
-               key_field)
+    columns = RowColumns()
+    columns.offset = first
+    for n, row in enumerate(batch.iter_rows(named=True), start=first + 1):
+        add_row(columns, {k: v for k, v in row.items() if v is not None}, path, n, None,
+                key_field)
+    return finish_rows(columns, path, seed)
 
 
 def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,

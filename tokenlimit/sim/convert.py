@@ -24,11 +24,6 @@ _ORDER = ("id", "ts", "key", "keys", "latency", "prompt_tokens", "completion_tok
           "total_tokens", "status")
 
 
-def is_parquet_output(path: str) -> bool:
-    """Whether ``path`` names a Parquet output (else JSON Lines)."""
-    return path.lower().endswith((".parquet", ".pq"))
-
-
 def convert_whole(source: str, output: str, *, key_field: str | None,
                   fields: FieldMap | None) -> tuple[int, int]:
     """Read ``source`` whole and write it to ``output``; (requests, keys)."""
@@ -47,8 +42,9 @@ def convert_in_chunks(source: str, output: str, rows: int, *, key_field: str | N
     import polars as pl
 
     from tokenlimit.sim.chunked import trace_chunks
-    from tokenlimit.sim.writers import trace_frame
+    from tokenlimit.sim.writers import output_format, packed_stream, trace_frame
 
+    fmt = output_format(output)  # before the work: a name that cannot be written fails now
     target = Path(output)
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".parts",
                                    dir=target.parent if str(target.parent) else Path(".")))
@@ -71,8 +67,8 @@ def convert_in_chunks(source: str, output: str, rows: int, *, key_field: str | N
             return 0, 0
         joined = canonical(pl.concat([pl.scan_parquet(p) for p in parts],
                                      how="diagonal_relaxed"))
-        with atomic_writer(output) as handle:
-            if is_parquet_output(output):
+        with atomic_writer(output) as raw, packed_stream(raw, output) as handle:
+            if fmt == "parquet":
                 joined.sink_parquet(handle)
             else:
                 joined.sink_ndjson(handle)

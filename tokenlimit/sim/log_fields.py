@@ -3,8 +3,10 @@
 A ``FieldMap`` names, for one log format, the field of the request's start (``ts``: Unix
 seconds or milliseconds, or ISO-8601 text), of its rate-limit key, of its duration (or of its
 end time), of its token counts, id and HTTP status. A dotted name (``ai.proxy.usage.prompt_token``)
-reaches into nested objects. Lines whose status is 429 were limited when recorded: they stay
-in the trace as demand, with their usage unknown (imputed like any request without usage).
+reaches into nested objects, or into a field that holds a JSON object as text (Envoy prints
+a plug-in's filter state so: Higress's ``ai_log``). Lines whose status is 429 were limited
+when recorded: they stay in the trace as demand, with their usage unknown (imputed like any
+request without usage).
 
 >>> parse_map("ts=started_at:ms,key=consumer.username", PRESETS["kong"]).ts
 'started_at'
@@ -34,12 +36,14 @@ class FieldMap:
     total_tokens: str | None = None
     id: str | None = None
     status: str | None = None
+    # An object (or its JSON text) holding the fields the log has no field of their name for.
+    within: str | None = None
 
     def sources(self) -> dict[str, str]:
         """Trace field -> log field, for the fields this map names."""
         return {f.name: value for f in fields(self)
-                if not f.name.endswith("_unit") and isinstance(value := getattr(self, f.name),
-                                                               str)}
+                if not f.name.endswith("_unit") and f.name != "within"
+                and isinstance(value := getattr(self, f.name), str)}
 
 
 PRESETS: dict[str, FieldMap] = {
@@ -48,11 +52,13 @@ PRESETS: dict[str, FieldMap] = {
                     prompt_tokens="request_prompt_tokens",
                     completion_tokens="request_completion_tokens", id="request_id",
                     status="response_code"),
-    # Higress ai-statistics: the access log with input_token / output_token (as text).
+    # Higress ai-statistics: input_token, output_token, llm_service_duration (as text) inside
+    # the access log's ai_log (%FILTER_STATE(wasm.ai_log:PLAIN)%, a JSON object as text), or
+    # printed as fields of their own.
     "higress": FieldMap(ts="start_time", key="authority", latency="llm_service_duration",
                         latency_unit="ms", prompt_tokens="input_token",
                         completion_tokens="output_token", id="request_id",
-                        status="response_code"),
+                        status="response_code", within="ai_log"),
     # Envoy AI Gateway: an access log that prints the llmRequestCosts metadata keys.
     "envoy-ai-gateway": FieldMap(ts="start_time", key="x-user-id", latency="duration",
                                  latency_unit="ms", prompt_tokens="llm_input_token",

@@ -23,6 +23,8 @@ from tokenlimit.sim.log_fields import FieldMap
 if TYPE_CHECKING:
     import polars as pl
 
+    from tokenlimit.sim.trace_table import Trace
+
 ABSENT = ("", "-")  # Envoy prints "-" for a field it has no value for
 LIMITED_STATUS = "429"
 
@@ -46,7 +48,7 @@ def read_log_batch(name: str, frame: pl.DataFrame, fields: FieldMap, seed: int,
 
 def log_columns(names: list[str], fields: FieldMap) -> list[str]:
     """The columns of a log (``names``) that ``fields`` reads (a dotted field: its object)."""
-    wanted = fields.sources().values()
+    wanted = [*fields.sources().values(), *([fields.within] if fields.within else [])]
     return [n for n in names if any(w == n or w.startswith(n + ".") for w in wanted)]
 
 
@@ -56,15 +58,24 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     import polars as pl
 
     name = located.name
+    if frame.height == 0:  # an empty log, or a block of its blank lines: no requests
+        from tokenlimit.sim.row_reader import RowColumns, finish_rows
+
+        empty: Trace = finish_rows(RowColumns(), name, seed)
+        return empty
     columns: dict[str, tuple[str, pl.Series]] = {}
     for trace_field, log_field in fields.sources().items():
-        expression = _column(frame, log_field)
-        if expression is None:
+        values = _column(frame, log_field, located)
+        if values is None and fields.within and log_field not in frame.columns:
+            inside = f"{fields.within}.{log_field}"
+            if (values := _column(frame, inside, located)) is not None:
+                log_field = inside
+        if values is None:
             if trace_field in ("ts", "key"):
                 raise TraceError("missing from every line", path=name,
                                  line=located.line(0), field=log_field)
             continue
-        columns[trace_field] = (log_field, frame.select(expression.alias("v")).to_series())
+        columns[trace_field] = (log_field, values)
     n = frame.height
     start = _instants(columns["ts"][0], columns["ts"][1], fields.ts_unit, located)
     ts = start.seconds()
@@ -139,7 +150,7 @@ class Locator:
         if self.fmt == "parquet":
             return self.first_row + row + 1
         if self.fmt == "csv":
-            return row + 2  # after the header (a quoted line break would shift this)
+            return _csv_line(self.data, row)
         seen = -1
         for number, text in enumerate(io.BytesIO(self.data), start=1):
             if text.strip():
@@ -147,6 +158,23 @@ class Locator:
                 if seen == row:
                     return number
         return row + 1
+
+
+def _csv_line(data: bytes, row: int) -> int:
+    """The line of CSV record ``row`` (from 0, after the header; blank lines skipped, as
+    ``_frame`` drops them), named as the trace reader names a row: where the record ends (a
+    line break inside quotes belongs to its record)."""
+    import csv
+
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""))
+    next(reader, None)
+    seen = -1
+    for record in reader:
+        if any(record):
+            seen += 1
+            if seen == row:
+                return reader.line_num
+    return row + 2
 
 
 def _first(mask: pl.Series) -> int:
@@ -160,7 +188,13 @@ def _frame(name: str, fmt: str, data: bytes) -> pl.DataFrame:
         if fmt == "parquet":
             return pl.read_parquet(io.BytesIO(data))
         if fmt == "csv":
-            return pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+            frame = pl.read_csv(data, infer_schema=False, raise_if_empty=False)
+            # polars reads a blank line (an export's last line, too) as a row of nulls
+            blank = pl.all_horizontal(pl.all().is_null())
+            return frame.filter(~blank) if frame.width and frame.select(blank.any()).item() \
+                else frame
+        if not data.strip():
+            return pl.DataFrame()  # polars cannot infer a schema from blank lines
         return pl.read_ndjson(data, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
         if fmt == "jsonl":
@@ -181,28 +215,48 @@ def _locate_json_error(name: str, data: bytes) -> None:
             raise TraceError("expected a JSON object per line", path=name, line=number)
 
 
-def _column(frame: pl.DataFrame, path: str) -> pl.Expr | None:
-    """The expression for a (dotted) field, or ``None`` when the log has no such field."""
+def _column(frame: pl.DataFrame, path: str, located: Locator) -> pl.Series | None:
+    """The values of a (dotted) field, or ``None`` when the log has no such field. A dotted
+    name reaches into objects, and into JSON objects printed as text."""
     import polars as pl
 
     if path in frame.columns:
-        return pl.col(path)
+        return frame[path]
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
         head = ".".join(parts[:split])
         if head not in frame.columns:
             continue
-        expression = pl.col(head)
-        dtype: Any = frame.schema[head]
+        values = frame[head]
         for part in parts[split:]:
-            if not isinstance(dtype, pl.Struct):
+            if values.dtype == pl.String:
+                values = _json_objects(head, values, located)
+            if not isinstance(values.dtype, pl.Struct) or part not in {
+                    f.name for f in values.dtype.fields}:
                 return None
-            names = {f.name: f.dtype for f in dtype.fields}
-            if part not in names:
-                return None
-            expression, dtype = expression.struct.field(part), names[part]
-        return expression
+            values, head = values.struct.field(part), f"{head}.{part}"
+        return values
     return None
+
+
+def _json_objects(field: str, values: pl.Series, located: Locator) -> pl.Series:
+    """A field's JSON objects printed as text (``-`` or empty: none), as a struct column."""
+    import polars as pl
+
+    text = _as_text_or_number(values)
+    try:
+        return text.str.json_decode(infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        for row, value in enumerate(text.to_list()):
+            try:
+                whole = value is None or isinstance(json.loads(value), dict)
+            except ValueError:
+                whole = False
+            if not whole:
+                raise TraceError(f"{value!r} is not a JSON object", path=located.name,
+                                 line=located.line(row), field=field) from None
+        raise TraceError("its JSON objects do not fit together", path=located.name,
+                         field=field) from None
 
 
 def _as_text_or_number(values: pl.Series) -> pl.Series:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -224,14 +224,6 @@ def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = 
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
         raise TraceError(f"not a readable text, gzip or zstd file ({exc})", path=name) from exc
     return finish_rows(columns, name, seed)
-
-
-def check_rows(name: str, rows: Iterable[tuple[int, Mapping[str, Any]]],
-               key_field: str | None = None) -> None:
-    """Raise the per-row reader's located ``TraceError`` for the first bad row, if any."""
-    columns = RowColumns()
-    for line, row in rows:
-        add_row(columns, row, name, line, None, key_field)
 
 
 def _read_bytes(name: str) -> bytes:

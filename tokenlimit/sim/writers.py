@@ -1,18 +1,22 @@
 """Writing traces and decisions: always to a temporary file renamed into place, so a failed
-run never leaves half a file behind. ``.gz`` compresses; ``.csv`` writes CSV, else JSONL."""
+run never leaves half a file behind. The format is read from the name as the readers read it
+back: ``.parquet``, ``.csv``, else JSONL, each text format compressed by a ``.gz`` (gzip) or
+``.zst`` (zstd) after it."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
 from tokenlimit.errors import ConfigError
 from tokenlimit.files import atomic_writer
+from tokenlimit.sim import readers
 from tokenlimit.sim.trace_table import Trace
 
 CSV_HEADER = "ts,key,latency,prompt_tokens,completion_tokens,total_tokens\n"
@@ -20,17 +24,23 @@ _CHUNK = 200_000
 
 
 def write_atomically(path: str | Path, write: Callable[[IO[str]], None]) -> None:
-    """Call ``write`` with a text stream for ``path`` (gzip for ``.gz``); ``path`` appears
-    whole when it returns."""
-    with atomic_writer(path) as raw:
-        if Path(path).name.lower().endswith(".gz"):
-            # mtime=0: the same trace gives the same bytes
-            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
-                    _text(packed) as stream:
-                write(stream)
-        else:
-            with _text(raw) as stream:
-                write(stream)
+    """Call ``write`` with a text stream for ``path`` (compressed for ``.gz`` or ``.zst``);
+    ``path`` appears whole when it returns."""
+    with atomic_writer(path) as raw, packed_stream(raw, path) as packed, _text(packed) as stream:
+        write(stream)
+
+
+def packed_stream(raw: BinaryIO, path: str | Path) -> Any:
+    """A binary stream that compresses into ``raw`` as ``path``'s suffix says (closing it
+    ends the compressed stream and leaves ``raw`` open)."""
+    compression = readers.trace_format(str(path))[1]
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # same trace, same bytes
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor().stream_writer(raw, closefd=False)
+    return contextlib.nullcontext(raw)
 
 
 def _text(raw: Any) -> IO[str]:
@@ -78,9 +88,8 @@ def trace_lines(trace: Trace, fmt: str) -> Iterable[str]:
 
 
 def trace_format(path: str | Path) -> str:
-    """``csv`` or ``jsonl`` from a file name (``.gz`` ignored)."""
-    name = str(path).lower().removesuffix(".gz")
-    return "csv" if name.endswith(".csv") else "jsonl"
+    """``csv`` or ``jsonl`` from a file name (``.gz`` or ``.zst`` ignored)."""
+    return "csv" if readers.trace_format(str(path))[0] == "csv" else "jsonl"
 
 
 def write_trace(trace: Trace, path: str | Path) -> None:
@@ -115,7 +124,7 @@ def write_decisions(path: str | Path, trace: Trace, outcome: Any, rule: Any) -> 
 
     ``outcome``: codes 0 allow, 1 deny, 2 error; ``rule``: index or -1 (written as null).
     """
-    if str(path).lower().endswith((".parquet", ".pq", ".csv")):
+    if readers.trace_format(str(path))[0] in ("parquet", "csv"):
         write_table(path, decisions_frame(trace, outcome, rule))
         return
     names = ('"allow"', '"deny"', '"error"')
@@ -169,13 +178,24 @@ def trace_frame(trace: Trace) -> Any:
     return pl.DataFrame(columns)
 
 
+def output_format(path: str | Path) -> str:
+    """``parquet``, ``csv`` or ``jsonl`` by the name, as the readers read it back
+    (``ConfigError`` for a compressed Parquet name)."""
+    fmt, compression = readers.trace_format(str(path))
+    if fmt == "parquet" and compression:
+        raise ConfigError(f"{path}: cannot write: Parquet is compressed inside; name it "
+                          f"without the {Path(path).suffix}")
+    return fmt
+
+
 def write_table(path: str | Path, frame: Any) -> None:
-    """Write a polars frame as Parquet, CSV or JSON Lines (by suffix), whole or not at all."""
-    suffix = Path(path).name.lower()
-    with atomic_writer(path) as handle:
-        if suffix.endswith((".parquet", ".pq")):
+    """Write a polars frame as Parquet, CSV or JSON Lines (by suffix; ``.gz`` or ``.zst``
+    compresses text), whole or not at all."""
+    fmt = output_format(path)
+    with atomic_writer(path) as raw, packed_stream(raw, path) as handle:
+        if fmt == "parquet":
             frame.write_parquet(handle)
-        elif suffix.endswith(".csv"):
+        elif fmt == "csv":
             frame.write_csv(handle)
         else:
             frame.write_ndjson(handle)
