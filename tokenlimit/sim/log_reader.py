@@ -71,7 +71,7 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
             if (values := _column(frame, inside, located)) is not None:
                 log_field = inside
         if values is None:
-            if trace_field in ("ts", "key"):
+            if trace_field == "ts":
                 raise TraceError("missing from every line", path=name,
                                  line=located.line(0), field=log_field)
             continue
@@ -83,12 +83,11 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
         raise TraceError("missing", path=name, line=located.line(_first(ts.is_null())),
                          field=fields.ts)
     canonical: dict[str, Any] = {"ts": ts}
-    key_field, keys = columns["key"]
-    keys = keys.cast(pl.String)
-    if keys.null_count():
-        raise TraceError("missing", path=name, line=located.line(_first(keys.is_null())),
-                         field=key_field)
-    canonical["key"] = keys
+    # A line without the key field (Kong's unauthenticated routes, a request without the
+    # key's header) has the empty key, as the plug-in renders a template whose header is
+    # absent; a key field no line has shows in the report's warning that no key matches.
+    canonical["key"] = (columns["key"][1].cast(pl.String).fill_null("") if "key" in columns
+                        else pl.repeat("", n, dtype=pl.String, eager=True))
     if "latency" in columns:
         seconds = _numbers(columns["latency"][0], columns["latency"][1], located)
         canonical["latency"] = (exact_quotient(seconds, 1000.0) if fields.latency_unit == "ms"
