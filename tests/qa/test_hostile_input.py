@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -393,7 +394,7 @@ def test_trace_generate_dash_writes_json_lines_to_stdout(
     assert result.stdout == ('{"ts": 1700000240.382, "key": "a-00000", "latency": 3.1, '
                              '"prompt_tokens": 228, "completion_tokens": 168, '
                              '"total_tokens": 396}\n')
-    assert result.stderr == "wrote 1 requests for 1 keys to stdout\n"
+    assert result.stderr == "wrote 1 request for 1 key to stdout\n"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -451,3 +452,15 @@ def test_gateway_refuses_host_matches_that_are_not_host_names(host: str) -> None
                   "--host-match", host, "--port", "0", "--duration", "0")
     assert _error(result) == (f"error: --host-match {host!r}: give a host name such as "
                               "dashscope.aliyuncs.com (no scheme, path or spaces)")
+
+
+def test_trace_generate_counts_the_keys_that_have_requests(tmp_path: Path) -> None:
+    # Five seconds of the default tiers: a few requests; it said "for 25 keys" (every user).
+    out = tmp_path / "t.jsonl"
+    result = _run("trace", "generate", "-o", str(out), "--duration", "5")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    keys = {line["key"] for line in lines}
+    assert 0 < len(keys) < 25
+    assert result.stderr == (f"wrote {len(lines)} request{'s' if len(lines) > 1 else ''} for "
+                             f"{len(keys)} key{'s' if len(keys) > 1 else ''} to {out}\n")

@@ -98,8 +98,9 @@ def generate(
         output = "stdout"
     else:
         write_trace(trace, output)
-    typer.echo(f"wrote {len(trace):,} requests for {len(trace.key_names):,} keys to {output}",
-               err=True)
+    import numpy as np
+
+    typer.echo(wrote(len(trace), int(np.unique(trace.key_index).size), output), err=True)
 
 
 @trace_app.command("convert")
@@ -139,7 +140,17 @@ def convert(
     else:
         requests, keys = convert_in_chunks(source, output, chunk_rows, key_field=key_field,
                                            fields=fields)
-    typer.echo(f"wrote {requests:,} requests for {keys:,} keys to {output}", err=True)
+    typer.echo(wrote(requests, keys, output), err=True)
+
+
+def wrote(requests: int, keys: int, output: str) -> str:
+    """What ``trace generate`` and ``trace convert`` say they wrote.
+
+    >>> wrote(1, 1, "stdout"), wrote(1823, 25, "t.jsonl")
+    ('wrote 1 request for 1 key to stdout', 'wrote 1,823 requests for 25 keys to t.jsonl')
+    """
+    return (f"wrote {requests:,} request{'' if requests == 1 else 's'} for {keys:,} "
+            f"key{'' if keys == 1 else 's'} to {output}")
 
 
 def register(app: typer.Typer) -> None:
