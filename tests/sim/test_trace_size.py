@@ -23,6 +23,17 @@ def test_a_parquet_file_counts_its_rows_from_the_footer(tmp_path: Path) -> None:
     assert estimated_requests(str(path)) == 3
 
 
+def test_a_parquet_dataset_sums_its_files_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "day"
+    (folder / "hour=01").mkdir(parents=True)
+    pl.DataFrame({"ts": [1.0, 2.0], "key": ["a", "b"]}).write_parquet(folder / "00.parquet")
+    pl.DataFrame({"ts": [3.0] * 5, "key": ["c"] * 5}).write_parquet(
+        folder / "hour=01" / "01.parquet")
+    assert estimated_requests(str(folder)) == 7
+    assert estimated_requests(str(folder / "*.parquet")) == 2
+    assert estimated_requests(str(tmp_path / "none" / "*.parquet")) is None
+
+
 def test_a_text_file_is_estimated_from_its_first_mebibyte(tmp_path: Path) -> None:
     small = tmp_path / "small.jsonl"
     small.write_bytes(LINE * 7)
@@ -42,6 +53,7 @@ def test_what_cannot_be_told_cheaply_is_none(tmp_path: Path) -> None:
     assert [estimated_requests(p) for p in (str(packed), str(broken), str(tmp_path),
                                             str(tmp_path / "missing.csv"),
                                             "s3://bucket/day.parquet")] == [None] * 5
+    # tmp_path: a folder whose one Parquet file cannot be read
 
 
 def _machine(root: Path, meminfo_kb: int | None, v2: tuple[str, str] | None = None,

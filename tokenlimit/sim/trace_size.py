@@ -20,14 +20,23 @@ _NO_LIMIT = 1 << 60  # a cgroup limit this large is no limit (v1 writes 2**63 ro
 
 
 def estimated_requests(path: str) -> int | None:
-    """About how many requests the local file ``path`` holds: a Parquet file's row count
-    from its footer, a plain CSV or JSON Lines file's size over the mean length of its
-    first lines. ``None`` when it cannot tell cheaply: a URL, a folder or glob, a
-    compressed file, a file that cannot be read."""
+    """About how many requests the local trace ``path`` holds: a Parquet file's row count
+    from its footer (a dataset's, a folder or glob of files: the sum of theirs), a plain CSV
+    or JSON Lines file's size over the mean length of its first lines. ``None`` when it
+    cannot tell cheaply: a URL, a compressed file, a file that cannot be read."""
+    from tokenlimit.errors import TraceError
     from tokenlimit.sim.readers import trace_format
-    from tokenlimit.sim.trace_sources import is_dataset, is_url
+    from tokenlimit.sim.trace_sources import is_dataset, is_url, parquet_files
 
-    if is_url(path) or is_dataset(path) or not os.path.isfile(path):
+    if is_url(path):
+        return None
+    if is_dataset(path):
+        try:
+            counts = [_parquet_rows(file) for file in parquet_files(path)]
+        except TraceError:
+            return None  # no files: the reader says so
+        return None if None in counts else sum(c for c in counts if c is not None)
+    if not os.path.isfile(path):
         return None
     fmt, compression = trace_format(path)
     if compression is not None:
@@ -48,7 +57,7 @@ def _parquet_rows(path: str) -> int | None:
 
     try:
         rows: int = pl.scan_parquet(path).select(pl.len()).collect().item()
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, OSError):
         return None  # the reader names what is wrong with the file
     return rows
 
