@@ -402,3 +402,78 @@ def test_a_log_line_without_the_key_field_has_the_empty_key(tmp_path: Path) -> N
     assert [r.exit_code for r in reports] == [0, 0], reports[1].output
     assert json.loads(reports[0].stdout) == json.loads(reports[1].stdout)
     assert json.loads(reports[0].stdout)["totals"]["requests"] == 3
+
+
+def _inferred(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read JSON Lines logs as before the projected read: every field of every line, each
+    typed by polars' inference."""
+    import polars as pl
+
+    from tokenlimit.sim import log_reader
+
+    def refuse(data: bytes, fields: Any) -> Any:
+        raise pl.exceptions.ComputeError("inferred, for the comparison")
+
+    monkeypatch.setattr(log_reader, "_wanted_fields", refuse)
+
+
+TRICKY = [  # numbers as text, "-", floats in other forms, objects and JSON text, nulls
+    {"start_time": "2026-11-02T09:00:00.120Z", "duration": "1840", "request_id": "a-1",
+     "user_type": "subscriber", "request_prompt_tokens": 4.12e2, "response_code": "200",
+     "request_completion_tokens": 12.0, "extra": {"deep": [1, {"x": None}]}},
+    {"start_time": "2026-11-02T09:00:00.480Z", "duration": 1e-3, "request_id": "a-2",
+     "user_type": "regular-user", "request_prompt_tokens": "96", "response_code": 429,
+     "request_completion_tokens": "-", "upstream_cluster": None},
+    {"start_time": "2026-11-02T09:00:01.010Z", "duration": 0.5, "request_id": "a-3",
+     "request_prompt_tokens": 0, "response_code": 200, "request_completion_tokens": 7},
+]
+
+
+@pytest.mark.parametrize(("log", "preset", "mapping"), [
+    ("asm-access.jsonl", "asm", "key=user_type"),
+    ("higress-ai-statistics.jsonl", "higress", None),
+    ("envoy-ai-gateway.jsonl", "envoy-ai-gateway", None),
+    ("kong-ai-audit.jsonl", "kong", None),
+    ("tricky.jsonl", "asm", "key=user_type"),
+    ("int-ids.jsonl", "kong", None),
+    ("mixed-ids.jsonl", "kong", None),
+    ("top-int-ids.jsonl", "asm", "key=user_type,id=request_id"),
+    ("top-late-text-id.jsonl", "asm", "key=user_type,id=request_id"),
+])
+def test_reading_only_the_wanted_fields_gives_what_reading_every_field_does(
+        log: str, preset: str, mapping: str | None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = LOGS / log
+    if log == "tricky.jsonl":
+        path = tmp_path / log
+        path.write_text("".join(json.dumps(line) + "\n" for line in TRICKY))
+    elif log.startswith("top-"):  # integer ids at the top; one as text past the first 64 KiB
+        lines = [{**TRICKY[n % 3], "request_id": n,
+                  "start_time": f"2026-11-02T09:{n // 600:02d}:{n % 600 / 10:04.1f}Z"}
+                 for n in range(3000)]
+        if log == "top-late-text-id.jsonl":
+            lines[2500]["request_id"] = "late"
+        path = tmp_path / log
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        assert path.stat().st_size > 2 * 2**16
+    elif log.endswith("ids.jsonl"):  # Kong's request.id as integers; later as text too
+        lines = [json.loads(line) for line in (LOGS / "kong-ai-audit.jsonl").open()]
+        for number, line in enumerate(lines):
+            line["request"]["id"] = (f"r-{number}" if log == "mixed-ids.jsonl" and number == 3
+                                     else 100 + number)
+        path = tmp_path / log
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fields = field_map(preset, mapping)
+    projected = read_trace(path, fields=fields)
+    _inferred(monkeypatch)
+    inferred = read_trace(path, fields=fields)
+    assert _rows(projected) == _rows(inferred)
+    assert projected.status == inferred.status
+    assert [projected.id_of(i) for i in range(len(projected))] == [
+        inferred.id_of(i) for i in range(len(inferred))]
+    if log == "int-ids.jsonl":
+        assert [projected.id_of(i) for i in range(len(projected))] == [100, 101, 102, 103]
+    if log == "mixed-ids.jsonl":
+        assert projected.id_of(3) == "r-3"
+    if log.startswith("top-"):
+        assert projected.id_of(2499) == (2499 if log == "top-int-ids.jsonl" else "2499")

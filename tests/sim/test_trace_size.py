@@ -95,3 +95,8 @@ def test_a_shortfall_names_requests_need_and_what_is_left(tmp_path: Path) -> Non
     roomy = _machine(tmp_path / "roomy", 8_000_000)
     assert memory_shortfall(str(trace), roomy) is None
     assert memory_shortfall(str(trace), _machine(tmp_path / "unknown", None)) is None
+    # A text gateway log is also read into memory whole, and parsed: twice its size more.
+    log_need = need + 2 * trace.stat().st_size
+    assert memory_shortfall(str(trace), _machine(tmp_path / "log", 8_000_000,
+                                                 v2=(str(need), "0")),
+                            log=True) == (100, log_need, need)

@@ -283,7 +283,7 @@ def simulate(
             max(len(settings), 1) + 2) as step:
         if semantics == "asm":
             _load_engine_meanwhile()
-        warn_if_too_large(trace_path)
+        warn_if_too_large(trace_path, log=fields is not None)
         trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                            fields=fields, ids=decisions is not None).at_speed(speed)
         if len(trace) == 0:

@@ -69,12 +69,12 @@ def too_large(path: str, requests: int, needed: int, available: int,
             f"{STREAM_BATCH} streams them in batches instead")
 
 
-def warn_if_too_large(path: str, doing: str = "replay") -> None:
-    """Say on stderr, before reading, that the trace at ``path`` will likely not fit in
-    memory to ``doing`` whole."""
+def warn_if_too_large(path: str, doing: str = "replay", *, log: bool = False) -> None:
+    """Say on stderr, before reading, that the trace at ``path`` (a gateway's ``log``) will
+    likely not fit in memory to ``doing`` whole."""
     from tokenlimit.sim.trace_size import memory_shortfall
 
-    shortfall = memory_shortfall(path)
+    shortfall = memory_shortfall(path, log=log)
     if shortfall is not None:
         print(too_large(path, *shortfall, doing=doing), file=sys.stderr)
 

@@ -135,7 +135,7 @@ def convert(
     fields = read_field_map(preset, mapping, key_field is not None)
     check_writable(output)
     if chunk_rows is None:
-        warn_if_too_large(source, "convert")
+        warn_if_too_large(source, "convert", log=fields is not None)
         requests, keys = convert_whole(source, output, key_field=key_field, fields=fields)
     else:
         requests, keys = convert_in_chunks(source, output, chunk_rows, key_field=key_field,

@@ -1,7 +1,8 @@
 """Whether a trace will fit in memory, asked before a whole-trace replay starts reading it.
 
 A trace read whole takes about ``BYTES_PER_REQUEST`` bytes of memory a request at its peak
-(bench/simulate.py: 1.5 GiB for ten million requests from Parquet, 1.6 GiB from CSV). One
+(bench/simulate.py: 1.5 GiB for ten million requests from Parquet, 1.6 GiB from CSV), and a
+text gateway log twice its size more. One
 larger than the memory left would be read for minutes and then end in a ``MemoryError`` or,
 on Linux, be killed by the kernel without a word; ``simulate`` warns first and names
 ``--chunk-rows``, which streams it. Both figures are estimates: the request count of a text
@@ -15,6 +16,10 @@ import os
 from pathlib import Path
 
 BYTES_PER_REQUEST = 160
+# A text gateway log is read into memory whole, then parsed: about twice its size more (1
+# million ASM access-log lines, 545 MB: a peak of 1.3 GB).
+TEXT_LOG_BYTES_PER_BYTE = 2
+PARQUET_NAMES = (".parquet", ".pq")
 _SAMPLE = 1 << 20  # the bytes of a text trace whose lines give its mean line length
 _NO_LIMIT = 1 << 60  # a cgroup limit this large is no limit (v1 writes 2**63 rounded down)
 
@@ -102,15 +107,18 @@ def _number(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def memory_shortfall(path: str, root: str = "/") -> tuple[int, int, int] | None:
-    """(requests, bytes needed, bytes available) when the trace at ``path`` will likely not
-    fit in the memory left for a whole-trace replay; ``None`` when it fits or nobody can
-    tell."""
+def memory_shortfall(path: str, root: str = "/", *, log: bool = False
+                     ) -> tuple[int, int, int] | None:
+    """(requests, bytes needed, bytes available) when the trace at ``path`` (a gateway's
+    ``log``) will likely not fit in the memory left for a whole-trace replay; ``None`` when
+    it fits or nobody can tell."""
     requests = estimated_requests(path)
     if requests is None:
         return None
     available = available_memory(root)
     needed = requests * BYTES_PER_REQUEST
+    if log and not path.lower().endswith(PARQUET_NAMES) and os.path.isfile(path):
+        needed += TEXT_LOG_BYTES_PER_BYTE * os.path.getsize(path)
     if available is None or needed <= available:
         return None
     return requests, needed, available
