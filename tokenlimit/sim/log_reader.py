@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +185,7 @@ def _first(mask: pl.Series) -> int:
 def _frame(name: str, fmt: str, data: bytes, fields: FieldMap) -> pl.DataFrame:
     import polars as pl
 
-    if fmt == "jsonl" and data.strip():
+    if fmt == "jsonl" and not _blank(data):
         try:
             return _wanted_fields(data, fields)
         except pl.exceptions.PolarsError:
@@ -198,7 +199,7 @@ def _frame(name: str, fmt: str, data: bytes, fields: FieldMap) -> pl.DataFrame:
             blank = pl.all_horizontal(pl.all().is_null())
             return frame.filter(~blank) if frame.width and frame.select(blank.any()).item() \
                 else frame
-        if not data.strip():
+        if _blank(data):
             return pl.DataFrame()  # polars cannot infer a schema from blank lines
         return pl.read_ndjson(data, infer_schema_length=None)
     except pl.exceptions.PolarsError as exc:
@@ -208,6 +209,16 @@ def _frame(name: str, fmt: str, data: bytes, fields: FieldMap) -> pl.DataFrame:
                          path=name) from exc
 
 
+def _blank(data: bytes) -> bool:
+    """Whether ``data`` holds only white space (``data.strip()`` would copy a whole log).
+
+    >>> _blank(b" \\n\\r\\n"), _blank(b"\\n{}\\n")
+    (True, False)
+    """
+    return _NOT_BLANK.search(data) is None
+
+
+_NOT_BLANK = re.compile(rb"\S")
 _PROBE = 1 << 16  # bytes of a JSON Lines log whose lines tell its id's type
 
 
