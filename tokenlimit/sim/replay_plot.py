@@ -91,10 +91,11 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
                 axis.set_xlabel("minutes since the first request", fontsize=8)
     title = f"simulate {trace.path} with {rules_origin} ({charge} tokens charged)"
     wanted = len(keys) if top is None else top
-    if len(shown) < wanted:
-        reason = (f"a plot draws at most {MAX_KEYS}" if len(keys) > len(shown)
-                  else f"the trace has {len(trace.key_names)}")
-        title += f"\n{len(shown)} of the {wanted} keys --top asks for are drawn ({reason})"
+    if len(shown) < wanted and len(keys) > len(shown):
+        title += (f"\n{len(shown)} of the {wanted} keys --top asks for are drawn (a plot "
+                  f"draws at most {MAX_KEYS})")
+    elif len(shown) < wanted:
+        title += f"\nall {len(shown)} keys of the trace are drawn (--top {wanted})"
     figure.suptitle(title, fontsize=10)
     figure.legend(list(handles.values()), list(handles), loc="outside lower center",
                   ncols=len(handles), fontsize=8, frameon=False)
