@@ -402,6 +402,15 @@ def test_a_log_line_without_the_key_field_has_the_empty_key(tmp_path: Path) -> N
     assert [r.exit_code for r in reports] == [0, 0], reports[1].output
     assert json.loads(reports[0].stdout) == json.loads(reports[1].stdout)
     assert json.loads(reports[0].stdout)["totals"]["requests"] == 3
+    everyone = json.dumps([{"rate_limit_key_regex": ".*", "max_tokens": 100,
+                            "tokens_per_fill": 10, "fill_interval_second": 60,
+                            "redis_expired_seconds": 600}])
+    text = runner.invoke(app, ["simulate", str(log), "--from", "kong", "--config-json",
+                               everyone])
+    keys_table = text.stdout[text.stdout.index("Per key"):text.stdout.index("Totals")]
+    rows = [line.split("│")[1].strip() for line in keys_table.splitlines()
+            if line.startswith("│")]
+    assert sorted(rows) == ['""', "alice", "bob"]  # the empty key, named in the keys table
 
 
 def _inferred(monkeypatch: pytest.MonkeyPatch) -> None:

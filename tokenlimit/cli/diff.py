@@ -75,6 +75,8 @@ _GROUP_HEADINGS = ["requests", "limited\nbefore", "limited\nafter", "newly\nlimi
 
 def diff_tables(diff: TraceDiff) -> list[Tabular]:
     """The report as (title, headings, rows): one source for the text and markdown forms."""
+    from tokenlimit.sim.trace_table import key_label
+
     rules = [[c.regex, c.kind + (f" ({', '.join(c.fields)})" if c.fields else ""),
               *_rule_cells(c.old, c.new)] for c in diff.rules]
     tables: list[Tabular] = [("Rules", ["regex", "change", "max", "fill", "every (s)", "TTL (s)",
@@ -84,7 +86,7 @@ def diff_tables(diff: TraceDiff) -> list[Tabular]:
         tables.append(("By key class", ["class", *_GROUP_HEADINGS],
                        [_group_cells(g) for g in diff.by_class]))
     tables.append(("Totals", ["", *_GROUP_HEADINGS], [_group_cells(diff.totals)]))
-    keys = [[k.key, f"{k.requests:,}", _share(k.old_limited, k.requests),
+    keys = [[key_label(k.key), f"{k.requests:,}", _share(k.old_limited, k.requests),
              _share(k.new_limited, k.requests), f"{k.newly_limited:,}", f"{k.newly_admitted:,}"]
             for k in diff.keys]
     tables.append((f"Keys that change most (top {len(keys)})",

@@ -122,13 +122,15 @@ def _requests(count: int) -> str:
 
 def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
+    from tokenlimit.sim.trace_table import key_label
+
     rules = _table("Per rule", ("rule", "regex"))
     for index, regex, row in summary.rules:
         rules.add_row("-" if index is None else str(index),
                       "(no rule: never limited)" if regex is None else regex, *_row_cells(row))
     keys = _table(f"Per key (top {len(summary.keys)} by requests)", ("key", "rule"))
     for key, rule, row in summary.keys:
-        keys.add_row(key, "-" if rule is None else str(rule), *_row_cells(row))
+        keys.add_row(key_label(key), "-" if rule is None else str(rule), *_row_cells(row))
     totals = _table("Totals", ("trace",))
     totals.add_row(path, *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "

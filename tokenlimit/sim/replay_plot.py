@@ -13,7 +13,7 @@ from tokenlimit.bucket.types import Charge
 from tokenlimit.files import atomic_writer
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.engine import ALLOW, DENY, Replay
-from tokenlimit.sim.trace_table import Trace
+from tokenlimit.sim.trace_table import Trace, key_label
 
 
 def pyplot() -> Any:
@@ -66,7 +66,7 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
             minutes[denied], replay.balance[mine][denied], marker="x", color="red", s=18,
             zorder=3)
         left.axhline(0, color="grey", lw=0.6)
-        left.set_title(f"{name}: balance", fontsize=9)
+        left.set_title(f"{key_label(name)}: balance", fontsize=9)
         left.set_ylabel("balance (tokens)", fontsize=8)
         admitted = mine[replay.outcome[mine] == ALLOW]
         bins = np.floor((trace.ts[admitted] - start) / 60.0).astype(np.int64)
@@ -81,7 +81,8 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
             handles["the rule's sustained rate"] = right.axhline(rate, color="black", ls="--",
                                                                  lw=1)
             rule_text = f"rule {rule_index}, sustained {rate:,.0f}/min"
-        right.set_title(f"{name}: tokens admitted per minute ({rule_text})", fontsize=9)
+        right.set_title(f"{key_label(name)}: tokens admitted per minute ({rule_text})",
+                        fontsize=9)
         right.set_ylabel("tokens per minute", fontsize=8)
         for axis in (left, right):  # one time range for every panel: the whole trace
             axis.set_xlim(0, math.floor(span) + 1)

@@ -193,3 +193,13 @@ def trace_from_requests(requests: Sequence[TraceRequest], path: str = "<memory>"
         ids=tuple(r.id for r in requests),
         status=tuple(r.status for r in requests),
     )
+
+
+def key_label(key: str) -> str:
+    """How a key reads in a table or a chart: the empty key (a log line without the key's
+    field, a request without the key's header) as ``""``.
+
+    >>> key_label("regular-user-1"), key_label("")
+    ('regular-user-1', '""')
+    """
+    return key if key else '""'
