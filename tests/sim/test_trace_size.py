@@ -9,8 +9,10 @@ import polars as pl
 
 from tokenlimit.sim.trace_size import (
     BYTES_PER_REQUEST,
+    Size,
     available_memory,
     estimated_requests,
+    estimated_size,
     memory_shortfall,
 )
 
@@ -47,13 +49,37 @@ def test_a_text_file_is_estimated_from_its_first_mebibyte(tmp_path: Path) -> Non
 
 def test_what_cannot_be_told_cheaply_is_none(tmp_path: Path) -> None:
     packed = tmp_path / "t.jsonl.gz"
-    packed.write_bytes(gzip.compress(LINE))
+    packed.write_bytes(gzip.compress(LINE)[:-9])  # cut short
     broken = tmp_path / "broken.parquet"
     broken.write_bytes(b"PAR1 not really")
-    assert [estimated_requests(p) for p in (str(packed), str(broken), str(tmp_path),
+    assert [estimated_requests(p) for p in (str(broken), str(tmp_path),
                                             str(tmp_path / "missing.csv"),
-                                            "s3://bucket/day.parquet")] == [None] * 5
+                                            "s3://bucket/day.parquet")] == [None] * 4
     # tmp_path: a folder whose one Parquet file cannot be read
+    assert estimated_requests(str(packed)) in (0, 1, None)  # what decompresses: no crash
+
+
+LINE64 = b'{"ts": 1.5, "key": "tenant-1", "completion_tokens": 1234567890}\n'
+
+
+def test_a_compressed_file_is_estimated_from_how_its_start_expands(tmp_path: Path) -> None:
+    import zstandard
+
+    assert len(LINE64) == 64
+    small = tmp_path / "small.jsonl.gz"
+    small.write_bytes(gzip.compress(LINE64 * 10))
+    assert estimated_size(str(small)) == Size(10, 640, True)  # decompressed whole
+    lines = [b'{"ts": %d, "key": "tenant-%04d", "completion_tokens": %09d}\n'
+             % (n % 10, n % 9973, n * 7919 % 10**9) for n in range(200_000)]
+    assert {len(line) for line in lines} == {64}
+    text = b"".join(lines)  # 12.2 MiB that compress about as well all the way through
+    for name, packed in (("big.jsonl.gz", gzip.compress(text)),
+                         ("big.jsonl.zst", zstandard.ZstdCompressor().compress(text))):
+        (tmp_path / name).write_bytes(packed)
+        size = estimated_size(str(tmp_path / name))
+        assert size is not None and size.compressed
+        assert abs(size.text - len(text)) < len(text) * 0.2, (name, size)
+        assert size.requests == size.text // 64
 
 
 def _machine(root: Path, meminfo_kb: int | None, v2: tuple[str, str] | None = None,
