@@ -356,3 +356,17 @@ def test_gateway_logs_one_line_per_outage() -> None:
     assert outage[0].endswith(
         f"gateway: rate-limit service unreachable at http://{LOOPBACK}:{dead} "
         "(ConnectFailed); answering 503 (fail-closed) until it answers again")
+
+
+@pytest.mark.parametrize(("fail", "then"), [([], "lets requests through"),
+                                             (["--fail-closed"], "answers 503")])
+def test_up_says_when_its_redis_does_not_answer(fail: list[str], then: str) -> None:
+    # It started without a word; the only sign was the gateway's first fail-open line.
+    port = free_port()  # nothing listens there
+    result = runner.invoke(app, ["up", "--redis-url", f"redis://127.0.0.1:{port}",
+                                 "--duration", "0.2", "--gateway-port", "0", "--service-port",
+                                 "0", "--mock-port", "0", "--format", "json", *fail])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"warning: cannot connect to redis at 127.0.0.1:{port}: "
+                             f"Connection refused: every check fails until it answers, and "
+                             f"the gateway {then}\n")

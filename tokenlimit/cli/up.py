@@ -164,6 +164,10 @@ def up(
         config = build_config(upstream=mock_listener.url, service=service.url,
                               key_templates=key_template or (), hosts=hosts,
                               fail_open=fail_open, plugin=settings)
+        if service.backend_error is not None:
+            then = "lets requests through" if config.fail_open else "answers 503"
+            typer.echo(f"warning: {service.backend_error}: every check fails until it "
+                       f"answers, and the gateway {then}", err=True)
         gateway = Gateway(config,
                           on_event=event_printer(output_format) if show_requests else None)
         gateway_listener = Listener("gateway", gateway, bind(host, gateway_port))

@@ -160,6 +160,7 @@ class RunningService:
     port: int
     app: RateLimitApp
     loop: asyncio.AbstractEventLoop
+    backend_error: str | None = None  # why the backend did not answer a ping at start
 
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Swap the rules (bucket state kept), from any thread; in force when this returns."""
@@ -169,6 +170,9 @@ class RunningService:
             app.set_rules(tuple(rules))
 
         asyncio.run_coroutine_threadsafe(swap(), self.loop).result(10)
+
+
+PING_TIMEOUT = 3.0  # seconds a background service waits for its backend's first answer
 
 
 @contextlib.contextmanager
@@ -192,9 +196,16 @@ def running_service(
     server = HttpServer(app, max_body=app.options.max_body)
     thread = LoopThread("tokenlimit-serve")
     bound: list[int] = []
+    unanswered: list[str] = []
 
     async def main(ready: Callable[[], None], stop: asyncio.Event) -> None:
         bound.append(await server.start(host, port))
+        try:  # not fatal (the service answers errors until the backend answers)
+            await asyncio.wait_for(store.ping(), PING_TIMEOUT)
+        except StoreError as exc:
+            unanswered.append(str(exc))
+        except TimeoutError:
+            unanswered.append(f"no answer from the backend within {PING_TIMEOUT:g} s")
         ready()
         await stop.wait()
         await server.close()
@@ -209,7 +220,8 @@ def running_service(
     assert thread.loop is not None
     url_host = f"[{host}]" if ":" in host else host
     try:
-        yield RunningService(f"http://{url_host}:{bound[0]}", bound[0], app, thread.loop)
+        yield RunningService(f"http://{url_host}:{bound[0]}", bound[0], app, thread.loop,
+                             unanswered[0] if unanswered else None)
     finally:
         thread.stop(10)
 
