@@ -48,15 +48,24 @@ class RuleFigures:
     def summary(self) -> str:
         """One sentence for the figures finding and ``--key``."""
         if not self.refills:
-            return (f"a new key starts with {self.start_tokens:,} tokens and never refills: "
+            return (f"a new key starts with {_tokens(self.start_tokens)} and never refills: "
                     f"its bucket restarts at {self.start_tokens:,} (debt forgiven) once it "
                     f"expires, {duration(self.lifetime_seconds)} after it was created")
         return (f"sustained up to {number(self.tokens_per_minute)} tokens/min "
                 f"({number(self.tokens_per_day)}/day); a new key starts with "
-                f"{self.start_tokens:,} tokens; burst up to {self.burst_tokens:,}; "
+                f"{_tokens(self.start_tokens)}; burst up to {self.burst_tokens:,}; "
                 f"refills from empty to full in {duration(self.seconds_to_full)}; the bucket "
                 f"expires {duration(self.lifetime_seconds)} after its last refill "
                 "(then it restarts, debt forgiven)")
+
+
+def _tokens(count: int) -> str:
+    """A count of tokens.
+
+    >>> _tokens(1), _tokens(1000)
+    ('1 token', '1,000 tokens')
+    """
+    return f"{count:,} token{'' if count == 1 else 's'}"
 
 
 def figures_of(rule: Rule) -> RuleFigures | None:
