@@ -65,7 +65,8 @@ def main(
 
 
 def _register() -> None:
-    # Each command module adds itself to ``app``; the order here is the order in --help.
+    # Each command module adds itself to ``app``; --help lists the commands in this order, then
+    # the groups of subcommands (trace, render) in theirs.
     from tokenlimit.cli import (
         diff,
         gateway,
