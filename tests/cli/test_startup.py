@@ -76,6 +76,29 @@ def test_validate_loads_no_heavy_package() -> None:
     assert done.stdout.endswith("0 errors, 0 warnings, 7 infos\n")
 
 
+def _loaded_rich(*argv: str) -> tuple[bool, subprocess.CompletedProcess[str]]:
+    """Run the CLI with ``argv`` in a fresh interpreter: whether rich was loaded, and how."""
+    code = _RUN.replace("run()\n", "import atexit\natexit.register(lambda: print("
+                        "'RICH=' + str('rich' in sys.modules), file=sys.stderr))\n"
+                        "os._exit = lambda code, leave=os._exit: (print('RICH=' + str('rich' in "
+                        "sys.modules), file=sys.stderr, flush=True), leave(code))\nrun()\n")
+    _, done = _heavy_after(code, *argv)
+    found = [line for line in done.stderr.splitlines() if line.startswith("RICH=")]
+    return found[0] == "RICH=True", done
+
+
+@pytest.mark.parametrize(("argv", "rich"), [
+    # Machine-readable reports (CI's) start without rich (about 30 ms); text ones load it.
+    (("validate", "samples/rules.json", "--format", "json"), False),
+    (("simulate", "samples/trace.csv", "-r", "samples/rules.json", "--format", "json"), False),
+    (("validate", "samples/rules.json"), True),
+    (("simulate", "samples/trace.csv", "-r", "samples/rules.json"), True),
+])
+def test_rich_loads_only_for_a_text_report(argv: tuple[str, ...], rich: bool) -> None:
+    loaded, done = _loaded_rich(*argv)
+    assert (loaded, done.returncode) == (rich, 0), done.stderr
+
+
 def test_the_probe_sees_a_heavy_import() -> None:
     # The checks above must be able to fail: modules that import httptools are seen.
     heavy, done = _heavy_after("import tokenlimit.gateway.proxy, tokenlimit.gateway.server")

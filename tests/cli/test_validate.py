@@ -233,7 +233,7 @@ def test_the_plain_rules_table_is_what_rich_writes(regexes: list[str], numbers: 
 
     from rich.console import Console
 
-    from tokenlimit.cli.validate import format_rules_table, plain_rules_table
+    from tokenlimit.cli.validate_text import format_rules_table, plain_rules_table
     from tokenlimit.rules import Rule
     from tokenlimit.rules.formats import ValidationReport
 

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
@@ -19,7 +16,10 @@ from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import compile_go_regex, require_valid
 from tokenlimit.rules.figures import figures_of, number
 
-if TYPE_CHECKING:  # numpy loads when a diff runs, not at every command's start-up
+if TYPE_CHECKING:  # numpy loads when a diff runs, rich when a table is printed
+    from rich.console import Group
+    from rich.table import Table
+
     from tokenlimit.bucket.key_templates import KeyTemplate
     from tokenlimit.rules.model import Rule
     from tokenlimit.sim.conditions import Condition
@@ -96,6 +96,9 @@ def diff_tables(diff: TraceDiff) -> list[Tabular]:
 
 def format_text(diff: TraceDiff) -> Group:
     """The text report as Rich tables."""
+    from rich.console import Group
+    from rich.table import Table
+
     parts: list[Table | str] = []
     for title, headings, rows in diff_tables(diff):
         table = Table(title=title, title_justify="left")
@@ -209,7 +212,9 @@ def diff(
     elif output_format == "markdown":
         typer.echo(format_markdown(result, old_source, new_source))
     else:
-        Console(width=None if sys.stdout.isatty() else 160).print(format_text(result))
+        from tokenlimit.cli.simulate import stdout_console
+
+        stdout_console().print(format_text(result))
     _gate(result, conditions)
 
 

@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.rules import RuleMatcher, require_valid
 from tokenlimit.rules.figures import duration
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich loads when a table is printed
+    from rich.console import Console, Group
+
     from tokenlimit.rules.model import Rule
     from tokenlimit.service.inspection import KeyState
     from tokenlimit.service.redis_reader import BucketReader
@@ -54,6 +54,9 @@ def _cells(state: KeyState, now: float) -> list[str]:
 
 def format_states(states: Sequence[KeyState], now: float, where: str) -> Group:
     """The text report: one row per key."""
+    from rich.console import Group
+    from rich.table import Table
+
     noun = "key" if len(states) == 1 else "keys"
     table = Table(title=f"{where} at {_utc(now)} UTC: {len(states)} {noun}",
                   title_justify="left")
@@ -167,6 +170,8 @@ def inspect(
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(width=None if sys.stdout.isatty() else 180)
 
 

@@ -12,8 +12,6 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.cli.options import (
@@ -29,7 +27,9 @@ from tokenlimit.errors import ConfigError, RemoteError
 from tokenlimit.rules import Rule
 from tokenlimit.sim.records import TraceRequest
 
-if TYPE_CHECKING:  # the load machinery (asyncio, numpy) loads when a run starts
+if TYPE_CHECKING:  # the load machinery (asyncio, numpy) and rich load when a run starts
+    from rich.text import Text
+
     from tokenlimit.load.driver import LoadPlan, Shape
     from tokenlimit.load.run_report import LoadReport
     from tokenlimit.load.run_stats import RunStats
@@ -43,6 +43,8 @@ REQUESTS_ONLY_DURATION = 60.0
 
 
 def _format_progress(stats: RunStats, elapsed: float) -> Text:
+    from rich.text import Text
+
     done = stats.answered
     limited = stats.outcomes["limited"]
     p99 = stats.latency.percentile_us(99)
@@ -282,7 +284,9 @@ def loadtest(
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
          tolerance: float) -> LoadReport:
+    from rich.console import Console
     from rich.live import Live
+    from rich.text import Text
 
     from tokenlimit.load.loadtest import run_loadtest
 

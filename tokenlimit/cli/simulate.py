@@ -11,8 +11,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
@@ -35,7 +33,10 @@ from tokenlimit.files import check_writable
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
-if TYPE_CHECKING:  # numpy loads when a trace is read, not at every command's start-up
+if TYPE_CHECKING:  # numpy loads when a trace is read, rich when a table is printed
+    from rich.console import Console, Group
+    from rich.table import Table
+
     from tokenlimit.sim.partition import Parallelism
     from tokenlimit.sim.replay_stats import Row, Summary
     from tokenlimit.sim.trace_table import Trace
@@ -72,6 +73,7 @@ def _progress(total: int) -> Iterator[Callable[[str], None]]:
     if not sys.stderr.isatty():
         yield lambda _stage: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
@@ -103,6 +105,8 @@ _HEADINGS = ("requests", "admitted", "limited", "limited %", "tokens admitted", 
 
 
 def _table(title: str, first: Sequence[str]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for name in first:
         table.add_column(name)
@@ -122,6 +126,8 @@ def _requests(count: int) -> str:
 
 def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
+    from rich.console import Group
+
     from tokenlimit.sim.trace_table import key_label
 
     rules = _table("Per rule", ("rule", "regex"))
@@ -144,6 +150,8 @@ def format_summary(summary: Summary, path: str) -> Group:
 
 
 def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Sweep", title_justify="left")
     for name in ("setting", "requests", "limited", "limited %", "tokens admitted"):
         table.add_column(name, justify="left" if name == "setting" else "right")
@@ -262,11 +270,10 @@ def simulate(
         settings = [parse_setting(s) for s in setting or []]
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from None
-    console = Console(width=None if sys.stdout.isatty() else 160)
     if chunk_rows is not None:
         _refuse_with_chunks(trace_path, semantics, settings, plot, templates, fields, decisions,
                             speed, jobs, executor)
-        _simulate_in_chunks(console, trace_path, loaded, chunk_rows, charged, key_field,
+        _simulate_in_chunks(trace_path, loaded, chunk_rows, charged, key_field,
                             seed, top, price, decisions, output_format, fields, speed, plot)
         return
     parallel = _parallelism(jobs, executor, scheduler)
@@ -278,7 +285,7 @@ def simulate(
                                          seed=seed)
         if on_workers is not None:  # else read here, below, and shipped to the workers
             summary, limited = on_workers
-            _print_report(console, summary, trace_path, limited, output_format,
+            _print_report(summary, trace_path, limited, output_format,
                           no_rule_matched(summary, (), fields, key_field))
             return
     with _collector_paused(), _out_of_memory(trace_path), _progress(
@@ -297,7 +304,7 @@ def simulate(
                                 origin=loaded.origin, estimate=policy, on_step=step,
                                 parallel=parallel)
     if settings:
-        _report_sweep(console, list(result.summaries), output_format, plot)
+        _report_sweep(list(result.summaries), output_format, plot)
         return
     replay, summary = result.replay, result.summaries[0][1]
     assert replay is not None
@@ -309,18 +316,26 @@ def simulate(
 
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged, rules_origin=loaded.origin, top=top)
-    _print_report(console, summary, trace.path, recorded_429(trace), output_format,
+    _print_report(summary, trace.path, recorded_429(trace), output_format,
                   no_rule_matched(summary, trace.key_names, fields, key_field))
 
 
-def _print_report(console: Console, summary: Summary, path: str, limited: int,
-                  output_format: str, warning: str | None = None) -> None:
+def stdout_console() -> Console:
+    """The console a text report goes to (160 columns when stdout is not a terminal)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _print_report(summary: Summary, path: str, limited: int, output_format: str,
+                  warning: str | None = None) -> None:
     if warning:
         typer.echo(warning, err=True)
     if output_format == "json":
         typer.echo(json.dumps({"trace": path, "recorded_429": limited,
                                **summary.to_dict()}, indent=2))
     else:
+        console = stdout_console()
         console.print(format_summary(summary, path))
         if limited:
             were, their = ("was", "its") if limited == 1 else ("were", "their")
@@ -387,7 +402,7 @@ def _refuse_with_chunks(path: str, semantics: str, settings: list[Any], plot: st
             raise typer.BadParameter(f"--chunk-rows {message}", param_hint=hint)
 
 
-def _simulate_in_chunks(console: Console, path: str, loaded: Any, rows: int, charge: Charge,
+def _simulate_in_chunks(path: str, loaded: Any, rows: int, charge: Charge,
                         key_field: str | None, seed: int, top: int, price: float | None,
                         decisions: str | None, output_format: str, fields: Any,
                         speed: float, plot: str | None) -> None:
@@ -411,7 +426,7 @@ def _simulate_in_chunks(console: Console, path: str, loaded: Any, rows: int, cha
         trace, replay = result.chart
         plot_replay(plot, rules, trace, replay, [k for k, _, _ in result.summary.keys],
                     charge, rules_origin=loaded.origin, top=top)
-    _print_report(console, result.summary, path, result.recorded_429, output_format,
+    _print_report(result.summary, path, result.recorded_429, output_format,
                   no_rule_matched(result.summary, result.key_names, fields, key_field))
 
 
@@ -427,7 +442,7 @@ def recorded_429(trace: Trace) -> int:
     return limited_count(trace)
 
 
-def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_format: str,
+def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
                   plot: str | None) -> None:
     if plot:
         from tokenlimit.sim.replay_plot import plot_sweep
@@ -439,7 +454,7 @@ def _report_sweep(console: Console, results: list[tuple[str, Summary]], output_f
         body: list[dict[str, Any]] = [{"setting": label, **s.to_dict()} for label, s in results]
         typer.echo(json.dumps({"sweep": body}, indent=2))
     else:
-        console.print(format_sweep(results))
+        stdout_console().print(format_sweep(results))
 
 
 def register(app: typer.Typer) -> None:

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
 
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
@@ -31,6 +29,8 @@ from tokenlimit.rules import RuleMatcher, require_valid
 from tokenlimit.rules.model import INT_FIELDS, Rule
 
 if TYPE_CHECKING:
+    from rich.console import Group
+
     from tokenlimit.sim.conditions import Condition
     from tokenlimit.sim.tune_goals import Scores
     from tokenlimit.sim.tuning import Candidate, TuneResult
@@ -73,6 +73,7 @@ def _progress() -> Iterator[Callable[[int, int], None]]:
     if not sys.stderr.isatty():
         yield lambda _done, _total: None
         return
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("replaying candidates"), BarColumn(), MofNCompleteColumn(),
@@ -104,6 +105,9 @@ _SHORT = {"max_tokens": "max", "tokens_per_fill": "fill", "fill_interval_second"
 
 def format_result(result: TuneResult, rules: Sequence[Rule], top: int) -> Group:
     """The best candidates (and the rules as given, for comparison) as a Rich table."""
+    from rich.console import Group
+    from rich.table import Table
+
     shown = result.ranked[:top]
     table = Table(title=f"Best {len(shown)} of {len(result.ranked)} distinct candidates meeting "
                   f"every goal ({len(result.candidates)} replayed)", title_justify="left")
@@ -281,7 +285,9 @@ def tune(
             "candidates": [_candidate_json(result, c) for c in result.ranked[:top]],
         }, indent=2))
     elif best is not None:
-        console = Console(width=None if sys.stdout.isatty() else 160)
+        from tokenlimit.cli.simulate import stdout_console
+
+        console = stdout_console()
         console.print(format_result(result, rules, top))
         if output:
             console.print(f"best rules written to {output}")
