@@ -464,3 +464,21 @@ def test_trace_generate_counts_the_keys_that_have_requests(tmp_path: Path) -> No
     assert 0 < len(keys) < 25
     assert result.stderr == (f"wrote {len(lines)} request{'s' if len(lines) > 1 else ''} for "
                              f"{len(keys)} key{'s' if len(keys) > 1 else ''} to {out}\n")
+
+
+def test_trace_generate_writes_parquet_for_a_parquet_name(tmp_path: Path) -> None:
+    # -o t.parquet wrote JSON Lines under that name, which simulate then refused ("not a
+    # readable Parquet file").
+    import polars as pl
+
+    out, text = tmp_path / "t.parquet", tmp_path / "t.jsonl"
+    for path in (out, text):
+        result = _run("trace", "generate", "-o", str(path), "--duration", "60", "--seed", "4")
+        assert result.exit_code == 0, result.output
+    frame = pl.read_parquet(out)
+    lines = [json.loads(line) for line in text.read_text().splitlines()]
+    assert frame.columns == ["ts", "key", "latency", "prompt_tokens", "completion_tokens",
+                             "total_tokens"]
+    assert frame.to_dicts() == lines
+    bad = _run("trace", "generate", "-o", str(tmp_path / "t.parquet.gz"))
+    assert bad.exit_code == 1 and "Parquet is compressed inside" in bad.stderr

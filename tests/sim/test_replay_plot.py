@@ -69,7 +69,7 @@ def test_the_note_says_when_the_trace_has_fewer_keys_than_top(tmp_path: Path) ->
     fig = _figure(trace, 10)
     try:
         assert fig.get_suptitle().splitlines()[1] == (
-            "all 3 keys of the trace are drawn (--top 10)")
+            "all 3 keys that a rule matches are drawn (--top 10)")
         assert len(fig.axes) == 6
     finally:
         plt.close(fig)

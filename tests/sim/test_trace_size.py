@@ -11,10 +11,15 @@ from tokenlimit.sim.trace_size import (
     BYTES_PER_REQUEST,
     Size,
     available_memory,
-    estimated_requests,
     estimated_size,
     memory_shortfall,
 )
+
+
+def estimated_requests(path: str) -> int | None:
+    size = estimated_size(path)
+    return None if size is None else size.requests
+
 
 LINE = b'{"ts": 1.5, "key": "tenant-1", "completion_tokens": 12}\n'
 

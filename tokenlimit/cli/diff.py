@@ -11,7 +11,7 @@ import typer
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli import batch
-from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
+from tokenlimit.cli.options import FieldMapOption, LogPresetOption, trace_key_options
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules import compile_go_regex, require_valid
 from tokenlimit.rules.figures import figures_of, number
@@ -180,10 +180,7 @@ def diff(
         raise typer.BadParameter("only one side can be read from stdin", param_hint="NEW")
     if trace_path == "-":
         raise typer.BadParameter("a trace is read from a file, not stdin", param_hint="--trace")
-    if key_field is not None and key_template:
-        raise typer.BadParameter("give --key-field or --key-template, not both",
-                                 param_hint="--key-field")
-    log_fields = read_field_map(preset, mapping, bool(key_field or key_template))
+    log_fields = trace_key_options(key_field, key_template, preset, mapping)
     from tokenlimit.sim.conditions import parse_condition
     from tokenlimit.sim.rule_diff import METRICS
 

@@ -102,3 +102,13 @@ def read_field_map(preset: str | None, mapping: str | None,
         raise typer.BadParameter("a log's key comes from --map key=FIELD, not --key-field or "
                                  "--key-template", param_hint="--from/--map")
     return fields
+
+
+def trace_key_options(key_field: str | None, key_template: list[str] | None,
+                      preset: str | None, mapping: str | None) -> FieldMap | None:
+    """Where a replay's keys come from: refuses ``--key-field`` with ``--key-template``, and
+    either with ``--from``/``--map`` (usage errors); the log's field map, if any."""
+    if key_field is not None and key_template:
+        raise typer.BadParameter("give --key-field or --key-template, not both",
+                                 param_hint="--key-field")
+    return read_field_map(preset, mapping, bool(key_field or key_template))

@@ -23,13 +23,14 @@ from tokenlimit.cli.options import (
     LogPresetOption,
     RulesOption,
     estimate_policy,
-    read_field_map,
     read_rules,
     runnable,
+    trace_key_options,
 )
 from tokenlimit.cli.simulate_hints import no_rule_matched, out_of_memory, warn_if_too_large
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
+from tokenlimit.rules.figures import counted
 from tokenlimit.sim.semantics import SEMANTICS
 from tokenlimit.sim.sweep import parse_setting
 
@@ -115,15 +116,6 @@ def _table(title: str, first: Sequence[str]) -> Table:
     return table
 
 
-def _requests(count: int) -> str:
-    """A count of requests.
-
-    >>> _requests(1), _requests(1200)
-    ('1 request', '1,200 requests')
-    """
-    return f"{count:,} request{'' if count == 1 else 's'}"
-
-
 def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
     from rich.console import Group
@@ -140,7 +132,7 @@ def format_summary(summary: Summary, path: str) -> Group:
     totals = _table("Totals", ("trace",))
     totals.add_row(path, *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
-             f"{_requests(summary.imputed)} had completion tokens imputed"]
+             f"{counted(summary.imputed, 'request')} had completion tokens imputed"]
     spend = summary.spend()
     if spend is not None:
         lines.append(f"estimated spend of admitted requests: ${spend['admitted_usd']:,.2f} "
@@ -239,10 +231,7 @@ def simulate(
     if trace_path == "-":
         raise typer.BadParameter("a trace is read from a file, not stdin: save it to a file "
                                  "first", param_hint="TRACE")
-    if key_field is not None and key_template:
-        raise typer.BadParameter("give --key-field or --key-template, not both",
-                                 param_hint="--key-field")
-    fields = read_field_map(preset, mapping, bool(key_field or key_template))
+    fields = trace_key_options(key_field, key_template, preset, mapping)
     if setting and decisions:
         raise typer.BadParameter("a sweep has no single set of decisions; drop --set",
                                  param_hint="--decisions")
@@ -339,8 +328,8 @@ def _print_report(summary: Summary, path: str, limited: int, output_format: str,
         console.print(format_summary(summary, path))
         if limited:
             were, their = ("was", "its") if limited == 1 else ("were", "their")
-            console.print(f"{_requests(limited)} {were} answered 429 when recorded: replayed "
-                          f"as demand, {their} usage imputed")
+            console.print(f"{counted(limited, 'request')} {were} answered 429 when "
+                          f"recorded: replayed as demand, {their} usage imputed")
 
 
 @contextmanager

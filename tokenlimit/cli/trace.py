@@ -13,6 +13,7 @@ from tokenlimit.cli.help_layout import TidyGroup
 from tokenlimit.cli.options import FieldMapOption, LogPresetOption, read_field_map
 from tokenlimit.cli.simulate_hints import warn_if_too_large
 from tokenlimit.errors import ConfigError
+from tokenlimit.rules.figures import counted
 
 if TYPE_CHECKING:  # numpy loads when a trace is generated, not at every command's start-up
     from tokenlimit.sim.generate import Tier, TraceSpec
@@ -61,8 +62,9 @@ def _load_spec(path: str) -> TraceSpec:
 @trace_app.command("generate")
 def generate(
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
-                                        help="Where to write: .jsonl or .csv, .gz or .zst "
-                                        "to compress; - for JSON Lines on stdout.")],
+                                        help="Where to write: .parquet, .jsonl or .csv (.gz "
+                                        "or .zst compresses text); - for JSON Lines on "
+                                        "stdout.")],
     spec_path: Annotated[str | None, typer.Option(
         "--spec", metavar="FILE.yaml", help="A YAML spec: duration, start, seed, tiers.")] = None,
     tier: Annotated[list[str] | None, typer.Option(
@@ -149,8 +151,7 @@ def wrote(requests: int, keys: int, output: str) -> str:
     >>> wrote(1, 1, "stdout"), wrote(1823, 25, "t.jsonl")
     ('wrote 1 request for 1 key to stdout', 'wrote 1,823 requests for 25 keys to t.jsonl')
     """
-    return (f"wrote {requests:,} request{'' if requests == 1 else 's'} for {keys:,} "
-            f"key{'' if keys == 1 else 's'} to {output}")
+    return f"wrote {counted(requests, 'request')} for {counted(keys, 'key')} to {output}"
 
 
 def register(app: typer.Typer) -> None:

@@ -20,8 +20,8 @@ from tokenlimit.cli.options import (
     FromEnvOption,
     LogPresetOption,
     RulesOption,
-    read_field_map,
     read_rules,
+    trace_key_options,
 )
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
@@ -237,10 +237,7 @@ def tune(
         templates = parse_key_templates(key_template or [])
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
-    if key_field is not None and key_template:
-        raise typer.BadParameter("give --key-field or --key-template, not both",
-                                 param_hint="--key-field")
-    log_fields = read_field_map(preset, mapping, bool(key_field or key_template))
+    log_fields = trace_key_options(key_field, key_template, preset, mapping)
     loaded = read_rules(rules_source, config_json, from_env)
     require_valid(loaded)
     rules = loaded.rules

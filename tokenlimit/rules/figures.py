@@ -48,24 +48,24 @@ class RuleFigures:
     def summary(self) -> str:
         """One sentence for the figures finding and ``--key``."""
         if not self.refills:
-            return (f"a new key starts with {_tokens(self.start_tokens)} and never refills: "
-                    f"its bucket restarts at {self.start_tokens:,} (debt forgiven) once it "
-                    f"expires, {duration(self.lifetime_seconds)} after it was created")
+            return (f"a new key starts with {counted(self.start_tokens, 'token')} and never "
+                    f"refills: its bucket restarts at {self.start_tokens:,} (debt forgiven) "
+                    f"once it expires, {duration(self.lifetime_seconds)} after it was created")
         return (f"sustained up to {number(self.tokens_per_minute)} tokens/min "
                 f"({number(self.tokens_per_day)}/day); a new key starts with "
-                f"{_tokens(self.start_tokens)}; burst up to {self.burst_tokens:,}; "
+                f"{counted(self.start_tokens, 'token')}; burst up to {self.burst_tokens:,}; "
                 f"refills from empty to full in {duration(self.seconds_to_full)}; the bucket "
                 f"expires {duration(self.lifetime_seconds)} after its last refill "
                 "(then it restarts, debt forgiven)")
 
 
-def _tokens(count: int) -> str:
-    """A count of tokens.
+def counted(count: int, noun: str) -> str:
+    """``count`` of ``noun`` (a regular plural) for a message.
 
-    >>> _tokens(1), _tokens(1000)
-    ('1 token', '1,000 tokens')
+    >>> counted(1, "token"), counted(1000, "request")
+    ('1 token', '1,000 requests')
     """
-    return f"{count:,} token{'' if count == 1 else 's'}"
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def figures_of(rule: Rule) -> RuleFigures | None:

@@ -96,7 +96,7 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
         title += (f"\n{len(shown)} of the {wanted} keys --top asks for are drawn (a plot "
                   f"draws at most {MAX_KEYS})")
     elif len(shown) < wanted:
-        title += f"\nall {len(shown)} keys of the trace are drawn (--top {wanted})"
+        title += f"\nall {len(shown)} keys that a rule matches are drawn (--top {wanted})"
     figure.suptitle(title, fontsize=10)
     figure.legend(list(handles.values()), list(handles), loc="outside lower center",
                   ncols=len(handles), fontsize=8, frameon=False)

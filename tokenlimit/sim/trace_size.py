@@ -45,17 +45,12 @@ class Size:
         return self.requests * BYTES_PER_REQUEST + held
 
 
-def estimated_requests(path: str) -> int | None:
-    """About how many requests the local trace ``path`` holds (``trace_size``), or ``None``
-    when it cannot tell cheaply: a URL, a file that cannot be read."""
-    size = estimated_size(path)
-    return None if size is None else size.requests
-
-
 def estimated_size(path: str) -> Size | None:
-    """A Parquet file's row count from its footer (a dataset's, a folder or glob of files:
-    the sum of theirs); a CSV or JSON Lines file's text size (compressed: its size times how
-    much its first mebibytes expand) over the mean length of its first lines."""
+    """About how large the local trace ``path`` is (``None`` when it cannot tell cheaply: a
+    URL, a file that cannot be read): a Parquet file's row count from its footer (a
+    dataset's, a folder or glob of files: the sum of theirs); a CSV or JSON Lines file's text
+    size (compressed: its size times how much its first mebibytes expand) over the mean
+    length of its first lines."""
     from tokenlimit.errors import TraceError
     from tokenlimit.sim.readers import trace_format
     from tokenlimit.sim.trace_sources import is_dataset, is_url, parquet_files

@@ -87,14 +87,13 @@ def trace_lines(trace: Trace, fmt: str) -> Iterable[str]:
             yield "".join(lines)
 
 
-def trace_format(path: str | Path) -> str:
-    """``csv`` or ``jsonl`` from a file name (``.gz`` or ``.zst`` ignored)."""
-    return "csv" if readers.trace_format(str(path))[0] == "csv" else "jsonl"
-
-
 def write_trace(trace: Trace, path: str | Path) -> None:
-    """Write ``trace`` as CSV or JSONL (by suffix; ``.gz`` compresses), atomically."""
-    fmt = trace_format(path)
+    """Write ``trace`` as Parquet, CSV or JSONL (by suffix; ``.gz`` or ``.zst`` compresses
+    text), atomically."""
+    fmt = output_format(path)
+    if fmt == "parquet":
+        write_table(path, trace_frame(trace))
+        return
 
     def write(stream: IO[str]) -> None:
         from tokenlimit.sim.csvwrite import fits_millisecond_csv, millisecond_csv_rows
@@ -124,7 +123,7 @@ def write_decisions(path: str | Path, trace: Trace, outcome: Any, rule: Any) -> 
 
     ``outcome``: codes 0 allow, 1 deny, 2 error; ``rule``: index or -1 (written as null).
     """
-    if readers.trace_format(str(path))[0] in ("parquet", "csv"):
+    if output_format(path) in ("parquet", "csv"):
         write_table(path, decisions_frame(trace, outcome, rule))
         return
     names = ('"allow"', '"deny"', '"error"')
