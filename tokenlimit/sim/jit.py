@@ -56,3 +56,11 @@ def njit(function: Callable[..., Any], **options: Any) -> Any:
         return numba.njit(cache=True, **options)(function)
     except RuntimeError:
         return numba.njit(**options)(function)
+
+
+def trailing_zeros_intrinsic() -> Any:
+    """numba's count of an integer's trailing zero bits (one instruction), for compiled code."""
+    _point_numba_at_user_cache()
+    from numba.cpython.unsafe.numbers import trailing_zeros
+
+    return trailing_zeros

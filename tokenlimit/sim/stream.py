@@ -123,7 +123,7 @@ class StreamingReplay:
         pending_at, pending_rows = compiled_scan(
             t, latency, charged, ptr, keys, self.rule_of_key, self.params,
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
-            self.carry_charged, False, NO_PARTS, 0, False, *decided)
+            self.carry_charged, False, NO_PARTS, False, *decided)
         self.last_ts = float(t[-1])
         self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
         self._carry(pending_at, pending_rows, charged, ptr, keys)
@@ -151,7 +151,7 @@ class StreamingReplay:
         empty_i = np.zeros(0, dtype=np.int64)
         compiled_scan(np.zeros(0), np.zeros(0), empty_i, np.zeros(1, dtype=np.int64), empty_i,
                       self.rule_of_key, self.params, self.state, self.expires, self.carry_at,
-                      self.carry_ptr, self.carry_keys, self.carry_charged, True, NO_PARTS, 0,
+                      self.carry_ptr, self.carry_keys, self.carry_charged, True, NO_PARTS,
                       False, np.zeros(0, dtype=np.int8), empty_i, empty_i, empty_i)
         self.carry_at = np.zeros(0)
         self.carry_charged = empty_i
