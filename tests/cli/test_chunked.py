@@ -223,6 +223,64 @@ def test_a_dataset_whose_files_differ_in_types_reads_as_one_trace(
             == {k: v for k, v in json.loads(single.stdout).items() if k != "trace"})
 
 
+def _report_of(*args: str) -> dict[str, Any]:
+    result = runner.invoke(app, ["simulate", *args, "-r", RULES, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    report.pop("trace")
+    return report
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "500"]])
+@pytest.mark.parametrize("pattern", ["", "**/*.parquet", "date=*/*.parquet"])
+def test_a_dataset_as_spark_leaves_it_reads_only_its_data_files(
+        chunks: list[str], pattern: str, tmp_path: Path) -> None:
+    # polars' own glob read _temporary/ (a write's attempts) and hidden files as data.
+    whole = pl.read_csv(SAMPLES / "trace.csv")
+    folder = tmp_path / "export"
+    for day in ("date=2026-11-01", "date=2026-11-02", "_temporary/0", "date=2026-11-02/.x"):
+        (folder / day).mkdir(parents=True)
+    whole[:900].write_parquet(folder / "date=2026-11-01" / "part-0.parquet")
+    whole[900:].write_parquet(folder / "date=2026-11-02" / "part-1.parquet")
+    whole[:100].write_parquet(folder / "_temporary" / "0" / "part-0.parquet")
+    whole[:100].write_parquet(folder / "date=2026-11-02" / ".part-0.parquet")
+    whole[:100].write_parquet(folder / "date=2026-11-02" / ".x" / "part-2.parquet")
+    (folder / "_SUCCESS").write_bytes(b"")
+    expected = _report_of(str(SAMPLES / "trace.csv"))
+    assert _report_of(str(folder / pattern), *chunks) == expected
+    assert expected["totals"]["requests"] == whole.height
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "2"]])
+@pytest.mark.parametrize("pattern", ["", "*.parquet"])
+def test_a_gateway_log_in_parquet_files_reads_as_one_log(chunks: list[str], pattern: str,
+                                                         tmp_path: Path) -> None:
+    # A glob of Parquet logs with --from was read as one file named '*.parquet'.
+    log = pl.read_csv(SAMPLES / "logs" / "litellm-spend-logs.csv")
+    folder = tmp_path / "spend"
+    folder.mkdir()
+    log[:1].write_parquet(folder / "day-1.parquet")
+    log[1:].write_parquet(folder / "day-2.parquet")
+    log.write_parquet(tmp_path / "whole.parquet")
+    args = ["--from", "litellm", "--map", "key=user"]
+    expected = _report_of(str(tmp_path / "whole.parquet"), *args)
+    assert _report_of(str(folder / pattern), *args, *chunks) == expected
+    assert expected["totals"]["requests"] == log.height
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+@pytest.mark.parametrize("pattern", ["", "*.jsonl"])
+def test_a_folder_or_glob_of_text_files_is_one_line_naming_what_to_do(
+        chunks: list[str], pattern: str, tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_bytes((SAMPLES / "trace.jsonl").read_bytes())
+    source = str(tmp_path) + "/" + pattern
+    result = runner.invoke(app, ["simulate", source, "-r", RULES, *chunks])
+    assert (result.exit_code, result.stderr) == (1, (
+        f"error: {source}: no Parquet files (.parquet or .pq) here: a folder or glob is "
+        "read as a Parquet dataset; give a text trace or log as one file (join several "
+        "with cat, or zcat for .gz)\n"))
+
+
 @pytest.mark.parametrize("column", [
     pl.col("id").cast(pl.Categorical),  # pyarrow's dictionary-encoded strings
     pl.col("key").cast(pl.Enum(["a", "b"])),

@@ -47,6 +47,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str
     third = frame.height // 3
     for n, part in enumerate((frame[:third], frame[third:2 * third], frame[2 * third:])):
         part.write_parquet(dataset / f"part-{n}.parquet")
+    # As Spark leaves a dataset: a write's attempts under _temporary/, checksums, _SUCCESS;
+    # none of them is data.
+    (dataset / "_temporary" / "0").mkdir(parents=True)
+    frame[:third].write_parquet(dataset / "_temporary" / "0" / "part-0.parquet")
+    frame[:third].write_parquet(dataset / ".part-0.parquet")
+    (dataset / ".part-0.parquet.crc").write_bytes(b"crc")
+    (dataset / "_SUCCESS").write_bytes(b"")
     (root / "empty").mkdir()  # a folder without Parquet files
     (root / "empty" / "notes.txt").write_text("not a trace\n")
     handler = functools.partial(_QuietHandler, directory=str(root))
@@ -154,7 +161,9 @@ def test_a_missing_remote_file_or_protocol_is_one_located_line(served: tuple[Pat
                                                                chunks: list[str]) -> None:
     _, url = served
     for source, message in ((f"{url}/absent.csv", "cannot read: No such file or directory"),
-                            (f"{url}/empty/", "no Parquet files (.parquet or .pq) here")):
+                            (f"{url}/empty/", "no Parquet files (.parquet or .pq) here: a "
+                             "folder or glob is read as a Parquet dataset; give a text trace or "
+                             "log as one file (join several with cat, or zcat for .gz)")):
         result = runner.invoke(app, ["simulate", source, "-r", RULES, *chunks])
         assert result.exit_code == 1, result.output
         assert result.stderr == f"error: {source}: {message}\n"

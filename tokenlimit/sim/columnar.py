@@ -111,9 +111,16 @@ def _byte_counts(raw: Any, values: tuple[int, ...]) -> list[int]:
 
 
 def _parquet_frame(name: str, key_field: str | None, ids: bool) -> pl.DataFrame:
+    """The trace's columns of a Parquet file, or of a local glob's files (``parquet_files``:
+    polars' own glob would take ``_temporary/`` and hidden files for data)."""
     import polars as pl
 
-    columns = pl.read_parquet_schema(name)
+    from tokenlimit.sim.trace_sources import is_dataset, parquet_files
+
+    source: str | list[str] = name
+    if is_dataset(name):
+        source = parquet_files(name)
+    columns = pl.read_parquet_schema(source[0] if isinstance(source, list) else source)
     wanted = {*_NUMBER_FIELDS, *_TOKEN_FIELDS, "key", "keys", "status", "headers"}
     if ids:
         wanted.add("id")
@@ -124,9 +131,9 @@ def _parquet_frame(name: str, key_field: str | None, ids: bool) -> pl.DataFrame:
     key = key_field or "key"
     chosen = [c for c in columns if c in wanted]
     if columns.get(key) == pl.String:  # factorized as it is decoded (``_keys``)
-        return pl.scan_parquet(name).select(chosen).with_columns(
+        return pl.scan_parquet(source).select(chosen).with_columns(
             pl.col(key).cast(pl.Categorical)).collect()
-    return pl.read_parquet(name, columns=chosen)
+    return pl.read_parquet(source, columns=chosen)
 
 
 def _csv_frame(name: str, data: bytes | None, key_field: str | None, ids: bool

@@ -98,7 +98,8 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     """
     name = str(path)
     fmt, compression = trace_format(name)
-    if _read_as_dataset(name, fmt):
+    if _read_as_dataset(name, fmt) or (is_dataset(name) and (
+            fields is not None or fmt != "parquet")):  # a local Parquet glob: polars' below
         return _read_parquet_dataset(name, key_templates, key_field, seed, fields)
     if fields is not None:
         return _read_log(name, fmt, fields, seed)

@@ -82,24 +82,55 @@ def is_dataset(path: str) -> bool:
 
 def parquet_files(path: str) -> list[str]:
     """The Parquet files of a dataset (a folder: its ``.parquet``/``.pq`` files at any depth;
-    a glob: its matches), in name order; ``TraceError`` when there are none."""
+    a glob: its matches), in name order; ``TraceError`` when there are none.
+
+    As Spark, Hive and pyarrow's datasets do, a file or folder whose name starts with ``_``
+    or ``.`` is not data: ``_temporary/`` holds the attempts of a write still running (or one
+    that failed), ``.part-00000.parquet.crc`` and ``_SUCCESS`` are bookkeeping."""
     if is_url(path):
         fs, inner = _filesystem(path)
         try:
             found = fs.glob(inner) if "*" in inner else fs.find(inner)
         except (OSError, ValueError) as exc:
             raise _cannot_read(path, exc) from exc
-        names = sorted(str(f) for f in found if str(f).lower().endswith(PARQUET_SUFFIXES))
+        root = _fixed_part(inner) if "*" in inner else inner.rstrip("/") + "/"
+        names = sorted(str(f) for f in found if str(f).lower().endswith(PARQUET_SUFFIXES)
+                       and _is_data(str(f)[len(root):]))
         files = [fs.unstrip_protocol(n) if not is_url(n) else n for n in names]
     elif "*" in path:
+        root = _fixed_part(path)
         files = sorted(f for f in glob.glob(path, recursive=True)
-                       if f.lower().endswith(PARQUET_SUFFIXES))
+                       if f.lower().endswith(PARQUET_SUFFIXES) and _is_data(f[len(root):]))
     else:
         files = sorted(str(f) for f in Path(path).rglob("*")
-                       if f.name.lower().endswith(PARQUET_SUFFIXES) and f.is_file())
+                       if f.name.lower().endswith(PARQUET_SUFFIXES) and f.is_file()
+                       and _is_data(f.relative_to(path).as_posix()))
     if not files:
-        raise TraceError("no Parquet files (.parquet or .pq) here", path=path)
+        raise TraceError("no Parquet files (.parquet or .pq) here: a folder or glob is read as "
+                         "a Parquet dataset; give a text trace or log as one file (join "
+                         "several with cat, or zcat for .gz)", path=path)
     return files
+
+
+def _fixed_part(pattern: str) -> str:
+    """The folders of a path or glob before its first wildcard: where the dataset starts.
+
+    >>> _fixed_part("/data/llm/**/*.parquet"), _fixed_part("bucket/logs/"), _fixed_part("x")
+    ('/data/llm/', 'bucket/logs/', '')
+    """
+    wild = min((i for i in (pattern.find(c) for c in "*?[") if i >= 0), default=len(pattern))
+    return pattern[: pattern.rfind("/", 0, wild) + 1]
+
+
+def _is_data(relative: str) -> bool:
+    """Whether a dataset's file at ``relative`` (below the dataset's folder) holds data: no
+    part of it starts with ``_`` or ``.``.
+
+    >>> [_is_data(p) for p in ("date=2026-11-01/part-0.parquet", "_temporary/0/part-0.parquet",
+    ...                        "/.part-0.parquet", "part-0.parquet")]
+    [True, False, False, True]
+    """
+    return not any(part.startswith(("_", ".")) for part in relative.split("/") if part)
 
 
 def read_raw(path: str) -> bytes:
