@@ -151,3 +151,22 @@ def test_a_gateway_log_and_a_parquet_trace_are_replayed(tmp_path: Path) -> None:
         data = _replay(url, parquet)
     assert calls.count("check") == 3 and calls.count("report") == 3
     assert data["keys"]["regular-user"]["tokens_admitted"] == 18
+
+
+def test_an_empty_replay_path_is_an_error_not_a_closed_loop(tmp_path: Path) -> None:
+    # `--replay "$TRACE"` with TRACE unset ran the default closed loop against the target
+    # (found by hand: 11,243 requests as 'regular-user'); it is now the trace's read error.
+    with serve(AdmitAllHandler, RULES) as (url, calls):
+        result = runner.invoke(app, ["loadtest", url, "--mode", "service", "--replay", "",
+                                     "-n", "3"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "error: '': cannot read: No such file or directory\n"
+    assert calls == []
+
+
+def test_speed_without_replay_is_a_usage_error() -> None:
+    # --speed without --replay was ignored: the run went ahead at the default shape.
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/", "--speed", "5"])
+    assert result.exit_code == 2
+    assert "Invalid value for --speed: only with --replay" in usage_text(result.stderr)
+
