@@ -486,3 +486,17 @@ def test_reading_only_the_wanted_fields_gives_what_reading_every_field_does(
         assert projected.id_of(3) == "r-3"
     if log.startswith("top-"):
         assert projected.id_of(2499) == (2499 if log == "top-int-ids.jsonl" else "2499")
+
+@pytest.mark.parametrize("extra", [[], ["--chunk-rows", "2"]])
+def test_plot_of_a_log_whose_keys_match_no_rule_is_a_note_not_empty_axes(
+        tmp_path: Path, extra: list[str]) -> None:
+    # The chart drew two empty panels for the authority (llm.example.com, no rule) under
+    # "all 1 keys that a rule matches are drawn"; now one line saying there is nothing to draw.
+    import struct
+
+    png = tmp_path / "asm.png"
+    result = runner.invoke(app, ["simulate", str(LOGS / "asm-access.jsonl"), "-r", RULES,
+                                 "--from", "asm", "--plot", str(png), *extra])
+    assert result.exit_code == 0, result.output
+    width, height = struct.unpack(">II", png.read_bytes()[16:24])
+    assert (width, height) == (1320, 220)  # 12 x 2 inches at 110 dpi: the note's figure
