@@ -116,8 +116,10 @@ def test_a_generic_map_reads_any_log_with_nested_fields_and_compression(
     ('{"start_time": "2026-11-02T09:00:00Z", "authority": "a", '
      '"request_completion_tokens": 1.5}',
      "field 'request_completion_tokens': token counts are whole numbers from 0 to 10**15"),
-    ("{oops", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
-              "column 2 (char 1))"),
+    ("{oops", "not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
+    # Cut short: json counted from the newline and said "line 2 column 1" of line 3.
+    ('{"start_time": "2026-11-02T09:00:03Z", "authority": "a",',
+     "not valid JSON (Expecting property name enclosed in double quotes at column 57)"),
 ])
 def test_a_bad_log_line_is_located(tmp_path: Path, line: str, message: str) -> None:
     good = '{"start_time": "2026-11-02T09:00:00Z", "authority": "a", "duration": 5}'
@@ -486,6 +488,7 @@ def test_reading_only_the_wanted_fields_gives_what_reading_every_field_does(
         assert projected.id_of(3) == "r-3"
     if log.startswith("top-"):
         assert projected.id_of(2499) == (2499 if log == "top-int-ids.jsonl" else "2499")
+
 
 @pytest.mark.parametrize("extra", [[], ["--chunk-rows", "2"]])
 def test_plot_of_a_log_whose_keys_match_no_rule_is_a_note_not_empty_axes(
