@@ -63,9 +63,13 @@ def _positive(value: float, option: str) -> None:
 
 
 def _read_replay(path: str, templates: list[str], key_field: str | None,
-                 seed: int, fields: FieldMap | None = None) -> tuple[TraceRequest, ...]:
-    """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
+                 seed: int, fields: FieldMap | None = None,
+                 rules: list[Rule] | None = None) -> tuple[TraceRequest, ...]:
+    """``--replay``: the trace through the simulator's readers (every format simulate reads);
+    with ``rules``, simulate's warning on stderr when no request's key matches a rule."""
+    from tokenlimit.cli.simulate_hints import no_rule_message
     from tokenlimit.load.loadtest import replay_requests
+    from tokenlimit.rules.regex import RuleMatcher
     from tokenlimit.sim.readers import TraceKeys, read_trace
 
     try:
@@ -75,7 +79,12 @@ def _read_replay(path: str, templates: list[str], key_field: str | None,
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
     trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed,
                        fields=fields)
-    return replay_requests(trace)
+    requests = replay_requests(trace)
+    if rules:
+        matcher = RuleMatcher(rules)
+        if all(matcher.index_for(k) is None for r in requests for k in r.keys):
+            typer.echo(no_rule_message(trace.key_names, fields, key_field), err=True)
+    return requests
 
 
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
@@ -103,6 +112,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
     specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     fields = rest.pop("fields", None)
+    rules = rest.pop("rules", None)
     if (templates or key_field) and replay is None:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
     if fields is not None and replay is None:
@@ -121,7 +131,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay is not None:  # "" too: an empty path is an error, not a closed loop
         _positive(speed, "--speed")
-        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields)
+        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields, rules)
         if suffix:  # --unique-keys: the trace's keys too
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
@@ -273,7 +283,8 @@ def loadtest(
                      model=model, host_header=host_header, unique_keys=unique_keys,
                      tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,
                      latency=Range.parse(latency, "--latency"), report_window=report_window,
-                     observe=rules is not None, insecure=insecure, ca_cert=ca_cert)
+                     observe=rules is not None, rules=rules, insecure=insecure,
+                     ca_cert=ca_cert)
     except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
         raise typer.BadParameter(str(exc)) from None
     if parsed_target.tls:
