@@ -26,7 +26,7 @@ class TokenlimitError(Exception):
 
 
 def _where(path: str | None, line: int | None, column: int | None) -> str:
-    parts = [path or "<input>"]
+    parts = ["<input>" if path is None else path or "''"]  # '': an empty path was given
     if line is not None:
         parts.append(str(line))
         if column is not None:

@@ -116,8 +116,10 @@ def test_a_generic_map_reads_any_log_with_nested_fields_and_compression(
     ('{"start_time": "2026-11-02T09:00:00Z", "authority": "a", '
      '"request_completion_tokens": 1.5}',
      "field 'request_completion_tokens': token counts are whole numbers from 0 to 10**15"),
-    ("{oops", "not valid JSON (Expecting property name enclosed in double quotes: line 1 "
-              "column 2 (char 1))"),
+    ("{oops", "not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
+    # Cut short: json counted from the newline and said "line 2 column 1" of line 3.
+    ('{"start_time": "2026-11-02T09:00:03Z", "authority": "a",',
+     "not valid JSON (Expecting property name enclosed in double quotes at column 57)"),
 ])
 def test_a_bad_log_line_is_located(tmp_path: Path, line: str, message: str) -> None:
     good = '{"start_time": "2026-11-02T09:00:00Z", "authority": "a", "duration": 5}'
@@ -486,3 +488,18 @@ def test_reading_only_the_wanted_fields_gives_what_reading_every_field_does(
         assert projected.id_of(3) == "r-3"
     if log.startswith("top-"):
         assert projected.id_of(2499) == (2499 if log == "top-int-ids.jsonl" else "2499")
+
+
+@pytest.mark.parametrize("extra", [[], ["--chunk-rows", "2"]])
+def test_plot_of_a_log_whose_keys_match_no_rule_is_a_note_not_empty_axes(
+        tmp_path: Path, extra: list[str]) -> None:
+    # The chart drew two empty panels for the authority (llm.example.com, no rule) under
+    # "all 1 keys that a rule matches are drawn"; now one line saying there is nothing to draw.
+    import struct
+
+    png = tmp_path / "asm.png"
+    result = runner.invoke(app, ["simulate", str(LOGS / "asm-access.jsonl"), "-r", RULES,
+                                 "--from", "asm", "--plot", str(png), *extra])
+    assert result.exit_code == 0, result.output
+    width, height = struct.unpack(">II", png.read_bytes()[16:24])
+    assert (width, height) == (1320, 220)  # 12 x 2 inches at 110 dpi: the note's figure

@@ -255,3 +255,23 @@ def test_speed_divides_times_and_latencies_as_a_fast_replay_sees_them() -> None:
     assert (limited(), limited("--speed", "1"), limited("--speed", "100")) == (847, 847, 1772)
     for bad in ("0", "-2", "nan", "inf"):
         assert _run("simulate", TRACE, "-r", RULES, "--speed", bad).exit_code == 2
+
+
+@pytest.mark.parametrize("args", [
+    ["simulate", "", "-r", str(SAMPLES / "rules.json")],
+    ["simulate", "", "-r", str(SAMPLES / "rules.json"), "--chunk-rows", "100"],
+    ["simulate", "", "-r", str(SAMPLES / "rules.json"), "--from", "asm"],
+    ["trace", "convert", "", "-o", "out.jsonl"],
+])
+def test_an_empty_trace_path_is_an_error_not_the_current_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]) -> None:
+    # Path("") is the current folder: an unset shell variable as the trace read every Parquet
+    # file below it as one dataset (found by hand: `simulate ''` reported 2,723 requests).
+    import polars as pl
+
+    pl.read_csv(SAMPLES / "trace.csv").write_parquet(tmp_path / "a.parquet")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "error: '': cannot read: No such file or directory\n"
+    assert not (tmp_path / "out.jsonl").exists()

@@ -151,3 +151,47 @@ def test_a_gateway_log_and_a_parquet_trace_are_replayed(tmp_path: Path) -> None:
         data = _replay(url, parquet)
     assert calls.count("check") == 3 and calls.count("report") == 3
     assert data["keys"]["regular-user"]["tokens_admitted"] == 18
+
+
+def test_an_empty_replay_path_is_an_error_not_a_closed_loop(tmp_path: Path) -> None:
+    # `--replay "$TRACE"` with TRACE unset ran the default closed loop against the target
+    # (found by hand: 11,243 requests as 'regular-user'); it is now the trace's read error.
+    with serve(AdmitAllHandler, RULES) as (url, calls):
+        result = runner.invoke(app, ["loadtest", url, "--mode", "service", "--replay", "",
+                                     "-n", "3"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == "error: '': cannot read: No such file or directory\n"
+    assert calls == []
+
+
+def test_speed_without_replay_is_a_usage_error() -> None:
+    # --speed without --replay was ignored: the run went ahead at the default shape.
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/", "--speed", "5"])
+    assert result.exit_code == 2
+    assert "Invalid value for --speed: only with --replay" in usage_text(result.stderr)
+
+
+def test_a_log_whose_keys_match_no_rule_is_warned_about_as_simulate_does() -> None:
+    # `loadtest --replay samples/logs/asm-access.jsonl --from asm -r rules.json` sent every
+    # request under the authority (no rule: all admitted, 100% conformance) and said nothing;
+    # simulate warns on the same log and rules.
+    from tests.conftest import SAMPLES
+
+    log, rules = str(SAMPLES / "logs" / "asm-access.jsonl"), str(SAMPLES / "rules.json")
+    with serve(AdmitAllHandler, RULES) as (url, _calls):
+        warned = runner.invoke(app, ["loadtest", url, "--mode", "service", "--replay", log,
+                                     "--from", "asm", "-r", rules, "--speed", "10",
+                                     "--format", "json"])
+        mapped = runner.invoke(app, ["loadtest", url, "--mode", "service", "--replay", log,
+                                     "--from", "asm", "--map", "key=user_type", "-r", rules,
+                                     "--speed", "10", "--format", "json"])
+    simulated = runner.invoke(app, ["simulate", log, "--from", "asm", "-r", rules,
+                                    "--format", "json"])
+    assert (warned.exit_code, mapped.exit_code) == (0, 0), warned.output + mapped.output
+    assert warned.stderr == (
+        "warning: no request has a key that a rule matches (keys such as 'llm.example.com'): "
+        "the keys came from the log's 'authority' field; name the field that holds the "
+        "rate-limit key with --map key=FIELD\n")
+    assert warned.stderr == simulated.stderr
+    assert mapped.stderr == ""
+    assert json.loads(warned.stdout)["requests"]["sent"] == 5

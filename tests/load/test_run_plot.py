@@ -91,3 +91,15 @@ def test_a_run_with_no_answers_says_so() -> None:
             assert [t.get_text() for t in axis.texts] == ["no answers in this run"]
     finally:
         plt.close(fig)
+
+
+def test_answers_are_counted_in_whole_numbers_on_a_short_run() -> None:
+    # Found by looking at the plot of `loadtest --replay samples/logs/asm-access.jsonl --from
+    # asm`: at most two answers in a second put ticks at 0.25, 0.50, ... answers.
+    fig = build_figure(_report(1000.0, 0.1, "open loop, replay of 2 requests at 1x"), RULES)
+    try:
+        fig.canvas.draw()
+        ticks = [t for t in fig.axes[0].get_yticks() if 0 <= t <= fig.axes[0].get_ylim()[1]]
+        assert ticks == [0.0, 1.0, 2.0]
+    finally:
+        plt.close(fig)

@@ -123,9 +123,12 @@ def test_missing_usage_is_imputed_from_the_key_with_a_seed(tmp_path: Path) -> No
                   "with --key-template"),
     ("{oops", "t.jsonl:2: not valid JSON (Expecting property name enclosed in double quotes "
               "at column 2)"),
-    # json's own message ends in "at": no "character at at column".
-    ('{"ts": 1, "key": "a', "t.jsonl:2: not valid JSON (Invalid control character at "
-                            "column 20)"),
+    # json's own message ends in "at": no "starting at at column". A line cut short is read
+    # without its newline: the string is unterminated (it said "Invalid control character").
+    ('{"ts": 1, "key": "a', "t.jsonl:2: not valid JSON (Unterminated string starting at "
+                            "column 18)"),
+    ('{"ts": 1, "key": "a",', "t.jsonl:2: not valid JSON (Expecting property name enclosed "
+                              "in double quotes at column 22)"),
 ])
 def test_a_bad_line_names_file_line_and_field(tmp_path: Path, line: str, message: str) -> None:
     path = _write(tmp_path / "t.jsonl", ['{"ts": 0, "key": "ok"}', line])

@@ -78,3 +78,40 @@ def test_the_note_says_when_the_trace_has_fewer_keys_than_top(tmp_path: Path) ->
         assert "\n" not in fig.get_suptitle()  # all that --top asks for is drawn: no note
     finally:
         plt.close(fig)
+
+
+def test_a_log_whose_keys_match_no_rule_says_so_instead_of_empty_axes() -> None:
+    # Found by looking at `simulate samples/logs/asm-access.jsonl --from asm --plot`: the
+    # keys (the authority, llm.example.com) match no rule, yet the chart drew that key's two
+    # empty panels under the note "all 1 keys that a rule matches are drawn".
+    from tokenlimit.sim.log_fields import field_map
+
+    rules = load_rules(SAMPLES / "rules.json").rules
+    trace = read_trace(SAMPLES / "logs" / "asm-access.jsonl", fields=field_map("asm", None))
+    result = simulate_trace(trace, rules, top=10)
+    assert result.replay is not None
+    keys = [k for k, _, _ in result.summaries[0][1].keys]
+    fig = replay_figure(result.rules, trace, result.replay, keys, rules_origin=RULES, top=10)
+    try:
+        assert keys == []
+        assert fig.get_suptitle() == (f"simulate {trace.path} with {RULES} (completion tokens "
+                                      "charged)")
+        (axis,) = fig.axes
+        assert not axis.axison
+        assert [t.get_text() for t in axis.texts] == [
+            "no request's key matches a rule: no balance or admitted tokens to draw"]
+        assert fig.legends == []
+    finally:
+        plt.close(fig)
+
+
+def test_the_note_for_one_key_is_singular(tmp_path: Path) -> None:
+    trace = tmp_path / "one.csv"
+    trace.write_text("ts,key,completion_tokens\n0,regular-user-a,10\n1,nobody,10\n")
+    fig = _figure(trace, 10)
+    try:
+        assert fig.get_suptitle().splitlines()[1] == (
+            "the only key that a rule matches is drawn (--top 10)")
+        assert len(fig.axes) == 2
+    finally:
+        plt.close(fig)

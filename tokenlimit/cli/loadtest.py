@@ -63,9 +63,13 @@ def _positive(value: float, option: str) -> None:
 
 
 def _read_replay(path: str, templates: list[str], key_field: str | None,
-                 seed: int, fields: FieldMap | None = None) -> tuple[TraceRequest, ...]:
-    """``--replay``: the trace through the simulator's readers (every format simulate reads)."""
+                 seed: int, fields: FieldMap | None = None,
+                 rules: list[Rule] | None = None) -> tuple[TraceRequest, ...]:
+    """``--replay``: the trace through the simulator's readers (every format simulate reads);
+    with ``rules``, simulate's warning on stderr when no request's key matches a rule."""
+    from tokenlimit.cli.simulate_hints import no_rule_message
     from tokenlimit.load.loadtest import replay_requests
+    from tokenlimit.rules.regex import RuleMatcher
     from tokenlimit.sim.readers import TraceKeys, read_trace
 
     try:
@@ -75,11 +79,16 @@ def _read_replay(path: str, templates: list[str], key_field: str | None,
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
     trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed,
                        fields=fields)
-    return replay_requests(trace)
+    requests = replay_requests(trace)
+    if rules:
+        matcher = RuleMatcher(rules)
+        if all(matcher.index_for(k) is None for r in requests for k in r.keys):
+            typer.echo(no_rule_message(trace.key_names, fields, key_field), err=True)
+    return requests
 
 
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
-          poisson: bool, ramp: str | None, replay: str | None, speed: float,
+          poisson: bool, ramp: str | None, replay: str | None, speed: float | None,
           duration: float | None, requests: int | None, templates: list[str],
           key_field: str | None, **rest: Any) -> LoadPlan:
     from tokenlimit.load.driver import LoadPlan
@@ -96,17 +105,21 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
     shapes = [name for name, given in (("--concurrency", concurrency is not None),
                                        ("--rate", rate is not None), ("--ramp", ramp),
-                                       ("--replay", replay)) if given]
+                                       ("--replay", replay is not None)) if given]
     if len(shapes) > 1:
         raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
     suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
     specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     fields = rest.pop("fields", None)
-    if (templates or key_field) and not replay:
+    rules = rest.pop("rules", None)
+    if (templates or key_field) and replay is None:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
-    if fields is not None and not replay:
+    if fields is not None and replay is None:
         raise typer.BadParameter("only with --replay", param_hint="--from/--map")
+    if speed is not None and replay is None:
+        raise typer.BadParameter("only with --replay", param_hint="--speed")
+    speed = 1.0 if speed is None else speed
     schedule: Schedule | None = None
     shape: Shape = "open"
     replayed = None
@@ -116,9 +129,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     elif ramp is not None:
         schedule = parse_ramp(ramp)
         duration = duration if duration is not None else ramp_duration(schedule)
-    elif replay:
+    elif replay is not None:  # "" too: an empty path is an error, not a closed loop
         _positive(speed, "--speed")
-        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields)
+        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields, rules)
         if suffix:  # --unique-keys: the trace's keys too
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
@@ -177,9 +190,9 @@ def loadtest(
         "(e.g. for Mooncake traces).")] = None,
     preset: LogPresetOption = None,
     mapping: FieldMapOption = None,
-    speed: Annotated[float, typer.Option(
-        "--speed", help="With --replay: play the trace N times faster; in service mode its "
-        "recorded latencies (when usage is reported) are divided by N too.")] = 1.0,
+    speed: Annotated[float | None, typer.Option(
+        "--speed", help="With --replay: play the trace N times faster (default 1); in service "
+        "mode its recorded latencies (when usage is reported) are divided by N too.")] = None,
     duration: Annotated[float | None, typer.Option(
         "--duration", "-d", help=f"Seconds (default {DEFAULT_DURATION:g}).")] = None,
     requests: Annotated[int | None, typer.Option(
@@ -270,7 +283,8 @@ def loadtest(
                      model=model, host_header=host_header, unique_keys=unique_keys,
                      tokens=Range.parse(tokens, "--tokens"), prompt_tokens=prompt_tokens,
                      latency=Range.parse(latency, "--latency"), report_window=report_window,
-                     observe=rules is not None, insecure=insecure, ca_cert=ca_cert)
+                     observe=rules is not None, rules=rules, insecure=insecure,
+                     ca_cert=ca_cert)
     except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
         raise typer.BadParameter(str(exc)) from None
     if parsed_target.tls:

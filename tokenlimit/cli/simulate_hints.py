@@ -35,6 +35,13 @@ def no_rule_matched(summary: Summary, key_names: Sequence[str], fields: FieldMap
     unmatched = sum(row.requests for index, _, row in summary.rules if index is None)
     if replayed == 0 or unmatched < replayed:
         return None
+    return no_rule_message(key_names, fields, key_field)
+
+
+def no_rule_message(key_names: Sequence[str], fields: FieldMap | None,
+                    key_field: str | None) -> str:
+    """The warning for a trace none of whose keys a rule matches (``simulate``, and
+    ``loadtest --replay`` with ``--rules``): some of the keys and where they came from."""
     examples = ", ".join(repr(name) for name in key_names[:3])
     message = "warning: no request has a key that a rule matches" + (
         f" (keys such as {examples})" if examples else "")

@@ -44,6 +44,7 @@ def build_figure(report: LoadReport, rules: list[Rule] | None) -> Any:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     stats = report.stats
     seconds = sorted(stats.timeline)
@@ -68,6 +69,7 @@ def build_figure(report: LoadReport, rules: list[Rule] | None) -> Any:
                label=name, edgecolor="white", linewidth=0.5)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.set_ylim(0, max(bottom, default=0) * 1.12 or 1)  # headroom: no bar touches the frame
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # answers are counted: no 0.25
     ax.set_title("Answers in each wall-clock second (partial seconds at the ends)")
     ax.set_ylabel("answers")
     _legend_outside(ax)

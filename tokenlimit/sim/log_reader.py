@@ -20,6 +20,7 @@ import numpy as np
 from tokenlimit.errors import TraceError
 from tokenlimit.sim.columnar import Declined, build_trace, exact_quotient
 from tokenlimit.sim.log_fields import FieldMap
+from tokenlimit.sim.row_reader import json_object
 
 if TYPE_CHECKING:
     import polars as pl
@@ -250,12 +251,7 @@ def _locate_json_error(name: str, data: bytes) -> None:
     for number, raw in enumerate(io.BytesIO(data), start=1):
         if not raw.strip():
             continue
-        try:
-            row = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise TraceError(f"not valid JSON ({exc})", path=name, line=number) from exc
-        if not isinstance(row, dict):
-            raise TraceError("expected a JSON object per line", path=name, line=number)
+        json_object(raw, name, number)
 
 
 def _column(frame: pl.DataFrame, path: str, located: Locator,

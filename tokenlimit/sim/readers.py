@@ -45,6 +45,7 @@ from tokenlimit.sim.row_reader import (
 from tokenlimit.sim.trace_sources import (
     file_name,
     is_dataset,
+    is_local_folder,
     is_url,
     parquet_files,
     read_raw,
@@ -140,7 +141,7 @@ def _read_as_dataset(name: str, fmt: str) -> bool:
     remote) or a remote glob of Parquet files. A local Parquet file or glob is polars' own."""
     if is_url(name):
         return fmt == "parquet" or is_dataset(name)
-    return Path(name).is_dir()
+    return is_local_folder(name)
 
 
 def parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = None) -> Any:
@@ -243,7 +244,8 @@ def _read_bytes(name: str) -> bytes:
     if compression == "zstd":
         with open(name, "rb") as raw_file:
             return ZstdStream(raw_file).readall()
-    return Path(name).read_bytes()
+    with open(name, "rb") as file:  # not Path(name): Path("") is the current folder
+        return file.read()
 
 
 def _open_text(name: str) -> IO[str]:

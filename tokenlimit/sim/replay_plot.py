@@ -46,8 +46,11 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
     """
     plt = pyplot()
     index = {name: i for i, name in enumerate(trace.key_names)}
-    shown = [k for k in keys if k in index][:MAX_KEYS] or list(trace.key_names[:1])
-    rows = max(len(shown), 1)
+    shown = [k for k in keys if k in index][:MAX_KEYS]
+    title = f"simulate {trace.path} with {rules_origin} ({charge} tokens charged)"
+    if not shown:  # no key decided a request: there is no balance, nothing was limited
+        return _no_keys_figure(plt, title)
+    rows = len(shown)
     figure, axes = plt.subplots(rows, 2, figsize=(12, 1.2 + 2.8 * rows), squeeze=False,
                                 layout="constrained")
     start = float(trace.ts.min()) if len(trace) else 0.0
@@ -90,16 +93,28 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
         if row == rows - 1:
             for axis in (left, right):
                 axis.set_xlabel("minutes since the first request", fontsize=8)
-    title = f"simulate {trace.path} with {rules_origin} ({charge} tokens charged)"
     wanted = len(keys) if top is None else top
     if len(shown) < wanted and len(keys) > len(shown):
         title += (f"\n{len(shown)} of the {wanted} keys --top asks for are drawn (a plot "
                   f"draws at most {MAX_KEYS})")
     elif len(shown) < wanted:
-        title += f"\nall {len(shown)} keys that a rule matches are drawn (--top {wanted})"
+        which = "the only key" if len(shown) == 1 else f"all {len(shown)} keys"
+        verb = "is" if len(shown) == 1 else "are"
+        title += f"\n{which} that a rule matches {verb} drawn (--top {wanted})"
     figure.suptitle(title, fontsize=10)
     figure.legend(list(handles.values()), list(handles), loc="outside lower center",
                   ncols=len(handles), fontsize=8, frameon=False)
+    return figure
+
+
+def _no_keys_figure(plt: Any, title: str) -> Any:
+    """A figure that says there is nothing to draw: no request's key matches a rule (empty
+    axes would look like a chart of a key that was never limited)."""
+    figure, axis = plt.subplots(figsize=(12, 2.0), layout="constrained")
+    axis.set_axis_off()
+    axis.text(0.5, 0.5, "no request's key matches a rule: no balance or admitted tokens to "
+              "draw", ha="center", va="center", fontsize=10)
+    figure.suptitle(title, fontsize=10)
     return figure
 
 

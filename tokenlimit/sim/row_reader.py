@@ -119,19 +119,36 @@ def _go_strings(value: Any) -> Any:
     return value
 
 
+def json_object(line: str | bytes, name: str, number: int) -> dict[str, Any]:
+    """One JSON Lines line as an object, or ``TraceError`` naming the file, line and column.
+
+    The line is parsed without its line end: a line cut short is reported at its end, not at
+    "column 1" of a second line that json would count from the newline.
+
+    >>> json_object('{"ts": 2, "key": "b",\\n', "t.jsonl", 2)
+    Traceback (most recent call last):
+    ...
+    tokenlimit.errors.TraceError: t.jsonl:2: not valid JSON (Expecting property name enclosed \
+in double quotes at column 22)
+    """
+    try:
+        row = json.loads(line.rstrip())
+    except json.JSONDecodeError as exc:
+        # Some of json's messages end in "at" ("Unterminated string starting at").
+        raise TraceError(f"not valid JSON ({exc.msg.removesuffix(' at')} at column "
+                         f"{exc.colno})", path=name, line=number) from exc
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"not valid JSON ({exc})", path=name, line=number) from exc
+    if not isinstance(row, dict):
+        raise TraceError("expected a JSON object per line", path=name, line=number)
+    return row
+
+
 def json_lines(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     for number, text in enumerate(stream, start=1):
         if not text.strip():
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            # Some of json's messages end in "at" ("Unterminated string starting at").
-            raise TraceError(f"not valid JSON ({exc.msg.removesuffix(' at')} at column "
-                             f"{exc.colno})",
-                             path=name, line=number) from exc
-        if not isinstance(row, dict):
-            raise TraceError("expected a JSON object per line", path=name, line=number)
+        row = json_object(text, name, number)
         if "\\u" in text and SURROGATE_ESCAPE.search(text):
             row = _go_strings(row)
         yield number, row

@@ -72,12 +72,22 @@ def is_dataset(path: str) -> bool:
     if file_name(path).lower().endswith(_FILE_SUFFIXES):
         return False
     if not is_url(path):
-        return Path(path).is_dir()
+        return is_local_folder(path)
     fs, inner = _filesystem(path)
     try:
         return bool(fs.isdir(inner))
     except (OSError, ValueError) as exc:
         raise _cannot_read(path, exc) from exc
+
+
+def is_local_folder(path: str) -> bool:
+    """A local folder; never the empty path, which ``Path`` takes for the current folder (an
+    unset shell variable as the trace would read every Parquet file below it).
+
+    >>> is_local_folder(""), is_local_folder(".")
+    (False, True)
+    """
+    return path != "" and Path(path).is_dir()
 
 
 def parquet_files(path: str) -> list[str]:
