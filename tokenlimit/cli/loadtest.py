@@ -82,7 +82,7 @@ def _read_replay(path: str, templates: list[str], key_field: str | None,
     requests = replay_requests(trace)
     if rules:
         matcher = RuleMatcher(rules)
-        if all(matcher.index_for(k) is None for r in requests for k in r.keys):
+        if all(matcher.index_for(k) is None for k in trace.key_names):  # distinct keys
             typer.echo(no_rule_message(trace.key_names, fields, key_field), err=True)
     return requests
 
