@@ -114,6 +114,16 @@ def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None
     missing = _invoke(str(tmp_path / "nope.json"))
     assert missing.exit_code == 1
     assert f"error TL100 {tmp_path / 'nope.json'}:1:1: no such file" in missing.output
+    empty = _invoke("")  # an unset shell variable: not the current folder
+    assert empty.exit_code == 1
+    assert "error TL100 '':1:1: no such file" in empty.output
+
+
+def test_an_empty_rules_path_is_no_such_file_in_every_command() -> None:
+    for args in (["simulate", str(SAMPLES / "trace.jsonl"), "-r", ""],
+                 ["render", "wasmplugin", "-r", ""]):
+        result = CliRunner().invoke(app, args)
+        assert (result.exit_code, result.stderr) == (1, "error: '': no such file\n"), args
 
 
 @pytest.mark.parametrize("args", [

@@ -78,6 +78,9 @@ def load_rules(
         raw = getattr(stream, "buffer", None)
         text = as_go_text(raw.read()) if raw is not None else stream.read()
         return parse_rules_text(text, "<stdin>", fmt="auto")
+    if not str(source):  # Path("") is the current folder (an unset shell variable, say)
+        raise RuleError("no such file", path="''",
+                        hint="Check the path (- reads the rules from stdin).")
     path = Path(source)
     try:
         data = path.read_bytes()
