@@ -115,3 +115,24 @@ def test_the_note_for_one_key_is_singular(tmp_path: Path) -> None:
         assert len(fig.axes) == 2
     finally:
         plt.close(fig)
+
+
+def test_a_sweep_chart_names_its_trace_and_rules(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # It said "sweep: the same trace under each setting", naming neither.
+    from typer.testing import CliRunner
+
+    from tokenlimit.cli.main import app
+    from tokenlimit.sim import replay_plot
+
+    drawn: list[Any] = []
+    monkeypatch.setattr(replay_plot, "save_png", lambda figure, path: drawn.append(figure))
+    trace, rules = str(SAMPLES / "trace.jsonl"), str(SAMPLES / "rules.json")
+    result = CliRunner().invoke(app, ["simulate", trace, "-r", rules, "--set",
+                                      "rules[0].max_tokens=100,400", "--plot",
+                                      str(tmp_path / "sweep.png")])
+    assert result.exit_code == 0, result.output
+    [figure] = drawn
+    assert figure.get_suptitle() == f"simulate {trace} with {rules}: each --set setting"
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == [
+        "rules[0].max_tokens=100", "rules[0].max_tokens=400"]

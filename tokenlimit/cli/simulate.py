@@ -293,7 +293,7 @@ def simulate(
                                 origin=loaded.origin, estimate=policy, on_step=step,
                                 parallel=parallel)
     if settings:
-        _report_sweep(list(result.summaries), output_format, plot)
+        _report_sweep(list(result.summaries), output_format, plot, trace.path, loaded.origin)
         return
     replay, summary = result.replay, result.summaries[0][1]
     assert replay is not None
@@ -432,13 +432,14 @@ def recorded_429(trace: Trace) -> int:
 
 
 def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
-                  plot: str | None) -> None:
+                  plot: str | None, trace_path: str, rules_origin: str) -> None:
     if plot:
         from tokenlimit.sim.replay_plot import plot_sweep
 
         plot_sweep(plot, [label for label, _ in results],
                    [s.totals.limited_pct for _, s in results],
-                   [s.totals.tokens_admitted for _, s in results])
+                   [s.totals.tokens_admitted for _, s in results], trace_path=trace_path,
+                   rules_origin=rules_origin)
     if output_format == "json":
         body: list[dict[str, Any]] = [{"setting": label, **s.to_dict()} for label, s in results]
         typer.echo(json.dumps({"sweep": body}, indent=2))

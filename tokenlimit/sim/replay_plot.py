@@ -130,8 +130,9 @@ def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: R
 
 
 def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[float],
-               tokens: Sequence[int]) -> None:
-    """Limited % and tokens admitted for each setting of a sweep (one bar row per setting)."""
+               tokens: Sequence[int], *, trace_path: str, rules_origin: str) -> None:
+    """Limited % and tokens admitted for each setting of a sweep (one bar row per setting)
+    of the trace at ``trace_path`` through the rules from ``rules_origin``."""
     plt = pyplot()
     height = 1.2 + 0.45 * len(labels)
     figure, (left, right) = plt.subplots(1, 2, figsize=(12, height), sharey=True)
@@ -140,6 +141,7 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
     left.set_xlabel("limited %")
     right.barh(positions, tokens, color="tab:green")
     right.set_xlabel("tokens admitted")
+    right.xaxis.set_major_formatter("{x:,.0f}")  # 140,000, as the bars' labels
     left.set_yticks(positions, [label.replace(" ", "\n") for label in labels], fontsize=8)
     left.invert_yaxis()
     for axis, values in ((left, limited_pct), (right, tokens)):
@@ -147,7 +149,8 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
             text = f"{value:.1f}%" if axis is left else f"{int(value):,}"
             axis.text(value, y, f" {text}", va="center", fontsize=7)
         axis.margins(x=0.15)
-    figure.suptitle("sweep: the same trace under each setting", fontsize=10)
+    figure.suptitle(f"simulate {trace_path} with {rules_origin}: each --set setting",
+                    fontsize=10)
     figure.tight_layout()
     save_png(figure, path)
     plt.close(figure)
