@@ -3,6 +3,7 @@ and decisions, exactly."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -268,17 +269,78 @@ def test_a_gateway_log_in_parquet_files_reads_as_one_log(chunks: list[str], patt
     assert expected["totals"]["requests"] == log.height
 
 
+def _decided(*args: str, decisions: Path) -> tuple[dict[str, Any], str]:
+    report = _report_of(*args, "--decisions", str(decisions))
+    return report, decisions.read_text()
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "300"]])
+@pytest.mark.parametrize("pattern", ["", "day-*"])
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_folder_or_glob_of_text_files_reads_as_the_file_they_join_into(
+        chunks: list[str], pattern: str, fmt: str, tmp_path: Path) -> None:
+    # A gateway's logs come a file a day, some compressed: they were one error line.
+    lines = (SAMPLES / f"trace.{fmt}").read_bytes().splitlines(keepends=True)
+    header, body = (lines[:1], lines[1:]) if fmt == "csv" else ([], lines)
+    folder = tmp_path / "days"
+    folder.mkdir()
+    cut = len(body) // 3
+    (folder / f"day-1.{fmt}").write_bytes(b"".join(header + body[:cut]))
+    (folder / f"day-2.{fmt}.gz").write_bytes(gzip.compress(b"".join(header + body[cut:2 * cut])))
+    (folder / f"day-3.{fmt}").write_bytes(b"".join(header + body[2 * cut:]).rstrip(b"\n"))
+    (folder / "README.md").write_text("not a trace\n")  # a folder's other files: not read
+    expected = _decided(str(SAMPLES / f"trace.{fmt}"), decisions=tmp_path / "one.jsonl")
+    assert _decided(str(folder / pattern), *chunks, decisions=tmp_path / "days.jsonl") == expected
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "2"]])
+def test_rotated_gateway_logs_read_as_one_log(chunks: list[str], tmp_path: Path) -> None:
+    lines = (SAMPLES / "logs" / "asm-access.jsonl").read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "istio-proxy"
+    folder.mkdir()
+    (folder / "access.log").write_bytes(b"".join(lines[:2]))  # logrotate's names, in order
+    (folder / "access.log.1.gz").write_bytes(gzip.compress(b"".join(lines[2:])))
+    args = ["--from", "asm", "--map", "key=user_type"]
+    expected = _report_of(str(SAMPLES / "logs" / "asm-access.jsonl"), *args)
+    assert _report_of(str(folder), *args, *chunks) == expected
+    assert expected["recorded_429"] == 1
+
+
 @pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
-@pytest.mark.parametrize("pattern", ["", "*.jsonl"])
-def test_a_folder_or_glob_of_text_files_is_one_line_naming_what_to_do(
-        chunks: list[str], pattern: str, tmp_path: Path) -> None:
-    (tmp_path / "a.jsonl").write_bytes((SAMPLES / "trace.jsonl").read_bytes())
-    source = str(tmp_path) + "/" + pattern
-    result = runner.invoke(app, ["simulate", source, "-r", RULES, *chunks])
+def test_a_bad_line_in_a_later_file_names_that_file_and_its_line(chunks: list[str],
+                                                                 tmp_path: Path) -> None:
+    lines = (SAMPLES / "trace.jsonl").read_bytes().splitlines(keepends=True)
+    (tmp_path / "a.jsonl").write_bytes(b"".join(lines[:500]))
+    (tmp_path / "b.jsonl").write_bytes(b"".join(lines[500:506]) + b'{"ts": "soon"}\n')
+    result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES, *chunks])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {tmp_path / 'b.jsonl'}:7: field 'ts': 'soon' is not a number\n")
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+def test_text_files_that_do_not_join_are_one_line_naming_the_file(chunks: list[str],
+                                                                  tmp_path: Path) -> None:
+    csv = (SAMPLES / "trace.csv").read_text()
+    (tmp_path / "a.csv").write_text(csv)
+    (tmp_path / "b.csv").write_text(csv.replace("ts,", "timestamp,", 1))
+    result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES, *chunks])
     assert (result.exit_code, result.stderr) == (1, (
-        f"error: {source}: no Parquet files (.parquet or .pq) here: a folder or glob is "
-        "read as a Parquet dataset; give a text trace or log as one file (join several "
-        "with cat, or zcat for .gz)\n"))
+        f"error: {tmp_path / 'b.csv'}:1: its CSV header differs from {tmp_path / 'a.csv'}'s: "
+        "the files of a folder or glob are read as one file\n"))
+    (tmp_path / "b.csv").unlink()
+    (tmp_path / "b.jsonl").write_bytes((SAMPLES / "trace.jsonl").read_bytes())
+    result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES, *chunks])
+    assert (result.exit_code, result.stderr) == (1, (
+        f"error: {tmp_path / 'b.jsonl'}: a JSON Lines file among CSV files: a folder or glob "
+        "holds one format\n"))
+
+
+def test_a_folder_without_trace_files_says_what_it_looks_for(tmp_path: Path) -> None:
+    (tmp_path / "notes.md").write_text("no trace\n")
+    result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES])
+    assert (result.exit_code, result.stderr) == (1, (
+        f"error: {tmp_path}: no trace files here (Parquet, or CSV and JSON Lines: .csv, "
+        ".jsonl, .ndjson, .json or .log, plain, .gz or .zst)\n"))
 
 
 @pytest.mark.parametrize("column", [

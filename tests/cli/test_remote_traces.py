@@ -161,9 +161,9 @@ def test_a_missing_remote_file_or_protocol_is_one_located_line(served: tuple[Pat
                                                                chunks: list[str]) -> None:
     _, url = served
     for source, message in ((f"{url}/absent.csv", "cannot read: No such file or directory"),
-                            (f"{url}/empty/", "no Parquet files (.parquet or .pq) here: a "
-                             "folder or glob is read as a Parquet dataset; give a text trace or "
-                             "log as one file (join several with cat, or zcat for .gz)")):
+                            (f"{url}/empty/", "no trace files here (Parquet, or CSV and JSON "
+                             "Lines: .csv, .jsonl, .ndjson, .json or .log, plain, .gz or "
+                             ".zst)")):
         result = runner.invoke(app, ["simulate", source, "-r", RULES, *chunks])
         assert result.exit_code == 1, result.output
         assert result.stderr == f"error: {source}: {message}\n"

@@ -52,6 +52,14 @@ def test_a_text_file_is_estimated_from_its_first_mebibyte(tmp_path: Path) -> Non
     assert estimated_requests(str(big)) == 40_000
 
 
+def test_a_folder_of_text_files_sums_them_all_held_in_memory(tmp_path: Path) -> None:
+    # The files are joined in memory to be read: their text counts as a compressed file's.
+    (tmp_path / "access.log").write_bytes(LINE * 7)
+    (tmp_path / "access.log.1.gz").write_bytes(gzip.compress(LINE * 5))
+    (tmp_path / "notes.md").write_bytes(b"not a trace\n" * 100)
+    assert estimated_size(str(tmp_path)) == Size(12, len(LINE) * 12, compressed=True)
+
+
 def test_what_cannot_be_told_cheaply_is_none(tmp_path: Path) -> None:
     packed = tmp_path / "t.jsonl.gz"
     packed.write_bytes(gzip.compress(LINE)[:-9])  # cut short

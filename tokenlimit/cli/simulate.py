@@ -158,7 +158,7 @@ def simulate(
     trace_path: Annotated[str, typer.Argument(metavar="TRACE", help=(
         "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too); canonical or "
         "Mooncake/AIPerf shape. A path or a URL (s3://, gs://, https://, file://, ...); "
-        "Parquet also a folder or glob."))],
+        "or a folder or glob of files read as one (a day a file, say)."))],
     rules_source: RulesOption = None,
     config_json: ConfigJsonOption = None,
     from_env: FromEnvOption = False,
@@ -245,9 +245,9 @@ def simulate(
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
                                  "--from-env", param_hint="--rules")
     loaded = runnable(read_rules(rules_source, config_json, from_env))
-    from tokenlimit.sim.readers import TraceKeys, trace_format
+    from tokenlimit.sim.readers import TraceKeys
     from tokenlimit.sim.simulation import simulate_on_workers, simulate_trace
-    from tokenlimit.sim.trace_sources import is_dataset
+    from tokenlimit.sim.trace_sources import is_parquet
     from tokenlimit.sim.writers import write_decisions
 
     try:
@@ -268,7 +268,7 @@ def simulate(
     parallel = _parallelism(jobs, executor, scheduler)
     if (parallel.executor == "dask" and parallel.jobs > 1 and semantics == "asm"
             and not (settings or decisions or plot or templates or fields) and speed == 1
-            and (trace_format(trace_path)[0] == "parquet" or is_dataset(trace_path))):
+            and is_parquet(trace_path)):
         on_workers = simulate_on_workers(trace_path, loaded.rules, parallel, charge=charged,
                                          top=top, price_per_1k=price, key_field=key_field,
                                          seed=seed)

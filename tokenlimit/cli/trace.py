@@ -109,7 +109,8 @@ def generate(
 def convert(
     source: Annotated[str, typer.Argument(metavar="LOG", help=(
         "A trace or gateway log: JSON Lines, CSV or Parquet (.gz or .zst too); a path or "
-        "a URL (s3://, gs://, https://, file://, ...); Parquet also a folder or glob."))],
+        "a URL (s3://, gs://, https://, file://, ...); or a folder or glob of files read "
+        "as one."))],
     output: Annotated[str, typer.Option("--output", "-o", metavar="FILE",
                                         help="Where to write: .parquet, else JSON Lines "
                                         "(.gz or .zst compresses).")],

@@ -39,12 +39,12 @@ from tokenlimit.sim.stream_imputation import ImputationTally
 from tokenlimit.sim.stream_order import FileOrderDecisions, TimeOrder
 from tokenlimit.sim.stream_plot import ChartRequests
 from tokenlimit.sim.trace_sources import (
-    PARQUET_SUFFIXES,
-    file_name,
     is_dataset,
+    is_parquet,
     is_url,
     open_raw,
     parquet_files,
+    text_files,
 )
 from tokenlimit.sim.trace_table import IntArray, Trace
 
@@ -119,15 +119,28 @@ def trace_chunks(path: str, rows: int, *, key_field: str | None = None, seed: in
     gateway log, with ``fields``), local or at a URL."""
     if is_parquet(path):
         yield from parquet_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
+    elif is_dataset(path):  # a folder or glob of text files: one after the other
+        from tokenlimit.sim.text_dataset import dataset_format
+
+        files = text_files(path) or []
+        dataset_format(path, files)  # one format, one CSV header: as the whole read
+        offset = 0
+        for file in files:
+            for start, trace in text_chunks(file, rows, key_field=key_field, seed=seed,
+                                            fields=fields, first_row=offset):
+                yield start, dataclasses.replace(trace, path=path)  # requests numbered
+                offset = start + len(trace)  # across files: the dataset's, not the file's
     else:
         yield from text_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
 
 
 def text_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
-                fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
+                fields: FieldMap | None = None, first_row: int = 0
+                ) -> Iterator[tuple[int, Trace]]:
     """Batches of about ``rows`` lines of a CSV or JSON Lines file (plain, gzip or zstd),
     cut at line ends (a CSV line break inside quotes stays in its record); each batch is
-    read like a whole file (the CSV header in front), errors name the file's line."""
+    read like a whole file (the CSV header in front), errors name the file's line.
+    ``first_row``: the file's first request's position (in a folder of files)."""
     from tokenlimit.sim.readers import trace_format
 
     fmt, compression = trace_format(path)
@@ -136,19 +149,20 @@ def text_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=path) from exc
     try:
-        yield from _text_batches(path, fmt, raw, compression, rows, key_field, seed, fields)
+        yield from _text_batches(path, fmt, raw, compression, rows, key_field, seed, fields,
+                                 first_row)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # a cut-short or damaged file
         raise TraceError(f"not a readable {compression} file ({exc})", path=path) from exc
 
 
 def _text_batches(path: str, fmt: str, raw: IO[bytes], compression: str | None, rows: int,
-                  key_field: str | None, seed: int, fields: FieldMap | None
+                  key_field: str | None, seed: int, fields: FieldMap | None, first_row: int
                   ) -> Iterator[tuple[int, Trace]]:
     from tokenlimit.sim.readers import read_block
 
     with raw, _decompressing(raw, compression) as stream:
         header = stream.readline() if fmt == "csv" else b""
-        first_row, first_line = 0, 2 if fmt == "csv" else 1
+        first_line = 2 if fmt == "csv" else 1
         hint = rows * 64  # bytes; adjusted to the lines seen
         while True:
             lines = stream.readlines(max(hint, 1))
@@ -319,7 +333,3 @@ class _Figures:
             imputed=self.imputed, charge=self.charge, top=top, price_per_1k=price_per_1k)
         return ChunkedResult(summary, self.requests, self.limited, self.stream.key_names)
 
-
-def is_parquet(path: str) -> bool:
-    """A Parquet file, or a folder (or glob) of them, local or at a URL."""
-    return file_name(path).lower().endswith(PARQUET_SUFFIXES) or is_dataset(path)

@@ -49,6 +49,7 @@ from tokenlimit.sim.trace_sources import (
     is_url,
     parquet_files,
     read_raw,
+    text_files,
 )
 from tokenlimit.sim.trace_table import Trace
 from tokenlimit.sim.zstd_stream import ZstdStream
@@ -99,6 +100,10 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     """
     name = str(path)
     fmt, compression = trace_format(name)
+    if is_dataset(name):
+        texts = text_files(name)
+        if texts is not None:  # CSV or JSON Lines files
+            return _read_text_dataset(name, texts, key_templates, key_field, seed, fields, ids)
     if _read_as_dataset(name, fmt) or (is_dataset(name) and (
             fields is not None or fmt != "parquet")):  # a local Parquet glob: polars' below
         return _read_parquet_dataset(name, key_templates, key_field, seed, fields)
@@ -107,7 +112,7 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     if is_url(name) and not key_templates:
         from tokenlimit.sim.columnar import read_columnar
 
-        fast = read_columnar(name, fmt, _read_bytes(name), key_field=key_field, seed=seed,
+        fast = read_columnar(name, fmt, read_bytes(name), key_field=key_field, seed=seed,
                              ids=ids)
         if fast is not None:
             return fast
@@ -115,7 +120,7 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
         from tokenlimit.sim.columnar import read_columnar
 
         try:
-            data = None if compression is None else _read_bytes(name)
+            data = None if compression is None else read_bytes(name)
         except (OSError, EOFError, zlib.error, ValueError):
             data = b""  # the per-row reader meets the same problem and names it
         if data != b"" or compression is None:
@@ -190,11 +195,36 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
     return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
 
 
+def _read_text_dataset(name: str, files: list[str], key_templates: Sequence[KeyTemplate],
+                       key_field: str | None, seed: int, fields: FieldMap | None,
+                       ids: bool) -> Trace:
+    """A folder or glob of CSV or JSON Lines files, read as the one file they join into;
+    errors name the file and its line."""
+    from tokenlimit.sim.columnar import read_columnar
+    from tokenlimit.sim.log_reader import read_log
+    from tokenlimit.sim.text_dataset import joined_text
+
+    joined = joined_text(name, files)
+    try:
+        if fields is not None:
+            trace: Trace = read_log(name, joined.fmt, joined.data, fields, seed)
+            return trace
+        if not key_templates:
+            fast = read_columnar(name, joined.fmt, joined.data, key_field=key_field, seed=seed,
+                                 ids=ids)
+            if fast is not None:
+                return fast
+        return read_trace_rows(name, key_templates=key_templates, key_field=key_field,
+                               seed=seed, joined=(joined.fmt, joined.data))
+    except TraceError as exc:
+        raise joined.located(exc, name) from None
+
+
 def _read_log(name: str, fmt: str, fields: FieldMap, seed: int) -> Trace:
     from tokenlimit.sim.log_reader import read_log
 
     try:
-        data = _read_bytes(name)
+        data = read_bytes(name)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
     except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
@@ -204,19 +234,24 @@ def _read_log(name: str, fmt: str, fields: FieldMap, seed: int) -> Trace:
 
 
 def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
-                    key_field: str | None = None, seed: int = 0) -> Trace:
+                    key_field: str | None = None, seed: int = 0,
+                    joined: tuple[str, bytes] | None = None) -> Trace:
     """``read_trace`` one row at a time in Python: slower, reads every shape (key
-    templates, string numbers, ``keys`` in CSV) and names the line of the first error."""
+    templates, string numbers, ``keys`` in CSV) and names the line of the first error.
+    ``joined``: (format, text) of a folder or glob of text files, read as one file."""
     name = str(path)
-    fmt, _ = trace_format(name)
+    fmt, _ = trace_format(name) if joined is None else (joined[0], None)
     plan = TraceKeys(key_templates) if key_templates else None
     columns = RowColumns()
     try:
         if fmt == "parquet":
             rows: Iterator[tuple[int, Mapping[str, Any]]] = _parquet_rows(name)
         elif fmt == "csv":
-            text = _read_bytes(name).decode("utf-8-sig")
+            text = (read_bytes(name) if joined is None else joined[1]).decode("utf-8-sig")
             rows = csv_rows(io.StringIO(text, newline=""), name)
+        elif joined is not None:
+            rows = _jsonl_rows(io.TextIOWrapper(io.BytesIO(joined[1]), encoding="utf-8-sig",
+                                                newline=""), name)
         else:
             rows = _jsonl_rows(_open_text(name), name)
         for line, row in rows:
@@ -228,7 +263,7 @@ def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = 
     return finish_rows(columns, name, seed)
 
 
-def _read_bytes(name: str) -> bytes:
+def read_bytes(name: str) -> bytes:
     """The file's decompressed bytes (a local path or a URL)."""
     compression = trace_format(name)[1]
     if is_url(name):
@@ -250,7 +285,7 @@ def _read_bytes(name: str) -> bytes:
 
 def _open_text(name: str) -> IO[str]:
     if trace_format(name)[1] is not None or is_url(name):
-        return io.TextIOWrapper(io.BytesIO(_read_bytes(name)), encoding="utf-8-sig",
+        return io.TextIOWrapper(io.BytesIO(read_bytes(name)), encoding="utf-8-sig",
                                 newline="")
     return open(name, encoding="utf-8-sig", newline="")
 

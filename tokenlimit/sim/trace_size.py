@@ -53,12 +53,19 @@ def estimated_size(path: str) -> Size | None:
     length of its first lines."""
     from tokenlimit.errors import TraceError
     from tokenlimit.sim.readers import trace_format
-    from tokenlimit.sim.trace_sources import is_dataset, is_url, parquet_files
+    from tokenlimit.sim.trace_sources import is_dataset, is_url, parquet_files, text_files
 
     if is_url(path):
         return None
     if is_dataset(path):
         try:
+            texts = text_files(path)
+            if texts is not None:  # CSV or JSON Lines files, joined in memory to be read
+                sizes = [estimated_size(file) for file in texts]
+                if None in sizes:
+                    return None
+                return Size(sum(s.requests for s in sizes if s is not None),
+                            sum(s.text for s in sizes if s is not None), compressed=True)
             counts = [_parquet_rows(file) for file in parquet_files(path)]
         except TraceError:
             return None  # no files: the reader says so

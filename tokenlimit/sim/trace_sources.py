@@ -97,6 +97,57 @@ def parquet_files(path: str) -> list[str]:
     As Spark, Hive and pyarrow's datasets do, a file or folder whose name starts with ``_``
     or ``.`` is not data: ``_temporary/`` holds the attempts of a write still running (or one
     that failed), ``.part-00000.parquet.crc`` and ``_SUCCESS`` are bookkeeping."""
+    files = [f for f in dataset_files(path) if is_parquet_name(f)]
+    if not files:
+        raise TraceError(NO_TRACE_FILES, path=path)
+    return files
+
+
+NO_TRACE_FILES = ("no trace files here (Parquet, or CSV and JSON Lines: .csv, .jsonl, "
+                  ".ndjson, .json or .log, plain, .gz or .zst)")
+
+
+def text_files(path: str) -> list[str] | None:
+    """The CSV or JSON Lines files of a dataset (a folder: files named as traces or logs, at
+    any depth; a glob: every match), in name order; ``None`` when it holds Parquet files (read
+    as a Parquet dataset: its other files are not); ``TraceError`` when it holds neither."""
+    files = dataset_files(path)
+    if any(is_parquet_name(f) for f in files):
+        return None
+    if "*" not in file_name(path):  # a folder: only files named as text traces
+        files = [f for f in files if _is_text_name(f)]
+    if not files:
+        raise TraceError(NO_TRACE_FILES, path=path)
+    return files
+
+
+def is_parquet(path: str) -> bool:
+    """A Parquet file, or a folder (or glob) of them, local or at a URL."""
+    return is_parquet_name(path) or (is_dataset(path) and text_files(path) is None)
+
+
+def is_parquet_name(name: str) -> bool:
+    """A name ending ``.parquet`` or ``.pq``."""
+    return file_name(name).lower().endswith(PARQUET_SUFFIXES)
+
+
+_TEXT_NAME = re.compile(r"\.(csv|jsonl|ndjson|json|log)(\.\d+)?(\.(gz|zst|zstd))?$", re.I)
+
+
+def _is_text_name(name: str) -> bool:
+    """Named as a text trace or log: ``.csv``, ``.jsonl``, ``.ndjson``, ``.json`` or ``.log``,
+    with logrotate's number after it or not, plain or compressed.
+
+    >>> [_is_text_name(n) for n in ("a.jsonl.gz", "access.log.2.gz", "README.md", "a.csv")]
+    [True, True, False, True]
+    """
+    return _TEXT_NAME.search(file_name(name).rsplit("/", 1)[-1]) is not None
+
+
+def dataset_files(path: str) -> list[str]:
+    """Every data file of a dataset (a folder: at any depth; a glob: its matches), in name
+    order, without those named ``_...`` or ``....`` below the folder or the glob's first
+    wildcard (see ``parquet_files``)."""
     if is_url(path):
         fs, inner = _filesystem(path)
         try:
@@ -104,22 +155,14 @@ def parquet_files(path: str) -> list[str]:
         except (OSError, ValueError) as exc:
             raise _cannot_read(path, exc) from exc
         root = _fixed_part(inner) if "*" in inner else inner.rstrip("/") + "/"
-        names = sorted(str(f) for f in found if str(f).lower().endswith(PARQUET_SUFFIXES)
-                       and _is_data(str(f)[len(root):]))
-        files = [fs.unstrip_protocol(n) if not is_url(n) else n for n in names]
-    elif "*" in path:
+        names = sorted(str(f) for f in found if _is_data(str(f)[len(root):]))
+        return [fs.unstrip_protocol(n) if not is_url(n) else n for n in names]
+    if "*" in path:
         root = _fixed_part(path)
-        files = sorted(f for f in glob.glob(path, recursive=True)
-                       if f.lower().endswith(PARQUET_SUFFIXES) and _is_data(f[len(root):]))
-    else:
-        files = sorted(str(f) for f in Path(path).rglob("*")
-                       if f.name.lower().endswith(PARQUET_SUFFIXES) and f.is_file()
-                       and _is_data(f.relative_to(path).as_posix()))
-    if not files:
-        raise TraceError("no Parquet files (.parquet or .pq) here: a folder or glob is read as "
-                         "a Parquet dataset; give a text trace or log as one file (join "
-                         "several with cat, or zcat for .gz)", path=path)
-    return files
+        return sorted(f for f in glob.glob(path, recursive=True)
+                      if _is_data(f[len(root):]) and Path(f).is_file())
+    return sorted(str(f) for f in Path(path).rglob("*")
+                  if f.is_file() and _is_data(f.relative_to(path).as_posix()))
 
 
 def _fixed_part(pattern: str) -> str:

@@ -1,0 +1,125 @@
+"""A folder or glob of CSV or JSON Lines files read as one trace: a gateway's access logs, one
+file a day or rotated by logrotate (``access.log``, ``access.log.1``, ``access.log.2.gz``).
+
+The files are read in name order as if joined into one file (a CSV's header once: every file
+must have the same header), so a whole read gives exactly the trace of the joined file:
+requests numbered across files, keys numbered in order of first appearance, missing usage
+imputed from the whole trace. Each file may be plain or compressed on its own. Errors name
+the file and its own line, not the joined text's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from tokenlimit.errors import TraceError
+from tokenlimit.sim.trace_sources import is_url, open_raw
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedText:
+    """The files' text joined as one file's, and the joined line where each file's first
+    request line is."""
+
+    fmt: str  # csv or jsonl
+    data: bytes
+    files: tuple[str, ...]
+    first_lines: tuple[int, ...]
+
+    def located(self, exc: TraceError, name: str) -> TraceError:
+        """``exc`` (about line L of the joined text ``name``) about the file and line that
+        L came from; other errors as they are."""
+        if exc.path != name or exc.line is None:
+            return exc
+        body = 2 if self.fmt == "csv" else 1  # a file's first request line
+        index = max(i for i, first in enumerate(self.first_lines)
+                    if first <= exc.line or i == 0)
+        line = exc.line - self.first_lines[index] + body if exc.line >= body else exc.line
+        return TraceError(exc.message, path=self.files[index], line=line, field=exc.field)
+
+
+def dataset_format(name: str, files: list[str]) -> str:
+    """``csv`` or ``jsonl``: the files' format, one for all (by name, as for one file), and
+    for CSV one header for all; ``TraceError`` naming the first file that differs."""
+    from tokenlimit.sim.readers import trace_format
+
+    formats = [trace_format(f)[0] for f in files]
+    fmt = formats[0]
+    for file, other in zip(files, formats, strict=True):
+        if other != fmt:
+            raise TraceError(f"a {_NAMES[other]} file among {_NAMES[fmt]} files: a folder or "
+                             "glob holds one format", path=file)
+    if fmt == "csv":
+        header = _first_line(files[0])
+        for file in files[1:]:
+            line = _first_line(file)
+            if line and line != header:
+                raise TraceError(f"its CSV header differs from {files[0]}'s: the files of a "
+                                 "folder or glob are read as one file", path=file, line=1)
+    return fmt
+
+
+_NAMES = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
+
+
+def joined_text(name: str, files: list[str]) -> JoinedText:
+    """The files' decompressed text joined as one file's (``dataset_format`` checks them)."""
+    from tokenlimit.sim.readers import read_bytes
+
+    fmt = dataset_format(name, files)
+    pieces: list[bytes] = []
+    first_lines: list[int] = []
+    line = 1
+    for n, file in enumerate(files):
+        data = _decompressed(file, read_bytes)
+        if n:
+            data = data.removeprefix(_BOM)
+        if fmt == "csv":
+            head, _, data = data.partition(b"\n")
+            if not pieces and head.strip():
+                pieces.append(head + b"\n")
+                line = 2
+        if data and not data.endswith(b"\n"):
+            data += b"\n"
+        first_lines.append(line)
+        pieces.append(data)
+        line += data.count(b"\n")
+    return JoinedText(fmt, b"".join(pieces), tuple(files), tuple(first_lines))
+
+
+def _decompressed(file: str, read: Any) -> bytes:
+    try:
+        data: bytes = read(file)
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        raise TraceError(f"not a readable gzip or zstd file ({exc})", path=file) from exc
+    return data
+
+
+def _first_line(file: str) -> bytes:
+    """The file's first line (decompressed; without BOM and line end), read alone."""
+    from tokenlimit.sim.readers import trace_format
+
+    compression = trace_format(file)[1]
+    try:
+        with (open_raw(file) if is_url(file) else open(file, "rb")) as raw:
+            stream: Any = raw
+            if compression == "gzip":
+                stream = gzip.GzipFile(fileobj=raw, mode="rb")
+            elif compression == "zstd":
+                from tokenlimit.sim.zstd_stream import ZstdStream
+
+                stream = io.BufferedReader(ZstdStream(raw))
+            line: bytes = stream.readline()
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
+    except (EOFError, zlib.error, ValueError) as exc:
+        raise TraceError(f"not a readable gzip or zstd file ({exc})", path=file) from exc
+    return line.removeprefix(_BOM).rstrip(b"\r\n")
