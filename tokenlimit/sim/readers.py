@@ -43,42 +43,22 @@ from tokenlimit.sim.row_reader import (
     json_lines,
 )
 from tokenlimit.sim.trace_sources import (
-    file_name,
     is_dataset,
     is_local_folder,
     is_url,
     parquet_files,
+    read_bytes,
     read_raw,
     text_files,
+    trace_format,
 )
 from tokenlimit.sim.trace_table import Trace
-from tokenlimit.sim.zstd_stream import ZstdStream
 
 __all__ = ["MISSING", "TRACE_FIELDS", "TraceKeys", "impute_completion", "read_trace",
            "read_trace_rows", "trace_format"]
 
 
 
-def trace_format(name: str) -> tuple[str, str | None]:
-    """(``csv``, ``jsonl`` or ``parquet``; ``gzip``, ``zstd`` or ``None``) from the suffixes.
-
-    >>> trace_format("day.csv.zst"), trace_format("t.jsonl"), trace_format("a.PARQUET")
-    (('csv', 'zstd'), ('jsonl', None), ('parquet', None))
-    """
-    lower = file_name(name).lower()
-    compression = None
-    for suffix, kind in COMPRESSIONS.items():
-        if lower.endswith(suffix):
-            lower, compression = lower.removesuffix(suffix), kind
-            break
-    if lower.endswith(".csv"):
-        return "csv", compression
-    if lower.endswith(".parquet") or lower.endswith(".pq"):
-        return "parquet", compression
-    return "jsonl", compression
-
-
-COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
 # The columns a trace's reader reads (others are ignored): canonical, Mooncake/AIPerf.
 TRACE_COLUMNS = ("ts", "timestamp", "key", "keys", "latency", "prompt_tokens",
                  "completion_tokens", "total_tokens", "input_length", "output_length", "id",
@@ -261,26 +241,6 @@ def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = 
     except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
         raise TraceError(f"not a readable text, gzip or zstd file ({exc})", path=name) from exc
     return finish_rows(columns, name, seed)
-
-
-def read_bytes(name: str) -> bytes:
-    """The file's decompressed bytes (a local path or a URL)."""
-    compression = trace_format(name)[1]
-    if is_url(name):
-        raw = read_raw(name)
-        if compression == "gzip":
-            return gzip.decompress(raw)
-        if compression == "zstd":
-            return ZstdStream(io.BytesIO(raw)).readall()
-        return raw
-    if compression == "gzip":
-        with gzip.open(name, "rb") as stream:
-            return stream.read()
-    if compression == "zstd":
-        with open(name, "rb") as raw_file:
-            return ZstdStream(raw_file).readall()
-    with open(name, "rb") as file:  # not Path(name): Path("") is the current folder
-        return file.read()
 
 
 def _open_text(name: str) -> IO[str]:

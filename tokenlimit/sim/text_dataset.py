@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tokenlimit.errors import TraceError
-from tokenlimit.sim.trace_sources import is_url, open_raw
+from tokenlimit.sim.trace_sources import is_url, open_raw, read_bytes, trace_format
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -47,8 +47,6 @@ class JoinedText:
 def dataset_format(name: str, files: list[str]) -> str:
     """``csv`` or ``jsonl``: the files' format, one for all (by name, as for one file), and
     for CSV one header for all; ``TraceError`` naming the first file that differs."""
-    from tokenlimit.sim.readers import trace_format
-
     formats = [trace_format(f)[0] for f in files]
     fmt = formats[0]
     for file, other in zip(files, formats, strict=True):
@@ -70,14 +68,12 @@ _NAMES = {"csv": "CSV", "jsonl": "JSON Lines", "parquet": "Parquet"}
 
 def joined_text(name: str, files: list[str]) -> JoinedText:
     """The files' decompressed text joined as one file's (``dataset_format`` checks them)."""
-    from tokenlimit.sim.readers import read_bytes
-
     fmt = dataset_format(name, files)
     pieces: list[bytes] = []
     first_lines: list[int] = []
     line = 1
     for n, file in enumerate(files):
-        data = _decompressed(file, read_bytes)
+        data = _decompressed(file)
         if n:
             data = data.removeprefix(_BOM)
         if fmt == "csv":
@@ -93,9 +89,9 @@ def joined_text(name: str, files: list[str]) -> JoinedText:
     return JoinedText(fmt, b"".join(pieces), tuple(files), tuple(first_lines))
 
 
-def _decompressed(file: str, read: Any) -> bytes:
+def _decompressed(file: str) -> bytes:
     try:
-        data: bytes = read(file)
+        data = read_bytes(file)
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
     except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
@@ -105,8 +101,6 @@ def _decompressed(file: str, read: Any) -> bytes:
 
 def _first_line(file: str) -> bytes:
     """The file's first line (decompressed; without BOM and line end), read alone."""
-    from tokenlimit.sim.readers import trace_format
-
     compression = trace_format(file)[1]
     try:
         with (open_raw(file) if is_url(file) else open(file, "rb")) as raw:

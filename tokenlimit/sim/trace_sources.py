@@ -14,12 +14,14 @@ file) or as a stream (``--chunk-rows``); a remote dataset file by file.
 from __future__ import annotations
 
 import glob
+import gzip
 import io
 import re
 from pathlib import Path
 from typing import IO, Any
 
 from tokenlimit.errors import ConfigError, TraceError
+from tokenlimit.sim.zstd_stream import ZstdStream
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -207,3 +209,45 @@ def open_raw(path: str) -> IO[bytes]:
         raise _cannot_read(path, exc) from exc
     # A standard buffered stream: fsspec's files lack ``readlines(hint)``, which batches use.
     return io.BufferedReader(stream)
+
+
+def trace_format(name: str) -> tuple[str, str | None]:
+    """(``csv``, ``jsonl`` or ``parquet``; ``gzip``, ``zstd`` or ``None``) from the suffixes.
+
+    >>> trace_format("day.csv.zst"), trace_format("t.jsonl"), trace_format("a.PARQUET")
+    (('csv', 'zstd'), ('jsonl', None), ('parquet', None))
+    """
+    lower = file_name(name).lower()
+    compression = None
+    for suffix, kind in COMPRESSIONS.items():
+        if lower.endswith(suffix):
+            lower, compression = lower.removesuffix(suffix), kind
+            break
+    if lower.endswith(".csv"):
+        return "csv", compression
+    if lower.endswith(".parquet") or lower.endswith(".pq"):
+        return "parquet", compression
+    return "jsonl", compression
+
+
+COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+
+
+def read_bytes(name: str) -> bytes:
+    """The file's decompressed bytes (a local path or a URL)."""
+    compression = trace_format(name)[1]
+    if is_url(name):
+        raw = read_raw(name)
+        if compression == "gzip":
+            return gzip.decompress(raw)
+        if compression == "zstd":
+            return ZstdStream(io.BytesIO(raw)).readall()
+        return raw
+    if compression == "gzip":
+        with gzip.open(name, "rb") as stream:
+            return stream.read()
+    if compression == "zstd":
+        with open(name, "rb") as raw_file:
+            return ZstdStream(raw_file).readall()
+    with open(name, "rb") as file:  # not Path(name): Path("") is the current folder
+        return file.read()
