@@ -289,6 +289,7 @@ def test_a_folder_or_glob_of_text_files_reads_as_the_file_they_join_into(
     (folder / f"day-2.{fmt}.gz").write_bytes(gzip.compress(b"".join(header + body[cut:2 * cut])))
     (folder / f"day-3.{fmt}").write_bytes(b"".join(header + body[2 * cut:]).rstrip(b"\n"))
     (folder / "README.md").write_text("not a trace\n")  # a folder's other files: not read
+    (folder / f"day-0.{fmt}").write_bytes(b"")  # a day with nothing in it, not even a header
     expected = _decided(str(SAMPLES / f"trace.{fmt}"), decisions=tmp_path / "one.jsonl")
     assert _decided(str(folder / pattern), *chunks, decisions=tmp_path / "days.jsonl") == expected
 

@@ -35,7 +35,7 @@ class JoinedText:
     def located(self, exc: TraceError, name: str) -> TraceError:
         """``exc`` (about line L of the joined text ``name``) about the file and line that
         L came from; other errors as they are."""
-        if exc.path != name or exc.line is None:
+        if exc.path != name or exc.line is None or not self.files:
             return exc
         body = 2 if self.fmt == "csv" else 1  # a file's first request line
         index = max(i for i, first in enumerate(self.first_lines)
@@ -53,13 +53,12 @@ def dataset_format(name: str, files: list[str]) -> str:
         if other != fmt:
             raise TraceError(f"a {_NAMES[other]} file among {_NAMES[fmt]} files: a folder or "
                              "glob holds one format", path=file)
-    if fmt == "csv":
-        header = _first_line(files[0])
-        for file in files[1:]:
-            line = _first_line(file)
-            if line and line != header:
-                raise TraceError(f"its CSV header differs from {files[0]}'s: the files of a "
-                                 "folder or glob are read as one file", path=file, line=1)
+    if fmt == "csv":  # empty files (a rotated log with nothing in it) have none
+        headers = [(file, line) for file in files if (line := _first_line(file))]
+        for file, line in headers[1:]:
+            if line != headers[0][1]:
+                raise TraceError(f"its CSV header differs from {headers[0][0]}'s: the files "
+                                 "of a folder or glob are read as one file", path=file, line=1)
     return fmt
 
 
@@ -71,14 +70,18 @@ def joined_text(name: str, files: list[str]) -> JoinedText:
     fmt = dataset_format(name, files)
     pieces: list[bytes] = []
     first_lines: list[int] = []
+    kept: list[str] = []  # the files with text (errors name them by the lines they hold)
     line = 1
     for n, file in enumerate(files):
         data = _decompressed(file)
         if n:
             data = data.removeprefix(_BOM)
+        if not data:
+            continue
+        kept.append(file)
         if fmt == "csv":
             head, _, data = data.partition(b"\n")
-            if not pieces and head.strip():
+            if line == 1 and head.strip():  # the first header, once
                 pieces.append(head + b"\n")
                 line = 2
         if data and not data.endswith(b"\n"):
@@ -86,7 +89,7 @@ def joined_text(name: str, files: list[str]) -> JoinedText:
         first_lines.append(line)
         pieces.append(data)
         line += data.count(b"\n")
-    return JoinedText(fmt, b"".join(pieces), tuple(files), tuple(first_lines))
+    return JoinedText(fmt, b"".join(pieces), tuple(kept), tuple(first_lines))
 
 
 def _decompressed(file: str) -> bytes:
