@@ -299,12 +299,34 @@ def test_rotated_gateway_logs_read_as_one_log(chunks: list[str], tmp_path: Path)
     lines = (SAMPLES / "logs" / "asm-access.jsonl").read_bytes().splitlines(keepends=True)
     folder = tmp_path / "istio-proxy"
     folder.mkdir()
-    (folder / "access.log").write_bytes(b"".join(lines[:2]))  # logrotate's names, in order
-    (folder / "access.log.1.gz").write_bytes(gzip.compress(b"".join(lines[2:])))
+    (folder / "access.log.1.gz").write_bytes(gzip.compress(b"".join(lines[:2])))  # older
+    (folder / "access.log").write_bytes(b"".join(lines[2:]))  # logrotate's live file: newest
     args = ["--from", "asm", "--map", "key=user_type"]
     expected = _report_of(str(SAMPLES / "logs" / "asm-access.jsonl"), *args)
     assert _report_of(str(folder), *args, *chunks) == expected
     assert expected["recorded_429"] == 1
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+def test_logrotate_numbered_files_join_oldest_first(chunks: list[str], tmp_path: Path) -> None:
+    # logrotate renames access.log to access.log.1 and .1 to .2: the highest number is the
+    # oldest. Read in name order, access.log (newest) came first: streamed, 'not in time
+    # order'; whole, the decisions of the files in reverse order. And .10 sorted before .2.
+    lines = (SAMPLES / "trace.jsonl").read_bytes().splitlines(keepends=True)
+    parts = [b"".join(lines[a:a + 150]) for a in range(0, len(lines), 150)]  # oldest first
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    for number, part in enumerate(reversed(parts)):  # 0: the newest
+        if number == 0:
+            (folder / "access.log").write_bytes(part)
+        elif number == 1:
+            (folder / "access.log.1").write_bytes(part)  # logrotate's delaycompress
+        else:
+            (folder / f"access.log.{number}.gz").write_bytes(gzip.compress(part))
+    expected = _decided(str(SAMPLES / "trace.jsonl"), decisions=tmp_path / "one.jsonl")
+    assert _decided(str(folder), *chunks, decisions=tmp_path / "rotated.jsonl") == expected
+    assert _decided(str(folder / "access.log*"), *chunks,
+                    decisions=tmp_path / "glob.jsonl") == expected
 
 
 @pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])

@@ -120,7 +120,25 @@ def text_files(path: str) -> list[str] | None:
         files = [f for f in files if _is_text_name(f)]
     if not files:
         raise TraceError(NO_TRACE_FILES, path=path)
-    return files
+    return sorted(files, key=rotation_order)
+
+
+_ROTATED = re.compile(r"^(.*\.(?:csv|jsonl|ndjson|json|log))\.(\d+)(?:\.(?:gz|zst|zstd))?$", re.I)
+
+
+def rotation_order(name: str) -> tuple[str, int]:
+    """Where a file goes among a dataset's text files: name order, but logrotate's numbered
+    files oldest first and the live file last (``access.log.2.gz``, ``access.log.1``,
+    ``access.log``: logrotate renames ``.1`` to ``.2`` and the live file to ``.1``), so that
+    they join in time order; ``access.log.10`` before ``access.log.9``.
+
+    >>> sorted(["a.log", "a.log.1", "a.log.10.gz", "a.log.2.gz", "b.log"], key=rotation_order)
+    ['a.log.10.gz', 'a.log.2.gz', 'a.log.1', 'a.log', 'b.log']
+    """
+    rotated = _ROTATED.match(file_name(name))
+    if rotated is None:
+        return name, 0
+    return rotated.group(1), -int(rotated.group(2))
 
 
 def is_parquet(path: str) -> bool:
