@@ -358,6 +358,23 @@ def test_text_files_that_do_not_join_are_one_line_naming_the_file(chunks: list[s
         "holds one format\n"))
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+def test_a_glob_of_parquet_and_json_lines_files_is_one_line_naming_the_text_file(
+        chunks: list[str], tmp_path: Path) -> None:
+    # 'days/*' matched day-1.parquet and day-2.jsonl: day-2's requests were left out without
+    # a word (a report of day 1 alone), though a glob reads every file it matches.
+    result = runner.invoke(app, ["trace", "convert", str(SAMPLES / "trace.jsonl"), "-o",
+                                 str(tmp_path / "day-1.parquet")])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "day-2.jsonl").write_bytes((SAMPLES / "trace.jsonl").read_bytes())
+    result = runner.invoke(app, ["simulate", str(tmp_path / "day-*"), "-r", RULES, *chunks])
+    assert (result.exit_code, result.stdout, result.stderr) == (1, "", (
+        f"error: {tmp_path / 'day-2.jsonl'}: a JSON Lines file among Parquet files: a glob "
+        "reads every file it matches, and a trace is one format\n"))
+    # A folder that holds Parquet files is a Parquet dataset: its other files are not read.
+    assert _report_of(str(tmp_path), *chunks)["totals"]["requests"] == 1823
+
+
 def test_a_folder_without_trace_files_says_what_it_looks_for(tmp_path: Path) -> None:
     (tmp_path / "notes.md").write_text("no trace\n")
     result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES])

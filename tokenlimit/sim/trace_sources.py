@@ -115,12 +115,26 @@ def text_files(path: str) -> list[str] | None:
     as a Parquet dataset: its other files are not); ``TraceError`` when it holds neither."""
     files = dataset_files(path)
     if any(is_parquet_name(f) for f in files):
+        _no_text_among_parquet(path, files)
         return None
     if "*" not in file_name(path):  # a folder: only files named as text traces
         files = [f for f in files if _is_text_name(f)]
     if not files:
         raise TraceError(NO_TRACE_FILES, path=path)
     return sorted(files, key=rotation_order)
+
+
+def _no_text_among_parquet(path: str, files: list[str]) -> None:
+    """A glob reads every file it matches: a CSV or JSON Lines file it matches among Parquet
+    files would be left out without a word (a folder's other files are not read, as
+    documented)."""
+    if "*" not in file_name(path):
+        return
+    text = next((f for f in files if not is_parquet_name(f) and _is_text_name(f)), None)
+    if text is not None:
+        kind = "CSV" if trace_format(text)[0] == "csv" else "JSON Lines"
+        raise TraceError(f"a {kind} file among Parquet files: a glob reads every file it "
+                         "matches, and a trace is one format", path=text)
 
 
 _ROTATED = re.compile(r"^(.*\.(?:csv|jsonl|ndjson|json|log))\.(\d+)(?:\.(?:gz|zst|zstd))?$", re.I)
