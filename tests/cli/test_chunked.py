@@ -330,6 +330,24 @@ def test_logrotate_numbered_files_join_oldest_first(chunks: list[str], tmp_path:
 
 
 @pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+def test_logrotate_dateext_files_are_read_oldest_first(chunks: list[str],
+                                                       tmp_path: Path) -> None:
+    # logrotate's dateext (the default on RHEL, Fedora, Amazon Linux) names the rotated files
+    # access.log-20261101(.gz): a folder read only the live access.log, the rest left out
+    # without a word; a glob read the live (newest) file first.
+    lines = (SAMPLES / "trace.jsonl").read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    (folder / "access.log-20261101").write_bytes(b"".join(lines[:600]))
+    (folder / "access.log-20261102.gz").write_bytes(gzip.compress(b"".join(lines[600:1200])))
+    (folder / "access.log").write_bytes(b"".join(lines[1200:]))
+    expected = _decided(str(SAMPLES / "trace.jsonl"), decisions=tmp_path / "one.jsonl")
+    assert _decided(str(folder), *chunks, decisions=tmp_path / "rotated.jsonl") == expected
+    assert _decided(str(folder / "access.log*"), *chunks,
+                    decisions=tmp_path / "glob.jsonl") == expected
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
 def test_a_bad_line_in_a_later_file_names_that_file_and_its_line(chunks: list[str],
                                                                  tmp_path: Path) -> None:
     lines = (SAMPLES / "trace.jsonl").read_bytes().splitlines(keepends=True)

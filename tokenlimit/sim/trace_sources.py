@@ -137,22 +137,30 @@ def _no_text_among_parquet(path: str, files: list[str]) -> None:
                          "matches, and a trace is one format", path=text)
 
 
-_ROTATED = re.compile(r"^(.*\.(?:csv|jsonl|ndjson|json|log))\.(\d+)(?:\.(?:gz|zst|zstd))?$", re.I)
+# logrotate's names: access.log.1 (numbered) or access.log-20261101 (dateext), compressed or not
+_ROTATED = re.compile(r"^(.*\.(?:csv|jsonl|ndjson|json|log))(?:\.(\d+)|-(\d[\d-]*))"
+                      r"(?:\.(?:gz|zst|zstd))?$", re.I)
 
 
-def rotation_order(name: str) -> tuple[str, int]:
-    """Where a file goes among a dataset's text files: name order, but logrotate's numbered
-    files oldest first and the live file last (``access.log.2.gz``, ``access.log.1``,
-    ``access.log``: logrotate renames ``.1`` to ``.2`` and the live file to ``.1``), so that
-    they join in time order; ``access.log.10`` before ``access.log.9``.
+def rotation_order(name: str) -> tuple[str, int, int, str]:
+    """Where a file goes among a dataset's text files: name order, but logrotate's rotated
+    files before the live one, oldest first, so that they join in time order: numbered files
+    highest number first (logrotate renames ``.1`` to ``.2`` and the live file to ``.1``;
+    ``.10`` before ``.9``), then ``dateext`` files by date, then the live file.
 
-    >>> sorted(["a.log", "a.log.1", "a.log.10.gz", "a.log.2.gz", "b.log"], key=rotation_order)
-    ['a.log.10.gz', 'a.log.2.gz', 'a.log.1', 'a.log', 'b.log']
+    >>> names = ["a.log", "a.log.1", "a.log.10.gz", "a.log.2.gz", "b.log", "b.log-20261102.gz",
+    ...          "b.log-20261101"]
+    >>> sorted(names, key=rotation_order)  # doctest: +NORMALIZE_WHITESPACE
+    ['a.log.10.gz', 'a.log.2.gz', 'a.log.1', 'a.log', 'b.log-20261101', 'b.log-20261102.gz',
+     'b.log']
     """
     rotated = _ROTATED.match(file_name(name))
     if rotated is None:
-        return name, 0
-    return rotated.group(1), -int(rotated.group(2))
+        return name, 2, 0, ""
+    base, number, date = rotated.groups()
+    if number is not None:
+        return base, 0, -int(number), ""
+    return base, 1, 0, date
 
 
 def is_parquet(path: str) -> bool:
@@ -165,15 +173,17 @@ def is_parquet_name(name: str) -> bool:
     return file_name(name).lower().endswith(PARQUET_SUFFIXES)
 
 
-_TEXT_NAME = re.compile(r"\.(csv|jsonl|ndjson|json|log)(\.\d+)?(\.(gz|zst|zstd))?$", re.I)
+_TEXT_NAME = re.compile(r"\.(csv|jsonl|ndjson|json|log)(\.\d+|-\d[\d-]*)?(\.(gz|zst|zstd))?$",
+                        re.I)
 
 
 def _is_text_name(name: str) -> bool:
     """Named as a text trace or log: ``.csv``, ``.jsonl``, ``.ndjson``, ``.json`` or ``.log``,
-    with logrotate's number after it or not, plain or compressed.
+    with logrotate's number or date (``dateext``) after it or not, plain or compressed.
 
-    >>> [_is_text_name(n) for n in ("a.jsonl.gz", "access.log.2.gz", "README.md", "a.csv")]
-    [True, True, False, True]
+    >>> [_is_text_name(n) for n in ("a.jsonl.gz", "access.log.2.gz", "README.md", "a.csv",
+    ...                             "access.log-20261101.gz")]
+    [True, True, False, True, True]
     """
     return _TEXT_NAME.search(file_name(name).rsplit("/", 1)[-1]) is not None
 
