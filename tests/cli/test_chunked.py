@@ -358,6 +358,22 @@ def test_a_bad_line_in_a_later_file_names_that_file_and_its_line(chunks: list[st
         1, f"error: {tmp_path / 'b.jsonl'}:7: field 'ts': 'soon' is not a number\n")
 
 
+def test_a_quote_left_open_at_a_csv_files_end_names_that_file_not_the_next(
+        tmp_path: Path) -> None:
+    # The joined text carried a.csv's open quote into b.csv, and the error named b.csv's last
+    # line ('b.csv:201: 2 columns where the header has 6'); streamed, a.csv:101.
+    lines = (SAMPLES / "trace.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "a.csv").write_text("".join(lines[:100]) + '1700000500.0,"regular-user,1,2\n')
+    (tmp_path / "b.csv").write_text("".join(lines[:1] + lines[100:300]))
+    result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES])
+    assert (result.exit_code, result.stderr) == (1, (
+        f"error: {tmp_path / 'a.csv'}:101: a quoted value is not closed by the end of the file "
+        "(the files of a folder or glob are read as one file)\n"))
+    streamed = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES, "--chunk-rows", "50"])
+    assert (streamed.exit_code, streamed.stderr) == (
+        1, f"error: {tmp_path / 'a.csv'}:101: 2 columns where the header has 6\n")
+
+
 @pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
 def test_text_files_that_do_not_join_are_one_line_naming_the_file(chunks: list[str],
                                                                   tmp_path: Path) -> None:

@@ -31,6 +31,9 @@ class JoinedText:
     data: bytes
     files: tuple[str, ...]
     first_lines: tuple[int, ...]
+    # Per file: the line of a CSV quoted value still open at the file's end, which the
+    # joined text carries into the next file (the error then shows there), or 0.
+    open_quotes: tuple[int, ...] = ()
 
     def located(self, exc: TraceError, name: str) -> TraceError:
         """``exc`` (about line L of the joined text ``name``) about the file and line that
@@ -40,6 +43,14 @@ class JoinedText:
         body = 2 if self.fmt == "csv" else 1  # a file's first request line
         index = max(i for i, first in enumerate(self.first_lines)
                     if first <= exc.line or i == 0)
+        opened = None  # the file whose open quote the joined text carries into this one
+        for i in range(index):
+            if self.open_quotes[i]:
+                opened = i if opened is None else None  # a later odd file closes it
+        if opened is not None:  # the error is where a record begun in an earlier file ends
+            return TraceError("a quoted value is not closed by the end of the file (the "
+                              "files of a folder or glob are read as one file)",
+                              path=self.files[opened], line=self.open_quotes[opened])
         line = exc.line - self.first_lines[index] + body if exc.line >= body else exc.line
         return TraceError(exc.message, path=self.files[index], line=line, field=exc.field)
 
@@ -70,6 +81,7 @@ def joined_text(name: str, files: list[str]) -> JoinedText:
     fmt = dataset_format(name, files)
     pieces: list[bytes] = []
     first_lines: list[int] = []
+    open_quotes: list[int] = []
     kept: list[str] = []  # the files with text (errors name them by the lines they hold)
     line = 1
     for n, file in enumerate(files):
@@ -87,9 +99,28 @@ def joined_text(name: str, files: list[str]) -> JoinedText:
         if data and not data.endswith(b"\n"):
             data += b"\n"
         first_lines.append(line)
+        open_quotes.append(_open_quote_line(data) if fmt == "csv" else 0)
         pieces.append(data)
         line += data.count(b"\n")
-    return JoinedText(fmt, b"".join(pieces), tuple(kept), tuple(first_lines))
+    return JoinedText(fmt, b"".join(pieces), tuple(kept), tuple(first_lines),
+                      tuple(open_quotes))
+
+
+def _open_quote_line(body: bytes) -> int:
+    r"""The file's line (its header is line 1) where a quoted value still open at the end of
+    ``body`` (the lines after the header) begins, or 0 (an even count of quotes: cheap).
+
+    >>> _open_quote_line(b'1,"a\n2,b\n'), _open_quote_line(b'1,"a\nb",2\n')
+    (2, 0)
+    """
+    if body.count(b'"') % 2 == 0:
+        return 0
+    inside, opened = False, 0
+    for number, text in enumerate(body.split(b"\n"), start=2):
+        if text.count(b'"') % 2:
+            inside = not inside
+            opened = number if inside else opened
+    return opened
 
 
 def _decompressed(file: str) -> bytes:
