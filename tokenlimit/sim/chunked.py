@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gzip
-import io
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,8 +38,9 @@ from tokenlimit.sim.stream_imputation import ImputationTally
 from tokenlimit.sim.stream_order import FileOrderDecisions, TimeOrder
 from tokenlimit.sim.stream_plot import ChartRequests
 from tokenlimit.sim.trace_sources import (
+    decompressing,
     is_dataset,
-    is_parquet,
+    is_parquet_name,
     is_url,
     open_raw,
     parquet_files,
@@ -117,12 +117,13 @@ def trace_chunks(path: str, rows: int, *, key_field: str | None = None, seed: in
                  fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
     """(first row, trace) for each batch of about ``rows`` requests of any trace file (or
     gateway log, with ``fields``), local or at a URL."""
-    if is_parquet(path):
+    dataset = not is_parquet_name(path) and is_dataset(path)  # asked once: a remote store
+    files = text_files(path) if dataset else None  # None: a Parquet dataset
+    if is_parquet_name(path) or (dataset and files is None):
         yield from parquet_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
-    elif is_dataset(path):  # a folder or glob of text files: one after the other
+    elif files is not None:  # a folder or glob of text files: one after the other
         from tokenlimit.sim.text_dataset import dataset_format
 
-        files = text_files(path) or []
         dataset_format(path, files)  # one format, one CSV header: as the whole read
         offset = 0
         for file in files:
@@ -160,7 +161,7 @@ def _text_batches(path: str, fmt: str, raw: IO[bytes], compression: str | None, 
                   ) -> Iterator[tuple[int, Trace]]:
     from tokenlimit.sim.readers import read_block
 
-    with raw, _decompressing(raw, compression) as stream:
+    with raw, decompressing(raw, compression) as stream:
         header = stream.readline() if fmt == "csv" else b""
         first_line = 2 if fmt == "csv" else 1
         hint = rows * 64  # bytes; adjusted to the lines seen
@@ -198,17 +199,6 @@ def _log_block(path: str, fmt: str, data: bytes, fields: FieldMap, seed: int, fi
         where = None if exc.line is None else exc.line + shift
         raise TraceError(exc.message, path=path, line=where, field=exc.field) from None
     return trace
-
-
-def _decompressing(raw: IO[bytes], compression: str | None) -> Any:
-    """A stream of ``raw``'s decompressed bytes (closing it leaves ``raw`` to its owner)."""
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if compression == "zstd":
-        from tokenlimit.sim.zstd_stream import ZstdStream
-
-        return io.BufferedReader(ZstdStream(raw))  # lines, which the decompressor does not give
-    return contextlib.nullcontext(raw)
 
 
 def _batch_rows(path: str, batch: Any, first: int, key_field: str | None, seed: int

@@ -43,6 +43,7 @@ from tokenlimit.sim.row_reader import (
     json_lines,
 )
 from tokenlimit.sim.trace_sources import (
+    decompressed,
     is_dataset,
     is_local_folder,
     is_url,
@@ -80,11 +81,11 @@ def read_trace(path: str | Path, *, key_templates: Sequence[KeyTemplate] = (),
     """
     name = str(path)
     fmt, compression = trace_format(name)
-    if is_dataset(name):
-        texts = text_files(name)
-        if texts is not None:  # CSV or JSON Lines files
-            return _read_text_dataset(name, texts, key_templates, key_field, seed, fields, ids)
-    if _read_as_dataset(name, fmt) or (is_dataset(name) and (
+    dataset = is_dataset(name)  # asked once: a remote store answers over the network
+    texts = text_files(name) if dataset else None
+    if texts is not None:  # CSV or JSON Lines files
+        return _read_text_dataset(name, texts, key_templates, key_field, seed, fields, ids)
+    if _read_as_dataset(name, fmt, dataset) or (dataset and (
             fields is not None or fmt != "parquet")):  # a local Parquet glob: polars' below
         return _read_parquet_dataset(name, key_templates, key_field, seed, fields)
     if fields is not None:
@@ -121,11 +122,11 @@ def trace_columns(names: Sequence[str], key_field: str | None) -> list[str]:
     return [n for n in names if n in TRACE_COLUMNS or n == key_field]
 
 
-def _read_as_dataset(name: str, fmt: str) -> bool:
+def _read_as_dataset(name: str, fmt: str, dataset: bool) -> bool:
     """Read through ``_read_parquet_dataset``: a Parquet file at a URL, or a folder (local or
     remote) or a remote glob of Parquet files. A local Parquet file or glob is polars' own."""
     if is_url(name):
-        return fmt == "parquet" or is_dataset(name)
+        return fmt == "parquet" or dataset
     return is_local_folder(name)
 
 
@@ -203,13 +204,7 @@ def _read_text_dataset(name: str, files: list[str], key_templates: Sequence[KeyT
 def _read_log(name: str, fmt: str, fields: FieldMap, seed: int) -> Trace:
     from tokenlimit.sim.log_reader import read_log
 
-    try:
-        data = read_bytes(name)
-    except OSError as exc:
-        raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
-    except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
-        raise TraceError(f"not a readable gzip or zstd file ({exc})", path=name) from exc
-    trace: Trace = read_log(name, fmt, data, fields, seed)
+    trace: Trace = read_log(name, fmt, decompressed(name), fields, seed)
     return trace
 
 
@@ -254,7 +249,7 @@ def _parquet_rows(name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
     """A Parquet file's rows as mappings (row numbers from 1); absent values left out."""
     import polars as pl
 
-    if _read_as_dataset(name, "parquet") or is_dataset(name):  # file by file
+    if is_url(name) or is_dataset(name):  # file by file
         frame = parquet_frame(name)
     else:
         try:

@@ -10,14 +10,11 @@ the file and its own line, not the joined text's.
 
 from __future__ import annotations
 
-import gzip
-import io
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 from tokenlimit.errors import TraceError
-from tokenlimit.sim.trace_sources import is_url, open_raw, read_bytes, trace_format
+from tokenlimit.sim.trace_sources import decompressed, decompressing, open_raw, trace_format
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -33,7 +30,7 @@ class JoinedText:
     first_lines: tuple[int, ...]
     # Per file: the line of a CSV quoted value still open at the file's end, which the
     # joined text carries into the next file (the error then shows there), or 0.
-    open_quotes: tuple[int, ...] = ()
+    open_quotes: tuple[int, ...]
 
     def located(self, exc: TraceError, name: str) -> TraceError:
         """``exc`` (about line L of the joined text ``name``) about the file and line that
@@ -85,7 +82,7 @@ def joined_text(name: str, files: list[str]) -> JoinedText:
     kept: list[str] = []  # the files with text (errors name them by the lines they hold)
     line = 1
     for n, file in enumerate(files):
-        data = _decompressed(file)
+        data = decompressed(file)
         if n:
             data = data.removeprefix(_BOM)
         if not data:
@@ -123,28 +120,10 @@ def _open_quote_line(body: bytes) -> int:
     return opened
 
 
-def _decompressed(file: str) -> bytes:
-    try:
-        data = read_bytes(file)
-    except OSError as exc:
-        raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
-    except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
-        raise TraceError(f"not a readable gzip or zstd file ({exc})", path=file) from exc
-    return data
-
-
 def _first_line(file: str) -> bytes:
     """The file's first line (decompressed; without BOM and line end), read alone."""
-    compression = trace_format(file)[1]
     try:
-        with (open_raw(file) if is_url(file) else open(file, "rb")) as raw:
-            stream: Any = raw
-            if compression == "gzip":
-                stream = gzip.GzipFile(fileobj=raw, mode="rb")
-            elif compression == "zstd":
-                from tokenlimit.sim.zstd_stream import ZstdStream
-
-                stream = io.BufferedReader(ZstdStream(raw))
+        with open_raw(file) as raw, decompressing(raw, trace_format(file)[1]) as stream:
             line: bytes = stream.readline()
     except OSError as exc:
         raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc

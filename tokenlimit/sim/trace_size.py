@@ -52,8 +52,13 @@ def estimated_size(path: str) -> Size | None:
     size (compressed: its size times how much its first mebibytes expand) over the mean
     length of its first lines."""
     from tokenlimit.errors import TraceError
-    from tokenlimit.sim.readers import trace_format
-    from tokenlimit.sim.trace_sources import is_dataset, is_url, parquet_files, text_files
+    from tokenlimit.sim.trace_sources import (
+        is_dataset,
+        is_url,
+        parquet_files,
+        text_files,
+        trace_format,
+    )
 
     if is_url(path):
         return None

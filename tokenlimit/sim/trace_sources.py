@@ -13,10 +13,12 @@ file) or as a stream (``--chunk-rows``); a remote dataset file by file.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import gzip
 import io
 import re
+import zlib
 from pathlib import Path
 from typing import IO, Any
 
@@ -293,3 +295,23 @@ def read_bytes(name: str) -> bytes:
             return ZstdStream(raw_file).readall()
     with open(name, "rb") as file:  # not Path(name): Path("") is the current folder
         return file.read()
+
+
+def decompressed(name: str) -> bytes:
+    """``read_bytes``, with what goes wrong as ``TraceError`` naming the file: it cannot be
+    read, or its gzip or zstd stream is damaged or cut short."""
+    try:
+        return read_bytes(name)
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=name) from exc
+    except (EOFError, gzip.BadGzipFile, zlib.error, ValueError) as exc:
+        raise TraceError(f"not a readable gzip or zstd file ({exc})", path=name) from exc
+
+
+def decompressing(raw: IO[bytes], compression: str | None) -> Any:
+    """A stream of ``raw``'s decompressed bytes (closing it leaves ``raw`` to its owner)."""
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if compression == "zstd":
+        return io.BufferedReader(ZstdStream(raw))  # lines, which the decompressor does not give
+    return contextlib.nullcontext(raw)
