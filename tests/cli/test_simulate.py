@@ -65,6 +65,26 @@ def test_json_and_decisions_agree_with_the_oracle(tmp_path: Path) -> None:
         assert frame.to_dicts() == lines, suffix
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_the_report_is_the_same_with_and_without_decisions(tmp_path: Path, jobs: str) -> None:
+    """Without --decisions or --plot the scan adds up the report's figures itself instead of
+    writing a decision per request: the report is byte for byte the one of the run that
+    writes them, on one thread or two partitions (120,000 requests: partitioned), charging
+    completion or total tokens."""
+    trace = tmp_path / "trace.jsonl"
+    assert _run("trace", "generate", "--duration", "600", "--tier", "regular-user:300:160",
+                "--tier", "subscriber:40:40", "--seed", "4", "-o", str(trace)).exit_code == 0
+    for charge in ("completion", "total"):
+        options = ("simulate", str(trace), "-r", RULES, "-f", "json", "--jobs", jobs,
+                   "--charge", charge, "--top", "50")
+        alone = _run(*options)
+        with_decisions = _run(*options, "--decisions", str(tmp_path / "d.jsonl"))
+        assert alone.exit_code == with_decisions.exit_code == 0, alone.output
+        assert alone.stdout == with_decisions.stdout
+        report = json.loads(alone.stdout)
+        assert report["totals"]["requests"] > 100_000 and report["totals"]["limited"] > 0
+
+
 def test_every_semantics_runs_and_charge_total_limits_more() -> None:
     limited = {}
     for name in ("asm", "asm-reserve", "token-bucket", "token-bucket-prepaid", "gcra",

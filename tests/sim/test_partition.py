@@ -17,8 +17,14 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.sim import TraceRequest
 from tokenlimit.sim.engine import Replay, replay_asm
 from tokenlimit.sim.generate import Tier, TraceSpec, generate_trace
-from tokenlimit.sim.partition import key_components, partition_requests, replay_partitioned
-from tokenlimit.sim.trace_table import trace_from_requests
+from tokenlimit.sim.partition import (
+    figures_partitioned,
+    key_components,
+    partition_requests,
+    replay_partitioned,
+)
+from tokenlimit.sim.replay_stats import key_figures
+from tokenlimit.sim.trace_table import Trace, trace_from_requests
 
 RULES = str(SAMPLES / "rules.json")
 
@@ -34,6 +40,29 @@ def test_partitioned_replay_equals_the_sequential_one(rules: list[Rule],
                                                       requests: list[TraceRequest]) -> None:
     trace = trace_from_requests(requests)
     _same(replay_partitioned(rules, trace, jobs=3, min_rows=0), replay_asm(rules, trace))
+
+
+def _same_figures(rules: list[Rule], trace: Trace, jobs: int, charge: str = "completion"
+                  ) -> None:
+    """The figures a report-only scan adds up (``jobs`` partitions) are those of the whole
+    replay's decisions: per deciding key, counts by outcome, tokens admitted, first limited
+    time, and each key's deepest debt."""
+    replay = replay_asm(rules, trace, charge)  # type: ignore[arg-type]
+    counts, first = key_figures(trace, replay, charge, len(trace.key_names))  # type: ignore[arg-type]
+    found = figures_partitioned(rules, trace, charge, jobs, min_rows=0)  # type: ignore[arg-type]
+    assert found is not None
+    assert found[0].tolist() == counts.tolist()
+    assert found[1].tolist() == first.tolist()
+    assert found[2].tolist() == replay.deepest.tolist()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_sets(), traces())
+def test_report_only_figures_equal_the_decisions_figures(rules: list[Rule],
+                                                         requests: list[TraceRequest]) -> None:
+    trace = trace_from_requests(requests)
+    for jobs, charge in ((1, "completion"), (3, "completion"), (2, "total")):
+        _same_figures(rules, trace, jobs, charge)
 
 
 def test_keys_that_share_a_request_stay_in_one_partition() -> None:
@@ -101,3 +130,4 @@ def test_partitions_of_many_words_of_checks_replay_exactly(jobs: int) -> None:
     assert len(trace) > 64 * 16 and len(trace) % 64  # many words, the last one partial
     rules = [Rule(0, "regular-user.*", 200, 50, 30, 300)]
     _same(replay_partitioned(rules, trace, jobs=jobs, min_rows=0), replay_asm(rules, trace))
+    _same_figures(rules, trace, jobs)

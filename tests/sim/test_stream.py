@@ -14,6 +14,7 @@ from tokenlimit.errors import TraceError
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim import TraceRequest
 from tokenlimit.sim.engine import replay_asm
+from tokenlimit.sim.replay_stats import key_figures
 from tokenlimit.sim.stream import StreamingReplay
 from tokenlimit.sim.trace_table import trace_from_requests
 
@@ -54,6 +55,40 @@ def test_any_chunking_decides_like_the_whole_replay(
     expected, expected_debt = _whole(rules, requests)
     assert decided == expected
     assert dict(zip(names, deepest, strict=True)) == expected_debt
+
+
+def _figures_by_key(counts: np.ndarray, first: np.ndarray, names: tuple[str, ...]
+                    ) -> dict[str, tuple[list[int], float]]:
+    """Figures rows by key name (the last row: ``""``, no rule)."""
+    return {name: (row, at) for name, row, at in
+            zip((*names, ""), counts.tolist(), first.tolist(), strict=True)}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rule_sets(), traces(), st.lists(st.integers(0, 40), max_size=6))
+def test_any_chunking_adds_up_the_whole_replays_figures(
+        rules: list[Rule], requests: list[TraceRequest], cuts: list[int]) -> None:
+    """A report-only stream (``feed_figures``: no decisions written) adds up, chunk by chunk,
+    the figures of the whole replay's decisions, and leaves the same debts."""
+    ordered = sorted(requests, key=lambda r: r.ts)
+    stream = StreamingReplay(rules)
+    counts, first = np.zeros((0, 6), dtype=np.int64), np.zeros(0)
+    bounds = [0, *sorted({c for c in cuts if c <= len(ordered)}), len(ordered)]
+    for start, stop in itertools.pairwise(bounds):
+        part_counts, part_first = stream.feed_figures(trace_from_requests(ordered[start:stop]))
+        grow = part_counts.shape[0] - counts.shape[0]  # new keys come before the no-rule row
+        counts = np.insert(counts, counts.shape[0] - 1 if counts.size else 0,
+                           np.zeros((grow, 6), dtype=np.int64), axis=0) + part_counts
+        first = np.minimum(np.insert(first, first.shape[0] - 1 if first.size else 0,
+                                     np.full(grow, np.inf)), part_first)
+    deepest = stream.finish()
+    trace = trace_from_requests(ordered)
+    replay = replay_asm(rules, trace)
+    expected = key_figures(trace, replay, "completion", len(trace.key_names))
+    assert _figures_by_key(counts, first, stream.key_names) == _figures_by_key(
+        *expected, trace.key_names)
+    assert dict(zip(stream.key_names, deepest.tolist(), strict=True)) == dict(
+        zip(trace.key_names, replay.deepest.tolist(), strict=True))
 
 
 RULE = Rule(0, "u", 10, 5, 2, 4)  # 10 max, 5 a fill every 2 s, expires 4 s after a refill

@@ -291,18 +291,19 @@ def simulate(
         result = simulate_trace(trace, loaded.rules, semantics=semantics, charge=charged,
                                 settings=settings, top=top, price_per_1k=price,
                                 origin=loaded.origin, estimate=policy, on_step=step,
-                                parallel=parallel)
+                                parallel=parallel, decisions=bool(decisions or plot))
     if settings:
         _report_sweep(list(result.summaries), output_format, plot, trace.path, loaded.origin)
         return
     replay, summary = result.replay, result.summaries[0][1]
-    assert replay is not None
     if decisions:
+        assert replay is not None
         with _out_of_memory(trace_path):
             write_decisions(decisions, trace, replay.outcome, replay.rule)
     if plot:
         from tokenlimit.sim.replay_plot import plot_replay
 
+        assert replay is not None
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
                     charged, rules_origin=loaded.origin, top=top)
     _print_report(summary, trace.path, recorded_429(trace), output_format,

@@ -261,7 +261,7 @@ def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
                    ) -> ChunkedResult:
     """One streamed replay; ``on_batch`` sees (and may complete) each batch as read,
     ``on_replay`` each part replayed (in time order) with its file positions and decisions."""
-    figures = _Figures(rules, charge)
+    figures = _Figures(rules, charge, decided=decisions is not None or on_replay is not None)
     order = TimeOrder()
     written = FileOrderDecisions(decisions)
     origin = None  # the first request's time (parts come in time order)
@@ -272,9 +272,10 @@ def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
             origin = float(part.ts.min()) if origin is None else origin
             part = part.at_speed(speed, origin)
         decided = figures.add(rows, part)
-        if on_replay is not None:
-            on_replay(rows, part, decided)
-        written.add(rows, part, decided.outcome, decided.rule)
+        if decided is not None:
+            if on_replay is not None:
+                on_replay(rows, part, decided)
+            written.add(rows, part, decided.outcome, decided.rule)
 
     for start, batch in batches:
         on_batch(batch)
@@ -288,10 +289,11 @@ def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
 
 
 class _Figures:
-    """The streamed replay and the report's figures, added up part by part."""
+    """The streamed replay and the report's figures, added up part by part (``decided``:
+    with each part's decisions; else the scan adds up the figures alone)."""
 
-    def __init__(self, rules: Sequence[Rule], charge: Charge) -> None:
-        self.rules, self.charge = rules, charge
+    def __init__(self, rules: Sequence[Rule], charge: Charge, *, decided: bool) -> None:
+        self.rules, self.charge, self.decided = rules, charge, decided
         self.stream = StreamingReplay(rules, charge)
         self.counts = np.zeros((0, 6), dtype=np.int64)
         self.first_limited = np.zeros(0)
@@ -299,10 +301,15 @@ class _Figures:
         self.unmatched_first = np.inf
         self.imputed = self.requests = self.limited = 0
 
-    def add(self, rows: IntArray, part: Trace) -> Replay:
-        replay = self.stream.feed(part, rows)
+    def add(self, rows: IntArray, part: Trace) -> Replay | None:
+        """Replay one part; its decisions (``None`` without ``decided``)."""
+        replay = None
+        if self.decided:
+            replay = self.stream.feed(part, rows)
+            counts, first = key_figures(part, replay, self.charge, len(self.stream.names))
+        else:
+            counts, first = self.stream.feed_figures(part, rows)
         n_keys = len(self.stream.names)
-        counts, first = key_figures(part, replay, self.charge, n_keys)
         grow = n_keys - self.counts.shape[0]
         self.counts = np.vstack((self.counts, np.zeros((grow, 6), dtype=np.int64)))
         self.first_limited = np.append(self.first_limited, np.full(grow, np.inf))

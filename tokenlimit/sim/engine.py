@@ -128,6 +128,25 @@ def replay_asm(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion
     return in_file_order(order, out_outcome, out_rule, out_key, out_balance, deepest)
 
 
+def asm_figures_of(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
+                   rule_of_key: IntArray | None = None, *, owner: Any = None,
+                   parts: int = 1) -> tuple[Any, Any, IntArray] | None:
+    """``replay_asm``'s report figures without its decisions (``scan.asm_figures``): per
+    deciding key and a last row for no rule, (counts, first limited time), as
+    ``replay_stats.key_figures`` gives them, and each key's deepest debt; ``None`` where the
+    oracle must replay (``fallback_reason``)."""
+    from tokenlimit.sim.scan import asm_figures  # numba loads only when a replay runs
+
+    if rule_of_key is None:
+        rule_of_key = key_rules(rules, trace.key_names)
+    if fallback_reason(rules, trace, rule_of_key) is not None:
+        return None
+    order, t, latency, charged, ptr, keys = replay_order(trace, charge)
+    total = trace.total_tokens if order is None else trace.total_tokens[order]
+    return asm_figures(t, latency, charged, total, ptr, keys, rule_of_key, rule_params(rules),
+                       len(trace.key_names), owner, parts)
+
+
 def rule_params(rules: Sequence[Rule]) -> IntArray:
     """Per rule: max_tokens, tokens_per_fill, fill_interval_second, redis_expired_seconds."""
     return np.array([[r.max_tokens, r.tokens_per_fill, r.fill_interval_second,

@@ -27,7 +27,7 @@ import numpy as np
 from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import ConfigError
 from tokenlimit.rules.model import Rule
-from tokenlimit.sim.engine import Replay, fallback_reason, key_rules, replay_asm
+from tokenlimit.sim.engine import Replay, asm_figures_of, fallback_reason, key_rules, replay_asm
 from tokenlimit.sim.trace_table import IntArray, Trace, take_key_lists
 
 EXECUTORS = ("local", "dask")
@@ -179,9 +179,7 @@ def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "co
     if executor == "local":
         # Threads over the same arrays: the compiled scan releases the GIL (nogil), and
         # each thread decides only its partition's checks (no copies, no gathering).
-        from tokenlimit.sim.scan import MAX_PARTS
-
-        owner, used = key_partitions(trace, min(jobs, MAX_PARTS))
+        owner, used = _thread_partitions(trace, jobs)
         if used <= 1:
             return replay_asm(rules, trace, charge, rule_of_key)
         return replay_asm(rules, trace, charge, rule_of_key, owner=owner, parts=used)
@@ -200,6 +198,28 @@ def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "co
         key[indices], balance[indices] = replay.key, replay.balance
         np.minimum(deepest, replay.deepest, out=deepest)  # a key lives in one partition
     return Replay(outcome, rule, key, balance, deepest, "scan")
+
+
+def figures_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "completion",
+                        jobs: int = 2, min_rows: int = SMALL_TRACE
+                        ) -> tuple[Any, Any, IntArray] | None:
+    """``engine.asm_figures_of`` (a report's figures without decisions) on ``jobs`` local
+    partitions for traces of ``min_rows`` requests or more; ``None`` where the oracle must
+    replay."""
+    rule_of_key = key_rules(rules, trace.key_names)
+    if jobs <= 1 or len(trace) < max(min_rows, 2):
+        return asm_figures_of(rules, trace, charge, rule_of_key)
+    owner, used = _thread_partitions(trace, jobs)
+    if used <= 1:
+        return asm_figures_of(rules, trace, charge, rule_of_key)
+    return asm_figures_of(rules, trace, charge, rule_of_key, owner=owner, parts=used)
+
+
+def _thread_partitions(trace: Trace, jobs: int) -> tuple[IntArray, int]:
+    """``key_partitions`` for the scan's threads (at most ``scan.MAX_PARTS``)."""
+    from tokenlimit.sim.scan import MAX_PARTS
+
+    return key_partitions(trace, min(jobs, MAX_PARTS))
 
 
 def _on_dask(rules: Sequence[Rule], parts: list[Trace], charge: Charge,

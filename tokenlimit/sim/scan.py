@@ -44,7 +44,8 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: 
           params: Any, state: Any, expires: Any, carry_at: Any, carry_ptr: Any,
           carry_keys: Any, carry_charged: Any, drain: bool, mine: Any,
           partitioned: bool, outcome: Any, out_rule: Any, out_key: Any,
-          out_balance: Any) -> tuple[Any, Any]:
+          out_balance: Any, total: Any, counts: Any, first_limited: Any
+          ) -> tuple[Any, Any]:
     """Decide the checks ``t`` (a whole replay, or one chunk of a streamed one) from the
     per-key ``state`` (balance, last refill second, deepest) and ``expires`` left by the
     checks before, updated in place, into ``outcome`` ... ``out_balance`` (written for every
@@ -70,8 +71,16 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: 
     trace whose partitions interleave at random, that test was a mispredicted branch every
     other check, a tenth of each partition's scan. Partitions own disjoint keys, so they run
     at the same time over the same arrays (``nogil``), each with its own ``state`` and
-    ``expires``."""
+    ``expires``.
+
+    ``counts`` with rows (one a key, then one for checks no rule decides): add each check's
+    figures there (``replay_stats.key_figures``' columns; ``total``: the requests' total
+    tokens; ``first_limited``: each row's first limited time) instead of writing
+    ``outcome`` ... ``out_balance``, which are then empty. A report needs only these
+    figures: not writing the decisions saves a pass over them and 25 bytes of fresh memory a
+    check."""
     n = t.shape[0]
+    record = counts.shape[0] == 0
     heap_at = np.empty(n + carry_at.shape[0], dtype=np.float64)  # pages touched only as
     heap_row = np.empty(n + carry_at.shape[0], dtype=np.int64)  # deep as the heap grows
     size = 0
@@ -110,9 +119,8 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: 
             if j == n:
                 break
             # The check: its keys in order, as ``multi_key_check``.
-            outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
+            limited, rule, key, balance = False, -1, -1, 0
             now_s = np.int64(np.floor(now))
-            matched = False
             for p in range(ptr[j], ptr[j + 1]):
                 k = keys[p]
                 r = rule_of_key[k]
@@ -139,17 +147,25 @@ def _scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: 
                         state[k, 1] = now_s
                         expires[k] = now + params[r, 3]
                 if b <= 0:
-                    outcome[j] = 1
-                    out_rule[j] = r
-                    out_key[j] = k
-                    out_balance[j] = b
+                    limited, rule, key, balance = True, r, k, b
                     break
-                if not matched:
-                    matched = True
-                    out_rule[j] = r
-                    out_key[j] = k
-                    out_balance[j] = b
-            if outcome[j] != 0 or not matched:
+                if key < 0:  # the first matched key answers for an admitted check
+                    rule, key, balance = r, k, b
+            if record:
+                outcome[j] = 1 if limited else 0
+                out_rule[j], out_key[j], out_balance[j] = rule, key, balance
+            else:
+                g = key if key >= 0 else counts.shape[0] - 1
+                counts[g, 0] += 1
+                if limited:
+                    counts[g, 2] += 1
+                    if now < first_limited[g]:
+                        first_limited[g] = now
+                else:
+                    counts[g, 1] += 1
+                    counts[g, 4] += charged[j]
+                    counts[g, 5] += total[j]
+            if limited or key < 0:
                 continue  # only admitted requests with a rule report
             wait = latency[j]
             due, row = now + (0.0 if wait < 0 else wait), j  # t + max(latency, 0)
@@ -199,15 +215,18 @@ def _prepare_parts(ptr: Any, keys: Any, owner: Any, masks: Any, start: int, stop
     without keys, which decides nothing), and a first write to the outputs. The partitions'
     threads each prepare a block of checks at the same time: the outputs' fresh pages are
     then touched once, by one thread (the scans, writing checks of every block, made both
-    threads fault on the same pages at once), and the pass is not serial."""
+    threads fault on the same pages at once), and the pass is not serial. Empty outputs: a
+    scan adding up figures (``_scan``'s ``counts``) writes none."""
     parts = masks.shape[0]
+    record = outcome.shape[0] > 0
     words = np.zeros(parts, dtype=np.uint64)
     for w in range(start >> 6, (stop + 63) >> 6):
         words[:] = 0
         for j in range(w << 6, min((w + 1) << 6, stop)):
             p = owner[keys[ptr[j]]] if ptr[j] < ptr[j + 1] else 0
             words[p] |= np.uint64(1) << np.uint64(j & 63)
-            outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
+            if record:
+                outcome[j], out_rule[j], out_key[j], out_balance[j] = 0, -1, -1, 0
         for p in range(parts):
             masks[p, w] = words[p]
 
@@ -238,6 +257,11 @@ def _requests_per_component(ptr: Any, keys: Any, component: Any) -> Any:
 # thread (more threads than cores would only take turns).
 MAX_PARTS = 64
 NO_PARTS = np.zeros(0, dtype=np.uint64)  # ``mine`` of a scan that is not partitioned
+# ``outcome`` ... ``out_balance`` of a scan that adds up figures
+NO_DECISIONS = (np.zeros(0, dtype=np.int8), np.zeros(0, dtype=np.int64),
+                np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+# ``total``, ``counts`` and ``first_limited`` of a scan that writes decisions
+NO_FIGURES = (np.zeros(0, dtype=np.int64), np.zeros((0, 6), dtype=np.int64), np.zeros(0))
 
 # nogil: the partitions of one replay scan on threads at the same time.
 _report = njit(_report, error_model="numpy", nogil=True)
@@ -252,13 +276,40 @@ shares_a_request = njit(_shares_a_request, error_model="numpy", nogil=True)
 def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
              rule_of_key: Any, params: Any, n_keys: int, owner: Any = None,
              parts: int = 1) -> tuple[Any, Any, Any, Any, Any]:
-    """Run the compiled scan; arrays in replay order (see the module docstring).
+    """Run the compiled scan; arrays in replay order (see the module docstring): each
+    check's outcome, rule, deciding key and balance, and each key's deepest debt.
 
     ``owner`` (with ``parts`` > 1): each key's partition, ``0 .. parts - 1``, such that no
     request has keys in two partitions. The partitions are scanned on a thread each over the
     same arrays, each with bucket state of its own (threads writing the buckets of keys next
     to each other in one array would fight over cache lines); their decisions are exactly
     one scan's."""
+    n = len(t)
+    # Written by the scans (every check by exactly one partition), in parallel.
+    decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
+               np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+    deepest, _, _ = _run(t, latency, charged, ptr, keys, rule_of_key, params, n_keys, owner,
+                         parts, decided, None)
+    return (*decided, deepest)
+
+
+def asm_figures(t: Any, latency: Any, charged: Any, total: Any, ptr: Any, keys: Any,
+                rule_of_key: Any, params: Any, n_keys: int, owner: Any = None,
+                parts: int = 1) -> tuple[Any, Any, Any]:
+    """``asm_scan``'s figures without its decisions: (counts, first limited time) per
+    deciding key and a last row for checks no rule decides, as ``replay_stats.key_figures``
+    gives them, and each key's deepest debt. ``total``: the requests' total tokens."""
+    deepest, counts, first = _run(t, latency, charged, ptr, keys, rule_of_key, params, n_keys,
+                                  owner, parts, NO_DECISIONS,
+                                  np.ascontiguousarray(total, dtype=np.int64))
+    return counts, first, deepest
+
+
+def _run(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any, rule_of_key: Any,
+         params: Any, n_keys: int, owner: Any, parts: int, decided: tuple[Any, ...],
+         total: Any) -> tuple[Any, Any, Any]:
+    """The scans of ``asm_scan`` (into ``decided``) or ``asm_figures`` (``total`` given):
+    (deepest debts, counts, first limited times; both empty for decisions)."""
     t = np.ascontiguousarray(t, dtype=np.float64)
     n = t.shape[0]
     latency = np.ascontiguousarray(latency, dtype=np.float64)
@@ -267,9 +318,6 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     arrays = (np.ascontiguousarray(charged, dtype=np.int64), ptr, keys,
               np.ascontiguousarray(rule_of_key, dtype=np.int64),
               np.ascontiguousarray(params, dtype=np.int64))
-    # Written by the scans (every check by exactly one partition), in parallel.
-    decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
-               np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
     nothing = np.zeros(0, dtype=np.int64)
     partitioned = owner is not None and parts > 1
     if partitioned and parts > MAX_PARTS:
@@ -277,27 +325,33 @@ def asm_scan(t: Any, latency: Any, charged: Any, ptr: Any, keys: Any,
     words = (n + 63) >> 6
     masks = np.empty((parts, words), dtype=np.uint64) if partitioned else NO_PARTS[None]
     owners = np.ascontiguousarray(owner, dtype=np.int64) if partitioned else nothing
+    rows = n_keys + 1 if total is not None else 0  # figures: a row a key, one for no rule
 
     def prepare(block: int) -> None:  # blocks of whole words
         start, stop = (words * block // parts) << 6, min((words * (block + 1) // parts) << 6, n)
         prepare_parts(ptr, keys, owners, masks, start, stop, *decided)
 
-    def scan_part(part: int) -> Any:
+    def scan_part(part: int) -> tuple[Any, Any, Any]:
         state = np.zeros((n_keys, 3), dtype=np.int64)  # balance, last refill second, deepest
         expires = np.full(n_keys, -np.inf)
+        counts = np.zeros((rows, 6), dtype=np.int64)
+        first = np.full(rows, np.inf)
         compiled_scan(t, latency, *arrays, state, expires, np.zeros(0),
                       np.zeros(1, dtype=np.int64), nothing, nothing, True, masks[part],
-                      partitioned, *decided)
-        return state[:, 2]
+                      partitioned, *decided, nothing if total is None else total, counts,
+                      first)
+        return state[:, 2], counts, first
 
     if not partitioned:
-        return (*decided, scan_part(0).copy())
+        deepest, counts, first = scan_part(0)
+        return deepest.copy(), counts, first
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=parts) as pool:
         list(pool.map(prepare, range(parts)))  # every block prepared before any scan starts
-        deepest = np.minimum.reduce(list(pool.map(scan_part, range(parts))))
-    return (*decided, deepest)
+        found = list(pool.map(scan_part, range(parts)))
+    return (np.minimum.reduce([d for d, _, _ in found]), np.sum([c for _, c, _ in found], axis=0),
+            np.minimum.reduce([f for _, _, f in found]))
 
 
 def warm_up() -> None:
@@ -311,6 +365,8 @@ def warm_up() -> None:
     asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2)
     asm_scan(np.zeros(2), np.ones(2), ones, ptr, keys, np.zeros(2, dtype=np.int64), params, 2,
              keys, 2)
+    asm_figures(np.zeros(2), np.ones(2), ones, ones, ptr, keys, np.zeros(2, dtype=np.int64),
+                params, 2, keys, 2)
     requests_per_component(ptr, keys, keys)
     first_key_counts(ptr, keys, 0, 2, np.zeros(2, dtype=np.int64))
     shares_a_request(ptr)

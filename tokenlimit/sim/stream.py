@@ -24,6 +24,7 @@ chunk's last): a recorded log is. Within a chunk, order does not matter.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -91,15 +92,35 @@ class StreamingReplay:
         """Decide one chunk (``TraceError`` naming the first request earlier than a request
         of a previous chunk). ``rows``: the requests' positions in their file (from 0), or
         the first one's when they follow one another."""
+        n = len(chunk)
+        decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
+                   np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+        order = self._scan(chunk, rows, decided, None)
+        return in_file_order(order, *decided, self.state[:, 2].copy())
+
+    def feed_figures(self, chunk: Trace, rows: IntArray | int = 0) -> tuple[Any, Any]:
+        """``feed``'s report figures without its decisions, as ``replay_stats.key_figures``
+        gives them (a row per key of ``key_names``, then one for no rule)."""
+        from tokenlimit.sim.scan import NO_DECISIONS
+
+        counts = np.zeros((len(self.names) + len(chunk.key_names) + 1, 6), dtype=np.int64)
+        first = np.full(counts.shape[0], np.inf)
+        self._scan(chunk, rows, NO_DECISIONS, (counts, first))
+        keys = len(self.names)  # the keys of every chunk so far, this one's too
+        return (np.vstack((counts[:keys], counts[-1:])),
+                np.append(first[:keys], first[-1]))
+
+    def _scan(self, chunk: Trace, rows: IntArray | int, decided: tuple[Any, ...],
+              figures: tuple[Any, Any] | None) -> IntArray | None:
+        """Scan one chunk into ``decided`` or, given, ``figures`` (counts, first limited
+        times: rows enough for every key, the last for no rule); the chunk's time order."""
         def position(i: int) -> int:
             return rows + i if isinstance(rows, int) else int(rows[i])
 
-        from tokenlimit.sim.scan import NO_PARTS, compiled_scan
+        from tokenlimit.sim.scan import NO_FIGURES, NO_PARTS, compiled_scan
 
         if len(chunk) == 0:
-            none = np.zeros(0, dtype=np.int64)
-            return in_file_order(None, np.zeros(0, dtype=np.int8), none, none, none,
-                                 self.state[:, 2].copy())
+            return None
         if float(chunk.ts.min()) < self.last_ts:
             early = int(np.argmax(chunk.ts < self.last_ts))
             raise TraceError(
@@ -117,17 +138,19 @@ class StreamingReplay:
         charged = np.ascontiguousarray(charged, dtype=np.int64)
         ptr = np.ascontiguousarray(ptr, dtype=np.int64)
         keys = np.ascontiguousarray(keys, dtype=np.int64)
-        n = t.shape[0]
-        decided = (np.empty(n, dtype=np.int8), np.empty(n, dtype=np.int64),
-                   np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64))
+        if figures is None:
+            adding = NO_FIGURES
+        else:
+            total = chunk.total_tokens if order is None else chunk.total_tokens[order]
+            adding = (np.ascontiguousarray(total, dtype=np.int64), *figures)
         pending_at, pending_rows = compiled_scan(
             t, latency, charged, ptr, keys, self.rule_of_key, self.params,
             self.state, self.expires, self.carry_at, self.carry_ptr, self.carry_keys,
-            self.carry_charged, False, NO_PARTS, False, *decided)
+            self.carry_charged, False, NO_PARTS, False, *decided, *adding)
         self.last_ts = float(t[-1])
         self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
         self._carry(pending_at, pending_rows, charged, ptr, keys)
-        return in_file_order(order, *decided, self.state[:, 2].copy())
+        return order
 
     def _carry(self, at: np.ndarray, rows: IntArray, charged: IntArray, ptr: IntArray,
                keys: IntArray) -> None:
@@ -146,13 +169,13 @@ class StreamingReplay:
 
     def finish(self) -> IntArray:
         """Apply every pending report; each key's deepest debt (index: ``key_names``)."""
-        from tokenlimit.sim.scan import NO_PARTS, compiled_scan
+        from tokenlimit.sim.scan import NO_DECISIONS, NO_FIGURES, NO_PARTS, compiled_scan
 
         empty_i = np.zeros(0, dtype=np.int64)
         compiled_scan(np.zeros(0), np.zeros(0), empty_i, np.zeros(1, dtype=np.int64), empty_i,
                       self.rule_of_key, self.params, self.state, self.expires, self.carry_at,
                       self.carry_ptr, self.carry_keys, self.carry_charged, True, NO_PARTS,
-                      False, np.zeros(0, dtype=np.int8), empty_i, empty_i, empty_i)
+                      False, *NO_DECISIONS, *NO_FIGURES)
         self.carry_at = np.zeros(0)
         self.carry_charged = empty_i
         self.carry_ptr = np.zeros(1, dtype=np.int64)

@@ -32,7 +32,7 @@ from tokenlimit.bucket.types import Charge
 from tokenlimit.errors import TraceError
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.columnar import Declined, build_trace
-from tokenlimit.sim.engine import replay_asm
+from tokenlimit.sim.engine import asm_figures_of, replay_asm
 from tokenlimit.sim.log_reader import limited_count
 from tokenlimit.sim.readers import parquet_frame, trace_columns
 from tokenlimit.sim.replay_stats import key_figures
@@ -103,10 +103,16 @@ def worker_figures(files: Sequence[str], worker: int, workers: int, rules: Seque
         return None
     if trace.imputed_count:
         return None
-    replay = replay_asm(rules, trace, charge)
-    counts, first = key_figures(trace, replay, charge, len(trace.key_names))
-    return KeyFigures(trace.key_names, counts, first, replay.deepest, replay.engine,
-                      len(trace), limited_count(trace))
+    figures = asm_figures_of(rules, trace, charge)  # the figures, without decisions
+    if figures is not None:
+        counts, first, deepest = figures
+        engine = "scan"
+    else:  # the oracle's replay
+        replay = replay_asm(rules, trace, charge)
+        counts, first = key_figures(trace, replay, charge, len(trace.key_names))
+        deepest, engine = replay.deepest, replay.engine
+    return KeyFigures(trace.key_names, counts, first, deepest, engine, len(trace),
+                      limited_count(trace))
 
 
 def merge_figures(parts: Sequence[KeyFigures]) -> KeyFigures:
