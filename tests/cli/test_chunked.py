@@ -358,6 +358,38 @@ def test_a_bad_line_in_a_later_file_names_that_file_and_its_line(chunks: list[st
         1, f"error: {tmp_path / 'b.jsonl'}:7: field 'ts': 'soon' is not a number\n")
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"], ["--chunk-rows", "3"]])
+@pytest.mark.parametrize("pattern", ["", "*.parquet"])
+def test_a_bad_row_in_a_later_parquet_file_names_that_file_and_its_row(
+        chunks: list[str], pattern: str, tmp_path: Path) -> None:
+    """Read whole, a dataset whose values the columnar reader declines is read row by row
+    file by file (it tried to open the folder as one file: "cannot read: Is a directory");
+    streamed, the error named the folder and the row in the whole dataset."""
+    frame = read_trace(SAMPLES / "trace.jsonl").requests()
+    rows = pl.DataFrame([{"ts": r.ts, "key": r.keys[0], "latency": r.latency,
+                          "prompt_tokens": r.prompt_tokens,
+                          "completion_tokens": r.completion_tokens} for r in frame[:20]])
+    rows[:10].write_parquet(tmp_path / "a.parquet")
+    rows[10:].with_columns(pl.when(pl.int_range(pl.len()) == 5).then(-3)
+                           .otherwise(pl.col("prompt_tokens")).alias("prompt_tokens")
+                           ).write_parquet(tmp_path / "b.parquet")
+    result = runner.invoke(app, ["simulate", str(tmp_path / pattern), "-r", RULES, *chunks])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {tmp_path / 'b.parquet'}:6: field 'prompt_tokens': token counts are whole "
+        "numbers from 0 to 10**15, got -3\n")
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "100"]])
+def test_an_unreadable_parquet_file_in_a_dataset_is_named(chunks: list[str],
+                                                          tmp_path: Path) -> None:
+    rows = pl.DataFrame({"ts": [1.0, 2.0], "key": ["u", "u"]})
+    rows.write_parquet(tmp_path / "a.parquet")
+    (tmp_path / "b.parquet").write_bytes(b"PAR1 cut short")
+    result = runner.invoke(app, ["simulate", str(tmp_path), "-r", RULES, *chunks])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'b.parquet'}: not a readable Parquet ")
+
+
 def test_a_quote_left_open_at_a_csv_files_end_names_that_file_not_the_next(
         tmp_path: Path) -> None:
     # The joined text carried a.csv's open quote into b.csv, and the error named b.csv's last

@@ -69,18 +69,21 @@ def parquet_chunks(path: str, rows: int, *, key_field: str | None = None, seed: 
     first = 0
     for file in parquet_files(path) if is_dataset(path) else [path]:
         with contextlib.nullcontext(file) if not is_url(file) else open_raw(file) as source:
-            for start, trace in _parquet_batches(path, source, rows, key_field, seed, fields,
+            for start, trace in _parquet_batches(file, source, rows, key_field, seed, fields,
                                                  first):
-                yield start, trace
+                yield start, dataclasses.replace(trace, path=path)
                 first = start + len(trace)
 
 
 def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, seed: int,
                      fields: FieldMap | None, first: int) -> Iterator[tuple[int, Trace]]:
+    """The batches of the Parquet file ``path`` (``source``: it, or its bytes), whose first
+    row is the ``first`` request of its dataset; errors name the file and its row."""
     import polars as pl
 
     from tokenlimit.sim.readers import trace_columns
 
+    file_start = first
     try:
         frame = pl.scan_parquet(source)
         schema = frame.collect_schema()
@@ -103,12 +106,12 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
         if batch.height == 0:
             continue
         if fields is not None:
-            trace = read_log_batch(path, batch, fields, seed, first)
+            trace = read_log_batch(path, batch, fields, seed, first, first - file_start)
         else:
             try:
                 trace = build_trace(batch, path, seed, key_field, first)
             except Declined:  # as for a whole file: the per-row reader's trace, or its error
-                trace = _batch_rows(path, batch, first, key_field, seed)
+                trace = _batch_rows(path, batch, first, first - file_start, key_field, seed)
         yield first, trace
         first += batch.height
 
@@ -201,15 +204,16 @@ def _log_block(path: str, fmt: str, data: bytes, fields: FieldMap, seed: int, fi
     return trace
 
 
-def _batch_rows(path: str, batch: Any, first: int, key_field: str | None, seed: int
-                ) -> Trace:
+def _batch_rows(path: str, batch: Any, first: int, file_row: int, key_field: str | None,
+                seed: int) -> Trace:
     """A Parquet batch the columnar reader declines (a dictionary-encoded id, a status
-    stored as floats), read one row at a time as the whole file is; errors name the row."""
+    stored as floats), read one row at a time as the whole file is; errors name the row
+    (the batch's first is ``file_row`` of the file ``path``, and ``first`` of its dataset)."""
     from tokenlimit.sim.row_reader import RowColumns, add_row, finish_rows
 
     columns = RowColumns()
     columns.offset = first
-    for n, row in enumerate(batch.iter_rows(named=True), start=first + 1):
+    for n, row in enumerate(batch.iter_rows(named=True), start=file_row + 1):
         add_row(columns, {k: v for k, v in row.items() if v is not None}, path, n, None,
                 key_field)
     return finish_rows(columns, path, seed)

@@ -41,11 +41,12 @@ def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int,
 
 
 def read_log_batch(name: str, frame: pl.DataFrame, fields: FieldMap, seed: int,
-                   first_row: int) -> Any:
-    """The trace in one batch of a Parquet log, whose first row is the file's ``first_row``
-    (errors name the row in the file)."""
-    return log_trace(frame, Locator(name, "parquet", b"", first_row), fields, seed,
-                     first_row)
+                   first_row: int, file_row: int | None = None) -> Any:
+    """The trace in one batch of a Parquet log ``name``, whose first row is the request
+    ``first_row`` of its trace and the row ``file_row`` of the file (the same in a file of
+    its own); errors name the row in the file."""
+    located = Locator(name, "parquet", b"", first_row if file_row is None else file_row)
+    return log_trace(frame, located, fields, seed, first_row)
 
 
 def log_columns(names: list[str], fields: FieldMap) -> list[str]:

@@ -218,10 +218,15 @@ def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = 
     fmt, _ = trace_format(name) if joined is None else (joined[0], None)
     plan = TraceKeys(key_templates) if key_templates else None
     columns = RowColumns()
+    if joined is None and fmt != "parquet" and is_dataset(name):
+        fmt = "parquet"  # a folder or glob of text files comes ``joined``
     try:
         if fmt == "parquet":
-            rows: Iterator[tuple[int, Mapping[str, Any]]] = _parquet_rows(name)
-        elif fmt == "csv":
+            for file, row_number, row in _parquet_rows(name):
+                add_row(columns, row, file, row_number, plan, key_field)
+            return finish_rows(columns, name, seed)
+        rows: Iterator[tuple[int, Mapping[str, Any]]]
+        if fmt == "csv":
             text = (read_bytes(name) if joined is None else joined[1]).decode("utf-8-sig")
             rows = csv_rows(io.StringIO(text, newline=""), name)
         elif joined is not None:
@@ -245,20 +250,13 @@ def _open_text(name: str) -> IO[str]:
     return open(name, encoding="utf-8-sig", newline="")
 
 
-def _parquet_rows(name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """A Parquet file's rows as mappings (row numbers from 1); absent values left out."""
-    import polars as pl
-
-    if is_url(name) or is_dataset(name):  # file by file
-        frame = parquet_frame(name)
-    else:
-        try:
-            frame = pl.read_parquet(name)
-        except pl.exceptions.PolarsError as exc:
-            raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
-                             path=name) from exc
-    for number, row in enumerate(frame.iter_rows(named=True), start=1):
-        yield number, {k: v for k, v in row.items() if v is not None}
+def _parquet_rows(name: str) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
+    """(file, row number in it from 1, row as a mapping without absent values) of a Parquet
+    file or dataset, file by file."""
+    for file in parquet_files(name) if is_dataset(name) else [name]:
+        frame = parquet_frame(file)
+        for number, row in enumerate(frame.iter_rows(named=True), start=1):
+            yield file, number, {k: v for k, v in row.items() if v is not None}
 
 
 def _jsonl_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
