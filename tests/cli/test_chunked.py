@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,42 @@ def test_a_text_trace_out_of_order_by_more_than_a_batch_is_refused_naming_the_re
     assert found, result.stderr
     named = int(found.group(1))  # the latest request replayed before
     assert 200 < named < 250 and ts[named - 1] == float(found.group(2))
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_dataset_files_out_of_order_are_named_with_their_own_request_numbers(
+        tmp_path: Path, kind: str) -> None:
+    """A folder streamed with --chunk-rows: the error names the file of the early request
+    and its request number there, and the file of the later one read before it (it named
+    the folder, with numbers counted across the files)."""
+    def write(name: str, ts: list[float]) -> None:
+        frame = pl.DataFrame({"ts": ts, "key": ["a"] * len(ts)})
+        if kind == "parquet":
+            frame.write_parquet(tmp_path / f"{name}.parquet")
+        else:
+            frame.write_ndjson(tmp_path / f"{name}.jsonl")
+
+    write("day1", [float(i) for i in range(100, 130)])
+    write("day2", [float(i) for i in range(0, 30)])  # the day before day1's
+    result = _run("simulate", str(tmp_path), "-r", RULES, "--chunk-rows", "10")
+    assert result.exit_code == 1
+    # The latest request replayed before (text batches are about 10 lines: which one varies).
+    found = re.fullmatch(
+        rf"error: {re.escape(str(tmp_path / f'day2.{kind}'))}: not in time order: request 1 "
+        rf"\(ts 0\.0\) is earlier than request (\d+) \(ts (\d+)\.0\) of "
+        rf"{re.escape(str(tmp_path / f'day1.{kind}'))}; --chunk-rows needs a trace sorted by "
+        r"ts \(sort it, or replay it whole\)\n", result.stderr)
+    assert found, result.stderr
+    assert 10 < int(found.group(1)) <= 30 and int(found.group(2)) == int(found.group(1)) + 99
+    write("day2", [float(i) for i in range(200, 230)])
+    write("day3", [float(i) for i in range(300, 330)])
+    write("day4", [*(float(i) for i in range(400, 499)), 5.0])  # its last: out of order
+    result = _run("simulate", str(tmp_path), "-r", RULES, "--chunk-rows", "10")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path / f'day4.{kind}'}: not in time order: "
+                                    "request 100 (ts 5.0) is earlier than request ")
+    assert result.stderr.endswith(" of a previous batch; --chunk-rows needs a trace sorted by "
+                                  "ts (sort it, or replay it whole)\n")
 
 
 def test_a_bad_row_in_a_later_batch_is_located(tmp_path: Path) -> None:

@@ -62,12 +62,17 @@ class ChunkedResult:
 
 
 def parquet_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
-                   fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
+                   fields: FieldMap | None = None, starts: FileStarts | None = None
+                   ) -> Iterator[tuple[int, Trace]]:
     """(first row, trace) for each batch of ``rows`` rows of a Parquet trace or log (a file,
     folder or glob), in order. A dataset is read file by file: its files may store a column
-    in different types (Int32 here, Int64 there), which one scan of them all refuses."""
+    in different types (Int32 here, Int64 there), which one scan of them all refuses.
+    ``starts``: as ``trace_chunks``'."""
     first = 0
-    for file in parquet_files(path) if is_dataset(path) else [path]:
+    dataset = is_dataset(path)
+    for file in parquet_files(path) if dataset else [path]:
+        if starts is not None and dataset:
+            starts.add(first, file)
         with contextlib.nullcontext(file) if not is_url(file) else open_raw(file) as source:
             for start, trace in _parquet_batches(file, source, rows, key_field, seed, fields,
                                                  first):
@@ -116,20 +121,54 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
         first += batch.height
 
 
+class FileStarts:
+    """Where each file of a dataset starts among its requests, noted as the files are
+    streamed: a request's position in the dataset to its file and position there.
+
+    >>> starts = FileStarts("logs")
+    >>> starts.add(0, "logs/a.jsonl"); starts.add(600, "logs/b.jsonl")
+    >>> starts.where(5), starts.where(600), starts.where(700)
+    (('logs/a.jsonl', 5), ('logs/b.jsonl', 0), ('logs/b.jsonl', 100))
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.starts: list[int] = []
+        self.files: list[str] = []
+
+    def add(self, first_row: int, file: str) -> None:
+        if file not in self.files:  # each pass over the dataset notes its files again
+            self.starts.append(first_row)
+            self.files.append(file)
+
+    def where(self, row: int) -> tuple[str, int]:
+        """(file, position in it) of the request at position ``row`` of the dataset (the
+        dataset itself where no file is noted: a single file)."""
+        import bisect
+
+        i = bisect.bisect_right(self.starts, row) - 1
+        return (self.path, row) if i < 0 else (self.files[i], row - self.starts[i])
+
+
 def trace_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,
-                 fields: FieldMap | None = None) -> Iterator[tuple[int, Trace]]:
+                 fields: FieldMap | None = None, starts: FileStarts | None = None
+                 ) -> Iterator[tuple[int, Trace]]:
     """(first row, trace) for each batch of about ``rows`` requests of any trace file (or
-    gateway log, with ``fields``), local or at a URL."""
+    gateway log, with ``fields``), local or at a URL. ``starts``: noted where each file of
+    a dataset starts, as it is read."""
     dataset = not is_parquet_name(path) and is_dataset(path)  # asked once: a remote store
     files = text_files(path) if dataset else None  # None: a Parquet dataset
     if is_parquet_name(path) or (dataset and files is None):
-        yield from parquet_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
+        yield from parquet_chunks(path, rows, key_field=key_field, seed=seed, fields=fields,
+                                  starts=starts)
     elif files is not None:  # a folder or glob of text files: one after the other
         from tokenlimit.sim.text_dataset import dataset_format
 
         dataset_format(path, files)  # one format, one CSV header: as the whole read
         offset = 0
         for file in files:
+            if starts is not None:
+                starts.add(offset, file)
             for start, trace in text_chunks(file, rows, key_field=key_field, seed=seed,
                                             fields=fields, first_row=offset):
                 yield start, dataclasses.replace(trace, path=path)  # requests numbered
@@ -228,12 +267,15 @@ def simulate_in_chunks(path: str, rules: Sequence[Rule], *, rows: int,
     Lines to ``decisions`` (a seekable stream: rewritten when usage had to be imputed).
     ``speed``: as ``Trace.at_speed``. ``chart``: also gather what the replay chart draws
     (``ChunkedResult.chart``; one more pass)."""
+    starts = FileStarts(path)
+
     def batches() -> Iterator[tuple[int, Trace]]:
-        return trace_chunks(path, rows, key_field=key_field, seed=seed, fields=fields)
+        return trace_chunks(path, rows, key_field=key_field, seed=seed, fields=fields,
+                            starts=starts)
 
     tally = ImputationTally()
     options: dict[str, Any] = {"charge": charge, "top": top, "price_per_1k": price_per_1k,
-                               "speed": speed}
+                               "speed": speed, "where": starts.where}
     result = replay_batches(batches(), rules, decisions, tally.add, **options)
     fill: Callable[[Trace], None] = _as_read
     if tally.total_missing:
@@ -261,11 +303,12 @@ def _as_read(chunk: Trace) -> None:
 def replay_batches(batches: Iterator[tuple[int, Trace]], rules: Sequence[Rule],
                    decisions: IO[bytes] | None, on_batch: Callable[[Trace], None], *,
                    charge: Charge, top: int, price_per_1k: float | None, speed: float = 1.0,
-                   on_replay: Callable[[IntArray, Trace, Replay], None] | None = None
-                   ) -> ChunkedResult:
+                   on_replay: Callable[[IntArray, Trace, Replay], None] | None = None,
+                   where: Callable[[int], tuple[str, int]] | None = None) -> ChunkedResult:
     """One streamed replay; ``on_batch`` sees (and may complete) each batch as read,
     ``on_replay`` each part replayed (in time order) with its file positions and decisions."""
-    figures = _Figures(rules, charge, decided=decisions is not None or on_replay is not None)
+    figures = _Figures(rules, charge, decided=decisions is not None or on_replay is not None,
+                       where=where)
     order = TimeOrder()
     written = FileOrderDecisions(decisions)
     origin = None  # the first request's time (parts come in time order)
@@ -296,9 +339,10 @@ class _Figures:
     """The streamed replay and the report's figures, added up part by part (``decided``:
     with each part's decisions; else the scan adds up the figures alone)."""
 
-    def __init__(self, rules: Sequence[Rule], charge: Charge, *, decided: bool) -> None:
+    def __init__(self, rules: Sequence[Rule], charge: Charge, *, decided: bool,
+                 where: Callable[[int], tuple[str, int]] | None = None) -> None:
         self.rules, self.charge, self.decided = rules, charge, decided
-        self.stream = StreamingReplay(rules, charge)
+        self.stream = StreamingReplay(rules, charge, where=where)
         self.counts = np.zeros((0, 6), dtype=np.int64)
         self.first_limited = np.zeros(0)
         self.unmatched = np.zeros(6, dtype=np.int64)

@@ -23,7 +23,7 @@ chunk's last): a recorded log is. Within a chunk, order does not matter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,13 +42,17 @@ class StreamingReplay:
     key indices into ``key_names``, the keys of every chunk so far); ``finish`` applies the
     reports still pending and returns each key's deepest debt."""
 
-    def __init__(self, rules: Sequence[Rule], charge: Charge = "completion") -> None:
+    def __init__(self, rules: Sequence[Rule], charge: Charge = "completion", *,
+                 where: Callable[[int], tuple[str, int]] | None = None) -> None:
+        """``where``: a request's position in the stream to (its file, its position there),
+        for errors, when the stream is a dataset of files."""
         for index, rule in enumerate(rules):
             if (rule.fill_interval_second <= 0 or rule.redis_expired_seconds <= 0
                     or rule.max_tokens < 0 or rule.tokens_per_fill < 0):
                 raise ConfigError(f"rule {index} has a non-positive interval or TTL, or "
                                   "negative tokens: replay the trace whole")
         self.charge: Charge = charge
+        self.where = where
         self.matcher = RuleMatcher(rules)
         self.params = rule_params(rules)
         self.names: dict[str, int] = {}
@@ -123,11 +127,14 @@ class StreamingReplay:
             return None
         if float(chunk.ts.min()) < self.last_ts:
             early = int(np.argmax(chunk.ts < self.last_ts))
+            file, row = self._located(chunk.path, position(early))
+            last_file, last_row = self._located(chunk.path, self.last_row)
+            of = "a previous batch" if last_file == file else last_file
             raise TraceError(
-                f"not in time order: request {position(early) + 1} (ts "
-                f"{float(chunk.ts[early])!r}) is earlier than request {self.last_row + 1} (ts "
-                f"{self.last_ts!r}) of a previous batch; --chunk-rows needs a trace sorted by "
-                "ts (sort it, or replay it whole)", path=chunk.path)
+                f"not in time order: request {row + 1} (ts {float(chunk.ts[early])!r}) is "
+                f"earlier than request {last_row + 1} (ts {self.last_ts!r}) of {of}; "
+                "--chunk-rows needs a trace sorted by ts (sort it, or replay it whole)",
+                path=file)
         keys_global = self._global_keys(chunk)
         local = Trace(chunk.path, chunk.ts, chunk.latency, chunk.prompt_tokens,
                       chunk.completion_tokens, chunk.total_tokens, chunk.key_ptr,
@@ -151,6 +158,10 @@ class StreamingReplay:
         self.last_row = position(len(chunk) - 1 if order is None else int(order[-1]))
         self._carry(pending_at, pending_rows, charged, ptr, keys)
         return order
+
+    def _located(self, path: str, row: int) -> tuple[str, int]:
+        """(file, position there) of the request at position ``row`` of the stream ``path``."""
+        return (path, row) if self.where is None else self.where(row)
 
     def _carry(self, at: np.ndarray, rows: IntArray, charged: IntArray, ptr: IntArray,
                keys: IntArray) -> None:
