@@ -306,6 +306,23 @@ def test_a_gateway_log_in_parquet_files_reads_as_one_log(chunks: list[str], patt
     assert expected["totals"]["requests"] == log.height
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "2"]])
+def test_a_bad_row_of_a_parquet_log_dataset_names_its_file_and_row(chunks: list[str],
+                                                                  tmp_path: Path) -> None:
+    """Read whole, a bad value in a later file of a Parquet log dataset was named by the
+    folder and its row in the whole dataset."""
+    log = pl.read_csv(SAMPLES / "logs" / "litellm-spend-logs.csv", infer_schema=False)
+    log[:1].write_parquet(tmp_path / "day-1.parquet")
+    log[1:].with_columns(pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("soon"))
+                         .otherwise(pl.col("startTime")).alias("startTime")
+                         ).write_parquet(tmp_path / "day-2.parquet")
+    result = _run("simulate", str(tmp_path), "-r", RULES, "--from", "litellm", "--map",
+                  "key=user", *chunks)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'day-2.parquet'}:2: field "
+                                    "'startTime': 'soon' is not a time"), result.stderr
+
+
 def _decided(*args: str, decisions: Path) -> tuple[dict[str, Any], str]:
     report = _report_of(*args, "--decisions", str(decisions))
     return report, decisions.read_text()

@@ -133,6 +133,12 @@ def _read_as_dataset(name: str, fmt: str, dataset: bool) -> bool:
 def parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = None) -> Any:
     """One frame of a Parquet file at a URL, or of a dataset's files (``columns``: those
     wanted of each file's columns; the files' types are reconciled as polars can)."""
+    return _parquet_frame_of_files(name, columns)[0]
+
+
+def _parquet_frame_of_files(name: str, columns: Callable[[list[str]], list[str]] | None
+                            ) -> tuple[Any, list[tuple[str, int]]]:
+    """``parquet_frame``, and each file with its row count, in the frame's order."""
     import polars as pl
 
     files = parquet_files(name) if is_dataset(name) else [name]
@@ -151,7 +157,8 @@ def parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = 
             raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
                              path=file) from exc
     try:
-        return pl.concat(frames, how="diagonal_relaxed")
+        return (pl.concat(frames, how="diagonal_relaxed"),
+                [(file, frame.height) for file, frame in zip(files, frames, strict=True)])
     except pl.exceptions.PolarsError as exc:
         raise TraceError(f"the dataset's files do not fit together ({exc})".splitlines()[0],
                          path=name) from exc
@@ -164,8 +171,19 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
     if fields is not None:
         from tokenlimit.sim.log_reader import Locator, log_columns, log_trace
 
-        frame = parquet_frame(name, lambda names: log_columns(names, fields))
-        log: Trace = log_trace(frame, Locator(name, "parquet", b""), fields, seed)
+        frame, heights = _parquet_frame_of_files(name, lambda n: log_columns(n, fields))
+        try:
+            log: Trace = log_trace(frame, Locator(name, "parquet", b""), fields, seed)
+        except TraceError as exc:  # a row of the dataset: named in its file
+            if exc.path != name or exc.line is None:
+                raise
+            row = exc.line
+            for file, height in heights:
+                if row <= height:
+                    raise TraceError(exc.message, path=file, line=row,
+                                     field=exc.field) from None
+                row -= height
+            raise
         return log
     if not key_templates:
         frame = parquet_frame(name, lambda names: trace_columns(names, key_field))
