@@ -135,9 +135,11 @@ class FileStarts:
         self.path = path
         self.starts: list[int] = []
         self.files: list[str] = []
+        self.noted: set[str] = set()
 
     def add(self, first_row: int, file: str) -> None:
-        if file not in self.files:  # each pass over the dataset notes its files again
+        if file not in self.noted:  # each pass over the dataset notes its files again
+            self.noted.add(file)
             self.starts.append(first_row)
             self.files.append(file)
 
