@@ -151,3 +151,33 @@ def test_from_imports_of_lazy_names_work_in_a_fresh_interpreter() -> None:
     heavy, done = _heavy_after(code)
     assert done.returncode == 0, done.stderr
     assert {"httptools", "jsonschema", "numpy"} <= set(heavy)
+
+
+# Runs ``--version`` through the console-script entry point; prints the collector's state.
+_COLLECTOR = """
+import gc, sys
+sys.argv = ["tokenlimit", "--version"]
+import tokenlimit.cli.main as main
+before = gc.get_freeze_count()
+try:
+    main.run()
+except SystemExit:
+    pass
+print(before, gc.isenabled(), gc.get_freeze_count() > 10000)
+"""
+
+
+def test_the_command_sets_its_modules_objects_aside_from_cycle_collection() -> None:
+    """Each full collection walked every object the imports had made (about 0.09 s of
+    `validate --format json`'s 0.34 s): the command sets them aside (``gc.freeze``) before
+    it parses its options, and goes on collecting (`serve` and `up` run for hours)."""
+    done = subprocess.run([sys.executable, "-c", _COLLECTOR], capture_output=True, text=True,
+                          check=True, cwd=REPO)
+    assert done.stdout.splitlines()[-1] == "0 True True"
+
+
+def test_a_program_that_imports_tokenlimit_keeps_its_cycle_collection() -> None:
+    done = subprocess.run([sys.executable, "-c", "import gc, tokenlimit, tokenlimit.cli.main; "
+                           "print(gc.isenabled(), gc.get_freeze_count())"],
+                          capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.split() == ["True", "0"]

@@ -6,6 +6,7 @@ stderr and exit status 1; usage errors exit 2 (click's convention); no traceback
 
 from __future__ import annotations
 
+import gc
 import signal
 from typing import Any
 
@@ -117,6 +118,10 @@ def run() -> None:
     # tokenlimit.cli let Ctrl-C end the process while modules loaded; from here on it is a
     # KeyboardInterrupt again, which TokenlimitGroup turns into "interrupted" and exit 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The objects the modules made live as long as the process: set aside, the cycle
+    # collector no longer walks them all at each full collection (0.09 s of a 0.34 s
+    # `validate --format json`, 0.14 s of `simulate` on ten million requests).
+    gc.freeze()
     batch.forget()
     try:
         app()
