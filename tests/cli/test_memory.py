@@ -86,3 +86,23 @@ def test_converting_a_log_larger_than_the_memory_left_is_warned_of_too(
                                    "5000"])
     assert (streamed.exit_code, streamed.stderr) == (
         0, f"wrote 20,000 requests for 7 keys to {out}\n")
+
+
+@pytest.mark.parametrize("command", [
+    ["diff", RULES, str(SAMPLES / "rules-proposed.json"), "--format", "json", "--trace"],
+    ["tune", "--rules", RULES, "--rule", "0", "--goal", "limited <= 100%", "--format", "json",
+     "--trace"]])
+def test_diff_and_tune_warn_of_a_trace_larger_than_the_memory_left(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """diff and tune read the whole trace (they do not stream): the warning says so instead
+    of naming --chunk-rows, which they do not have, and they go on."""
+    trace = _trace(tmp_path, 20_000)
+    monkeypatch.setattr("tokenlimit.sim.trace_size.available_memory", lambda root="/": 2**20)
+    result = runner.invoke(app, [*command, trace])
+    assert result.exit_code == 0, result.output
+    doing = command[0]
+    assert result.stderr.startswith(
+        f"warning: {trace}: about 20,001 requests need about 3 MiB of memory to {doing} "
+        f"whole, and 1 MiB is available: {doing} reads the whole trace: give it a shorter "
+        "stretch (a day's files of a folder, say)\n")
+    assert json.loads(result.stdout)

@@ -219,6 +219,7 @@ def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[
          key_field: str | None, log_fields: FieldMap | None, seed: int,
          classes: Sequence[str], charge: Charge, top: int) -> TraceDiff:
     from tokenlimit.cli.simulate import read_trace
+    from tokenlimit.cli.simulate_hints import warn_if_too_large
     from tokenlimit.rules.revisions import load_rules_source
     from tokenlimit.sim.rule_diff import diff_rules
 
@@ -226,6 +227,7 @@ def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[
     new = load_rules_source(new_source)
     require_valid(old)
     require_valid(new)
+    warn_if_too_large(trace_path, "diff", log=log_fields is not None)
     trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                        fields=log_fields)
     if len(trace) == 0:

@@ -64,21 +64,33 @@ def _size(size: int) -> str:
 def too_large(path: str, requests: int, needed: int, available: int,
               doing: str = "replay") -> str:
     """The warning for a trace that will likely not fit in memory (``trace_size``) to
-    ``doing`` (replay, convert) whole.
+    ``doing`` (replay, convert, diff, tune) whole.
 
     >>> print(too_large("day.parquet", 200_000_000, 32 * 2**30, 7 * 2**30))
     ... # doctest: +NORMALIZE_WHITESPACE
     warning: day.parquet: about 200,000,000 requests need about 32.0 GiB of memory to replay
     whole, and 7.0 GiB is available: --chunk-rows 2000000 streams them in batches instead
+    >>> print(too_large("logs", 200_000_000, 32 * 2**30, 7 * 2**30, "diff"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    warning: logs: about 200,000,000 requests need about 32.0 GiB of memory to diff whole,
+    and 7.0 GiB is available: diff reads the whole trace: give it a shorter stretch (a day's
+    files of a folder, say)
     """
+    advice = (f"--chunk-rows {STREAM_BATCH} streams them in batches instead"
+              if doing in STREAMED else
+              f"{doing} reads the whole trace: give it a shorter stretch (a day's files of "
+              "a folder, say)")
     return (f"warning: {path}: about {requests:,} requests need about {_size(needed)} of "
-            f"memory to {doing} whole, and {_size(available)} is available: --chunk-rows "
-            f"{STREAM_BATCH} streams them in batches instead")
+            f"memory to {doing} whole, and {_size(available)} is available: {advice}")
+
+
+STREAMED = ("replay", "convert")  # what --chunk-rows can do in batches (not diff or tune)
 
 
 def warn_if_too_large(path: str, doing: str = "replay", *, log: bool = False) -> None:
     """Say on stderr, before reading, that the trace at ``path`` (a gateway's ``log``) will
-    likely not fit in memory to ``doing`` whole."""
+    likely not fit in memory to ``doing`` whole (``replay``, ``convert``, ``diff``,
+    ``tune``)."""
     from tokenlimit.sim.trace_size import memory_shortfall
 
     shortfall = memory_shortfall(path, log=log)

@@ -246,6 +246,7 @@ def tune(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--rule") from None
     from tokenlimit.cli.simulate import read_trace
+    from tokenlimit.cli.simulate_hints import warn_if_too_large
     from tokenlimit.sim.tuning import dimensions_for
     from tokenlimit.sim.tuning import tune as search
 
@@ -254,6 +255,7 @@ def tune(
         dimensions = dimensions_for(rules, chosen, searched, bounds)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--field") from None
+    warn_if_too_large(trace_path, "tune", log=log_fields is not None)
     trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                        fields=log_fields)
     if len(trace) == 0:
