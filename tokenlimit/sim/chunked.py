@@ -38,6 +38,7 @@ from tokenlimit.sim.stream_imputation import ImputationTally
 from tokenlimit.sim.stream_order import FileOrderDecisions, TimeOrder
 from tokenlimit.sim.stream_plot import ChartRequests
 from tokenlimit.sim.trace_sources import (
+    FileStarts,
     decompressing,
     is_dataset,
     is_parquet_name,
@@ -119,37 +120,6 @@ def _parquet_batches(path: str, source: Any, rows: int, key_field: str | None, s
                 trace = _batch_rows(path, batch, first, first - file_start, key_field, seed)
         yield first, trace
         first += batch.height
-
-
-class FileStarts:
-    """Where each file of a dataset starts among its requests, noted as the files are
-    streamed: a request's position in the dataset to its file and position there.
-
-    >>> starts = FileStarts("logs")
-    >>> starts.add(0, "logs/a.jsonl"); starts.add(600, "logs/b.jsonl")
-    >>> starts.where(5), starts.where(600), starts.where(700)
-    (('logs/a.jsonl', 5), ('logs/b.jsonl', 0), ('logs/b.jsonl', 100))
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.starts: list[int] = []
-        self.files: list[str] = []
-        self.noted: set[str] = set()
-
-    def add(self, first_row: int, file: str) -> None:
-        if file not in self.noted:  # each pass over the dataset notes its files again
-            self.noted.add(file)
-            self.starts.append(first_row)
-            self.files.append(file)
-
-    def where(self, row: int) -> tuple[str, int]:
-        """(file, position in it) of the request at position ``row`` of the dataset (the
-        dataset itself where no file is noted: a single file)."""
-        import bisect
-
-        i = bisect.bisect_right(self.starts, row) - 1
-        return (self.path, row) if i < 0 else (self.files[i], row - self.starts[i])
 
 
 def trace_chunks(path: str, rows: int, *, key_field: str | None = None, seed: int = 0,

@@ -179,10 +179,8 @@ def replay_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "co
     if executor == "local":
         # Threads over the same arrays: the compiled scan releases the GIL (nogil), and
         # each thread decides only its partition's checks (no copies, no gathering).
-        owner, used = _thread_partitions(trace, jobs)
-        if used <= 1:
-            return replay_asm(rules, trace, charge, rule_of_key)
-        return replay_asm(rules, trace, charge, rule_of_key, owner=owner, parts=used)
+        owner, parts = _thread_partitions(trace, jobs)
+        return replay_asm(rules, trace, charge, rule_of_key, owner=owner, parts=parts)
     rows = partition_requests(trace, jobs)
     if len(rows) <= 1:
         return replay_asm(rules, trace, charge, rule_of_key)
@@ -207,19 +205,22 @@ def figures_partitioned(rules: Sequence[Rule], trace: Trace, charge: Charge = "c
     partitions for traces of ``min_rows`` requests or more; ``None`` where the oracle must
     replay."""
     rule_of_key = key_rules(rules, trace.key_names)
-    if jobs <= 1 or len(trace) < max(min_rows, 2):
-        return asm_figures_of(rules, trace, charge, rule_of_key)
-    owner, used = _thread_partitions(trace, jobs)
-    if used <= 1:
-        return asm_figures_of(rules, trace, charge, rule_of_key)
-    return asm_figures_of(rules, trace, charge, rule_of_key, owner=owner, parts=used)
+    if fallback_reason(rules, trace, rule_of_key) is not None:
+        return None
+    owner, parts = (None, 1) if len(trace) < min_rows else _thread_partitions(trace, jobs)
+    return asm_figures_of(rules, trace, charge, rule_of_key, owner=owner, parts=parts)
 
 
-def _thread_partitions(trace: Trace, jobs: int) -> tuple[IntArray, int]:
-    """``key_partitions`` for the scan's threads (at most ``scan.MAX_PARTS``)."""
+def _thread_partitions(trace: Trace, jobs: int) -> tuple[IntArray | None, int]:
+    """(each key's partition, how many) for the scan's threads (``key_partitions``, at most
+    ``scan.MAX_PARTS``), or ``(None, 1)``: one scan, where fewer than two would have
+    requests."""
     from tokenlimit.sim.scan import MAX_PARTS
 
-    return key_partitions(trace, min(jobs, MAX_PARTS))
+    if jobs <= 1 or len(trace) < 2:
+        return None, 1
+    owner, used = key_partitions(trace, min(jobs, MAX_PARTS))
+    return (owner, used) if used > 1 else (None, 1)
 
 
 def _on_dask(rules: Sequence[Rule], parts: list[Trace], charge: Charge,

@@ -43,6 +43,7 @@ from tokenlimit.sim.row_reader import (
     json_lines,
 )
 from tokenlimit.sim.trace_sources import (
+    FileStarts,
     decompressed,
     is_dataset,
     is_local_folder,
@@ -137,31 +138,38 @@ def parquet_frame(name: str, columns: Callable[[list[str]], list[str]] | None = 
 
 
 def _parquet_frame_of_files(name: str, columns: Callable[[list[str]], list[str]] | None
-                            ) -> tuple[Any, list[tuple[str, int]]]:
-    """``parquet_frame``, and each file with its row count, in the frame's order."""
+                            ) -> tuple[Any, FileStarts]:
+    """``parquet_frame``, and where each file's rows start in it."""
     import polars as pl
 
     files = parquet_files(name) if is_dataset(name) else [name]
-    frames = []
-    for file in files:
-        try:
-            # A local file is read by polars itself: only the wanted columns' bytes.
-            raw = read_raw(file) if is_url(file) else None
-            schema = pl.read_parquet_schema(file if raw is None else io.BytesIO(raw))
-            wanted = list(schema) if columns is None else columns(list(schema))
-            frames.append(pl.read_parquet(file if raw is None else io.BytesIO(raw),
-                                          columns=wanted))
-        except OSError as exc:
-            raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
-        except pl.exceptions.PolarsError as exc:
-            raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
-                             path=file) from exc
+    frames = [_parquet_file_frame(file, columns) for file in files]
+    starts, first = FileStarts(name), 0
+    for file, frame in zip(files, frames, strict=True):
+        starts.add(first, file)
+        first += frame.height
     try:
-        return (pl.concat(frames, how="diagonal_relaxed"),
-                [(file, frame.height) for file, frame in zip(files, frames, strict=True)])
+        return pl.concat(frames, how="diagonal_relaxed"), starts
     except pl.exceptions.PolarsError as exc:
         raise TraceError(f"the dataset's files do not fit together ({exc})".splitlines()[0],
                          path=name) from exc
+
+
+def _parquet_file_frame(file: str, columns: Callable[[list[str]], list[str]] | None) -> Any:
+    """One Parquet file's frame (``columns``: as ``parquet_frame``'s), local or at a URL."""
+    import polars as pl
+
+    try:
+        # A local file is read by polars itself: only the wanted columns' bytes.
+        raw = read_raw(file) if is_url(file) else None
+        schema = pl.read_parquet_schema(file if raw is None else io.BytesIO(raw))
+        wanted = list(schema) if columns is None else columns(list(schema))
+        return pl.read_parquet(file if raw is None else io.BytesIO(raw), columns=wanted)
+    except OSError as exc:
+        raise TraceError(f"cannot read: {exc.strerror or exc}", path=file) from exc
+    except pl.exceptions.PolarsError as exc:
+        raise TraceError(f"not a readable Parquet file ({exc})".splitlines()[0],
+                         path=file) from exc
 
 
 def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
@@ -171,19 +179,14 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
     if fields is not None:
         from tokenlimit.sim.log_reader import Locator, log_columns, log_trace
 
-        frame, heights = _parquet_frame_of_files(name, lambda n: log_columns(n, fields))
+        frame, starts = _parquet_frame_of_files(name, lambda n: log_columns(n, fields))
         try:
             log: Trace = log_trace(frame, Locator(name, "parquet", b""), fields, seed)
         except TraceError as exc:  # a row of the dataset: named in its file
             if exc.path != name or exc.line is None:
                 raise
-            row = exc.line
-            for file, height in heights:
-                if row <= height:
-                    raise TraceError(exc.message, path=file, line=row,
-                                     field=exc.field) from None
-                row -= height
-            raise
+            file, row = starts.where(exc.line - 1)
+            raise TraceError(exc.message, path=file, line=row + 1, field=exc.field) from None
         return log
     if not key_templates:
         frame = parquet_frame(name, lambda names: trace_columns(names, key_field))
@@ -191,7 +194,7 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
             return build_trace(frame, name, seed, key_field)
         except Declined:
             pass  # the per-row reader gives the same trace, or the located error
-    return read_trace_rows(name, key_templates=key_templates, key_field=key_field, seed=seed)
+    return _parquet_trace_rows(name, key_templates, key_field, seed)
 
 
 def _read_text_dataset(name: str, files: list[str], key_templates: Sequence[KeyTemplate],
@@ -235,14 +238,10 @@ def read_trace_rows(path: str | Path, *, key_templates: Sequence[KeyTemplate] = 
     name = str(path)
     fmt, _ = trace_format(name) if joined is None else (joined[0], None)
     plan = TraceKeys(key_templates) if key_templates else None
+    if fmt == "parquet":
+        return _parquet_trace_rows(name, key_templates, key_field, seed)
     columns = RowColumns()
-    if joined is None and fmt != "parquet" and is_dataset(name):
-        fmt = "parquet"  # a folder or glob of text files comes ``joined``
     try:
-        if fmt == "parquet":
-            for file, row_number, row in _parquet_rows(name):
-                add_row(columns, row, file, row_number, plan, key_field)
-            return finish_rows(columns, name, seed)
         rows: Iterator[tuple[int, Mapping[str, Any]]]
         if fmt == "csv":
             text = (read_bytes(name) if joined is None else joined[1]).decode("utf-8-sig")
@@ -268,13 +267,18 @@ def _open_text(name: str) -> IO[str]:
     return open(name, encoding="utf-8-sig", newline="")
 
 
-def _parquet_rows(name: str) -> Iterator[tuple[str, int, Mapping[str, Any]]]:
-    """(file, row number in it from 1, row as a mapping without absent values) of a Parquet
-    file or dataset, file by file."""
+def _parquet_trace_rows(name: str, key_templates: Sequence[KeyTemplate],
+                        key_field: str | None, seed: int) -> Trace:
+    """``read_trace_rows`` of a Parquet file or dataset, file by file: errors name the file
+    and its row."""
+    plan = TraceKeys(key_templates) if key_templates else None
+    columns = RowColumns()
     for file in parquet_files(name) if is_dataset(name) else [name]:
-        frame = parquet_frame(file)
-        for number, row in enumerate(frame.iter_rows(named=True), start=1):
-            yield file, number, {k: v for k, v in row.items() if v is not None}
+        rows = _parquet_file_frame(file, None).iter_rows(named=True)
+        for number, row in enumerate(rows, start=1):
+            add_row(columns, {k: v for k, v in row.items() if v is not None}, file, number,
+                    plan, key_field)
+    return finish_rows(columns, name, seed)
 
 
 def _jsonl_rows(stream: IO[str], name: str) -> Iterator[tuple[int, Mapping[str, Any]]]:

@@ -13,6 +13,7 @@ file) or as a stream (``--chunk-rows``); a remote dataset file by file.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import glob
 import gzip
@@ -315,3 +316,33 @@ def decompressing(raw: IO[bytes], compression: str | None) -> Any:
     if compression == "zstd":
         return io.BufferedReader(ZstdStream(raw))  # lines, which the decompressor does not give
     return contextlib.nullcontext(raw)
+
+
+class FileStarts:
+    """Where each file of a dataset starts among its requests, noted as its files are read
+    (streamed, or into one frame): a request's position in the dataset to its file and
+    position there, for errors.
+
+    >>> starts = FileStarts("logs")
+    >>> starts.add(0, "logs/a.jsonl"); starts.add(600, "logs/b.jsonl")
+    >>> starts.where(5), starts.where(600), starts.where(700)
+    (('logs/a.jsonl', 5), ('logs/b.jsonl', 0), ('logs/b.jsonl', 100))
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.starts: list[int] = []
+        self.files: list[str] = []
+        self.noted: set[str] = set()
+
+    def add(self, first_row: int, file: str) -> None:
+        if file not in self.noted:  # each pass over the dataset notes its files again
+            self.noted.add(file)
+            self.starts.append(first_row)
+            self.files.append(file)
+
+    def where(self, row: int) -> tuple[str, int]:
+        """(file, position in it) of the request at position ``row`` of the dataset (the
+        dataset itself where no file is noted: a single file)."""
+        i = bisect.bisect_right(self.starts, row) - 1
+        return (self.path, row) if i < 0 else (self.files[i], row - self.starts[i])
