@@ -356,6 +356,26 @@ def test_a_json_lines_log_ending_in_blank_lines_streams_and_an_empty_log_has_no_
             "blank lines)\n")
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "1"]])
+def test_a_json_lines_log_saved_with_a_byte_order_mark_reads_as_without(
+        chunks: list[str], tmp_path: Path) -> None:
+    # Found feeding an access log saved by PowerShell (UTF-8 with BOM): 'error: access.jsonl:
+    # not a readable jsonl log (InternalError(TapeError) at character 0 ('ï'))', no line.
+    path = tmp_path / "access.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (LOGS / "asm-access.jsonl").read_bytes())
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(path), "--from", "asm", "--map",
+                                 "key=user_type", "-o", str(out), *chunks])
+    assert result.exit_code == 0, result.output
+    assert _rows(read_trace(out)) == EXPECTED[("asm-access.jsonl", "asm", "key=user_type")]
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"start_time": "soon", "authority": "a"}\n')
+    bad = runner.invoke(app, ["trace", "convert", str(path), "--from", "asm", "-o", str(out),
+                              *chunks])
+    assert (bad.exit_code, bad.stderr) == (
+        1, f"error: {path}:1: field 'start_time': 'soon' is not a time (ISO-8601 or Unix "
+        "seconds)\n")
+
+
 HIGRESS_ACCESS = (  # Higress's documented access log: ai-statistics' fields in ai_log's text
     '{"ai_log":"{\\"model\\":\\"qwen-turbo\\",\\"input_token\\":\\"10\\",\\"output_token\\":'
     '\\"69\\",\\"llm_first_token_duration\\":\\"309\\",\\"llm_service_duration\\":\\"1955\\",'

@@ -29,13 +29,18 @@ if TYPE_CHECKING:
 
 ABSENT = ("", "-")  # Envoy prints "-" for a field it has no value for
 LIMITED_STATUS = "429"
+_BOM = b"\xef\xbb\xbf"
 
 
 def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int,
              first_row: int = 0) -> Any:
     """The trace in a gateway log (``data``: the file's decompressed bytes, or one block of
     its lines, the CSV header in front, whose first request is the file's ``first_row``).
-    Errors name the line in ``data``."""
+    Errors name the line in ``data``. A UTF-8 byte order mark in front (a log saved by a
+    Windows editor or PowerShell) is not part of the first line: polars' JSON reader refused
+    the whole log at "character 0" without naming a line."""
+    if fmt == "jsonl":
+        data = data.removeprefix(_BOM)
     return log_trace(_frame(name, fmt, data, fields), Locator(name, fmt, data), fields, seed,
                      first_row)
 
