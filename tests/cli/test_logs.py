@@ -435,6 +435,26 @@ def test_a_log_line_without_the_key_field_has_the_empty_key(tmp_path: Path) -> N
     assert sorted(rows) == ['""', "alice", "bob"]  # the empty key, named in the keys table
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "1"]])
+def test_a_key_header_envoy_printed_as_dash_is_the_empty_key(chunks: list[str],
+                                                             tmp_path: Path) -> None:
+    # Found feeding an ASM access log whose key is a request header (%REQ(X-USER-ID)%):
+    # Envoy prints "-" for a request without it, which was read as the key "-" while "-"
+    # in every other field was read as no value.
+    path = tmp_path / "access.jsonl"
+    lines = [{"start_time": "2026-11-02T09:00:00Z", "x-user-id": "alice", "duration": 5,
+              "request_prompt_tokens": 3, "request_completion_tokens": 4},
+             {"start_time": "2026-11-02T09:00:01Z", "x-user-id": "-", "duration": "-",
+              "request_prompt_tokens": 5, "request_completion_tokens": 6}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(path), "--from", "asm", "--map",
+                                 "key=x-user-id", "-o", str(out), *chunks])
+    assert result.exit_code == 0, result.output
+    assert _rows(read_trace(out)) == [(0, T0, ("alice",), 0.005, 3, 4, 7),
+                                      (1, T0 + 1, ("",), 0.0, 5, 6, 11)]
+
+
 def _inferred(monkeypatch: pytest.MonkeyPatch) -> None:
     """Read JSON Lines logs as before the projected read: every field of every line, each
     typed by polars' inference."""

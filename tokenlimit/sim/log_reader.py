@@ -94,9 +94,11 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     canonical: dict[str, Any] = {"ts": ts}
     # A line without the key field (Kong's unauthenticated routes, a request without the
     # key's header) has the empty key, as the plug-in renders a template whose header is
-    # absent; a key field no line has shows in the report's warning that no key matches.
-    canonical["key"] = (columns["key"][1].cast(pl.String).fill_null("") if "key" in columns
-                        else pl.repeat("", n, dtype=pl.String, eager=True))
+    # absent; so does Envoy's "-" for the header (it was the key "-", a key of its own that
+    # no request has); a key field no line has shows in the report's warning that no key
+    # matches.
+    canonical["key"] = (_as_text_or_number(columns["key"][1].cast(pl.String)).fill_null("")
+                        if "key" in columns else pl.repeat("", n, dtype=pl.String, eager=True))
     if "latency" in columns:
         seconds = _numbers(columns["latency"][0], columns["latency"][1], located)
         canonical["latency"] = (exact_quotient(seconds, 1000.0) if fields.latency_unit == "ms"
