@@ -455,6 +455,45 @@ def test_a_key_header_envoy_printed_as_dash_is_the_empty_key(chunks: list[str],
                                       (1, T0 + 1, ("",), 0.0, 5, 6, 11)]
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "1"]])
+def test_kong_reads_usage_under_any_ai_plugins_name(chunks: list[str],
+                                                   tmp_path: Path) -> None:
+    # Found feeding --from kong a log as Kong 3.6 to 3.9 document it (usage under the
+    # plug-in's name, ai-proxy or ai-proxy-advanced): the preset read only ai.proxy, so every
+    # request had imputed usage and the report 0 tokens admitted, with no error.
+    lines = [{"started_at": 1793610000150, "request": {"id": "k-1"},
+              "consumer": {"username": "alice"}, "latencies": {"request": 1420},
+              "response": {"status": 200},
+              "ai": {"payload": {"request": "{}"},
+                     "ai-proxy": {"usage": {"prompt_token": 28, "completion_token": 20,
+                                            "total_tokens": 48}}}},
+             {"started_at": 1793610000890, "request": {"id": "k-2"},
+              "consumer": {"username": "bob"}, "latencies": {"request": 2910},
+              "response": {"status": 200},
+              "ai": {"ai-proxy-advanced": {"usage": {"prompt_token": 89,
+                                                     "completion_token": 56,
+                                                     "total_tokens": 145}}}},
+             {"started_at": 1793610001400, "request": {"id": "k-3"},
+              "consumer": {"username": "bob"}, "latencies": {"request": 1},
+              "response": {"status": 429}}]
+    path = tmp_path / "kong.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(path), "--from", "kong", "-o",
+                                 str(out), *chunks])
+    assert result.exit_code == 0, result.output
+    assert _rows(read_trace(out)) == [
+        ("k-1", T0 + 0.15, ("alice",), 1.42, 28, 20, 48),
+        ("k-2", T0 + 0.89, ("bob",), 2.91, 89, 56, 145),
+        ("k-3", T0 + 1.4, ("bob",), 0.001, 0, None, None)]
+    lines[1]["ai"]["ai-proxy-advanced"]["usage"]["completion_token"] = "many"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    bad = runner.invoke(app, ["trace", "convert", str(path), "--from", "kong", "-o", str(out),
+                              *chunks])
+    assert (bad.exit_code, bad.stderr) == (
+        1, f"error: {path}:2: field 'ai.*.usage.completion_token': 'many' is not a number\n")
+
+
 def _inferred(monkeypatch: pytest.MonkeyPatch) -> None:
     """Read JSON Lines logs as before the projected read: every field of every line, each
     typed by polars' inference."""

@@ -266,28 +266,46 @@ def _column(frame: pl.DataFrame, path: str, located: Locator,
             decoded: dict[str, pl.Series]) -> pl.Series | None:
     """The values of a (dotted) field, or ``None`` when the log has no such field. A dotted
     name reaches into objects, and into JSON objects printed as text (decoded once into
-    ``decoded``, by field)."""
-    import polars as pl
-
+    ``decoded``, by field); a ``*`` part stands for any field of an object (``_reach``)."""
     if path in frame.columns:
         return frame[path]
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
         head = ".".join(parts[:split])
-        if head not in frame.columns:
-            continue
-        values = frame[head]
-        for part in parts[split:]:
-            if values.dtype == pl.String:
-                if head not in decoded:
-                    decoded[head] = _json_objects(head, values, located)
-                values = decoded[head]
-            if not isinstance(values.dtype, pl.Struct) or part not in {
-                    f.name for f in values.dtype.fields}:
-                return None
-            values, head = values.struct.field(part), f"{head}.{part}"
-        return values
+        if head in frame.columns:
+            return _reach(frame[head], head, parts[split:], located, decoded)
     return None
+
+
+def _reach(values: pl.Series, head: str, parts: list[str], located: Locator,
+           decoded: dict[str, pl.Series]) -> pl.Series | None:
+    """The field ``parts`` inside the objects ``values`` of the field ``head``, or ``None``.
+
+    ``*`` is any field of the object, row by row the first that holds the rest: Kong 3.6 to
+    3.9 log a plug-in's usage under its name (``ai.ai-proxy.usage``,
+    ``ai.ai-proxy-advanced.usage``), later ones under ``ai.proxy.usage``, and a preset naming
+    one of them read no usage from the others' logs (every request imputed, and nothing
+    said so)."""
+    import polars as pl
+
+    for at, part in enumerate(parts):
+        if values.dtype == pl.String:
+            if head not in decoded:
+                decoded[head] = _json_objects(head, values, located)
+            values = decoded[head]
+        if not isinstance(values.dtype, pl.Struct):
+            return None
+        names = [f.name for f in values.dtype.fields]
+        if part == "*":
+            found = [inner for name in names
+                     if isinstance(values.struct.field(name).dtype, pl.Struct)
+                     and (inner := _reach(values.struct.field(name), f"{head}.{name}",
+                                          parts[at + 1:], located, decoded)) is not None]
+            return pl.select(pl.coalesce(found)).to_series() if found else None
+        if part not in names:
+            return None
+        values, head = values.struct.field(part), f"{head}.{part}"
+    return values
 
 
 def _json_objects(field: str, values: pl.Series, located: Locator) -> pl.Series:
