@@ -494,6 +494,27 @@ def test_kong_reads_usage_under_any_ai_plugins_name(chunks: list[str],
         1, f"error: {path}:2: field 'ai.*.usage.completion_token': 'many' is not a number\n")
 
 
+def test_times_in_several_iso_forms_in_one_log_are_each_read(tmp_path: Path) -> None:
+    # Found feeding --from litellm a spend-log export whose times were written without an
+    # offset, then with one: 'spend.csv:3: field 'startTime': '2026-11-02T17:00:01+08:00' is
+    # not a time', as polars reads a column in the form of its first value only.
+    path = tmp_path / "spend.csv"
+    path.write_text(
+        "request_id,api_key,total_tokens,prompt_tokens,completion_tokens,startTime,endTime\n"
+        "c-1,k1,30,10,20,2026-11-02 09:00:00.1,2026-11-02 09:00:01.9\n"
+        "c-2,k2,7,3,4,2026-11-02T17:00:01+08:00,2026-11-02T09:00:02.25Z\n"
+        "c-3,k1,5,2,3,2026-11-02 09:00:03.5+00,2026-11-02 09:00:04\n")
+    trace = read_trace(path, fields=field_map("litellm", None))
+    assert _rows(trace) == [("c-1", T0 + 0.1, ("k1",), 1.8, 10, 20, 30),
+                            ("c-2", T0 + 1, ("k2",), 1.25, 3, 4, 7),
+                            ("c-3", T0 + 3.5, ("k1",), 0.5, 2, 3, 5)]
+    path.write_text(path.read_text().replace("09:00:03.5+00", "25:00:03.5+00"))
+    with pytest.raises(TraceError) as caught:
+        read_trace(path, fields=field_map("litellm", None))
+    assert str(caught.value) == (f"{path}:4: field 'startTime': '2026-11-02 25:00:03.5+00' "
+                                 "is not a time (ISO-8601 or Unix seconds)")
+
+
 def _inferred(monkeypatch: pytest.MonkeyPatch) -> None:
     """Read JSON Lines logs as before the projected read: every field of every line, each
     typed by polars' inference."""

@@ -377,6 +377,29 @@ class Instants:
         return self.seconds() - start.seconds()
 
 
+def _iso_times(values: pl.Series) -> pl.Series:
+    """ISO-8601 text as UTC instants (null where a value is none). polars takes one form from
+    the first value and read a value in another as no time: a log mixing times with and
+    without an offset (``2026-11-02 09:00:00.1``, then ``2026-11-02T17:00:01+08:00``) stopped
+    at the second, "is not a time". The values left are parsed again, in the form of the
+    first of them, while that reads any."""
+    import polars as pl
+
+    parsed = pl.Series([None] * values.len(), dtype=pl.Datetime("us", "UTC"))
+    left = values
+    while (count := left.is_not_null().sum()):
+        try:
+            again = left.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        except pl.exceptions.PolarsError:
+            break
+        parsed = parsed.fill_null(again)
+        unread = again.is_null() & left.is_not_null()
+        if unread.sum() == count:
+            break
+        left = pl.select(pl.when(unread).then(left)).to_series()
+    return parsed
+
+
 def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Instants:
     """The times in a log field: epoch numbers (``unit`` s or ms), ISO-8601 text or
     timestamps."""
@@ -388,10 +411,7 @@ def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Ins
         if numeric.is_null().sum() == values.is_null().sum():
             values = numeric
         else:
-            try:
-                parsed = values.str.to_datetime(time_zone="UTC", strict=False)
-            except pl.exceptions.PolarsError:
-                parsed = pl.Series([None] * values.len(), dtype=pl.Datetime("us", "UTC"))
+            parsed = _iso_times(values)
             bad = parsed.is_null() & values.is_not_null()
             if bad.any():
                 row = _first(bad)
