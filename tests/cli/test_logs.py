@@ -356,6 +356,26 @@ def test_a_json_lines_log_ending_in_blank_lines_streams_and_an_empty_log_has_no_
             "blank lines)\n")
 
 
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "1"]])
+def test_a_json_lines_log_saved_with_a_byte_order_mark_reads_as_without(
+        chunks: list[str], tmp_path: Path) -> None:
+    # Found feeding an access log saved by PowerShell (UTF-8 with BOM): 'error: access.jsonl:
+    # not a readable jsonl log (InternalError(TapeError) at character 0 ('ï'))', no line.
+    path = tmp_path / "access.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + (LOGS / "asm-access.jsonl").read_bytes())
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(path), "--from", "asm", "--map",
+                                 "key=user_type", "-o", str(out), *chunks])
+    assert result.exit_code == 0, result.output
+    assert _rows(read_trace(out)) == EXPECTED[("asm-access.jsonl", "asm", "key=user_type")]
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"start_time": "soon", "authority": "a"}\n')
+    bad = runner.invoke(app, ["trace", "convert", str(path), "--from", "asm", "-o", str(out),
+                              *chunks])
+    assert (bad.exit_code, bad.stderr) == (
+        1, f"error: {path}:1: field 'start_time': 'soon' is not a time (ISO-8601 or Unix "
+        "seconds)\n")
+
+
 HIGRESS_ACCESS = (  # Higress's documented access log: ai-statistics' fields in ai_log's text
     '{"ai_log":"{\\"model\\":\\"qwen-turbo\\",\\"input_token\\":\\"10\\",\\"output_token\\":'
     '\\"69\\",\\"llm_first_token_duration\\":\\"309\\",\\"llm_service_duration\\":\\"1955\\",'
@@ -413,6 +433,86 @@ def test_a_log_line_without_the_key_field_has_the_empty_key(tmp_path: Path) -> N
     rows = [line.split("│")[1].strip() for line in keys_table.splitlines()
             if line.startswith("│")]
     assert sorted(rows) == ['""', "alice", "bob"]  # the empty key, named in the keys table
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "1"]])
+def test_a_key_header_envoy_printed_as_dash_is_the_empty_key(chunks: list[str],
+                                                             tmp_path: Path) -> None:
+    # Found feeding an ASM access log whose key is a request header (%REQ(X-USER-ID)%):
+    # Envoy prints "-" for a request without it, which was read as the key "-" while "-"
+    # in every other field was read as no value.
+    path = tmp_path / "access.jsonl"
+    lines = [{"start_time": "2026-11-02T09:00:00Z", "x-user-id": "alice", "duration": 5,
+              "request_prompt_tokens": 3, "request_completion_tokens": 4},
+             {"start_time": "2026-11-02T09:00:01Z", "x-user-id": "-", "duration": "-",
+              "request_prompt_tokens": 5, "request_completion_tokens": 6}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(path), "--from", "asm", "--map",
+                                 "key=x-user-id", "-o", str(out), *chunks])
+    assert result.exit_code == 0, result.output
+    assert _rows(read_trace(out)) == [(0, T0, ("alice",), 0.005, 3, 4, 7),
+                                      (1, T0 + 1, ("",), 0.0, 5, 6, 11)]
+
+
+@pytest.mark.parametrize("chunks", [[], ["--chunk-rows", "1"]])
+def test_kong_reads_usage_under_any_ai_plugins_name(chunks: list[str],
+                                                   tmp_path: Path) -> None:
+    # Found feeding --from kong a log as Kong 3.6 to 3.9 document it (usage under the
+    # plug-in's name, ai-proxy or ai-proxy-advanced): the preset read only ai.proxy, so every
+    # request had imputed usage and the report 0 tokens admitted, with no error.
+    lines = [{"started_at": 1793610000150, "request": {"id": "k-1"},
+              "consumer": {"username": "alice"}, "latencies": {"request": 1420},
+              "response": {"status": 200},
+              "ai": {"payload": {"request": "{}"},
+                     "ai-proxy": {"usage": {"prompt_token": 28, "completion_token": 20,
+                                            "total_tokens": 48}}}},
+             {"started_at": 1793610000890, "request": {"id": "k-2"},
+              "consumer": {"username": "bob"}, "latencies": {"request": 2910},
+              "response": {"status": 200},
+              "ai": {"ai-proxy-advanced": {"usage": {"prompt_token": 89,
+                                                     "completion_token": 56,
+                                                     "total_tokens": 145}}}},
+             {"started_at": 1793610001400, "request": {"id": "k-3"},
+              "consumer": {"username": "bob"}, "latencies": {"request": 1},
+              "response": {"status": 429}}]
+    path = tmp_path / "kong.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(app, ["trace", "convert", str(path), "--from", "kong", "-o",
+                                 str(out), *chunks])
+    assert result.exit_code == 0, result.output
+    assert _rows(read_trace(out)) == [
+        ("k-1", T0 + 0.15, ("alice",), 1.42, 28, 20, 48),
+        ("k-2", T0 + 0.89, ("bob",), 2.91, 89, 56, 145),
+        ("k-3", T0 + 1.4, ("bob",), 0.001, 0, None, None)]
+    lines[1]["ai"]["ai-proxy-advanced"]["usage"]["completion_token"] = "many"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    bad = runner.invoke(app, ["trace", "convert", str(path), "--from", "kong", "-o", str(out),
+                              *chunks])
+    assert (bad.exit_code, bad.stderr) == (
+        1, f"error: {path}:2: field 'ai.*.usage.completion_token': 'many' is not a number\n")
+
+
+def test_times_in_several_iso_forms_in_one_log_are_each_read(tmp_path: Path) -> None:
+    # Found feeding --from litellm a spend-log export whose times were written without an
+    # offset, then with one: 'spend.csv:3: field 'startTime': '2026-11-02T17:00:01+08:00' is
+    # not a time', as polars reads a column in the form of its first value only.
+    path = tmp_path / "spend.csv"
+    path.write_text(
+        "request_id,api_key,total_tokens,prompt_tokens,completion_tokens,startTime,endTime\n"
+        "c-1,k1,30,10,20,2026-11-02 09:00:00.1,2026-11-02 09:00:01.9\n"
+        "c-2,k2,7,3,4,2026-11-02T17:00:01+08:00,2026-11-02T09:00:02.25Z\n"
+        "c-3,k1,5,2,3,2026-11-02 09:00:03.5+00,2026-11-02 09:00:04\n")
+    trace = read_trace(path, fields=field_map("litellm", None))
+    assert _rows(trace) == [("c-1", T0 + 0.1, ("k1",), 1.8, 10, 20, 30),
+                            ("c-2", T0 + 1, ("k2",), 1.25, 3, 4, 7),
+                            ("c-3", T0 + 3.5, ("k1",), 0.5, 2, 3, 5)]
+    path.write_text(path.read_text().replace("09:00:03.5+00", "25:00:03.5+00"))
+    with pytest.raises(TraceError) as caught:
+        read_trace(path, fields=field_map("litellm", None))
+    assert str(caught.value) == (f"{path}:4: field 'startTime': '2026-11-02 25:00:03.5+00' "
+                                 "is not a time (ISO-8601 or Unix seconds)")
 
 
 def _inferred(monkeypatch: pytest.MonkeyPatch) -> None:

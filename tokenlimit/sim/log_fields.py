@@ -69,12 +69,14 @@ PRESETS: dict[str, FieldMap] = {
     "litellm": FieldMap(ts="startTime", key="api_key", end="endTime",
                         prompt_tokens="prompt_tokens", completion_tokens="completion_tokens",
                         total_tokens="total_tokens", id="request_id"),
-    # Kong AI Gateway audit logs (a logging plugin's JSON, with the AI Proxy plugin's usage).
+    # Kong AI Gateway audit logs (a logging plugin's JSON, with the AI Proxy plugin's usage:
+    # ai.proxy in Kong's current docs, ai.<plug-in name> (ai-proxy, ai-proxy-advanced) in
+    # those of 3.6 to 3.9).
     "kong": FieldMap(ts="started_at", ts_unit="ms", key="consumer.username",
                      latency="latencies.request", latency_unit="ms",
-                     prompt_tokens="ai.proxy.usage.prompt_token",
-                     completion_tokens="ai.proxy.usage.completion_token",
-                     total_tokens="ai.proxy.usage.total_tokens", id="request.id",
+                     prompt_tokens="ai.*.usage.prompt_token",
+                     completion_tokens="ai.*.usage.completion_token",
+                     total_tokens="ai.*.usage.total_tokens", id="request.id",
                      status="response.status"),
 }
 PRESETS["istio"] = PRESETS["asm"]

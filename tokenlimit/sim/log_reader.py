@@ -29,13 +29,18 @@ if TYPE_CHECKING:
 
 ABSENT = ("", "-")  # Envoy prints "-" for a field it has no value for
 LIMITED_STATUS = "429"
+_BOM = b"\xef\xbb\xbf"
 
 
 def read_log(name: str, fmt: str, data: bytes, fields: FieldMap, seed: int,
              first_row: int = 0) -> Any:
     """The trace in a gateway log (``data``: the file's decompressed bytes, or one block of
     its lines, the CSV header in front, whose first request is the file's ``first_row``).
-    Errors name the line in ``data``."""
+    Errors name the line in ``data``. A UTF-8 byte order mark in front (a log saved by a
+    Windows editor or PowerShell) is not part of the first line: polars' JSON reader refused
+    the whole log at "character 0" without naming a line."""
+    if fmt == "jsonl":
+        data = data.removeprefix(_BOM)
     return log_trace(_frame(name, fmt, data, fields), Locator(name, fmt, data), fields, seed,
                      first_row)
 
@@ -89,9 +94,11 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     canonical: dict[str, Any] = {"ts": ts}
     # A line without the key field (Kong's unauthenticated routes, a request without the
     # key's header) has the empty key, as the plug-in renders a template whose header is
-    # absent; a key field no line has shows in the report's warning that no key matches.
-    canonical["key"] = (columns["key"][1].cast(pl.String).fill_null("") if "key" in columns
-                        else pl.repeat("", n, dtype=pl.String, eager=True))
+    # absent; so does Envoy's "-" for the header (it was the key "-", a key of its own that
+    # no request has); a key field no line has shows in the report's warning that no key
+    # matches.
+    canonical["key"] = (_as_text_or_number(columns["key"][1].cast(pl.String)).fill_null("")
+                        if "key" in columns else pl.repeat("", n, dtype=pl.String, eager=True))
     if "latency" in columns:
         seconds = _numbers(columns["latency"][0], columns["latency"][1], located)
         canonical["latency"] = (exact_quotient(seconds, 1000.0) if fields.latency_unit == "ms"
@@ -259,28 +266,46 @@ def _column(frame: pl.DataFrame, path: str, located: Locator,
             decoded: dict[str, pl.Series]) -> pl.Series | None:
     """The values of a (dotted) field, or ``None`` when the log has no such field. A dotted
     name reaches into objects, and into JSON objects printed as text (decoded once into
-    ``decoded``, by field)."""
-    import polars as pl
-
+    ``decoded``, by field); a ``*`` part stands for any field of an object (``_reach``)."""
     if path in frame.columns:
         return frame[path]
     parts = path.split(".")
     for split in range(len(parts) - 1, 0, -1):
         head = ".".join(parts[:split])
-        if head not in frame.columns:
-            continue
-        values = frame[head]
-        for part in parts[split:]:
-            if values.dtype == pl.String:
-                if head not in decoded:
-                    decoded[head] = _json_objects(head, values, located)
-                values = decoded[head]
-            if not isinstance(values.dtype, pl.Struct) or part not in {
-                    f.name for f in values.dtype.fields}:
-                return None
-            values, head = values.struct.field(part), f"{head}.{part}"
-        return values
+        if head in frame.columns:
+            return _reach(frame[head], head, parts[split:], located, decoded)
     return None
+
+
+def _reach(values: pl.Series, head: str, parts: list[str], located: Locator,
+           decoded: dict[str, pl.Series]) -> pl.Series | None:
+    """The field ``parts`` inside the objects ``values`` of the field ``head``, or ``None``.
+
+    ``*`` is any field of the object, row by row the first that holds the rest: Kong 3.6 to
+    3.9 log a plug-in's usage under its name (``ai.ai-proxy.usage``,
+    ``ai.ai-proxy-advanced.usage``), later ones under ``ai.proxy.usage``, and a preset naming
+    one of them read no usage from the others' logs (every request imputed, and nothing
+    said so)."""
+    import polars as pl
+
+    for at, part in enumerate(parts):
+        if values.dtype == pl.String:
+            if head not in decoded:
+                decoded[head] = _json_objects(head, values, located)
+            values = decoded[head]
+        if not isinstance(values.dtype, pl.Struct):
+            return None
+        names = [f.name for f in values.dtype.fields]
+        if part == "*":
+            found = [inner for name in names
+                     if isinstance(values.struct.field(name).dtype, pl.Struct)
+                     and (inner := _reach(values.struct.field(name), f"{head}.{name}",
+                                          parts[at + 1:], located, decoded)) is not None]
+            return pl.select(pl.coalesce(found)).to_series() if found else None
+        if part not in names:
+            return None
+        values, head = values.struct.field(part), f"{head}.{part}"
+    return values
 
 
 def _json_objects(field: str, values: pl.Series, located: Locator) -> pl.Series:
@@ -352,6 +377,29 @@ class Instants:
         return self.seconds() - start.seconds()
 
 
+def _iso_times(values: pl.Series) -> pl.Series:
+    """ISO-8601 text as UTC instants (null where a value is none). polars takes one form from
+    the first value and read a value in another as no time: a log mixing times with and
+    without an offset (``2026-11-02 09:00:00.1``, then ``2026-11-02T17:00:01+08:00``) stopped
+    at the second, "is not a time". The values left are parsed again, in the form of the
+    first of them, while that reads any."""
+    import polars as pl
+
+    parsed = pl.Series([None] * values.len(), dtype=pl.Datetime("us", "UTC"))
+    left = values
+    while (count := left.is_not_null().sum()):
+        try:
+            again = left.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        except pl.exceptions.PolarsError:
+            break
+        parsed = parsed.fill_null(again)
+        unread = again.is_null() & left.is_not_null()
+        if unread.sum() == count:
+            break
+        left = pl.select(pl.when(unread).then(left)).to_series()
+    return parsed
+
+
 def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Instants:
     """The times in a log field: epoch numbers (``unit`` s or ms), ISO-8601 text or
     timestamps."""
@@ -363,10 +411,7 @@ def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Ins
         if numeric.is_null().sum() == values.is_null().sum():
             values = numeric
         else:
-            try:
-                parsed = values.str.to_datetime(time_zone="UTC", strict=False)
-            except pl.exceptions.PolarsError:
-                parsed = pl.Series([None] * values.len(), dtype=pl.Datetime("us", "UTC"))
+            parsed = _iso_times(values)
             bad = parsed.is_null() & values.is_not_null()
             if bad.any():
                 row = _first(bad)
