@@ -295,3 +295,46 @@ def test_an_empty_trace_path_is_an_error_not_the_current_folder(
     assert result.exit_code == 1, result.output
     assert result.stderr == "error: '': cannot read: No such file or directory\n"
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_uint64_ids_past_int64_keep_their_values_in_every_decisions_format(
+        tmp_path: Path) -> None:
+    """Found by field QA: a Parquet id column of 64-bit hashes (UInt64, half of them 2**63
+    or more) made ``--decisions`` in Parquet or CSV a traceback (the writer cast them to
+    Int64), and ``--chunk-rows`` one even without ``--decisions`` (the reader's cast). JSON
+    ids past 64 bits are written as text where a column has to hold them."""
+    import polars as pl
+
+    trace = tmp_path / "t.parquet"
+    ids = [2**64 - 1, 2**63, 7]
+    pl.DataFrame({"id": pl.Series(ids, dtype=pl.UInt64), "ts": [1.0, 2.0, 3.0],
+                  "key": ["regular-user-1"] * 3, "completion_tokens": [10, 20, 30]}
+                 ).write_parquet(trace)
+    expected = [{"id": i, "outcome": "allow", "rule": 0} for i in ids]
+    for options in ((), ("--chunk-rows", "2")):
+        out = tmp_path / "d.jsonl"
+        result = _run("simulate", str(trace), "-r", RULES, "--format", "json",
+                      "--decisions", str(out), *options)
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line) for line in out.read_text().splitlines()] == expected
+    result = _run("simulate", str(trace), "-r", RULES, "--chunk-rows", "2")
+    assert result.exit_code == 0, result.output
+    result = _run("simulate", str(trace), "-r", RULES, "--decisions", str(tmp_path / "d.csv"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d.csv").read_text() == (
+        "id,outcome,rule\n18446744073709551615,allow,0\n9223372036854775808,allow,0\n"
+        "7,allow,0\n")
+    table = tmp_path / "d.parquet"
+    lines = tmp_path / "t.jsonl"
+    pl.read_parquet(trace).write_ndjson(lines)
+    for source in (trace, lines):
+        result = _run("simulate", str(source), "-r", RULES, "--decisions", str(table))
+        assert result.exit_code == 0, result.output
+        assert pl.read_parquet(table)["id"].to_list() == ids
+        assert pl.read_parquet(table)["id"].dtype == pl.UInt64
+    huge = tmp_path / "huge.jsonl"
+    huge.write_text('{"ts": 1, "key": "a", "id": 100000000000000000000000}\n'
+                    '{"ts": 2, "key": "a", "id": -1}\n')
+    result = _run("simulate", str(huge), "-r", RULES, "--decisions", str(table))
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(table)["id"].to_list() == ["100000000000000000000000", "-1"]

@@ -356,6 +356,7 @@ def test_parquet_timestamps_and_durations_are_seconds_for_both_readers(
 def test_a_parquet_column_of_a_type_no_trace_field_has_is_a_located_error(
         tmp_path: Path) -> None:
     from datetime import date, datetime, timedelta
+    from decimal import Decimal
 
     import polars as pl
 
@@ -368,6 +369,10 @@ def test_a_parquet_column_of_a_type_no_trace_field_has_is_a_located_error(
         ("ts", [timedelta(seconds=2)], "expected a number, got \"0:00:02\""),
         ("latency", [datetime(2026, 11, 2, 9)],
          "expected a number, got \"2026-11-02 09:00:00\""),
+        # Found by field QA: a DECIMAL(38, 0) column (Snowflake's NUMBER, Spark's DECIMAL)
+        # was refused as 'expected a number, got "76"'.
+        ("completion_tokens", [Decimal(76)], "expected an integer or a float, got the "
+         "decimal 76 (a DECIMAL column: store it as integers or floats)"),
     ]
     for number, (field, values, message) in enumerate(cases):
         path = tmp_path / f"{number}-{field}.parquet"

@@ -247,3 +247,34 @@ def test_parquet_and_zstd_traces_read_and_locate_a_bad_row(tmp_path: Path) -> No
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
     with pytest.raises(TraceError, match=r"junk\.parquet: not a readable Parquet file"):
         read_trace(tmp_path / "junk.parquet")
+
+
+def test_a_parquet_dataset_whose_files_type_a_column_differently_reads_as_each_file(
+        tmp_path: Path) -> None:
+    """Found by field QA: one file of a folder or glob kept ``ts`` as a timestamp and
+    ``latency`` as a duration, another as numbers, and polars' relaxed join made the
+    timestamp and the duration their counts of milliseconds (read as seconds: exit 0, a
+    wrong report), and integer ids beside string ids text. Such files are read one by one,
+    as ``--chunk-rows`` reads them; a gateway log of such files is refused, naming them."""
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    from tokenlimit.sim.log_fields import parse_map
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pl.DataFrame({"id": [5], "ts": [datetime(2026, 11, 2, 9, 0, 1, tzinfo=UTC)], "key": ["a"],
+                  "latency": [timedelta(milliseconds=1500)], "completion_tokens": [3]}
+                 ).write_parquet(folder / "0.parquet")
+    pl.DataFrame({"id": ["r-6"], "ts": [1793610002.0], "key": ["b"], "latency": [0.25],
+                  "completion_tokens": [4]}).write_parquet(folder / "1.parquet")
+    expected = [(5, 1793610001.0, ("a",), 1.5, 0, 3, 3),
+                ("r-6", 1793610002.0, ("b",), 0.25, 0, 4, 4)]
+    assert _columns(read_trace(folder)) == expected
+    assert _columns(read_trace(f"{folder}/*.parquet")) == expected
+    with pytest.raises(TraceError) as caught:
+        read_trace(folder, fields=parse_map("ts=ts,key=key"))
+    assert str(caught.value) == (
+        f"{folder}: the dataset's files do not fit together (column 'id' is Int64 in "
+        f"{folder}/0.parquet and String in {folder}/1.parquet)")

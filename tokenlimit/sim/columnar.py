@@ -433,12 +433,28 @@ def _ids(frame: pl.DataFrame, n: int, csv: bool, first_row: int) -> Sequence[str
             .cast(column.dtype), check_names=False):
         return None  # every id is its line's position
     if not column.null_count():
-        return IdColumn(column.cast(pl.Int64) if column.dtype.is_integer() else column)
+        return IdColumn(_integer_ids(column) if column.dtype.is_integer() else column)
     # No id: the line's position is its id.
     values = [i if v is None else v for i, v in enumerate(column.to_list(), start=first_row)]
     if all(type(v) is int and v == i for i, v in enumerate(values, start=first_row)):
         return None
     return tuple(values)
+
+
+def _integer_ids(column: pl.Series) -> pl.Series:
+    """Integer ids as Int64, the decisions' id column, unless some are 2**63 or more (a
+    UInt64 column of 64-bit hashes): those stay UInt64, each id the integer it was (a cast
+    to Int64 failed on them).
+
+    >>> import polars as pl
+    >>> _integer_ids(pl.Series([2**63, 5], dtype=pl.UInt64)).to_list()
+    [9223372036854775808, 5]
+    """
+    import polars as pl
+
+    if column.dtype == pl.UInt64 and bool((column >= 2**63).any()):
+        return column
+    return column.cast(pl.Int64)
 
 
 def _positions_as_text(column: pl.Series, first_row: int) -> bool:

@@ -148,11 +148,57 @@ def _parquet_frame_of_files(name: str, columns: Callable[[list[str]], list[str]]
     for file, frame in zip(files, frames, strict=True):
         starts.add(first, file)
         first += frame.height
+    unfit = _unfit_column(files, frames)
+    if unfit is not None:
+        raise UnfitFiles(f"the dataset's files do not fit together ({unfit})", path=name)
     try:
         return pl.concat(frames, how="diagonal_relaxed"), starts
     except pl.exceptions.PolarsError as exc:
-        raise TraceError(f"the dataset's files do not fit together ({exc})".splitlines()[0],
+        raise UnfitFiles(f"the dataset's files do not fit together ({exc})".splitlines()[0],
                          path=name) from exc
+
+
+class UnfitFiles(TraceError):
+    """A dataset's files keep a column in types one frame cannot hold as they are: a trace
+    is then read file by file (``_parquet_trace_rows``), a log is refused."""
+
+
+def _unfit_column(files: Sequence[str], frames: Sequence[Any]) -> str | None:
+    """Which column the files keep as values of different kinds, and where (``None`` when
+    each column's values are of one kind in every file). polars' relaxed join widens
+    numbers exactly, but turns a timestamp or a duration beside numbers into its count of
+    units (milliseconds read as seconds) and integer ids beside text into text."""
+    import polars as pl
+
+    seen: dict[str, tuple[str, Any, str]] = {}
+    for file, frame in zip(files, frames, strict=True):
+        for column, dtype in frame.schema.items():
+            if dtype == pl.Null:  # a column of nulls only: of any kind
+                continue
+            kind, first_type, first_file = seen.setdefault(column, (_kind(dtype), dtype, file))
+            if kind != _kind(dtype):
+                return f"column {column!r} is {first_type} in {first_file} and {dtype} in {file}"
+    return None
+
+
+def _kind(dtype: Any) -> str:
+    """What a column's values are, whatever their width, unit or encoding.
+
+    >>> import polars as pl
+    >>> _kind(pl.UInt32), _kind(pl.Categorical), _kind(pl.Datetime("ms", "UTC"))
+    ('number', 'text', 'Datetime')
+    >>> _kind(pl.List(pl.Enum(["a"])))
+    'List of text'
+    """
+    import polars as pl
+
+    if dtype.is_numeric():
+        return "number"
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        return "text"
+    if isinstance(dtype, pl.List):
+        return f"List of {_kind(dtype.inner)}"
+    return type(dtype).__name__
 
 
 def _parquet_file_frame(file: str, columns: Callable[[list[str]], list[str]] | None) -> Any:
@@ -189,10 +235,10 @@ def _read_parquet_dataset(name: str, key_templates: Sequence[KeyTemplate],
             raise TraceError(exc.message, path=file, line=row + 1, field=exc.field) from None
         return log
     if not key_templates:
-        frame = parquet_frame(name, lambda names: trace_columns(names, key_field))
         try:
+            frame = parquet_frame(name, lambda names: trace_columns(names, key_field))
             return build_trace(frame, name, seed, key_field)
-        except Declined:
+        except (Declined, UnfitFiles):
             pass  # the per-row reader gives the same trace, or the located error
     return _parquet_trace_rows(name, key_templates, key_field, seed)
 

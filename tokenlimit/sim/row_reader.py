@@ -14,6 +14,7 @@ import re
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import IO, Any
 
 import numpy as np
@@ -246,6 +247,10 @@ def _number(row: Mapping[str, Any], field: str, name: str, line: int,
                     "ts=ts,key=key)" if field == "ts" and _ISO_DATE.match(value) else "")
             raise TraceError(f"{value!r} is not a number{hint}", path=name, line=line,
                              field=field) from None
+    if isinstance(value, Decimal):  # a Parquet DECIMAL column, which JSON would show as "76"
+        raise TraceError(f"expected an integer or a float, got the decimal {value} (a "
+                         "DECIMAL column: store it as integers or floats)", path=name,
+                         line=line, field=field)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TraceError(f"expected a number, got {json.dumps(value, default=str)}",
                          path=name, line=line, field=field)

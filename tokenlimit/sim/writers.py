@@ -214,15 +214,22 @@ def decisions_frame(trace: Trace, outcome: Any, rule: Any) -> Any:
 
 
 def _id_column(trace: Trace) -> Any:
-    """Integer ids as integers; any string id makes the column text (a column has one type)."""
+    """Integer ids as integers: Int64, or UInt64 when some are 2**63 or more (a Parquet
+    UInt64 column of hashes); any string id, or integers no 64-bit column holds (a JSON id
+    may be any integer), make the column text (a column has one type)."""
     import polars as pl
 
     from tokenlimit.sim.trace_table import IdColumn
 
     if isinstance(trace.ids, IdColumn) and isinstance(trace.ids.column, pl.Series) and (
-            trace.ids.column.dtype in (pl.Int64, pl.String)):
+            trace.ids.column.dtype in (pl.Int64, pl.UInt64, pl.String)):
         return trace.ids.column  # as read, without a Python value per request
-    ids = trace.ids or ()
-    if all(type(i) is int for i in ids):
-        return pl.Series(list(ids), dtype=pl.Int64)
+    ids = list(trace.ids or ())
+    numbers = [i for i in ids if type(i) is int]
+    if len(numbers) == len(ids):
+        low, high = (min(numbers), max(numbers)) if numbers else (0, 0)
+        if low >= -2**63 and high < 2**63:
+            return pl.Series(numbers, dtype=pl.Int64)
+        if low >= 0 and high < 2**64:
+            return pl.Series(numbers, dtype=pl.UInt64)
     return pl.Series([str(i) for i in ids], dtype=pl.String)
