@@ -88,3 +88,15 @@ from tokenlimit.cli.main import run""").replace("import atexit, sys", "import at
                           text=True, timeout=120, check=False,
                           env={**env, "OPENBLAS_NUM_THREADS": "3"})
     assert (mine.returncode, mine.stderr) == (0, "NUMPY-LOADED False\nBLAS 3\n")
+
+
+def test_the_replay_loader_is_a_thread_a_usual_exit_waits_for() -> None:
+    # On a short trace simulate returns before the thread loading numba is done; as a daemon
+    # it was still in numba's loader when an in-process caller's Python tore down (a
+    # segfault in test_an_earlier_in_process_command_does_not_carry_over, once).
+    from tokenlimit.cli.simulate import _load_engine_meanwhile
+
+    thread = _load_engine_meanwhile()
+    assert (thread.name, thread.daemon) == ("load-replay", False)
+    thread.join(120)
+    assert not thread.is_alive()

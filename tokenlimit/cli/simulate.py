@@ -6,6 +6,7 @@ import contextlib
 import json
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -346,10 +347,14 @@ def _out_of_memory(trace_path: str) -> Iterator[None]:
         raise TraceError(out_of_memory(), path=trace_path) from None
 
 
-def _load_engine_meanwhile() -> None:
+def _load_engine_meanwhile() -> threading.Thread:
     """Load the compiled replay on a thread while the trace is read (about a third of a
-    second that reading, mostly outside Python, can hide)."""
-    import threading
+    second that reading, mostly outside Python, can hide).
+
+    Not a daemon: on a short trace the command is done before the thread, and a process
+    that then exits as usual (an in-process caller, a console script whose stdout was
+    closed) must wait for it, not tear Python down under numba's loader (a segfault, seen
+    once in the test suite). The console script's quick exit (``batch``) waits for nothing."""
 
     # Both imports hold the GIL most of the time: polars first, for the reader waits on it,
     # while loading numba fits in the time polars reads without the GIL.
@@ -363,7 +368,9 @@ def _load_engine_meanwhile() -> None:
             scan.warm_up()
             replay_stats.warm_up()
 
-    threading.Thread(target=load, name="load-replay", daemon=True).start()
+    thread = threading.Thread(target=load, name="load-replay")
+    thread.start()
+    return thread
 
 
 def _parallelism(jobs: int | None, executor: str, scheduler: str | None) -> Parallelism:
