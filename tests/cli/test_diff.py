@@ -239,3 +239,19 @@ def test_a_bad_class_is_a_usage_error(files: dict[str, str]) -> None:
     result = _diff(files["old"], files["new"], "--trace", files["trace"], "--class", "(")
     assert result.exit_code == 2
     assert "'(' is not a valid regex" in result.stderr
+
+
+def test_a_log_whose_keys_no_rule_matches_is_warned_not_reported_as_no_change() -> None:
+    # --from asm without --map key=user_type takes the key from 'authority': no rule of
+    # either set matches it, so every figure is 0 and every gate passes; simulate warns.
+    log = str(SAMPLES / "logs" / "asm-access.jsonl")
+    result = _diff(str(SAMPLES / "rules.json"), str(SAMPLES / "rules-proposed.json"),
+                   "--trace", log, "--from", "asm", "--fail-if", "newly_limited > 0")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: no request has a key that a rule matches (keys such as 'llm.example.com'): "
+        "the keys came from the log's 'authority' field; name the field that holds the "
+        "rate-limit key with --map key=FIELD\n")
+    mapped = _diff(str(SAMPLES / "rules.json"), str(SAMPLES / "rules-proposed.json"),
+                   "--trace", log, "--from", "asm", "--map", "key=user_type")
+    assert (mapped.exit_code, mapped.stderr) == (0, "")

@@ -174,3 +174,29 @@ def test_a_price_goal_prices_each_keys_total_tokens_per_day(steady: dict[str, st
                     "--goal", "key_usd_per_day < 25.2", "--price", "2")
     assert tighter.exit_code == 1
     assert "misses key_usd_per_day < 25.2 (got $25.20)" in tighter.stderr
+
+
+def test_a_log_whose_keys_no_rule_matches_is_warned() -> None:
+    # --from asm without --map key=user_type: every candidate ties, the smallest is proposed.
+    result = _tune("--trace", str(SAMPLES / "logs" / "asm-access.jsonl"), "--from", "asm",
+                   "--rules", RULES, "--rule", "subscriber.*", "--goal", "limited <= 1%",
+                   "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: no request has a key that a rule matches (keys such as 'llm.example.com'): "
+        "the keys came from the log's 'authority' field; name the field that holds the "
+        "rate-limit key with --map key=FIELD\n")
+
+
+def test_a_tuned_rule_no_request_takes_is_warned(steady: dict[str, str]) -> None:
+    rules = Path(steady["dir"]) / "two.json"
+    rules.write_text(json.dumps([*json.loads(Path(steady["rules"]).read_text()),
+                                 {"rate_limit_key_regex": "premium", "max_tokens": 100,
+                                  "tokens_per_fill": 10, "fill_interval_second": 10,
+                                  "redis_expired_seconds": 600}]))
+    result = _tune("--trace", steady["trace"], "--rules", str(rules), "--rule", "premium",
+                   "--goal", "limited <= 100%", "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: no request in {steady['trace']} has a key that rule 1 ('premium') takes: "
+        "its numbers change nothing on this trace\n")

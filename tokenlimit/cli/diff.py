@@ -201,6 +201,9 @@ def diff(
     charged: Charge = "total" if charge == "total" else "completion"
     result = _run(old_source, new_source, trace_path, templates, key_field, log_fields, seed,
                   classes or [], charged, top)
+    unmatched = _no_rule_matched(result, log_fields, key_field)
+    if unmatched:
+        typer.echo(unmatched, err=True)
     if output_format == "json":
         body = result.to_dict()
         body["old"], body["new"] = old_source, new_source
@@ -233,6 +236,18 @@ def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace_path)
     return diff_rules(trace, old.rules, new.rules, classes=classes, charge=charge, top=top)
+
+
+def _no_rule_matched(result: TraceDiff, fields: FieldMap | None,
+                     key_field: str | None) -> str | None:
+    """simulate's warning when no request has a key that either rule set matches: the report
+    then says "no change" (and every gate passes) only because the keys came from the wrong
+    field, as with a gateway log read with ``--from`` and no ``--map key=FIELD``."""
+    from tokenlimit.cli.simulate_hints import no_rule_message
+
+    if bool((result.old.rule >= 0).any()) or bool((result.new.rule >= 0).any()):
+        return None
+    return no_rule_message(result.trace.key_names, fields, key_field)
 
 
 def _breaches_json(result: TraceDiff, conditions: Sequence[Condition]) -> list[dict[str, object]]:

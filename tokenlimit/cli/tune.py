@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from rich.console import Group
 
     from tokenlimit.sim.conditions import Condition
+    from tokenlimit.sim.log_fields import FieldMap
+    from tokenlimit.sim.trace_table import Trace
     from tokenlimit.sim.tune_goals import Scores
     from tokenlimit.sim.tuning import Candidate, TuneResult
 
@@ -141,6 +143,23 @@ def _candidate_json(result: TuneResult, candidate: Candidate) -> dict[str, Any]:
         "tokens_admitted": candidate.scores.tokens_admitted,
         "rules": [r.to_config() for r in candidate.rules],
     }
+
+
+def _idle_targets(trace: Trace, rules: Sequence[Rule], chosen: Sequence[int],
+                  fields: FieldMap | None, key_field: str | None) -> list[str]:
+    """Warnings for tuned rules that no request's key takes: their numbers change nothing on
+    the trace, so candidates tie and the smallest numbers are proposed, a proposal the trace
+    says nothing about. When no key takes any rule, simulate's warning, which says where the
+    keys came from (a gateway log read with ``--from`` and no ``--map key=FIELD``)."""
+    from tokenlimit.cli.simulate_hints import no_rule_message
+    from tokenlimit.sim.engine import key_rules
+
+    taken = set(key_rules(rules, trace.key_names).tolist())
+    if not taken - {-1}:
+        return [no_rule_message(trace.key_names, fields, key_field)]
+    return [f"warning: no request in {trace.path} has a key that rule {i} ({rules[i].regex!r}) "
+            "takes: its numbers change nothing on this trace" for i in chosen
+            if i not in taken]
 
 
 def _write_rules(path: str, rules: Sequence[Rule]) -> None:
@@ -260,6 +279,8 @@ def tune(
                        fields=log_fields)
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace_path)
+    for warning in _idle_targets(trace, rules, chosen, log_fields, key_field):
+        typer.echo(warning, err=True)
     charged: Charge = "total" if charge == "total" else "completion"
     with _progress() as step:
         result = search(trace, rules, dimensions, parsed, charge=charged, price_per_1k=price,
