@@ -255,3 +255,16 @@ def test_a_log_whose_keys_no_rule_matches_is_warned_not_reported_as_no_change() 
     mapped = _diff(str(SAMPLES / "rules.json"), str(SAMPLES / "rules-proposed.json"),
                    "--trace", log, "--from", "asm", "--map", "key=user_type")
     assert (mapped.exit_code, mapped.stderr) == (0, "")
+
+
+def test_rule_warnings_go_to_stderr_as_simulate_prints_them(
+        files: dict[str, str], tmp_path: Path) -> None:
+    # The new rule 'reg-1' comes after 'reg', which takes every key it matches: it never
+    # applies, and the report alone shows it as an added rule with no requests.
+    shadowed = tmp_path / "shadowed.json"
+    shadowed.write_text(json.dumps([*OLD, {**OLD[0], "rate_limit_key_regex": "reg-1"}]))
+    result = _diff(files["old"], str(shadowed), "--trace", files["trace"], "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"{shadowed}:1:428: warning TL301 rule 3 ('reg-1') is shadowed: every key it matches "
+        "is taken first by rule 0 (e.g. 'reg-1' takes rule 0), so it never applies"]

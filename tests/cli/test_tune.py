@@ -44,7 +44,7 @@ def steady(tmp_path: Path) -> dict[str, str]:
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps([{"rate_limit_key_regex": "u", "max_tokens": 1000,
                                   "tokens_per_fill": 5, "fill_interval_second": 10,
-                                  "redis_expired_seconds": 600}]))
+                                  "redis_expired_seconds": 3600}]))  # refills before expiry
     return {"trace": str(trace), "rules": str(rules), "dir": str(tmp_path)}
 
 
@@ -62,7 +62,7 @@ def test_finds_the_known_optimum(steady: dict[str, str]) -> None:
     assert best["tokens_admitted"] == 360 * 30
     assert body["replayed"] <= 40
     assert [r.to_config() for r in load_rules(str(out)).rules] == [
-        Rule(0, "u", 1000, 30, 10, 600).to_config()]
+        Rule(0, "u", 1000, 30, 10, 3600).to_config()]
     assert sorted(p.name for p in Path(steady["dir"]).iterdir()) == [
         "rules.json", "steady.jsonl", "tuned.json"]  # no temporary file left behind
 
@@ -191,12 +191,24 @@ def test_a_log_whose_keys_no_rule_matches_is_warned() -> None:
 def test_a_tuned_rule_no_request_takes_is_warned(steady: dict[str, str]) -> None:
     rules = Path(steady["dir"]) / "two.json"
     rules.write_text(json.dumps([*json.loads(Path(steady["rules"]).read_text()),
-                                 {"rate_limit_key_regex": "premium", "max_tokens": 100,
+                                 {"rate_limit_key_regex": "vip", "max_tokens": 100,
                                   "tokens_per_fill": 10, "fill_interval_second": 10,
                                   "redis_expired_seconds": 600}]))
-    result = _tune("--trace", steady["trace"], "--rules", str(rules), "--rule", "premium",
+    result = _tune("--trace", steady["trace"], "--rules", str(rules), "--rule", "vip",
                    "--goal", "limited <= 100%", "--budget", "4", "-f", "json")
     assert result.exit_code == 0, result.output
     assert result.stderr == (
-        f"warning: no request in {steady['trace']} has a key that rule 1 ('premium') takes: "
+        f"warning: no request in {steady['trace']} has a key that rule 1 ('vip') takes: "
         "its numbers change nothing on this trace\n")
+
+
+def test_rule_warnings_go_to_stderr_as_simulate_prints_them(steady: dict[str, str]) -> None:
+    rules = Path(steady["dir"]) / "shadowed.json"
+    first = json.loads(Path(steady["rules"]).read_text())[0]
+    rules.write_text(json.dumps([first, {**first, "rate_limit_key_regex": "^u$"}]))
+    result = _tune("--trace", steady["trace"], "--rules", str(rules), "--rule", "0",
+                   "--goal", "limited <= 100%", "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"{rules}:1:159: warning TL301 rule 1 ('^u$') is shadowed: every key it matches is "
+        "taken first by rule 0 (e.g. 'u' takes rule 0), so it never applies"]

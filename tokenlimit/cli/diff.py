@@ -11,9 +11,9 @@ import typer
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli import batch
-from tokenlimit.cli.options import FieldMapOption, LogPresetOption, trace_key_options
+from tokenlimit.cli.options import FieldMapOption, LogPresetOption, runnable, trace_key_options
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.rules import compile_go_regex, require_valid
+from tokenlimit.rules import compile_go_regex
 from tokenlimit.rules.figures import figures_of, number
 
 if TYPE_CHECKING:  # numpy loads when a diff runs, rich when a table is printed
@@ -226,10 +226,8 @@ def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[
     from tokenlimit.rules.revisions import load_rules_source
     from tokenlimit.sim.rule_diff import diff_rules
 
-    old = load_rules_source(old_source)
-    new = load_rules_source(new_source)
-    require_valid(old)
-    require_valid(new)
+    old = runnable(load_rules_source(old_source))
+    new = runnable(load_rules_source(new_source))
     warn_if_too_large(trace_path, "diff", log=log_fields is not None)
     trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                        fields=log_fields)

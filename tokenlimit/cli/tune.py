@@ -21,11 +21,12 @@ from tokenlimit.cli.options import (
     LogPresetOption,
     RulesOption,
     read_rules,
+    runnable,
     trace_key_options,
 )
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
-from tokenlimit.rules import RuleMatcher, require_valid
+from tokenlimit.rules import RuleMatcher
 from tokenlimit.rules.model import INT_FIELDS, Rule
 
 if TYPE_CHECKING:
@@ -257,9 +258,7 @@ def tune(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
     log_fields = trace_key_options(key_field, key_template, preset, mapping)
-    loaded = read_rules(rules_source, config_json, from_env)
-    require_valid(loaded)
-    rules = loaded.rules
+    rules = runnable(read_rules(rules_source, config_json, from_env)).rules
     try:
         chosen = sorted({_target(text, rules) for text in targets})
     except ConfigError as exc:
