@@ -131,13 +131,29 @@ def test_markdown_for_a_pull_request(files: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"### Rate-limit rules: `{files['old']}` → `{files['new']}`"
-    assert "| reg | changed (max_tokens, tokens_per_fill) | 200 → 100 | 200 → 100 | 60 | 600 " \
+    assert "| `reg` | changed (max_tokens, tokens_per_fill) | 200 → 100 | 200 → 100 | 60 | 600 " \
            "| 200 → 100 |" in lines
-    assert ("| reg | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |"
+    assert ("| `reg` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |"
             in lines)
-    assert "| reg-1 | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 |" in lines
+    assert "| `reg-1` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 |" in lines
     assert ("| rule | requests | limited before | limited after | newly limited | newly admitted "
             "| tokens newly limited | tokens newly admitted | first newly limited (UTC) |" in lines)
+
+
+def test_markdown_shows_regexes_and_keys_as_written(files: dict[str, str]) -> None:
+    # As plain cell text, markdown read the class r.*g.* as r.<em>g.</em> and \\.?-1$ as .?-1$
+    # (a backslash escapes punctuation): the reviewer read other regexes.
+    result = _diff(files["old"], files["new"], "--trace", files["trace"], "--format",
+                   "markdown", "--class", "r.*g.*", "--class", r"\.?-1$")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "| `reg` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |" in lines
+    assert "| `r.*g.*` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |" \
+        in lines
+    assert "| `\\.?-1$` | 9 | 0 (0.0%) | 3 (33.3%) | 3 | 0 | 100 | 0 | 1970-01-01 00:00:01 |" \
+        in lines
+    assert "| (all requests) | 9 | 0 (0.0%) | 3 (33.3%) | 3 | 0 | 100 | 0 " \
+           "| 1970-01-01 00:00:01 |" in lines
 
 
 def test_text_report(files: dict[str, str]) -> None:

@@ -117,6 +117,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ") or " "
 
 
+def _code(text: str) -> str:
+    """A regex or key as a code span: as plain text in a cell, markdown reads its ``*``, ``_``
+    and ``\\`` as emphasis and escapes (``.*-pro.*`` shows as ``.-pro.``, half in italics;
+    ``api\\.example`` as ``api.example``), so the reviewer reads another regex."""
+    fence, pad = ("``", " ") if "`" in text else ("`", "")
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _first_cell(text: str) -> str:
+    """A row's label: the rows of no rule and of all requests, and the empty key, as they read;
+    a regex, class or key as code."""
+    from tokenlimit.sim.rule_diff import NO_RULE, TOTAL
+    from tokenlimit.sim.trace_table import key_label
+
+    return text if text in (NO_RULE, TOTAL, key_label("")) else _code(text)
+
+
 def format_markdown(diff: TraceDiff, old: str, new: str) -> str:
     """GitHub-flavoured markdown, for a pull-request comment or ``$GITHUB_STEP_SUMMARY``."""
     lines = [f"### Rate-limit rules: `{old}` → `{new}`", "",
@@ -127,7 +144,8 @@ def format_markdown(diff: TraceDiff, old: str, new: str) -> str:
                   "|" + "|".join(":---" if i == 0 or h == "change" else "---:"
                              for i, h in enumerate(headings))
                   + "|"]
-        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+        lines += ["| " + " | ".join(_cell(c) for c in [_first_cell(row[0]), *row[1:]]) + " |"
+                  for row in rows]
         lines.append("")
     return "\n".join(lines)
 
