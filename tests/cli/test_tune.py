@@ -212,3 +212,14 @@ def test_rule_warnings_go_to_stderr_as_simulate_prints_them(steady: dict[str, st
     assert result.stderr.splitlines() == [
         f"{rules}:1:159: warning TL301 rule 1 ('^u$') is shadowed: every key it matches is "
         "taken first by rule 0 (e.g. 'u' takes rule 0), so it never applies"]
+
+
+def test_a_range_for_a_field_not_searched_is_a_usage_error() -> None:
+    # The bounds were ignored: the search ran over the default fields as if --range were absent.
+    result = _tune("--trace", TRACE, "--rules", RULES, "--rule", "0", "--goal", "limited <= 1%",
+                   "--range", "fill_interval_second=1..10")
+    assert result.exit_code == 2, result.output
+    flat = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())
+    assert flat.endswith(
+        "Error Invalid value for --range: fill_interval_second is not searched (the fields "
+        "searched: tokens_per_fill, max_tokens); name it with --field too")

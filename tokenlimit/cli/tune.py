@@ -268,8 +268,13 @@ def tune(
     from tokenlimit.sim.tuning import dimensions_for
     from tokenlimit.sim.tuning import tune as search
 
+    searched = list(dict.fromkeys(fields or ["tokens_per_fill", "max_tokens"]))
+    unsearched = [field for field in bounds if field not in searched]
+    if unsearched:  # else its bounds would be ignored without a word
+        raise typer.BadParameter(f"{unsearched[0]} is not searched (the fields searched: "
+                                 f"{', '.join(searched)}); name it with --field too",
+                                 param_hint="--range")
     try:
-        searched = list(dict.fromkeys(fields or ["tokens_per_fill", "max_tokens"]))
         dimensions = dimensions_for(rules, chosen, searched, bounds)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--field") from None
