@@ -284,3 +284,13 @@ def test_rule_warnings_go_to_stderr_as_simulate_prints_them(
     assert result.stderr.splitlines() == [
         f"{shadowed}:1:428: warning TL301 rule 3 ('reg-1') is shadowed: every key it matches "
         "is taken first by rule 0 (e.g. 'reg-1' takes rule 0), so it never applies"]
+
+
+def test_a_class_no_key_matches_is_warned(files: dict[str, str]) -> None:
+    # 'regs' is a typo for 'reg': the gate measured 0 requests and passed without a word.
+    result = _diff(files["old"], files["new"], "--trace", files["trace"], "-f", "json",
+                   "--fail-if", "regs: newly_limited > 1%", "--class", "reg")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: no key in {files['trace']} matches the class 'regs': its figures are of no "
+        "requests (a --fail-if on it measures 0)\n")

@@ -223,3 +223,14 @@ def test_a_range_for_a_field_not_searched_is_a_usage_error() -> None:
     assert flat.endswith(
         "Error Invalid value for --range: fill_interval_second is not searched (the fields "
         "searched: tokens_per_fill, max_tokens); name it with --field too")
+
+
+def test_a_goal_on_a_class_no_key_matches_is_warned(steady: dict[str, str]) -> None:
+    # 'users' matches no key: the goal held for every candidate, whatever its numbers.
+    result = _tune("--trace", steady["trace"], "--rules", steady["rules"], "--rule", "u",
+                   "--goal", "users: limited <= 1%", "--goal", "u: limited <= 100%",
+                   "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: no key in {steady['trace']} matches the class 'users': a goal on it is "
+        "measured on no requests, as 0\n")

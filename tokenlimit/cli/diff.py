@@ -222,6 +222,8 @@ def diff(
     unmatched = _no_rule_matched(result, log_fields, key_field)
     if unmatched:
         typer.echo(unmatched, err=True)
+    _warn_of_empty_classes(result, [*(classes or []), *(c.group for c in conditions
+                                                         if c.group is not None)])
     if output_format == "json":
         body = result.to_dict()
         body["old"], body["new"] = old_source, new_source
@@ -264,6 +266,14 @@ def _no_rule_matched(result: TraceDiff, fields: FieldMap | None,
     if bool((result.old.rule >= 0).any()) or bool((result.new.rule >= 0).any()):
         return None
     return no_rule_message(result.trace.key_names, fields, key_field)
+
+
+def _warn_of_empty_classes(result: TraceDiff, patterns: Sequence[str]) -> None:
+    from tokenlimit.sim.conditions import unmatched_classes
+
+    for pattern in unmatched_classes(result.trace, patterns):
+        typer.echo(f"warning: no key in {result.trace.path} matches the class {pattern!r}: its "
+                   "figures are of no requests (a --fail-if on it measures 0)", err=True)
 
 
 def _breaches_json(result: TraceDiff, conditions: Sequence[Condition]) -> list[dict[str, object]]:
