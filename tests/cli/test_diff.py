@@ -227,6 +227,24 @@ def test_rev_path_reads_the_rules_at_a_git_revision(
     assert "Traceback" not in missing.output
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_rev_path_naming_a_folder_says_so(
+        files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # git show lists a folder's files; that listing was read as rules: "must be a JSON array
+    # of rules, not string".
+    repo = tmp_path / "repo"
+    (repo / "deploy").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "deploy" / "rules.json").write_text(json.dumps(OLD))
+    _git(repo, "add", "deploy")
+    _git(repo, "commit", "-q", "-m", "rules")
+    monkeypatch.chdir(repo)
+    result = _diff("HEAD:deploy", "deploy/rules.json", "--trace", files["trace"])
+    assert (result.exit_code, result.stderr) == (
+        1, "error: HEAD:deploy: is a directory at that revision, not a rules file\n")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_rev_path_outside_a_repository(files: dict[str, str], tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     outside = tmp_path / "plain"
