@@ -234,3 +234,16 @@ def test_a_goal_on_a_class_no_key_matches_is_warned(steady: dict[str, str]) -> N
     assert result.stderr == (
         f"warning: no key in {steady['trace']} matches the class 'users': a goal on it is "
         "measured on no requests, as 0\n")
+
+
+def test_no_candidate_names_each_value_by_its_rule_when_several_are_tuned() -> None:
+    # Two rules tuned: 'tokens_per_fill=..., max_tokens=..., tokens_per_fill=...' did not
+    # say which value was whose.
+    result = _tune("--trace", TRACE, "--rules", RULES, "--rule", "0", "--rule", "1",
+                   "--goal", "limited < 0%", "--budget", "4")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "error: no candidate met every goal in 4 replays; the closest "
+        "(regular-user.*.tokens_per_fill=6, regular-user.*.max_tokens=25, "
+        "subscriber.*.tokens_per_fill=800, subscriber.*.max_tokens=8000) misses limited < 0% "
+        "(got 73.45%). Widen --range, raise --budget, or relax a goal.\n")

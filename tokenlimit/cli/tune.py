@@ -335,8 +335,9 @@ def _no_candidate(result: TuneResult) -> None:
     missed = [f"{g} (got {_measure(g, v)})"
               for g, v in zip(result.goals, closest.scores.measured, strict=True)
               if not g.holds(v)]
-    values = ", ".join(f"{d.field}={v}" for d, v in zip(result.dimensions, closest.values,
-                                                        strict=True))
+    several = len({d.rule for d in result.dimensions}) > 1  # then name each value's rule
+    values = ", ".join(f"{d.label(closest.rules) if several else d.field}={v}"
+                       for d, v in zip(result.dimensions, closest.values, strict=True))
     typer.echo(f"error: no candidate met every goal in {len(result.candidates)} replays; "
                f"the closest ({values}) misses {'; '.join(missed)}. Widen --range, raise "
                "--budget, or relax a goal.", err=True)
