@@ -131,13 +131,29 @@ def test_markdown_for_a_pull_request(files: dict[str, str]) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"### Rate-limit rules: `{files['old']}` → `{files['new']}`"
-    assert "| reg | changed (max_tokens, tokens_per_fill) | 200 → 100 | 200 → 100 | 60 | 600 " \
+    assert "| `reg` | changed (max_tokens, tokens_per_fill) | 200 → 100 | 200 → 100 | 60 | 600 " \
            "| 200 → 100 |" in lines
-    assert ("| reg | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |"
+    assert ("| `reg` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |"
             in lines)
-    assert "| reg-1 | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 |" in lines
+    assert "| `reg-1` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 |" in lines
     assert ("| rule | requests | limited before | limited after | newly limited | newly admitted "
             "| tokens newly limited | tokens newly admitted | first newly limited (UTC) |" in lines)
+
+
+def test_markdown_shows_regexes_and_keys_as_written(files: dict[str, str]) -> None:
+    # As plain cell text, markdown read the class r.*g.* as r.<em>g.</em> and \\.?-1$ as .?-1$
+    # (a backslash escapes punctuation): the reviewer read other regexes.
+    result = _diff(files["old"], files["new"], "--trace", files["trace"], "--format",
+                   "markdown", "--class", "r.*g.*", "--class", r"\.?-1$")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "| `reg` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |" in lines
+    assert "| `r.*g.*` | 5 | 0 (0.0%) | 2 (40.0%) | 2 | 0 | 80 | 0 | 1970-01-01 00:00:03 |" \
+        in lines
+    assert "| `\\.?-1$` | 9 | 0 (0.0%) | 3 (33.3%) | 3 | 0 | 100 | 0 | 1970-01-01 00:00:01 |" \
+        in lines
+    assert "| (all requests) | 9 | 0 (0.0%) | 3 (33.3%) | 3 | 0 | 100 | 0 " \
+           "| 1970-01-01 00:00:01 |" in lines
 
 
 def test_text_report(files: dict[str, str]) -> None:
@@ -211,6 +227,24 @@ def test_rev_path_reads_the_rules_at_a_git_revision(
     assert "Traceback" not in missing.output
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_rev_path_naming_a_folder_says_so(
+        files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # git show lists a folder's files; that listing was read as rules: "must be a JSON array
+    # of rules, not string".
+    repo = tmp_path / "repo"
+    (repo / "deploy").mkdir(parents=True)
+    _git(repo, "init", "-q")
+    (repo / "deploy" / "rules.json").write_text(json.dumps(OLD))
+    _git(repo, "add", "deploy")
+    _git(repo, "commit", "-q", "-m", "rules")
+    monkeypatch.chdir(repo)
+    result = _diff("HEAD:deploy", "deploy/rules.json", "--trace", files["trace"])
+    assert (result.exit_code, result.stderr) == (
+        1, "error: HEAD:deploy: is a directory at that revision, not a rules file\n")
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_rev_path_outside_a_repository(files: dict[str, str], tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     outside = tmp_path / "plain"
@@ -239,3 +273,42 @@ def test_a_bad_class_is_a_usage_error(files: dict[str, str]) -> None:
     result = _diff(files["old"], files["new"], "--trace", files["trace"], "--class", "(")
     assert result.exit_code == 2
     assert "'(' is not a valid regex" in result.stderr
+
+
+def test_a_log_whose_keys_no_rule_matches_is_warned_not_reported_as_no_change() -> None:
+    # --from asm without --map key=user_type takes the key from 'authority': no rule of
+    # either set matches it, so every figure is 0 and every gate passes; simulate warns.
+    log = str(SAMPLES / "logs" / "asm-access.jsonl")
+    result = _diff(str(SAMPLES / "rules.json"), str(SAMPLES / "rules-proposed.json"),
+                   "--trace", log, "--from", "asm", "--fail-if", "newly_limited > 0")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: no request has a key that a rule matches (keys such as 'llm.example.com'): "
+        "the keys came from the log's 'authority' field; name the field that holds the "
+        "rate-limit key with --map key=FIELD\n")
+    mapped = _diff(str(SAMPLES / "rules.json"), str(SAMPLES / "rules-proposed.json"),
+                   "--trace", log, "--from", "asm", "--map", "key=user_type")
+    assert (mapped.exit_code, mapped.stderr) == (0, "")
+
+
+def test_rule_warnings_go_to_stderr_as_simulate_prints_them(
+        files: dict[str, str], tmp_path: Path) -> None:
+    # The new rule 'reg-1' comes after 'reg', which takes every key it matches: it never
+    # applies, and the report alone shows it as an added rule with no requests.
+    shadowed = tmp_path / "shadowed.json"
+    shadowed.write_text(json.dumps([*OLD, {**OLD[0], "rate_limit_key_regex": "reg-1"}]))
+    result = _diff(files["old"], str(shadowed), "--trace", files["trace"], "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"{shadowed}:1:428: warning TL301 rule 3 ('reg-1') is shadowed: every key it matches "
+        "is taken first by rule 0 (e.g. 'reg-1' takes rule 0), so it never applies"]
+
+
+def test_a_class_no_key_matches_is_warned(files: dict[str, str]) -> None:
+    # 'regs' is a typo for 'reg': the gate measured 0 requests and passed without a word.
+    result = _diff(files["old"], files["new"], "--trace", files["trace"], "-f", "json",
+                   "--fail-if", "regs: newly_limited > 1%", "--class", "reg")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: no key in {files['trace']} matches the class 'regs': its figures are of no "
+        "requests (a --fail-if on it measures 0)\n")

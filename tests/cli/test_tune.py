@@ -44,7 +44,7 @@ def steady(tmp_path: Path) -> dict[str, str]:
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps([{"rate_limit_key_regex": "u", "max_tokens": 1000,
                                   "tokens_per_fill": 5, "fill_interval_second": 10,
-                                  "redis_expired_seconds": 600}]))
+                                  "redis_expired_seconds": 3600}]))  # refills before expiry
     return {"trace": str(trace), "rules": str(rules), "dir": str(tmp_path)}
 
 
@@ -62,7 +62,7 @@ def test_finds_the_known_optimum(steady: dict[str, str]) -> None:
     assert best["tokens_admitted"] == 360 * 30
     assert body["replayed"] <= 40
     assert [r.to_config() for r in load_rules(str(out)).rules] == [
-        Rule(0, "u", 1000, 30, 10, 600).to_config()]
+        Rule(0, "u", 1000, 30, 10, 3600).to_config()]
     assert sorted(p.name for p in Path(steady["dir"]).iterdir()) == [
         "rules.json", "steady.jsonl", "tuned.json"]  # no temporary file left behind
 
@@ -174,3 +174,76 @@ def test_a_price_goal_prices_each_keys_total_tokens_per_day(steady: dict[str, st
                     "--goal", "key_usd_per_day < 25.2", "--price", "2")
     assert tighter.exit_code == 1
     assert "misses key_usd_per_day < 25.2 (got $25.20)" in tighter.stderr
+
+
+def test_a_log_whose_keys_no_rule_matches_is_warned() -> None:
+    # --from asm without --map key=user_type: every candidate ties, the smallest is proposed.
+    result = _tune("--trace", str(SAMPLES / "logs" / "asm-access.jsonl"), "--from", "asm",
+                   "--rules", RULES, "--rule", "subscriber.*", "--goal", "limited <= 1%",
+                   "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: no request has a key that a rule matches (keys such as 'llm.example.com'): "
+        "the keys came from the log's 'authority' field; name the field that holds the "
+        "rate-limit key with --map key=FIELD\n")
+
+
+def test_a_tuned_rule_no_request_takes_is_warned(steady: dict[str, str]) -> None:
+    rules = Path(steady["dir"]) / "two.json"
+    rules.write_text(json.dumps([*json.loads(Path(steady["rules"]).read_text()),
+                                 {"rate_limit_key_regex": "vip", "max_tokens": 100,
+                                  "tokens_per_fill": 10, "fill_interval_second": 10,
+                                  "redis_expired_seconds": 600}]))
+    result = _tune("--trace", steady["trace"], "--rules", str(rules), "--rule", "vip",
+                   "--goal", "limited <= 100%", "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: no request in {steady['trace']} has a key that rule 1 ('vip') takes: "
+        "its numbers change nothing on this trace\n")
+
+
+def test_rule_warnings_go_to_stderr_as_simulate_prints_them(steady: dict[str, str]) -> None:
+    rules = Path(steady["dir"]) / "shadowed.json"
+    first = json.loads(Path(steady["rules"]).read_text())[0]
+    rules.write_text(json.dumps([first, {**first, "rate_limit_key_regex": "^u$"}]))
+    result = _tune("--trace", steady["trace"], "--rules", str(rules), "--rule", "0",
+                   "--goal", "limited <= 100%", "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"{rules}:1:159: warning TL301 rule 1 ('^u$') is shadowed: every key it matches is "
+        "taken first by rule 0 (e.g. 'u' takes rule 0), so it never applies"]
+
+
+def test_a_range_for_a_field_not_searched_is_a_usage_error() -> None:
+    # The bounds were ignored: the search ran over the default fields as if --range were absent.
+    result = _tune("--trace", TRACE, "--rules", RULES, "--rule", "0", "--goal", "limited <= 1%",
+                   "--range", "fill_interval_second=1..10")
+    assert result.exit_code == 2, result.output
+    flat = " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())
+    assert flat.endswith(
+        "Error Invalid value for --range: fill_interval_second is not searched (the fields "
+        "searched: tokens_per_fill, max_tokens); name it with --field too")
+
+
+def test_a_goal_on_a_class_no_key_matches_is_warned(steady: dict[str, str]) -> None:
+    # 'users' matches no key: the goal held for every candidate, whatever its numbers.
+    result = _tune("--trace", steady["trace"], "--rules", steady["rules"], "--rule", "u",
+                   "--goal", "users: limited <= 1%", "--goal", "u: limited <= 100%",
+                   "--budget", "4", "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: no key in {steady['trace']} matches the class 'users': a goal on it is "
+        "measured on no requests, as 0\n")
+
+
+def test_no_candidate_names_each_value_by_its_rule_when_several_are_tuned() -> None:
+    # Two rules tuned: 'tokens_per_fill=..., max_tokens=..., tokens_per_fill=...' did not
+    # say which value was whose.
+    result = _tune("--trace", TRACE, "--rules", RULES, "--rule", "0", "--rule", "1",
+                   "--goal", "limited < 0%", "--budget", "4")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "error: no candidate met every goal in 4 replays; the closest "
+        "(regular-user.*.tokens_per_fill=6, regular-user.*.max_tokens=25, "
+        "subscriber.*.tokens_per_fill=800, subscriber.*.max_tokens=8000) misses limited < 0% "
+        "(got 73.45%). Widen --range, raise --budget, or relax a goal.\n")

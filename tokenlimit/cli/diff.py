@@ -11,9 +11,9 @@ import typer
 from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.bucket.types import CHARGES, Charge
 from tokenlimit.cli import batch
-from tokenlimit.cli.options import FieldMapOption, LogPresetOption, trace_key_options
+from tokenlimit.cli.options import FieldMapOption, LogPresetOption, runnable, trace_key_options
 from tokenlimit.errors import ConfigError, TraceError
-from tokenlimit.rules import compile_go_regex, require_valid
+from tokenlimit.rules import compile_go_regex
 from tokenlimit.rules.figures import figures_of, number
 
 if TYPE_CHECKING:  # numpy loads when a diff runs, rich when a table is printed
@@ -117,6 +117,23 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ") or " "
 
 
+def _code(text: str) -> str:
+    """A regex or key as a code span: as plain text in a cell, markdown reads its ``*``, ``_``
+    and ``\\`` as emphasis and escapes (``.*-pro.*`` shows as ``.-pro.``, half in italics;
+    ``api\\.example`` as ``api.example``), so the reviewer reads another regex."""
+    fence, pad = ("``", " ") if "`" in text else ("`", "")
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _first_cell(text: str) -> str:
+    """A row's label: the rows of no rule and of all requests, and the empty key, as they read;
+    a regex, class or key as code."""
+    from tokenlimit.sim.rule_diff import NO_RULE, TOTAL
+    from tokenlimit.sim.trace_table import key_label
+
+    return text if text in (NO_RULE, TOTAL, key_label("")) else _code(text)
+
+
 def format_markdown(diff: TraceDiff, old: str, new: str) -> str:
     """GitHub-flavoured markdown, for a pull-request comment or ``$GITHUB_STEP_SUMMARY``."""
     lines = [f"### Rate-limit rules: `{old}` → `{new}`", "",
@@ -127,7 +144,8 @@ def format_markdown(diff: TraceDiff, old: str, new: str) -> str:
                   "|" + "|".join(":---" if i == 0 or h == "change" else "---:"
                              for i, h in enumerate(headings))
                   + "|"]
-        lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+        lines += ["| " + " | ".join(_cell(c) for c in [_first_cell(row[0]), *row[1:]]) + " |"
+                  for row in rows]
         lines.append("")
     return "\n".join(lines)
 
@@ -201,6 +219,11 @@ def diff(
     charged: Charge = "total" if charge == "total" else "completion"
     result = _run(old_source, new_source, trace_path, templates, key_field, log_fields, seed,
                   classes or [], charged, top)
+    unmatched = _no_rule_matched(result, log_fields, key_field)
+    if unmatched:
+        typer.echo(unmatched, err=True)
+    _warn_of_empty_classes(result, [*(classes or []), *(c.group for c in conditions
+                                                         if c.group is not None)])
     if output_format == "json":
         body = result.to_dict()
         body["old"], body["new"] = old_source, new_source
@@ -223,16 +246,34 @@ def _run(old_source: str, new_source: str, trace_path: str, templates: Sequence[
     from tokenlimit.rules.revisions import load_rules_source
     from tokenlimit.sim.rule_diff import diff_rules
 
-    old = load_rules_source(old_source)
-    new = load_rules_source(new_source)
-    require_valid(old)
-    require_valid(new)
+    old = runnable(load_rules_source(old_source))
+    new = runnable(load_rules_source(new_source))
     warn_if_too_large(trace_path, "diff", log=log_fields is not None)
     trace = read_trace(trace_path, key_templates=templates, key_field=key_field, seed=seed,
                        fields=log_fields)
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace_path)
     return diff_rules(trace, old.rules, new.rules, classes=classes, charge=charge, top=top)
+
+
+def _no_rule_matched(result: TraceDiff, fields: FieldMap | None,
+                     key_field: str | None) -> str | None:
+    """simulate's warning when no request has a key that either rule set matches: the report
+    then says "no change" (and every gate passes) only because the keys came from the wrong
+    field, as with a gateway log read with ``--from`` and no ``--map key=FIELD``."""
+    from tokenlimit.cli.simulate_hints import no_rule_message
+
+    if bool((result.old.rule >= 0).any()) or bool((result.new.rule >= 0).any()):
+        return None
+    return no_rule_message(result.trace.key_names, fields, key_field)
+
+
+def _warn_of_empty_classes(result: TraceDiff, patterns: Sequence[str]) -> None:
+    from tokenlimit.sim.conditions import unmatched_classes
+
+    for pattern in unmatched_classes(result.trace, patterns):
+        typer.echo(f"warning: no key in {result.trace.path} matches the class {pattern!r}: its "
+                   "figures are of no requests (a --fail-if on it measures 0)", err=True)
 
 
 def _breaches_json(result: TraceDiff, conditions: Sequence[Condition]) -> list[dict[str, object]]:

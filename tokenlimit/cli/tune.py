@@ -21,17 +21,20 @@ from tokenlimit.cli.options import (
     LogPresetOption,
     RulesOption,
     read_rules,
+    runnable,
     trace_key_options,
 )
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.files import check_writable
-from tokenlimit.rules import RuleMatcher, require_valid
+from tokenlimit.rules import RuleMatcher
 from tokenlimit.rules.model import INT_FIELDS, Rule
 
 if TYPE_CHECKING:
     from rich.console import Group
 
     from tokenlimit.sim.conditions import Condition
+    from tokenlimit.sim.log_fields import FieldMap
+    from tokenlimit.sim.trace_table import Trace
     from tokenlimit.sim.tune_goals import Scores
     from tokenlimit.sim.tuning import Candidate, TuneResult
 
@@ -143,6 +146,23 @@ def _candidate_json(result: TuneResult, candidate: Candidate) -> dict[str, Any]:
     }
 
 
+def _idle_targets(trace: Trace, rules: Sequence[Rule], chosen: Sequence[int],
+                  fields: FieldMap | None, key_field: str | None) -> list[str]:
+    """Warnings for tuned rules that no request's key takes: their numbers change nothing on
+    the trace, so candidates tie and the smallest numbers are proposed, a proposal the trace
+    says nothing about. When no key takes any rule, simulate's warning, which says where the
+    keys came from (a gateway log read with ``--from`` and no ``--map key=FIELD``)."""
+    from tokenlimit.cli.simulate_hints import no_rule_message
+    from tokenlimit.sim.engine import key_rules
+
+    taken = set(key_rules(rules, trace.key_names).tolist())
+    if not taken - {-1}:
+        return [no_rule_message(trace.key_names, fields, key_field)]
+    return [f"warning: no request in {trace.path} has a key that rule {i} ({rules[i].regex!r}) "
+            "takes: its numbers change nothing on this trace" for i in chosen
+            if i not in taken]
+
+
 def _write_rules(path: str, rules: Sequence[Rule]) -> None:
     from tokenlimit.files import write_atomic
 
@@ -238,9 +258,7 @@ def tune(
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--key-template") from None
     log_fields = trace_key_options(key_field, key_template, preset, mapping)
-    loaded = read_rules(rules_source, config_json, from_env)
-    require_valid(loaded)
-    rules = loaded.rules
+    rules = runnable(read_rules(rules_source, config_json, from_env)).rules
     try:
         chosen = sorted({_target(text, rules) for text in targets})
     except ConfigError as exc:
@@ -250,8 +268,13 @@ def tune(
     from tokenlimit.sim.tuning import dimensions_for
     from tokenlimit.sim.tuning import tune as search
 
+    searched = list(dict.fromkeys(fields or ["tokens_per_fill", "max_tokens"]))
+    unsearched = [field for field in bounds if field not in searched]
+    if unsearched:  # else its bounds would be ignored without a word
+        raise typer.BadParameter(f"{unsearched[0]} is not searched (the fields searched: "
+                                 f"{', '.join(searched)}); name it with --field too",
+                                 param_hint="--range")
     try:
-        searched = list(dict.fromkeys(fields or ["tokens_per_fill", "max_tokens"]))
         dimensions = dimensions_for(rules, chosen, searched, bounds)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc), param_hint="--field") from None
@@ -260,6 +283,13 @@ def tune(
                        fields=log_fields)
     if len(trace) == 0:
         raise TraceError("no requests in the trace", path=trace_path)
+    for warning in _idle_targets(trace, rules, chosen, log_fields, key_field):
+        typer.echo(warning, err=True)
+    from tokenlimit.sim.conditions import unmatched_classes
+
+    for pattern in unmatched_classes(trace, [g.group for g in parsed if g.group is not None]):
+        typer.echo(f"warning: no key in {trace.path} matches the class {pattern!r}: a goal on "
+                   "it is measured on no requests, as 0", err=True)
     charged: Charge = "total" if charge == "total" else "completion"
     with _progress() as step:
         result = search(trace, rules, dimensions, parsed, charge=charged, price_per_1k=price,
@@ -305,8 +335,9 @@ def _no_candidate(result: TuneResult) -> None:
     missed = [f"{g} (got {_measure(g, v)})"
               for g, v in zip(result.goals, closest.scores.measured, strict=True)
               if not g.holds(v)]
-    values = ", ".join(f"{d.field}={v}" for d, v in zip(result.dimensions, closest.values,
-                                                        strict=True))
+    several = len({d.rule for d in result.dimensions}) > 1  # then name each value's rule
+    values = ", ".join(f"{d.label(closest.rules) if several else d.field}={v}"
+                       for d, v in zip(result.dimensions, closest.values, strict=True))
     typer.echo(f"error: no candidate met every goal in {len(result.candidates)} replays; "
                f"the closest ({values}) misses {'; '.join(missed)}. Widen --range, raise "
                "--budget, or relax a goal.", err=True)

@@ -45,6 +45,8 @@ def read_at_revision(source: str) -> str:
         if "not a git repository" in reason:
             reason = "not inside a git repository (REV:PATH reads a file at a git revision)"
         raise RuleError(reason.removeprefix("fatal: "), path=source)
+    if done.stdout.startswith(f"tree {rev}:{path}\n".encode()):  # git show lists a folder
+        raise RuleError("is a directory at that revision, not a rules file", path=source)
     try:
         return done.stdout.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -106,3 +106,23 @@ def class_mask(trace: Trace, pattern: str) -> BoolArray:
     sums = np.concatenate(([0], np.cumsum(hits)))
     per_request: BoolArray = (sums[trace.key_ptr[1:]] - sums[trace.key_ptr[:-1]]) > 0
     return per_request
+
+
+def unmatched_classes(trace: Trace, patterns: Sequence[str]) -> list[str]:
+    """The key classes among ``patterns`` that no key of ``trace`` matches: a condition on
+    one is measured on no requests, as 0: a gate on a mistyped class (``subscribers:
+    newly_limited > 1%``) never fails, and such a goal always holds (``diff`` and ``tune`` warn
+    of them).
+
+    >>> from tokenlimit.sim.records import TraceRequest
+    >>> from tokenlimit.sim.trace_table import trace_from_requests
+    >>> t = trace_from_requests([TraceRequest(0, 0.0, ("subscriber-1",))])
+    >>> unmatched_classes(t, ["subscriber", "subscribers", "subscriber"])
+    ['subscribers']
+    """
+    unmatched = []
+    for pattern in dict.fromkeys(patterns):
+        compiled = compile_go_regex(pattern)
+        if not any(compiled.search(name) is not None for name in trace.key_names):
+            unmatched.append(pattern)
+    return unmatched
