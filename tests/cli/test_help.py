@@ -170,12 +170,12 @@ def test_rules_help_says_what_runs_without_it(command: str, default: str) -> Non
 @pytest.mark.parametrize("command", ["diff", "tune"])
 def test_trace_help_names_every_format_simulate_reads(command: str) -> None:
     # diff and tune read traces with simulate's reader (Parquet and .zst included), yet their
-    # help said "JSON Lines or CSV (.gz too)".
+    # help said "JSON Lines or CSV (.gz too)", and later nothing of folders, globs and URLs.
     text = runner.invoke(app, [command, "--help"], env=WIDE).output
     trace_line = next(line for line in text.splitlines() if line.startswith("│ *  --trace"))
     assert trace_line.split("TRACE", 1)[1].split("│")[0].strip() == (
-        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads. "
-        "[required]")
+        "Trace: JSON Lines, CSV or Parquet (.gz or .zst too), a path, a URL, or a folder or "
+        "glob of files read as one, as simulate reads. [required]")
 
 
 def test_trace_generate_help_gives_the_units_and_defaults() -> None:

@@ -156,7 +156,8 @@ def diff(
         "file at a git revision (e.g. origin/main:rules.json)."))],
     new_source: Annotated[str, typer.Argument(metavar="NEW", help="The proposed rules, as OLD.")],
     trace_path: Annotated[str, typer.Option("--trace", "-t", metavar="TRACE", help=(
-        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads."))],
+        "Trace: JSON Lines, CSV or Parquet (.gz or .zst too), a path, a URL, or a folder or "
+        "glob of files read as one, as simulate reads."))],
     classes: Annotated[list[str] | None, typer.Option(
         "--class", metavar="REGEX",
         help="Also report the requests with a key matching REGEX (repeatable).")] = None,

@@ -172,7 +172,8 @@ def _write_rules(path: str, rules: Sequence[Rule]) -> None:
 
 def tune(
     trace_path: Annotated[str, typer.Option("--trace", "-t", metavar="TRACE", help=(
-        "Trace file: JSON Lines, CSV or Parquet (.gz or .zst too), as simulate reads."))],
+        "Trace: JSON Lines, CSV or Parquet (.gz or .zst too), a path, a URL, or a folder or "
+        "glob of files read as one, as simulate reads."))],
     goals: Annotated[list[str], typer.Option(
         "--goal", "-g", metavar="[CLASS: ]METRIC OP N[%]",
         help="A goal every printed candidate meets (repeatable): limited (requests; % of the "
