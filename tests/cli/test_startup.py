@@ -187,15 +187,21 @@ def test_a_program_that_imports_tokenlimit_keeps_its_cycle_collection() -> None:
 def test_what_loading_the_replay_made_is_set_aside_from_cycle_collection_too() -> None:
     """Loading numba and polars while the collector is paused makes about 150,000 objects
     that live as long as the process; the first collection after walked them all (0.045 s
-    at the end of a 10-million-request replay, on one core)."""
+    at the end of a 10-million-request replay, on one core). The console script sets them
+    aside as it did the start-up's; an in-process caller's collector is left as it was."""
     from tokenlimit.cli.simulate import _collector_paused
 
-    before = gc.get_freeze_count()
+    gc.unfreeze()
     try:
         with _collector_paused():
             made: list[list[int]] = [[] for _ in range(5000)]
+        assert (gc.isenabled(), gc.get_freeze_count(), len(made)) == (True, 0, 5000)
+        gc.freeze()  # as cli.main.run does
+        before = gc.get_freeze_count()
+        with _collector_paused():
+            loaded: list[list[int]] = [[] for _ in range(5000)]
         assert gc.isenabled()
-        assert gc.get_freeze_count() >= before + len(made)
+        assert gc.get_freeze_count() >= before + len(loaded)
         assert gc.get_count()[0] < 100  # nothing left for the next collection to walk
     finally:
         gc.unfreeze()

@@ -57,9 +57,10 @@ def read_trace(path: str, **options: Any) -> Trace:
 def _collector_paused() -> Iterator[None]:
     """Python's cycle collector off while the trace is read and replayed: loading numba and
     polars meanwhile sets it off again and again (5% of the CPU on a 10-million-request
-    trace) over objects that all stay alive. On the way out they are set aside, as the
-    start-up's are (``cli.main.run``): the first collection after would walk them all
-    (150,000 objects, 0.045 s on one core after the replay's threads are done)."""
+    trace) over objects that all stay alive. On the way out, in a process that set the
+    start-up's objects aside (the console script, ``cli.main.run``), they are set aside too:
+    the first collection after would walk them all (150,000 objects, 0.045 s on one core
+    after the replay's threads are done). An in-process caller's collector is left as it was."""
     import gc
 
     enabled = gc.isenabled()
@@ -68,7 +69,8 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            gc.freeze()
+            if gc.get_freeze_count():
+                gc.freeze()
             gc.enable()
 
 

@@ -391,9 +391,9 @@ def _keys(frame: pl.DataFrame, key_field: str | None) -> tuple[Any, Any, tuple[s
     has_keys = key_field is None and "keys" in frame.columns
     if field in frame.columns and not has_keys:
         series = frame[field]
-        if (key_field is not None and series.dtype.is_integer()) or isinstance(series.dtype,
-                                                                             pl.Enum):
-            series = series.cast(pl.String)  # an Enum's order is its own, not the file's
+        enum = isinstance(series.dtype, pl.Enum)  # its order is its own, not the file's
+        if enum or (key_field is not None and series.dtype.is_integer()):
+            series = series.cast(pl.String)
         if series.dtype not in (pl.String, pl.Categorical) or series.null_count():
             raise Declined
         ptr = np.arange(n + 1, dtype=np.int64)

@@ -97,9 +97,7 @@ def class_mask(trace: Trace, pattern: str) -> BoolArray:
     >>> class_mask(t, "sub").tolist()
     [True, False]
     """
-    compiled = compile_go_regex(pattern)
-    key_hit = np.array([compiled.search(name) is not None for name in trace.key_names],
-                       dtype=np.bool_)
+    key_hit = key_matches(trace, pattern)
     if key_hit.shape[0] == 0:
         return np.zeros(len(trace), dtype=np.bool_)
     hits = key_hit[trace.key_index].astype(np.int64)
@@ -120,9 +118,12 @@ def unmatched_classes(trace: Trace, patterns: Sequence[str]) -> list[str]:
     >>> unmatched_classes(t, ["subscriber", "subscribers", "subscriber"])
     ['subscribers']
     """
-    unmatched = []
-    for pattern in dict.fromkeys(patterns):
-        compiled = compile_go_regex(pattern)
-        if not any(compiled.search(name) is not None for name in trace.key_names):
-            unmatched.append(pattern)
-    return unmatched
+    return [pattern for pattern in dict.fromkeys(patterns)
+            if not key_matches(trace, pattern).any()]
+
+
+def key_matches(trace: Trace, pattern: str) -> BoolArray:
+    """Which of the trace's keys (``key_names``) ``pattern`` matches (searched, unanchored)."""
+    compiled = compile_go_regex(pattern)
+    return np.array([compiled.search(name) is not None for name in trace.key_names],
+                    dtype=np.bool_)

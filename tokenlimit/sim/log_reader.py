@@ -97,7 +97,7 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
     # absent; so does Envoy's "-" for the header (it was the key "-", a key of its own that
     # no request has); a key field no line has shows in the report's warning that no key
     # matches.
-    canonical["key"] = (_as_text_or_number(columns["key"][1].cast(pl.String)).fill_null("")
+    canonical["key"] = (_absent_as_null(columns["key"][1].cast(pl.String)).fill_null("")
                         if "key" in columns else pl.repeat("", n, dtype=pl.String, eager=True))
     if "latency" in columns:
         seconds = _numbers(columns["latency"][0], columns["latency"][1], located)
@@ -116,7 +116,7 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
                              path=name, line=located.line(_first(negative)), field=source)
     status = None
     if "status" in columns:
-        status = _as_text_or_number(columns["status"][1].cast(pl.String))
+        status = _absent_as_null(columns["status"][1].cast(pl.String))
         canonical["status"] = status
     limited = (status == LIMITED_STATUS).fill_null(False) if status is not None else None
     for trace_field in ("prompt_tokens", "completion_tokens", "total_tokens"):
@@ -312,7 +312,7 @@ def _json_objects(field: str, values: pl.Series, located: Locator) -> pl.Series:
     """A field's JSON objects printed as text (``-`` or empty: none), as a struct column."""
     import polars as pl
 
-    text = _as_text_or_number(values)
+    text = _absent_as_null(values)
     try:
         return text.str.json_decode(infer_schema_length=None)
     except pl.exceptions.PolarsError:
@@ -328,7 +328,9 @@ def _json_objects(field: str, values: pl.Series, located: Locator) -> pl.Series:
                          field=field) from None
 
 
-def _as_text_or_number(values: pl.Series) -> pl.Series:
+def _absent_as_null(values: pl.Series) -> pl.Series:
+    """Text values with Envoy's ``-`` and empty text (``ABSENT``) as null; other values as
+    they are."""
     import polars as pl
 
     if values.dtype == pl.String:
@@ -340,7 +342,7 @@ def _numbers(field: str, values: pl.Series, located: Locator) -> pl.Series:
     """Float64 values (text such as "21" converted; absent as null)."""
     import polars as pl
 
-    values = _as_text_or_number(values)
+    values = _absent_as_null(values)
     if values.dtype == pl.Boolean or not (values.dtype == pl.String or
                                           values.dtype.is_numeric()):
         raise TraceError(f"expected numbers, the log has {values.dtype}", path=located.name,
@@ -405,7 +407,7 @@ def _instants(field: str, values: pl.Series, unit: str, located: Locator) -> Ins
     timestamps."""
     import polars as pl
 
-    values = _as_text_or_number(values)
+    values = _absent_as_null(values)
     if values.dtype == pl.String:
         numeric = values.cast(pl.Float64, strict=False)
         if numeric.is_null().sum() == values.is_null().sum():
