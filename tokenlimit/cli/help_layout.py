@@ -27,6 +27,8 @@ from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from tokenlimit.cli.plain_values import convert_plain_values
+
 
 def _no_type_column(ctx: Any) -> None:
     return None
@@ -154,7 +156,9 @@ class TidyHelp:
     def get_params(self, ctx: Any) -> list[Any]:
         # Every parameter passes here before help is written, the help option and the
         # completion options Typer adds after the command is built included.
+        # Before the values are parsed too: plain values convert without pydantic.
         params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        convert_plain_values(params)
         for param in params:
             tidy_parameter(param, ctx)
         return params
