@@ -7,7 +7,9 @@ stderr and exit status 1; usage errors exit 2 (click's convention); no traceback
 from __future__ import annotations
 
 import gc
+import os
 import signal
+import sys
 from typing import Any
 
 import typer
@@ -113,6 +115,20 @@ _register()
 _reflow_commands(app)
 
 
+def _build_only_the_command_that_runs(argv: list[str]) -> None:
+    """Typer builds every command (each one's options from its signature) before it parses
+    the command line: 0.035 s of each start. When the first word names a command or group,
+    only that one is built; nothing of the others shows in what it prints (its help and
+    errors name only itself). Shell completion, which lists the others, builds them all."""
+    if not argv or any(name.endswith("_COMPLETE") for name in os.environ):
+        return
+    commands = [info for info in app.registered_commands
+                if info.name == argv[0]]
+    groups = [info for info in app.registered_groups if info.name == argv[0]]
+    if commands or groups:
+        app.registered_commands, app.registered_groups = commands, groups
+
+
 def run() -> None:
     """Console-script entry point."""
     # tokenlimit.cli let Ctrl-C end the process while modules loaded; from here on it is a
@@ -123,6 +139,7 @@ def run() -> None:
     # `validate --format json`, 0.14 s of `simulate` on ten million requests).
     gc.freeze()
     batch.forget()
+    _build_only_the_command_that_runs(sys.argv[1:])
     try:
         app()
     except SystemExit as exc:
