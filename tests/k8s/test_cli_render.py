@@ -80,6 +80,37 @@ def test_render_wasmplugin_and_service_are_the_parts_of_all() -> None:
     assert plugin.startswith("---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n")
 
 
+def test_values_kubectl_would_read_as_booleans_or_numbers_are_quoted() -> None:
+    # kubectl reads YAML with Go's yaml.v2: plain y, n, 1e3, 0o17, 0X1F, 1.5e3 and 1_0 are
+    # booleans and numbers there (PyYAML reads them as strings, so it did not quote them), and
+    # the API server refused `app: y` or `version: 1e3` in matchLabels as not a string.
+    code, out, err = invoke(["render", "wasmplugin", "--namespace", "y", "--selector", "app=n",
+                             "--selector", "version=1e3", "--selector", "octal=0o17",
+                             "--selector", "hex=0X1F", "--selector", "exp=1.5e3",
+                             "--selector", "digits=1_0", "--selector", "cpu=50m",
+                             "--llm-host", "1e5"])
+    assert (code, err) == (0, "")
+    assert out.splitlines()[4:20] == [
+        "  name: llm-token-ratelimit",
+        "  namespace: 'y'",
+        "spec:",
+        "  failStrategy: FAIL_OPEN",
+        "  imagePullPolicy: IfNotPresent",
+        "  selector:",
+        "    matchLabels:",
+        "      app: 'n'",
+        "      version: '1e3'",
+        "      octal: '0o17'",
+        "      hex: '0X1F'",
+        "      exp: '1.5e3'",
+        "      digits: '1_0'",
+        "      cpu: 50m",
+        "  match:",
+        "    - mode: CLIENT",
+    ]
+    assert "          exact: '1e5'\n" in out
+
+
 def test_render_wasmplugin_with_rules_validates_them() -> None:
     bad = '[{"rate_limit_key_regex":"a","max_tokens":1,"tokens_per_fill":1,' \
           '"fill_interval_second":0,"redis_expired_seconds":5}]'

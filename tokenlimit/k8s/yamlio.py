@@ -8,6 +8,7 @@ style), and every document starts with ``---``.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,43 @@ import yaml
 from tokenlimit.errors import ConfigError
 from tokenlimit.files import publish, staged_file
 
+# kubectl reads YAML with Go's yaml.v2 (through sigs.k8s.io/yaml), which resolves more plain
+# scalars to booleans and numbers than PyYAML does: y/n, 1e3, 0o17, 0X1F, 1.5e3, 1_0. PyYAML
+# quotes only what it would itself resolve, so `app: y` or `version: 1e3` would reach the API
+# server as true or 1000 and be refused ("cannot unmarshal bool into ... string").
+_GO_BOOLS = frozenset(("y", "Y", "n", "N"))
+_GO_INT = re.compile(r"[-+]?(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|0[0-7]*|[1-9][0-9]*)")
+_GO_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def go_yaml_reads_as_string(text: str) -> bool:
+    """Whether Go's yaml.v2 (kubectl's reader) takes ``text``, written plain, as a string.
+
+    >>> [go_yaml_reads_as_string(s) for s in ("50m", "y", "1e3", "0o17", "v1")]
+    [True, False, False, False, True]
+    """
+    if text in _GO_BOOLS:
+        return False
+    if text[:1] not in set("+-.0123456789"):
+        return True
+    plain = text.replace("_", "")  # yaml.v2 drops underscores before parsing numbers
+    return not (_GO_INT.fullmatch(plain) or _GO_FLOAT.fullmatch(plain))
+
 
 class _ManifestDumper(yaml.SafeDumper):
-    """SafeDumper that indents block sequences under their parent key."""
+    """SafeDumper that indents block sequences under their parent key and quotes strings
+    that kubectl's YAML reader would otherwise take for booleans or numbers."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = None if go_yaml_reads_as_string(text) else "'"
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_ManifestDumper.add_representer(str, _represent_str)
 
 
 def format_manifests(objects: Sequence[dict[str, Any]]) -> str:
