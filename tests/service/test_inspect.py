@@ -298,3 +298,30 @@ def test_ctrl_c_ends_a_watch_quietly(redis_server: RedisServer, tmp_path: Path) 
             process.kill()
             process.wait(timeout=5)
     assert (process.returncode, err) == (0, "")
+
+
+def _fill_raw(server: RedisServer, *entries: tuple[bytes, bytes]) -> None:
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
+        for name, value in entries:
+            client.set(name, value)
+
+
+def _rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("│").split("│")]
+            for line in text.splitlines() if line.startswith("│ ") and line[2] != " "]
+
+
+def test_keys_and_regexes_are_shown_as_written_not_as_markup(redis_server: RedisServer) -> None:
+    # Square brackets in a key or a regex were read as Rich markup: 'user[/]' ended in a
+    # MarkupError traceback, '[red]x' was shown as a red 'x'.
+    _fill_raw(redis_server, (b"user[/]", b"7"), (b"[red]x", b"3"))
+    rules = ('[{"rate_limit_key_regex":"^user\\\\[/]","max_tokens":10,"tokens_per_fill":5,'
+             '"fill_interval_second":60,"redis_expired_seconds":600}]')
+    result = _inspect("--config-json", rules, "--redis-url", redis_server.url)
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert [row[:3] for row in rows] == [["[red]x", "-", "3"], ["user[/]", "0 ^user\\[/]", "7"]]
+    assert rows[1][8].startswith("no refill time: the next check restarts it at 5")
+

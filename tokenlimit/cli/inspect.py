@@ -56,15 +56,17 @@ def format_states(states: Sequence[KeyState], now: float, where: str) -> Group:
     """The text report: one row per key."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     noun = "key" if len(states) == 1 else "keys"
-    table = Table(title=f"{where} at {_utc(now)} UTC: {len(states)} {noun}",
+    # Text, never markup: keys and regexes are anyone's ('user[/]', '[red]x').
+    table = Table(title=Text(f"{where} at {_utc(now)} UTC: {len(states)} {noun}"),
                   title_justify="left")
     for i, name in enumerate(("key", "rule", "balance", "last refill (UTC)", "next refill",
                               "refill adds", "TTL", "admitted again", "state")):
         table.add_column(name, justify="right" if i in (2, 5, 6) else "left")
     for state in states:
-        table.add_row(*_cells(state, now))
+        table.add_row(*(Text(cell) for cell in _cells(state, now)))
     return Group(table)
 
 
