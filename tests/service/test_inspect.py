@@ -19,7 +19,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import RedisServer, start_redis
+from tests.conftest import SAMPLES, RedisServer, start_redis
 from tests.service.conftest import RedisCluster
 from tests.service.helpers import check, report
 from tests.service.redis_helpers import injected_start
@@ -325,3 +325,34 @@ def test_keys_and_regexes_are_shown_as_written_not_as_markup(redis_server: Redis
     assert [row[:3] for row in rows] == [["[red]x", "-", "3"], ["user[/]", "0 ^user\\[/]", "7"]]
     assert rows[1][8].startswith("no refill time: the next check restarts it at 5")
 
+
+def test_names_that_are_not_utf8(redis_server: RedisServer) -> None:
+    # A name SCAN found that is not UTF-8 (another application's) ended in a UnicodeEncodeError
+    # traceback. The service never writes one (Go reads each bad byte of a key as U+FFFD); a
+    # KEY given with a bad byte is looked up as the service keeps it, with U+FFFD.
+    replaced = "regular-user-\ufffd".encode()
+    _fill_raw(redis_server, (b"bin\xff\xfekey", b"3"), (b"regular-user-\xff", b"9"),
+              (replaced, b"-5"), (replaced + b"_last_fill_time", b"1000"))
+    rules = str(SAMPLES / "rules.json")
+    scanned = _inspect("--rules", rules, "--redis-url", redis_server.url, "--now", "1010",
+                       "-f", "json")
+    assert scanned.exit_code == 0, scanned.output
+    states = {s["key"]: s for s in json.loads(scanned.stdout)["keys"]}
+    assert sorted(states) == ["bin\\xff\\xfekey", "regular-user-\\xff", "regular-user-\ufffd"]
+    foreign = ("not a bucket: the name is not UTF-8 (the service reads each such byte of a "
+               "key as U+FFFD, so it never writes this name)")
+    for name in ("bin\\xff\\xfekey", "regular-user-\\xff"):
+        assert (states[name]["rule"], states[name]["balance"], states[name]["state"]) == (
+            None, None, foreign)
+    assert (states["regular-user-\ufffd"]["rule"], states["regular-user-\ufffd"]["balance"],
+            states["regular-user-\ufffd"]["state"]) == (0, -5, "limited")
+    text = _inspect("--rules", rules, "--redis-url", redis_server.url, "--now", "1010")
+    assert text.exit_code == 0, text.output
+    assert [row[:3] for row in _rows(text.stdout)] == [
+        ["bin\\xff\\xfekey", "-", "-"], ["regular-user-\\xff", "-", "-"],
+        ["regular-user-\ufffd", "0 regular-user.*", "-5"]]
+    given = _inspect("regular-user-\udcff", "--rules", rules, "--redis-url", redis_server.url,
+                     "--now", "1010", "-f", "json")
+    assert given.exit_code == 0, given.output
+    assert [(s["key"], s["balance"]) for s in json.loads(given.stdout)["keys"]] == [
+        ("regular-user-\ufffd", -5)]

@@ -16,6 +16,7 @@ import typer
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.rules import RuleMatcher, require_valid
 from tokenlimit.rules.figures import duration
+from tokenlimit.rules.gomatch import go_string
 
 if TYPE_CHECKING:  # rich loads when a table is printed
     from rich.console import Console, Group
@@ -186,14 +187,16 @@ def _shown(url: str) -> str:
 def _states(reader: BucketReader, rules: Sequence[Rule], keys: Sequence[str],
             match: str | None, top: int | None, limit: int,
             now: float | None) -> tuple[list[KeyState], float]:
-    from tokenlimit.service.inspection import key_state
+    from tokenlimit.service.inspection import NOT_UTF8, key_state
 
     matcher = RuleMatcher(rules)
     now_ms = reader.now_ms() if now is None else round(now * 1000)
-    names = list(keys) or reader.scan(match or "*", limit)
+    # A KEY given that is not UTF-8 reaches the service inside JSON, where Go reads each bad
+    # byte as U+FFFD: read the key the service keeps.
+    names = [go_string(key) for key in keys] or reader.scan(match or "*", limit)
     states = []
     for stored in reader.read(names):
-        index = matcher.index_for(stored.key)
+        index = None if stored.problem == NOT_UTF8 else matcher.index_for(stored.key)
         rule = None if index is None else matcher.rules[index]
         states.append(key_state(stored, index, rule, now_ms))
     if top is not None:

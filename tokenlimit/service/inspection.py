@@ -31,6 +31,25 @@ from typing import Any
 from tokenlimit.bucket.script import refill
 from tokenlimit.rules.model import Rule
 
+# The service decodes keys from JSON with Go, which reads each byte that is not UTF-8 as
+# U+FFFD: a Redis name that is not UTF-8 was written by something else.
+NOT_UTF8 = ("not a bucket: the name is not UTF-8 (the service reads each such byte of a key "
+            "as U+FFFD, so it never writes this name)")
+
+
+def is_service_key(key: str) -> bool:
+    """Whether the service could hold ``key`` (read with surrogate escapes for bad bytes)."""
+    return not any("\udc80" <= ch <= "\udcff" for ch in key)
+
+
+def shown_key(key: str) -> str:
+    """``key`` printable: each byte that is not UTF-8 as ``\\xNN``.
+
+    >>> shown_key(b"bin\\xffkey".decode("utf-8", "surrogateescape"))
+    'bin\\\\xffkey'
+    """
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
 
 @dataclass(frozen=True, slots=True)
 class StoredBucket:
