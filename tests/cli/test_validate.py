@@ -104,6 +104,45 @@ def test_sources_env_stdin_and_yaml_agree() -> None:
     assert summaries == [{"errors": 0, "warnings": 0, "infos": 7}] * 4
 
 
+def _deployment_as_kubectl_json(rules: str, *, as_list: bool) -> str:
+    """A Deployment as `kubectl get deploy NAME -o json` writes it (a List without NAME)."""
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ratelimit"},
+        "spec": {"template": {"spec": {"containers": [{"name": "svc", "image": "x", "env": [
+            {"name": "REDIS_ADDRESS", "value": "redis:6379"},
+            {"name": "RATE_LIMIT_CONFIG", "value": rules}]}]}}}}
+    obj = {"apiVersion": "v1", "kind": "List", "items": [deployment]} if as_list else deployment
+    return json.dumps(obj, indent=4) + "\n"
+
+
+@pytest.mark.parametrize(("as_list", "line", "column"), [(False, 21, 42), (True, 25, 50)])
+def test_a_manifest_from_kubectl_get_o_json(tmp_path: Path, as_list: bool, line: int,
+                                            column: int) -> None:
+    # It was read as the rules themselves: "TL100 ... must be a JSON array of rules, not
+    # object", whatever RATE_LIMIT_CONFIG held.
+    rules = json.dumps([{"rate_limit_key_regex": "a(?!b)", "max_tokens": 200,
+                         "tokens_per_fill": 50, "fill_interval_second": 30,
+                         "redis_expired_seconds": 300}], indent=2)
+    text = _deployment_as_kubectl_json(rules, as_list=as_list)
+    path = tmp_path / "deploy.json"
+    path.write_text(text)
+    for source, stdin, shown in ((str(path), None, str(path)), ("-", text, "<stdin>")):
+        result = _invoke(source, "--format", "github", "--min-severity", "error", stdin=stdin)
+        assert result.exit_code == 1, result.output
+        where = f"file={shown},line={line},col={column}::" if source != "-" else "::"
+        assert result.output == (
+            f"::error {where}TL107 regex 'a(?!b)' is refused by Go's regexp (error parsing "
+            "regexp: invalid or unsupported Perl syntax: `(?!`): the service exits at "
+            "start-up\n").replace("::error ::", "::error::")
+    good = _invoke("-", "-f", "json", stdin=_deployment_as_kubectl_json(
+        (SAMPLES / "rules.json").read_text(), as_list=as_list))
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.output)["summary"] == {"errors": 0, "warnings": 0, "infos": 7}
+    other = _invoke("-", stdin='{"apiVersion": "v1", "kind": "Service", "metadata": {}}')
+    assert other.exit_code == 1
+    assert "error TL100 <stdin>:1:1: no RATE_LIMIT_CONFIG found" in other.output
+
+
 def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('[\n  {"max_tokens": 1,}\n]')

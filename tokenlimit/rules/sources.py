@@ -8,6 +8,7 @@ and positions inside the embedded JSON are mapped back to the manifest's lines.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -110,6 +111,8 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     # A byte order mark is fine before YAML, but Go's JSON decoder refuses it (the service
     # exits), so JSON keeps it and the JSON reader reports it.
     stripped = text.removeprefix("\ufeff").lstrip()
+    if stripped[:1] == "{" and _is_json_manifest(stripped):
+        return _from_yaml(text.removeprefix("\ufeff"), path)  # JSON is YAML
     if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
         replaced: list[Replacement] = []
         decoded = decode_rules(parse_json(text, path, replaced=replaced), path)
@@ -121,6 +124,17 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
         raise RuleError("not UTF-8 text: YAML and Kubernetes manifests must be UTF-8",
                         path=path, line=line, column=column)
     return _from_yaml(text.removeprefix("\ufeff"), path)
+
+
+def _is_json_manifest(text: str) -> bool:
+    """Whether ``text`` is a Kubernetes object in JSON (``kubectl get deploy x -o json``),
+    not rules: an object with string ``apiVersion`` and ``kind``."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("apiVersion"), str)
+            and isinstance(data.get("kind"), str))
 
 
 def _replacement_findings(replaced: list[Replacement],
