@@ -143,6 +143,31 @@ def test_a_manifest_from_kubectl_get_o_json(tmp_path: Path, as_list: bool, line:
     assert "error TL100 <stdin>:1:1: no RATE_LIMIT_CONFIG found" in other.output
 
 
+def test_a_null_field_is_a_missing_field(tmp_path: Path) -> None:
+    # Go leaves a field it reads as null at its zero value, as if it were missing; a YAML
+    # `max_tokens:` with no value (or a template's unset value) passed with exit 0: the regex
+    # became '' (every key, shadowing the rules after it) and max_tokens 0, a mere warning.
+    path = tmp_path / "rules.yaml"
+    path.write_text("- rate_limit_key_regex:\n  max_tokens: ~\n  tokens_per_fill: 10\n"
+                    "  fill_interval_second: 60\n  redis_expired_seconds: 600\n")
+    result = _invoke(str(path), "--format", "github", "--min-severity", "error")
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"::error file={path},line=1,col=24::TL106 rule 0 has 'rate_limit_key_regex' null: "
+        "the service reads that as no value and silently uses an empty regex, which matches "
+        "every key\n"
+        f"::error file={path},line=2,col=15::TL106 rule 0 has 'max_tokens' null: the service "
+        "reads that as no value and silently uses 0\n")
+    # A null after a value changes nothing in Go: the value stays, as TL207 says.
+    kept = _invoke("--config-json", '[{"rate_limit_key_regex": "^a", "max_tokens": 5, '
+                   '"max_tokens": null, "tokens_per_fill": 5, "fill_interval_second": 60, '
+                   '"redis_expired_seconds": 600}]', "-f", "json")
+    assert kept.exit_code == 0, kept.output
+    body = json.loads(kept.output)
+    assert body["rules"][0]["max_tokens"] == 5
+    assert [f["code"] for f in body["findings"] if f["severity"] != "info"] == ["TL207"]
+
+
 def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('[\n  {"max_tokens": 1,}\n]')
