@@ -356,3 +356,36 @@ def test_names_that_are_not_utf8(redis_server: RedisServer) -> None:
     assert given.exit_code == 0, given.output
     assert [(s["key"], s["balance"]) for s in json.loads(given.stdout)["keys"]] == [
         ("regular-user-\ufffd", -5)]
+
+
+def test_the_services_environment_with_a_password_of_url_characters() -> None:
+    # REDIS_PASSWORD went into the URL as it was: what follows its '@' was read as the host
+    # (here loopback port 9: "Connection refused"; 'p@ss' connected to a host named 'ss').
+    password = "pw@127.0.0.1:9/x#1%"
+    server = start_redis(password=password)
+    try:
+        _fill_raw_with_password(server, password, (b"regular-user-1", b"-20"),
+                                (b"regular-user-1_last_fill_time", b"1000"))
+        env = {"REDIS_ADDRESS": server.address, "REDIS_PASSWORD": password,
+               "REDIS_DB_INDEX": "0"}
+        result = runner.invoke(app, ["inspect", "--rules", str(SAMPLES / "rules.json"),
+                                     "--now", "1010", "-f", "json"], env=env)
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.stdout)
+        assert body["redis"] == f"redis://{server.address}/0"
+        assert [(s["key"], s["balance"], s["state"]) for s in body["keys"]] == [
+            ("regular-user-1", -20, "limited")]
+        assert "127.0.0.1:9" not in result.output
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def _fill_raw_with_password(server: RedisServer, password: str,
+                            *entries: tuple[bytes, bytes]) -> None:
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=server.port, password=password,
+                     socket_timeout=5) as client:
+        for name, value in entries:
+            client.set(name, value)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -80,7 +81,9 @@ def _redis_url(url: str | None) -> str:
         return "redis://127.0.0.1:6379/0"
     password = os.environ.get("REDIS_PASSWORD")
     db = os.environ.get("REDIS_DB_INDEX", "0").strip()
-    auth = f":{password}@" if password else ""
+    # Percent-encoded: a password holding @, /, : or # would otherwise end the URL's user
+    # part early, and the rest be read as the host ("p@ss" connected to host "ss").
+    auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{address}/{db if db.isdigit() else 0}"
 
 
