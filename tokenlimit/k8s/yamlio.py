@@ -41,6 +41,27 @@ def go_yaml_reads_as_string(text: str) -> bool:
     return not (_GO_INT.fullmatch(plain) or _GO_FLOAT.fullmatch(plain))
 
 
+def go_yaml_value(text: str) -> bool | int | float | str:
+    """What Go's yaml.v2 makes of ``text`` written plain (PyYAML having read it as a string).
+
+    >>> [go_yaml_value(s) for s in ("y", "1e3", "0o17", "0755", "-0x1F", "v1")]
+    [True, 1000.0, 15, 493, -31, 'v1']
+    """
+    if go_yaml_reads_as_string(text):
+        return text
+    if text in _GO_BOOLS:
+        return text in ("y", "Y")
+    plain = text.replace("_", "")
+    if not _GO_INT.fullmatch(plain):
+        return float(plain)
+    sign = -1 if plain[0] == "-" else 1
+    digits = plain.lstrip("+-")
+    base = {"x": 16, "b": 2, "o": 8}.get(digits[1:2].lower(), 8 if digits[:1] == "0" else 10)
+    if base != 10 and digits[1:2].isalpha():
+        digits = digits[2:]
+    return sign * int(digits or "0", base)
+
+
 class _ManifestDumper(yaml.SafeDumper):
     """SafeDumper that indents block sequences under their parent key and quotes strings
     that kubectl's YAML reader would otherwise take for booleans or numbers."""
