@@ -115,7 +115,7 @@ def _deployment_as_kubectl_json(rules: str, *, as_list: bool) -> str:
     return json.dumps(obj, indent=4) + "\n"
 
 
-@pytest.mark.parametrize(("as_list", "line", "column"), [(False, 21, 42), (True, 25, 50)])
+@pytest.mark.parametrize(("as_list", "line", "column"), [(False, 21, 81), (True, 25, 89)])
 def test_a_manifest_from_kubectl_get_o_json(tmp_path: Path, as_list: bool, line: int,
                                             column: int) -> None:
     # It was read as the rules themselves: "TL100 ... must be a JSON array of rules, not
@@ -166,6 +166,58 @@ def test_a_null_field_is_a_missing_field(tmp_path: Path) -> None:
     body = json.loads(kept.output)
     assert body["rules"][0]["max_tokens"] == 5
     assert [f["code"] for f in body["findings"] if f["severity"] != "info"] == ["TL207"]
+
+
+FOLDED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rl
+spec:
+  template:
+    spec:
+      containers:
+      - env:
+        - name: RATE_LIMIT_CONFIG
+          value: '[{"rate_limit_key_regex": "regular-user.*", "max_tokens": 200, "tokens_per_fill":
+            50, "fill_interval_second": 30, "redis_expired_seconds": 300}, {"rate_limit_key_regex":
+            "subscriber.*", "max_tokens": 1000, "tokens_per_fill": 100, "fill_interval_second":
+            0, "redis_expired_seconds": 600}]'
+        image: x
+        name: rl
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: quoted}
+data:
+  RATE_LIMIT_CONFIG: "[{\\"rate_limit_key_regex\\": \\"(?=a)\\", \\"max_tokens\\": 1}]"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: single}
+data:
+  RATE_LIMIT_CONFIG: '[{"rate_limit_key_regex": "it''s", "max_tokens": 1.5}]'
+"""
+
+
+def test_positions_inside_quoted_and_folded_manifest_values(tmp_path: Path) -> None:
+    # `kubectl get deploy -o yaml` folds a long value over several lines; every finding in
+    # it was put on the value's first line, at a column past its end (11:273 here), and
+    # escapes (\\" in double quotes, '' in single quotes) shifted the columns after them.
+    path = tmp_path / "deploy.yaml"
+    path.write_text(FOLDED)
+    result = _invoke(str(path), "--format", "github", "--min-severity", "error")
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[0] == (
+        f"::error file={path},line=14,col=13::TL108 fill_interval_second is 0: the refill "
+        "divides by zero in Lua, and the bucket jumps to max_tokens whenever the clock's "
+        "second changes (no limit in practice)")
+    # The ConfigMaps alone (the first manifest's rules win): the regex, and the 1.5.
+    for document, code, column in ((1, "TL107", 51), (2, "TL104", 72)):
+        alone = tmp_path / f"{code}.yaml"
+        alone.write_text(FOLDED.split("---\n")[document])
+        found = json.loads(_invoke(str(alone), "-f", "json").output)["findings"]
+        assert [(f["line"], f["column"]) for f in found if f["code"] == code] == [(5, column)]
 
 
 def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:
