@@ -220,6 +220,44 @@ def test_positions_inside_quoted_and_folded_manifest_values(tmp_path: Path) -> N
         assert [(f["line"], f["column"]) for f in found if f["code"] == code] == [(5, column)]
 
 
+def test_rules_from_a_configmap_in_another_file_say_so(tmp_path: Path) -> None:
+    # It was "no RATE_LIMIT_CONFIG found: expected ... a Deployment ... that sets
+    # RATE_LIMIT_CONFIG" with the hint to fix the JSON, for a Deployment that does set it.
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rl}
+spec:
+  template:
+    spec:
+      containers:
+        - name: svc
+          image: x
+          env:
+            - name: RATE_LIMIT_CONFIG
+              valueFrom:
+                configMapKeyRef: {name: rl-rules, key: rules.json}
+""")
+    result = _invoke(str(deployment))
+    assert result.exit_code == 1
+    assert result.output == (
+        "All rules\n"
+        f"  error TL100 {deployment}:13:34: RATE_LIMIT_CONFIG in Deployment/rl container svc "
+        "comes from ConfigMap/rl-rules (key rules.json), which this file does not hold: "
+        "nothing to check\n"
+        "    hint: Validate the file that holds it, or both files together: cat "
+        "deployment.yaml configmap.yaml | tokenlimit validate -\n\n"
+        "1 error, 0 warnings, 0 infos\n")
+    config_map = ('---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: rl-rules}\ndata:\n'
+                  '  rules.json: \'[{"rate_limit_key_regex": "^a", "max_tokens": 5, '
+                  '"tokens_per_fill": 1, "fill_interval_second": 0, '
+                  '"redis_expired_seconds": 10}]\'\n')
+    both = _invoke("-", "-f", "json", stdin=deployment.read_text() + config_map)
+    assert [f["code"] for f in json.loads(both.output)["findings"]
+            if f["severity"] == "error"] == ["TL108"]
+
+
 def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text('[\n  {"max_tokens": 1,}\n]')

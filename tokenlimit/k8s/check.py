@@ -193,7 +193,8 @@ def _rule_findings(text: str, path: str) -> list[Finding]:
         return [f for f in findings if f.severity is not Severity.INFO]
     except RuleError as exc:
         return [Finding("TL100", Severity.ERROR, exc.message,
-                        "Fix RATE_LIMIT_CONFIG so the service can decode it.", None, None,
+                        exc.hint or "Fix RATE_LIMIT_CONFIG so the service can decode it.", None,
+                        None,
                         Location(exc.path or path, exc.line or 1, exc.column or 1))]
 
 

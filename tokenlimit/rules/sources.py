@@ -172,7 +172,15 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
     if len(docs) == 1 and first_node.kind != "object":
         decoded = decode_rules(first_node, path)
         return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
-    found = list(_configs_in_manifests([raw for _, raw in docs], text, path))
+    unresolved: list[tuple[str, yaml.Node]] = []
+    found = list(_configs_in_manifests([raw for _, raw in docs], text, path, unresolved))
+    if not found and unresolved:
+        where, node = unresolved[0]
+        raise RuleError(f"{ENV_VAR} {where}, which this file does not hold: nothing to check",
+                        path=path, line=node.start_mark.line + 1,
+                        column=node.start_mark.column + 1,
+                        hint="Validate the file that holds it, or both files together: "
+                             "cat deployment.yaml configmap.yaml | tokenlimit validate -")
     if not found:
         raise RuleError(f"no {ENV_VAR} found: expected a list of rules, or a Deployment, "
                         f"StatefulSet, DaemonSet, Pod or ConfigMap that sets {ENV_VAR}",
@@ -232,8 +240,11 @@ def _objects(docs: list[yaml.Node]) -> Iterator[yaml.Node]:
             yield doc
 
 
-def _configs_in_manifests(docs: list[yaml.Node], text: str,
-                          path: str) -> Iterator[tuple[yaml.ScalarNode, str]]:
+def _configs_in_manifests(docs: list[yaml.Node], text: str, path: str,
+                          unresolved: list[tuple[str, yaml.Node]]
+                          ) -> Iterator[tuple[yaml.ScalarNode, str]]:
+    """The RATE_LIMIT_CONFIG values set in ``docs``; each one set from a ConfigMap or Secret
+    that ``docs`` do not hold goes to ``unresolved`` (what it comes from, where it says so)."""
     objects = list(_objects(docs))
     config_maps = {
         _str(_path(obj, "metadata", "name")): obj
@@ -270,6 +281,14 @@ def _configs_in_manifests(docs: list[yaml.Node], text: str,
                 data = _path(target, "data", _str(_get(ref, "key")) or "")
                 if isinstance(data, yaml.ScalarNode):
                     yield data, f"{label} via ConfigMap/{_str(_get(ref, 'name'))}"
+                    continue
+                for source, kind_name in (("configMapKeyRef", "ConfigMap"),
+                                          ("secretKeyRef", "Secret")):
+                    ref = _path(env, "valueFrom", source)
+                    if ref is not None:
+                        unresolved.append((
+                            f"in {label} comes from {kind_name}/{_str(_get(ref, 'name')) or '?'}"
+                            f" (key {_str(_get(ref, 'key')) or '?'})", ref))
 
 
 def _scalar_locator(scalar: yaml.ScalarNode, text: str) -> Locator:
