@@ -111,6 +111,23 @@ def test_values_kubectl_would_read_as_booleans_or_numbers_are_quoted() -> None:
     assert "          exact: '1e5'\n" in out
 
 
+def test_a_regex_with_a_character_yaml_reads_as_a_line_break_survives(tmp_path: Path) -> None:
+    # NEL (U+0085) was written raw inside single quotes, where YAML reads it as a line break
+    # folded into a space: the Deployment gave the service '^a b$' for the regex '^a\x85b$'.
+    rules = ('[{"rate_limit_key_regex":"^a\\u0085b$","max_tokens":1,"tokens_per_fill":1,'
+             '"fill_interval_second":1,"redis_expired_seconds":10}]')
+    code, out, _ = invoke(["render", "service", "--config-json", rules, "--no-redis-password"])
+    assert code == 0
+    line = next(x for x in out.splitlines() if "rate_limit_key_regex" in x)
+    assert line == ('              value: "[{\\"rate_limit_key_regex\\":\\"^a\\Nb$\\",'
+                    '\\"max_tokens\\":1,\\"tokens_per_fill\\":1,\\"fill_interval_second\\":1,'
+                    '\\"redis_expired_seconds\\":10}]"')
+    path = tmp_path / "service.yaml"
+    path.write_text(out, encoding="utf-8")
+    code, body, _ = invoke(["validate", str(path), "-f", "json"])
+    assert json.loads(body)["rules"][0]["rate_limit_key_regex"] == "^a\x85b$"
+
+
 def test_render_wasmplugin_with_rules_validates_them() -> None:
     bad = '[{"rate_limit_key_regex":"a","max_tokens":1,"tokens_per_fill":1,' \
           '"fill_interval_second":0,"redis_expired_seconds":5}]'

@@ -152,11 +152,14 @@ def test_round_trip_render_then_load_finds_the_same_rules(tmp_path: Path) -> Non
     assert loaded.findings == ()
 
 
-_regex_text = st.text(alphabet="ab.*+?|()[]^$\\'\"{}:# -é", min_size=1, max_size=12)
+# With the characters YAML takes for line breaks or escapes: a NEL written raw inside single
+# quotes was read back as a space.
+_regex_text = st.text(alphabet="ab.*+?|()[]^$\\'\"{}:# -é\t\n\r\x85\u2028\u2029\ufeff\xa0",
+                      min_size=1, max_size=12)
 _ints = st.integers(min_value=1, max_value=2**31 - 1)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(_regex_text, _ints, _ints, _ints, _ints), min_size=1, max_size=4))
 def test_property_render_then_load_gives_the_same_rules(
         specs: list[tuple[str, int, int, int, int]]) -> None:

@@ -70,8 +70,16 @@ class _ManifestDumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
+# Characters YAML reads as line breaks that PyYAML writes raw inside single quotes: NEL is
+# then read back (by PyYAML and by kubectl) as a line break folded into a space, so a regex
+# '^a\x85b$' reached the service as '^a b$'. Double quotes write them as escapes (\N, \L, \P).
+_RAW_BREAKS = frozenset("\x85\u2028\u2029")
+
+
 def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
     style = None if go_yaml_reads_as_string(text) else "'"
+    if not _RAW_BREAKS.isdisjoint(text):
+        style = '"'
     return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
 
 
