@@ -168,6 +168,33 @@ def test_output_dir_writes_one_file_per_object(tmp_path: Path) -> None:
     assert base64.b64encode(PASSWORD.encode()).decode() not in err
 
 
+def test_output_dir_with_an_earlier_renders_files_is_refused(tmp_path: Path) -> None:
+    # Rendering again without the Secret moved the numbering: the old 04-deployment (old rules)
+    # stayed beside the new 03-deployment, and `kubectl apply -f DIR` applied it last.
+    target = tmp_path / "manifests"
+    code, _, _ = invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                         "--redis-password-env", "PW"], env={"PW": PASSWORD})
+    assert code == 0
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    code, out, err = invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                             "--no-redis-password"])
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {target}: 03-service-asm-llm-token-rate-limit-example.yaml (and 2 more) is "
+        "from an earlier render and not written by this one; kubectl apply -f "
+        f"{target} would apply it too: remove it, or write to an empty directory (nothing "
+        "was written)\n")
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    # The same objects again, or other kinds into the same directory, are fine.
+    assert invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                   "--redis-password-env", "PW"], env={"PW": PASSWORD})[0] == 0
+    shared = tmp_path / "shared"
+    assert invoke(["render", "wasmplugin", "-o", str(shared)])[0] == 0
+    assert invoke(["render", "service", "--rules", RULES, "--no-redis-password", "-o",
+                   str(shared)])[0] == 0
+    assert len(list(shared.iterdir())) == 4
+
+
 def test_missing_password_variable_fails_without_output(tmp_path: Path) -> None:
     code, out, err = invoke(["render", "all", "--rules", RULES, "-o", str(tmp_path / "o"),
                              "--redis-password-env", "NOT_SET_HERE"], env={})

@@ -112,6 +112,29 @@ def manifest_filename(index: int, obj: dict[str, Any]) -> str:
     return f"{index + 1:02d}-{kind}-{name}.yaml"
 
 
+# The names render gives its files: NN-kind-name.yaml for the kinds it renders.
+_RENDERED_NAME = re.compile(r"[0-9]{2}-(serviceaccount|secret|service|deployment|wasmplugin)-"
+                            r".+\.yaml")
+
+
+def _refuse_stale_files(target: Path, names: Sequence[str]) -> None:
+    """Files of an earlier render, of the kinds this one writes, that this one does not
+    write would be applied too by ``kubectl apply -f DIR``, and after the new ones when the
+    numbering moved (an old ``04-deployment-...`` with the old rules after the new
+    ``03-deployment-...``). Other kinds are left alone: ``render wasmplugin -o DIR`` and
+    ``render service -o DIR`` may share a directory."""
+    kinds = {m.group(1) for m in map(_RENDERED_NAME.fullmatch, names) if m}
+    stale = sorted(p.name for p in target.iterdir()
+                   if (m := _RENDERED_NAME.fullmatch(p.name)) and m.group(1) in kinds
+                   and p.name not in names)
+    if stale:
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise ConfigError(
+            f"{target}: {stale[0]}{more} is from an earlier render and not written by this one; "
+            f"kubectl apply -f {target} would apply it too: remove it, or write to an empty "
+            "directory (nothing was written)")
+
+
 def write_manifests(objects: Sequence[dict[str, Any]], directory: str | os.PathLike[str]
                     ) -> list[Path]:
     """One file per object in ``directory`` (created if missing); returns the paths.
@@ -127,6 +150,7 @@ def write_manifests(objects: Sequence[dict[str, Any]], directory: str | os.PathL
                           f"{exc.strerror or exc}") from exc
     if not target.is_dir():
         raise ConfigError(f"{target}: not a directory")
+    _refuse_stale_files(target, [manifest_filename(i, obj) for i, obj in enumerate(objects)])
     # Every file goes to a temporary name first; only when all are written are they renamed,
     # so a failure part-way leaves the directory as it was.
     staged: list[tuple[Path, Path, int]] = []
