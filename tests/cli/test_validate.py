@@ -91,6 +91,24 @@ def test_github_and_sarif_formats() -> None:
     assert json.loads(sarif.output)["version"] == "2.1.0"
 
 
+def test_sarif_for_a_file_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    # A name with a byte that is not UTF-8 (argv holds it as a surrogate escape) ended in a
+    # UnicodeEncodeError traceback, with no SARIF written; a ':' in the first folder made
+    # the relative URI read as a scheme ('team:a/...').
+    folder = tmp_path / "team:a"
+    folder.mkdir()
+    name = os.fsdecode(b"rules-\xff.json")
+    (folder / name).write_text('[{"rate_limit_key_regex": "(?=x)"}]')
+    result = subprocess.run([sys.executable, "-m", "tokenlimit", "validate",
+                             os.path.join("team:a", name), "--format", "sarif"],
+                            cwd=tmp_path, capture_output=True, timeout=120)
+    assert (result.returncode, result.stderr) == (1, b"")
+    document = json.loads(result.stdout.decode("utf-8"))
+    locations = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                 for r in document["runs"][0]["results"]}
+    assert locations == {"team%3Aa/rules-%FF.json"}
+
+
 def test_sources_env_stdin_and_yaml_agree() -> None:
     text = (SAMPLES / "rules.json").read_text()
     outputs = [
