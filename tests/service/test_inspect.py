@@ -389,3 +389,25 @@ def _fill_raw_with_password(server: RedisServer, password: str,
                      socket_timeout=5) as client:
         for name, value in entries:
             client.set(name, value)
+
+
+def test_a_url_whose_database_is_not_a_number_is_a_usage_error(redis_server: RedisServer) -> None:
+    # redis-py reads a path such as /db1 as database 0: the table showed database 0's keys
+    # under the title 'redis://.../db1', exit 0.
+    _fill_raw(redis_server, (b"regular-user-1", b"5"))
+    rules = str(SAMPLES / "rules.json")
+    typo = _inspect("--rules", rules, "--redis-url", f"redis://{redis_server.address}/db1")
+    assert typo.exit_code == 2
+    assert "the database in the path must be a number, not 'db1'" in " ".join(
+        typo.stderr.replace("│", " ").split())
+    slash = _inspect("--rules", rules, "--redis-url",
+                     f"redis://u:pw/secret@{redis_server.address}/0")
+    assert slash.exit_code == 2
+    assert "secret" not in slash.stderr
+    assert "percent-encode it in the password as %2F" in " ".join(
+        slash.stderr.replace("│", " ").split())
+    for fine in ("/0", "/", "", "/0?socket_timeout=3"):
+        result = _inspect("--rules", rules, "--redis-url", f"redis://{redis_server.address}{fine}",
+                          "-f", "json")
+        assert result.exit_code == 0, result.output
+        assert [s["key"] for s in json.loads(result.stdout)["keys"]] == ["regular-user-1"]

@@ -72,6 +72,22 @@ def format_states(states: Sequence[KeyState], now: float, where: str) -> Group:
     return Group(table)
 
 
+def _check_database(url: str) -> None:
+    """A database in the URL's path must be a number: redis-py reads any other path (a typo
+    such as /db1) as database 0, and the table would show another database's keys."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "unix":
+        return
+    path = rest.split("?", 1)[0].split("#", 1)[0].partition("/")[2]
+    if not path or (path.isascii() and path.isdigit()):
+        return
+    if "@" in path:  # a '/' in the password ended the host part early; never show it
+        raise typer.BadParameter("a '/' before the '@' ends the host part: percent-encode "
+                                 "it in the password as %2F", param_hint="--redis-url")
+    raise typer.BadParameter(f"the database in the path must be a number, not {path!r} "
+                             "(redis://HOST:PORT/DB)", param_hint="--redis-url")
+
+
 def _redis_url(url: str | None) -> str:
     """--redis-url, else the example's REDIS_ADDRESS / REDIS_PASSWORD / REDIS_DB_INDEX."""
     if url is not None:
@@ -138,6 +154,8 @@ def inspect(
     if watch and output_format == "json":
         raise typer.BadParameter("--watch draws a table; drop --format json",
                                  param_hint="--watch")
+    if redis_url is not None:
+        _check_database(redis_url)
     loaded = read_rules(rules_source, config_json, from_env)
     require_valid(loaded)
     from tokenlimit.service.redis_reader import BucketReader, RedisTarget, watch_rounds
