@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -274,6 +275,44 @@ spec:
     both = _invoke("-", "-f", "json", stdin=deployment.read_text() + config_map)
     assert [f["code"] for f in json.loads(both.output)["findings"]
             if f["severity"] == "error"] == ["TL108"]
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_rules_from_a_secret_in_the_same_file(tmp_path: Path, encoded: bool) -> None:
+    # A Deployment reading RATE_LIMIT_CONFIG through secretKeyRef from a Secret in the same
+    # file gave "no RATE_LIMIT_CONFIG found": Secrets were not read at all.
+    rules = ('[{"rate_limit_key_regex": "^a", "max_tokens": 5, "tokens_per_fill": 1, '
+             '"fill_interval_second": 0, "redis_expired_seconds": 10}]')
+    value = base64.b64encode(rules.encode()).decode() if encoded else f"'{rules}'"
+    path = tmp_path / "deploy.yaml"
+    path.write_text(f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: rl}}
+spec:
+  template:
+    spec:
+      containers:
+        - name: svc
+          image: x
+          env:
+            - name: RATE_LIMIT_CONFIG
+              valueFrom: {{secretKeyRef: {{name: rl-rules, key: rules.json}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: rl-rules}}
+{"data" if encoded else "stringData"}:
+  rules.json: {value}
+""")
+    result = _invoke(str(path), "--format", "github", "--min-severity", "error")
+    assert result.exit_code == 1
+    # stringData: at the 0 itself; data: at the base64 text, which holds it.
+    column = 15 if encoded else 111
+    assert result.output == (
+        f"::error file={path},line=18,col={column}::TL108 fill_interval_second is 0: the "
+        "refill divides by zero in Lua, and the bucket jumps to max_tokens whenever the "
+        "clock's second changes (no limit in practice)\n")
 
 
 def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:

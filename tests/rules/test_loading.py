@@ -110,8 +110,10 @@ def test_manifest_without_config_is_an_error() -> None:
 
 
 @settings(max_examples=150)
-@given(regex=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
-                     max_size=40),
+# NEL, U+2028 and U+2029 are left out: YAML counts them as line breaks, lines and columns
+# here count only '\n' (as editors and GitHub do).
+@given(regex=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",),
+                                   exclude_characters="\x85\u2028\u2029"), max_size=40),
        style=st.sampled_from(['"', "'", None]), width=st.integers(20, 120))
 def test_rule_positions_inside_a_manifest_string_point_at_the_rule(
         regex: str, style: str | None, width: int) -> None:

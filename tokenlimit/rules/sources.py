@@ -2,12 +2,14 @@
 
 Every loader returns ``LoadedRules``; content that cannot be read at all raises a located
 ``RuleError``. Kubernetes manifests are searched for ``RATE_LIMIT_CONFIG`` in container env
-(Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, List) or in a ConfigMap,
+(Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, List), directly or
+through a ConfigMap or Secret in the same file, or in a ConfigMap,
 and positions inside the embedded JSON are mapped back to the manifest's lines.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -250,6 +252,10 @@ def _configs_in_manifests(docs: list[yaml.Node], text: str, path: str,
         _str(_path(obj, "metadata", "name")): obj
         for obj in objects if _str(_get(obj, "kind")) == "ConfigMap"
     }
+    secrets = {
+        _str(_path(obj, "metadata", "name")): obj
+        for obj in objects if _str(_get(obj, "kind")) == "Secret"
+    }
     for obj in objects:
         kind = _str(_get(obj, "kind")) or "?"
         name = _str(_path(obj, "metadata", "name")) or "?"
@@ -282,6 +288,12 @@ def _configs_in_manifests(docs: list[yaml.Node], text: str, path: str,
                 if isinstance(data, yaml.ScalarNode):
                     yield data, f"{label} via ConfigMap/{_str(_get(ref, 'name'))}"
                     continue
+                secret_ref = _path(env, "valueFrom", "secretKeyRef")
+                secret = _secret_value(secrets.get(_str(_get(secret_ref, "name"))),
+                                       _str(_get(secret_ref, "key")) or "", path)
+                if secret is not None:
+                    yield secret, f"{label} via Secret/{_str(_get(secret_ref, 'name'))}"
+                    continue
                 for source, kind_name in (("configMapKeyRef", "ConfigMap"),
                                           ("secretKeyRef", "Secret")):
                     ref = _path(env, "valueFrom", source)
@@ -289,6 +301,30 @@ def _configs_in_manifests(docs: list[yaml.Node], text: str, path: str,
                         unresolved.append((
                             f"in {label} comes from {kind_name}/{_str(_get(ref, 'name')) or '?'}"
                             f" (key {_str(_get(ref, 'key')) or '?'})", ref))
+
+
+_BASE64 = "base64"  # the style given to a Secret's decoded data: its findings point at it
+
+
+def _secret_value(secret: yaml.Node | None, key: str, path: str) -> yaml.ScalarNode | None:
+    """A Secret's value for ``key``: ``stringData`` as written, or ``data`` decoded from
+    base64 (as a node at the encoded value, whose findings all point at its start)."""
+    plain = _path(secret, "stringData", key)
+    if isinstance(plain, yaml.ScalarNode):
+        return plain
+    encoded = _path(secret, "data", key)
+    if not isinstance(encoded, yaml.ScalarNode):
+        return None
+    try:
+        data = base64.b64decode("".join(str(encoded.value).split()), validate=True)
+    except ValueError as exc:
+        raise RuleError("the Secret's data is not base64", path=path,
+                        line=encoded.start_mark.line + 1,
+                        column=encoded.start_mark.column + 1,
+                        hint="Kubernetes refuses it too: encode it (base64 -w0), or write the "
+                             "text under stringData.") from exc
+    return yaml.ScalarNode("tag:yaml.org,2002:str", as_go_text(data), encoded.start_mark,
+                           encoded.end_mark, style=_BASE64)
 
 
 def _scalar_locator(scalar: yaml.ScalarNode, text: str) -> Locator:
