@@ -411,3 +411,29 @@ def test_a_url_whose_database_is_not_a_number_is_a_usage_error(redis_server: Red
                           "-f", "json")
         assert result.exit_code == 0, result.output
         assert [s["key"] for s in json.loads(result.stdout)["keys"]] == ["regular-user-1"]
+
+
+def test_another_applications_entry_under_a_rules_key(redis_server: RedisServer) -> None:
+    # A hash under a key a rule takes was shown "admitted", admitted again "now"; the
+    # service's script fails on it (WRONGTYPE), so every check of the key answers 400.
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5) as client:
+        client.hset("regular-user-h", "field", "1")
+        client.hset("session-h", "field", "1")
+    result = _inspect("--rules", str(SAMPLES / "rules.json"), "--redis-url", redis_server.url,
+                      "-f", "json")
+    assert result.exit_code == 0, result.output
+    states = {s["key"]: s for s in json.loads(result.stdout)["keys"]}
+    wrong = "not a bucket (WRONGTYPE Operation against a key holding the wrong kind of value)"
+    assert (states["regular-user-h"]["rule"], states["regular-user-h"]["admitted"],
+            states["regular-user-h"]["admitted_again_at"], states["regular-user-h"]["state"]) == (
+        0, False, None, f"{wrong}: every check of this key fails (the service answers 400; the "
+        "plug-in's failStrategy decides)")
+    # A key no rule takes is never checked against the script: never limited.
+    assert (states["session-h"]["rule"], states["session-h"]["admitted"],
+            states["session-h"]["state"]) == (None, True, wrong)
+    text = _inspect("--rules", str(SAMPLES / "rules.json"), "--redis-url", redis_server.url)
+    assert [row[:8] for row in _rows(text.stdout)] == [
+        ["regular-user-h", "0 regular-user.*", "-", "-", "-", "-", "-", "-"],
+        ["session-h", "-", "-", "-", "-", "-", "-", "now"]]

@@ -49,7 +49,9 @@ def _cells(state: KeyState, now: float) -> list[str]:
     refill = ("-" if state.next_refill_at is None
               else "at the next check" if state.next_refill_at <= int(now)
               else _until(state.next_refill_at, now))
-    again = "now" if state.admitted else _until(state.admitted_again_at, now, never="never")
+    # No balance and not admitted: checks fail (another type's entry), there is no "when".
+    never = "never" if state.balance is not None else "-"
+    again = "now" if state.admitted else _until(state.admitted_again_at, now, never=never)
     return [state.key, rule, "-" if state.balance is None else f"{state.balance:,}",
             _utc(state.last_fill), refill, adds, ttl, again, state.state]
 

@@ -63,6 +63,8 @@ class StoredBucket:
     last_fill: int | None
     last_fill_expires_ms: int | None
     problem: str | None = None
+    # An entry holds another type (a hash, a list): the service's script fails on it.
+    wrong_type: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,12 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
         ttl_seconds=None if deadline is None else max(deadline - now_ms, 0) / 1000,
         next_refill_at=None, refill_adds=None, admitted=True, admitted_again_at=None, state="")
     if stored.problem is not None:
+        if stored.wrong_type and rule is not None:
+            # GET on it fails inside the check script: the service answers 400 to every check
+            # of this key, and the plug-in lets the request through or not by failStrategy.
+            return replace(blank, admitted=False, state=(
+                f"{stored.problem}: every check of this key fails (the service answers 400; "
+                "the plug-in's failStrategy decides)"))
         return replace(blank, state=stored.problem)
     if rule is None:
         state = "matches no rule: never limited"

@@ -173,8 +173,10 @@ def _bucket(key: str, balance: Any, balance_exp: Any, last: Any, last_exp: Any) 
                             NOT_UTF8)
     amount, problem = _integer(balance)
     stamp, problem_last = _integer(last)
+    wrong_type = any(isinstance(v, redis.ResponseError) and str(v).startswith("WRONGTYPE")
+                     for v in (balance, last))
     return StoredBucket(key, amount, _expiry(balance_exp), stamp, _expiry(last_exp),
-                        problem or problem_last)
+                        problem or problem_last, wrong_type)
 
 
 def watch_rounds(count: int | None) -> Iterator[int]:
