@@ -203,7 +203,8 @@ def test_write_manifests_to_a_file_path_fails_cleanly(tmp_path: Path) -> None:
     ({"fail_strategy": "OPEN"}, "--fail-strategy 'OPEN': choose one of FAIL_OPEN"),
     ({"url": "ftp://x/y"}, "--url 'ftp://x/y': the scheme must be one of"),
     ({"priority": 2**31}, "--priority 2147483648: outside the int32 range"),
-    ({"hosts": ()}, "--host: give at least one host"),
+    ({"hosts": ()}, "--llm-host: give at least one host"),
+    ({"hosts": ("a b",)}, "--llm-host 'a b': not a host name"),
     ({"key_templates": ("  ",)}, "--key-template: a template must not be empty"),
     ({"service_fqdn": "Bad..name"}, "--rate-limit-service 'Bad..name'"),
 ])
