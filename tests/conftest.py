@@ -23,7 +23,10 @@ settings.load_profile("tokenlimit")
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
-SHARED = REPO.parent / "shared"
+# The project's shared reference data sits beside the main checkout (/work/shared); a git
+# worktree elsewhere (/work/wt/NAME) finds it further up, instead of skipping its tests.
+SHARED = next((up / "shared" for up in REPO.parents if (up / "shared" / "schemas").is_dir()),
+              REPO.parent / "shared")
 
 
 def free_port() -> int:

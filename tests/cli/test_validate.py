@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -91,6 +92,24 @@ def test_github_and_sarif_formats() -> None:
     assert json.loads(sarif.output)["version"] == "2.1.0"
 
 
+def test_sarif_for_a_file_whose_name_is_not_utf8(tmp_path: Path) -> None:
+    # A name with a byte that is not UTF-8 (argv holds it as a surrogate escape) ended in a
+    # UnicodeEncodeError traceback, with no SARIF written; a ':' in the first folder made
+    # the relative URI read as a scheme ('team:a/...').
+    folder = tmp_path / "team:a"
+    folder.mkdir()
+    name = os.fsdecode(b"rules-\xff.json")
+    (folder / name).write_text('[{"rate_limit_key_regex": "(?=x)"}]')
+    result = subprocess.run([sys.executable, "-m", "tokenlimit", "validate",
+                             os.path.join("team:a", name), "--format", "sarif"],
+                            cwd=tmp_path, capture_output=True, timeout=120)
+    assert (result.returncode, result.stderr) == (1, b"")
+    document = json.loads(result.stdout.decode("utf-8"))
+    locations = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                 for r in document["runs"][0]["results"]}
+    assert locations == {"team%3Aa/rules-%FF.json"}
+
+
 def test_sources_env_stdin_and_yaml_agree() -> None:
     text = (SAMPLES / "rules.json").read_text()
     outputs = [
@@ -102,6 +121,198 @@ def test_sources_env_stdin_and_yaml_agree() -> None:
     assert [r.exit_code for r in outputs] == [0, 0, 0, 0]
     summaries = [json.loads(r.output)["summary"] for r in outputs]
     assert summaries == [{"errors": 0, "warnings": 0, "infos": 7}] * 4
+
+
+def _deployment_as_kubectl_json(rules: str, *, as_list: bool) -> str:
+    """A Deployment as `kubectl get deploy NAME -o json` writes it (a List without NAME)."""
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ratelimit"},
+        "spec": {"template": {"spec": {"containers": [{"name": "svc", "image": "x", "env": [
+            {"name": "REDIS_ADDRESS", "value": "redis:6379"},
+            {"name": "RATE_LIMIT_CONFIG", "value": rules}]}]}}}}
+    obj = {"apiVersion": "v1", "kind": "List", "items": [deployment]} if as_list else deployment
+    return json.dumps(obj, indent=4) + "\n"
+
+
+@pytest.mark.parametrize(("as_list", "line", "column"), [(False, 21, 81), (True, 25, 89)])
+def test_a_manifest_from_kubectl_get_o_json(tmp_path: Path, as_list: bool, line: int,
+                                            column: int) -> None:
+    # It was read as the rules themselves: "TL100 ... must be a JSON array of rules, not
+    # object", whatever RATE_LIMIT_CONFIG held.
+    rules = json.dumps([{"rate_limit_key_regex": "a(?!b)", "max_tokens": 200,
+                         "tokens_per_fill": 50, "fill_interval_second": 30,
+                         "redis_expired_seconds": 300}], indent=2)
+    text = _deployment_as_kubectl_json(rules, as_list=as_list)
+    path = tmp_path / "deploy.json"
+    path.write_text(text)
+    for source, stdin, shown in ((str(path), None, str(path)), ("-", text, "<stdin>")):
+        result = _invoke(source, "--format", "github", "--min-severity", "error", stdin=stdin)
+        assert result.exit_code == 1, result.output
+        where = f"file={shown},line={line},col={column}::" if source != "-" else "::"
+        assert result.output == (
+            f"::error {where}TL107 regex 'a(?!b)' is refused by Go's regexp (error parsing "
+            "regexp: invalid or unsupported Perl syntax: `(?!`): the service exits at "
+            "start-up\n").replace("::error ::", "::error::")
+    good = _invoke("-", "-f", "json", stdin=_deployment_as_kubectl_json(
+        (SAMPLES / "rules.json").read_text(), as_list=as_list))
+    assert good.exit_code == 0, good.output
+    assert json.loads(good.output)["summary"] == {"errors": 0, "warnings": 0, "infos": 7}
+    other = _invoke("-", stdin='{"apiVersion": "v1", "kind": "Service", "metadata": {}}')
+    assert other.exit_code == 1
+    assert "error TL100 <stdin>:1:1: no RATE_LIMIT_CONFIG found" in other.output
+
+
+def test_a_null_field_is_a_missing_field(tmp_path: Path) -> None:
+    # Go leaves a field it reads as null at its zero value, as if it were missing; a YAML
+    # `max_tokens:` with no value (or a template's unset value) passed with exit 0: the regex
+    # became '' (every key, shadowing the rules after it) and max_tokens 0, a mere warning.
+    path = tmp_path / "rules.yaml"
+    path.write_text("- rate_limit_key_regex:\n  max_tokens: ~\n  tokens_per_fill: 10\n"
+                    "  fill_interval_second: 60\n  redis_expired_seconds: 600\n")
+    result = _invoke(str(path), "--format", "github", "--min-severity", "error")
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        f"::error file={path},line=1,col=24::TL106 rule 0 has 'rate_limit_key_regex' null: "
+        "the service reads that as no value and silently uses an empty regex, which matches "
+        "every key\n"
+        f"::error file={path},line=2,col=15::TL106 rule 0 has 'max_tokens' null: the service "
+        "reads that as no value and silently uses 0\n")
+    # A null after a value changes nothing in Go: the value stays, as TL207 says.
+    kept = _invoke("--config-json", '[{"rate_limit_key_regex": "^a", "max_tokens": 5, '
+                   '"max_tokens": null, "tokens_per_fill": 5, "fill_interval_second": 60, '
+                   '"redis_expired_seconds": 600}]', "-f", "json")
+    assert kept.exit_code == 0, kept.output
+    body = json.loads(kept.output)
+    assert body["rules"][0]["max_tokens"] == 5
+    assert [f["code"] for f in body["findings"] if f["severity"] != "info"] == ["TL207"]
+
+
+FOLDED = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rl
+spec:
+  template:
+    spec:
+      containers:
+      - env:
+        - name: RATE_LIMIT_CONFIG
+          value: '[{"rate_limit_key_regex": "regular-user.*", "max_tokens": 200, "tokens_per_fill":
+            50, "fill_interval_second": 30, "redis_expired_seconds": 300}, {"rate_limit_key_regex":
+            "subscriber.*", "max_tokens": 1000, "tokens_per_fill": 100, "fill_interval_second":
+            0, "redis_expired_seconds": 600}]'
+        image: x
+        name: rl
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: quoted}
+data:
+  RATE_LIMIT_CONFIG: "[{\\"rate_limit_key_regex\\": \\"(?=a)\\", \\"max_tokens\\": 1}]"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: single}
+data:
+  RATE_LIMIT_CONFIG: '[{"rate_limit_key_regex": "it''s", "max_tokens": 1.5}]'
+"""
+
+
+def test_positions_inside_quoted_and_folded_manifest_values(tmp_path: Path) -> None:
+    # `kubectl get deploy -o yaml` folds a long value over several lines; every finding in
+    # it was put on the value's first line, at a column past its end (11:273 here), and
+    # escapes (\\" in double quotes, '' in single quotes) shifted the columns after them.
+    path = tmp_path / "deploy.yaml"
+    path.write_text(FOLDED)
+    result = _invoke(str(path), "--format", "github", "--min-severity", "error")
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[0] == (
+        f"::error file={path},line=14,col=13::TL108 fill_interval_second is 0: the refill "
+        "divides by zero in Lua, and the bucket jumps to max_tokens whenever the clock's "
+        "second changes (no limit in practice)")
+    # The ConfigMaps alone (the first manifest's rules win): the regex, and the 1.5.
+    for document, code, column in ((1, "TL107", 51), (2, "TL104", 72)):
+        alone = tmp_path / f"{code}.yaml"
+        alone.write_text(FOLDED.split("---\n")[document])
+        found = json.loads(_invoke(str(alone), "-f", "json").output)["findings"]
+        assert [(f["line"], f["column"]) for f in found if f["code"] == code] == [(5, column)]
+
+
+def test_rules_from_a_configmap_in_another_file_say_so(tmp_path: Path) -> None:
+    # It was "no RATE_LIMIT_CONFIG found: expected ... a Deployment ... that sets
+    # RATE_LIMIT_CONFIG" with the hint to fix the JSON, for a Deployment that does set it.
+    deployment = tmp_path / "deployment.yaml"
+    deployment.write_text("""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rl}
+spec:
+  template:
+    spec:
+      containers:
+        - name: svc
+          image: x
+          env:
+            - name: RATE_LIMIT_CONFIG
+              valueFrom:
+                configMapKeyRef: {name: rl-rules, key: rules.json}
+""")
+    result = _invoke(str(deployment))
+    assert result.exit_code == 1
+    assert result.output == (
+        "All rules\n"
+        f"  error TL100 {deployment}:13:34: RATE_LIMIT_CONFIG in Deployment/rl container svc "
+        "comes from ConfigMap/rl-rules (key rules.json), which this file does not hold: "
+        "nothing to check\n"
+        "    hint: Validate the file that holds it, or both files together: cat "
+        "deployment.yaml configmap.yaml | tokenlimit validate -\n\n"
+        "1 error, 0 warnings, 0 infos\n")
+    config_map = ('---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: rl-rules}\ndata:\n'
+                  '  rules.json: \'[{"rate_limit_key_regex": "^a", "max_tokens": 5, '
+                  '"tokens_per_fill": 1, "fill_interval_second": 0, '
+                  '"redis_expired_seconds": 10}]\'\n')
+    both = _invoke("-", "-f", "json", stdin=deployment.read_text() + config_map)
+    assert [f["code"] for f in json.loads(both.output)["findings"]
+            if f["severity"] == "error"] == ["TL108"]
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_rules_from_a_secret_in_the_same_file(tmp_path: Path, encoded: bool) -> None:
+    # A Deployment reading RATE_LIMIT_CONFIG through secretKeyRef from a Secret in the same
+    # file gave "no RATE_LIMIT_CONFIG found": Secrets were not read at all.
+    rules = ('[{"rate_limit_key_regex": "^a", "max_tokens": 5, "tokens_per_fill": 1, '
+             '"fill_interval_second": 0, "redis_expired_seconds": 10}]')
+    value = base64.b64encode(rules.encode()).decode() if encoded else f"'{rules}'"
+    path = tmp_path / "deploy.yaml"
+    path.write_text(f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: rl}}
+spec:
+  template:
+    spec:
+      containers:
+        - name: svc
+          image: x
+          env:
+            - name: RATE_LIMIT_CONFIG
+              valueFrom: {{secretKeyRef: {{name: rl-rules, key: rules.json}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: rl-rules}}
+{"data" if encoded else "stringData"}:
+  rules.json: {value}
+""")
+    result = _invoke(str(path), "--format", "github", "--min-severity", "error")
+    assert result.exit_code == 1
+    # stringData: at the 0 itself; data: at the base64 text, which holds it.
+    column = 15 if encoded else 111
+    assert result.output == (
+        f"::error file={path},line=18,col={column}::TL108 fill_interval_second is 0: the "
+        "refill divides by zero in Lua, and the bucket jumps to max_tokens whenever the "
+        "clock's second changes (no limit in practice)\n")
 
 
 def test_unreadable_rules_are_a_tl100_finding_and_exit_1(tmp_path: Path) -> None:

@@ -221,3 +221,49 @@ def test_a_file_without_objects_is_a_warning_not_a_clean_pass(text: str) -> None
     findings = check_texts([(text, "empty.yaml")])
     assert [(f.code, f.severity, str(f.location)) for f in findings] == [
         ("TL410", Severity.WARNING, "empty.yaml:1:1")]
+
+
+def test_plain_values_kubectl_reads_as_booleans_or_numbers() -> None:
+    # PyYAML reads plain y, n, 1e3, 0o17 as strings, kubectl (Go's yaml.v2) as true, false,
+    # 1000, 15: these manifests passed the check and the API server refused them.
+    text = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: svc
+  labels: {app: y, tier: n}
+spec:
+  ports: [{port: 80, targetPort: 0o17}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+    - name: c
+      image: i
+      env: [{name: TOKEN, value: 1e3}]
+---
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: w}
+spec:
+  selector:
+    matchLabels: {version: 1e3, quoted: '1e3'}
+  pluginConfig:
+    rateLimitKeys: ["{{request.headers.user-type}}"]
+    rateLimitService: {service: svc.default.svc.cluster.local, port: 80}
+  url: oci://example.com/p:1
+"""
+    findings = check_texts([(text, "k.yaml")])
+    assert [(f.one_line(), f.hint) for f in findings] == [
+        ("k.yaml:5:17: error TL404 Service/svc: metadata.labels.app: kubectl reads this plain "
+         "value as a boolean (Go's YAML 1.1), not the string it looks like", "Quote it: 'y'."),
+        ("k.yaml:5:26: error TL404 Service/svc: metadata.labels.tier: kubectl reads this plain "
+         "value as a boolean (Go's YAML 1.1), not the string it looks like", "Quote it: 'n'."),
+        ("k.yaml:16:34: error TL404 Pod/p: spec.containers[0].env[0].value: kubectl reads this "
+         "plain value as a number (Go's YAML 1.1), not the string it looks like", "Quote it."),
+        ("k.yaml:23:28: error TL402 WasmPlugin/w: spec.selector.matchLabels.version: kubectl "
+         "reads this plain value as a number (Go's YAML 1.1), not the string it looks like",
+         "Quote it: '1e3'."),
+    ]

@@ -80,6 +80,54 @@ def test_render_wasmplugin_and_service_are_the_parts_of_all() -> None:
     assert plugin.startswith("---\napiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n")
 
 
+def test_values_kubectl_would_read_as_booleans_or_numbers_are_quoted() -> None:
+    # kubectl reads YAML with Go's yaml.v2: plain y, n, 1e3, 0o17, 0X1F, 1.5e3 and 1_0 are
+    # booleans and numbers there (PyYAML reads them as strings, so it did not quote them), and
+    # the API server refused `app: y` or `version: 1e3` in matchLabels as not a string.
+    code, out, err = invoke(["render", "wasmplugin", "--namespace", "y", "--selector", "app=n",
+                             "--selector", "version=1e3", "--selector", "octal=0o17",
+                             "--selector", "hex=0X1F", "--selector", "exp=1.5e3",
+                             "--selector", "digits=1_0", "--selector", "cpu=50m",
+                             "--llm-host", "1e5"])
+    assert (code, err) == (0, "")
+    assert out.splitlines()[4:20] == [
+        "  name: llm-token-ratelimit",
+        "  namespace: 'y'",
+        "spec:",
+        "  failStrategy: FAIL_OPEN",
+        "  imagePullPolicy: IfNotPresent",
+        "  selector:",
+        "    matchLabels:",
+        "      app: 'n'",
+        "      version: '1e3'",
+        "      octal: '0o17'",
+        "      hex: '0X1F'",
+        "      exp: '1.5e3'",
+        "      digits: '1_0'",
+        "      cpu: 50m",
+        "  match:",
+        "    - mode: CLIENT",
+    ]
+    assert "          exact: '1e5'\n" in out
+
+
+def test_a_regex_with_a_character_yaml_reads_as_a_line_break_survives(tmp_path: Path) -> None:
+    # NEL (U+0085) was written raw inside single quotes, where YAML reads it as a line break
+    # folded into a space: the Deployment gave the service '^a b$' for the regex '^a\x85b$'.
+    rules = ('[{"rate_limit_key_regex":"^a\\u0085b$","max_tokens":1,"tokens_per_fill":1,'
+             '"fill_interval_second":1,"redis_expired_seconds":10}]')
+    code, out, _ = invoke(["render", "service", "--config-json", rules, "--no-redis-password"])
+    assert code == 0
+    line = next(x for x in out.splitlines() if "rate_limit_key_regex" in x)
+    assert line == ('              value: "[{\\"rate_limit_key_regex\\":\\"^a\\Nb$\\",'
+                    '\\"max_tokens\\":1,\\"tokens_per_fill\\":1,\\"fill_interval_second\\":1,'
+                    '\\"redis_expired_seconds\\":10}]"')
+    path = tmp_path / "service.yaml"
+    path.write_text(out, encoding="utf-8")
+    code, body, _ = invoke(["validate", str(path), "-f", "json"])
+    assert json.loads(body)["rules"][0]["rate_limit_key_regex"] == "^a\x85b$"
+
+
 def test_render_wasmplugin_with_rules_validates_them() -> None:
     bad = '[{"rate_limit_key_regex":"a","max_tokens":1,"tokens_per_fill":1,' \
           '"fill_interval_second":0,"redis_expired_seconds":5}]'
@@ -118,6 +166,33 @@ def test_output_dir_writes_one_file_per_object(tmp_path: Path) -> None:
         "version control\n")
     assert PASSWORD not in err
     assert base64.b64encode(PASSWORD.encode()).decode() not in err
+
+
+def test_output_dir_with_an_earlier_renders_files_is_refused(tmp_path: Path) -> None:
+    # Rendering again without the Secret moved the numbering: the old 04-deployment (old rules)
+    # stayed beside the new 03-deployment, and `kubectl apply -f DIR` applied it last.
+    target = tmp_path / "manifests"
+    code, _, _ = invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                         "--redis-password-env", "PW"], env={"PW": PASSWORD})
+    assert code == 0
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    code, out, err = invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                             "--no-redis-password"])
+    assert (code, out) == (1, "")
+    assert err == (
+        f"error: {target}: 03-service-asm-llm-token-rate-limit-example.yaml (and 2 more) is "
+        "from an earlier render and not written by this one; kubectl apply -f "
+        f"{target} would apply it too: remove it, or write to an empty directory (nothing "
+        "was written)\n")
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    # The same objects again, or other kinds into the same directory, are fine.
+    assert invoke(["render", "all", "--rules", RULES, "-o", str(target),
+                   "--redis-password-env", "PW"], env={"PW": PASSWORD})[0] == 0
+    shared = tmp_path / "shared"
+    assert invoke(["render", "wasmplugin", "-o", str(shared)])[0] == 0
+    assert invoke(["render", "service", "--rules", RULES, "--no-redis-password", "-o",
+                   str(shared)])[0] == 0
+    assert len(list(shared.iterdir())) == 4
 
 
 def test_missing_password_variable_fails_without_output(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from tokenlimit.k8s import (
     render_wasmplugin,
     wasmplugin_schema,
 )
+from tokenlimit.k8s.check import read_objects
 from tokenlimit.k8s.settings import (
     FAIL_STRATEGIES,
     MATCH_MODES,
@@ -153,6 +154,8 @@ def test_own_schema_also_checks_the_plugins_config_and_typos(
 
 _label = st.from_regex(r"\A[a-z]([-a-z0-9]{0,10}[a-z0-9])?\Z")
 _port = st.integers(min_value=1, max_value=65535)
+# Label values kubectl's YAML reader takes for booleans or numbers unless they are quoted.
+_label_value = _label | st.sampled_from(["y", "n", "1e3", "0o17", "0X1F", "1_0", "1.5e3"])
 
 
 @st.composite
@@ -162,7 +165,7 @@ def _plugin_options(draw: st.DrawFn) -> WasmPluginOptions:
                            draw(st.sampled_from(["", "gateway.networking.k8s.io"])))
                  for _ in range(draw(st.integers(1, 3)))) if use_refs else ()
     selector = () if use_refs else tuple(
-        (draw(_label), draw(_label)) for _ in range(draw(st.integers(0, 2))))
+        (draw(_label), draw(_label_value)) for _ in range(draw(st.integers(0, 2))))
     return WasmPluginOptions(
         name=draw(_label), namespace=draw(_label), selector=selector, target_refs=refs,
         hosts=tuple(draw(st.lists(_label.map(lambda s: s + ".example.com"), min_size=1,
@@ -188,4 +191,7 @@ def test_property_every_valid_option_set_renders_a_plugin_both_schemas_accept(
     plugin = render_wasmplugin(options)
     assert istio_errors(plugin) == []
     assert own_errors(plugin) == []
+    # What kubectl sends: the YAML read as Go's yaml.v2 reads it is the object itself.
+    [sent] = read_objects(format_manifests([plugin]), "w.yaml")
+    assert (sent.data, sent.coerced) == (plugin, {})
     assert check_texts([(format_manifests([plugin]), "p.yaml")]) == []

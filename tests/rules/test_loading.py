@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES
 from tokenlimit.errors import RuleError
@@ -103,3 +107,29 @@ def test_broken_json_names_line_and_column() -> None:
 def test_manifest_without_config_is_an_error() -> None:
     with pytest.raises(RuleError, match="no RATE_LIMIT_CONFIG found"):
         parse_rules_text("kind: Service\nmetadata: {name: x}\n", "svc.yaml")
+
+
+@settings(max_examples=150)
+# NEL, U+2028 and U+2029 are left out: YAML counts them as line breaks, lines and columns
+# here count only '\n' (as editors and GitHub do).
+@given(regex=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",),
+                                   exclude_characters="\x85\u2028\u2029"), max_size=40),
+       style=st.sampled_from(['"', "'", None]), width=st.integers(20, 120))
+def test_rule_positions_inside_a_manifest_string_point_at_the_rule(
+        regex: str, style: str | None, width: int) -> None:
+    # However PyYAML quotes, escapes and folds the value, each rule's position in the
+    # manifest is the '{' that opens it, and the max_tokens value its digit.
+    rules = [{"rate_limit_key_regex": regex, "max_tokens": 7 + i, "tokens_per_fill": 1,
+              "fill_interval_second": 1, "redis_expired_seconds": 10} for i in range(2)]
+    value = json.dumps(rules, ensure_ascii=False)
+    text = yaml.dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                      "data": {"RATE_LIMIT_CONFIG": value}}, default_style=style, width=width,
+                     allow_unicode=True, sort_keys=False)
+    loaded = parse_rules_text(text, "c.yaml", fmt="yaml")
+    lines = text.splitlines()
+    for i, rule in enumerate(loaded.rules):
+        assert rule.location is not None
+        assert lines[rule.location.line - 1][rule.location.column - 1] == "{"
+        where = rule.location_of("max_tokens")
+        assert where is not None
+        assert lines[where.line - 1][where.column - 1] == str(7 + i)

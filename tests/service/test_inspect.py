@@ -19,7 +19,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import RedisServer, start_redis
+from tests.conftest import SAMPLES, RedisServer, start_redis
 from tests.service.conftest import RedisCluster
 from tests.service.helpers import check, report
 from tests.service.redis_helpers import injected_start
@@ -298,3 +298,142 @@ def test_ctrl_c_ends_a_watch_quietly(redis_server: RedisServer, tmp_path: Path) 
             process.kill()
             process.wait(timeout=5)
     assert (process.returncode, err) == (0, "")
+
+
+def _fill_raw(server: RedisServer, *entries: tuple[bytes, bytes]) -> None:
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=5) as client:
+        for name, value in entries:
+            client.set(name, value)
+
+
+def _rows(text: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("│").split("│")]
+            for line in text.splitlines() if line.startswith("│ ") and line[2] != " "]
+
+
+def test_keys_and_regexes_are_shown_as_written_not_as_markup(redis_server: RedisServer) -> None:
+    # Square brackets in a key or a regex were read as Rich markup: 'user[/]' ended in a
+    # MarkupError traceback, '[red]x' was shown as a red 'x'.
+    _fill_raw(redis_server, (b"user[/]", b"7"), (b"[red]x", b"3"))
+    rules = ('[{"rate_limit_key_regex":"^user\\\\[/]","max_tokens":10,"tokens_per_fill":5,'
+             '"fill_interval_second":60,"redis_expired_seconds":600}]')
+    result = _inspect("--config-json", rules, "--redis-url", redis_server.url)
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert [row[:3] for row in rows] == [["[red]x", "-", "3"], ["user[/]", "0 ^user\\[/]", "7"]]
+    assert rows[1][8].startswith("no refill time: the next check restarts it at 5")
+
+
+def test_names_that_are_not_utf8(redis_server: RedisServer) -> None:
+    # A name SCAN found that is not UTF-8 (another application's) ended in a UnicodeEncodeError
+    # traceback. The service never writes one (Go reads each bad byte of a key as U+FFFD); a
+    # KEY given with a bad byte is looked up as the service keeps it, with U+FFFD.
+    replaced = "regular-user-\ufffd".encode()
+    _fill_raw(redis_server, (b"bin\xff\xfekey", b"3"), (b"regular-user-\xff", b"9"),
+              (replaced, b"-5"), (replaced + b"_last_fill_time", b"1000"))
+    rules = str(SAMPLES / "rules.json")
+    scanned = _inspect("--rules", rules, "--redis-url", redis_server.url, "--now", "1010",
+                       "-f", "json")
+    assert scanned.exit_code == 0, scanned.output
+    states = {s["key"]: s for s in json.loads(scanned.stdout)["keys"]}
+    assert sorted(states) == ["bin\\xff\\xfekey", "regular-user-\\xff", "regular-user-\ufffd"]
+    foreign = ("not a bucket: the name is not UTF-8 (the service reads each such byte of a "
+               "key as U+FFFD, so it never writes this name)")
+    for name in ("bin\\xff\\xfekey", "regular-user-\\xff"):
+        assert (states[name]["rule"], states[name]["balance"], states[name]["state"]) == (
+            None, None, foreign)
+    assert (states["regular-user-\ufffd"]["rule"], states["regular-user-\ufffd"]["balance"],
+            states["regular-user-\ufffd"]["state"]) == (0, -5, "limited")
+    text = _inspect("--rules", rules, "--redis-url", redis_server.url, "--now", "1010")
+    assert text.exit_code == 0, text.output
+    assert [row[:3] for row in _rows(text.stdout)] == [
+        ["bin\\xff\\xfekey", "-", "-"], ["regular-user-\\xff", "-", "-"],
+        ["regular-user-\ufffd", "0 regular-user.*", "-5"]]
+    given = _inspect("regular-user-\udcff", "--rules", rules, "--redis-url", redis_server.url,
+                     "--now", "1010", "-f", "json")
+    assert given.exit_code == 0, given.output
+    assert [(s["key"], s["balance"]) for s in json.loads(given.stdout)["keys"]] == [
+        ("regular-user-\ufffd", -5)]
+
+
+def test_the_services_environment_with_a_password_of_url_characters() -> None:
+    # REDIS_PASSWORD went into the URL as it was: what follows its '@' was read as the host
+    # (here loopback port 9: "Connection refused"; 'p@ss' connected to a host named 'ss').
+    password = "pw@127.0.0.1:9/x#1%"
+    server = start_redis(password=password)
+    try:
+        _fill_raw_with_password(server, password, (b"regular-user-1", b"-20"),
+                                (b"regular-user-1_last_fill_time", b"1000"))
+        env = {"REDIS_ADDRESS": server.address, "REDIS_PASSWORD": password,
+               "REDIS_DB_INDEX": "0"}
+        result = runner.invoke(app, ["inspect", "--rules", str(SAMPLES / "rules.json"),
+                                     "--now", "1010", "-f", "json"], env=env)
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.stdout)
+        assert body["redis"] == f"redis://{server.address}/0"
+        assert [(s["key"], s["balance"], s["state"]) for s in body["keys"]] == [
+            ("regular-user-1", -20, "limited")]
+        assert "127.0.0.1:9" not in result.output
+    finally:
+        server.stop()
+        shutil.rmtree(server.workdir, ignore_errors=True)
+
+
+def _fill_raw_with_password(server: RedisServer, password: str,
+                            *entries: tuple[bytes, bytes]) -> None:
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=server.port, password=password,
+                     socket_timeout=5) as client:
+        for name, value in entries:
+            client.set(name, value)
+
+
+def test_a_url_whose_database_is_not_a_number_is_a_usage_error(redis_server: RedisServer) -> None:
+    # redis-py reads a path such as /db1 as database 0: the table showed database 0's keys
+    # under the title 'redis://.../db1', exit 0.
+    _fill_raw(redis_server, (b"regular-user-1", b"5"))
+    rules = str(SAMPLES / "rules.json")
+    typo = _inspect("--rules", rules, "--redis-url", f"redis://{redis_server.address}/db1")
+    assert typo.exit_code == 2
+    assert "the database in the path must be a number, not 'db1'" in " ".join(
+        typo.stderr.replace("│", " ").split())
+    slash = _inspect("--rules", rules, "--redis-url",
+                     f"redis://u:pw/secret@{redis_server.address}/0")
+    assert slash.exit_code == 2
+    assert "secret" not in slash.stderr
+    assert "percent-encode it in the password as %2F" in " ".join(
+        slash.stderr.replace("│", " ").split())
+    for fine in ("/0", "/", "", "/0?socket_timeout=3"):
+        result = _inspect("--rules", rules, "--redis-url", f"redis://{redis_server.address}{fine}",
+                          "-f", "json")
+        assert result.exit_code == 0, result.output
+        assert [s["key"] for s in json.loads(result.stdout)["keys"]] == ["regular-user-1"]
+
+
+def test_another_applications_entry_under_a_rules_key(redis_server: RedisServer) -> None:
+    # A hash under a key a rule takes was shown "admitted", admitted again "now"; the
+    # service's script fails on it (WRONGTYPE), so every check of the key answers 400.
+    import redis
+
+    with redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=5) as client:
+        client.hset("regular-user-h", "field", "1")
+        client.hset("session-h", "field", "1")
+    result = _inspect("--rules", str(SAMPLES / "rules.json"), "--redis-url", redis_server.url,
+                      "-f", "json")
+    assert result.exit_code == 0, result.output
+    states = {s["key"]: s for s in json.loads(result.stdout)["keys"]}
+    wrong = "not a bucket (WRONGTYPE Operation against a key holding the wrong kind of value)"
+    assert (states["regular-user-h"]["rule"], states["regular-user-h"]["admitted"],
+            states["regular-user-h"]["admitted_again_at"], states["regular-user-h"]["state"]) == (
+        0, False, None, f"{wrong}: every check of this key fails (the service answers 400; the "
+        "plug-in's failStrategy decides)")
+    # A key no rule takes is never checked against the script: never limited.
+    assert (states["session-h"]["rule"], states["session-h"]["admitted"],
+            states["session-h"]["state"]) == (None, True, wrong)
+    text = _inspect("--rules", str(SAMPLES / "rules.json"), "--redis-url", redis_server.url)
+    assert [row[:8] for row in _rows(text.stdout)] == [
+        ["regular-user-h", "0 regular-user.*", "-", "-", "-", "-", "-", "-"],
+        ["session-h", "-", "-", "-", "-", "-", "-", "now"]]

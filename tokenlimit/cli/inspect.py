@@ -10,12 +10,14 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
 from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption, read_rules
 from tokenlimit.rules import RuleMatcher, require_valid
 from tokenlimit.rules.figures import duration
+from tokenlimit.rules.gomatch import go_string
 
 if TYPE_CHECKING:  # rich loads when a table is printed
     from rich.console import Console, Group
@@ -47,7 +49,9 @@ def _cells(state: KeyState, now: float) -> list[str]:
     refill = ("-" if state.next_refill_at is None
               else "at the next check" if state.next_refill_at <= int(now)
               else _until(state.next_refill_at, now))
-    again = "now" if state.admitted else _until(state.admitted_again_at, now, never="never")
+    # No balance and not admitted: checks fail (another type's entry), there is no "when".
+    never = "never" if state.balance is not None else "-"
+    again = "now" if state.admitted else _until(state.admitted_again_at, now, never=never)
     return [state.key, rule, "-" if state.balance is None else f"{state.balance:,}",
             _utc(state.last_fill), refill, adds, ttl, again, state.state]
 
@@ -56,16 +60,34 @@ def format_states(states: Sequence[KeyState], now: float, where: str) -> Group:
     """The text report: one row per key."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     noun = "key" if len(states) == 1 else "keys"
-    table = Table(title=f"{where} at {_utc(now)} UTC: {len(states)} {noun}",
+    # Text, never markup: keys and regexes are anyone's ('user[/]', '[red]x').
+    table = Table(title=Text(f"{where} at {_utc(now)} UTC: {len(states)} {noun}"),
                   title_justify="left")
     for i, name in enumerate(("key", "rule", "balance", "last refill (UTC)", "next refill",
                               "refill adds", "TTL", "admitted again", "state")):
         table.add_column(name, justify="right" if i in (2, 5, 6) else "left")
     for state in states:
-        table.add_row(*_cells(state, now))
+        table.add_row(*(Text(cell) for cell in _cells(state, now)))
     return Group(table)
+
+
+def _check_database(url: str) -> None:
+    """A database in the URL's path must be a number: redis-py reads any other path (a typo
+    such as /db1) as database 0, and the table would show another database's keys."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() == "unix":
+        return
+    path = rest.split("?", 1)[0].split("#", 1)[0].partition("/")[2]
+    if not path or (path.isascii() and path.isdigit()):
+        return
+    if "@" in path:  # a '/' in the password ended the host part early; never show it
+        raise typer.BadParameter("a '/' before the '@' ends the host part: percent-encode "
+                                 "it in the password as %2F", param_hint="--redis-url")
+    raise typer.BadParameter(f"the database in the path must be a number, not {path!r} "
+                             "(redis://HOST:PORT/DB)", param_hint="--redis-url")
 
 
 def _redis_url(url: str | None) -> str:
@@ -77,7 +99,9 @@ def _redis_url(url: str | None) -> str:
         return "redis://127.0.0.1:6379/0"
     password = os.environ.get("REDIS_PASSWORD")
     db = os.environ.get("REDIS_DB_INDEX", "0").strip()
-    auth = f":{password}@" if password else ""
+    # Percent-encoded: a password holding @, /, : or # would otherwise end the URL's user
+    # part early, and the rest be read as the host ("p@ss" connected to host "ss").
+    auth = f":{quote(password, safe='')}@" if password else ""
     return f"redis://{auth}{address}/{db if db.isdigit() else 0}"
 
 
@@ -132,6 +156,8 @@ def inspect(
     if watch and output_format == "json":
         raise typer.BadParameter("--watch draws a table; drop --format json",
                                  param_hint="--watch")
+    if redis_url is not None:
+        _check_database(redis_url)
     loaded = read_rules(rules_source, config_json, from_env)
     require_valid(loaded)
     from tokenlimit.service.redis_reader import BucketReader, RedisTarget, watch_rounds
@@ -184,14 +210,16 @@ def _shown(url: str) -> str:
 def _states(reader: BucketReader, rules: Sequence[Rule], keys: Sequence[str],
             match: str | None, top: int | None, limit: int,
             now: float | None) -> tuple[list[KeyState], float]:
-    from tokenlimit.service.inspection import key_state
+    from tokenlimit.service.inspection import NOT_UTF8, key_state
 
     matcher = RuleMatcher(rules)
     now_ms = reader.now_ms() if now is None else round(now * 1000)
-    names = list(keys) or reader.scan(match or "*", limit)
+    # A KEY given that is not UTF-8 reaches the service inside JSON, where Go reads each bad
+    # byte as U+FFFD: read the key the service keeps.
+    names = [go_string(key) for key in keys] or reader.scan(match or "*", limit)
     states = []
     for stored in reader.read(names):
-        index = matcher.index_for(stored.key)
+        index = None if stored.problem == NOT_UTF8 else matcher.index_for(stored.key)
         rule = None if index is None else matcher.rules[index]
         states.append(key_state(stored, index, rule, now_ms))
     if top is not None:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import yaml
@@ -33,9 +33,12 @@ import yaml
 from tokenlimit.errors import RuleError
 from tokenlimit.k8s import core
 from tokenlimit.k8s.objects import JsonPath, ManifestObject, field_name, schema_findings
+from tokenlimit.k8s.yamlio import go_yaml_value
 from tokenlimit.rules import ENV_VAR, Finding, Location, Severity, lint, parse_rules_text
 
 _constructor = yaml.constructor.SafeConstructor()
+_STR = "tag:yaml.org,2002:str"
+_T = TypeVar("_T")
 
 
 def _empty(doc: yaml.Node | None) -> bool:
@@ -62,8 +65,9 @@ def read_objects(text: str, path: str) -> list[ManifestObject]:
     for doc in docs:
         values: dict[JsonPath, tuple[int, int]] = {}
         keys: dict[JsonPath, tuple[int, int]] = {}
+        coerced: dict[JsonPath, str] = {}
         try:
-            data = _convert(doc, (), values, keys)
+            data = _convert(doc, (), values, keys, coerced)
         except (yaml.YAMLError, ValueError, TypeError) as exc:
             raise RuleError(f"invalid YAML value: {exc}", path=path,
                             line=doc.start_mark.line + 1) from exc
@@ -72,20 +76,20 @@ def read_objects(text: str, path: str) -> list[ManifestObject]:
             for i, item in enumerate(data["items"]):
                 prefix: JsonPath = ("items", i)
                 objects.append(ManifestObject(
-                    item, path, _rebase(values, prefix), _rebase(keys, prefix)))
+                    item, path, _rebase(values, prefix), _rebase(keys, prefix),
+                    _rebase(coerced, prefix)))
         else:
-            objects.append(ManifestObject(data, path, values, keys))
+            objects.append(ManifestObject(data, path, values, keys, coerced))
     return objects
 
 
-def _rebase(marks: dict[JsonPath, tuple[int, int]], prefix: JsonPath
-            ) -> dict[JsonPath, tuple[int, int]]:
+def _rebase(marks: dict[JsonPath, _T], prefix: JsonPath) -> dict[JsonPath, _T]:
     n = len(prefix)
     return {k[n:]: v for k, v in marks.items() if k[:n] == prefix}
 
 
 def _convert(node: yaml.Node, at: JsonPath, values: dict[JsonPath, tuple[int, int]],
-             keys: dict[JsonPath, tuple[int, int]]) -> Any:
+             keys: dict[JsonPath, tuple[int, int]], coerced: dict[JsonPath, str]) -> Any:
     values[at] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if len(at) > 100:
         raise ValueError("nested too deeply")
@@ -94,11 +98,20 @@ def _convert(node: yaml.Node, at: JsonPath, values: dict[JsonPath, tuple[int, in
         for key_node, value_node in node.value:
             key = str(_constructor.construct_object(key_node, deep=True))
             keys[(*at, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _convert(value_node, (*at, key), values, keys)
+            out[key] = _convert(value_node, (*at, key), values, keys, coerced)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*at, i), values, keys) for i, item in enumerate(node.value)]
-    return _constructor.construct_object(node, deep=True)
+        return [_convert(item, (*at, i), values, keys, coerced)
+                for i, item in enumerate(node.value)]
+    value = _constructor.construct_object(node, deep=True)
+    if (isinstance(value, str) and isinstance(node, yaml.ScalarNode) and node.style is None
+            and node.tag == _STR):
+        # What kubectl will send: Go's yaml.v2 resolves more plain scalars than PyYAML.
+        go_value = go_yaml_value(value)
+        if go_value is not value:
+            coerced[at] = value
+            return go_value
+    return value
 
 
 @cache
@@ -180,7 +193,8 @@ def _rule_findings(text: str, path: str) -> list[Finding]:
         return [f for f in findings if f.severity is not Severity.INFO]
     except RuleError as exc:
         return [Finding("TL100", Severity.ERROR, exc.message,
-                        "Fix RATE_LIMIT_CONFIG so the service can decode it.", None, None,
+                        exc.hint or "Fix RATE_LIMIT_CONFIG so the service can decode it.", None,
+                        None,
                         Location(exc.path or path, exc.line or 1, exc.column or 1))]
 
 

@@ -6,7 +6,7 @@ Shared by the WasmPlugin check (``check.py``) and the core-kind check (``core.py
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
@@ -24,6 +24,9 @@ class ManifestObject:
     path: str
     values: dict[JsonPath, tuple[int, int]]
     keys: dict[JsonPath, tuple[int, int]]
+    # Plain scalars that kubectl's YAML reader (Go's yaml.v2) takes for a boolean or a number
+    # although PyYAML reads a string (`y`, `1e3`): the data holds Go's value.
+    coerced: dict[JsonPath, str] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -86,7 +89,17 @@ def schema_findings(obj: ManifestObject, error: jsonschema.ValidationError, code
                           f"Add {name}.", None, field_name(where), obj.where(at))
         return
     message = error.message
-    if obj.data.get("kind") == "Secret" or "env" in at:
+    secret = obj.data.get("kind") == "Secret" or "env" in at
+    if at in obj.coerced:
+        kind = "boolean" if isinstance(error.instance, bool) else "number"
+        # Env values and Secret data may be passwords: never shown.
+        quoted = "Quote it." if secret else f"Quote it: '{obj.coerced[at]}'."
+        yield Finding(code, Severity.ERROR,
+                      f"{obj.label}: {field_name(at)}: kubectl reads this plain value as a "
+                      f"{kind} (Go's YAML 1.1), not the string it looks like",
+                      quoted, None, field_name(at), obj.where(at))
+        return
+    if secret:
         # Secret data and env values may be passwords: say what is wrong, never the value.
         message = f"the value fails the schema's {error.validator!r} rule (value not shown)"
     elif len(message) > 200:

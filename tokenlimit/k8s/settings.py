@@ -94,10 +94,10 @@ class WasmPluginOptions:
         if len(self.target_refs) > 16:
             raise ConfigError("--target-ref: at most 16 (Istio's limit)")
         if not self.hosts:
-            raise ConfigError("--host: give at least one host, or the plug-in matches nothing")
+            raise ConfigError("--llm-host: give at least one host, or the plug-in matches nothing")
         for host in self.hosts:
             if not host or any(c.isspace() for c in host):
-                raise ConfigError(f"--host {host!r}: not a host name")
+                raise ConfigError(f"--llm-host {host!r}: not a host name")
         if not self.key_templates:
             raise ConfigError("--key-template: give at least one rate-limit key template")
         for template in self.key_templates:

@@ -2,9 +2,9 @@
 
 Go decodes ``RATE_LIMIT_CONFIG`` into ``[]struct{...}`` with ``int`` fields: field names match
 case-insensitively, the last duplicate wins, unknown fields and ``null`` values are ignored,
-a missing field keeps its zero value, and any number that is not an integer literal in int64
-range is an error. Problems inside a rule become findings (so all of them are reported at
-once); a document that is not an array at all raises ``RuleError``.
+a missing field (or one that is only null) keeps its zero value, and any number that is not
+an integer literal in int64 range is an error. Problems inside a rule become findings (so
+all of them are reported at once); a document that is not an array at all raises ``RuleError``.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def _decode_rule(index: int, item: Node) -> tuple[Rule, list[Finding]]:
 def _decode_fields(index: int, item: Node, values: dict[str, str | int],
                    where: dict[str, Location], findings: list[Finding]) -> None:
     seen: dict[str, Node] = {}
+    given: set[str] = set()  # fields with a value that is not null
     present = {_FIELDS.field_for(str(key.value)) for key, _ in item.pairs()}
     for key_node, value_node in item.pairs():
         raw_key = str(key_node.value)
@@ -123,6 +124,7 @@ def _decode_fields(index: int, item: Node, values: dict[str, str | int],
         where[name] = value_node.location
         if value_node.kind == "null":
             continue  # Go leaves the field as it was
+        given.add(name)
         if _GO_TYPE[name] == "string":
             if value_node.kind != "string":
                 findings.append(_wrong_type(index, name, value_node, "string"))
@@ -133,15 +135,24 @@ def _decode_fields(index: int, item: Node, values: dict[str, str | int],
         if parsed is not None:
             values[name] = parsed
     for name in RULE_FIELDS:
-        if name not in seen:
-            zero = '""' if name == REGEX_FIELD else "0"
-            effect = ("an empty regex, which matches every key" if name == REGEX_FIELD
-                      else "0")
+        if name in given:
+            continue
+        zero = '""' if name == REGEX_FIELD else "0"
+        effect = "an empty regex, which matches every key" if name == REGEX_FIELD else "0"
+        if name in seen:
+            # Only null (say, a template's unset value): Go leaves the field at its zero value.
             findings.append(Finding(
                 "TL106", Severity.ERROR,
-                f"rule {index} has no {name!r}: the service silently uses {effect}",
-                f"Add \"{name}\" (the service's zero value is {zero}).",
-                index, name, item.location))
+                f"rule {index} has {name!r} null: the service reads that as no value and "
+                f"silently uses {effect}",
+                f"Give \"{name}\" a value (the service's zero value is {zero}).",
+                index, name, seen[name].location))
+            continue
+        findings.append(Finding(
+            "TL106", Severity.ERROR,
+            f"rule {index} has no {name!r}: the service silently uses {effect}",
+            f"Add \"{name}\" (the service's zero value is {zero}).",
+            index, name, item.location))
 
 
 def _go_int(index: int, name: str, node: Node, findings: list[Finding]) -> int | None:

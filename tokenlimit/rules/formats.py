@@ -157,11 +157,15 @@ def artifact_uri(path: str, root: str | None = None) -> str:
     ('my%20rules.json', '%3Cstdin%3E')
     >>> artifact_uri("/etc/rules.json", "/repo")
     'file:///etc/rules.json'
+    >>> artifact_uri("/repo/team:a/bad\\udcffname.json", "/repo")
+    'team%3Aa/bad%FFname.json'
     """
     relative = relative_path(path, root)
     if Path(relative).is_absolute():
         return Path(relative).as_uri()
-    return quote(relative, safe="/:@-._~")
+    # The name's own bytes (one that is not UTF-8 keeps them), and ':' encoded: a first segment
+    # such as 'a:b' would otherwise read as a URI scheme.
+    return quote(relative.encode("utf-8", "surrogateescape"), safe="/@-._~")
 
 
 def format_sarif(report: ValidationReport, version: str, root: str | None = None) -> str:

@@ -2,12 +2,15 @@
 
 Every loader returns ``LoadedRules``; content that cannot be read at all raises a located
 ``RuleError``. Kubernetes manifests are searched for ``RATE_LIMIT_CONFIG`` in container env
-(Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, List) or in a ConfigMap,
+(Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob, Pod, List), directly or
+through a ConfigMap or Secret in the same file, or in a ConfigMap,
 and positions inside the embedded JSON are mapped back to the manifest's lines.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -20,9 +23,10 @@ import yaml
 from tokenlimit.errors import RuleError
 from tokenlimit.rules.decode import decode_rules
 from tokenlimit.rules.findings import Finding, Severity
-from tokenlimit.rules.gojson import Locator, Replacement, parse_json, text_locator
+from tokenlimit.rules.gojson import Replacement, parse_json, text_locator
 from tokenlimit.rules.model import REGEX_FIELD, Location, Rule
 from tokenlimit.rules.yamlnodes import parse_yaml_documents, to_node
+from tokenlimit.rules.yamlpositions import scalar_locator
 
 ENV_VAR = "RATE_LIMIT_CONFIG"
 STDIN = "-"
@@ -110,6 +114,8 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
     # A byte order mark is fine before YAML, but Go's JSON decoder refuses it (the service
     # exits), so JSON keeps it and the JSON reader reports it.
     stripped = text.removeprefix("\ufeff").lstrip()
+    if stripped[:1] == "{" and _is_json_manifest(stripped):
+        return _from_yaml(text.removeprefix("\ufeff"), path)  # JSON is YAML
     if fmt == "json" or (fmt == "auto" and stripped[:1] in ("[", "{", "n", '"')):
         replaced: list[Replacement] = []
         decoded = decode_rules(parse_json(text, path, replaced=replaced), path)
@@ -121,6 +127,17 @@ def parse_rules_text(text: str, path: str, *, fmt: str = "auto") -> LoadedRules:
         raise RuleError("not UTF-8 text: YAML and Kubernetes manifests must be UTF-8",
                         path=path, line=line, column=column)
     return _from_yaml(text.removeprefix("\ufeff"), path)
+
+
+def _is_json_manifest(text: str) -> bool:
+    """Whether ``text`` is a Kubernetes object in JSON (``kubectl get deploy x -o json``),
+    not rules: an object with string ``apiVersion`` and ``kind``."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("apiVersion"), str)
+            and isinstance(data.get("kind"), str))
 
 
 def _replacement_findings(replaced: list[Replacement],
@@ -158,14 +175,22 @@ def _from_yaml(text: str, path: str) -> LoadedRules:
     if len(docs) == 1 and first_node.kind != "object":
         decoded = decode_rules(first_node, path)
         return LoadedRules(decoded.rules, decoded.findings, path, decoded.location)
-    found = list(_configs_in_manifests([raw for _, raw in docs], text, path))
+    unresolved: list[tuple[str, yaml.Node]] = []
+    found = list(_configs_in_manifests([raw for _, raw in docs], text, path, unresolved))
+    if not found and unresolved:
+        where, node = unresolved[0]
+        raise RuleError(f"{ENV_VAR} {where}, which this file does not hold: nothing to check",
+                        path=path, line=node.start_mark.line + 1,
+                        column=node.start_mark.column + 1,
+                        hint="Validate the file that holds it, or both files together: "
+                             "cat deployment.yaml configmap.yaml | tokenlimit validate -")
     if not found:
         raise RuleError(f"no {ENV_VAR} found: expected a list of rules, or a Deployment, "
                         f"StatefulSet, DaemonSet, Pod or ConfigMap that sets {ENV_VAR}",
                         path=path, line=1, column=1)
     scalar, where_label = found[0]
     replaced: list[Replacement] = []
-    decoded = decode_rules(parse_json(str(scalar.value), path, _scalar_locator(scalar, text),
+    decoded = decode_rules(parse_json(str(scalar.value), path, scalar_locator(scalar, text),
                                       replaced), path)
     findings = [*_replacement_findings(replaced, decoded.rules), *decoded.findings]
     for other, label in found[1:]:
@@ -218,12 +243,19 @@ def _objects(docs: list[yaml.Node]) -> Iterator[yaml.Node]:
             yield doc
 
 
-def _configs_in_manifests(docs: list[yaml.Node], text: str,
-                          path: str) -> Iterator[tuple[yaml.ScalarNode, str]]:
+def _configs_in_manifests(docs: list[yaml.Node], text: str, path: str,
+                          unresolved: list[tuple[str, yaml.Node]]
+                          ) -> Iterator[tuple[yaml.ScalarNode, str]]:
+    """The RATE_LIMIT_CONFIG values set in ``docs``; each one set from a ConfigMap or Secret
+    that ``docs`` do not hold goes to ``unresolved`` (what it comes from, where it says so)."""
     objects = list(_objects(docs))
     config_maps = {
         _str(_path(obj, "metadata", "name")): obj
         for obj in objects if _str(_get(obj, "kind")) == "ConfigMap"
+    }
+    secrets = {
+        _str(_path(obj, "metadata", "name")): obj
+        for obj in objects if _str(_get(obj, "kind")) == "Secret"
     }
     for obj in objects:
         kind = _str(_get(obj, "kind")) or "?"
@@ -256,35 +288,41 @@ def _configs_in_manifests(docs: list[yaml.Node], text: str,
                 data = _path(target, "data", _str(_get(ref, "key")) or "")
                 if isinstance(data, yaml.ScalarNode):
                     yield data, f"{label} via ConfigMap/{_str(_get(ref, 'name'))}"
+                    continue
+                secret_ref = _path(env, "valueFrom", "secretKeyRef")
+                secret = _secret_value(secrets.get(_str(_get(secret_ref, "name"))),
+                                       _str(_get(secret_ref, "key")) or "", path)
+                if secret is not None:
+                    yield secret, f"{label} via Secret/{_str(_get(secret_ref, 'name'))}"
+                    continue
+                for source, kind_name in (("configMapKeyRef", "ConfigMap"),
+                                          ("secretKeyRef", "Secret")):
+                    ref = _path(env, "valueFrom", source)
+                    if ref is not None:
+                        unresolved.append((
+                            f"in {label} comes from {kind_name}/{_str(_get(ref, 'name')) or '?'}"
+                            f" (key {_str(_get(ref, 'key')) or '?'})", ref))
 
 
-def _scalar_locator(scalar: yaml.ScalarNode, text: str) -> Locator:
-    """Map offsets inside a YAML string's value to lines and columns of the manifest."""
-    start_line, start_col = scalar.start_mark.line, scalar.start_mark.column
-    value = str(scalar.value)
-    if scalar.style == "|":
-        lines = text.splitlines()
-        indent = 0
-        for raw in lines[start_line + 1:]:
-            if raw.strip():
-                indent = len(raw) - len(raw.lstrip(" "))
-                break
-        inner = text_locator(value)
+_BASE64 = "base64"  # the style given to a Secret's decoded data: its findings point at it
 
-        def locate_block(offset: int) -> tuple[int, int]:
-            line, column = inner(offset)
-            return start_line + 1 + line, indent + column
 
-        return locate_block
-    quote = 1 if scalar.style in ('"', "'") else 0
-    if "\n" not in value and scalar.style != ">":
-
-        def locate_inline(offset: int) -> tuple[int, int]:
-            return start_line + 1, start_col + 1 + quote + offset
-
-        return locate_inline
-
-    def locate_start(offset: int) -> tuple[int, int]:
-        return start_line + 1, start_col + 1
-
-    return locate_start
+def _secret_value(secret: yaml.Node | None, key: str, path: str) -> yaml.ScalarNode | None:
+    """A Secret's value for ``key``: ``stringData`` as written, or ``data`` decoded from
+    base64 (as a node at the encoded value, whose findings all point at its start)."""
+    plain = _path(secret, "stringData", key)
+    if isinstance(plain, yaml.ScalarNode):
+        return plain
+    encoded = _path(secret, "data", key)
+    if not isinstance(encoded, yaml.ScalarNode):
+        return None
+    try:
+        data = base64.b64decode("".join(str(encoded.value).split()), validate=True)
+    except ValueError as exc:
+        raise RuleError("the Secret's data is not base64", path=path,
+                        line=encoded.start_mark.line + 1,
+                        column=encoded.start_mark.column + 1,
+                        hint="Kubernetes refuses it too: encode it (base64 -w0), or write the "
+                             "text under stringData.") from exc
+    return yaml.ScalarNode("tag:yaml.org,2002:str", as_go_text(data), encoded.start_mark,
+                           encoded.end_mark, style=_BASE64)

@@ -31,6 +31,25 @@ from typing import Any
 from tokenlimit.bucket.script import refill
 from tokenlimit.rules.model import Rule
 
+# The service decodes keys from JSON with Go, which reads each byte that is not UTF-8 as
+# U+FFFD: a Redis name that is not UTF-8 was written by something else.
+NOT_UTF8 = ("not a bucket: the name is not UTF-8 (the service reads each such byte of a key "
+            "as U+FFFD, so it never writes this name)")
+
+
+def is_service_key(key: str) -> bool:
+    """Whether the service could hold ``key`` (read with surrogate escapes for bad bytes)."""
+    return not any("\udc80" <= ch <= "\udcff" for ch in key)
+
+
+def shown_key(key: str) -> str:
+    """``key`` printable: each byte that is not UTF-8 as ``\\xNN``.
+
+    >>> shown_key(b"bin\\xffkey".decode("utf-8", "surrogateescape"))
+    'bin\\\\xffkey'
+    """
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
 
 @dataclass(frozen=True, slots=True)
 class StoredBucket:
@@ -44,6 +63,8 @@ class StoredBucket:
     last_fill: int | None
     last_fill_expires_ms: int | None
     problem: str | None = None
+    # An entry holds another type (a hash, a list): the service's script fails on it.
+    wrong_type: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +110,12 @@ def key_state(stored: StoredBucket, index: int | None, rule: Rule | None,
         ttl_seconds=None if deadline is None else max(deadline - now_ms, 0) / 1000,
         next_refill_at=None, refill_adds=None, admitted=True, admitted_again_at=None, state="")
     if stored.problem is not None:
+        if stored.wrong_type and rule is not None:
+            # GET on it fails inside the check script: the service answers 400 to every check
+            # of this key, and the plug-in lets the request through or not by failStrategy.
+            return replace(blank, admitted=False, state=(
+                f"{stored.problem}: every check of this key fails (the service answers 400; "
+                "the plug-in's failStrategy decides)"))
         return replace(blank, state=stored.problem)
     if rule is None:
         state = "matches no rule: never limited"

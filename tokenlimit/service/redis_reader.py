@@ -18,7 +18,7 @@ import redis.cluster
 
 from tokenlimit.bucket.keyspace import LAST_FILL_SUFFIX
 from tokenlimit.errors import StoreError
-from tokenlimit.service.inspection import StoredBucket
+from tokenlimit.service.inspection import NOT_UTF8, StoredBucket, is_service_key, shown_key
 from tokenlimit.service.stores.redis import SUFFIXES
 
 READ_BATCH = 500
@@ -102,8 +102,8 @@ class BucketReader:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             for name in self.names(key, self.target.cluster):
-                pipe.get(name)
-                pipe.execute_command("PEXPIRETIME", name)
+                pipe.get(_wire(name))
+                pipe.execute_command("PEXPIRETIME", _wire(name))
         replies: list[Any] = pipe.execute(raise_on_error=False)
         if any(isinstance(r, redis.ResponseError) and "unknown command" in str(r).lower()
                for r in replies):
@@ -116,14 +116,19 @@ class BucketReader:
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
             for name in self.names(key, self.target.cluster):
-                pipe.get(name)
-                pipe.pttl(name)
+                pipe.get(_wire(name))
+                pipe.pttl(_wire(name))
         replies: list[Any] = pipe.execute(raise_on_error=False)
         return [r + now if i % 2 and isinstance(r, int) and r >= 0 else r
                 for i, r in enumerate(replies)]
 
     def close(self) -> None:
         self.client.close()
+
+
+def _wire(name: str) -> bytes:
+    """A name as Redis holds it: a name SCAN found that is not UTF-8 keeps its bytes."""
+    return name.encode("utf-8", "surrogateescape")
 
 
 def _connect(target: RedisTarget) -> Any:
@@ -163,10 +168,15 @@ def _expiry(value: Any) -> int | None:
 
 
 def _bucket(key: str, balance: Any, balance_exp: Any, last: Any, last_exp: Any) -> StoredBucket:
+    if not is_service_key(key):
+        return StoredBucket(shown_key(key), None, _expiry(balance_exp), None, _expiry(last_exp),
+                            NOT_UTF8)
     amount, problem = _integer(balance)
     stamp, problem_last = _integer(last)
+    wrong_type = any(isinstance(v, redis.ResponseError) and str(v).startswith("WRONGTYPE")
+                     for v in (balance, last))
     return StoredBucket(key, amount, _expiry(balance_exp), stamp, _expiry(last_exp),
-                        problem or problem_last)
+                        problem or problem_last, wrong_type)
 
 
 def watch_rounds(count: int | None) -> Iterator[int]:
