@@ -9,10 +9,16 @@ When no ``usage`` arrives, :meth:`UsageReader.estimate` gives the documented est
 completion tokens seen so far (the README's gateway section says the same):
 
 - a stream: one token per event whose choices carry new content (``delta.content``,
-  ``delta.reasoning_content``, ``delta.tool_calls`` or ``delta.function_call``); OpenAI and
-  DashScope send about one token per such event, and the mock exactly one;
-- a JSON answer: ``ceil(characters / 4)`` of the choices' message content (OpenAI's rule of
-  thumb), or of the whole body when it is not JSON, too long or compressed unreadably.
+  ``delta.reasoning_content``, ``delta.tool_calls`` or ``delta.function_call``, or a legacy
+  completion's ``text``); OpenAI and DashScope send about one token per such event, and the
+  mock exactly one;
+- a JSON answer: ``ceil(characters / 4)`` of the choices' content (``message.content`` and the
+  rest, or a legacy completion's ``text``; OpenAI's rule of thumb), nothing for JSON that has
+  no ``choices`` (a model list, a file: no completion was generated), or of the whole body
+  when it is not JSON, too long or compressed unreadably.
+
+A ``usage`` without ``completion_tokens`` (an embeddings answer has only ``prompt_tokens`` and
+``total_tokens``) is read as 0 completion tokens: the answer generated none.
 
 >>> reader = UsageReader("text/event-stream", "")
 >>> reader.feed(b'data: {"choices": []}\\n\\ndata: {"usage": {"prompt_tokens": 3, ')
@@ -36,10 +42,16 @@ _CONTENT_FIELDS = ("content", "reasoning_content", "tool_calls", "function_call"
 
 
 def usage_from_json(value: Any) -> Usage | None:
-    """A ``usage`` object with integer counts, or ``None`` for anything else."""
+    """A ``usage`` object with integer counts, or ``None`` for anything else.
+
+    ``completion_tokens`` absent is 0: embeddings answers count only the prompt.
+
+    >>> usage_from_json({"prompt_tokens": 8, "total_tokens": 8})
+    Usage(prompt_tokens=8, completion_tokens=0, total_tokens=8)
+    """
     if not isinstance(value, dict):
         return None
-    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens")
+    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
     if not (isinstance(prompt, int) and isinstance(completion, int)) or (
             isinstance(prompt, bool) or isinstance(completion, bool)):
         return None
@@ -66,25 +78,34 @@ def _carries_content(event: dict[str, Any]) -> bool:
     if not isinstance(choices, list):
         return False
     for choice in choices:
-        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
         if isinstance(delta, dict) and any(delta.get(name) for name in _CONTENT_FIELDS):
+            return True
+        if choice.get("text"):  # a legacy completion's chunk
             return True
     return False
 
 
-def _message_characters(body: Any) -> int | None:
-    """The characters of a chat completion's message content, or ``None`` when it is not one."""
+def _message_characters(body: Any) -> int:
+    """The characters of a completion's content (0 for JSON that is no completion)."""
     choices = body.get("choices") if isinstance(body, dict) else None
     if not isinstance(choices, list):
-        return None
+        return 0  # a model list, a file, an embedding: nothing was generated
     total = 0
     for choice in choices:
-        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
         if isinstance(message, dict):
             for name in _CONTENT_FIELDS:
                 value = message.get(name)
                 if value:
                     total += len(value if isinstance(value, str) else json.dumps(value))
+        text = choice.get("text")  # a legacy completion
+        if isinstance(text, str):
+            total += len(text)
     return total
 
 

@@ -1,0 +1,78 @@
+"""Answers of OpenAI's other endpoints through the gateway, as real clients get them: each is
+charged what it generated, over real loopback sockets (found by field QA)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import FakeService
+from tests.gateway.test_charges import HOST, gateway_over, roomy
+
+EMBEDDING = {"object": "list", "model": "text-embedding-3-small",
+             "data": [{"object": "embedding", "index": 0, "embedding": [0.0123456789] * 1536}],
+             "usage": {"prompt_tokens": 8, "total_tokens": 8}}
+MODELS = {"object": "list", "data": [{"id": f"model-{i}", "object": "model", "created": 1,
+                                      "owned_by": "system"} for i in range(50)]}
+LEGACY = {"id": "cmpl-1", "object": "text_completion", "model": "gpt-3.5-turbo-instruct",
+          "choices": [{"index": 0, "text": "abcd" * 9, "logprobs": None,
+                       "finish_reason": "stop"}]}  # no usage: an upstream that leaves it out
+
+
+class CannedUpstream:
+    """Answers each path with a fixed JSON body, or a legacy completion stream."""
+
+    def __init__(self, bodies: dict[str, Any]) -> None:
+        self.bodies = bodies
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        if scope["path"] == "/v1/completions/stream":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            for i in range(7):
+                chunk = {"object": "text_completion", "choices": [{"index": 0, "text": f"t{i}"}]}
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": f"data: {json.dumps(chunk)}\n\n".encode()})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+            return
+        body = json.dumps(self.bodies[scope["path"]]).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@pytest.mark.parametrize(("method", "path", "report"), [
+    # the usage has no completion_tokens: none were generated (before: 5,412 were charged, the
+    # estimate of the whole 21 KB body)
+    ("POST", "/v1/embeddings", {"prompt_tokens": 8, "completion_tokens": 0, "total_tokens": 8}),
+    # JSON that is no completion generated nothing (before: 880 tokens for listing models)
+    ("GET", "/v1/models", None),
+    # a legacy completion without usage: ceil(36 / 4) of its text (before: nothing at all)
+    ("POST", "/v1/completions", {"prompt_tokens": 0, "completion_tokens": 9, "total_tokens": 9}),
+    # its stream: one token per chunk carrying text (before: nothing at all)
+    ("POST", "/v1/completions/stream",
+     {"prompt_tokens": 0, "completion_tokens": 7, "total_tokens": 7}),
+])
+def test_other_endpoints_are_charged_what_they_generated(
+        method: str, path: str, report: dict[str, int] | None) -> None:
+    service = FakeService(roomy())
+    upstream = CannedUpstream({"/v1/embeddings": EMBEDDING, "/v1/models": MODELS,
+                               "/v1/completions": LEGACY})
+    servers, gateway = gateway_over(upstream, service)
+    try:
+        body = None if method == "GET" else json.dumps({"model": "m", "input": "hi"})
+        answer = httpx.request(method, servers.listeners[2].url + path, content=body,
+                               timeout=10, headers={"host": HOST, "user-type": "user-1"})
+        servers.call(gateway.drain())
+    finally:
+        servers.stop()
+    assert answer.status_code == 200
+    expected = [] if report is None else [{"ratelimit_keys": ["user-1"], **report}]
+    assert service.reports == expected
