@@ -103,6 +103,17 @@ def test_head_gets_no_body_and_no_length_answers_are_chunked(echo: tuple[Echo, i
     assert chunked.endswith(b"\r\n\r\ne\r\nGET /nolength \r\n1\r\n!\r\n0\r\n\r\n")
 
 
+def test_an_http_1_0_client_gets_an_answer_without_a_length_unchunked(
+        echo: tuple[Echo, int]) -> None:
+    # a streamed answer (an SSE stream through the gateway, the mock's) to ApacheBench or
+    # `curl --http1.0`: it was chunked, so the client read the chunk sizes as body bytes
+    _, port = echo
+    answer = exchange(port, b"GET /nolength HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"transfer-encoding" not in answer
+    assert answer.endswith(b"\r\nconnection: close\r\n\r\nGET /nolength !")
+
+
 def test_expect_continue_is_answered_when_the_app_reads(echo: tuple[Echo, int]) -> None:
     _, port = echo
     with socket.create_connection((LOOPBACK, port), timeout=10) as sock:

@@ -8,7 +8,8 @@ beyond ``HIGH_WATER`` bytes not yet received by the app, so a 300 MB body is nev
 writes an answer's head together with its first body bytes in one ``write`` (uvicorn writes
 them separately: one system call and one wake-up of the client more per answer). Keep-alive,
 pipelining (answered in order, one at a time), ``Expect: 100-continue``, HEAD, chunked answers
-when the app gives no length, ``http.disconnect`` when the client hangs up.
+when the app gives no length (to an HTTP/1.0 client, an answer ended by closing the
+connection), ``http.disconnect`` when the client hangs up.
 
 Why not the rate-limit service's server (:mod:`tokenlimit.service.http`): it reads whole
 requests the way Go's server does, and the gateway must check on the head alone and then
