@@ -1,13 +1,17 @@
-"""Answers of OpenAI's other endpoints through the gateway, as real clients get them: each is
-charged what it generated, over real loopback sockets (found by field QA)."""
+"""Answers as real upstreams send them, through the gateway: OpenAI's other endpoints and
+compressed answers, each charged what it generated, over real loopback sockets (found by field
+QA)."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from typing import Any
 
 import httpx
 import pytest
+import zstandard
 
 from tests.gateway.conftest import FakeService
 from tests.gateway.test_charges import HOST, gateway_over, roomy
@@ -76,3 +80,67 @@ def test_other_endpoints_are_charged_what_they_generated(
     assert answer.status_code == 200
     expected = [] if report is None else [{"ratelimit_keys": ["user-1"], **report}]
     assert service.reports == expected
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+ENCODINGS = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,  # zlib-wrapped, as RFC 9110 says
+    "deflate-raw": _raw_deflate,  # as some servers send "deflate"
+    "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
+}
+
+
+class CompressedUpstream:
+    """A chat answer (JSON or a stream) with usage, compressed, sent 7 bytes at a time."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        request = json.loads((await receive())["body"])
+        usage = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        if request.get("stream"):
+            kind = b"text/event-stream"
+            body = (b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\r\n\r\n'
+                    b'data: {"choices":[],"usage":' + json.dumps(usage).encode() + b"}\r\n\r\n"
+                    b"data: [DONE]\r\n\r\n")
+        else:
+            kind = b"application/json"
+            body = json.dumps({"choices": [{"message": {"content": "abcd" * 40}}],
+                               "usage": usage}).encode()
+        packed = ENCODINGS[self.encoding](body)
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", kind), (b"content-encoding", self.encoding.split("-")[0].encode())]})
+        for start in range(0, len(packed), 7):
+            await send({"type": "http.response.body", "body": packed[start:start + 7],
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_compressed_answers_are_charged_their_usage(encoding: str, stream: bool) -> None:
+    # zstd: httpx (so the openai SDK) asks for it wherever zstandard is installed, as it is
+    # beside tokenlimit; before, such answers and raw deflate were charged an estimate of
+    # their compressed bytes (24 and 27 tokens for the JSON answer) instead of their usage
+    service = FakeService(roomy())
+    servers, gateway = gateway_over(CompressedUpstream(encoding), service)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": stream,
+            "stream_options": {"include_usage": True}}
+    try:
+        answer = httpx.post(servers.listeners[2].url + "/v1/chat/completions", json=body,
+                            timeout=10, headers={"host": HOST, "user-type": "user-1"})
+        servers.call(gateway.drain())
+    finally:
+        servers.stop()
+    assert answer.status_code == 200
+    assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 3,
+                                "completion_tokens": 4, "total_tokens": 7}]
+    assert gateway.stats.estimated == 0

@@ -2,8 +2,8 @@
 
 A JSON answer is collected (up to a bound) and parsed at the end; a Server-Sent Events answer is
 parsed line by line and the last ``usage`` object seen wins (OpenAI sends it in the final chunk
-when ``stream_options.include_usage`` is set). gzip and deflate bodies are decompressed on the
-side; the bytes forwarded to the client are never touched.
+when ``stream_options.include_usage`` is set). gzip, deflate and zstd bodies are decompressed on
+the side; the bytes forwarded to the client are never touched.
 
 When no ``usage`` arrives, :meth:`UsageReader.estimate` gives the documented estimate of the
 completion tokens seen so far (the README's gateway section says the same):
@@ -61,6 +61,45 @@ def usage_from_json(value: Any) -> Usage | None:
     return Usage(prompt, completion, total)
 
 
+class _Inflater:
+    """``deflate`` as servers send it: zlib-wrapped, as RFC 9110 says, or raw, as some servers
+    do (httpx and browsers read both). Which one shows in the first bytes."""
+
+    def __init__(self) -> None:
+        self.inflate = zlib.decompressobj()
+        self.start: bytearray | None = bytearray()  # the bytes read before the first output
+
+    def decompress(self, chunk: bytes) -> bytes:
+        if self.start is not None:
+            self.start += chunk
+        try:
+            out = self.inflate.decompress(chunk)
+        except zlib.error:
+            if self.start is None:  # raw already, or it was zlib after all
+                raise
+            self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+            out, self.start = self.inflate.decompress(bytes(self.start)), None
+        if out:
+            self.start = None
+        return out
+
+
+class _Unzstd:
+    """``zstd``, which httpx asks for whenever zstandard is installed (a dependency here)."""
+
+    def __init__(self) -> None:
+        import zstandard
+
+        self.error = zstandard.ZstdError
+        self.inflate = zstandard.ZstdDecompressor().decompressobj()
+
+    def decompress(self, chunk: bytes) -> bytes:
+        try:
+            return bytes(self.inflate.decompress(chunk))
+        except self.error as exc:
+            raise zlib.error(str(exc)) from exc
+
+
 def _decompressor(content_encoding: str) -> Any:
     encoding = content_encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -68,8 +107,10 @@ def _decompressor(content_encoding: str) -> Any:
     if encoding in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS)
     if encoding == "deflate":
-        return zlib.decompressobj()
-    return False  # an encoding we cannot read: no usage, no report
+        return _Inflater()
+    if encoding == "zstd":
+        return _Unzstd()
+    return False  # an encoding we cannot read (br): no usage, the whole body is estimated
 
 
 def _carries_content(event: dict[str, Any]) -> bool:
