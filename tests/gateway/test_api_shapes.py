@@ -4,6 +4,7 @@ QA)."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import zlib
@@ -144,3 +145,44 @@ def test_compressed_answers_are_charged_their_usage(encoding: str, stream: bool)
     assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 3,
                                 "completion_tokens": 4, "total_tokens": 7}]
     assert gateway.stats.estimated == 0
+
+
+class CutStream:
+    """A stream with CRLF line ends and the usage event, sent in two parts cut where the
+    request's ``x-cut`` header says."""
+
+    STREAM = (b'data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\r\n\r\n'
+              b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,'
+              b'"total_tokens":7}}\r\n\r\n'
+              b"data: [DONE]\r\n\r\n")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        cut = int(dict(scope["headers"])[b"x-cut"])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": self.STREAM[:cut], "more_body": True})
+        await asyncio.sleep(0.01)  # two reads for the gateway
+        await send({"type": "http.response.body", "body": self.STREAM[cut:]})
+
+
+def test_a_crlf_stream_cut_anywhere_reaches_the_client_without_the_added_usage_event() -> None:
+    # cut between the CR and the LF that end the usage event, the client got an extra "\n"
+    service = FakeService(roomy())
+    servers, gateway = gateway_over(CutStream(), service)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    expected = CutStream.STREAM.replace(CutStream.STREAM.split(b"\r\n\r\n")[1] + b"\r\n\r\n", b"")
+    got = {}
+    try:
+        with httpx.Client(headers={"host": HOST, "user-type": "user-1"}, timeout=10) as client:
+            for cut in range(1, len(CutStream.STREAM)):
+                answer = client.post(servers.listeners[2].url + "/v1/chat/completions",
+                                     json=body, headers={"x-cut": str(cut)})
+                got[cut] = answer.content
+        servers.call(gateway.drain())
+    finally:
+        servers.stop()
+    assert {cut: text for cut, text in got.items() if text != expected} == {}
+    assert len(service.reports) == len(CutStream.STREAM) - 1

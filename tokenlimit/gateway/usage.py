@@ -269,7 +269,10 @@ class UsageChunkFilter:
         self.pending += chunk
         kept: list[bytes] = []
         start = end = 0
-        for line in bytes(self.pending).splitlines(keepends=True):
+        data = bytes(self.pending)
+        if data.endswith(b"\r"):  # perhaps the first half of a CRLF: wait for what follows
+            data = data[:-1]
+        for line in data.splitlines(keepends=True):
             end += len(line)
             if line in (b"\n", b"\r\n", b"\r"):  # a blank line ends the event
                 event = bytes(self.pending[start:end])
