@@ -186,3 +186,70 @@ def test_a_crlf_stream_cut_anywhere_reaches_the_client_without_the_added_usage_e
         servers.stop()
     assert {cut: text for cut, text in got.items() if text != expected} == {}
     assert len(service.reports) == len(CutStream.STREAM) - 1
+
+
+RESPONSES_USAGE = {"input_tokens": 5, "input_tokens_details": {"cached_tokens": 0},
+                   "output_tokens": 9, "output_tokens_details": {"reasoning_tokens": 0},
+                   "total_tokens": 14}
+
+
+class ResponsesUpstream:
+    """OpenAI's Responses API (``POST /v1/responses``): a JSON answer, or its event stream
+    with the usage in ``response.completed``; it records the bodies it was sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = (await receive())["body"]
+        self.bodies.append(body)
+        done = {"id": "resp_1", "object": "response", "status": "completed",
+                "output": [{"type": "message", "role": "assistant", "content": [
+                    {"type": "output_text", "text": "Hi there", "annotations": []}]}],
+                "usage": RESPONSES_USAGE}
+        if not json.loads(body).get("stream"):
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(done).encode()})
+            return
+        events = [
+            {"type": "response.created", "sequence_number": 0,
+             "response": {**done, "status": "in_progress", "output": [], "usage": None}},
+            {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_1",
+             "output_index": 0, "content_index": 0, "delta": "Hi"},
+            {"type": "response.output_text.delta", "sequence_number": 2, "item_id": "msg_1",
+             "output_index": 0, "content_index": 0, "delta": " there"},
+            {"type": "response.completed", "sequence_number": 3, "response": done},
+        ]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+        for event in events:
+            text = f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_responses_api_is_charged_its_usage_and_its_request_is_not_changed(
+        stream: bool) -> None:
+    # before: a stream was sent on with "stream_options": {"include_usage": true}, which the
+    # Responses API does not document, and neither it nor a JSON answer was charged its usage
+    service = FakeService(roomy())
+    upstream = ResponsesUpstream()
+    servers, gateway = gateway_over(upstream, service)
+    sent = json.dumps({"input": "hi", "model": "gpt-4.1", "stream": stream}).encode()
+    try:
+        answer = httpx.post(servers.listeners[2].url + "/v1/responses", content=sent,
+                            timeout=10, headers={"host": HOST, "user-type": "user-1",
+                                                 "content-type": "application/json"})
+        servers.call(gateway.drain())
+    finally:
+        servers.stop()
+    assert answer.status_code == 200
+    assert upstream.bodies == [sent]
+    assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 5,
+                                "completion_tokens": 9, "total_tokens": 14}]
+    if stream:
+        assert answer.text.count("event: ") == 4

@@ -10,15 +10,17 @@ completion tokens seen so far (the README's gateway section says the same):
 
 - a stream: one token per event whose choices carry new content (``delta.content``,
   ``delta.reasoning_content``, ``delta.tool_calls`` or ``delta.function_call``, or a legacy
-  completion's ``text``); OpenAI and DashScope send about one token per such event, and the
-  mock exactly one;
+  completion's ``text``), or per Responses API ``response.*.delta`` event; OpenAI and
+  DashScope send about one token per such event, and the mock exactly one;
 - a JSON answer: ``ceil(characters / 4)`` of the choices' content (``message.content`` and the
   rest, or a legacy completion's ``text``; OpenAI's rule of thumb), nothing for JSON that has
   no ``choices`` (a model list, a file: no completion was generated), or of the whole body
   when it is not JSON, too long or compressed unreadably.
 
 A ``usage`` without ``completion_tokens`` (an embeddings answer has only ``prompt_tokens`` and
-``total_tokens``) is read as 0 completion tokens: the answer generated none.
+``total_tokens``) is read as 0 completion tokens: the answer generated none. The Responses
+API's usage (``input_tokens``, ``output_tokens``; in a stream, in ``response.completed``) is
+read as the prompt and completion tokens.
 
 >>> reader = UsageReader("text/event-stream", "")
 >>> reader.feed(b'data: {"choices": []}\\n\\ndata: {"usage": {"prompt_tokens": 3, ')
@@ -44,14 +46,20 @@ _CONTENT_FIELDS = ("content", "reasoning_content", "tool_calls", "function_call"
 def usage_from_json(value: Any) -> Usage | None:
     """A ``usage`` object with integer counts, or ``None`` for anything else.
 
-    ``completion_tokens`` absent is 0: embeddings answers count only the prompt.
+    ``completion_tokens`` absent is 0: embeddings answers count only the prompt. The Responses
+    API's names (``input_tokens``, ``output_tokens``) are read as the prompt and completion.
 
     >>> usage_from_json({"prompt_tokens": 8, "total_tokens": 8})
     Usage(prompt_tokens=8, completion_tokens=0, total_tokens=8)
+    >>> usage_from_json({"input_tokens": 5, "output_tokens": 9, "total_tokens": 14})
+    Usage(prompt_tokens=5, completion_tokens=9, total_tokens=14)
     """
     if not isinstance(value, dict):
         return None
-    prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
+    if "prompt_tokens" not in value and "input_tokens" in value:  # the Responses API
+        prompt, completion = value.get("input_tokens"), value.get("output_tokens", 0)
+    else:
+        prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
     if not (isinstance(prompt, int) and isinstance(completion, int)) or (
             isinstance(prompt, bool) or isinstance(completion, bool)):
         return None
@@ -115,6 +123,9 @@ def _decompressor(content_encoding: str) -> Any:
 
 def _carries_content(event: dict[str, Any]) -> bool:
     """Whether a stream event delivers new completion content (one token, by the estimate)."""
+    kind = event.get("type")
+    if isinstance(kind, str) and kind.startswith("response.") and kind.endswith(".delta"):
+        return bool(event.get("delta"))  # the Responses API: output_text.delta and the rest
     choices = event.get("choices")
     if not isinstance(choices, list):
         return False
@@ -203,6 +214,9 @@ class UsageReader:
             return
         if isinstance(event, dict):
             usage = usage_from_json(event.get("usage"))
+            response = event.get("response")  # the Responses API: response.completed
+            if usage is None and isinstance(response, dict):
+                usage = usage_from_json(response.get("usage"))
             if usage is not None:
                 self.usage = usage
             elif _carries_content(event):
@@ -306,8 +320,10 @@ def _is_usage_event(event: bytes) -> bool:
 def ask_for_usage(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes | None:
     """The request body with ``stream_options.include_usage`` added, or ``None`` to leave it.
 
-    Only a JSON chat request with ``"stream": true`` that does not already ask for usage is
-    changed (a compressed request body is left alone). The JSON is written again compactly,
+    Only a JSON chat or legacy completion request (``messages`` or ``prompt``) with ``"stream":
+    true`` that does not already ask for usage is changed (a compressed request body is left
+    alone; a Responses API request, ``input``, has no ``include_usage`` and tells its usage
+    anyway). The JSON is written again compactly,
     keys in their order.
 
     >>> ask_for_usage(b'{"messages": [], "stream": true}')
@@ -324,7 +340,8 @@ def ask_for_usage(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes
         request = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(request, dict) or request.get("stream") is not True:
+    if not isinstance(request, dict) or request.get("stream") is not True or (
+            "messages" not in request and "prompt" not in request):
         return None
     options = request.get("stream_options")
     if options is not None and not isinstance(options, dict):
