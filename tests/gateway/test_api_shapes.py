@@ -16,6 +16,8 @@ import zstandard
 
 from tests.gateway.conftest import FakeService
 from tests.gateway.test_charges import HOST, gateway_over, roomy
+from tests.gateway.test_client import RawServer
+from tokenlimit.gateway import LOOPBACK, BackgroundServers, Gateway, Listener, bind, build_config
 
 EMBEDDING = {"object": "list", "model": "text-embedding-3-small",
              "data": [{"object": "embedding", "index": 0, "embedding": [0.0123456789] * 1536}],
@@ -253,3 +255,39 @@ def test_the_responses_api_is_charged_its_usage_and_its_request_is_not_changed(
                                 "completion_tokens": 9, "total_tokens": 14}]
     if stream:
         assert answer.text.count("event: ") == 4
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_that_ends_by_closing_the_connection_is_whole(stream: bool) -> None:
+    # an HTTP/1.0 upstream (Python's http.server, the usual hand-written mock) sends no length
+    # and closes at the end; before, that close was taken for a break: the client's answer was
+    # cut off (curl: "transfer closed with outstanding read data remaining", exit 18)
+    usage = b'{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}'
+    if stream:
+        kind = b"text/event-stream"
+        body = (b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+                b'data: {"choices":[],"usage":' + usage + b"}\n\ndata: [DONE]\n\n")
+        shown = (b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
+                 b"data: [DONE]\n\n")  # the usage event the gateway asked for is held back
+    else:
+        kind = b"application/json"
+        body = shown = b'{"choices":[{"message":{"content":"hi"}}],"usage":' + usage + b"}"
+    upstream = RawServer([(b'"content":"hi"}]', b"HTTP/1.0 200 OK\r\nContent-Type: " + kind
+                           + b"\r\n\r\n" + body)])
+    service = FakeService(roomy())
+    service_sock = bind(LOOPBACK, 0)
+    gateway = Gateway(build_config(
+        upstream=f"http://127.0.0.1:{upstream.port}",
+        service=f"http://{LOOPBACK}:{service_sock.getsockname()[1]}", hosts=[HOST]))
+    with BackgroundServers([Listener("service", service, service_sock),
+                            Listener("gateway", gateway, bind(LOOPBACK, 0))]) as servers:
+        request = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                   "stream": stream}
+        answer = httpx.post(servers.listeners[1].url + "/v1/chat/completions", timeout=10,
+                            content=json.dumps(request, separators=(",", ":")),
+                            headers={"host": HOST, "user-type": "user-1"})
+        servers.call(gateway.drain())
+    assert (answer.status_code, answer.content) == (200, shown)
+    assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 3,
+                                "completion_tokens": 4, "total_tokens": 7}]
+    assert gateway.stats.upstream_errors == 0
