@@ -291,3 +291,55 @@ def test_an_answer_that_ends_by_closing_the_connection_is_whole(stream: bool) ->
     assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 3,
                                 "completion_tokens": 4, "total_tokens": 7}]
     assert gateway.stats.upstream_errors == 0
+
+
+class DashScopeNativeUpstream:
+    """DashScope's own API (``/api/v1/services/aigc/text-generation/generation``): usage as
+    ``input_tokens`` / ``output_tokens``; streamed (``X-DashScope-SSE: enable``), every event
+    carries the usage so far."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        if dict(scope["headers"]).get(b"x-dashscope-sse") != b"enable":
+            body = {"output": {"choices": [{"finish_reason": "stop", "message": {
+                "role": "assistant", "content": "I am Qwen."}}]},
+                "usage": {"total_tokens": 16, "output_tokens": 5, "input_tokens": 11},
+                "request_id": "r-1"}
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream;charset=UTF-8")]})
+        for i, word in enumerate(["I", " am", " Qwen", "."], start=1):
+            event = {"output": {"choices": [{"message": {"content": word, "role": "assistant"},
+                                             "finish_reason": "null"}]},
+                     "usage": {"total_tokens": 11 + i, "input_tokens": 11, "output_tokens": i},
+                     "request_id": "r-1"}
+            text = f"id:{i}\nevent:result\n:HTTP_STATUS/200\ndata:{json.dumps(event)}\n\n"
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+@pytest.mark.parametrize(("stream", "output"), [(False, 5), (True, 4)])
+def test_dashscopes_own_api_is_charged_its_usage(stream: bool, output: int) -> None:
+    # the guide's host; before, its answers were charged an estimate of the whole JSON body
+    # (51 completion tokens for an answer of 5), and its streams nothing
+    service = FakeService(roomy())
+    servers, gateway = gateway_over(DashScopeNativeUpstream(), service)
+    body = {"model": "qwen-turbo", "input": {"messages": [{"role": "user", "content": "hi"}]},
+            "parameters": {"incremental_output": True}}
+    headers = {"host": HOST, "user-type": "user-1", **({"x-dashscope-sse": "enable"}
+                                                        if stream else {})}
+    try:
+        answer = httpx.post(servers.listeners[2].url
+                            + "/api/v1/services/aigc/text-generation/generation",
+                            json=body, timeout=10, headers=headers)
+        servers.call(gateway.drain())
+    finally:
+        servers.stop()
+    assert answer.status_code == 200
+    assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 11,
+                                "completion_tokens": output, "total_tokens": 11 + output}]
