@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind
+from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind, http_server
 from tokenlimit.gateway.asgi import read_body
 from tokenlimit.gateway.http_server import AsgiServer, _HttpConnection
 
@@ -112,6 +112,20 @@ def test_an_http_1_0_client_gets_an_answer_without_a_length_unchunked(
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"transfer-encoding" not in answer
     assert answer.endswith(b"\r\nconnection: close\r\n\r\nGET /nolength !")
+
+
+def test_a_head_that_never_ends_is_answered_408_and_closed(
+        echo: tuple[Echo, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # a slow-loris client (or a broken one) held its connection for as long as the server ran
+    monkeypatch.setattr(http_server, "HEAD_SECONDS", 0.2, raising=False)
+    _, port = echo
+    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+        sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\n")
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer == (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8"
+                      b"\r\ncontent-length: 15\r\nconnection: close\r\n\r\nrequest timeout")
+    # a head that comes whole is answered, however long the connection was idle before
+    assert exchange(port, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").endswith(b"GET /b ")
 
 
 def test_expect_continue_is_answered_when_the_app_reads(echo: tuple[Echo, int]) -> None:
