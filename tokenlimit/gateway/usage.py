@@ -18,9 +18,9 @@ completion tokens seen so far (the README's gateway section says the same):
   when it is not JSON, too long or compressed unreadably.
 
 A ``usage`` without ``completion_tokens`` (an embeddings answer has only ``prompt_tokens`` and
-``total_tokens``) is read as 0 completion tokens: the answer generated none. The Responses
-API's usage (``input_tokens``, ``output_tokens``; in a stream, in ``response.completed``) is
-read as the prompt and completion tokens.
+``total_tokens``) is read as 0 completion tokens: the answer generated none. ``input_tokens``
+and ``output_tokens`` (OpenAI's Responses API, in a stream inside ``response.completed``;
+DashScope's own API) are read as the prompt and completion tokens.
 
 >>> reader = UsageReader("text/event-stream", "")
 >>> reader.feed(b'data: {"choices": []}\\n\\ndata: {"usage": {"prompt_tokens": 3, ')
@@ -46,8 +46,9 @@ _CONTENT_FIELDS = ("content", "reasoning_content", "tool_calls", "function_call"
 def usage_from_json(value: Any) -> Usage | None:
     """A ``usage`` object with integer counts, or ``None`` for anything else.
 
-    ``completion_tokens`` absent is 0: embeddings answers count only the prompt. The Responses
-    API's names (``input_tokens``, ``output_tokens``) are read as the prompt and completion.
+    ``completion_tokens`` absent is 0: embeddings answers count only the prompt. The names of
+    OpenAI's Responses API and DashScope's own API (``input_tokens``, ``output_tokens``) are
+    read as the prompt and completion.
 
     >>> usage_from_json({"prompt_tokens": 8, "total_tokens": 8})
     Usage(prompt_tokens=8, completion_tokens=0, total_tokens=8)
@@ -56,7 +57,7 @@ def usage_from_json(value: Any) -> Usage | None:
     """
     if not isinstance(value, dict):
         return None
-    if "prompt_tokens" not in value and "input_tokens" in value:  # the Responses API
+    if "prompt_tokens" not in value and "input_tokens" in value:  # Responses API, DashScope
         prompt, completion = value.get("input_tokens"), value.get("output_tokens", 0)
     else:
         prompt, completion = value.get("prompt_tokens"), value.get("completion_tokens", 0)
@@ -323,8 +324,7 @@ def ask_for_usage(body: bytes, headers: Sequence[tuple[str, str]] = ()) -> bytes
     Only a JSON chat or legacy completion request (``messages`` or ``prompt``) with ``"stream":
     true`` that does not already ask for usage is changed (a compressed request body is left
     alone; a Responses API request, ``input``, has no ``include_usage`` and tells its usage
-    anyway). The JSON is written again compactly,
-    keys in their order.
+    anyway). The JSON is written again compactly, keys in their order.
 
     >>> ask_for_usage(b'{"messages": [], "stream": true}')
     b'{"messages":[],"stream":true,"stream_options":{"include_usage":true}}'
