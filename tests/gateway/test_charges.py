@@ -191,6 +191,28 @@ def test_a_hung_up_answer_that_never_ends_is_drained_for_a_bounded_time_then_est
         1, 0, 1)
 
 
+def test_an_answer_cut_off_by_stopping_the_gateway_is_charged_what_went_by() -> None:
+    # Ctrl-C waits 10 s for answers in flight, then cuts them: twelve tokens had reached the
+    # client, and nothing was charged
+    service = FakeService(roomy())
+    servers, gateway = gateway_over(SilentUpstream(12, hang=True), service)
+    for listener in servers.listeners[1:]:
+        listener.server.graceful_seconds = 0.2
+    with httpx.stream("POST", servers.listeners[2].url + CHAT, json=chat("hi", stream=True),
+                      timeout=10, headers={"host": HOST, "user-type": "user-1"}) as answer:
+        events = []
+        for line in answer.iter_lines():
+            if line.startswith("data: {"):
+                events.append(json.loads(line[6:]))
+                if len(events) == 12:
+                    break
+        servers.stop()  # the gateway first: the service still takes its last reports
+    assert delivered(events) == 12
+    assert service.reports == [{"ratelimit_keys": ["user-1"], "prompt_tokens": 0,
+                                "completion_tokens": 12, "total_tokens": 12}]
+    assert gateway.stats.estimated == 1
+
+
 def test_reports_made_during_an_outage_reach_the_service_exactly_once_when_it_is_back(
         make_system: Any) -> None:
     system: System = make_system(limiter=roomy())

@@ -140,6 +140,18 @@ def test_gateway_command_with_the_sample_wasmplugin() -> None:
      "error: --upstream 'ftp://x': give a URL starting with http:// or https://"),
     (["gateway", "--upstream", "http://127.0.0.1:1"],
      "error: no rate-limit service: give --service URL"),
+    # a path was dropped without a word (the banner even showed it): a DashScope base URL
+    # turned every request into a 404 from the upstream
+    (["gateway", "--upstream", "https://dashscope.aliyuncs.com/compatible-mode/v1",
+      "--service", "http://127.0.0.1:2", "--port", "0", "--duration", "0.5"],
+     "error: --upstream 'https://dashscope.aliyuncs.com/compatible-mode/v1': give only the "
+     "scheme, host and port (https://dashscope.aliyuncs.com); a path belongs in the client's "
+     "base URL: each request's path goes upstream as the client sent it, as through the "
+     "sidecar\n"),
+    (["gateway", "--upstream", "http://127.0.0.1:1", "--service",
+      "http://127.0.0.1:2/ratelimit", "--port", "0", "--duration", "0.5"],
+     "error: --service 'http://127.0.0.1:2/ratelimit': give only the scheme, host and port "
+     "(http://127.0.0.1:2); the service answers at /ratelimit and /update_ratelimit_record\n"),
     (["gateway", "--upstream", "http://127.0.0.1:1", "--service", "http://127.0.0.1:2",
       "--key-template", "{{request.cookie}}"],
      "error: key template '{{request.cookie}}': unknown attribute 'request.cookie'"),

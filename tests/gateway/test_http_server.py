@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind
+from tokenlimit.gateway import LOOPBACK, BackgroundServers, Listener, bind, http_server
 from tokenlimit.gateway.asgi import read_body
 from tokenlimit.gateway.http_server import AsgiServer, _HttpConnection
 
@@ -101,6 +101,31 @@ def test_head_gets_no_body_and_no_length_answers_are_chunked(echo: tuple[Echo, i
     chunked = exchange(port, b"GET /nolength HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert b"transfer-encoding: chunked\r\n" in chunked
     assert chunked.endswith(b"\r\n\r\ne\r\nGET /nolength \r\n1\r\n!\r\n0\r\n\r\n")
+
+
+def test_an_http_1_0_client_gets_an_answer_without_a_length_unchunked(
+        echo: tuple[Echo, int]) -> None:
+    # a streamed answer (an SSE stream through the gateway, the mock's) to ApacheBench or
+    # `curl --http1.0`: it was chunked, so the client read the chunk sizes as body bytes
+    _, port = echo
+    answer = exchange(port, b"GET /nolength HTTP/1.0\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"transfer-encoding" not in answer
+    assert answer.endswith(b"\r\nconnection: close\r\n\r\nGET /nolength !")
+
+
+def test_a_head_that_never_ends_is_answered_408_and_closed(
+        echo: tuple[Echo, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    # a slow-loris client (or a broken one) held its connection for as long as the server ran
+    monkeypatch.setattr(http_server, "HEAD_SECONDS", 0.2, raising=False)
+    _, port = echo
+    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
+        sock.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\n")
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert answer == (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8"
+                      b"\r\ncontent-length: 15\r\nconnection: close\r\n\r\nrequest timeout")
+    # a head that comes whole is answered, however long the connection was idle before
+    assert exchange(port, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n").endswith(b"GET /b ")
 
 
 def test_expect_continue_is_answered_when_the_app_reads(echo: tuple[Echo, int]) -> None:

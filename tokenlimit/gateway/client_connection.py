@@ -87,6 +87,7 @@ class ClientConnection(_AnswerReader):
         self.reading_paused = False
         self.error: Exception | None = None
         self.no_body = False  # an answer to HEAD: complete with its head
+        self.until_close = False  # an answer without length or chunks: it ends at the close
         self.status = 0
         self.keep_alive = False
 
@@ -94,7 +95,10 @@ class ClientConnection(_AnswerReader):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if not self.complete:
-            self._fail(ExchangeFailed("connection closed before the answer ended"))
+            if self.until_close and exc is None and self.error is None:
+                self.on_message_complete()  # httptools cannot be told of the end of input
+            else:
+                self._fail(ExchangeFailed("connection closed before the answer ended"))
         if self.writable is not None and not self.writable.done():
             self.writable.set_result(None)
 
@@ -111,6 +115,10 @@ class ClientConnection(_AnswerReader):
         # read here: once the message has ended the parser forgets it
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive() and not self.no_body
+        # HTTP/1.0 servers (Python's http.server) end a streamed answer by closing (RFC 9112
+        # 6.3): that close is its end, not a break
+        self.until_close = not self.no_body and self.status not in (204, 304) and not any(
+            name in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
         if self.no_body:  # the parser would wait for a body that never comes
             self.complete = True
             self.readable.set()
@@ -148,6 +156,7 @@ class ClientConnection(_AnswerReader):
     def reset(self, method: str) -> None:
         """Ready the connection for the next exchange, whose head nobody waits for."""
         self.no_body = method == "HEAD"
+        self.until_close = False
         self.status = 0
         self.headers = []
         self.chunks.clear()

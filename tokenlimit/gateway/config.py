@@ -162,6 +162,15 @@ def _check_url(name: str, url: str) -> None:
         raise ConfigError(f"--{name} {url!r}: the URL has no host")
     if port == 0:
         raise ConfigError(f"--{name} {url!r}: port 0 is not a port to connect to")
+    if parts.path.strip("/") or parts.query or parts.fragment or "@" in parts.netloc:
+        # a path was dropped without a word: a base URL such as .../compatible-mode/v1 sent
+        # the client's /chat/completions to the upstream's /chat/completions, a 404
+        why = ("a path belongs in the client's base URL: each request's path goes upstream as "
+               "the client sent it, as through the sidecar" if name == "upstream"
+               else "the service answers at /ratelimit and /update_ratelimit_record")
+        origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        raise ConfigError(f"--{name} {url!r}: give only the scheme, host and port ({origin}); "
+                          f"{why}")
 
 
 def load_plugin(path: str | Path) -> PluginSettings:

@@ -142,8 +142,10 @@ class Exchange:
             parts.append(name + b": " + value + b"\r\n")
         if not self.keep_alive and not any(n.lower() == b"connection" for n, _ in headers):
             parts.append(b"connection: close\r\n")
+        # No length: chunked, except to an HTTP/1.0 client, which cannot read chunks (RFC 9112
+        # 6.1); its answer ends when the connection closes (it is never kept alive).
         if (self.length_left < 0 and not self.chunked and not self.no_body
-                and status not in (204, 304)):
+                and status not in (204, 304) and self.scope["http_version"] != "1.0"):
             self.chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(b"\r\n")

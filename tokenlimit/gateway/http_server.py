@@ -8,11 +8,15 @@ beyond ``HIGH_WATER`` bytes not yet received by the app, so a 300 MB body is nev
 writes an answer's head together with its first body bytes in one ``write`` (uvicorn writes
 them separately: one system call and one wake-up of the client more per answer). Keep-alive,
 pipelining (answered in order, one at a time), ``Expect: 100-continue``, HEAD, chunked answers
-when the app gives no length, ``http.disconnect`` when the client hangs up.
+when the app gives no length (to an HTTP/1.0 client, an answer ended by closing the
+connection), ``http.disconnect`` when the client hangs up.
 
 Why not the rate-limit service's server (:mod:`tokenlimit.service.http`): it reads whole
 requests the way Go's server does, and the gateway must check on the head alone and then
 stream a body of any size both ways.
+
+An idle connection is closed after ``KEEP_ALIVE_SECONDS``; a request head that is not whole
+``HEAD_SECONDS`` after its first byte is answered 408 and its connection closed.
 
 What it does not do: TLS, HTTP/2, WebSocket upgrades (served as plain requests), trailers.
 """
@@ -34,6 +38,9 @@ from tokenlimit.gateway.http_exchange import ASGI_VERSION, Exchange
 
 HIGH_WATER = 64 * 1024  # request body bytes buffered for the app before reading pauses
 KEEP_ALIVE_SECONDS = 5.0  # an idle connection is closed after this long (as uvicorn's default)
+HEAD_SECONDS = 60.0  # a request head begun on an idle connection must be whole by then
+_HEAD_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                 b"content-length: 15\r\nconnection: close\r\n\r\nrequest timeout")
 _BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
                 b"content-length: 29\r\nconnection: close\r\n\r\nInvalid HTTP request received.")
 
@@ -56,6 +63,7 @@ class _HttpConnection(asyncio.Protocol):
         self.reading_paused = False
         self.write_paused: asyncio.Future[None] | None = None
         self.idle_since: float | None = None
+        self.head_since: float | None = None  # a request head is arriving, since then
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,7 +85,9 @@ class _HttpConnection(asyncio.Protocol):
             self.write_paused.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = None
+        if self.idle_since is not None:  # a request begins: its head has HEAD_SECONDS
+            self.idle_since = None
+            self.head_since = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -112,6 +122,7 @@ class _HttpConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
         parser = self.parser
         version = parser.get_http_version()
         url = httptools.parse_url(self.url)
@@ -252,6 +263,13 @@ class AsgiServer:
         for connection in list(self.connections):
             if connection.idle_since is not None and (
                     now - connection.idle_since > KEEP_ALIVE_SECONDS):
+                connection.close()
+            elif connection.head_since is not None and (
+                    now - connection.head_since > HEAD_SECONDS):
+                # a client that never finishes its head (slow-loris) held the connection
+                # for good; Envoy answers a stalled stream 408 too
+                if connection.transport is not None:
+                    connection.transport.write(_HEAD_TIMEOUT)
                 connection.close()
 
 

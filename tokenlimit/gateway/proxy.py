@@ -11,10 +11,11 @@ Every token an admitted answer delivers is charged (the README's gateway section
 choice): a streaming request without ``stream_options.include_usage`` gets it added, and the
 extra usage event is held back from its client; a client that hangs up does not stop the
 upstream answer from being read (bounded by ``DRAIN_SECONDS`` and ``DRAIN_BYTES``) so that its
-usage is learnt; a 2xx answer without usage is charged the estimate of
-:meth:`UsageReader.estimate`; a report the service did not take is spooled and retried
-(:mod:`tokenlimit.gateway.reports`); keys whose check would not fit the service's request
-target are refused with 431, never admitted unchecked.
+usage is learnt (an answer cut off because the gateway stops is charged what went by); a
+2xx answer without usage is charged the estimate of :meth:`UsageReader.estimate`; a report
+the service did not take is spooled and retried (:mod:`tokenlimit.gateway.reports`); keys
+whose check would not fit the service's request target are refused with 431, never admitted
+unchecked.
 """
 
 from __future__ import annotations
@@ -315,8 +316,15 @@ class Gateway:
             return 503
         watch = _DisconnectWatch(receive, body, answer,
                                  self.config.drain_seconds if keys is not None else 0.0)
+        reader = UsageReader(answer.header(b"content-type"),
+                             answer.header(b"content-encoding")) if keys is not None else None
         try:
-            answered = await self._stream_back(answer, send, keys is not None, hide_usage, watch)
+            answered = await self._stream_back(answer, send, reader, hide_usage, watch)
+        except asyncio.CancelledError:  # the gateway stopped mid-answer: charge what went by
+            if keys is not None and request is not None:
+                self._charge(keys, answer.status, self._learnt(reader, client_gone=True),
+                             request)
+            raise
         finally:
             watch.stop()
             answer.release()
@@ -337,10 +345,8 @@ class Gateway:
             usage = Usage(0, answered.estimate, answered.estimate)
         self.spool.submit(PendingReport(tuple(keys), usage, request))
 
-    async def _stream_back(self, answer: Answer, send: Send, read_usage: bool,
+    async def _stream_back(self, answer: Answer, send: Send, reader: UsageReader | None,
                            hide_usage: bool, watch: _DisconnectWatch) -> _Answer:
-        reader = UsageReader(answer.header(b"content-type"),
-                             answer.header(b"content-encoding")) if read_usage else None
         chunk_filter = UsageChunkFilter() if hide_usage and reader is not None and (
             reader.sse and reader.decompress is None) else None
         dropped = _HOP_BY_HOP_AND_LENGTH if chunk_filter else HOP_BY_HOP
