@@ -437,3 +437,14 @@ def test_another_applications_entry_under_a_rules_key(redis_server: RedisServer)
     assert [row[:8] for row in _rows(text.stdout)] == [
         ["regular-user-h", "0 regular-user.*", "-", "-", "-", "-", "-", "-"],
         ["session-h", "-", "-", "-", "-", "-", "-", "now"]]
+
+
+@pytest.mark.parametrize(("text", "db"), [("+2", 2), (" 2", 0), ("-1", 0), ("--1", 0)])
+def test_inspect_reads_redis_db_index_as_the_service_does(
+        text: str, db: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokenlimit.cli.inspect import _redis_url
+
+    monkeypatch.setenv("REDIS_ADDRESS", "127.0.0.1:6390")
+    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
+    monkeypatch.setenv("REDIS_DB_INDEX", text)
+    assert _redis_url(None) == f"redis://127.0.0.1:6390/{db}"

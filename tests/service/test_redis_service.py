@@ -168,3 +168,16 @@ def test_head_requests_get_the_head_only() -> None:
         assert (answer.status_code, answer.content) == (200, b"")
         assert answer.headers["content-length"] == "33"
         assert client.get(f"{svc.url}/healthz").json() == {"status": "ok"}  # still in sync
+
+
+@pytest.mark.parametrize(("text", "db"), [
+    ("3", 3), ("+3", 3), ("007", 7), (" 3", 0), ("3 ", 0), ("-1", 0), ("--1", 0), ("x", 0),
+    ("\uff13", 0), ("1_0", 0), ("9" * 19, 0), ("", 0)])
+def test_redis_db_index_is_read_as_the_service_reads_it(text: str, db: int) -> None:
+    """The service takes Go's strconv.Atoi of REDIS_DB_INDEX (0 when that fails), and go-redis
+    selects only a database above 0: " 3" was database 3 here and 0 there, "+3" the reverse,
+    "-1" a SELECT Redis refuses, and "--1" a traceback."""
+    from tokenlimit.service import backend_config
+
+    backend = backend_config(environ={"REDIS_ADDRESS": "127.0.0.1:6379", "REDIS_DB_INDEX": text})
+    assert backend.db == db

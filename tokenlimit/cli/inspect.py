@@ -18,6 +18,7 @@ from tokenlimit.cli.options import ConfigJsonOption, FromEnvOption, RulesOption,
 from tokenlimit.rules import RuleMatcher, require_valid
 from tokenlimit.rules.figures import duration
 from tokenlimit.rules.gomatch import go_string
+from tokenlimit.service.backends import redis_db_index
 
 if TYPE_CHECKING:  # rich loads when a table is printed
     from rich.console import Console, Group
@@ -98,11 +99,11 @@ def _redis_url(url: str | None) -> str:
     if not address:
         return "redis://127.0.0.1:6379/0"
     password = os.environ.get("REDIS_PASSWORD")
-    db = os.environ.get("REDIS_DB_INDEX", "0").strip()
+    db = redis_db_index(os.environ.get("REDIS_DB_INDEX"))
     # Percent-encoded: a password holding @, /, : or # would otherwise end the URL's user
     # part early, and the rest be read as the host ("p@ss" connected to host "ss").
     auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{address}/{db if db.isdigit() else 0}"
+    return f"redis://{auth}{address}/{db}"
 
 
 def inspect(

@@ -27,6 +27,7 @@ from tokenlimit.rules.model import Rule
 from tokenlimit.service.app import RateLimitApp, ServiceOptions
 from tokenlimit.service.backends import BACKENDS as BACKENDS  # re-exported
 from tokenlimit.service.backends import BackendKind as BackendKind  # re-exported
+from tokenlimit.service.backends import redis_db_index
 from tokenlimit.service.http import HttpServer, Limits
 from tokenlimit.service.stores.base import Clock, Store
 from tokenlimit.service.stores.memory import MemoryStore
@@ -68,8 +69,8 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
                    timeout: float = 1.0, client: RedisClient = "auto") -> BackendConfig:
     """The backend from the options, else from the example's environment variables.
 
-    ``REDIS_ADDRESS`` (host:port), ``REDIS_PASSWORD``, ``REDIS_DB_INDEX`` (0 when unset or not
-    a number). No option and no ``REDIS_ADDRESS``: the memory store.
+    ``REDIS_ADDRESS`` (host:port), ``REDIS_PASSWORD``, ``REDIS_DB_INDEX`` (read as the service
+    reads it: ``redis_db_index``). No option and no ``REDIS_ADDRESS``: the memory store.
 
     >>> backend_config(environ={"REDIS_ADDRESS": "10.0.0.5:6380", "REDIS_DB_INDEX": "x"})
     BackendConfig(kind='redis', host='10.0.0.5', port=6380, db=0, timeout=1.0, client='auto')
@@ -84,8 +85,7 @@ def backend_config(kind: str | None = None, redis_url: str | None = None,
     elif env.get("REDIS_ADDRESS"):
         host, port = _parse_address(env["REDIS_ADDRESS"], "REDIS_ADDRESS")
         password = env.get("REDIS_PASSWORD") or None
-        db_text = env.get("REDIS_DB_INDEX", "")
-        db = int(db_text) if db_text.strip().lstrip("-").isdigit() else 0
+        db = redis_db_index(env.get("REDIS_DB_INDEX"))
     else:
         if kind in ("redis", "redis-cluster"):
             raise ConfigError(f"--backend {kind} needs --redis-url or REDIS_ADDRESS")
