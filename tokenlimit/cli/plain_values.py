@@ -1,13 +1,15 @@
 """Typer's conversion of the plainest option values, without pydantic.
 
 Typer 0.29 converts every parameter's value (given or default) through a pydantic
-``TypeAdapter``: importing pydantic and building an adapter a parameter took about 0.1 s of
+``TypeAdapter``: importing pydantic and building an adapter a parameter took about 0.08 s of
 every command's start, more than anything else before the command runs (bench/startup.py
 measures both side by side). Here a value that already has its parameter's type, and text
-in the plainest form of an integer or decimal number, are converted as those adapters convert
-them (``str``: the text itself; ``int("12")``; ``float("1.5")``, correctly rounded as pydantic
-parses); anything else (another form, a bound to check, a wrong value whose error typer
-words) goes to typer's own conversion, pydantic and all.
+in the plainest form of an integer or decimal number, within the parameter's bounds, are
+converted as those adapters convert them (``str``: the text itself; ``int("12")``;
+``float("1.5")``, correctly rounded as pydantic parses); anything else (another form, a value
+out of bounds, a wrong value whose error typer words) goes to typer's own conversion,
+pydantic and all. tests/cli/test_plain_values.py holds every parameter of every command to
+typer's own results and messages.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from typing import Any, get_args, get_origin
 
 from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
 
-# Forms whose value int() and float() give exactly as pydantic does (no sign, underscore,
-# space, exponent or leading zero; few enough digits that every reader agrees).
+# Forms whose value int() and float() give exactly as pydantic does (a minus at most; no plus,
+# underscore, space, exponent or leading zero; few enough digits that every reader agrees).
 _INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?")
 _EXACT_FLOAT = 2**53  # integers a float holds exactly
@@ -56,10 +58,13 @@ def _item_type(annotation: Any) -> Any:
     return annotation if annotation in (str, bool, int, float) else None
 
 
-def _within(value: Any, low: Any, high: Any) -> bool:
-    """Whether a number is within a parameter's bounds (either ``None``: no bound); within
-    them, a bounded or clamped number converts as an unbounded one."""
-    return (low is None or value >= low) and (high is None or value <= high)
+def _fits(value: Any, info: Any) -> bool:
+    """Whether a converted value is within its parameter's bounds (``min``, ``max``; ``None``:
+    none). Within them, a bounded or clamped number converts as an unbounded one."""
+    if type(value) is str or type(value) is bool:
+        return True
+    return ((info.min is None or value >= info.min)
+            and (info.max is None or value <= info.max))
 
 
 @dataclass(frozen=True)
@@ -74,14 +79,11 @@ class PlainValues(RuntimeParam):
         if item is not self.annotation:  # a list: click gives a tuple
             if isinstance(value, (tuple, list)):
                 items = [_plain(item, v) for v in value]
-                if _NOT_PLAIN not in items and all(
-                        item is str or item is bool or _within(v, info.min, info.max)
-                        for v in items):
+                if all(v is not _NOT_PLAIN and _fits(v, info) for v in items):
                     return items
         else:
             plain = _plain(item, value)
-            if plain is not _NOT_PLAIN and (item is str or item is bool
-                                            or _within(plain, info.min, info.max)):
+            if plain is not _NOT_PLAIN and _fits(plain, info):
                 return plain
         typer_own = build_runtime_param(self.descriptor)
         return typer_own._coerce_value(value, param=param, ctx=ctx)
