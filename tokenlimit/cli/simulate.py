@@ -125,18 +125,22 @@ def _table(title: str, first: Sequence[str]) -> Table:
 def format_summary(summary: Summary, path: str) -> Group:
     """The text report as Rich renderables."""
     from rich.console import Group
+    from rich.text import Text
 
     from tokenlimit.sim.trace_table import key_label
 
+    # Keys, regexes and paths are the user's text, shown as written: a str cell would be read
+    # as Rich markup (``^[a-z]+-user`` lost its class, ``user[/]`` raised MarkupError).
     rules = _table("Per rule", ("rule", "regex"))
     for index, regex, row in summary.rules:
         rules.add_row("-" if index is None else str(index),
-                      "(no rule: never limited)" if regex is None else regex, *_row_cells(row))
+                      "(no rule: never limited)" if regex is None else Text(regex),
+                      *_row_cells(row))
     keys = _table(f"Per key (top {len(summary.keys)} by requests)", ("key", "rule"))
     for key, rule, row in summary.keys:
-        keys.add_row(key_label(key), "-" if rule is None else str(rule), *_row_cells(row))
+        keys.add_row(Text(key_label(key)), "-" if rule is None else str(rule), *_row_cells(row))
     totals = _table("Totals", ("trace",))
-    totals.add_row(path, *_row_cells(summary.totals))
+    totals.add_row(Text(path), *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
              f"{counted(summary.imputed, 'request')} had completion tokens imputed"]
     spend = summary.spend()
@@ -149,14 +153,15 @@ def format_summary(summary: Summary, path: str) -> Group:
 
 def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="Sweep", title_justify="left")
     for name in ("setting", "requests", "limited", "limited %", "tokens admitted"):
         table.add_column(name, justify="left" if name == "setting" else "right")
     for label, summary in results:
         row = summary.totals
-        table.add_row(label, f"{row.requests:,}", f"{row.limited:,}", f"{row.limited_pct:.1f}%",
-                      f"{row.tokens_admitted:,}")
+        table.add_row(Text(label), f"{row.requests:,}", f"{row.limited:,}",
+                      f"{row.limited_pct:.1f}%", f"{row.tokens_admitted:,}")
     return table
 
 

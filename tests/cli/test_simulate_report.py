@@ -1,0 +1,47 @@
+"""What ``tokenlimit simulate`` shows a user: the text report's cells, the charts' labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tokenlimit.cli.main import app
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def _rules(tmp_path: Path, regex: str) -> str:
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps([{"rate_limit_key_regex": regex, "max_tokens": 200,
+                                 "tokens_per_fill": 50, "fill_interval_second": 30,
+                                 "redis_expired_seconds": 300}]))
+    return str(path)
+
+
+def test_keys_regexes_and_paths_are_shown_as_written_not_as_markup(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys come from clients' headers and regexes hold classes: before, ``user[/]`` was a
+    MarkupError traceback, ``[b]vip[/b]`` read ``vip`` and ``^[a-z]+-user`` read ``^+-user``."""
+    monkeypatch.chdir(tmp_path)
+    trace = Path("[b]t.jsonl")
+    keys = ["user[/]", "user[/]", "[b]vip[/b]-user", "[red]x-user"]
+    trace.write_text("".join(json.dumps({"ts": 1700000000 + i, "key": key,
+                                         "completion_tokens": 100}) + "\n"
+                             for i, key in enumerate(keys)))
+    rules = _rules(tmp_path, r"^[a-z]+.*|\[")
+    result = _run("simulate", str(trace), "-r", rules)
+    assert result.exit_code == 0, result.output
+    cells = [cell.strip() for line in result.stdout.splitlines() for cell in line.split("│")]
+    for shown in ("user[/]", "[b]vip[/b]-user", "[red]x-user", r"^[a-z]+.*|\[", str(trace)):
+        assert shown in cells, shown
+    sweep = _run("simulate", str(trace), "-r", rules, "--set", "rules[*].max_tokens=100")
+    assert sweep.exit_code == 0, sweep.output
+    assert "rules[*].max_tokens=100" in sweep.stdout
