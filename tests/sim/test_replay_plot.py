@@ -136,3 +136,33 @@ def test_a_sweep_chart_names_its_trace_and_rules(tmp_path: Path,
     assert figure.get_suptitle() == f"simulate {trace} with {rules}: each --set setting"
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == [
         "rules[0].max_tokens=100", "rules[0].max_tokens=400"]
+
+
+def test_the_time_axis_is_in_a_unit_the_trace_s_length_reads_in(tmp_path: Path) -> None:
+    """A ten-hour trace runs in hours, a bar an hour at its mean per minute (in minutes, a
+    month's 43,200 bars were too thin to see against a y-axis scaled for them); a trace of
+    seconds runs in seconds (it was a sliver at the start of one minute)."""
+    trace = tmp_path / "hours.csv"
+    trace.write_text("ts,key,completion_tokens\n0,regular-user-a,600\n36000,regular-user-a,600\n")
+    fig = _figure(trace, 1)
+    try:
+        left, right = fig.axes
+        assert [a.get_xlabel() for a in (left, right)] == ["hours since the first request"] * 2
+        assert {a.get_xlim() for a in (left, right)} == {(0.0, 11.0)}
+        assert right.get_ylabel() == "tokens per minute, hourly mean"
+        bars = right.patches
+        assert [b.get_height() for b in bars] == [10.0] + [0.0] * 9 + [10.0]
+        assert {b.get_width() for b in bars} == {1.0}
+        assert [t.get_text() for t in fig.legends[0].get_texts()][2] == (
+            "completion tokens admitted per minute, mean over each hour")
+    finally:
+        plt.close(fig)
+    trace.write_text("ts,key,completion_tokens\n0,regular-user-a,6\n1.5,regular-user-a,6\n")
+    fig = _figure(trace, 1)
+    try:
+        assert {a.get_xlabel() for a in fig.axes} == {"seconds since the first request"}
+        assert {a.get_xlim() for a in fig.axes} == {(0.0, 2.0)}
+        assert [b.get_height() for b in fig.axes[1].patches] == [12.0]
+        assert fig.axes[1].get_ylabel() == "tokens per minute"
+    finally:
+        plt.close(fig)

@@ -40,8 +40,10 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
                   top: int | None = None) -> Any:
     """The replay's figure (a matplotlib ``Figure``): per key in ``keys`` (at most
     ``MAX_KEYS``), the balance at each check with limited checks marked, and the charged tokens
-    admitted per minute against the rule's sustained rate. Titled with the trace and
-    ``rules_origin``; one legend above the panels, none on the data; a note when fewer keys
+    admitted per minute against the rule's sustained rate. Time runs in seconds, minutes,
+    hours or days since the first request, as ``time_unit`` picks for the trace's length; in
+    hours or days a bar is an hour or a day, at its mean per minute. Titled with the trace and
+    ``rules_origin``; one legend below the panels, none on the data; a note when fewer keys
     are drawn than ``top`` (the ``--top`` asked for) or than ``keys``.
     """
     plt = pyplot()
@@ -54,29 +56,33 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
     figure, axes = plt.subplots(rows, 2, figsize=(12, 1.2 + 2.8 * rows), squeeze=False,
                                 layout="constrained")
     start = float(trace.ts.min()) if len(trace) else 0.0
-    span = (float(trace.ts.max()) - start) / 60.0 if len(trace) else 0.0
+    span = float(trace.ts.max()) - start if len(trace) else 0.0
+    unit, unit_name = time_unit(span)
+    binned = max(60.0, unit)  # seconds of traffic a bar adds up
+    bin_name = "minute" if binned == 60 else unit_name.removesuffix("s")
+    per = "in the minute" if binned == 60 else f"per minute, mean over each {bin_name}"
     charged = trace.charged(charge)
     handles: dict[str, Any] = {}
     for row, name in enumerate(shown):
         k = index[name]
         mine = np.flatnonzero(replay.key == k)
-        minutes = (trace.ts[mine] - start) / 60.0
+        since = (trace.ts[mine] - start) / unit
         left, right = axes[row]
         handles["balance at check"] = left.step(
-            minutes, replay.balance[mine], where="post", color="tab:blue", lw=1)[0]
+            since, replay.balance[mine], where="post", color="tab:blue", lw=1)[0]
         denied = replay.outcome[mine] == DENY
         handles["limited check"] = left.scatter(
-            minutes[denied], replay.balance[mine][denied], marker="x", color="red", s=18,
+            since[denied], replay.balance[mine][denied], marker="x", color="red", s=18,
             zorder=3)
         left.axhline(0, color="grey", lw=0.6)
         left.set_title(f"{key_label(name)}: balance", fontsize=9)
         left.set_ylabel("balance (tokens)", fontsize=8)
         admitted = mine[replay.outcome[mine] == ALLOW]
-        bins = np.floor((trace.ts[admitted] - start) / 60.0).astype(np.int64)
-        per_minute = np.bincount(bins, weights=charged[admitted]) if bins.size else np.zeros(1)
-        handles[f"{charge} tokens admitted in the minute"] = right.bar(
-            np.arange(per_minute.size), per_minute, width=1.0, align="edge",
-            color="tab:green")
+        bins = np.floor((trace.ts[admitted] - start) / binned).astype(np.int64)
+        per_bin = np.bincount(bins, weights=charged[admitted]) if bins.size else np.zeros(1)
+        handles[f"{charge} tokens admitted {per}"] = right.bar(
+            np.arange(per_bin.size) * (binned / unit), per_bin / (binned / 60.0),
+            width=binned / unit, align="edge", color="tab:green")
         rule_index = int(replay.rule[mine[0]]) if mine.size else -1
         rule_text = "no rule"
         if rule_index >= 0:
@@ -86,13 +92,14 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
             rule_text = f"rule {rule_index}, sustained {rate:,.0f}/min"
         right.set_title(f"{key_label(name)}: tokens admitted per minute ({rule_text})",
                         fontsize=9)
-        right.set_ylabel("tokens per minute", fontsize=8)
+        mean = "" if binned == 60 else f", {'daily' if bin_name == 'day' else 'hourly'} mean"
+        right.set_ylabel(f"tokens per minute{mean}", fontsize=8)
         for axis in (left, right):  # one time range for every panel: the whole trace
-            axis.set_xlim(0, math.floor(span) + 1)
+            axis.set_xlim(0, math.floor(span / unit) + 1)
             axis.tick_params(labelsize=8)
         if row == rows - 1:
             for axis in (left, right):
-                axis.set_xlabel("minutes since the first request", fontsize=8)
+                axis.set_xlabel(f"{unit_name} since the first request", fontsize=8)
     wanted = len(keys) if top is None else top
     if len(shown) < wanted and len(keys) > len(shown):
         title += (f"\n{len(shown)} of the {wanted} keys --top asks for are drawn (a plot "
@@ -105,6 +112,21 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
     figure.legend(list(handles.values()), list(handles), loc="outside lower center",
                   ncols=len(handles), fontsize=8, frameon=False)
     return figure
+
+
+_TIME_UNITS = ((120.0, 1.0, "seconds"), (6 * 3600.0, 60.0, "minutes"),
+               (7 * 86400.0, 3600.0, "hours"), (math.inf, 86400.0, "days"))
+
+
+def time_unit(span: float) -> tuple[float, str]:
+    """The unit of a chart's time axis for a trace lasting ``span`` seconds: its length in
+    seconds and its name. A minute of ticks for one second of traffic drew the whole trace in
+    a sliver at 0, and 43,200 minutes for a month drew bars too thin to see.
+
+    >>> time_unit(30), time_unit(3600), time_unit(86400), time_unit(30 * 86400)
+    ((1.0, 'seconds'), (60.0, 'minutes'), (3600.0, 'hours'), (86400.0, 'days'))
+    """
+    return next((size, name) for limit, size, name in _TIME_UNITS if span <= limit)
 
 
 def _no_keys_figure(plt: Any, title: str) -> Any:
