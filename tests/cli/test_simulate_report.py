@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import SAMPLES
 from tokenlimit.cli.main import app
 
 runner = CliRunner()
@@ -45,3 +46,18 @@ def test_keys_regexes_and_paths_are_shown_as_written_not_as_markup(
     sweep = _run("simulate", str(trace), "-r", rules, "--set", "rules[*].max_tokens=100")
     assert sweep.exit_code == 0, sweep.output
     assert "rules[*].max_tokens=100" in sweep.stdout
+
+
+def test_a_chart_is_named_png(tmp_path: Path) -> None:
+    """--plot writes PNG bytes: before, ``--plot chart.pdf`` wrote a PNG named .pdf (exit 0),
+    which PDF viewers refuse."""
+    for name in ("chart.pdf", "chart.svg", "chart"):
+        result = _run("simulate", str(SAMPLES / "trace.csv"), "-r", str(SAMPLES / "rules.json"),
+                      "--plot", str(tmp_path / name))
+        assert result.exit_code == 2, result.output
+        assert "the chart is a PNG image: name the file .png" in result.output
+        assert not (tmp_path / name).exists()
+    result = _run("simulate", str(SAMPLES / "trace.csv"), "-r", str(SAMPLES / "rules.json"),
+                  "--plot", str(tmp_path / "chart.PNG"), "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "chart.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

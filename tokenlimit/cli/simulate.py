@@ -191,7 +191,8 @@ def simulate(
         metavar="FILE", help="Write id, outcome and rule per request: .parquet, .csv, else "
         "JSON Lines.")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
-    plot: Annotated[str | None, typer.Option(metavar="FILE.png", help="Write a chart.")] = None,
+    plot: Annotated[str | None, typer.Option(
+        metavar="FILE.png", help="Write a chart, as PNG.")] = None,
     setting: Annotated[list[str] | None, typer.Option(
         "--set", metavar="rules[N].FIELD=V1,V2", help="Sweep a rule field (repeatable).")] = None,
     price: Annotated[float | None, typer.Option(
@@ -251,6 +252,9 @@ def simulate(
             raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
         if output:
             check_writable(output)
+    if plot and not plot.lower().endswith(".png"):  # a PNG named x.pdf or x.svg opens nowhere
+        raise typer.BadParameter("the chart is a PNG image: name the file .png",
+                                 param_hint="--plot")
     charged: Charge = "total" if charge == "total" else "completion"
     if sum((rules_source is not None, config_json is not None, from_env)) != 1:
         raise typer.BadParameter("give exactly one of --rules SOURCE, --config-json or "
