@@ -61,6 +61,19 @@ def test_spec_from_yaml_mapping_refuses_unknown_fields() -> None:
         generate_trace(TraceSpec(tiers=(Tier("x", arrival="sometimes"),)))
 
 
+def test_a_misspelt_spec_field_is_refused_not_the_default() -> None:
+    """``duraton: 600`` was ignored: the trace lasted the default hour, exit 0."""
+    with pytest.raises(ConfigError) as caught:
+        spec_from_mapping({"duraton": 600, "tiers": []}, "spec.yaml")
+    assert str(caught.value) == (
+        "spec.yaml: unknown field 'duraton' (known: duration, seed, start, tiers)")
+    with pytest.raises(ConfigError) as caught:
+        spec_from_mapping({"duration": "1e12"}, "spec.yaml")  # as YAML reads 1e12
+    assert str(caught.value) == (
+        "spec.yaml: field 'duration': expected a number, got '1e12' (text in YAML: write 1e9 "
+        "as 1000000000 or 1.0e+9)")
+
+
 RULES = [Rule(0, "^a", 100, 10, 60, 600), Rule(1, "^b", 100, 50, 60, 600)]
 REQUESTS = [
     TraceRequest("r0", 0.0, ("a1",), 1.0, 5, 30, 35),   # a1: 10 -> -20

@@ -11,6 +11,7 @@ byte for byte. Times are rounded to milliseconds (ties at one instant happen, as
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -97,9 +98,16 @@ class TraceSpec:
     tiers: tuple[Tier, ...] = field(default=DEFAULT_TIERS)
 
 
+SPEC_FIELDS = frozenset({"duration", "start", "seed", "tiers"})
+
+
 def spec_from_mapping(data: Mapping[str, Any], source: str) -> TraceSpec:
     """A spec from parsed YAML: ``duration``, ``start``, ``seed`` and a list of ``tiers``."""
     known = {f.name for f in fields(Tier)}
+    unknown_top = sorted(str(name) for name in set(data) - SPEC_FIELDS)
+    if unknown_top:  # a misspelt duration was silently the default hour
+        raise ConfigError(f"{source}: unknown field {unknown_top[0]!r} "
+                          f"(known: {', '.join(sorted(SPEC_FIELDS))})")
     try:
         tiers = []
         listed = data.get("tiers") or []
@@ -134,7 +142,12 @@ def _number(data: Mapping[str, Any], name: str, default: float, source: str,
     if isinstance(value, bool) or not isinstance(value, int | float) or (
             whole and not isinstance(value, int)):
         kind = "a whole number" if whole else "a number"
-        raise ConfigError(f"{source}: field {name!r}: expected {kind}, got {value!r}")
+        hint = ""
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                float(value)  # YAML reads 1e9 as text: it wants a dot and a sign, 1.0e+9
+                hint = " (text in YAML: write 1e9 as 1000000000 or 1.0e+9)"
+        raise ConfigError(f"{source}: field {name!r}: expected {kind}, got {value!r}{hint}")
     return value if whole else float(value)
 
 
