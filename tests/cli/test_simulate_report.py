@@ -61,3 +61,28 @@ def test_a_chart_is_named_png(tmp_path: Path) -> None:
                   "--plot", str(tmp_path / "chart.PNG"), "-f", "json")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "chart.PNG").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_charts_say_which_limiter_decided(monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """A ``--semantics gcra`` chart was titled as the service's own (``asm``) one, and a
+    sweep's chart did not say which tokens it counted."""
+    import tokenlimit.sim.replay_plot as replay_plot
+
+    saved: list[Any] = []
+    monkeypatch.setattr(replay_plot, "save_png", lambda figure, path: saved.append(figure))
+    trace, rules = str(SAMPLES / "trace.csv"), str(SAMPLES / "rules.json")
+    for extra in ((), ("--set", "rules[0].max_tokens=100,200")):
+        result = _run("simulate", trace, "-r", rules, "--semantics", "gcra", "--charge", "total",
+                      "--plot", str(tmp_path / "c.png"), "-f", "json", *extra)
+        assert result.exit_code == 0, result.output
+    replay, sweep = saved
+    assert replay.get_suptitle().splitlines()[0] == (
+        f"simulate {trace} with {rules} (--semantics gcra, total tokens charged)")
+    assert sweep.get_suptitle() == (
+        f"simulate {trace} with {rules} (--semantics gcra): each --set setting")
+    assert [a.get_xlabel() for a in sweep.axes] == ["limited %", "total tokens admitted"]
+    result = _run("simulate", trace, "-r", rules, "--plot", str(tmp_path / "c.png"), "-f", "json")
+    assert result.exit_code == 0, result.output
+    assert saved[-1].get_suptitle().splitlines()[0] == (
+        f"simulate {trace} with {rules} (completion tokens charged)")

@@ -308,7 +308,8 @@ def simulate(
                                 origin=loaded.origin, estimate=policy, on_step=step,
                                 parallel=parallel, decisions=bool(decisions or plot))
     if settings:
-        _report_sweep(list(result.summaries), output_format, plot, trace.path, loaded.origin)
+        _report_sweep(list(result.summaries), output_format, plot, trace.path, loaded.origin,
+                      semantics, charged)
         return
     replay, summary = result.replay, result.summaries[0][1]
     if decisions:
@@ -320,7 +321,7 @@ def simulate(
 
         assert replay is not None
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
-                    charged, rules_origin=loaded.origin, top=top)
+                    charged, rules_origin=loaded.origin, top=top, semantics=semantics)
     _print_report(summary, trace.path, recorded_429(trace), output_format,
                   no_rule_matched(summary, trace.key_names, fields, key_field))
 
@@ -454,14 +455,15 @@ def recorded_429(trace: Trace) -> int:
 
 
 def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
-                  plot: str | None, trace_path: str, rules_origin: str) -> None:
+                  plot: str | None, trace_path: str, rules_origin: str,
+                  semantics: str = "asm", charge: Charge = "completion") -> None:
     if plot:
         from tokenlimit.sim.replay_plot import plot_sweep
 
         plot_sweep(plot, [label for label, _ in results],
                    [s.totals.limited_pct for _, s in results],
                    [s.totals.tokens_admitted for _, s in results], trace_path=trace_path,
-                   rules_origin=rules_origin)
+                   rules_origin=rules_origin, semantics=semantics, charge=charge)
     if output_format == "json":
         body: list[dict[str, Any]] = [{"setting": label, **s.to_dict()} for label, s in results]
         typer.echo(json.dumps({"sweep": body}, indent=2))

@@ -37,19 +37,21 @@ MAX_KEYS = 4  # rows of a replay plot: more would make a poster, not a chart
 
 def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Sequence[str],
                   charge: Charge = "completion", *, rules_origin: str = "the rules",
-                  top: int | None = None) -> Any:
+                  top: int | None = None, semantics: str = "asm") -> Any:
     """The replay's figure (a matplotlib ``Figure``): per key in ``keys`` (at most
     ``MAX_KEYS``), the balance at each check with limited checks marked, and the charged tokens
     admitted per minute against the rule's sustained rate. Time runs in seconds, minutes,
     hours or days since the first request, as ``time_unit`` picks for the trace's length; in
-    hours or days a bar is an hour or a day, at its mean per minute. Titled with the trace and
-    ``rules_origin``; one legend below the panels, none on the data; a note when fewer keys
-    are drawn than ``top`` (the ``--top`` asked for) or than ``keys``.
+    hours or days a bar is an hour or a day, at its mean per minute. Titled with the trace,
+    ``rules_origin`` and ``semantics`` (when it is not ``asm``); one legend below the panels,
+    none on the data; a note when fewer keys are drawn than ``top`` (the ``--top`` asked for)
+    or than ``keys``.
     """
     plt = pyplot()
     index = {name: i for i, name in enumerate(trace.key_names)}
     shown = [k for k in keys if k in index][:MAX_KEYS]
-    title = f"simulate {trace.path} with {rules_origin} ({charge} tokens charged)"
+    title = (f"simulate {trace.path} with {rules_origin} ({_limiter(semantics)}{charge} tokens "
+             "charged)")
     if not shown:  # no key decided a request: there is no balance, nothing was limited
         return _no_keys_figure(plt, title)
     rows = len(shown)
@@ -129,6 +131,16 @@ def time_unit(span: float) -> tuple[float, str]:
     return next((size, name) for limit, size, name in _TIME_UNITS if span <= limit)
 
 
+def _limiter(semantics: str) -> str:
+    """The title's words for a limiter other than the service's own (the charts of
+    ``--semantics gcra`` and of ``asm`` looked alike).
+
+    >>> _limiter("asm"), _limiter("gcra")
+    ('', '--semantics gcra, ')
+    """
+    return "" if semantics == "asm" else f"--semantics {semantics}, "
+
+
 def _no_keys_figure(plt: Any, title: str) -> Any:
     """A figure that says there is nothing to draw: no request's key matches a rule (empty
     axes would look like a chart of a key that was never limited)."""
@@ -142,17 +154,19 @@ def _no_keys_figure(plt: Any, title: str) -> Any:
 
 def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: Replay,
                 keys: Sequence[str], charge: Charge = "completion", *,
-                rules_origin: str = "the rules", top: int | None = None) -> None:
+                rules_origin: str = "the rules", top: int | None = None,
+                semantics: str = "asm") -> None:
     """Write ``replay_figure`` as a PNG at ``path`` (atomically)."""
     plt = pyplot()
     figure = replay_figure(rules, trace, replay, keys, charge, rules_origin=rules_origin,
-                           top=top)
+                           top=top, semantics=semantics)
     save_png(figure, path)
     plt.close(figure)
 
 
 def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[float],
-               tokens: Sequence[int], *, trace_path: str, rules_origin: str) -> None:
+               tokens: Sequence[int], *, trace_path: str, rules_origin: str,
+               semantics: str = "asm", charge: Charge = "completion") -> None:
     """Limited % and tokens admitted for each setting of a sweep (one bar row per setting)
     of the trace at ``trace_path`` through the rules from ``rules_origin``."""
     plt = pyplot()
@@ -162,7 +176,7 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
     left.barh(positions, limited_pct, color="tab:red")
     left.set_xlabel("limited %")
     right.barh(positions, tokens, color="tab:green")
-    right.set_xlabel("tokens admitted")
+    right.set_xlabel(f"{charge} tokens admitted")
     right.xaxis.set_major_formatter("{x:,.0f}")  # 140,000, as the bars' labels
     left.set_yticks(positions, [label.replace(" ", "\n") for label in labels], fontsize=8)
     left.invert_yaxis()
@@ -171,7 +185,8 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
             text = f"{value:.1f}%" if axis is left else f"{int(value):,}"
             axis.text(value, y, f" {text}", va="center", fontsize=7)
         axis.margins(x=0.15)
-    figure.suptitle(f"simulate {trace_path} with {rules_origin}: each --set setting",
+    limiter = "" if semantics == "asm" else f" (--semantics {semantics})"
+    figure.suptitle(f"simulate {trace_path} with {rules_origin}{limiter}: each --set setting",
                     fontsize=10)
     figure.tight_layout()
     save_png(figure, path)
