@@ -166,3 +166,17 @@ def test_the_time_axis_is_in_a_unit_the_trace_s_length_reads_in(tmp_path: Path) 
         assert fig.axes[1].get_ylabel() == "tokens per minute"
     finally:
         plt.close(fig)
+
+
+def test_a_long_key_is_cut_in_the_middle_in_its_panels_titles(tmp_path: Path) -> None:
+    """A 150-character key's title ran across the next panel and hid its title."""
+    key = "regular-user-" + "x" * 150 + "-00005"
+    trace = tmp_path / "long.csv"
+    trace.write_text(f"ts,key,completion_tokens\n0,{key},10\n")
+    fig = _figure(trace, 1)
+    try:
+        assert [a.get_title() for a in fig.axes] == [
+            "regular-user-xxx…x-00005: balance",
+            "regular-user-xxx…x-00005: tokens admitted per minute (rule 0, sustained 100/min)"]
+    finally:
+        plt.close(fig)

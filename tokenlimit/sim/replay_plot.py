@@ -77,7 +77,8 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
             since[denied], replay.balance[mine][denied], marker="x", color="red", s=18,
             zorder=3)
         left.axhline(0, color="grey", lw=0.6)
-        left.set_title(f"{key_label(name)}: balance", fontsize=9)
+        label = short_label(key_label(name))
+        left.set_title(f"{label}: balance", fontsize=9)
         left.set_ylabel("balance (tokens)", fontsize=8)
         admitted = mine[replay.outcome[mine] == ALLOW]
         bins = np.floor((trace.ts[admitted] - start) / binned).astype(np.int64)
@@ -92,7 +93,7 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
             handles["the rule's sustained rate"] = right.axhline(rate, color="black", ls="--",
                                                                  lw=1)
             rule_text = f"rule {rule_index}, sustained {rate:,.0f}/min"
-        right.set_title(f"{key_label(name)}: tokens admitted per minute ({rule_text})",
+        right.set_title(f"{label}: tokens admitted per minute ({rule_text})",
                         fontsize=9)
         mean = "" if binned == 60 else f", {'daily' if bin_name == 'day' else 'hourly'} mean"
         right.set_ylabel(f"tokens per minute{mean}", fontsize=8)
@@ -129,6 +130,19 @@ def time_unit(span: float) -> tuple[float, str]:
     ((1.0, 'seconds'), (60.0, 'minutes'), (3600.0, 'hours'), (86400.0, 'days'))
     """
     return next((size, name) for limit, size, name in _TIME_UNITS if span <= limit)
+
+
+def short_label(key: str, width: int = 24) -> str:
+    """A key cut in the middle to ``width`` characters for a panel's title: a long key's title
+    ran over the next panel's and hid it.
+
+    >>> short_label("regular-user-00005"), short_label("tenant-" + "x" * 40 + "-00005")
+    ('regular-user-00005', 'tenant-xxxxxxxxx…x-00005')
+    """
+    if len(key) <= width:
+        return key
+    tail = (width - 1) // 3
+    return f"{key[:width - 1 - tail]}…{key[-tail:]}"
 
 
 def _limiter(semantics: str) -> str:
