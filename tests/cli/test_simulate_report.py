@@ -86,3 +86,19 @@ def test_charts_say_which_limiter_decided(monkeypatch: pytest.MonkeyPatch,
     assert result.exit_code == 0, result.output
     assert saved[-1].get_suptitle().splitlines()[0] == (
         f"simulate {trace} with {rules} (completion tokens charged)")
+
+
+def test_the_spend_line_reads_in_plain_dollars() -> None:
+    """The line read ``$0.00 (508,301 tokens at $1e-07/1K)`` and ``... at
+    $1000000000.0/1K``."""
+    trace, rules = str(SAMPLES / "trace.jsonl"), str(SAMPLES / "rules.json")
+    lines = []
+    for price in ("0.0000001", "1e9", "0.015"):
+        result = _run("simulate", trace, "-r", rules, "--price", price)
+        assert result.exit_code == 0, result.output
+        lines.append(result.stdout.splitlines()[-1])
+    assert lines == [
+        "estimated spend of admitted requests: $0.0000508 (508,301 tokens at $0.0000001/1K)",
+        "estimated spend of admitted requests: $508,301,000,000.00 (508,301 tokens at "
+        "$1,000,000,000/1K)",
+        "estimated spend of admitted requests: $7.62 (508,301 tokens at $0.015/1K)"]

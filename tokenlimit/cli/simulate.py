@@ -145,10 +145,36 @@ def format_summary(summary: Summary, path: str) -> Group:
              f"{counted(summary.imputed, 'request')} had completion tokens imputed"]
     spend = summary.spend()
     if spend is not None:
-        lines.append(f"estimated spend of admitted requests: ${spend['admitted_usd']:,.2f} "
+        price = summary.price_per_1k or 0.0
+        lines.append(f"estimated spend of admitted requests: "
+                     f"{usd(summary.totals.total_tokens_admitted / 1000 * price)} "
                      f"({summary.totals.total_tokens_admitted:,} tokens at "
-                     f"${spend['price_per_1k_tokens']}/1K)")
+                     f"{usd_price(price)}/1K)")
     return Group(rules, keys, totals, *lines)
+
+
+def usd(amount: float) -> str:
+    """An amount in dollars: cents, or three significant digits below a cent (a spend of
+    $0.00005 read ``$0.00``).
+
+    >>> usd(1016.602), usd(0.0000508301), usd(0.004), usd(0)
+    ('$1,016.60', '$0.0000508', '$0.004', '$0.00')
+    """
+    if amount == 0 or amount >= 0.01:
+        return f"${amount:,.2f}"
+    decimals = 2 - math.floor(math.log10(amount))
+    return f"${amount:.{decimals}f}".rstrip("0")
+
+
+def usd_price(price: float) -> str:
+    """A price as given, in plain digits (it read ``$1e-07`` and ``$1000000000.0``).
+
+    >>> usd_price(0.002), usd_price(0.015), usd_price(1e-07), usd_price(1e9), usd_price(0)
+    ('$0.002', '$0.015', '$0.0000001', '$1,000,000,000', '$0')
+    """
+    from decimal import Decimal
+
+    return f"${Decimal(repr(price)).normalize():,f}"
 
 
 def format_sweep(results: Sequence[tuple[str, Summary]]) -> Table:
