@@ -102,3 +102,15 @@ def test_the_spend_line_reads_in_plain_dollars() -> None:
         "estimated spend of admitted requests: $508,301,000,000.00 (508,301 tokens at "
         "$1,000,000,000/1K)",
         "estimated spend of admitted requests: $7.62 (508,301 tokens at $0.015/1K)"]
+
+
+def test_help_says_what_decisions_set_and_top_accept() -> None:
+    """The help left out compressed decisions, rules[*] and combinations, and --plot's four."""
+    result = _run("simulate", "--help")
+    assert result.exit_code == 0
+    text = " ".join(line.strip("│ ") for line in result.stdout.splitlines())
+    text = " ".join(text.split())
+    for said in ("JSON Lines (.gz or .zst after .csv or .jsonl compresses)",
+                 "(rules[*]: every rule; repeatable: every combination)",
+                 "Keys shown in the per-key table (--plot draws the first 4)"):
+        assert said in text, said

@@ -215,15 +215,17 @@ def simulate(
     seed: Annotated[int, typer.Option(min=0, help="Seed for imputed completion tokens.")] = 0,
     decisions: Annotated[str | None, typer.Option(
         metavar="FILE", help="Write id, outcome and rule per request: .parquet, .csv, else "
-        "JSON Lines.")] = None,
+        "JSON Lines (.gz or .zst after .csv or .jsonl compresses).")] = None,
     output_format: Annotated[str, typer.Option("--format", "-f", help="text or json.")] = "text",
     plot: Annotated[str | None, typer.Option(
         metavar="FILE.png", help="Write a chart, as PNG.")] = None,
     setting: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="rules[N].FIELD=V1,V2", help="Sweep a rule field (repeatable).")] = None,
+        "--set", metavar="rules[N].FIELD=V1,V2", help="Sweep a rule field (rules[*]: every "
+        "rule; repeatable: every combination).")] = None,
     price: Annotated[float | None, typer.Option(
         metavar="USD", help="Price per 1K tokens, for the spend estimate.")] = None,
-    top: Annotated[int, typer.Option(help="Keys shown in the per-key table.")] = 10,
+    top: Annotated[int, typer.Option(help="Keys shown in the per-key table (--plot draws the "
+                                          "first 4).")] = 10,
     speed: Annotated[float, typer.Option(
         help="Decide as `loadtest --replay --speed N` against a live service does: times "
         "and latencies divided by N.")] = 1.0,
