@@ -114,3 +114,23 @@ def test_help_says_what_decisions_set_and_top_accept() -> None:
                  "(rules[*]: every rule; repeatable: every combination)",
                  "Keys shown in the per-key table (--plot draws the first 4)"):
         assert said in text, said
+
+
+def test_a_sweep_warns_and_counts_recorded_429_as_a_replay_does() -> None:
+    """A sweep of a log whose keys no rule matches showed 0.0% limited for every setting with
+    no warning, and neither its table nor its JSON said a request was answered 429."""
+    kong = str(SAMPLES / "logs" / "kong-ai-audit.jsonl")
+    rules = str(SAMPLES / "rules.json")
+    result = _run("simulate", kong, "--from", "kong", "-r", rules,
+                  "--set", "rules[0].max_tokens=10,100")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: no request has a key that a rule matches "
+                                    "(keys such as 'alice', 'bob')")
+    assert result.stdout.splitlines()[-1] == (
+        "1 request was answered 429 when recorded: replayed as demand, its usage imputed")
+    result = _run("simulate", kong, "--from", "kong", "-r", rules, "-f", "json",
+                  "--set", "rules[0].max_tokens=10,100")
+    report = json.loads(result.stdout)
+    assert (report["trace"], report["recorded_429"]) == (kong, 1)
+    assert [s["setting"] for s in report["sweep"]] == [
+        "rules[0].max_tokens=10", "rules[0].max_tokens=100"]

@@ -336,8 +336,12 @@ def simulate(
                                 origin=loaded.origin, estimate=policy, on_step=step,
                                 parallel=parallel, decisions=bool(decisions or plot))
     if settings:
-        _report_sweep(list(result.summaries), output_format, plot, trace.path, loaded.origin,
-                      semantics, charged)
+        summaries = list(result.summaries)
+        warning = no_rule_matched(summaries[0][1], trace.key_names, fields, key_field)
+        if warning:  # the same in every setting: a sweep changes numbers, never a regex
+            typer.echo(warning, err=True)
+        _report_sweep(summaries, output_format, plot, trace.path, loaded.origin,
+                      semantics, charged, recorded_429(trace))
         return
     replay, summary = result.replay, result.summaries[0][1]
     if decisions:
@@ -371,10 +375,14 @@ def _print_report(summary: Summary, path: str, limited: int, output_format: str,
     else:
         console = stdout_console()
         console.print(format_summary(summary, path))
-        if limited:
-            were, their = ("was", "its") if limited == 1 else ("were", "their")
-            console.print(f"{counted(limited, 'request')} {were} answered 429 when "
-                          f"recorded: replayed as demand, {their} usage imputed")
+        _print_recorded_429(console, limited)
+
+
+def _print_recorded_429(console: Console, limited: int) -> None:
+    if limited:
+        were, their = ("was", "its") if limited == 1 else ("were", "their")
+        console.print(f"{counted(limited, 'request')} {were} answered 429 when "
+                      f"recorded: replayed as demand, {their} usage imputed")
 
 
 @contextmanager
@@ -484,7 +492,8 @@ def recorded_429(trace: Trace) -> int:
 
 def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
                   plot: str | None, trace_path: str, rules_origin: str,
-                  semantics: str = "asm", charge: Charge = "completion") -> None:
+                  semantics: str = "asm", charge: Charge = "completion",
+                  limited: int = 0) -> None:
     if plot:
         from tokenlimit.sim.replay_plot import plot_sweep
 
@@ -494,9 +503,12 @@ def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
                    rules_origin=rules_origin, semantics=semantics, charge=charge)
     if output_format == "json":
         body: list[dict[str, Any]] = [{"setting": label, **s.to_dict()} for label, s in results]
-        typer.echo(json.dumps({"sweep": body}, indent=2))
+        typer.echo(json.dumps({"trace": trace_path, "recorded_429": limited, "sweep": body},
+                              indent=2))
     else:
-        stdout_console().print(format_sweep(results))
+        console = stdout_console()
+        console.print(format_sweep(results))
+        _print_recorded_429(console, limited)
 
 
 def register(app: typer.Typer) -> None:
