@@ -134,3 +134,21 @@ def test_a_sweep_warns_and_counts_recorded_429_as_a_replay_does() -> None:
     assert (report["trace"], report["recorded_429"]) == (kong, 1)
     assert [s["setting"] for s in report["sweep"]] == [
         "rules[0].max_tokens=10", "rules[0].max_tokens=100"]
+
+
+def test_a_sped_up_chart_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """At --speed 100 the hour-long sample was drawn as 36 seconds, titled as at its own pace."""
+    import tokenlimit.sim.replay_plot as replay_plot
+
+    saved: list[Any] = []
+    monkeypatch.setattr(replay_plot, "save_png", lambda figure, path: saved.append(figure))
+    trace, rules = str(SAMPLES / "trace.csv"), str(SAMPLES / "rules.json")
+    for extra in ((), ("--chunk-rows", "500"), ("--set", "rules[0].max_tokens=100,200")):
+        result = _run("simulate", trace, "-r", rules, "--speed", "100", "-f", "json",
+                      "--plot", str(tmp_path / "c.png"), *extra)
+        assert result.exit_code == 0, result.output
+    whole, streamed, sweep = (figure.get_suptitle().splitlines()[0] for figure in saved)
+    assert whole == streamed == (
+        f"simulate {trace} with {rules} (--speed 100, completion tokens charged)")
+    assert sweep == f"simulate {trace} with {rules} (--speed 100): each --set setting"
+    assert saved[0].axes[-1].get_xlabel() == "seconds since the first request"

@@ -341,7 +341,7 @@ def simulate(
         if warning:  # the same in every setting: a sweep changes numbers, never a regex
             typer.echo(warning, err=True)
         _report_sweep(summaries, output_format, plot, trace.path, loaded.origin,
-                      semantics, charged, recorded_429(trace))
+                      semantics, charged, recorded_429(trace), speed)
         return
     replay, summary = result.replay, result.summaries[0][1]
     if decisions:
@@ -353,7 +353,8 @@ def simulate(
 
         assert replay is not None
         plot_replay(plot, result.rules, trace, replay, [k for k, _, _ in summary.keys],
-                    charged, rules_origin=loaded.origin, top=top, semantics=semantics)
+                    charged, rules_origin=loaded.origin, top=top, semantics=semantics,
+                    speed=speed)
     _print_report(summary, trace.path, recorded_429(trace), output_format,
                   no_rule_matched(summary, trace.key_names, fields, key_field))
 
@@ -473,7 +474,7 @@ def _simulate_in_chunks(path: str, loaded: Any, rows: int, charge: Charge,
 
         trace, replay = result.chart
         plot_replay(plot, rules, trace, replay, [k for k, _, _ in result.summary.keys],
-                    charge, rules_origin=loaded.origin, top=top)
+                    charge, rules_origin=loaded.origin, top=top, speed=speed)
     _print_report(result.summary, path, result.recorded_429, output_format,
                   no_rule_matched(result.summary, result.key_names, fields, key_field))
 
@@ -493,14 +494,14 @@ def recorded_429(trace: Trace) -> int:
 def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
                   plot: str | None, trace_path: str, rules_origin: str,
                   semantics: str = "asm", charge: Charge = "completion",
-                  limited: int = 0) -> None:
+                  limited: int = 0, speed: float = 1.0) -> None:
     if plot:
         from tokenlimit.sim.replay_plot import plot_sweep
 
         plot_sweep(plot, [label for label, _ in results],
                    [s.totals.limited_pct for _, s in results],
                    [s.totals.tokens_admitted for _, s in results], trace_path=trace_path,
-                   rules_origin=rules_origin, semantics=semantics, charge=charge)
+                   rules_origin=rules_origin, semantics=semantics, charge=charge, speed=speed)
     if output_format == "json":
         body: list[dict[str, Any]] = [{"setting": label, **s.to_dict()} for label, s in results]
         typer.echo(json.dumps({"trace": trace_path, "recorded_429": limited, "sweep": body},

@@ -37,21 +37,23 @@ MAX_KEYS = 4  # rows of a replay plot: more would make a poster, not a chart
 
 def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Sequence[str],
                   charge: Charge = "completion", *, rules_origin: str = "the rules",
-                  top: int | None = None, semantics: str = "asm") -> Any:
+                  top: int | None = None, semantics: str = "asm", speed: float = 1.0) -> Any:
     """The replay's figure (a matplotlib ``Figure``): per key in ``keys`` (at most
     ``MAX_KEYS``), the balance at each check with limited checks marked, and the charged tokens
     admitted per minute against the rule's sustained rate. Time runs in seconds, minutes,
     hours or days since the first request, as ``time_unit`` picks for the trace's length; in
     hours or days a bar is an hour or a day, at its mean per minute. Titled with the trace,
-    ``rules_origin`` and ``semantics`` (when it is not ``asm``); one legend below the panels,
+    ``rules_origin``, ``semantics`` (when it is not ``asm``) and ``speed`` (when it is not 1:
+    ``trace`` is then the sped-up one, and its times are drawn); one legend below the panels,
     none on the data; a note when fewer keys are drawn than ``top`` (the ``--top`` asked for)
     or than ``keys``.
     """
     plt = pyplot()
     index = {name: i for i, name in enumerate(trace.key_names)}
     shown = [k for k in keys if k in index][:MAX_KEYS]
-    title = (f"simulate {trace.path} with {rules_origin} ({_limiter(semantics)}{charge} tokens "
-             "charged)")
+    options = [_limiter(semantics), f"--speed {speed:g}" if speed != 1 else "",
+               f"{charge} tokens charged"]
+    title = f"simulate {trace.path} with {rules_origin} ({', '.join(o for o in options if o)})"
     if not shown:  # no key decided a request: there is no balance, nothing was limited
         return _no_keys_figure(plt, title)
     rows = len(shown)
@@ -150,9 +152,9 @@ def _limiter(semantics: str) -> str:
     ``--semantics gcra`` and of ``asm`` looked alike).
 
     >>> _limiter("asm"), _limiter("gcra")
-    ('', '--semantics gcra, ')
+    ('', '--semantics gcra')
     """
-    return "" if semantics == "asm" else f"--semantics {semantics}, "
+    return "" if semantics == "asm" else f"--semantics {semantics}"
 
 
 def _no_keys_figure(plt: Any, title: str) -> Any:
@@ -169,18 +171,19 @@ def _no_keys_figure(plt: Any, title: str) -> Any:
 def plot_replay(path: str | Path, rules: Sequence[Rule], trace: Trace, replay: Replay,
                 keys: Sequence[str], charge: Charge = "completion", *,
                 rules_origin: str = "the rules", top: int | None = None,
-                semantics: str = "asm") -> None:
+                semantics: str = "asm", speed: float = 1.0) -> None:
     """Write ``replay_figure`` as a PNG at ``path`` (atomically)."""
     plt = pyplot()
     figure = replay_figure(rules, trace, replay, keys, charge, rules_origin=rules_origin,
-                           top=top, semantics=semantics)
+                           top=top, semantics=semantics, speed=speed)
     save_png(figure, path)
     plt.close(figure)
 
 
 def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[float],
                tokens: Sequence[int], *, trace_path: str, rules_origin: str,
-               semantics: str = "asm", charge: Charge = "completion") -> None:
+               semantics: str = "asm", charge: Charge = "completion",
+               speed: float = 1.0) -> None:
     """Limited % and tokens admitted for each setting of a sweep (one bar row per setting)
     of the trace at ``trace_path`` through the rules from ``rules_origin``."""
     plt = pyplot()
@@ -199,7 +202,9 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
             text = f"{value:.1f}%" if axis is left else f"{int(value):,}"
             axis.text(value, y, f" {text}", va="center", fontsize=7)
         axis.margins(x=0.15)
-    limiter = "" if semantics == "asm" else f" (--semantics {semantics})"
+    options = ", ".join(o for o in (_limiter(semantics),
+                                    f"--speed {speed:g}" if speed != 1 else "") if o)
+    limiter = f" ({options})" if options else ""
     figure.suptitle(f"simulate {trace_path} with {rules_origin}{limiter}: each --set setting",
                     fontsize=10)
     figure.tight_layout()
