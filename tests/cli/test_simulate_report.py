@@ -152,3 +152,18 @@ def test_a_sped_up_chart_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
         f"simulate {trace} with {rules} (--speed 100, completion tokens charged)")
     assert sweep == f"simulate {trace} with {rules} (--speed 100): each --set setting"
     assert saved[0].axes[-1].get_xlabel() == "seconds since the first request"
+
+
+def test_a_chart_of_no_top_keys_is_a_usage_error(tmp_path: Path) -> None:
+    """--top 0 --plot drew "no request's key matches a rule" over a trace whose every request
+    matched one."""
+    trace, rules = str(SAMPLES / "trace.csv"), str(SAMPLES / "rules.json")
+    for extra in ((), ("--chunk-rows", "500")):
+        result = _run("simulate", trace, "-r", rules, "--top", "0",
+                      "--plot", str(tmp_path / "c.png"), *extra)
+        assert result.exit_code == 2, result.output
+        assert "the chart draws --top keys: give 1 or more" in result.output
+        assert not (tmp_path / "c.png").exists()
+    sweep = _run("simulate", trace, "-r", rules, "--top", "0", "--plot", str(tmp_path / "s.png"),
+                 "--set", "rules[0].max_tokens=100,200", "-f", "json")
+    assert sweep.exit_code == 0, sweep.output  # a sweep's chart draws no keys

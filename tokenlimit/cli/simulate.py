@@ -280,6 +280,9 @@ def simulate(
             raise typer.BadParameter("stdout carries the report: give a file", param_hint=option)
         if output:
             check_writable(output)
+    if plot and top == 0 and not setting:  # its chart said no request's key matched a rule
+        raise typer.BadParameter("the chart draws --top keys: give 1 or more",
+                                 param_hint="--top")
     if plot and not plot.lower().endswith(".png"):  # a PNG named x.pdf or x.svg opens nowhere
         raise typer.BadParameter("the chart is a PNG image: name the file .png",
                                  param_hint="--plot")
