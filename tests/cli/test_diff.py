@@ -164,6 +164,23 @@ def test_text_report(files: dict[str, str]) -> None:
         assert expected in result.stdout
 
 
+def test_text_report_shows_regexes_classes_and_keys_as_written(tmp_path: Path) -> None:
+    # Read as Rich markup, the class [a-z]+-1 showed as +-1, and the key user[/] ended the
+    # run in a MarkupError traceback.
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(_line(t, key, 40) + "\n" for t in range(3)
+                             for key in ("user[/]", "reg-1")))
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps([{**OLD[0], "rate_limit_key_regex": "[a-z]+"}]))
+    new.write_text(json.dumps([{**NEW[0], "rate_limit_key_regex": "[a-z]+",
+                                "max_tokens": 50, "tokens_per_fill": 50}]))
+    result = runner.invoke(app, ["diff", str(old), str(new), "--trace", str(trace),
+                                 "--class", "[a-z]+-1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "│ [a-z]+-1 " in result.stdout and "│ [a-z]+ " in result.stdout
+    assert "│ user[/] " in result.stdout
+
+
 def _decisions(tmp_path: Path, rules: str, name: str) -> list[dict[str, Any]]:
     out = tmp_path / name
     trace = str(SAMPLES / "trace.jsonl")

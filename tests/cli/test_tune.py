@@ -129,6 +129,27 @@ def test_text_plot_and_several_rules(tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_text_headings_show_regexes_and_classes_as_written(tmp_path: Path) -> None:
+    # Read as Rich markup, the headings showed the rule [a-z]+ as + and the class [u]+ as +.
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps({"ts": float(t), "key": key, "latency": 0,
+                                         "prompt_tokens": 5, "completion_tokens": 30,
+                                         "total_tokens": 35}) + "\n"
+                             for t in range(20) for key in ("u", "9")))
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([
+        {"rate_limit_key_regex": regex, "max_tokens": 100, "tokens_per_fill": 10,
+         "fill_interval_second": 10, "redis_expired_seconds": 600}
+        for regex in ("[a-z]+", "[0-9]+")]))
+    result = runner.invoke(app, [
+        "tune", "--trace", str(trace), "--rules", str(rules), "--rule", "0", "--rule", "1",
+        "--field", "tokens_per_fill", "--goal", "[u]+: limited <= 100%", "--budget", "4"],
+        env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "[a-z]+ fill" in result.stdout and "[0-9]+ fill" in result.stdout
+    assert "[u]+" in result.stdout
+
+
 @pytest.mark.parametrize(("args", "hint"), [
     (["--goal", "limited < 1 percent"], "--goal"),
     (["--goal", "key_usd_per_day <= 3"], "--goal"),       # needs --price

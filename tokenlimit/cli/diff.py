@@ -98,18 +98,21 @@ def format_text(diff: TraceDiff) -> Group:
     """The text report as Rich tables."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    parts: list[Table | str] = []
+    # Text, never markup: regexes, classes, keys and paths are anyone's ('[a-z]+-user.*'
+    # showed as '+-user.*', 'user[/]' ended in a MarkupError).
+    parts: list[Table | Text] = []
     for title, headings, rows in diff_tables(diff):
-        table = Table(title=title, title_justify="left")
+        table = Table(title=Text(title), title_justify="left")
         for i, heading in enumerate(headings):
             table.add_column(heading, justify="left" if i == 0 or heading == "change"
                              else "right")
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         parts.append(table)
-    parts.append(f"{len(diff.trace):,} requests of {diff.trace.path} replayed through both rule "
-                 f"sets (ASM semantics, charge {diff.charge})")
+    parts.append(Text(f"{len(diff.trace):,} requests of {diff.trace.path} replayed through both "
+                      f"rule sets (ASM semantics, charge {diff.charge})"))
     return Group(*parts)
 
 

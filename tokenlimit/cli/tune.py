@@ -110,20 +110,22 @@ def format_result(result: TuneResult, rules: Sequence[Rule], top: int) -> Group:
     """The best candidates (and the rules as given, for comparison) as a Rich table."""
     from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
     shown = result.ranked[:top]
     table = Table(title=f"Best {len(shown)} of {len(result.ranked)} distinct candidates meeting "
                   f"every goal ({len(result.candidates)} replayed)", title_justify="left")
     table.add_column("#")
     several = len({d.rule for d in result.dimensions}) > 1
+    # Headings as Text, never markup: a regex or class such as '[a-z]+-user' is anyone's.
     for dimension in result.dimensions:
         short = _SHORT[dimension.field]
-        table.add_column(f"{rules[dimension.rule].regex} {short}" if several else short,
+        table.add_column(Text(f"{rules[dimension.rule].regex} {short}" if several else short),
                          justify="right")
     for goal in result.goals:
         value = f"{goal.value:g}{'%' if goal.percent else ''}"
         where = f"{goal.group}\n" if goal.group else ""
-        table.add_column(f"{where}{goal.metric}\n{goal.op} {value}", justify="right")
+        table.add_column(Text(f"{where}{goal.metric}\n{goal.op} {value}"), justify="right")
     table.add_column("limited (all)", justify="right")
     table.add_column("tokens admitted", justify="right")
     current = [f"{getattr(rules[d.rule], d.field):,}" for d in result.dimensions]

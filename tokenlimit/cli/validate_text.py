@@ -63,7 +63,8 @@ def plain_rules_table(report: ValidationReport, width: int) -> str | None:
 
 def format_rules_table(report: ValidationReport) -> Table:
     """The rules with their numbers and derived figures."""
-    table = Table(title=f"Rules from {report.origin}", box=box.SIMPLE_HEAD, title_justify="left",
+    table = Table(title=Text(f"Rules from {report.origin}"), box=box.SIMPLE_HEAD,
+                  title_justify="left",
                   show_edge=False, pad_edge=False)
     # A new bucket starts at "fill" (tokens_per_fill) and holds at most max(max, fill).
     table.add_column("#", justify="right", no_wrap=True)
