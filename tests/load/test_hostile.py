@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,53 @@ def test_up_says_rule_warnings_on_stderr(tmp_path: Path,
     warnings = [line for line in capsys.readouterr().err.splitlines() if " TL204 " in line]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"{rules_file}:1:")
+
+
+class _Http10Handler(BaseHTTPRequestHandler):
+    """Python's http.server as a homemade mock LLM or service is often written: HTTP/1.0, no
+    Content-Length, so every answer ends when the server closes the connection."""
+
+    def do_GET(self) -> None:  # the service's check
+        self._answer(b'{"allow":true,"description":"ok"}')
+
+    def do_POST(self) -> None:  # a chat completion, or the service's usage report
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/update_ratelimit_record":
+            self._answer(b"")
+        else:
+            self._answer(json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": {
+                "prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}}).encode())
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+@pytest.mark.parametrize(("mode", "tokens"), [("gateway", 21), ("service", 30)])
+def test_an_answer_that_ends_when_the_server_closes_is_whole(mode: str, tokens: int) -> None:
+    # RFC 9112 6.3: an answer with neither Content-Length nor chunks ends at the close. Such
+    # answers were each a transport-error and the run exit 1 ("no request was answered").
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Http10Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = runner.invoke(app, ["loadtest", url, "--mode", mode, "-n", "3", "--tokens",
+                                     "10", "--latency", "0", "--timeout", "2", "--format",
+                                     "json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["requests"] == {"sent": 3, "completed": 3, "answered": 3, "allowed": 3,
+                                "limited": 0, "errors": 0}
+    assert (data["statuses"], data["errors"]) == ({"200": 3}, {})
+    assert data["keys"]["regular-user"]["tokens_admitted"] == tokens
+    if mode == "service":
+        assert data["report_statuses"] == {"200": 3}
