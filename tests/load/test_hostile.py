@@ -312,3 +312,18 @@ def test_an_answer_that_ends_when_the_server_closes_is_whole(mode: str, tokens: 
     assert data["keys"]["regular-user"]["tokens_admitted"] == tokens
     if mode == "service":
         assert data["report_statuses"] == {"200": 3}
+
+
+@pytest.mark.parametrize("copies", [1, 2])
+def test_merging_an_interrupted_run_is_not_itself_interrupted(tmp_path: Path,
+                                                              copies: int) -> None:
+    # Merging one interrupted report exited 130, as if the merge had been stopped by Ctrl-C
+    # (two such reports gave 0): a CI job globbing reports/*.json saw a cancelled step.
+    data = _report(tmp_path)
+    stopped = tmp_path / "stopped.json"
+    stopped.write_text(json.dumps({**data, "interrupted": True}))
+    result = runner.invoke(app, ["loadtest", "merge", *[str(stopped)] * copies,
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["interrupted"] is True
+    assert result.stderr == "interrupted: a merged run was stopped early (its part is partial)\n"

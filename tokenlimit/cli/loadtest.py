@@ -321,7 +321,9 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
 
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
-            rules: list[Rule] | None, strict: bool, top: int) -> None:
+            rules: list[Rule] | None, strict: bool, top: int, merged: bool = False) -> None:
+    """Write and print ``report``, then exit as documented; ``merged``: the report is
+    ``loadtest merge``'s, which was not itself interrupted (no 130 for a run stopped then)."""
     from tokenlimit.files import write_atomic
     from tokenlimit.load.run_report import format_report
 
@@ -342,10 +344,12 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
     else:
         typer.echo(format_report(report, top))
     if report.interrupted:
-        typer.echo("interrupted: the report covers the requests answered so far", err=True)
+        typer.echo("interrupted: a merged run was stopped early (its part is partial)"
+                   if merged else "interrupted: the report covers the requests answered so far",
+                   err=True)
     if strict and report.conformance is not None and report.conformance.findings():
         raise typer.Exit(1)
-    if report.interrupted and report.runs == 1:
+    if report.interrupted and not merged:
         raise typer.Exit(130)
     stats = report.stats
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
