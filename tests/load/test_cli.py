@@ -276,3 +276,50 @@ def test_merge_is_a_subcommand_with_its_own_help() -> None:
     # A run takes no second argument any more (merge is not an argument of it).
     extra = runner.invoke(app, ["loadtest", "http://127.0.0.1:9", "x.json"])
     assert extra.exit_code == 2
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_ctrl_c_while_workers_start_is_a_partial_report_not_a_traceback(
+        tmp_path: Path) -> None:
+    # A terminal sends Ctrl-C to the whole process group. Workers still importing died in a
+    # KeyboardInterrupt traceback each, and the run ended 'load worker 0 did not start',
+    # exit 1, with no report.
+    out = tmp_path / "partial.json"
+    with serve(AsmServiceHandler, RULES) as (url, _):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "loadtest", url, *LOAD, "--rate", "50",
+             "--duration", "30", "--workers", "2", "-o", str(out)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 20
+            while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert len(_children(proc.pid)) >= 2, "the workers never started"
+            os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: every process
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.endswith("interrupted: the report covers the requests answered so far\n")
+    assert "(interrupted: partial report)" in stdout
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True and data["workers"] == 2
+    assert data["requests"]["completed"] == data["requests"]["sent"]

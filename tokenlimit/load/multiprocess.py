@@ -57,14 +57,25 @@ def run_workers(plan: LoadPlan, workers: int, *, stop: StopFlag | None = None,
     counters: SynchronizedArray[int] = ctx.Array("q", workers * _FIELDS)
     pipes: list[Connection] = []
     procs: list[Any] = []
-    for w in range(workers):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(plan, w, workers, child, event, counters),
-                           daemon=True)
-        proc.start()
-        child.close()
-        pipes.append(parent)
-        procs.append(proc)
+    # A terminal's Ctrl-C goes to the whole process group: a worker still importing (before
+    # _worker ignores it) would die in a KeyboardInterrupt traceback and the run end with no
+    # report. Workers start with SIGINT blocked (the mask is inherited and kept across exec);
+    # the parent's own Ctrl-C waits until it is unblocked and then stops the run as usual.
+    blocking = hasattr(signal, "pthread_sigmask")
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for w in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(plan, w, workers, child, event, counters),
+                               daemon=True)
+            proc.start()
+            child.close()
+            pipes.append(parent)
+            procs.append(proc)
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         for w, pipe in enumerate(pipes):
             try:
