@@ -247,7 +247,7 @@ def loadtest(
     recorded trace (--replay). It reports throughput, latency percentiles, statuses and each
     key's outcomes, and with --rules checks every answer against what the rules allow. A run
     stops by itself after --duration seconds or --requests requests (10 s or 100 by default);
-    Ctrl-C stops it early with a partial report (exit 130). `tokenlimit loadtest merge
+    Ctrl-C stops it early with a partial report (exit 130; SIGTERM: 143). `tokenlimit loadtest merge
     A.json B.json` merges reports exactly (see its --help).
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
@@ -292,12 +292,18 @@ def loadtest(
     for path in (output, plot):
         if path:
             check_writable(path)  # before the run, not after it
-    report = _run(plan, workers, rules, tolerance)
-    _finish(report, output, plot, output_format, rules, strict, top)
+    report, stopped_by = _run(plan, workers, rules, tolerance)
+    _finish(report, output, plot, output_format, rules, strict, top,
+            interrupted_status=128 + stopped_by)
 
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
-         tolerance: float) -> LoadReport:
+         tolerance: float) -> tuple[LoadReport, int]:
+    """Run ``plan``; the report, and the signal that stopped it (``SIGINT`` when none did).
+
+    ``SIGTERM`` (a cancelled CI job, ``kill``) stops a run as Ctrl-C does: a partial report,
+    and no worker left sending load after the command is gone.
+    """
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
@@ -305,25 +311,36 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
     from tokenlimit.load.loadtest import run_loadtest
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     console = Console(stderr=True)
     try:
         if not sys.stderr.isatty():
-            return run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
-                                stop=stop)
-        with Live(Text("starting..."), console=console, transient=True,
-                  refresh_per_second=4) as live:
-            return run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
-                                stop=stop,
-                                on_tick=lambda s, e: live.update(_format_progress(s, e)))
+            report = run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
+                                  stop=stop)
+        else:
+            with Live(Text("starting..."), console=console, transient=True,
+                      refresh_per_second=4) as live:
+                report = run_loadtest(
+                    plan, workers=workers, rules=rules, tolerance=tolerance, stop=stop,
+                    on_tick=lambda s, e: live.update(_format_progress(s, e)))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return report, received[0] if received else signal.SIGINT
 
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
-            rules: list[Rule] | None, strict: bool, top: int, merged: bool = False) -> None:
-    """Write and print ``report``, then exit as documented; ``merged``: the report is
-    ``loadtest merge``'s, which was not itself interrupted (no 130 for a run stopped then)."""
+            rules: list[Rule] | None, strict: bool, top: int, merged: bool = False,
+            interrupted_status: int = 130) -> None:
+    """Write and print ``report``, then exit as documented: ``interrupted_status`` when the
+    run was stopped (130 for Ctrl-C, 143 for SIGTERM); ``merged``: the report is ``loadtest
+    merge``'s, which was not itself interrupted (no such status for a run stopped then)."""
     from tokenlimit.files import write_atomic
     from tokenlimit.load.run_report import format_report
 
@@ -350,7 +367,7 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
     if strict and report.conformance is not None and report.conformance.findings():
         raise typer.Exit(1)
     if report.interrupted and not merged:
-        raise typer.Exit(130)
+        raise typer.Exit(interrupted_status)
     stats = report.stats
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
     if stats.sent and not stats.answered:
