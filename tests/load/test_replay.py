@@ -108,6 +108,29 @@ def test_a_bad_trace_is_one_line_naming_file_line_field(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("compression", ["", ".gz", ".zst"])
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("t.jsonl", '{"ts": 1, "key": "a"}\n\n{"ts": 2, "keys": ["a", "b"]}\n',
+     ":3: field 'keys': has 2 keys; a load test sends one key per request "
+     "(give one key, or one --key-template)"),
+    ("t.csv", 'ts,key\r\n1,a\r\n\r\n2,"b\x01"\r\n',
+     ":4: field 'key': 'b\\x01' holds a control character (it goes in a header)"),
+])
+def test_a_compressed_trace_names_the_line_too(tmp_path: Path, compression: str, name: str,
+                                               text: str, message: str) -> None:
+    # A .zst trace's bad line was named by file only ('t.jsonl.zst: field ...'), and a
+    # .csv.zst was counted as JSON Lines.
+    import gzip
+
+    import zstandard
+
+    compress = {"": bytes, ".gz": gzip.compress, ".zst": zstandard.ZstdCompressor().compress}
+    trace = tmp_path / (name + compression)
+    trace.write_bytes(compress[compression](text.encode()))
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/", "--replay", str(trace)])
+    assert (result.exit_code, result.stderr) == (1, f"error: {trace}{message}\n")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--key-template", "{{request.scheme}}"], "a trace does not carry request.scheme"),
     (["--key-template", "{{nope}}"], "unknown attribute 'nope'"),

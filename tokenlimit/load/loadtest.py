@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import gzip
+import io
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO
@@ -17,6 +17,7 @@ from tokenlimit.load.run_report import LoadReport
 from tokenlimit.load.run_stats import RunStats
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.records import TraceRequest
+from tokenlimit.sim.trace_sources import decompressing, trace_format
 from tokenlimit.sim.trace_table import Trace
 
 
@@ -77,14 +78,15 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
 
 def trace_line(path: str, index: int) -> int | None:
     """The 1-based line of the ``index``-th request of a trace file, numbered as the
-    simulator's readers number it (blank lines skipped; CSV: after the header)."""
-    csv_file = path.lower().removesuffix(".gz").endswith(".csv")
+    simulator's readers number it (blank lines skipped; CSV: after the header); plain,
+    ``.gz`` or ``.zst`` as the readers take them (``None`` for Parquet, which has no lines)."""
+    kind, compression = trace_format(path)
+    if kind == "parquet":
+        return None
     try:
-        if path.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as stream:
-                return _nth_line(stream, csv_file, index)
-        with open(path, encoding="utf-8-sig", newline="") as stream:
-            return _nth_line(stream, csv_file, index)
+        with open(path, "rb") as raw, decompressing(raw, compression) as binary:
+            stream = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+            return _nth_line(stream, kind == "csv", index)
     except (OSError, ValueError, EOFError):
         return None
 
