@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -327,3 +328,49 @@ def test_merging_an_interrupted_run_is_not_itself_interrupted(tmp_path: Path,
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["interrupted"] is True
     assert result.stderr == "interrupted: a merged run was stopped early (its part is partial)\n"
+
+
+class _PathsHandler(BaseHTTPRequestHandler):
+    """Records each request target; answers a chat completion (HTTP/1.1, keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    paths: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.paths.append(self.path)
+        body = b'{"usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+def test_a_gateway_url_keeps_its_query() -> None:
+    # Azure OpenAI-style gateways need ?api-version=...: the query was dropped, so every
+    # request went to the bare path (a 404 or 400 from such a gateway, exit 1).
+    _PathsHandler.paths = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PathsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = (f"http://127.0.0.1:{server.server_address[1]}/openai/deployments/gpt-4o/chat/"
+               "completions?api-version=2024-10-21")
+        result = runner.invoke(app, ["loadtest", url, "-n", "2", "--format", "json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    assert _PathsHandler.paths == ["/openai/deployments/gpt-4o/chat/completions"
+                                   "?api-version=2024-10-21"] * 2
+
+
+def test_a_service_url_with_a_query_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/?x=1", "--mode", "service"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for TARGET_URL: the service's base URL takes no query (its paths " \
+           "and query are the plug-in's)" in usage_text(result.stderr)

@@ -271,6 +271,9 @@ def loadtest(
                                  param_hint="--host-header")
     try:
         parsed_target = Target.parse(target)
+        if parsed_target.query and mode == "service":
+            raise typer.BadParameter("the service's base URL takes no query (its paths and "
+                                     "query are the plug-in's)", param_hint="TARGET_URL")
         if (insecure or ca_cert) and not parsed_target.tls:
             raise typer.BadParameter("only with an https:// target",
                                      param_hint="--insecure/--ca-cert")

@@ -25,8 +25,9 @@ from tokenlimit.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where requests go: ``host``, ``port`` and the base path of ``url``; ``tls`` for
-    ``https://`` (``server_name``: the name the certificate must carry, sent as SNI)."""
+    """Where requests go: ``host``, ``port`` and the base path of ``url`` (``query``: what
+    follows its ``?``, e.g. an Azure OpenAI ``api-version``); ``tls`` for ``https://``
+    (``server_name``: the name the certificate must carry, sent as SNI)."""
 
     url: str
     host: str
@@ -35,6 +36,7 @@ class Target:
     host_override: str | None = None
     tls: bool = False
     server_name: str = ""
+    query: str = ""
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -56,7 +58,7 @@ class Target:
             raise ConfigError(f"target {url!r}: bad port") from None
         host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
         return cls(url, host, port, parts.path.rstrip("/"), tls=tls,
-                   server_name=parts.hostname)
+                   server_name=parts.hostname, query=parts.query)
 
     @property
     def host_header(self) -> str:

@@ -228,6 +228,8 @@ class GatewayMode:
                  report_window: float) -> None:
         self.target, self.pool, self.stats, self.observations = target, pool, stats, observations
         self.path = target.path or "/v1/chat/completions"
+        if target.query:  # e.g. Azure OpenAI's ?api-version=..., which the gateway needs
+            self.path += "?" + target.query
         self.stream = stream
         self.report_window = report_window
         payload: dict[str, object] = {
