@@ -4,6 +4,7 @@ never a traceback, a hang or a partial file."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -374,3 +375,29 @@ def test_a_service_url_with_a_query_is_a_usage_error() -> None:
     assert result.exit_code == 2, result.output
     assert "Invalid value for TARGET_URL: the service's base URL takes no query (its paths " \
            "and query are the plug-in's)" in usage_text(result.stderr)
+
+
+ANCHORED = json.dumps([{"rate_limit_key_regex": "^regular-user$", "max_tokens": 100,
+                        "tokens_per_fill": 50, "fill_interval_second": 60,
+                        "redis_expired_seconds": 600}])
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_unique_keys_under_an_anchored_rule_are_warned_about(tmp_path: Path,
+                                                             replay: bool) -> None:
+    # 'regular-user-3f9a1c02' matches no '^regular-user$' rule: nothing was ever limited and
+    # conformance said 100 % agreement, without a word.
+    trace = tmp_path / "t.csv"
+    trace.write_text("ts,key\n1,other\n2,regular-user\n")
+    shape = ["--replay", str(trace)] if replay else ["-k", "regular-user:1"]
+    result = runner.invoke(app, ["loadtest", DEAD, "--mode", "service", "-n", "1",
+                                 "--config-json", ANCHORED, "--unique-keys", *shape])
+    first = result.stderr.splitlines()[0]
+    assert re.fullmatch(
+        r"warning: --unique-keys: 'regular-user-[0-9a-f]{8}' matches no rule, where "
+        r"'regular-user' matches rule 0 \('\^regular-user\$'\): its requests are never "
+        r"limited; run without --unique-keys on keys with no state in the service", first), first
+    unanchored = ANCHORED.replace("^regular-user$", "^regular-user")
+    result = runner.invoke(app, ["loadtest", DEAD, "--mode", "service", "-n", "1",
+                                 "--config-json", unanchored, "--unique-keys", *shape])
+    assert "warning" not in result.stderr

@@ -9,6 +9,7 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -87,6 +88,22 @@ def _read_replay(path: str, templates: list[str], key_field: str | None,
     return requests
 
 
+def _warn_lost_rules(keys: Iterable[str], suffix: str, rules: list[Rule]) -> None:
+    """``--unique-keys`` with an anchored rule (``^regular-user$``): the suffixed key matches
+    no rule, so the run limits nothing and conformance agrees at 100 %; say so on stderr."""
+    from tokenlimit.rules.regex import RuleMatcher
+
+    matcher = RuleMatcher(rules)
+    for key in keys:
+        index = matcher.index_for(key)
+        if index is not None and matcher.index_for(key + suffix) is None:
+            typer.echo(f"warning: --unique-keys: {key + suffix!r} matches no rule, where "
+                       f"{key!r} matches rule {index} ({rules[index].regex!r}): "
+                       "its requests are never limited; run without --unique-keys on keys "
+                       "with no state in the service", err=True)
+            return
+
+
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
           poisson: bool, ramp: str | None, replay: str | None, speed: float | None,
           duration: float | None, requests: int | None, templates: list[str],
@@ -110,9 +127,11 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
     suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
-    specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     fields = rest.pop("fields", None)
     rules = rest.pop("rules", None)
+    if suffix and rules and replay is None:
+        _warn_lost_rules([s.value for s in specs], suffix, rules)
+    specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     if (templates or key_field) and replay is None:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
     if fields is not None and replay is None:
@@ -133,6 +152,9 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         _positive(speed, "--speed")
         replayed = _read_replay(replay, templates, key_field, rest["seed"], fields, rules)
         if suffix:  # --unique-keys: the trace's keys too
+            if rules:
+                _warn_lost_rules(dict.fromkeys(k for r in replayed for k in r.keys), suffix,
+                                 rules)
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
