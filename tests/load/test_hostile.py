@@ -401,3 +401,15 @@ def test_unique_keys_under_an_anchored_rule_are_warned_about(tmp_path: Path,
     result = runner.invoke(app, ["loadtest", DEAD, "--mode", "service", "-n", "1",
                                  "--config-json", unanchored, "--unique-keys", *shape])
     assert "warning" not in result.stderr
+
+
+def test_merging_the_format_json_summary_says_to_merge_output_files(tmp_path: Path) -> None:
+    # `loadtest ... --format json > a.json` then `merge a.json`: the error spoke of counts and
+    # histograms, not of which file to give.
+    data = _report(tmp_path)
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({k: v for k, v in data.items() if k != "raw"}))
+    result = runner.invoke(app, ["loadtest", "merge", str(tmp_path / "r.json"), str(summary)])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {summary}: field 'raw': missing: this is the summary that --format json "
+        "prints; merge the reports that --output writes\n")
