@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -413,3 +414,36 @@ def test_merging_the_format_json_summary_says_to_merge_output_files(tmp_path: Pa
     assert (result.exit_code, result.stderr) == (
         1, f"error: {summary}: field 'raw': missing: this is the summary that --format json "
         "prints; merge the reports that --output writes\n")
+
+
+class _RemovingHandler(_Http10Handler):
+    """Answers as the service, removing ``folder`` at the first request it gets."""
+
+    folder: ClassVar[Path]
+
+    def do_GET(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        super().do_GET()
+
+
+def test_the_report_is_printed_when_output_cannot_be_written_at_the_end(
+        tmp_path: Path) -> None:
+    # --output's folder went away during the run: the error came alone, the whole run's
+    # results (never printed) were lost.
+    _RemovingHandler.folder = tmp_path / "reports"
+    _RemovingHandler.folder.mkdir()
+    out = _RemovingHandler.folder / "r.json"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RemovingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = runner.invoke(app, ["loadtest", url, "--mode", "service", "-n", "3",
+                                     "--latency", "0", "--format", "json", "-o", str(out)])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["requests"]["answered"] == 3
+    assert result.stderr == f"error: {out}: cannot write: No such file or directory\n"

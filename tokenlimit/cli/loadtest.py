@@ -370,6 +370,13 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
     from tokenlimit.load.run_report import format_report
 
     data = report.to_dict()
+    # Printed first: a run's results are not lost when a file cannot be written at the end
+    # (its folder removed or the disk full during the run).
+    if output_format == "json":
+        summary = {k: v for k, v in data.items() if k != "raw"}
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(format_report(report, top))
     if output:
         write_atomic(output, (json.dumps(data, indent=2) + "\n").encode())
     if plot:
@@ -380,11 +387,6 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
 
             rules = list(load_rules(config_json=json.dumps(report.rules)).rules)
         write_plot(report, rules, plot)
-    if output_format == "json":
-        summary = {k: v for k, v in data.items() if k != "raw"}
-        typer.echo(json.dumps(summary, indent=2))
-    else:
-        typer.echo(format_report(report, top))
     if report.interrupted:
         typer.echo("interrupted: a merged run was stopped early (its part is partial)"
                    if merged else "interrupted: the report covers the requests answered so far",
