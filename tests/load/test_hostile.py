@@ -58,6 +58,11 @@ DEAD = "http://127.0.0.1:1/"
     (["--ramp", "10xnan"],
      "Invalid value: --ramp: '10xnan': rate and seconds must be finite numbers > 0"),
     (["--ramp", ""], "Invalid value: --ramp: '' is not RATExSECONDS (e.g. 50x2)"),
+    # each worker ran one user at least: 3 users ran, the report said 2
+    (["-c", "2", "-w", "3"], "Invalid value for --workers: 3 workers for --concurrency 2: "
+     "each worker runs one user at least; give --concurrency 3 or more, or fewer workers"),
+    (["-w", "2"], "Invalid value for --workers: 2 workers for --concurrency 1: each worker "
+     "runs one user at least; give --concurrency 2 or more, or fewer workers"),
 ])
 def test_bad_options_are_usage_errors(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["loadtest", DEAD, *args])

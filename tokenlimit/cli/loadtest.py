@@ -312,6 +312,12 @@ def loadtest(
                      ca_cert=ca_cert)
     except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
         raise typer.BadParameter(str(exc)) from None
+    if plan.shape == "closed" and workers > plan.concurrency:
+        # Each worker runs at least one user: more workers than users ran more users than
+        # asked (and the report said the users asked for).
+        raise typer.BadParameter(f"{workers} workers for --concurrency {plan.concurrency}: "
+                                 "each worker runs one user at least; give --concurrency "
+                                 f"{workers} or more, or fewer workers", param_hint="--workers")
     if parsed_target.tls:
         tls_context(insecure=insecure, ca_cert=ca_cert)  # a bad --ca-cert file: exit 1 now
     for path in (output, plot):
