@@ -17,7 +17,14 @@ from tokenlimit.load.run_report import LoadReport
 from tokenlimit.load.run_stats import RunStats
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.records import TraceRequest
-from tokenlimit.sim.trace_sources import decompressing, trace_format
+from tokenlimit.sim.text_dataset import joined_text
+from tokenlimit.sim.trace_sources import (
+    decompressing,
+    is_dataset,
+    is_url,
+    text_files,
+    trace_format,
+)
 from tokenlimit.sim.trace_table import Trace
 
 
@@ -62,18 +69,36 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
         problem = ("has no key" if n == 0 else
                    f"has {n} keys; a load test sends one key per request "
                    "(give one key, or one --key-template)")
-        raise TraceError(problem, path=trace.path, line=trace_line(trace.path, bad[0]),
-                         field="keys")
+        raise _located(TraceError(problem, path=trace.path, field="keys"), bad[0])
     for k, name in enumerate(trace.key_names):
         if has_control(name):
             first = int((trace.key_index == k).argmax())  # one key per request: row == request
-            raise TraceError(f"{name!r} holds a control character (it goes in a header)",
-                             path=trace.path, line=trace_line(trace.path, first), field="key")
+            raise _located(TraceError(f"{name!r} holds a control character (it goes in a "
+                                      "header)", path=trace.path, field="key"), first)
     requests = trace.requests()
     order = trace.time_order()
     if order is not None:
         requests = [requests[i] for i in order.tolist()]
     return tuple(requests)
+
+
+def _located(exc: TraceError, index: int) -> TraceError:
+    """``exc`` about the ``index``-th request of its trace, naming the file and line it is
+    on: in a folder or glob of CSV or JSON Lines files, the file of the folder."""
+    path = exc.path or ""
+    if is_dataset(path) and not is_url(path):
+        try:
+            files = text_files(path)
+            joined = joined_text(path, files) if files else None
+        except TraceError:
+            joined = None
+        if joined is not None:
+            stream = io.TextIOWrapper(io.BytesIO(joined.data), encoding="utf-8-sig",
+                                      newline="")
+            line = _nth_line(stream, joined.fmt == "csv", index)
+            return joined.located(TraceError(exc.message, path=path, line=line,
+                                             field=exc.field), path)
+    return TraceError(exc.message, path=path, line=trace_line(path, index), field=exc.field)
 
 
 def trace_line(path: str, index: int) -> int | None:
