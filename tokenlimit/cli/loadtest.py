@@ -9,12 +9,10 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.cli.options import (
     ConfigJsonOption,
     FieldMapOption,
@@ -26,7 +24,6 @@ from tokenlimit.cli.options import (
 )
 from tokenlimit.errors import ConfigError, RemoteError
 from tokenlimit.rules import Rule
-from tokenlimit.sim.records import TraceRequest
 
 if TYPE_CHECKING:  # the load machinery (asyncio, numpy) and rich load when a run starts
     from rich.text import Text
@@ -35,7 +32,6 @@ if TYPE_CHECKING:  # the load machinery (asyncio, numpy) and rich load when a ru
     from tokenlimit.load.run_report import LoadReport
     from tokenlimit.load.run_stats import RunStats
     from tokenlimit.load.schedule import Schedule
-    from tokenlimit.sim.log_fields import FieldMap
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -63,51 +59,11 @@ def _positive(value: float, option: str) -> None:
                                  param_hint=option)
 
 
-def _read_replay(path: str, templates: list[str], key_field: str | None,
-                 seed: int, fields: FieldMap | None = None,
-                 rules: list[Rule] | None = None) -> tuple[TraceRequest, ...]:
-    """``--replay``: the trace through the simulator's readers (every format simulate reads);
-    with ``rules``, simulate's warning on stderr when no request's key matches a rule."""
-    from tokenlimit.cli.simulate_hints import no_rule_message
-    from tokenlimit.load.loadtest import replay_requests
-    from tokenlimit.rules.regex import RuleMatcher
-    from tokenlimit.sim.readers import TraceKeys, read_trace
-
-    try:
-        parsed = parse_key_templates(templates)
-        TraceKeys(parsed)  # refuses, before reading, an attribute no trace line carries
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--key-template") from None
-    trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed,
-                       fields=fields)
-    requests = replay_requests(trace)
-    if rules:
-        matcher = RuleMatcher(rules)
-        if all(matcher.index_for(k) is None for k in trace.key_names):  # distinct keys
-            typer.echo(no_rule_message(trace.key_names, fields, key_field), err=True)
-    return requests
-
-
-def _warn_lost_rules(keys: Iterable[str], suffix: str, rules: list[Rule]) -> None:
-    """``--unique-keys`` with an anchored rule (``^regular-user$``): the suffixed key matches
-    no rule, so the run limits nothing and conformance agrees at 100 %; say so on stderr."""
-    from tokenlimit.rules.regex import RuleMatcher
-
-    matcher = RuleMatcher(rules)
-    for key in keys:
-        index = matcher.index_for(key)
-        if index is not None and matcher.index_for(key + suffix) is None:
-            typer.echo(f"warning: --unique-keys: {key + suffix!r} matches no rule, where "
-                       f"{key!r} matches rule {index} ({rules[index].regex!r}): "
-                       "its requests are never limited; run without --unique-keys on keys "
-                       "with no state in the service", err=True)
-            return
-
-
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
           poisson: bool, ramp: str | None, replay: str | None, speed: float | None,
           duration: float | None, requests: int | None, templates: list[str],
           key_field: str | None, **rest: Any) -> LoadPlan:
+    from tokenlimit.cli.loadtest_replay import read_replay, warn_lost_rules
     from tokenlimit.load.driver import LoadPlan
     from tokenlimit.load.modes import MODES, KeySpec
     from tokenlimit.load.schedule import (
@@ -130,7 +86,7 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
     fields = rest.pop("fields", None)
     rules = rest.pop("rules", None)
     if suffix and rules and replay is None:
-        _warn_lost_rules([s.value for s in specs], suffix, rules)
+        warn_lost_rules([s.value for s in specs], suffix, rules)
     specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     if (templates or key_field) and replay is None:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
@@ -150,10 +106,10 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay is not None:  # "" too: an empty path is an error, not a closed loop
         _positive(speed, "--speed")
-        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields, rules)
+        replayed = read_replay(replay, templates, key_field, rest["seed"], fields, rules)
         if suffix:  # --unique-keys: the trace's keys too
             if rules:
-                _warn_lost_rules(dict.fromkeys(k for r in replayed for k in r.keys), suffix,
+                warn_lost_rules(dict.fromkeys(k for r in replayed for k in r.keys), suffix,
                                  rules)
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
