@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -276,3 +277,126 @@ def test_merge_is_a_subcommand_with_its_own_help() -> None:
     # A run takes no second argument any more (merge is not an argument of it).
     extra = runner.invoke(app, ["loadtest", "http://127.0.0.1:9", "x.json"])
     assert extra.exit_code == 2
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_ctrl_c_while_workers_start_is_a_partial_report_not_a_traceback(
+        tmp_path: Path) -> None:
+    # A terminal sends Ctrl-C to the whole process group. Workers still importing died in a
+    # KeyboardInterrupt traceback each, and the run ended 'load worker 0 did not start',
+    # exit 1, with no report.
+    out = tmp_path / "partial.json"
+    with serve(AsmServiceHandler, RULES) as (url, _):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "loadtest", url, *LOAD, "--rate", "50",
+             "--duration", "30", "--workers", "2", "-o", str(out)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 20
+            while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert len(_children(proc.pid)) >= 2, "the workers never started"
+            os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: every process
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.endswith("interrupted: the report covers the requests answered so far\n")
+    assert "(interrupted: partial report)" in stdout
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True and data["workers"] == 2
+    assert data["requests"]["completed"] == data["requests"]["sent"]
+
+
+def _gone(pid: int) -> bool:
+    """``pid`` has exited (a zombie not yet reaped by init counts as exited)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] \
+            == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_run_with_a_partial_report_and_no_worker_left(
+        tmp_path: Path, workers: int) -> None:
+    # A cancelled CI job or `kill` sends SIGTERM. It killed loadtest outright: no report, and
+    # with --workers the workers went on sending load, orphaned, until their --duration.
+    out = tmp_path / "partial.json"
+    with serve(AsmServiceHandler, RULES) as (url, _):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "loadtest", url, *LOAD, "--rate", "50",
+             "--duration", "30", "--workers", str(workers), "-o", str(out)],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+        try:
+            time.sleep(2.5)  # under way (it would last 30 s)
+            children = [c for c in _children(proc.pid) if workers > 1]
+            proc.send_signal(signal.SIGTERM)  # to loadtest only, as `kill PID` does
+            stdout, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        deadline = time.monotonic() + 5
+        while not all(_gone(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [c for c in children if not _gone(c)] == []
+    assert proc.returncode == 143, stderr
+    assert "(interrupted: partial report)" in stdout
+    assert stderr.endswith("interrupted: the report covers the requests answered so far\n")
+    data = json.loads(out.read_text())
+    assert data["interrupted"] is True and data["workers"] == workers
+    assert 0 < data["requests"]["sent"] == data["requests"]["completed"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_workers_stop_by_themselves_when_loadtest_is_killed() -> None:
+    # SIGKILL cannot be caught: the workers must notice they are orphans and stop, quietly
+    # (they kept sending load until their --duration, then each printed a traceback).
+    with serve(AsmServiceHandler, RULES) as (url, calls):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenlimit", "loadtest", url, *LOAD, "--rate", "50",
+             "--duration", "30", "--workers", "2"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 20
+            while len(calls) < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            workers = [c for c in _children(proc.pid)
+                       if "multiprocessing.spawn" in (Path("/proc") / str(c) /
+                                                      "cmdline").read_text()]
+            assert len(workers) == 2
+            proc.kill()
+            _, stderr = proc.communicate(timeout=10)
+            deadline = time.monotonic() + 5
+            while not all(_gone(w) for w in workers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert [w for w in workers if not _gone(w)] == []
+            sent = len(calls)
+            time.sleep(0.5)
+            assert len(calls) == sent  # no load after they stopped
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in stderr

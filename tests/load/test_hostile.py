@@ -4,11 +4,15 @@ never a traceback, a hang or a partial file."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -54,6 +58,11 @@ DEAD = "http://127.0.0.1:1/"
     (["--ramp", "10xnan"],
      "Invalid value: --ramp: '10xnan': rate and seconds must be finite numbers > 0"),
     (["--ramp", ""], "Invalid value: --ramp: '' is not RATExSECONDS (e.g. 50x2)"),
+    # each worker ran one user at least: 3 users ran, the report said 2
+    (["-c", "2", "-w", "3"], "Invalid value for --workers: 3 workers for --concurrency 2: "
+     "each worker runs one user at least; give --concurrency 3 or more, or fewer workers"),
+    (["-w", "2"], "Invalid value for --workers: 2 workers for --concurrency 1: each worker "
+     "runs one user at least; give --concurrency 2 or more, or fewer workers"),
 ])
 def test_bad_options_are_usage_errors(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["loadtest", DEAD, *args])
@@ -261,3 +270,185 @@ def test_up_says_rule_warnings_on_stderr(tmp_path: Path,
     warnings = [line for line in capsys.readouterr().err.splitlines() if " TL204 " in line]
     assert len(warnings) == 1
     assert warnings[0].startswith(f"{rules_file}:1:")
+
+
+class _Http10Handler(BaseHTTPRequestHandler):
+    """Python's http.server as a homemade mock LLM or service is often written: HTTP/1.0, no
+    Content-Length, so every answer ends when the server closes the connection."""
+
+    def do_GET(self) -> None:  # the service's check
+        self._answer(b'{"allow":true,"description":"ok"}')
+
+    def do_POST(self) -> None:  # a chat completion, or the service's usage report
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/update_ratelimit_record":
+            self._answer(b"")
+        else:
+            self._answer(json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": {
+                "prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}}).encode())
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+@pytest.mark.parametrize(("mode", "tokens"), [("gateway", 21), ("service", 30)])
+def test_an_answer_that_ends_when_the_server_closes_is_whole(mode: str, tokens: int) -> None:
+    # RFC 9112 6.3: an answer with neither Content-Length nor chunks ends at the close. Such
+    # answers were each a transport-error and the run exit 1 ("no request was answered").
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Http10Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = runner.invoke(app, ["loadtest", url, "--mode", mode, "-n", "3", "--tokens",
+                                     "10", "--latency", "0", "--timeout", "2", "--format",
+                                     "json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["requests"] == {"sent": 3, "completed": 3, "answered": 3, "allowed": 3,
+                                "limited": 0, "errors": 0}
+    assert (data["statuses"], data["errors"]) == ({"200": 3}, {})
+    assert data["keys"]["regular-user"]["tokens_admitted"] == tokens
+    if mode == "service":
+        assert data["report_statuses"] == {"200": 3}
+
+
+@pytest.mark.parametrize("copies", [1, 2])
+def test_merging_an_interrupted_run_is_not_itself_interrupted(tmp_path: Path,
+                                                              copies: int) -> None:
+    # Merging one interrupted report exited 130, as if the merge had been stopped by Ctrl-C
+    # (two such reports gave 0): a CI job globbing reports/*.json saw a cancelled step.
+    data = _report(tmp_path)
+    stopped = tmp_path / "stopped.json"
+    stopped.write_text(json.dumps({**data, "interrupted": True}))
+    result = runner.invoke(app, ["loadtest", "merge", *[str(stopped)] * copies,
+                                 "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["interrupted"] is True
+    assert result.stderr == "interrupted: a merged run was stopped early (its part is partial)\n"
+
+
+class _PathsHandler(BaseHTTPRequestHandler):
+    """Records each request target; answers a chat completion (HTTP/1.1, keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+    paths: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.paths.append(self.path)
+        body = b'{"usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet
+        pass
+
+
+def test_a_gateway_url_keeps_its_query() -> None:
+    # Azure OpenAI-style gateways need ?api-version=...: the query was dropped, so every
+    # request went to the bare path (a 404 or 400 from such a gateway, exit 1).
+    _PathsHandler.paths = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PathsHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = (f"http://127.0.0.1:{server.server_address[1]}/openai/deployments/gpt-4o/chat/"
+               "completions?api-version=2024-10-21")
+        result = runner.invoke(app, ["loadtest", url, "-n", "2", "--format", "json"])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert result.exit_code == 0, result.output
+    assert _PathsHandler.paths == ["/openai/deployments/gpt-4o/chat/completions"
+                                   "?api-version=2024-10-21"] * 2
+
+
+def test_a_service_url_with_a_query_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/?x=1", "--mode", "service"])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for TARGET_URL: the service's base URL takes no query (its paths " \
+           "and query are the plug-in's)" in usage_text(result.stderr)
+
+
+ANCHORED = json.dumps([{"rate_limit_key_regex": "^regular-user$", "max_tokens": 100,
+                        "tokens_per_fill": 50, "fill_interval_second": 60,
+                        "redis_expired_seconds": 600}])
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_unique_keys_under_an_anchored_rule_are_warned_about(tmp_path: Path,
+                                                             replay: bool) -> None:
+    # 'regular-user-3f9a1c02' matches no '^regular-user$' rule: nothing was ever limited and
+    # conformance said 100 % agreement, without a word.
+    trace = tmp_path / "t.csv"
+    trace.write_text("ts,key\n1,other\n2,regular-user\n")
+    shape = ["--replay", str(trace)] if replay else ["-k", "regular-user:1"]
+    result = runner.invoke(app, ["loadtest", DEAD, "--mode", "service", "-n", "1",
+                                 "--config-json", ANCHORED, "--unique-keys", *shape])
+    first = result.stderr.splitlines()[0]
+    assert re.fullmatch(
+        r"warning: --unique-keys: 'regular-user-[0-9a-f]{8}' matches no rule, where "
+        r"'regular-user' matches rule 0 \('\^regular-user\$'\): its requests are never "
+        r"limited; run without --unique-keys on keys with no state in the service", first), first
+    unanchored = ANCHORED.replace("^regular-user$", "^regular-user")
+    result = runner.invoke(app, ["loadtest", DEAD, "--mode", "service", "-n", "1",
+                                 "--config-json", unanchored, "--unique-keys", *shape])
+    assert "warning" not in result.stderr
+
+
+def test_merging_the_format_json_summary_says_to_merge_output_files(tmp_path: Path) -> None:
+    # `loadtest ... --format json > a.json` then `merge a.json`: the error spoke of counts and
+    # histograms, not of which file to give.
+    data = _report(tmp_path)
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({k: v for k, v in data.items() if k != "raw"}))
+    result = runner.invoke(app, ["loadtest", "merge", str(tmp_path / "r.json"), str(summary)])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {summary}: field 'raw': missing: this is the summary that --format json "
+        "prints; merge the reports that --output writes\n")
+
+
+class _RemovingHandler(_Http10Handler):
+    """Answers as the service, removing ``folder`` at the first request it gets."""
+
+    folder: ClassVar[Path]
+
+    def do_GET(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        super().do_GET()
+
+
+def test_the_report_is_printed_when_output_cannot_be_written_at_the_end(
+        tmp_path: Path) -> None:
+    # --output's folder went away during the run: the error came alone, the whole run's
+    # results (never printed) were lost.
+    _RemovingHandler.folder = tmp_path / "reports"
+    _RemovingHandler.folder.mkdir()
+    out = _RemovingHandler.folder / "r.json"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RemovingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = runner.invoke(app, ["loadtest", url, "--mode", "service", "-n", "3",
+                                     "--latency", "0", "--format", "json", "-o", str(out)])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout)["requests"]["answered"] == 3
+    assert result.stderr == f"error: {out}: cannot write: No such file or directory\n"

@@ -108,6 +108,47 @@ def test_a_bad_trace_is_one_line_naming_file_line_field(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("compression", ["", ".gz", ".zst"])
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("t.jsonl", '{"ts": 1, "key": "a"}\n\n{"ts": 2, "keys": ["a", "b"]}\n',
+     ":3: field 'keys': has 2 keys; a load test sends one key per request "
+     "(give one key, or one --key-template)"),
+    ("t.csv", 'ts,key\r\n1,a\r\n\r\n2,"b\x01"\r\n',
+     ":4: field 'key': 'b\\x01' holds a control character (it goes in a header)"),
+])
+def test_a_compressed_trace_names_the_line_too(tmp_path: Path, compression: str, name: str,
+                                               text: str, message: str) -> None:
+    # A .zst trace's bad line was named by file only ('t.jsonl.zst: field ...'), and a
+    # .csv.zst was counted as JSON Lines.
+    import gzip
+
+    import zstandard
+
+    compress = {"": bytes, ".gz": gzip.compress, ".zst": zstandard.ZstdCompressor().compress}
+    trace = tmp_path / (name + compression)
+    trace.write_bytes(compress[compression](text.encode()))
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/", "--replay", str(trace)])
+    assert (result.exit_code, result.stderr) == (1, f"error: {trace}{message}\n")
+
+
+@pytest.mark.parametrize("glob", [False, True])
+def test_a_bad_line_in_a_folder_of_files_names_its_file_and_line(tmp_path: Path,
+                                                                 glob: bool) -> None:
+    # The error named the folder alone ('logs: field 'key': ...'), not the file and line.
+    import gzip
+
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "a.csv").write_text("ts,key\n1,a\n")
+    (folder / "b.csv.gz").write_bytes(gzip.compress(b'ts,key\n\n2,b\n3,"c\x01"\n'))
+    (folder / "c.csv").write_text("ts,key\n4,d\n")
+    given = str(folder / "*.csv*") if glob else str(folder)
+    result = runner.invoke(app, ["loadtest", "http://127.0.0.1:1/", "--replay", given])
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {folder / 'b.csv.gz'}:4: field 'key': 'c\\x01' holds a control character "
+        "(it goes in a header)\n")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--key-template", "{{request.scheme}}"], "a trace does not carry request.scheme"),
     (["--key-template", "{{nope}}"], "unknown attribute 'nope'"),

@@ -147,3 +147,25 @@ def test_a_replay_starts_at_the_trace_s_fraction_of_a_second(tmp_path: Path) -> 
         data = _replay(url, trace, 1)
     assert round(data["started"] % 1.0, 3) == 0.9
     assert (data["requests"]["answered"], data["requests"]["limited"]) == (3, 1)
+
+
+def test_a_report_due_at_a_check_of_its_key_is_applied_first(tmp_path: Path) -> None:
+    # ASM's replay order: a report at t goes before the checks at t that follow it in the
+    # trace, even when its own check is at t (latency 0). Three requests of 'u' at one
+    # instant: simulate admits the first (50 > 0, then 60 charged: -10) and limits the other
+    # two; the live replay sent all three checks at once, before the first report, and the
+    # service admitted all three. 'w' reports at 1001.5 exactly when its next check comes.
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"rate_limit_key_regex": "^[uw]", "max_tokens": 100,
+                                  "tokens_per_fill": 50, "fill_interval_second": 60,
+                                  "redis_expired_seconds": 600}]))
+    trace = tmp_path / "t.csv"
+    trace.write_text("ts,key,completion_tokens,latency\n1000.5,u,60,0\n1000.5,u,60,0\n"
+                     "1000.5,u,60,0\n1001.0,w,60,0.5\n1001.5,w,10,0\n")
+    out = subprocess.run([sys.executable, "-m", "tokenlimit", "simulate", str(trace), "-r",
+                          str(rules), "--format", "json"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert json.loads(out.stdout)["totals"]["limited"] == 3
+    with _serve(rules) as url:
+        requests = _replay(url, trace, 1)["requests"]
+    assert (requests["sent"], requests["allowed"], requests["limited"]) == (5, 2, 3)

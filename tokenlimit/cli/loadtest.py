@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from tokenlimit.bucket.key_templates import parse_key_templates
 from tokenlimit.cli.options import (
     ConfigJsonOption,
     FieldMapOption,
@@ -25,7 +24,6 @@ from tokenlimit.cli.options import (
 )
 from tokenlimit.errors import ConfigError, RemoteError
 from tokenlimit.rules import Rule
-from tokenlimit.sim.records import TraceRequest
 
 if TYPE_CHECKING:  # the load machinery (asyncio, numpy) and rich load when a run starts
     from rich.text import Text
@@ -34,7 +32,6 @@ if TYPE_CHECKING:  # the load machinery (asyncio, numpy) and rich load when a ru
     from tokenlimit.load.run_report import LoadReport
     from tokenlimit.load.run_stats import RunStats
     from tokenlimit.load.schedule import Schedule
-    from tokenlimit.sim.log_fields import FieldMap
 
 FORMATS = ("text", "json")
 DEFAULT_REQUESTS = 100
@@ -62,35 +59,11 @@ def _positive(value: float, option: str) -> None:
                                  param_hint=option)
 
 
-def _read_replay(path: str, templates: list[str], key_field: str | None,
-                 seed: int, fields: FieldMap | None = None,
-                 rules: list[Rule] | None = None) -> tuple[TraceRequest, ...]:
-    """``--replay``: the trace through the simulator's readers (every format simulate reads);
-    with ``rules``, simulate's warning on stderr when no request's key matches a rule."""
-    from tokenlimit.cli.simulate_hints import no_rule_message
-    from tokenlimit.load.loadtest import replay_requests
-    from tokenlimit.rules.regex import RuleMatcher
-    from tokenlimit.sim.readers import TraceKeys, read_trace
-
-    try:
-        parsed = parse_key_templates(templates)
-        TraceKeys(parsed)  # refuses, before reading, an attribute no trace line carries
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--key-template") from None
-    trace = read_trace(path, key_templates=parsed, key_field=key_field, seed=seed,
-                       fields=fields)
-    requests = replay_requests(trace)
-    if rules:
-        matcher = RuleMatcher(rules)
-        if all(matcher.index_for(k) is None for k in trace.key_names):  # distinct keys
-            typer.echo(no_rule_message(trace.key_names, fields, key_field), err=True)
-    return requests
-
-
 def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate: float | None,
           poisson: bool, ramp: str | None, replay: str | None, speed: float | None,
           duration: float | None, requests: int | None, templates: list[str],
           key_field: str | None, **rest: Any) -> LoadPlan:
+    from tokenlimit.cli.loadtest_replay import read_replay, warn_lost_rules
     from tokenlimit.load.driver import LoadPlan
     from tokenlimit.load.modes import MODES, KeySpec
     from tokenlimit.load.schedule import (
@@ -110,9 +83,11 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         raise typer.BadParameter(f"give one load shape, not {' and '.join(shapes)}")
     specs = tuple(KeySpec.parse(k) for k in keys) or (KeySpec("user-type", "regular-user", 1),)
     suffix = "-" + secrets.token_hex(4) if rest.pop("unique_keys") else ""
-    specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     fields = rest.pop("fields", None)
     rules = rest.pop("rules", None)
+    if suffix and rules and replay is None:
+        warn_lost_rules([s.value for s in specs], suffix, rules)
+    specs = tuple(dataclasses.replace(s, value=s.value + suffix) for s in specs)
     if (templates or key_field) and replay is None:
         raise typer.BadParameter("only with --replay", param_hint="--key-template/--key-field")
     if fields is not None and replay is None:
@@ -131,8 +106,11 @@ def _plan(target: str, mode: str, keys: list[str], concurrency: int | None, rate
         duration = duration if duration is not None else ramp_duration(schedule)
     elif replay is not None:  # "" too: an empty path is an error, not a closed loop
         _positive(speed, "--speed")
-        replayed = _read_replay(replay, templates, key_field, rest["seed"], fields, rules)
+        replayed = read_replay(replay, templates, key_field, rest["seed"], fields, rules)
         if suffix:  # --unique-keys: the trace's keys too
+            if rules:
+                warn_lost_rules(dict.fromkeys(k for r in replayed for k in r.keys), suffix,
+                                 rules)
             replayed = tuple(dataclasses.replace(r, keys=tuple(k + suffix for k in r.keys))
                              for r in replayed)
         schedule = ReplaySchedule(tuple(r.ts for r in replayed), speed)
@@ -247,7 +225,7 @@ def loadtest(
     recorded trace (--replay). It reports throughput, latency percentiles, statuses and each
     key's outcomes, and with --rules checks every answer against what the rules allow. A run
     stops by itself after --duration seconds or --requests requests (10 s or 100 by default);
-    Ctrl-C stops it early with a partial report (exit 130). `tokenlimit loadtest merge
+    Ctrl-C stops it early with a partial report (exit 130; SIGTERM: 143). `tokenlimit loadtest merge
     A.json B.json` merges reports exactly (see its --help).
 
     Example: tokenlimit loadtest http://127.0.0.1:8080 --mode service -r samples/rules.json -n 200
@@ -271,6 +249,9 @@ def loadtest(
                                  param_hint="--host-header")
     try:
         parsed_target = Target.parse(target)
+        if parsed_target.query and mode == "service":
+            raise typer.BadParameter("the service's base URL takes no query (its paths and "
+                                     "query are the plug-in's)", param_hint="TARGET_URL")
         if (insecure or ca_cert) and not parsed_target.tls:
             raise typer.BadParameter("only with an https:// target",
                                      param_hint="--insecure/--ca-cert")
@@ -287,17 +268,29 @@ def loadtest(
                      ca_cert=ca_cert)
     except ConfigError as exc:  # a bad option value (--key, --tokens, --ramp, TARGET_URL)
         raise typer.BadParameter(str(exc)) from None
+    if plan.shape == "closed" and workers > plan.concurrency:
+        # Each worker runs at least one user: more workers than users ran more users than
+        # asked (and the report said the users asked for).
+        raise typer.BadParameter(f"{workers} workers for --concurrency {plan.concurrency}: "
+                                 "each worker runs one user at least; give --concurrency "
+                                 f"{workers} or more, or fewer workers", param_hint="--workers")
     if parsed_target.tls:
         tls_context(insecure=insecure, ca_cert=ca_cert)  # a bad --ca-cert file: exit 1 now
     for path in (output, plot):
         if path:
             check_writable(path)  # before the run, not after it
-    report = _run(plan, workers, rules, tolerance)
-    _finish(report, output, plot, output_format, rules, strict, top)
+    report, stopped_by = _run(plan, workers, rules, tolerance)
+    _finish(report, output, plot, output_format, rules, strict, top,
+            interrupted_status=128 + stopped_by)
 
 
 def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
-         tolerance: float) -> LoadReport:
+         tolerance: float) -> tuple[LoadReport, int]:
+    """Run ``plan``; the report, and the signal that stopped it (``SIGINT`` when none did).
+
+    ``SIGTERM`` (a cancelled CI job, ``kill``) stops a run as Ctrl-C does: a partial report,
+    and no worker left sending load after the command is gone.
+    """
     from rich.console import Console
     from rich.live import Live
     from rich.text import Text
@@ -305,27 +298,47 @@ def _run(plan: LoadPlan, workers: int, rules: list[Rule] | None,
     from tokenlimit.load.loadtest import run_loadtest
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     console = Console(stderr=True)
     try:
         if not sys.stderr.isatty():
-            return run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
-                                stop=stop)
-        with Live(Text("starting..."), console=console, transient=True,
-                  refresh_per_second=4) as live:
-            return run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
-                                stop=stop,
-                                on_tick=lambda s, e: live.update(_format_progress(s, e)))
+            report = run_loadtest(plan, workers=workers, rules=rules, tolerance=tolerance,
+                                  stop=stop)
+        else:
+            with Live(Text("starting..."), console=console, transient=True,
+                      refresh_per_second=4) as live:
+                report = run_loadtest(
+                    plan, workers=workers, rules=rules, tolerance=tolerance, stop=stop,
+                    on_tick=lambda s, e: live.update(_format_progress(s, e)))
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return report, received[0] if received else signal.SIGINT
 
 
 def _finish(report: LoadReport, output: str | None, plot: str | None, output_format: str,
-            rules: list[Rule] | None, strict: bool, top: int) -> None:
+            rules: list[Rule] | None, strict: bool, top: int, merged: bool = False,
+            interrupted_status: int = 130) -> None:
+    """Write and print ``report``, then exit as documented: ``interrupted_status`` when the
+    run was stopped (130 for Ctrl-C, 143 for SIGTERM); ``merged``: the report is ``loadtest
+    merge``'s, which was not itself interrupted (no such status for a run stopped then)."""
     from tokenlimit.files import write_atomic
     from tokenlimit.load.run_report import format_report
 
     data = report.to_dict()
+    # Printed first: a run's results are not lost when a file cannot be written at the end
+    # (its folder removed or the disk full during the run).
+    if output_format == "json":
+        summary = {k: v for k, v in data.items() if k != "raw"}
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        typer.echo(format_report(report, top))
     if output:
         write_atomic(output, (json.dumps(data, indent=2) + "\n").encode())
     if plot:
@@ -336,17 +349,14 @@ def _finish(report: LoadReport, output: str | None, plot: str | None, output_for
 
             rules = list(load_rules(config_json=json.dumps(report.rules)).rules)
         write_plot(report, rules, plot)
-    if output_format == "json":
-        summary = {k: v for k, v in data.items() if k != "raw"}
-        typer.echo(json.dumps(summary, indent=2))
-    else:
-        typer.echo(format_report(report, top))
     if report.interrupted:
-        typer.echo("interrupted: the report covers the requests answered so far", err=True)
+        typer.echo("interrupted: a merged run was stopped early (its part is partial)"
+                   if merged else "interrupted: the report covers the requests answered so far",
+                   err=True)
     if strict and report.conformance is not None and report.conformance.findings():
         raise typer.Exit(1)
-    if report.interrupted and report.runs == 1:
-        raise typer.Exit(130)
+    if report.interrupted and not merged:
+        raise typer.Exit(interrupted_status)
     stats = report.stats
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(stats.errors.items()))
     if stats.sent and not stats.answered:

@@ -45,7 +45,7 @@ def merge(
     if output_format not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}", param_hint="--format")
     report = merge_reports([read_report(path) for path in reports])
-    _finish(report, output, plot, output_format, None, strict, top)
+    _finish(report, output, plot, output_format, None, strict, top, merged=True)
 
 
 def merge_command() -> Any:

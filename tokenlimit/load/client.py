@@ -25,8 +25,9 @@ from tokenlimit.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where requests go: ``host``, ``port`` and the base path of ``url``; ``tls`` for
-    ``https://`` (``server_name``: the name the certificate must carry, sent as SNI)."""
+    """Where requests go: ``host``, ``port`` and the base path of ``url`` (``query``: what
+    follows its ``?``, e.g. an Azure OpenAI ``api-version``); ``tls`` for ``https://``
+    (``server_name``: the name the certificate must carry, sent as SNI)."""
 
     url: str
     host: str
@@ -35,6 +36,7 @@ class Target:
     host_override: str | None = None
     tls: bool = False
     server_name: str = ""
+    query: str = ""
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -56,7 +58,7 @@ class Target:
             raise ConfigError(f"target {url!r}: bad port") from None
         host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
         return cls(url, host, port, parts.path.rstrip("/"), tls=tls,
-                   server_name=parts.hostname)
+                   server_name=parts.hostname, query=parts.query)
 
     @property
     def host_header(self) -> str:
@@ -106,6 +108,8 @@ class Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.first_byte: float | None = None
         self.reusable = True
+        self.framed = False  # the answer has Content-Length or Transfer-Encoding
+        self.until_close: int | None = None  # an unframed answer's status: it ends at the close
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -119,12 +123,28 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
+        if self.until_close is not None and exc is None:
+            # HTTP/1.0 servers (Python's http.server) end an answer with neither length nor
+            # chunks by closing (RFC 9112 6.3): that close is its end, not a break; httptools
+            # cannot be told of the end of input
+            self._answer(self.until_close)
         self._fail(TransportError("connection closed"))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         self.chunks = []
         self.first_byte = None
+        self.framed = False
+        self.until_close = None
+
+    def on_header(self, name: bytes, _value: bytes) -> None:
+        if not self.framed and name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if not self.framed and status >= 200 and status not in (204, 304):
+            self.until_close = status
 
     def on_body(self, body: bytes) -> None:
         if self.first_byte is None:
@@ -134,13 +154,17 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self.parser.should_keep_alive():
             self.reusable = False
+        self._answer(self.parser.get_status_code())
+
+    def _answer(self, status: int) -> None:
+        self.until_close = None
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(Response(self.parser.get_status_code(), b"".join(self.chunks),
-                                       self.first_byte))
+            waiter.set_result(Response(status, b"".join(self.chunks), self.first_byte))
 
     def _fail(self, exc: Exception) -> None:
         self.reusable = False
+        self.until_close = None
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)

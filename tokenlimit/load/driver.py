@@ -136,6 +136,7 @@ async def run_async(plan: LoadPlan, *, stop: StopFlag | None = None,
     mode: ServiceMode | GatewayMode
     if plan.mode == "service":
         mode = ServiceMode(target, pool, stats, kept)
+        mode.ordered = plan.replay is not None
     else:
         mode = GatewayMode(target, pool, stats, kept, stream=plan.stream, model=plan.model,
                            report_window=plan.report_window)

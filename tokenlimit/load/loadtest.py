@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-import gzip
+import io
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO
@@ -17,6 +17,14 @@ from tokenlimit.load.run_report import LoadReport
 from tokenlimit.load.run_stats import RunStats
 from tokenlimit.rules.model import Rule
 from tokenlimit.sim.records import TraceRequest
+from tokenlimit.sim.text_dataset import joined_text
+from tokenlimit.sim.trace_sources import (
+    decompressing,
+    is_dataset,
+    is_url,
+    text_files,
+    trace_format,
+)
 from tokenlimit.sim.trace_table import Trace
 
 
@@ -61,13 +69,12 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
         problem = ("has no key" if n == 0 else
                    f"has {n} keys; a load test sends one key per request "
                    "(give one key, or one --key-template)")
-        raise TraceError(problem, path=trace.path, line=trace_line(trace.path, bad[0]),
-                         field="keys")
+        raise _located(TraceError(problem, path=trace.path, field="keys"), bad[0])
     for k, name in enumerate(trace.key_names):
         if has_control(name):
             first = int((trace.key_index == k).argmax())  # one key per request: row == request
-            raise TraceError(f"{name!r} holds a control character (it goes in a header)",
-                             path=trace.path, line=trace_line(trace.path, first), field="key")
+            raise _located(TraceError(f"{name!r} holds a control character (it goes in a "
+                                      "header)", path=trace.path, field="key"), first)
     requests = trace.requests()
     order = trace.time_order()
     if order is not None:
@@ -75,16 +82,36 @@ def replay_requests(trace: Trace) -> tuple[TraceRequest, ...]:
     return tuple(requests)
 
 
+def _located(exc: TraceError, index: int) -> TraceError:
+    """``exc`` about the ``index``-th request of its trace, naming the file and line it is
+    on: in a folder or glob of CSV or JSON Lines files, the file of the folder."""
+    path = exc.path or ""
+    if is_dataset(path) and not is_url(path):
+        try:
+            files = text_files(path)
+            joined = joined_text(path, files) if files else None
+        except TraceError:
+            joined = None
+        if joined is not None:
+            stream = io.TextIOWrapper(io.BytesIO(joined.data), encoding="utf-8-sig",
+                                      newline="")
+            line = _nth_line(stream, joined.fmt == "csv", index)
+            return joined.located(TraceError(exc.message, path=path, line=line,
+                                             field=exc.field), path)
+    return TraceError(exc.message, path=path, line=trace_line(path, index), field=exc.field)
+
+
 def trace_line(path: str, index: int) -> int | None:
     """The 1-based line of the ``index``-th request of a trace file, numbered as the
-    simulator's readers number it (blank lines skipped; CSV: after the header)."""
-    csv_file = path.lower().removesuffix(".gz").endswith(".csv")
+    simulator's readers number it (blank lines skipped; CSV: after the header); plain,
+    ``.gz`` or ``.zst`` as the readers take them (``None`` for Parquet, which has no lines)."""
+    kind, compression = trace_format(path)
+    if kind == "parquet":
+        return None
     try:
-        if path.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8-sig", newline="") as stream:
-                return _nth_line(stream, csv_file, index)
-        with open(path, encoding="utf-8-sig", newline="") as stream:
-            return _nth_line(stream, csv_file, index)
+        with open(path, "rb") as raw, decompressing(raw, compression) as binary:
+            stream = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
+            return _nth_line(stream, kind == "csv", index)
     except (OSError, ValueError, EOFError):
         return None
 

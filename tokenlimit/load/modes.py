@@ -149,6 +149,10 @@ class ServiceMode:
         self.check_raw: dict[str, bytes] = {}
         self.reports: set[asyncio.Task[None]] = set()
         self.wait_until_wall: Callable[[float], Awaitable[None]] = _sleep_until_wall
+        # A replay keeps the trace's order of a key's reports and checks (below): per key,
+        # (report due, settled once it was applied or will never be) of requests under way.
+        self.ordered = False
+        self.unsettled: dict[str, list[tuple[float, asyncio.Future[None]]]] = {}
 
     def _check_request(self, key: str) -> bytes:
         raw = self.check_raw.get(key)
@@ -160,6 +164,29 @@ class ServiceMode:
         return raw
 
     async def execute(self, n: int, plan: Planned, intended: float, open_loop: bool) -> None:
+        if not self.ordered:
+            await self._execute(n, plan, intended, open_loop)
+            return
+        # ASM's replay order: a report due at or before a check of its key is applied first,
+        # even one whose own check is still being answered (requests at one instant, latency
+        # 0). The check waits for it (the wait shows as send lateness), so the service sees
+        # the trace's order and decides as simulate does.
+        pending = self.unsettled.setdefault(plan.key, [])
+        earlier = [f for due, f in pending if due <= intended and not f.done()]
+        settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (intended + plan.latency, settled)
+        pending.append(entry)
+        try:
+            if earlier:
+                await asyncio.wait(earlier)
+            await self._execute(n, plan, intended, open_loop)
+        finally:
+            settled.set_result(None)
+            pending.remove(entry)
+            if not pending:
+                del self.unsettled[plan.key]
+
+    async def _execute(self, n: int, plan: Planned, intended: float, open_loop: bool) -> None:
         stats = self.stats
         stats.sent += 1
         try:
@@ -228,6 +255,8 @@ class GatewayMode:
                  report_window: float) -> None:
         self.target, self.pool, self.stats, self.observations = target, pool, stats, observations
         self.path = target.path or "/v1/chat/completions"
+        if target.query:  # e.g. Azure OpenAI's ?api-version=..., which the gateway needs
+            self.path += "?" + target.query
         self.stream = stream
         self.report_window = report_window
         payload: dict[str, object] = {

@@ -9,6 +9,7 @@ report of the whole schedule. Workers ignore Ctrl-C; the parent forwards it as a
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -21,16 +22,21 @@ from tokenlimit.load.driver import LoadPlan, RunResult, StopFlag, run, start_ins
 from tokenlimit.load.run_stats import RunStats
 
 _FIELDS = 4  # sent, allowed, limited, errors, per worker, for live progress
+_STOPS = {signal.SIGINT, signal.SIGTERM}  # the signals that stop a run (the parent's)
 START_DELAY = 0.5  # every worker warms its connections, then starts at one instant
 
 
 def _worker(plan: LoadPlan, worker: int, workers: int, conn: Connection, stop: Any,
             counters: SynchronizedArray[int]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in _STOPS:  # the parent stops the run on these (a process group gets them too)
+        signal.signal(sig, signal.SIG_IGN)
+    parent = os.getppid()
     conn.send("ready")
     start_at = float(conn.recv())
 
     def tick(stats: RunStats, _elapsed: float) -> None:
+        if os.getppid() != parent:  # the parent was killed: stop, never load on alone
+            stop.set()
         base = worker * _FIELDS
         counters[base] = stats.sent
         counters[base + 1] = stats.outcomes["allowed"]
@@ -40,9 +46,14 @@ def _worker(plan: LoadPlan, worker: int, workers: int, conn: Connection, stop: A
     try:
         result = run(plan, stop=stop, on_tick=tick, worker=worker, workers=workers,
                      start_at=start_at)
-        conn.send(("ok", result.stats.to_dict(), result.observations, result.interrupted))
+        message: tuple[Any, ...] = ("ok", result.stats.to_dict(), result.observations,
+                                    result.interrupted)
     except Exception as exc:  # reported to the parent as one line
-        conn.send(("error", f"worker {worker}: {exc}", [], False))
+        message = ("error", f"worker {worker}: {exc}", [], False)
+    try:
+        conn.send(message)
+    except OSError:  # the parent is gone: nobody to tell
+        pass
     finally:
         conn.close()
 
@@ -57,14 +68,26 @@ def run_workers(plan: LoadPlan, workers: int, *, stop: StopFlag | None = None,
     counters: SynchronizedArray[int] = ctx.Array("q", workers * _FIELDS)
     pipes: list[Connection] = []
     procs: list[Any] = []
-    for w in range(workers):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(plan, w, workers, child, event, counters),
-                           daemon=True)
-        proc.start()
-        child.close()
-        pipes.append(parent)
-        procs.append(proc)
+    # A terminal's Ctrl-C (and `timeout`'s SIGTERM) goes to the whole process group: a worker
+    # still importing (before _worker ignores it) would die, in a KeyboardInterrupt traceback,
+    # and the run end with no report. Workers start with both blocked (the mask is inherited
+    # and kept across exec); the parent's own signal waits until it is unblocked and then
+    # stops the run as usual.
+    blocking = hasattr(signal, "pthread_sigmask")
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        for w in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(plan, w, workers, child, event, counters),
+                               daemon=True)
+            proc.start()
+            child.close()
+            pipes.append(parent)
+            procs.append(proc)
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
     try:
         for w, pipe in enumerate(pipes):
             try:
@@ -101,7 +124,7 @@ def run_workers(plan: LoadPlan, workers: int, *, stop: StopFlag | None = None,
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # it ignores SIGTERM
                 proc.join(timeout=5)
     merged = RunStats()
     observations = []

@@ -83,6 +83,9 @@ class LoadReport:
                               f"tokenlimit reads {SCHEMA}); merge reports of one version")
         if schema != SCHEMA:
             raise ConfigError(f"{source}: not a tokenlimit loadtest report (schema {SCHEMA})")
+        if "raw" not in data and "requests" in data:  # what --format json prints
+            raise ConfigError(f"{source}: field 'raw': missing: this is the summary that "
+                              "--format json prints; merge the reports that --output writes")
         if not isinstance(data.get("raw"), dict):
             raise ConfigError(f"{source}: field 'raw': expected an object of counts and "
                               "histograms")
