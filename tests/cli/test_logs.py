@@ -603,3 +603,27 @@ def test_plot_of_a_log_whose_keys_match_no_rule_is_a_note_not_empty_axes(
     assert result.exit_code == 0, result.output
     width, height = struct.unpack(">II", png.read_bytes()[16:24])
     assert (width, height) == (1320, 220)  # 12 x 2 inches at 110 dpi: the note's figure
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".jsonl"])
+def test_a_status_written_as_a_whole_decimal_is_that_status(tmp_path: Path, suffix: str) -> None:
+    """pandas writes an integer column with gaps as floats: 429.0 in Parquet, "429.0" in CSV
+    text. Such a 429 line was not counted, as a trace or as a log read with --map."""
+    import polars as pl
+
+    rows = [{"ts": float(i), "key": "regular-user-1", "latency": 0.5, "prompt_tokens": 5,
+             "completion_tokens": None if i % 3 == 0 else 10,
+             "status": 429.0 if i % 3 == 0 else (200.0 if i % 2 else None)} for i in range(12)]
+    path = tmp_path / f"log{suffix}"
+    frame = pl.DataFrame(rows)
+    if suffix == ".parquet":
+        frame.write_parquet(path)
+    elif suffix == ".csv":
+        frame.write_csv(path)
+    else:
+        frame.write_ndjson(path)
+    for extra in ([], ["--map", "ts=ts,key=key,status=status"]):
+        result = runner.invoke(app, ["simulate", str(path), "--rules", str(SAMPLES / "rules.json"),
+                                     "--format", "json", *extra])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["recorded_429"] == 4, extra

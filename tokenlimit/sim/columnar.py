@@ -24,7 +24,7 @@ import numpy as np
 
 from tokenlimit.sim.imputation import MISSING, impute_completion
 from tokenlimit.sim.key_numbers import number_keys
-from tokenlimit.sim.records import CSV_INTEGER_ID, csv_id
+from tokenlimit.sim.records import CSV_INTEGER_ID, WHOLE_STATUS, csv_id
 from tokenlimit.sim.trace_table import IdColumn, Trace
 
 if TYPE_CHECKING:
@@ -306,6 +306,20 @@ def _number(frame: pl.DataFrame, field: str) -> pl.Series:
     return series.cast(pl.Int64)
 
 
+def status_text(values: pl.Series) -> pl.Series:
+    """Recorded statuses as text, a whole decimal as its integer (``records.status_text``).
+
+    >>> import polars as pl
+    >>> status_text(pl.Series([429.0, 200.0, None, 1.5])).to_list()
+    ['429', '200', None, '1.5']
+    >>> status_text(pl.Series(["429.0", "429", None, "ok"])).to_list()
+    ['429', '429', None, 'ok']
+    """
+    import polars as pl
+
+    return values.cast(pl.String).str.replace(WHOLE_STATUS, "${1}")
+
+
 def exact_quotient(values: pl.Series, divisor: float) -> pl.Series:
     """``values / divisor`` as float64, each quotient correctly rounded (polars divides a
     column by a number as a product with its reciprocal: 1793610000078000 / 1e6 gave
@@ -533,7 +547,6 @@ def build_trace(frame: pl.DataFrame, name: str, seed: int, key_field: str | None
 
 def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
            csv: bool, first_row: int = 0, ids: bool = True) -> Trace:
-    import polars as pl
 
     n = frame.height
     if "ts" in frame.columns:
@@ -565,10 +578,7 @@ def _trace(frame: pl.DataFrame, name: str, key_field: str | None, seed: int,
     request_ids = _ids(frame, n, csv, first_row) if ids else None
     status = None
     if "status" in frame.columns and frame["status"].null_count() < n:
-        column = frame["status"]
-        if column.dtype.is_float():
-            raise Declined
-        status = tuple(column.cast(pl.String).to_list())
+        status = tuple(status_text(frame["status"]).to_list())
     imputed = impute_completion(completion, ptr, index, seed)
     if imputed.any():  # an imputed request had no total either: ``total`` has gaps
         total[imputed] = prompt[imputed] + completion[imputed]

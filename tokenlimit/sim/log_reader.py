@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tokenlimit.errors import TraceError
-from tokenlimit.sim.columnar import Declined, build_trace, exact_quotient
+from tokenlimit.sim.columnar import Declined, build_trace, exact_quotient, status_text
 from tokenlimit.sim.log_fields import FieldMap
 from tokenlimit.sim.row_reader import json_object
 
@@ -116,7 +116,7 @@ def log_trace(frame: pl.DataFrame, located: Locator, fields: FieldMap, seed: int
                              path=name, line=located.line(_first(negative)), field=source)
     status = None
     if "status" in columns:
-        status = _absent_as_null(columns["status"][1].cast(pl.String))
+        status = _absent_as_null(status_text(columns["status"][1]))
         canonical["status"] = status
     limited = (status == LIMITED_STATUS).fill_null(False) if status is not None else None
     for trace_field in ("prompt_tokens", "completion_tokens", "total_tokens"):

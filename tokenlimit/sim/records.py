@@ -21,6 +21,25 @@ def csv_id(text: str) -> str | int:
     return int(text) if _CSV_INTEGER_ID.match(text) else text
 
 
+# A status written as a whole decimal (``429.0``: pandas writes an integer column with gaps as
+# floats, in Parquet and in CSV text): the status is the integer.
+WHOLE_STATUS = r"^([0-9]+)\.0+$"
+_WHOLE_STATUS = re.compile(WHOLE_STATUS)
+
+
+def status_text(value: object) -> str:
+    """A recorded status as text, a whole decimal as its integer.
+
+    >>> [status_text(v) for v in (429, 429.0, "429.0", "429", 1.5, "ok")]
+    ['429', '429', '429', '429', '1.5', 'ok']
+    """
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    whole = _WHOLE_STATUS.match(text)
+    return whole.group(1) if whole else text
+
+
 @dataclass(frozen=True, slots=True)
 class TraceRequest:
     """One recorded request.

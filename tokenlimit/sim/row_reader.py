@@ -23,7 +23,7 @@ from tokenlimit.bucket.key_templates import HEADER_PREFIX, KeyTemplate, header_t
 from tokenlimit.errors import ConfigError, TraceError
 from tokenlimit.rules.gomatch import go_string
 from tokenlimit.sim.imputation import MISSING, impute_completion
-from tokenlimit.sim.records import csv_id
+from tokenlimit.sim.records import csv_id, status_text
 from tokenlimit.sim.trace_table import Trace
 
 
@@ -339,7 +339,7 @@ def add_row(c: RowColumns, row: Mapping[str, Any], name: str, line: int,
     if status is not None and c.status is None:
         c.status = [None] * len(c.ts)
     if c.status is not None:
-        c.status.append(None if status is None else str(status))
+        c.status.append(None if status is None else status_text(status))
     c.ts.append(ts)
     c.latency.append(latency)
     c.prompt.append(prompt)
