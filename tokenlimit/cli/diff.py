@@ -273,11 +273,11 @@ def _no_rule_matched(result: TraceDiff, fields: FieldMap | None,
 
 
 def _warn_of_empty_classes(result: TraceDiff, patterns: Sequence[str]) -> None:
-    from tokenlimit.sim.conditions import unmatched_classes
+    from tokenlimit.cli.simulate_hints import empty_class_warnings
 
-    for pattern in unmatched_classes(result.trace, patterns):
-        typer.echo(f"warning: no key in {result.trace.path} matches the class {pattern!r}: its "
-                   "figures are of no requests (a --fail-if on it measures 0)", err=True)
+    for warning in empty_class_warnings(result.trace, patterns, "its figures are of no "
+                                        "requests (a --fail-if on it measures 0)"):
+        typer.echo(warning, err=True)
 
 
 def _breaches_json(result: TraceDiff, conditions: Sequence[Condition]) -> list[dict[str, object]]:

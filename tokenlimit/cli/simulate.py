@@ -397,9 +397,8 @@ def recorded_429(trace: Trace) -> int:
 
 
 def _report_sweep(results: list[tuple[str, Summary]], output_format: str,
-                  plot: str | None, trace_path: str, rules_origin: str,
-                  semantics: str = "asm", charge: Charge = "completion",
-                  limited: int = 0, speed: float = 1.0) -> None:
+                  plot: str | None, trace_path: str, rules_origin: str, semantics: str,
+                  charge: Charge, limited: int, speed: float) -> None:
     if plot:
         from tokenlimit.sim.replay_plot import plot_sweep
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy loads when a replay runs, not at every command's start-up
     from tokenlimit.sim.log_fields import FieldMap
     from tokenlimit.sim.replay_stats import Summary
+    from tokenlimit.sim.trace_table import Trace
 
 
 def no_rule_matched(summary: Summary, key_names: Sequence[str], fields: FieldMap | None,
@@ -50,6 +51,16 @@ def no_rule_message(key_names: Sequence[str], fields: FieldMap | None,
                 "that holds the rate-limit key with --map key=FIELD")
     source = f"the keys came from the {key_field!r} field; " if key_field else ""
     return f"{message}: {source}`tokenlimit validate RULES --key KEY` shows which rule a key takes"
+
+
+def empty_class_warnings(trace: Trace, patterns: Sequence[str], effect: str) -> list[str]:
+    """A warning for each key class among ``patterns`` that no key of ``trace`` matches
+    (``conditions.unmatched_classes``); ``effect``: what that does to the command's figures.
+    A gate on a mistyped class never fails, and such a goal always holds."""
+    from tokenlimit.sim.conditions import unmatched_classes
+
+    return [f"warning: no key in {trace.path} matches the class {pattern!r}: {effect}"
+            for pattern in unmatched_classes(trace, patterns)]
 
 
 def _size(size: int) -> str:

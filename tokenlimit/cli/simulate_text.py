@@ -66,9 +66,8 @@ def format_summary(summary: Summary, path: str) -> Group:
     totals.add_row(Text(path), *_row_cells(summary.totals))
     lines = [f"semantics {summary.semantics}, charge {summary.charge}, engine {summary.engine}; "
              f"{counted(summary.imputed, 'request')} had completion tokens imputed"]
-    spend = summary.spend()
-    if spend is not None:
-        price = summary.price_per_1k or 0.0
+    price = summary.price_per_1k
+    if price is not None:  # the amount unrounded (``spend()`` rounds to 6 decimals)
         lines.append(f"estimated spend of admitted requests: "
                      f"{usd(summary.totals.total_tokens_admitted / 1000 * price)} "
                      f"({summary.totals.total_tokens_admitted:,} tokens at "

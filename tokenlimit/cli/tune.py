@@ -288,11 +288,11 @@ def tune(
         raise TraceError("no requests in the trace", path=trace_path)
     for warning in _idle_targets(trace, rules, chosen, log_fields, key_field):
         typer.echo(warning, err=True)
-    from tokenlimit.sim.conditions import unmatched_classes
+    from tokenlimit.cli.simulate_hints import empty_class_warnings
 
-    for pattern in unmatched_classes(trace, [g.group for g in parsed if g.group is not None]):
-        typer.echo(f"warning: no key in {trace.path} matches the class {pattern!r}: a goal on "
-                   "it is measured on no requests, as 0", err=True)
+    for warning in empty_class_warnings(trace, [g.group for g in parsed if g.group is not None],
+                                        "a goal on it is measured on no requests, as 0"):
+        typer.echo(warning, err=True)
     charged: Charge = "total" if charge == "total" else "completion"
     with _progress() as step:
         result = search(trace, rules, dimensions, parsed, charge=charged, price_per_1k=price,

@@ -51,9 +51,8 @@ def replay_figure(rules: Sequence[Rule], trace: Trace, replay: Replay, keys: Seq
     plt = pyplot()
     index = {name: i for i, name in enumerate(trace.key_names)}
     shown = [k for k in keys if k in index][:MAX_KEYS]
-    options = [_limiter(semantics), f"--speed {speed:g}" if speed != 1 else "",
-               f"{charge} tokens charged"]
-    title = f"simulate {trace.path} with {rules_origin} ({', '.join(o for o in options if o)})"
+    title = (f"simulate {trace.path} with {rules_origin} "
+             f"({_options(semantics, speed, f'{charge} tokens charged')})")
     if not shown:  # no key decided a request: there is no balance, nothing was limited
         return _no_keys_figure(plt, title)
     rows = len(shown)
@@ -147,14 +146,17 @@ def short_label(key: str, width: int = 24) -> str:
     return f"{key[:width - 1 - tail]}…{key[-tail:]}"
 
 
-def _limiter(semantics: str) -> str:
-    """The title's words for a limiter other than the service's own (the charts of
-    ``--semantics gcra`` and of ``asm`` looked alike).
+def _options(semantics: str, speed: float, *more: str) -> str:
+    """A chart title's options: the limiter when it is not the service's own (the charts of
+    ``--semantics gcra`` and of ``asm`` looked alike), ``--speed`` when it is not 1, then
+    ``more``.
 
-    >>> _limiter("asm"), _limiter("gcra")
-    ('', '--semantics gcra')
+    >>> _options("asm", 1.0), _options("gcra", 100.0, "total tokens charged")
+    ('', '--semantics gcra, --speed 100, total tokens charged')
     """
-    return "" if semantics == "asm" else f"--semantics {semantics}"
+    return ", ".join(option for option in (
+        "" if semantics == "asm" else f"--semantics {semantics}",
+        f"--speed {speed:g}" if speed != 1 else "", *more) if option)
 
 
 def _no_keys_figure(plt: Any, title: str) -> Any:
@@ -202,8 +204,7 @@ def plot_sweep(path: str | Path, labels: Sequence[str], limited_pct: Sequence[fl
             text = f"{value:.1f}%" if axis is left else f"{int(value):,}"
             axis.text(value, y, f" {text}", va="center", fontsize=7)
         axis.margins(x=0.15)
-    options = ", ".join(o for o in (_limiter(semantics),
-                                    f"--speed {speed:g}" if speed != 1 else "") if o)
+    options = _options(semantics, speed)
     limiter = f" ({options})" if options else ""
     figure.suptitle(f"simulate {trace_path} with {rules_origin}{limiter}: each --set setting",
                     fontsize=10)
